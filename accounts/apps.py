@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "accounts"
+    verbose_name = "Accounts and security"
+
+    def ready(self):
+        from accounts import handlers, roles  # noqa: F401 - connects signal receivers

@@ -1,0 +1,23 @@
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.utils.decorators import method_decorator
+
+from accounts.forms import LoginForm
+from shophosting.ratelimits import rate_limited
+
+
+@method_decorator(rate_limited("customer_login"), name="dispatch")
+class CustomerLoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+
+class CustomerLogoutView(auth_views.LogoutView):
+    pass
+
+
+@login_required
+def account_home_view(request):
+    return render(request, "accounts/home.html")

@@ -1,0 +1,1 @@
+# BackupRun, RestoreRun and schedules arrive with the backups issue (see README.md).

@@ -1,0 +1,6 @@
+class ProvisioningError(Exception):
+    """A provisioning step failed; the message is shown to staff."""
+
+
+class DockerUnavailable(ProvisioningError):
+    """The Docker engine does not answer; provisioning cannot run at all."""

@@ -1,0 +1,1 @@
+# ProvisioningJob, JobStep and JobLogLine arrive with the provisioning issue (see README.md).

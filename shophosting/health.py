@@ -1,0 +1,74 @@
+"""/readyz: the process answers. /healthz: every dependency answers, as JSON, 200 or 503."""
+
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from rq import Worker
+
+from provisioning import docker_client
+
+
+def _timed(check):
+    started = time.monotonic()
+    try:
+        result = {"ok": True, **(check() or {})}
+    except Exception as exc:  # noqa: BLE001 - a health check reports every failure, it never raises
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    result["ms"] = round((time.monotonic() - started) * 1000, 1)
+    return result
+
+
+def _redis_connection() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+
+
+def check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"vendor": connection.vendor}
+
+
+def check_redis():
+    _redis_connection().ping()
+
+
+def check_docker():
+    try:
+        info = docker_client.engine_info()
+    except docker_client.DockerUnavailable as exc:
+        raise RuntimeError(f"{exc}; provisioning is unavailable") from exc
+    return {"server_version": info.server_version, "api_version": info.api_version}
+
+
+def check_worker():
+    """At least one RQ worker whose heartbeat is fresh, listening on the provisioning queue."""
+    workers = Worker.all(connection=_redis_connection())
+    now = time.time()
+    fresh = [
+        w
+        for w in workers
+        if w.last_heartbeat and now - w.last_heartbeat.timestamp() <= settings.WORKER_HEARTBEAT_MAX_AGE
+    ]
+    if not fresh:
+        raise RuntimeError(f"no RQ worker heartbeat in the last {settings.WORKER_HEARTBEAT_MAX_AGE} s")
+    return {"workers": len(fresh), "queues": sorted({q for w in fresh for q in w.queue_names()})}
+
+
+CHECKS = {"database": check_database, "redis": check_redis, "docker": check_docker, "worker": check_worker}
+
+
+@never_cache
+def healthz(request):
+    results = {name: _timed(check) for name, check in CHECKS.items()}
+    healthy = all(result["ok"] for result in results.values())
+    return JsonResponse({"status": "ok" if healthy else "degraded", "checks": results}, status=200 if healthy else 503)
+
+
+@never_cache
+def readyz(request):
+    return JsonResponse({"status": "ok"})

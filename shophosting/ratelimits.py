@@ -1,0 +1,79 @@
+"""The product's rate limits, in one table, applied with django-ratelimit on the shared Redis cache.
+
+A blocked request gets HTTP 429 with a friendly page and a Retry-After header, and an audit event.
+Requests are counted per real client IP (shophosting.client_ip), never per proxy address.
+"""
+
+from functools import wraps
+
+from django.shortcuts import render
+from django_ratelimit.core import get_usage
+
+from shophosting.client_ip import client_ip_key
+
+# group -> every rate that applies to it; a request is blocked when any of them is exceeded.
+RATE_LIMITS: dict[str, tuple[str, ...]] = {
+    "customer_login": ("5/m", "20/h"),
+    "staff_login": ("3/m", "10/h"),
+    "signup": ("10/h",),
+    "contact": ("5/h",),
+    "consultation": ("5/h",),
+    "backup": ("3/h",),
+}
+
+HUMAN_NAMES = {
+    "customer_login": "sign-in attempts",
+    "staff_login": "staff sign-in attempts",
+    "signup": "sign-ups",
+    "contact": "contact messages",
+    "consultation": "consultation requests",
+    "backup": "backup and restore requests",
+}
+
+
+def rate_limited(group: str, methods: tuple[str, ...] = ("POST",)):
+    """Decorate a view so that `methods` requests count against RATE_LIMITS[group]."""
+    rates = RATE_LIMITS[group]
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if request.method in methods:
+                # Count against every window first, so the hourly window sees every attempt.
+                usages = [
+                    get_usage(
+                        request,
+                        group=f"{group}:{rate}",
+                        key=client_ip_key,
+                        rate=rate,
+                        method=list(methods),
+                        increment=True,
+                    )
+                    for rate in rates
+                ]
+                blocked = [
+                    (rate, usage) for rate, usage in zip(rates, usages, strict=True) if usage and usage["should_limit"]
+                ]
+                if blocked:
+                    return too_many_requests(
+                        request, group=group, rate=blocked[0][0], retry_after=blocked[0][1]["time_left"]
+                    )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def too_many_requests(request, *, group: str, rate: str, retry_after: int):
+    from accounts.services import audit_record
+
+    audit_record(event="rate_limited", request=request, limit=group, rate=rate)
+    response = render(
+        request,
+        "429.html",
+        {"what": HUMAN_NAMES.get(group, "requests"), "retry_after_minutes": max(1, round(retry_after / 60))},
+        status=429,
+    )
+    response["Retry-After"] = str(max(1, retry_after))
+    return response

@@ -1,0 +1,20 @@
+"""Local development and the one-command demo (`bin/run`): embedded defaults where they serve."""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+# Defaults applied before base reads the environment, so a bare `bin/run` works with nothing set.
+os.environ.setdefault("DJANGO_SECRET_KEY", "dev-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# A fixed Fernet key for demo data only; production refuses to start without its own.
+os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
+os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+from .base import *  # noqa: E402,F403
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)  # noqa: F405
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])  # noqa: F405
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405

@@ -1,0 +1,33 @@
+"""Production: no defaults for secrets. Start-up fails, naming the variable, when one is missing."""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+# Values copied from .env.example or docs that must never reach production.
+PLACEHOLDERS = {"", "change-me", "changeme", "placeholder", "secret", "xxx", "todo"}
+
+
+def required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if value.lower() in PLACEHOLDERS or value.lower().startswith("change-me"):
+        raise ImproperlyConfigured(f"{name} must be set to a real value in production (it is missing or a placeholder)")
+    return value
+
+
+required("DJANGO_SECRET_KEY")
+if not required("DATABASE_URL").startswith(("mysql://", "mysql2://", "mysqlgis://")):
+    raise ImproperlyConfigured("DATABASE_URL must be a MySQL/MariaDB URL (mysql://user:pass@host:3306/name)")
+required("REDIS_URL")
+required("CREDENTIALS_KEY")
+
+from .base import *  # noqa: E402,F403
+
+DEBUG = False
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)  # noqa: F405
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)  # noqa: F405
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+# Behind the platform's own nginx by default.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)  # noqa: F405

@@ -1,0 +1,19 @@
+"""Tests run against the real MariaDB and Redis on 127.0.0.1 (never SQLite, never a fake cache)."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/shophosting")
+# Dedicated Redis database indexes, so a test run never touches a developer's data.
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
+
+from .base import *  # noqa: E402,F403
+
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; production keeps PBKDF2
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+SECURITY_LOG_PATH = BASE_DIR / "var" / "test" / "security.log"  # noqa: F405
+LOGGING["handlers"]["security_file"]["filename"] = str(SECURITY_LOG_PATH)  # noqa: F405

@@ -1,0 +1,40 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from wagtail import urls as wagtail_urls
+from wagtail.admin import urls as wagtailadmin_urls
+from wagtail.admin.views.account import LoginView as WagtailLoginView
+from wagtail.documents import urls as wagtaildocs_urls
+
+from shophosting import health
+from shophosting.ratelimits import rate_limited
+
+admin.site.site_header = "ShopHosting staff"
+admin.site.site_title = "ShopHosting staff"
+admin.site.index_title = "Operations"
+
+handler400 = "shophosting.views.bad_request"
+handler403 = "shophosting.views.permission_denied"
+handler404 = "shophosting.views.page_not_found"
+handler500 = "shophosting.views.server_error"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    # Staff sign-in, rate limited; these shadow the admins' own login routes.
+    path(f"{settings.ADMIN_URL}login/", rate_limited("staff_login")(admin.site.login), name="staff_login"),
+    path(
+        f"{settings.WAGTAIL_ADMIN_URL}login/",
+        rate_limited("staff_login")(WagtailLoginView.as_view()),
+        name="cms_staff_login",
+    ),
+    path(settings.ADMIN_URL, admin.site.urls),
+    path("django-rq/", include("django_rq.urls")),
+    path(settings.WAGTAIL_ADMIN_URL, include(wagtailadmin_urls)),
+    path("documents/", include(wagtaildocs_urls)),
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("accounts/", include("accounts.urls")),
+    path("", include("consultations.urls")),
+    # Wagtail serves every remaining path: it must stay last.
+    path("", include(wagtail_urls)),
+]

@@ -1,0 +1,1 @@
+# Store, StoreEvent and Host arrive with the provisioning issue (see README.md).
