@@ -85,9 +85,12 @@ def container_run(
     environment: dict[str, str] | None = None,
     base_url: str | None = None,
 ) -> ContainerInfo:
-    """Start a detached container with hard memory and CPU limits (swap capped at the memory limit)."""
+    """Start a detached container with hard memory and CPU limits (swap capped at the memory limit).
+
+    create + start rather than the SDK's `containers.run`, which pulls a missing image from a registry:
+    images are built locally, and no registry may be contacted."""
     try:
-        container = client(base_url).containers.run(
+        container = client(base_url).containers.create(
             image,
             command=command,
             name=name,
@@ -96,8 +99,8 @@ def container_run(
             mem_limit=memory_bytes,
             memswap_limit=memory_bytes,
             nano_cpus=int(cpus * 1_000_000_000),
-            detach=True,
         )
+        container.start()
         container.reload()
     except docker.errors.ImageNotFound as exc:
         raise ProvisioningError(f"image {image} is not on the engine; build it with deploy/images/") from exc

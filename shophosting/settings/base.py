@@ -140,8 +140,9 @@ RQ_QUEUES = {
     for name, timeout in (("default", 300), ("provisioning", 15 * 60), ("backups", 60 * 60))
 }
 RQ_SHOW_ADMIN_LINK = True
-# A worker whose heartbeat is older than this is reported as down by /healthz.
-WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", default=120)
+# A worker whose heartbeat is older than this is reported as down by /healthz. An idle rq worker
+# refreshes its heartbeat only every worker_ttl - 15 s (405 s by default), so this must exceed that.
+WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", default=480)
 
 # --- Outside systems ----------------------------------------------------------------------------
 DOCKER_HOST = env("DOCKER_HOST", default="unix:///var/run/docker.sock")

@@ -1,0 +1,12 @@
+"""Platform-wide periodic jobs (scheduled by shophosting/cron.py). Thin: each calls one command or service."""
+
+from django.core.management import call_command
+
+
+def sessions_clear_expired() -> None:
+    call_command("clearsessions")
+
+
+def axes_attempts_expire() -> None:
+    # Failed-login records past their cool-off no longer lock anyone out; drop them.
+    call_command("axes_reset_failure_logs", age=30)

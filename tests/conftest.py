@@ -1,0 +1,99 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counters and cached sessions live in the test Redis database; start each test clean.
+
+    Only the cache's own keys go: a FLUSHDB would also drop the RQ worker registrations that share it."""
+    cache.delete_pattern("*")
+    yield
+
+
+@pytest.fixture
+def security_log():
+    """Reads the JSON lines that the code under test appends to security.log."""
+    path = Path(settings.SECURITY_LOG_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    start = path.stat().st_size
+
+    def new_lines() -> list[dict]:
+        with path.open(encoding="utf-8") as handle:
+            handle.seek(start)
+            return [json.loads(line) for line in handle if line.strip()]
+
+    return new_lines
+
+
+@pytest.fixture
+def user_factory(db):
+    from accounts.services import customer_create
+
+    counter = iter(range(1, 10_000))
+
+    def make(email: str | None = None, password: str = "correct horse battery", **fields):
+        return customer_create(email=email or f"merchant{next(counter)}@example.com", password=password, **fields)
+
+    return make
+
+
+@pytest.fixture
+def staff_user(db):
+    from accounts.roles import Role
+    from accounts.services import staff_user_ensure
+
+    user, _ = staff_user_ensure(email="staff@example.com", role=Role.SUPER_ADMIN, password="staff password 123")
+    return user
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The real engine that bin/test starts; every Docker test shares it."""
+    from provisioning import docker_client
+
+    try:
+        return docker_client.engine_info()
+    except docker_client.DockerUnavailable as exc:
+        pytest.skip(f"no Docker engine answers ({exc}); bin/test starts one")
+
+
+@pytest.fixture(scope="session")
+def rq_worker_process():
+    """A real `manage.py rqworker` on the test Redis, so the worker heartbeat is genuine."""
+    from rq import Worker
+
+    from shophosting.health import _redis_connection
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shophosting.settings.test"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "default", "provisioning", "backups", "--with-scheduler"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(w.pid == process.pid for w in Worker.all(connection=_redis_connection())):
+            break
+        if process.poll() is not None:
+            raise RuntimeError(f"rqworker exited: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError("rqworker did not register within 30 s")
+    yield process
+    process.terminate()
+    process.wait(timeout=15)
