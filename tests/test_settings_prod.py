@@ -50,3 +50,19 @@ def test_production_refuses_a_database_url_that_is_not_mysql():
     result = start({"DATABASE_URL": "sqlite:////tmp/prod.sqlite3"})
     assert result.returncode != 0
     assert "DATABASE_URL must be a MySQL/MariaDB URL" in result.stderr
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    import re
+
+    read = set()
+    for source in (ROOT / "shophosting" / "settings").glob("*.py"):
+        read |= set(re.findall(r'(?:env(?:\.\w+)?|required|os\.environ\.setdefault)\("([A-Z_]+)"', source.read_text()))
+    example = (ROOT / ".env.example").read_text().splitlines()
+    documented = {line.split("=", 1)[0] for line in example if re.match(r"^[A-Z_]+=", line)}
+    assert read - documented == set()
+    # Each variable has a comment line right above it (or above its group).
+    for index, line in enumerate(example):
+        if re.match(r"^[A-Z_]+=", line):
+            above = [prev for prev in example[:index] if prev.strip()]
+            assert above and (above[-1].startswith("#") or re.match(r"^[A-Z_]+=", above[-1])), line
