@@ -137,3 +137,169 @@ def image_exists(*, tag: str, base_url: str | None = None) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
+
+
+def image_build(*, path: str, tags: list[str], base_url: str | None = None) -> str:
+    """Build an image from a local directory with the classic builder (no BuildKit, no registry)."""
+    engine = client(base_url)
+    try:
+        image, _ = engine.images.build(path=path, tag=tags[0], rm=True, forcerm=True, pull=False)
+    except (docker.errors.BuildError, docker.errors.APIError) as exc:
+        raise ProvisioningError(f"building {tags[0]} failed: {exc}") from exc
+    for tag in tags[1:]:
+        repository, _, version = tag.rpartition(":")
+        image.tag(repository, version)
+    return image.id
+
+
+# --- Store stacks ------------------------------------------------------------------------------
+# Every function looks up what exists (by name) before it creates anything, so a retried step resumes.
+
+
+def network_ensure(*, name: str, labels: dict[str, str], base_url: str | None = None) -> str:
+    engine = client(base_url)
+    try:
+        existing = engine.networks.list(names=[name])
+        exact = [n for n in existing if n.name == name]
+        if exact:
+            return exact[0].id
+        return engine.networks.create(name, driver="bridge", labels=labels, check_duplicate=True).id
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not create network {name}: {exc.explanation or exc}") from exc
+
+
+def volume_ensure(*, name: str, labels: dict[str, str], base_url: str | None = None) -> str:
+    engine = client(base_url)
+    try:
+        return engine.volumes.get(name).name
+    except docker.errors.NotFound:
+        return engine.volumes.create(name=name, labels=labels).name
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not create volume {name}: {exc.explanation or exc}") from exc
+
+
+def stack_container_ensure(
+    *,
+    name: str,
+    image: str,
+    network: str,
+    alias: str,
+    labels: dict[str, str],
+    memory_bytes: int,
+    cpus: float,
+    environment: dict[str, str],
+    volumes: dict[str, str],
+    command: list[str] | None = None,
+    healthcheck: list[str] | None = None,
+    publish: tuple[int, str, int] | None = None,
+    base_url: str | None = None,
+) -> tuple[ContainerInfo, bool]:
+    """A running container for one store service; returns (info, created).
+
+    An existing container is started if stopped and reused. `publish` is (container port, host address,
+    host port): the address is explicit, never all interfaces.
+    """
+    engine = client(base_url)
+    try:
+        try:
+            container = engine.containers.get(name)
+            if container.status != "running":
+                container.start()
+            container.reload()
+            return _container_info(container), False
+        except docker.errors.NotFound:
+            pass
+        host_config = engine.api.create_host_config(
+            mem_limit=memory_bytes,
+            memswap_limit=memory_bytes,
+            nano_cpus=int(cpus * 1_000_000_000),
+            restart_policy={"Name": "unless-stopped"},
+            binds={volume: {"bind": path, "mode": "rw"} for volume, path in volumes.items()},
+            port_bindings={publish[0]: (publish[1], publish[2])} if publish else None,
+        )
+        networking = engine.api.create_networking_config({network: engine.api.create_endpoint_config(aliases=[alias])})
+        created = engine.api.create_container(
+            image,
+            command=command,
+            name=name,
+            labels=labels,
+            environment=environment,
+            host_config=host_config,
+            networking_config=networking,
+            ports=[publish[0]] if publish else None,
+            healthcheck=(
+                {"test": healthcheck, "interval": 10_000_000_000, "timeout": 5_000_000_000, "retries": 5}
+                if healthcheck
+                else None
+            ),
+        )
+        container = engine.containers.get(created["Id"])
+        container.start()
+        container.reload()
+    except docker.errors.ImageNotFound as exc:
+        raise ProvisioningError(f"image {image} is not on the engine; build it with manage.py images_build") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not start {name}: {exc.explanation or exc}") from exc
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise DockerUnavailable(str(exc)) from exc
+    return _container_info(container), True
+
+
+def container_exec(
+    *, name: str, command: list[str], environment: dict[str, str] | None = None, base_url: str | None = None
+) -> tuple[int, str]:
+    """Run a command (an argument list, never a shell string) in a container; (exit code, output)."""
+    try:
+        result = client(base_url).containers.get(name).exec_run(command, environment=environment or {}, demux=False)
+    except docker.errors.NotFound as exc:
+        raise ProvisioningError(f"container {name} does not exist") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"exec in {name} failed: {exc.explanation or exc}") from exc
+    return result.exit_code, (result.output or b"").decode(errors="replace")
+
+
+def container_stop(*, name: str, timeout: int = 10, base_url: str | None = None) -> bool:
+    try:
+        client(base_url).containers.get(name).stop(timeout=timeout)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not stop {name}: {exc.explanation or exc}") from exc
+    return True
+
+
+def container_update_limits(*, name: str, memory_bytes: int, cpus: float, base_url: str | None = None) -> None:
+    try:
+        client(base_url).containers.get(name).update(
+            mem_limit=memory_bytes, memswap_limit=memory_bytes, nano_cpus=int(cpus * 1_000_000_000)
+        )
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not update limits of {name}: {exc.explanation or exc}") from exc
+
+
+def labelled_objects(*, label: str, base_url: str | None = None) -> dict[str, list[str]]:
+    """Names of the containers, networks and volumes carrying `label` (key=value)."""
+    engine = client(base_url)
+    return {
+        "containers": sorted(c.name for c in engine.containers.list(all=True, filters={"label": label})),
+        "networks": sorted(n.name for n in engine.networks.list(filters={"label": label})),
+        "volumes": sorted(v.name for v in engine.volumes.list(filters={"label": label})),
+    }
+
+
+def labelled_objects_remove(*, label: str, base_url: str | None = None) -> dict[str, list[str]]:
+    """Remove every container, then network and volume, carrying `label`. Idempotent."""
+    engine = client(base_url)
+    removed = labelled_objects(label=label, base_url=base_url)
+    try:
+        for container in engine.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+        for network in engine.networks.list(filters={"label": label}):
+            network.remove()
+        for volume in engine.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+    except docker.errors.NotFound:
+        pass  # removed concurrently; a retry finds nothing left
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not remove objects labelled {label}: {exc.explanation or exc}") from exc
+    return removed

@@ -4,3 +4,7 @@ class ProvisioningError(Exception):
 
 class DockerUnavailable(ProvisioningError):
     """The Docker engine does not answer; provisioning cannot run at all."""
+
+
+class JobConflict(ProvisioningError):
+    """The store already has an active job."""

@@ -1,1 +1,100 @@
-# Store, StoreEvent and Host arrive with the provisioning issue (see README.md).
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from billing.models import Platform
+
+
+class Host(models.Model):
+    """A Docker engine that runs stores, with its capacity and the port range for published web ports."""
+
+    name = models.CharField(max_length=100, unique=True)
+    docker_url = models.CharField(
+        max_length=255,
+        validators=[RegexValidator(r"^(unix|ssh|tcp)://", "Use a unix://, ssh:// or tcp:// URL.")],
+        help_text="unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376",
+    )
+    bind_address = models.GenericIPAddressField(
+        default="127.0.0.1", help_text="Address store web ports are published on; nginx proxies to it."
+    )
+    port_range_start = models.PositiveIntegerField(default=20000, validators=[MinValueValidator(1024)])
+    port_range_end = models.PositiveIntegerField(default=20999, validators=[MaxValueValidator(65535)])
+    memory_capacity_mb = models.PositiveIntegerField(help_text="Memory that stores may reserve on this host.")
+    cpu_capacity = models.DecimalField(max_digits=5, decimal_places=2, help_text="CPUs that stores may reserve.")
+    active = models.BooleanField(default=True, help_text="New stores are placed only on active hosts.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(port_range_end__gte=models.F("port_range_start")), name="host_port_range_ordered"
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Store(models.Model):
+    class Status(models.TextChoices):
+        AWAITING_PAYMENT = "awaiting_payment", "Awaiting payment"
+        QUEUED = "queued", "Queued"
+        PROVISIONING = "provisioning", "Provisioning"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        FAILED = "failed", "Failed"
+        DELETING = "deleting", "Deleting"
+        DELETED = "deleted", "Deleted"
+
+    customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stores")
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="stores")
+    platform = models.CharField(max_length=20, choices=Platform.choices)
+    domain = models.CharField(max_length=253, db_index=True)
+    # Equals `domain` while the store is not deleted and NULL afterwards: a plain unique index then
+    # enforces "unique among live stores", which MariaDB cannot express as a conditional constraint.
+    live_domain = models.CharField(max_length=253, null=True, blank=True, unique=True, editable=False)
+    site_title = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT, db_index=True)
+    status_message = models.TextField(blank=True, help_text="A plain-words summary shown to the customer.")
+    host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="stores")
+    port = models.PositiveIntegerField(null=True, blank=True)
+    credentials_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["host", "port"], name="store_unique_host_port")]
+
+    def __str__(self):
+        return self.domain
+
+    @property
+    def slug(self) -> str:
+        """The prefix of every Docker object of this store."""
+        return f"{settings.STORE_OBJECT_PREFIX}-{self.pk}"
+
+    @property
+    def memory_mb(self) -> int:
+        return self.plan.memory_mb
+
+    @property
+    def cpus(self) -> float:
+        return float(self.plan.cpu_limit)
+
+
+class StoreEvent(models.Model):
+    """One row per status change, written by stores.services.store_transition only."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    old_status = models.CharField(max_length=20, choices=Store.Status.choices)
+    new_status = models.CharField(max_length=20, choices=Store.Status.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.store_id}: {self.old_status} → {self.new_status}"

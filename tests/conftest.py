@@ -97,3 +97,44 @@ def rq_worker_process():
     yield process
     process.terminate()
     process.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def store_images(docker_engine):
+    """The locally built store images (cached by content hash: about 1 s when nothing changed)."""
+    from provisioning.images import images_build
+
+    return images_build(log=lambda message: None)
+
+
+@pytest.fixture
+def clean_test_stores(docker_engine):
+    """Removes every Docker object of test stores before and after the test."""
+    from provisioning import docker_client
+
+    label = f"shophosting.env={settings.STORE_OBJECT_PREFIX}"
+    docker_client.labelled_objects_remove(label=label)
+    yield label
+    docker_client.labelled_objects_remove(label=label)
+
+
+@pytest.fixture
+def woo_plan(db):
+    from billing.models import Plan
+    from billing.services import plan_catalogue_seed
+
+    plan_catalogue_seed()
+    return Plan.objects.get(slug="woocommerce-commerce-core")
+
+
+@pytest.fixture
+def run_provisioning_worker():
+    """Drains the `provisioning` queue with a real RQ worker in this process (SimpleWorker: no fork,
+    so it sees the test's data)."""
+    import django_rq
+    from rq import SimpleWorker
+
+    def run() -> None:
+        django_rq.get_worker("provisioning", worker_class=SimpleWorker).work(burst=True)
+
+    return run

@@ -19,6 +19,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+# The platform's own domain: stores may not use it or its subdomains.
+PLATFORM_DOMAIN = env("PLATFORM_DOMAIN", default="shophosting.local")
 
 # --- Applications -------------------------------------------------------------------------------
 DJANGO_APPS = [
@@ -140,6 +142,9 @@ RQ_QUEUES = {
     for name, timeout in (("default", 300), ("provisioning", 15 * 60), ("backups", 60 * 60))
 }
 RQ_SHOW_ADMIN_LINK = True
+# Services enqueue inside transaction.on_commit themselves (STYLE.md), so the queue enqueues at once;
+# django-rq's default would defer a second time and return no job id.
+RQ = {"COMMIT_MODE": "auto"}
 # A worker whose heartbeat is older than this is reported as down by /healthz. An idle rq worker
 # refreshes its heartbeat only every worker_ttl - 15 s (405 s by default), so this must exceed that.
 WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", default=480)
@@ -307,3 +312,27 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+
+# --- Store stacks -------------------------------------------------------------------------------
+# Images per platform and service. Production defaults are the official images (the WordPress one is
+# built from deploy/images/wordpress-official with wp-cli and WooCommerce); tests use the local ones.
+STORE_IMAGES = {
+    "woocommerce": {
+        "db": env("STORE_IMAGE_MARIADB", default="mariadb:10.11"),
+        "cache": env("STORE_IMAGE_REDIS", default="redis:7"),
+        "web": env("STORE_IMAGE_WORDPRESS", default="shophosting/wordpress-official:6"),
+        "phpmyadmin": env("STORE_IMAGE_PHPMYADMIN", default="phpmyadmin:5.2"),
+    },
+    "magento": {
+        "db": env("STORE_IMAGE_MARIADB", default="mariadb:10.11"),
+        "cache": env("STORE_IMAGE_REDIS", default="redis:7"),
+        "search": env("STORE_IMAGE_OPENSEARCH", default="opensearchproject/opensearch:2"),
+        "web": env("STORE_IMAGE_MAGENTO", default="shophosting/magento:2.4"),
+        "varnish": env("STORE_IMAGE_VARNISH", default="varnish:7.1"),
+    },
+}
+# Prefix of every Docker object of a store (<prefix>-<id>-web) and the value of its shophosting.env label,
+# so installations (and the test suite) sharing one engine never touch each other's stores.
+STORE_OBJECT_PREFIX = env("STORE_OBJECT_PREFIX", default="shophosting-store")
+# Seconds a new store's web service may take to answer before the step fails.
+STORE_WEB_READY_TIMEOUT = env.int("STORE_WEB_READY_TIMEOUT", default=120)

@@ -8,6 +8,15 @@ os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/shophosting")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
 
+# Stores run on the locally built images (manage.py images_build), under their own object prefix.
+for variable, image in [
+    ("STORE_IMAGE_MARIADB", "mariadb"),
+    ("STORE_IMAGE_REDIS", "redis"),
+    ("STORE_IMAGE_WORDPRESS", "wordpress"),
+]:
+    os.environ.setdefault(variable, f"shophosting/{image}:local")
+os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")
+
 from .base import *  # noqa: E402,F403
 
 DEBUG = False

@@ -1,0 +1,38 @@
+#!/bin/bash
+# First start on an empty data directory: create the system tables, the root password, the database and
+# its user, all in bootstrap mode (no network), then run the server. A half-initialised directory (no
+# sentinel) is wiped and initialised again, so a killed first start can simply be retried.
+set -euo pipefail
+DATADIR=/var/lib/mysql
+SENTINEL="$DATADIR/.shophosting-initialized"
+sql_escape() { printf "%s" "${1//\'/\'\'}"; }
+
+if [[ ! -f "$SENTINEL" ]]; then
+    : "${MARIADB_ROOT_PASSWORD:?MARIADB_ROOT_PASSWORD is required}"
+    find "$DATADIR" -mindepth 1 -delete
+    chown mysql:mysql "$DATADIR" /run/mysqld
+    mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal \
+        --skip-name-resolve >/dev/null
+    root_pw=$(sql_escape "$MARIADB_ROOT_PASSWORD")
+    {
+        echo "FLUSH PRIVILEGES;"
+        echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$root_pw';"
+        echo "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$root_pw';"
+        echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
+        if [[ -n "${MARIADB_DATABASE:-}" ]]; then
+            echo "CREATE DATABASE IF NOT EXISTS \`${MARIADB_DATABASE//\`/}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+        fi
+        if [[ -n "${MARIADB_USER:-}" && -n "${MARIADB_PASSWORD:-}" ]]; then
+            echo "CREATE USER IF NOT EXISTS '$(sql_escape "$MARIADB_USER")'@'%' IDENTIFIED BY '$(sql_escape "$MARIADB_PASSWORD")';"
+            [[ -n "${MARIADB_DATABASE:-}" ]] && echo "GRANT ALL ON \`${MARIADB_DATABASE//\`/}\`.* TO '$(sql_escape "$MARIADB_USER")'@'%';"
+        fi
+    } | mariadbd --user=mysql --datadir="$DATADIR" --bootstrap --skip-grant-tables=0 >/dev/null 2>&1
+    touch "$SENTINEL"
+fi
+
+if [[ "$1" == "mariadbd" ]]; then
+    shift
+    exec mariadbd --user=mysql --datadir="$DATADIR" --bind-address=0.0.0.0 --skip-name-resolve \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci "$@"
+fi
+exec "$@"

@@ -1,0 +1,34 @@
+<?php
+// Configured from the environment, like the official image's wp-config-docker.php.
+function shophosting_env($name, $default = '') {
+    $value = getenv($name);
+    return ($value === false || $value === '') ? $default : $value;
+}
+define('DB_NAME', shophosting_env('WORDPRESS_DB_NAME', 'wordpress'));
+define('DB_USER', shophosting_env('WORDPRESS_DB_USER', 'wordpress'));
+define('DB_PASSWORD', shophosting_env('WORDPRESS_DB_PASSWORD'));
+define('DB_HOST', shophosting_env('WORDPRESS_DB_HOST', 'db'));
+define('DB_CHARSET', 'utf8mb4');
+define('DB_COLLATE', '');
+$table_prefix = 'wp_';
+if (shophosting_env('WORDPRESS_URL')) {
+    define('WP_HOME', shophosting_env('WORDPRESS_URL'));
+    define('WP_SITEURL', shophosting_env('WORDPRESS_URL'));
+}
+if (shophosting_env('WORDPRESS_REDIS_HOST')) {
+    define('WP_REDIS_HOST', shophosting_env('WORDPRESS_REDIS_HOST'));
+}
+// No outbound HTTP: admin pages would otherwise wait on wordpress.org timeouts.
+define('WP_HTTP_BLOCK_EXTERNAL', true);
+define('AUTOMATIC_UPDATER_DISABLED', true);
+define('WP_AUTO_UPDATE_CORE', false);
+define('DISALLOW_FILE_EDIT', true);
+define('FS_METHOD', 'direct');
+if (isset($_SERVER['HTTP_X_FORWARDED_PROTO']) && $_SERVER['HTTP_X_FORWARDED_PROTO'] === 'https') {
+    $_SERVER['HTTPS'] = 'on';
+}
+require __DIR__ . '/wp-content/shophosting-salts.php';
+if (!defined('ABSPATH')) {
+    define('ABSPATH', __DIR__ . '/');
+}
+require_once ABSPATH . 'wp-settings.php';

@@ -1,0 +1,47 @@
+"""The local store images under deploy/images/, built from Debian packages, tagged by content hash.
+
+An image is rebuilt only when the files in its directory change: `shophosting/<name>:<hash>` is looked
+up first. `shophosting/<name>:local` always points at the newest build and is what the test settings
+use.
+"""
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from django.conf import settings
+
+from provisioning import docker_client
+
+IMAGES_DIR = Path(settings.BASE_DIR) / "deploy" / "images"
+# Build order: the ones the WooCommerce stack needs first.
+LOCAL_IMAGES = ["mariadb", "redis", "wordpress"]
+
+
+def content_hash(name: str) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((IMAGES_DIR / name).rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(IMAGES_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def image_tags(name: str) -> tuple[str, str]:
+    return f"shophosting/{name}:{content_hash(name)}", f"shophosting/{name}:local"
+
+
+def images_build(*, names: list[str] | None = None, log=print) -> dict[str, str]:
+    """Build what is missing or changed; returns name -> 'cached' | 'built'."""
+    subprocess.run(["bash", str(IMAGES_DIR / "build-base.sh")], check=True)
+    results = {}
+    for name in names or LOCAL_IMAGES:
+        hashed, local = image_tags(name)
+        if docker_client.image_exists(tag=hashed) and docker_client.image_exists(tag=local):
+            results[name] = "cached"
+        else:
+            log(f"building {hashed}")
+            docker_client.image_build(path=str(IMAGES_DIR / name), tags=[hashed, local])
+            results[name] = "built"
+        log(f"{name}: {results[name]} ({hashed})")
+    return results

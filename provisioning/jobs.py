@@ -1,0 +1,17 @@
+"""RQ entry points: ids in, one service call, nothing else."""
+
+from django_rq import job
+
+
+@job("provisioning", timeout=15 * 60)
+def provisioning_job_run(job_id: int) -> None:
+    from provisioning.services import job_execute  # lazy: services import this module
+
+    job_execute(job_id=job_id)
+
+
+@job("default", timeout=60)
+def provisioning_jobs_reap() -> None:
+    from provisioning.services import jobs_reap_stale
+
+    jobs_reap_stale()

@@ -1,0 +1,160 @@
+"""Provisioning jobs: enqueue under the store's lock, execute step by step, fail loudly, reap the stale."""
+
+import logging
+import traceback
+from datetime import timedelta
+
+import django_rq
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from provisioning import jobs
+from provisioning.exceptions import JobConflict
+from provisioning.models import JobLogLine, JobStep, ProvisioningJob
+from provisioning.steps import PLANS, STEPS_BY_NAME
+from stores.models import Store
+from stores.services import store_transition
+
+logger = logging.getLogger(__name__)
+Job = ProvisioningJob
+S = Store.Status
+
+# Store status on claim and on success, per job kind (None: unchanged).
+STORE_STATUS_ON_START = {Job.Kind.PROVISION: S.PROVISIONING, Job.Kind.RETRY: S.PROVISIONING}
+STORE_STATUS_ON_SUCCESS = {
+    Job.Kind.PROVISION: S.ACTIVE,
+    Job.Kind.RETRY: S.ACTIVE,
+    Job.Kind.SUSPEND: S.SUSPENDED,
+    Job.Kind.RESUME: S.ACTIVE,
+    Job.Kind.TEARDOWN: S.DELETED,
+}
+# Kinds whose failure marks the store failed (others leave it where it was, with the job failed).
+FAILS_STORE = {Job.Kind.PROVISION, Job.Kind.RETRY}
+
+
+@transaction.atomic
+def job_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> ProvisioningJob:
+    """Create a job with its steps and put it on the `provisioning` queue after commit.
+
+    At most one active job per store: checked while the store row is locked (MariaDB has no partial
+    unique index to do it)."""
+    store = Store.objects.select_for_update().get(pk=store_id)
+    active = store.jobs.filter(status__in=Job.ACTIVE).first()
+    if active is not None:
+        raise JobConflict(f"store {store.pk} already has an active job (#{active.pk}, {active.kind})")
+    if kind == Job.Kind.TEARDOWN and store.status != S.DELETING:
+        store = store_transition(store_id=store.pk, to=S.DELETING, actor=actor, note="teardown requested")
+    job = Job.objects.create(store=store, kind=kind, created_by=actor)
+    JobStep.objects.bulk_create(
+        JobStep(job=job, name=step.name, title=step.title, order=order) for order, step in enumerate(PLANS[kind], 1)
+    )
+    transaction.on_commit(lambda: _rq_enqueue(job.pk))
+    return job
+
+
+def _rq_enqueue(job_id: int) -> None:
+    queue = django_rq.get_queue("provisioning")
+    rq_job = queue.enqueue(jobs.provisioning_job_run, job_id, job_id=f"provisioning-job-{job_id}", job_timeout=15 * 60)
+    Job.objects.filter(pk=job_id).update(rq_job_id=rq_job.id)
+
+
+@transaction.atomic
+def _job_claim(job_id: int) -> ProvisioningJob | None:
+    job = Job.objects.select_for_update().select_related("store").get(pk=job_id)
+    if job.status != Job.Status.QUEUED:
+        return None  # already claimed by another worker, or reaped
+    job.status = Job.Status.RUNNING
+    job.started_at = timezone.now()
+    job.save(update_fields=["status", "started_at"])
+    to = STORE_STATUS_ON_START.get(job.kind)
+    if to and job.store.status != to:
+        store_transition(store_id=job.store_id, to=to, note=f"job #{job.pk} started")
+    return job
+
+
+def _step_log(step: JobStep, message: str) -> None:
+    JobLogLine.objects.create(step=step, message=message)
+
+
+def job_execute(*, job_id: int) -> None:
+    """Run a claimed job's steps in order. No transaction is held while a step talks to Docker."""
+    job = _job_claim(job_id)
+    if job is None:
+        return
+    for step in job.steps.order_by("order"):
+        if step.status == JobStep.Status.SUCCEEDED:
+            continue
+        JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
+        store = Store.objects.select_related("host", "plan", "customer").get(pk=job.store_id)
+        try:
+            STEPS_BY_NAME[step.name].run(store, lambda message, step=step: _step_log(step, message))
+        except Exception as exc:
+            _job_fail(job_id=job.pk, step_id=step.pk, error=exc)
+            raise
+        JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.SUCCEEDED, finished_at=timezone.now())
+    _job_succeed(job_id=job.pk)
+
+
+@transaction.atomic
+def _job_succeed(*, job_id: int) -> None:
+    job = Job.objects.select_for_update().get(pk=job_id)
+    job.status = Job.Status.SUCCEEDED
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "finished_at"])
+    to = STORE_STATUS_ON_SUCCESS.get(job.kind)
+    if to:
+        store_transition(store_id=job.store_id, to=to, note=f"job #{job.pk} succeeded")
+
+
+@transaction.atomic
+def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str) -> None:
+    """Mark the step, the job and (for provisioning) the store failed, with the step's error."""
+    job = Job.objects.select_for_update().get(pk=job_id)
+    if job.status not in Job.ACTIVE:
+        return
+    detail = error if isinstance(error, str) else "".join(traceback.format_exception(error)).strip()
+    summary = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    step = JobStep.objects.filter(pk=step_id).first() if step_id else None
+    if step is not None:
+        step.status = JobStep.Status.FAILED
+        step.finished_at = timezone.now()
+        step.output = detail[-20_000:]
+        step.save(update_fields=["status", "finished_at", "output"])
+        JobLogLine.objects.create(step=step, message=f"failed: {summary}")
+    job.status = Job.Status.FAILED
+    job.finished_at = timezone.now()
+    job.error = f"step “{step.title if step else 'unknown'}” failed: {summary}\n\n{detail}"[-50_000:]
+    job.save(update_fields=["status", "finished_at", "error"])
+    if job.kind in FAILS_STORE:
+        store = Store.objects.get(pk=job.store_id)
+        if store.status in (S.QUEUED, S.PROVISIONING):
+            store_transition(
+                store_id=store.pk,
+                to=S.FAILED,
+                note=f"job #{job.pk}: {summary}"[:2000],
+                message=(
+                    f"Setting up your store stopped at “{step.title if step else 'an unknown step'}”. "
+                    "Our team has been notified and will retry it."
+                ),
+            )
+
+
+def jobs_reap_stale(*, now=None) -> list[int]:
+    """Fail jobs left running past their timeout (for example after the worker died)."""
+    now = now or timezone.now()
+    reaped = []
+    for job in Job.objects.filter(status=Job.Status.RUNNING).only("pk", "started_at", "timeout_seconds"):
+        if job.started_at and job.started_at + timedelta(seconds=job.timeout_seconds) < now:
+            running = job.steps.filter(status=JobStep.Status.RUNNING).first()
+            _job_fail(
+                job_id=job.pk,
+                step_id=running.pk if running else None,
+                error=f"the job ran past its {job.timeout_seconds} s timeout; the worker probably died",
+            )
+            reaped.append(job.pk)
+    return reaped
+
+
+def store_retry(*, store_id: int, actor: User | None = None) -> ProvisioningJob:
+    return job_enqueue(store_id=store_id, kind=Job.Kind.RETRY, actor=actor)

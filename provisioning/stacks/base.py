@@ -1,0 +1,50 @@
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    role: str  # also the container's alias on the store network ("db", "cache", "web", ...)
+    image: str
+    memory_mb: int
+    cpus: float
+    environment: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, str] = field(default_factory=dict)  # volume suffix -> mount path
+    command: list[str] | None = None
+    healthcheck: list[str] | None = None
+    published_port: int | None = None  # container port published on the host's bind address
+    optional: bool = False
+
+
+class StackSpec:
+    platform = ""
+
+    def __init__(self, store):
+        self.store = store
+
+    def image(self, role: str) -> str:
+        return settings.STORE_IMAGES[self.platform][role]
+
+    def services(
+        self, *, include_optional: bool = False, credentials: dict[str, str] | None = None
+    ) -> list[ServiceSpec]:
+        raise NotImplementedError
+
+    def container_name(self, role: str) -> str:
+        return f"{self.store.slug}-{role}"
+
+    def volume_name(self, suffix: str) -> str:
+        return f"{self.store.slug}-{suffix}"
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.store.slug}-net"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "shophosting.store": str(self.store.pk),
+            "shophosting.platform": self.platform,
+            "shophosting.env": settings.STORE_OBJECT_PREFIX,
+        }

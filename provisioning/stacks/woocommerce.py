@@ -1,0 +1,80 @@
+from provisioning.stacks.base import ServiceSpec, StackSpec
+
+# PHP is in every WordPress image (official and local); curl is not in the official one.
+HTTP_UP = ["CMD-SHELL", "php -r 'exit(@fsockopen(\"127.0.0.1\", 80) ? 0 : 1);'"]
+
+
+class WooCommerceStack(StackSpec):
+    platform = "woocommerce"
+    web_role = "web"
+    web_port = 80
+
+    def services(self, *, include_optional=False, credentials=None):
+        creds = credentials or {}
+        store = self.store
+        services = [
+            ServiceSpec(
+                role="db",
+                image=self.image("db"),
+                memory_mb=512,
+                cpus=0.5,
+                environment={
+                    "MARIADB_DATABASE": "wordpress",
+                    "MARIADB_USER": "wordpress",
+                    "MARIADB_PASSWORD": creds.get("db_password", ""),
+                    "MARIADB_ROOT_PASSWORD": creds.get("db_root_password", ""),
+                },
+                volumes={"db": "/var/lib/mysql"},
+                healthcheck=["CMD", "healthcheck.sh", "--connect"],
+            ),
+            ServiceSpec(
+                role="cache",
+                image=self.image("cache"),
+                memory_mb=256,
+                cpus=0.25,
+                command=[
+                    "redis-server",
+                    "--bind",
+                    "0.0.0.0",  # noqa: S104 - inside the container, on the store's private network only
+                    "--protected-mode",
+                    "no",
+                    "--save",
+                    "",
+                    "--maxmemory",
+                    "200mb",
+                    "--maxmemory-policy",
+                    "allkeys-lru",
+                ],
+                healthcheck=["CMD", "redis-cli", "ping"],
+            ),
+            ServiceSpec(
+                role="web",
+                image=self.image("web"),
+                memory_mb=store.memory_mb,
+                cpus=store.cpus,
+                environment={
+                    "WORDPRESS_DB_HOST": "db",
+                    "WORDPRESS_DB_NAME": "wordpress",
+                    "WORDPRESS_DB_USER": "wordpress",
+                    "WORDPRESS_DB_PASSWORD": creds.get("db_password", ""),
+                    "WORDPRESS_URL": f"http://{store.domain}",
+                    "WORDPRESS_REDIS_HOST": "cache",
+                },
+                volumes={"wp-content": "/var/www/html/wp-content"},
+                healthcheck=HTTP_UP,
+                published_port=self.web_port,
+            ),
+        ]
+        if include_optional:
+            # Never published: reachable only on the store network (staff tunnel to it); no auto-login.
+            services.append(
+                ServiceSpec(
+                    role="phpmyadmin",
+                    image=self.image("phpmyadmin"),
+                    memory_mb=256,
+                    cpus=0.25,
+                    environment={"PMA_HOST": "db"},
+                    optional=True,
+                )
+            )
+        return services

@@ -1,0 +1,251 @@
+"""The steps of every job kind. Each step is idempotent: it looks up what exists before creating it,
+so a retried job resumes where the last one failed. Steps talk to Docker only through docker_client and
+hold no database transaction while they do."""
+
+import http.client
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.urls import reverse
+
+from provisioning import docker_client
+from provisioning.exceptions import ProvisioningError
+from provisioning.stacks import stack_for
+from stores import services as store_services
+from stores.models import Store
+from stores.signals import store_ready
+
+MB = 1024 * 1024
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    run: Callable[["Store", Log], None]
+
+
+def _stack(store: Store):
+    return stack_for(store)
+
+
+def _services(store: Store, *, roles: set[str] | None = None):
+    creds = store_services.store_credentials(store)
+    services = _stack(store).services(credentials=creds)
+    return [s for s in services if roles is None or s.role in roles]
+
+
+def allocate(store: Store, log: Log) -> None:
+    store = store_services.store_place(store_id=store.pk)
+    log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
+    creds = store_services.store_credentials(store)
+    if not creds.get("db_password"):
+        store_services.store_credentials_save(
+            store_id=store.pk,
+            credentials={
+                "db_user": "wordpress" if store.platform == "woocommerce" else "magento",
+                "db_password": secrets.token_urlsafe(24),
+                "db_root_password": secrets.token_urlsafe(24),
+                "admin_user": store.customer.email.split("@")[0][:50] or "admin",
+                "admin_email": store.customer.email,
+                "admin_password": secrets.token_urlsafe(16),
+            },
+        )
+        log("generated database and admin credentials (stored encrypted)")
+    else:
+        log("credentials already exist; reusing them")
+
+
+def network_and_volumes(store: Store, log: Log) -> None:
+    stack = _stack(store)
+    docker_client.network_ensure(name=stack.network_name, labels=stack.labels, base_url=store.host.docker_url)
+    log(f"network {stack.network_name} ready")
+    for service in stack.services():
+        for suffix in service.volumes:
+            name = docker_client.volume_ensure(
+                name=stack.volume_name(suffix), labels=stack.labels, base_url=store.host.docker_url
+            )
+            log(f"volume {name} ready")
+
+
+def _start(store: Store, roles: set[str], log: Log) -> None:
+    stack = _stack(store)
+    for service in _services(store, roles=roles):
+        info, created = docker_client.stack_container_ensure(
+            name=stack.container_name(service.role),
+            image=service.image,
+            network=stack.network_name,
+            alias=service.role,
+            labels={**stack.labels, "shophosting.role": service.role},
+            memory_bytes=service.memory_mb * MB,
+            cpus=service.cpus,
+            environment=service.environment,
+            volumes={stack.volume_name(suffix): path for suffix, path in service.volumes.items()},
+            command=service.command,
+            healthcheck=service.healthcheck,
+            publish=(service.published_port, store.host.bind_address, store.port) if service.published_port else None,
+            base_url=store.host.docker_url,
+        )
+        verb = "started" if created else "already running"
+        log(f"{service.role}: {info.name} {verb} ({service.memory_mb} MB, {service.cpus} CPU)")
+
+
+def data_services_start(store: Store, log: Log) -> None:
+    roles = {"db", "cache"} | ({"search"} if store.platform == "magento" else set())
+    _start(store, roles, log)
+
+
+def _wait_http(store: Store, log: Log, *, timeout: float) -> None:
+    """Poll the published web port (never following redirects: those point at the store's real domain)."""
+    address = f"{store.host.bind_address}:{store.port}"
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection(store.host.bind_address, store.port, timeout=2)
+        try:
+            connection.request("GET", "/", headers={"Host": store.domain, "Connection": "close"})
+            status = connection.getresponse().status
+            if status < 500:
+                log(f"web answers HTTP {status}")
+                return
+            last_error = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last_error = str(exc)
+        finally:
+            connection.close()
+        time.sleep(0.2)
+    raise ProvisioningError(
+        f"the store's web service did not answer on {address} within {timeout:.0f} s ({last_error})"
+    )
+
+
+def _wait_db(store: Store, log: Log, *, timeout: float) -> None:
+    name = _stack(store).container_name("db")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, _ = docker_client.container_exec(
+            name=name, command=["healthcheck.sh", "--connect"], base_url=store.host.docker_url
+        )
+        if code == 0:
+            log("database accepts connections")
+            return
+        time.sleep(0.5)
+    raise ProvisioningError(f"the database did not accept connections within {timeout:.0f} s")
+
+
+def app_start(store: Store, log: Log) -> None:
+    _start(store, {"web"}, log)
+    if store.platform == "magento":
+        _start(store, {"varnish"}, log)  # after web: Varnish resolves its backend when it loads the VCL
+    _wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+
+
+def app_install(store: Store, log: Log) -> None:
+    _wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    creds = store_services.store_credentials(store)
+    if store.platform != "woocommerce":
+        raise ProvisioningError("Magento setup:install needs the real Magento image, which is not available here")
+    environment = {
+        "WORDPRESS_URL": f"http://{store.domain}",
+        "WP_TITLE": store.site_title,
+        "WP_ADMIN_USER": creds["admin_user"],
+        "WP_ADMIN_EMAIL": creds["admin_email"],
+        "WP_ADMIN_PASSWORD": creds["admin_password"],
+    }
+    code, output = docker_client.container_exec(
+        name=_stack(store).container_name("web"),
+        command=["php", "/usr/local/share/shophosting/wp-install.php"],
+        environment=environment,
+        base_url=store.host.docker_url,
+    )
+    for line in output.strip().splitlines():
+        log(line)
+    if code != 0:
+        raise ProvisioningError(f"WordPress install failed (exit {code}): {output.strip()[-500:]}")
+
+
+def ready_hooks(store: Store, log: Log) -> None:
+    # The backups app connects here to schedule the store's backups.
+    receivers = store_ready.send(sender=Store, store_id=store.pk)
+    log(f"{len(receivers)} ready hook(s) ran (backup schedule)")
+
+
+def notify(store: Store, log: Log) -> None:
+    link = settings.SITE_URL.rstrip("/") + reverse("accounts:home")
+    send_mail(
+        f"Your store {store.domain} is ready",
+        f"Hello,\n\nyour store {store.site_title} is live at http://{store.domain}/.\n"
+        f"Credentials and the provisioning log are on your dashboard: {link}\n\nShopHosting",
+        settings.DEFAULT_FROM_EMAIL,
+        [store.customer.email],
+    )
+    log(f"e-mailed {store.customer.email} a link to the dashboard")
+
+
+def containers_stop(store: Store, log: Log) -> None:
+    stack = _stack(store)
+    for service in reversed(stack.services(include_optional=True)):
+        if docker_client.container_stop(name=stack.container_name(service.role), base_url=store.host.docker_url):
+            log(f"{service.role} stopped")
+
+
+def containers_start(store: Store, log: Log) -> None:
+    data_services_start(store, log)
+    app_start(store, log)
+
+
+def limits_apply(store: Store, log: Log) -> None:
+    stack = _stack(store)
+    for service in _services(store):
+        docker_client.container_update_limits(
+            name=stack.container_name(service.role),
+            memory_bytes=service.memory_mb * MB,
+            cpus=service.cpus,
+            base_url=store.host.docker_url,
+        )
+        log(f"{service.role}: {service.memory_mb} MB, {service.cpus} CPU")
+
+
+def stack_remove(store: Store, log: Log) -> None:
+    if store.host is None:
+        log("the store was never placed on a host; nothing to remove")
+        return
+    removed = docker_client.labelled_objects_remove(
+        label=f"shophosting.store={store.pk}", base_url=store.host.docker_url
+    )
+    for kind, names in removed.items():
+        log(f"removed {len(names)} {kind}")
+
+
+def port_release(store: Store, log: Log) -> None:
+    store_services.store_release(store_id=store.pk)
+    log("port released")
+
+
+PROVISION = [
+    Step("allocate", "Reserve a host and a port", allocate),
+    Step("network", "Create the network and volumes", network_and_volumes),
+    Step("data_services", "Start the database and cache", data_services_start),
+    Step("app", "Start the web server", app_start),
+    Step("install", "Install the store application", app_install),
+    Step("hooks", "Schedule backups", ready_hooks),
+    Step("notify", "E-mail the customer", notify),
+]
+
+PLANS: dict[str, list[Step]] = {
+    "provision": PROVISION,
+    "retry": PROVISION,
+    "suspend": [Step("stop", "Stop the containers", containers_stop)],
+    "resume": [Step("start", "Start the containers", containers_start)],
+    "teardown": [
+        Step("remove", "Remove containers, network and volumes", stack_remove),
+        Step("release", "Release the port", port_release),
+    ],
+    "update_limits": [Step("limits", "Apply the plan's memory and CPU", limits_apply)],
+}
+STEPS_BY_NAME = {step.name: step for plan in PLANS.values() for step in plan}

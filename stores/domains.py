@@ -1,0 +1,54 @@
+"""Store domain validation: what a merchant types becomes a normalised ASCII host name, or a clear error."""
+
+import ipaddress
+import re
+
+import idna
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def domain_normalize(value: str) -> str:
+    """Lower-case, IDN to punycode, then RFC 1123 checks. Raises ValidationError with a reason."""
+    domain = (value or "").strip().lower().rstrip(".")
+    if not domain:
+        raise ValidationError("Enter your store's domain, for example shop.example.com.")
+    if "*" in domain:
+        raise ValidationError("Wildcard domains are not supported; enter one exact domain.")
+    if "/" in domain or (":" in domain and not _is_ip(domain)):
+        raise ValidationError("Enter only the domain name, without http://, a path or a port.")
+    if _is_ip(domain):
+        raise ValidationError("Enter a domain name, not an IP address.")
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValidationError(f"“{value}” is not a valid domain name ({exc}).") from exc
+    if len(domain) > 253:
+        raise ValidationError("A domain name can be at most 253 characters long.")
+    labels = domain.split(".")
+    if len(labels) < 2:
+        raise ValidationError("Enter a full domain with a dot, for example shop.example.com.")
+    for label in labels:
+        if len(label) > 63:
+            raise ValidationError(f"“{label}” is longer than the 63 characters a domain label may have.")
+        if not LABEL.match(label):
+            raise ValidationError(
+                f"“{label}” is not a valid part of a domain: use letters, digits and hyphens, "
+                "not starting or ending with a hyphen."
+            )
+    if labels[-1].isdigit():
+        raise ValidationError("The last part of a domain cannot be only digits.")
+    platform = settings.PLATFORM_DOMAIN.lower()
+    if domain == platform or domain.endswith(f".{platform}"):
+        raise ValidationError(f"{platform} belongs to the platform; use your own domain.")
+    return domain
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True

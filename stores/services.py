@@ -1,0 +1,142 @@
+from decimal import Decimal
+
+from django.db import transaction
+
+from accounts.models import User
+from billing.models import Plan
+from stores import crypto
+from stores.domains import domain_normalize
+from stores.exceptions import InvalidTransition, NoCapacity
+from stores.models import Host, Store, StoreEvent
+
+S = Store.Status
+
+# to-status -> the statuses it may be reached from. store_transition is the only writer of Store.status.
+ALLOWED_FROM: dict[str, set[str]] = {
+    S.QUEUED: {S.AWAITING_PAYMENT},
+    S.PROVISIONING: {S.QUEUED, S.FAILED},
+    S.ACTIVE: {S.PROVISIONING, S.SUSPENDED},
+    S.SUSPENDED: {S.ACTIVE},
+    S.FAILED: {S.QUEUED, S.PROVISIONING},
+    S.DELETING: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED},
+    S.DELETED: {S.DELETING},
+}
+
+# Statuses in which a store holds its host reservation and port.
+HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}
+
+
+@transaction.atomic
+def store_transition(*, store_id: int, to: str, actor: User | None = None, note: str = "", message: str = "") -> Store:
+    """Lock the row, check the edge, write the status and a StoreEvent. `message` is shown to the customer."""
+    store = Store.objects.select_for_update().get(pk=store_id)
+    if store.status not in ALLOWED_FROM[to]:
+        raise InvalidTransition(f"store {store.pk}: {store.status} -> {to} is not allowed")
+    old = store.status
+    store.status = to
+    store.status_message = message
+    fields = ["status", "status_message", "updated_at"]
+    if to == S.DELETED:
+        store.live_domain = None
+        fields.append("live_domain")
+    store.save(update_fields=fields)
+    StoreEvent.objects.create(store=store, old_status=old, new_status=to, actor=actor, note=note)
+    return store
+
+
+@transaction.atomic
+def store_create(*, customer: User, plan: Plan, domain: str, site_title: str = "", actor: User | None = None) -> Store:
+    """A new store awaiting payment. The domain is validated and must be free among live stores."""
+    from django.core.exceptions import ValidationError
+
+    domain = domain_normalize(domain)
+    if Store.objects.select_for_update().filter(live_domain=domain).exists():
+        raise ValidationError("This domain is already used by another store.")
+    store = Store.objects.create(
+        customer=customer,
+        plan=plan,
+        platform=plan.platform,
+        domain=domain,
+        live_domain=domain,
+        site_title=site_title or customer.company or domain,
+    )
+    StoreEvent.objects.create(store=store, old_status="", new_status=store.status, actor=actor, note="created")
+    return store
+
+
+def stack_reservation(store: Store) -> tuple[int, Decimal]:
+    """Memory (MB) and CPU that the store's whole stack reserves on its host."""
+    from provisioning.stacks import stack_for
+
+    services = stack_for(store).services(include_optional=False)
+    return sum(s.memory_mb for s in services), sum((Decimal(str(s.cpus)) for s in services), Decimal(0))
+
+
+@transaction.atomic
+def store_place(*, store_id: int) -> Store:
+    """Give the store a host with capacity and a free port (idempotent: a placed store keeps its place).
+
+    Race-free: the candidate host rows are locked while ports and capacity are counted, and the unique
+    (host, port) constraint is the backstop.
+    """
+    store = Store.objects.select_for_update().select_related("plan").get(pk=store_id)
+    if store.host_id and store.port:
+        return store
+    memory_mb, cpus = stack_reservation(store)
+    for host in Host.objects.select_for_update().filter(active=True).order_by("pk"):
+        holders = Store.objects.filter(host=host, status__in=HOLDS_RESOURCES).exclude(pk=store.pk)
+        used_memory = sum(stack_reservation(s)[0] for s in holders.select_related("plan"))
+        used_cpus = sum((stack_reservation(s)[1] for s in holders.select_related("plan")), Decimal(0))
+        if used_memory + memory_mb > host.memory_capacity_mb or used_cpus + cpus > host.cpu_capacity:
+            continue
+        used_ports = set(Store.objects.filter(host=host, port__isnull=False).values_list("port", flat=True))
+        port = next((p for p in range(host.port_range_start, host.port_range_end + 1) if p not in used_ports), None)
+        if port is None:
+            continue
+        store.host, store.port = host, port
+        store.save(update_fields=["host", "port", "updated_at"])
+        return store
+    raise NoCapacity(f"no active host has {memory_mb} MB, {cpus} CPU and a free port for store {store.pk}")
+
+
+@transaction.atomic
+def store_release(*, store_id: int) -> None:
+    """Free the store's port (after teardown), so the port can be reused."""
+    Store.objects.filter(pk=store_id).update(host=None, port=None)
+
+
+def store_credentials_save(*, store_id: int, credentials: dict[str, str]) -> None:
+    """Merge and encrypt credentials; they are never logged."""
+    with transaction.atomic():
+        store = Store.objects.select_for_update().get(pk=store_id)
+        merged = {**crypto.decrypt(store.credentials_encrypted), **credentials}
+        store.credentials_encrypted = crypto.encrypt(merged)
+        store.save(update_fields=["credentials_encrypted", "updated_at"])
+
+
+def store_credentials(store: Store) -> dict[str, str]:
+    return crypto.decrypt(store.credentials_encrypted)
+
+
+def host_local_ensure(*, docker_url: str) -> Host:
+    host, _ = Host.objects.get_or_create(
+        name="local", defaults={"docker_url": docker_url, "memory_capacity_mb": 20 * 1024, "cpu_capacity": Decimal(16)}
+    )
+    return host
+
+
+@transaction.atomic
+def store_order_paid(*, store_id: int, actor: User | None = None):
+    """A paid order: the store is queued and provisioning starts (the billing webhook calls this).
+
+    Idempotent: webhooks arrive more than once, and one order gets one provisioning job."""
+    from provisioning.models import ProvisioningJob
+    from provisioning.services import job_enqueue
+
+    store = Store.objects.select_for_update().get(pk=store_id)
+    existing = store.jobs.filter(kind=ProvisioningJob.Kind.PROVISION).first()
+    if existing is not None:
+        return existing
+    if store.status == S.AWAITING_PAYMENT:
+        store_transition(store_id=store.pk, to=S.QUEUED, actor=actor, note="payment received")
+    return job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.PROVISION, actor=actor)

@@ -1,0 +1,138 @@
+"""A paid WooCommerce order becomes a live store on the real Docker engine, with the locally built images."""
+
+import http.client
+import urllib.parse
+
+import pytest
+from django.core import mail
+
+from provisioning import docker_client
+from provisioning.exceptions import JobConflict
+from provisioning.models import JobStep, ProvisioningJob
+from provisioning.services import job_enqueue
+from stores.models import Store
+from stores.services import store_create, store_credentials, store_order_paid
+
+pytestmark = [pytest.mark.django_db, pytest.mark.docker]
+
+
+def fetch(port: int, domain: str, path: str = "/", *, data: dict | None = None, cookie: str = ""):
+    """One request to the store's published port with `Host: domain`; redirects are not followed (they
+    point at the store's domain, which must never be resolved from here)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Host": domain, "Connection": "close", "Cookie": cookie}
+    body = None
+    if data is not None:
+        body = urllib.parse.urlencode(data)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    connection.request("POST" if data is not None else "GET", path, body=body, headers=headers)
+    response = connection.getresponse()
+    response.text = response.read().decode(errors="replace")
+    connection.close()
+    return response
+
+
+@pytest.fixture
+def paid_store(
+    user_factory, woo_plan, store_images, clean_test_stores, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    customer = user_factory(email="ada@example.com", company="Ada Ltd")
+    store = store_create(customer=customer, plan=woo_plan, domain="shop1.test", site_title="Ada's Shop")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = store_order_paid(store_id=store.pk)
+    run_provisioning_worker()
+    job.refresh_from_db()
+    store.refresh_from_db()
+    return store, job
+
+
+def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stores):
+    store, job = paid_store
+    assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+    assert store.status == Store.Status.ACTIVE
+
+    # The front page answers with the site title, through the published port on 127.0.0.1.
+    page = fetch(store.port, "shop1.test")
+    assert page.status == 200 and "<title>Ada&#039;s Shop" in page.text
+
+    # WordPress login works with the stored (encrypted) credentials.
+    creds = store_credentials(store)
+    login = fetch(
+        store.port,
+        "shop1.test",
+        "/wp-login.php",
+        data={"log": creds["admin_user"], "pwd": creds["admin_password"], "testcookie": "1"},
+        cookie="wordpress_test_cookie=WP%20Cookie%20check",
+    )
+    assert login.status == 302, login.text[-500:]
+    assert "wordpress_logged_in_" in " ".join(login.headers.get_all("Set-Cookie"))
+    wrong = fetch(
+        store.port,
+        "shop1.test",
+        "/wp-login.php",
+        data={"log": creds["admin_user"], "pwd": "not the password", "testcookie": "1"},
+        cookie="wordpress_test_cookie=WP%20Cookie%20check",
+    )
+    assert "wordpress_logged_in_" not in " ".join(wrong.headers.get_all("Set-Cookie") or [])
+
+    # The plan's limits and the store's own network.
+    web = docker_client.client().containers.get(f"{store.slug}-web").attrs
+    assert web["HostConfig"]["Memory"] == store.plan.memory_mb * 1024 * 1024
+    assert web["HostConfig"]["NanoCpus"] == int(store.plan.cpu_limit * 1_000_000_000)
+    assert list(web["NetworkSettings"]["Networks"]) == [f"{store.slug}-net"]
+    assert web["HostConfig"]["PortBindings"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(store.port)}]
+    assert web["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    db = docker_client.client().containers.get(f"{store.slug}-db").attrs
+    assert db["HostConfig"]["Memory"] == 512 * 1024 * 1024 and db["HostConfig"]["NanoCpus"] == 500_000_000
+    assert db["HostConfig"]["PortBindings"] in (None, {})  # the database is never published
+
+    # Every step is recorded with timings and readable log lines; no secret is in them.
+    steps = list(job.steps.order_by("order"))
+    assert [s.status for s in steps] == [JobStep.Status.SUCCEEDED] * len(steps)
+    assert all(s.duration_seconds is not None for s in steps)
+    log = " ".join(line.message for s in steps for line in s.log_lines.all())
+    assert "WordPress installed" in log
+    assert creds["admin_password"] not in log and creds["db_password"] not in log
+
+    # The customer gets a link, never a password.
+    assert mail.outbox[-1].to == ["ada@example.com"]
+    assert "shop1.test" in mail.outbox[-1].body and creds["admin_password"] not in mail.outbox[-1].body
+
+
+def test_order_paid_twice_gives_one_job_and_one_active_job_per_store(paid_store):
+    store, job = paid_store
+    assert store_order_paid(store_id=store.pk).pk == job.pk
+    job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.SUSPEND)
+    with pytest.raises(JobConflict, match="already has an active job"):
+        job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESUME)
+
+
+def test_suspend_resume_and_teardown(
+    paid_store, clean_test_stores, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    store, _ = paid_store
+    for kind, status in [("suspend", Store.Status.SUSPENDED), ("resume", Store.Status.ACTIVE)]:
+        with django_capture_on_commit_callbacks(execute=True):
+            job = job_enqueue(store_id=store.pk, kind=kind)
+        run_provisioning_worker()
+        job.refresh_from_db()
+        store.refresh_from_db()
+        assert (job.status, store.status) == (ProvisioningJob.Status.SUCCEEDED, status), job.error
+    assert "Ada&#039;s Shop" in fetch(store.port, "shop1.test").text
+
+    port = store.port
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_enqueue(store_id=store.pk, kind="teardown")
+    run_provisioning_worker()
+    store.refresh_from_db()
+    assert store.status == Store.Status.DELETED and store.port is None and store.live_domain is None
+    assert docker_client.labelled_objects(label=f"shophosting.store={store.pk}") == {
+        "containers": [],
+        "networks": [],
+        "volumes": [],
+    }
+    # The port is free for the next store.
+    other = store_create(customer=store.customer, plan=store.plan, domain="shop2.test")
+    from stores.services import store_place
+
+    assert store_place(store_id=other.pk).port == port
