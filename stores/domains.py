@@ -21,10 +21,11 @@ def domain_normalize(value: str) -> str:
         raise ValidationError("Enter only the domain name, without http://, a path or a port.")
     if _is_ip(domain):
         raise ValidationError("Enter a domain name, not an IP address.")
-    try:
-        domain = idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise ValidationError(f"“{value}” is not a valid domain name ({exc}).") from exc
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValidationError(f"“{value.strip()}” is not a valid domain name ({exc}).") from exc
     if len(domain) > 253:
         raise ValidationError("A domain name can be at most 253 characters long.")
     labels = domain.split(".")

@@ -69,9 +69,12 @@ def docker_engine():
         pytest.skip(f"no Docker engine answers ({exc}); bin/test starts one")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rq_worker_process():
-    """A real `manage.py rqworker` on the test Redis, so the worker heartbeat is genuine."""
+    """A real `manage.py rqworker` on the test Redis, so the worker heartbeat is genuine.
+
+    Module-scoped: it must be gone before provisioning tests enqueue jobs, which it would otherwise take
+    (it runs outside the test's transaction)."""
     from rq import Worker
 
     from shophosting.health import _redis_connection
