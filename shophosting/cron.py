@@ -6,7 +6,10 @@ The scheduler only enqueues; the RQ workers do the work. Later issues register t
 
 from rq import cron
 
+from provisioning.jobs import provisioning_jobs_reap
 from shophosting import jobs
 
 cron.register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
 cron.register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
+# Fails provisioning jobs whose worker died mid-job, so the store shows failed and can be retried.
+cron.register(provisioning_jobs_reap, "default", interval=60)

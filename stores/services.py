@@ -120,7 +120,7 @@ def store_credentials(store: Store) -> dict[str, str]:
 
 def host_local_ensure(*, docker_url: str) -> Host:
     host, _ = Host.objects.get_or_create(
-        name="local", defaults={"docker_url": docker_url, "memory_capacity_mb": 20 * 1024, "cpu_capacity": Decimal(16)}
+        name="local", defaults={"docker_url": docker_url, "memory_capacity_mb": 20 * 1024, "cpu_capacity": Decimal(32)}
     )
     return host
 

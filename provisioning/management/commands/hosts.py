@@ -1,0 +1,20 @@
+from django.core.management.base import BaseCommand
+
+from stores.selectors import host_usage_list
+
+
+class Command(BaseCommand):
+    help = "Show each Docker host's capacity, what its stores reserve, and the ports in use."
+
+    def handle(self, *args, **options):
+        rows = host_usage_list()
+        if not rows:
+            self.stdout.write("no hosts")
+        for row in rows:
+            host = row.host
+            self.stdout.write(
+                f"{host.name} ({'active' if host.active else 'inactive'}) {host.docker_url} bind {host.bind_address}\n"
+                f"  memory {row.memory_mb} / {host.memory_capacity_mb} MB   cpu {row.cpus} / {host.cpu_capacity}\n"
+                f"  ports {len(row.ports)} of {host.port_range_end - host.port_range_start + 1} used"
+                f"{': ' + ', '.join(map(str, row.ports)) if row.ports else ''}"
+            )
