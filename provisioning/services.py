@@ -99,6 +99,10 @@ def job_execute(*, job_id: int) -> None:
 @transaction.atomic
 def _job_succeed(*, job_id: int) -> None:
     job = Job.objects.select_for_update().get(pk=job_id)
+    if job.status != Job.Status.RUNNING:
+        # Reaped while this worker was presumed dead; a newer job owns the store now.
+        logger.warning("job %s finished after it was marked %s; result ignored", job.pk, job.status)
+        return
     job.status = Job.Status.SUCCEEDED
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "finished_at"])

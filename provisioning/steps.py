@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from provisioning import docker_client
+from provisioning import docker_client, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.stacks import stack_for
 from stores import services as store_services
@@ -169,6 +169,31 @@ def app_install(store: Store, log: Log) -> None:
         raise ProvisioningError(f"WordPress install failed (exit {code}): {output.strip()[-500:]}")
 
 
+def _vhost(store: Store, log: Log, *, mode: str) -> None:
+    if not settings.NGINX_ENABLED:
+        log(f"nginx is not enabled here; the store answers on {store.host.bind_address}:{store.port} only")
+        return
+    path = proxy.vhost_write(
+        store_id=store.pk, domain=store.domain, upstream=f"{store.host.bind_address}:{store.port}", mode=mode
+    )
+    log(f"nginx vhost {path.name} written ({mode}), nginx -t passed, reloaded")
+
+
+def vhost_proxy(store: Store, log: Log) -> None:
+    _vhost(store, log, mode="proxy")
+
+
+def vhost_maintenance(store: Store, log: Log) -> None:
+    _vhost(store, log, mode="maintenance")
+
+
+def vhost_remove(store: Store, log: Log) -> None:
+    if settings.NGINX_ENABLED and proxy.vhost_remove(domain=store.domain):
+        log(f"nginx vhost for {store.domain} removed, nginx reloaded")
+    else:
+        log("no nginx vhost to remove")
+
+
 def ready_hooks(store: Store, log: Log) -> None:
     # The backups app connects here to schedule the store's backups.
     receivers = store_ready.send(sender=Store, store_id=store.pk)
@@ -233,6 +258,7 @@ PROVISION = [
     Step("data_services", "Start the database and cache", data_services_start),
     Step("app", "Start the web server", app_start),
     Step("install", "Install the store application", app_install),
+    Step("proxy", "Route the domain through nginx", vhost_proxy),
     Step("hooks", "Schedule backups", ready_hooks),
     Step("notify", "E-mail the customer", notify),
 ]
@@ -240,9 +266,16 @@ PROVISION = [
 PLANS: dict[str, list[Step]] = {
     "provision": PROVISION,
     "retry": PROVISION,
-    "suspend": [Step("stop", "Stop the containers", containers_stop)],
-    "resume": [Step("start", "Start the containers", containers_start)],
+    "suspend": [
+        Step("maintenance", "Show the maintenance page", vhost_maintenance),
+        Step("stop", "Stop the containers", containers_stop),
+    ],
+    "resume": [
+        Step("start", "Start the containers", containers_start),
+        Step("proxy", "Route the domain through nginx", vhost_proxy),
+    ],
     "teardown": [
+        Step("unroute", "Remove the nginx vhost", vhost_remove),
         Step("remove", "Remove containers, network and volumes", stack_remove),
         Step("release", "Release the port", port_release),
     ],

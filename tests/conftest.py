@@ -110,8 +110,43 @@ def store_images(docker_engine):
     return images_build(log=lambda message: None)
 
 
+NGINX_CONF = """
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    server {{ listen {listen} default_server; return 444; }}
+    include {prefix}/sites/*.conf;
+}}
+"""
+
+
+@pytest.fixture(scope="session")
+def nginx_server():
+    """A real nginx on 127.0.0.1:18080 with the test settings' prefix; the vhosts tests write are routed."""
+    prefix = Path(settings.NGINX_SITES_DIR).parent
+    for directory in ("sites", "acme", "tmp"):
+        (prefix / directory).mkdir(parents=True, exist_ok=True)
+    (prefix / "tmp").chmod(0o777)  # nginx workers run unprivileged
+    for stale in (prefix / "sites").glob("*.conf"):
+        stale.unlink()
+    (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, listen=settings.NGINX_LISTEN_HTTP))
+    subprocess.run([*settings.NGINX_COMMAND, "-s", "quit"], capture_output=True)  # a leftover from a killed run
+    time.sleep(0.2)
+    subprocess.run(settings.NGINX_COMMAND, check=True)
+    yield settings.NGINX_LISTEN_HTTP
+    subprocess.run([*settings.NGINX_COMMAND, "-s", "quit"], capture_output=True)
+
+
 @pytest.fixture
-def clean_test_stores(docker_engine):
+def clean_test_stores(docker_engine, nginx_server):
     """Removes every Docker object of test stores before and after the test."""
     from provisioning import docker_client
 

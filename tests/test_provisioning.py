@@ -1,12 +1,13 @@
 """A paid WooCommerce order becomes a live store on the real Docker engine, with the locally built images."""
 
 import http.client
+import time
 import urllib.parse
 
 import pytest
 from django.core import mail
 
-from provisioning import docker_client
+from provisioning import docker_client, proxy
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import job_enqueue
@@ -14,6 +15,17 @@ from stores.models import Store
 from stores.services import store_create, store_credentials, store_order_paid
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
+NGINX_PORT = 18080  # the test nginx (tests/conftest.py: nginx_server)
+
+
+def fetch_until(port: int, domain: str, expected: str, timeout: float = 5.0):
+    """nginx applies a reload asynchronously (old workers finish first): poll until the new config answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = fetch(port, domain)
+        if expected in response.text or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
 
 
 def fetch(port: int, domain: str, path: str = "/", *, data: dict | None = None, cookie: str = ""):
@@ -51,9 +63,12 @@ def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stor
     assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
     assert store.status == Store.Status.ACTIVE
 
-    # The front page answers with the site title, through the published port on 127.0.0.1.
-    page = fetch(store.port, "shop1.test")
+    # The front page answers with the site title, through nginx with `Host: shop1.test`.
+    page = fetch_until(NGINX_PORT, "shop1.test", "Ada&#039;s Shop")
     assert page.status == 200 and "<title>Ada&#039;s Shop" in page.text
+    # Another name is not routed to this store (the default server closes the connection).
+    with pytest.raises(http.client.RemoteDisconnected):
+        fetch(NGINX_PORT, "unknown.test")
 
     # WordPress login works with the stored (encrypted) credentials.
     creds = store_credentials(store)
@@ -118,7 +133,11 @@ def test_suspend_resume_and_teardown(
         job.refresh_from_db()
         store.refresh_from_db()
         assert (job.status, store.status) == (ProvisioningJob.Status.SUCCEEDED, status), job.error
-    assert "Ada&#039;s Shop" in fetch(store.port, "shop1.test").text
+        if kind == "suspend":
+            maintenance = fetch_until(NGINX_PORT, "shop1.test", "temporarily unavailable")
+            assert maintenance.status == 503 and "temporarily unavailable" in maintenance.text
+            assert docker_client.client().containers.get(f"{store.slug}-web").status == "exited"
+    assert "Ada&#039;s Shop" in fetch_until(NGINX_PORT, "shop1.test", "Ada&#039;s Shop").text
 
     port = store.port
     with django_capture_on_commit_callbacks(execute=True):
@@ -126,6 +145,7 @@ def test_suspend_resume_and_teardown(
     run_provisioning_worker()
     store.refresh_from_db()
     assert store.status == Store.Status.DELETED and store.port is None and store.live_domain is None
+    assert not (proxy.vhost_path("shop1.test")).exists()
     assert docker_client.labelled_objects(label=f"shophosting.store={store.pk}") == {
         "containers": [],
         "networks": [],

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -93,6 +94,21 @@ def test_one_host_row_for_the_local_engine_exists_by_default():
     assert host.docker_url.startswith("unix://")
 
 
+def kill_with_work_horse(worker: subprocess.Popen) -> None:
+    """SIGKILL a worker and the work horse it forked (rq puts the horse in a session of its own)."""
+    horses = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == worker.pid:  # field 4 of /proc/<pid>/stat: the parent pid
+            horses.append(int(stat.parent.name))
+    for pid in [worker.pid, *horses]:
+        os.kill(pid, signal.SIGKILL)
+    worker.wait()
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,8 +131,7 @@ def test_worker_killed_mid_job_then_retry_gives_a_live_store_and_no_leaks(
         60,
         "the job to reach the app step",
     )
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
+    kill_with_work_horse(worker)
     job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.RUNNING  # nobody is left to say otherwise
 

@@ -336,3 +336,12 @@ STORE_IMAGES = {
 STORE_OBJECT_PREFIX = env("STORE_OBJECT_PREFIX", default="shophosting-store")
 # Seconds a new store's web service may take to answer before the step fails.
 STORE_WEB_READY_TIMEOUT = env.int("STORE_WEB_READY_TIMEOUT", default=120)
+
+# --- nginx in front of the stores (provisioning/proxy.py) -----------------------------------------
+# Off: stores answer only on their published port (the one-command demo has no nginx).
+NGINX_ENABLED = env.bool("NGINX_ENABLED", default=True)
+# The nginx command, with -p/-c when it is not the system instance; "-t" and "-s reload" are appended.
+NGINX_COMMAND = env.list("NGINX_COMMAND", default=["nginx"])
+NGINX_SITES_DIR = env("NGINX_SITES_DIR", default="/etc/nginx/sites-enabled/shophosting")
+NGINX_LISTEN_HTTP = env("NGINX_LISTEN_HTTP", default="80")
+NGINX_ACME_WEBROOT = env("NGINX_ACME_WEBROOT", default="/var/www/shophosting-acme")

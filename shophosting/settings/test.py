@@ -16,6 +16,13 @@ for variable, image in [
 ]:
     os.environ.setdefault(variable, f"shophosting/{image}:local")
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")
+# A private nginx on a loopback port, started by the tests (tests/conftest.py: nginx_server).
+_nginx_prefix = os.path.join(os.path.dirname(__file__), "..", "..", "var", "test", "nginx")
+_nginx_prefix = os.path.abspath(_nginx_prefix)
+os.environ.setdefault("NGINX_COMMAND", f"nginx,-p,{_nginx_prefix},-c,{_nginx_prefix}/nginx.conf")
+os.environ.setdefault("NGINX_SITES_DIR", f"{_nginx_prefix}/sites")
+os.environ.setdefault("NGINX_ACME_WEBROOT", f"{_nginx_prefix}/acme")
+os.environ.setdefault("NGINX_LISTEN_HTTP", "127.0.0.1:18080")
 
 from .base import *  # noqa: E402,F403
 
