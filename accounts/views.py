@@ -5,6 +5,7 @@ from django.utils.decorators import method_decorator
 
 from accounts.forms import LoginForm
 from shophosting.ratelimits import rate_limited
+from stores.selectors import store_list_for_customer
 
 
 @method_decorator(rate_limited("customer_login"), name="dispatch")
@@ -20,4 +21,4 @@ class CustomerLogoutView(auth_views.LogoutView):
 
 @login_required
 def account_home_view(request):
-    return render(request, "accounts/home.html")
+    return render(request, "accounts/home.html", {"stores": store_list_for_customer(request.user)})

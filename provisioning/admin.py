@@ -1,6 +1,10 @@
 from django.contrib import admin
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path
 
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
+from provisioning.selectors import job_progress
 
 
 class JobStepInline(admin.TabularInline):
@@ -42,6 +46,28 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         "error",
     ]
     inlines = [JobStepInline]
+    # Adds the live checklist and log tail, polled from progress_view while the job runs.
+    change_form_template = "admin/provisioning/provisioningjob/change_form.html"
 
     def has_add_permission(self, request):
         return False
+
+    def get_urls(self):
+        progress = path(
+            "<int:job_id>/progress.json",
+            self.admin_site.admin_view(self.progress_view),
+            name="provisioning_provisioningjob_progress",
+        )
+        return [progress, *super().get_urls()]
+
+    def progress_view(self, request, job_id: int):
+        if not self.has_view_permission(request):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        job = get_object_or_404(ProvisioningJob.objects.select_related("store"), pk=job_id)
+        store = job.store
+        return JsonResponse(
+            {
+                "store": {"status": store.status, "status_display": store.get_status_display(), "message": job.error},
+                "progress": job_progress(job),
+            }
+        )

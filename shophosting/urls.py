@@ -34,6 +34,7 @@ urlpatterns = [
     path("documents/", include(wagtaildocs_urls)),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("accounts/", include("accounts.urls")),
+    path("stores/", include("stores.urls")),
     path("", include("consultations.urls")),
     # Wagtail serves every remaining path: it must stay last.
     path("", include(wagtail_urls)),

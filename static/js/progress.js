@@ -1,0 +1,39 @@
+// Live provisioning progress: polls the store's progress endpoint every 2 s while a job runs.
+(() => {
+  const root = document.getElementById("store-progress");
+  if (!root) return;
+  const field = (name) => root.querySelector(`[data-field="${name}"]`);
+  const render = (data) => {
+    field("status").textContent = data.store.status_display;
+    field("status").className = `badge badge-${data.store.status}`;
+    const message = field("message");
+    message.textContent = data.store.message;
+    message.hidden = !data.store.message;
+    const progress = data.progress;
+    if (!progress) return false;
+    field("eta").textContent = progress.eta_seconds === null ? "" : `about ${progress.eta_seconds} s left`;
+    const steps = field("steps");
+    if (steps) {
+      steps.replaceChildren(...progress.steps.map((step) => {
+        const item = document.createElement("li");
+        item.className = `step step-${step.status}`;
+        item.textContent = `${step.title} — ${step.status}${step.seconds === null ? "" : ` (${step.seconds} s)`}`;
+        return item;
+      }));
+    }
+    const log = field("log");
+    if (log) log.textContent = progress.log.map((l) => `${l.time} [${l.step}] ${l.message}`).join("\n");
+    return progress.job.active;
+  };
+  const poll = async () => {
+    try {
+      const response = await fetch(root.dataset.progressUrl, { credentials: "same-origin" });
+      if (response.ok && render(await response.json())) setTimeout(poll, 2000);
+      else if (!response.ok) setTimeout(poll, 5000);
+    } catch (error) {
+      setTimeout(poll, 5000);
+    }
+  };
+  // Fill at once (the staff page starts empty), then keep polling while the job is active.
+  poll();
+})();

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from stores import views
+
+app_name = "stores"
+
+urlpatterns = [
+    path("<int:store_id>/", views.store_detail_view, name="detail"),
+    path("<int:store_id>/progress.json", views.store_progress_view, name="progress"),
+    path("<int:store_id>/credentials/", views.store_credentials_view, name="credentials"),
+]

@@ -1,0 +1,60 @@
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from accounts.services import audit_record
+from provisioning.selectors import job_latest_for_store, job_progress
+from stores.models import Store
+from stores.services import store_credentials
+
+
+def _own_store(request, store_id: int) -> Store:
+    # Another customer's store id is a 404, the same as a missing one: ids reveal nothing.
+    return get_object_or_404(
+        Store.objects.select_related("plan").exclude(status=Store.Status.DELETED), pk=store_id, customer=request.user
+    )
+
+
+@login_required
+def store_detail_view(request, store_id: int):
+    store = _own_store(request, store_id)
+    job = job_latest_for_store(store.pk)
+    return render(
+        request,
+        "stores/store_detail.html",
+        {"store": store, "job": job, "progress": job_progress(job) if job else None},
+    )
+
+
+@never_cache
+@login_required
+def store_progress_view(request, store_id: int):
+    store = _own_store(request, store_id)
+    job = job_latest_for_store(store.pk)
+    return JsonResponse(
+        {
+            "store": {
+                "status": store.status,
+                "status_display": store.get_status_display(),
+                "message": store.status_message,
+            },
+            "progress": job_progress(job) if job else None,
+        }
+    )
+
+
+@require_POST
+@login_required
+def store_credentials_view(request, store_id: int):
+    """Credentials are shown only on an explicit request (POST, CSRF-checked), and each reveal is audited."""
+    store = _own_store(request, store_id)
+    audit_record(event="credentials_revealed", request=request, store_id=store.pk)
+    response = render(
+        request,
+        "stores/store_credentials.html",
+        {"store": store, "credentials": store_credentials(store)},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
