@@ -15,3 +15,10 @@ def provisioning_jobs_reap() -> None:
     from provisioning.services import jobs_reap_stale
 
     jobs_reap_stale()
+
+
+@job("provisioning", timeout=5 * 60)
+def store_tls_retry(store_id: int) -> None:
+    from provisioning.services import store_tls_ensure
+
+    store_tls_ensure(store_id=store_id)

@@ -4,9 +4,12 @@ A vhost is written atomically, then `nginx -t` runs; when the test fails, the pr
 put back and the error names nginx's complaint. Only then is nginx reloaded.
 """
 
+import http.client
 import os
+import secrets
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -29,8 +32,9 @@ def _reload() -> None:
         raise ProvisioningError(f"nginx reload failed: {reloaded.stderr.strip()}")
 
 
-def vhost_write(*, store_id: int, domain: str, upstream: str, mode: str = "proxy") -> Path:
-    """Write (or replace) the store's vhost; `mode` is "proxy" or "maintenance"."""
+def vhost_write(*, store_id: int, domain: str, upstream: str, mode: str = "proxy", certificate=None) -> Path:
+    """Write (or replace) the store's vhost; `mode` is "proxy" or "maintenance". With a certificate
+    (acme_client.Certificate) the same routes are served on HTTPS as well."""
     path = vhost_path(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     Path(settings.NGINX_ACME_WEBROOT).mkdir(parents=True, exist_ok=True)
@@ -43,6 +47,9 @@ def vhost_write(*, store_id: int, domain: str, upstream: str, mode: str = "proxy
             "mode": mode,
             "listen_http": settings.NGINX_LISTEN_HTTP,
             "acme_webroot": settings.NGINX_ACME_WEBROOT,
+            "listen_https": settings.NGINX_LISTEN_HTTPS,
+            "tls_cert": certificate.fullchain_path if certificate else None,
+            "tls_key": certificate.key_path if certificate else None,
         },
     )
     previous = path.read_text() if path.exists() else None
@@ -61,7 +68,46 @@ def vhost_write(*, store_id: int, domain: str, upstream: str, mode: str = "proxy
             path.write_text(previous)
         raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {tested.stderr.strip()}")
     _reload()
+    vhost_wait_routed(domain=domain)
     return path
+
+
+def _http_address() -> tuple[str, int]:
+    listen = settings.NGINX_LISTEN_HTTP
+    host, _, port = listen.rpartition(":")
+    return (host or "127.0.0.1"), int(port)
+
+
+def vhost_wait_routed(*, domain: str, timeout: float = 10.0) -> None:
+    """Wait until nginx really serves `domain` from the new config.
+
+    `nginx -s reload` returns before the new workers take over, and an ACME server validating at once
+    would still reach an old worker. A probe file in the ACME webroot must come back through the vhost."""
+    webroot = Path(settings.NGINX_ACME_WEBROOT) / ".well-known" / "acme-challenge"
+    webroot.mkdir(parents=True, exist_ok=True)
+    probe = webroot / f"shophosting-probe-{secrets.token_hex(8)}"
+    probe.write_text(probe.name)
+    probe.chmod(0o644)
+    host, port = _http_address()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            connection = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                connection.request(
+                    "GET", f"/.well-known/acme-challenge/{probe.name}", headers={"Host": domain, "Connection": "close"}
+                )
+                response = connection.getresponse()
+                if response.status == 200 and response.read().decode(errors="replace") == probe.name:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                connection.close()
+            time.sleep(0.05)
+    finally:
+        probe.unlink(missing_ok=True)
+    raise ProvisioningError(f"nginx did not start routing {domain} within {timeout:.0f} s after the reload")
 
 
 def vhost_remove(*, domain: str) -> bool:

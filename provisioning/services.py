@@ -162,3 +162,43 @@ def jobs_reap_stale(*, now=None) -> list[int]:
 
 def store_retry(*, store_id: int, actor: User | None = None) -> ProvisioningJob:
     return job_enqueue(store_id=store_id, kind=Job.Kind.RETRY, actor=actor)
+
+
+def store_tls_ensure(*, store_id: int) -> Store:
+    """Issue the store's certificate and switch its vhost to HTTPS; on failure keep HTTP and schedule a
+    retry with exponential backoff (2, 4, 8 … minutes, capped). No transaction is held during issuance."""
+    from django.conf import settings
+
+    from provisioning import acme_client, proxy
+
+    store = Store.objects.select_related("host").get(pk=store_id)
+    if store.status not in (S.PROVISIONING, S.ACTIVE, S.SUSPENDED):
+        return store
+    try:
+        certificate = acme_client.certificate_issue(domain=store.domain)
+    except acme_client.CertificateError as exc:
+        attempts = store.tls_attempts + 1
+        delay = min(120 * 2 ** (attempts - 1), settings.TLS_RETRY_MAX_DELAY)
+        Store.objects.filter(pk=store.pk).update(
+            tls_status=Store.TLS.PENDING,
+            tls_error=str(exc)[:2000],
+            tls_attempts=attempts,
+            tls_next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        )
+        transaction.on_commit(
+            lambda: django_rq.get_queue("provisioning").enqueue_in(
+                timedelta(seconds=delay), jobs.store_tls_retry, store.pk
+            )
+        )
+        return Store.objects.get(pk=store.pk)
+    proxy.vhost_write(
+        store_id=store.pk,
+        domain=store.domain,
+        upstream=f"{store.host.bind_address}:{store.port}",
+        mode="maintenance" if store.status == S.SUSPENDED else "proxy",
+        certificate=certificate,
+    )
+    Store.objects.filter(pk=store.pk).update(
+        tls_status=Store.TLS.ISSUED, tls_error="", tls_attempts=0, tls_next_attempt_at=None
+    )
+    return Store.objects.get(pk=store.pk)

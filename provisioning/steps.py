@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from provisioning import docker_client, proxy
+from provisioning import acme_client, docker_client, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.stacks import stack_for
 from stores import services as store_services
@@ -173,10 +173,32 @@ def _vhost(store: Store, log: Log, *, mode: str) -> None:
     if not settings.NGINX_ENABLED:
         log(f"nginx is not enabled here; the store answers on {store.host.bind_address}:{store.port} only")
         return
+    certificate = acme_client.certificate_paths(store.domain) if store.tls_status == Store.TLS.ISSUED else None
     path = proxy.vhost_write(
-        store_id=store.pk, domain=store.domain, upstream=f"{store.host.bind_address}:{store.port}", mode=mode
+        store_id=store.pk,
+        domain=store.domain,
+        upstream=f"{store.host.bind_address}:{store.port}",
+        mode=mode,
+        certificate=certificate,
     )
-    log(f"nginx vhost {path.name} written ({mode}), nginx -t passed, reloaded")
+    log(f"nginx vhost {path.name} written ({mode}{', HTTPS' if certificate else ''}), nginx -t passed, reloaded")
+
+
+def tls_certificate(store: Store, log: Log) -> None:
+    """Issue the certificate. A failure leaves the store live on HTTP with a retry scheduled (not a failed job)."""
+    if not (settings.NGINX_ENABLED and settings.TLS_ENABLED):
+        log("TLS is not enabled here")
+        return
+    from provisioning.services import store_tls_ensure
+
+    store = store_tls_ensure(store_id=store.pk)
+    if store.tls_status == Store.TLS.ISSUED:
+        log(f"certificate issued for {store.domain}; HTTPS is on")
+    else:
+        log(
+            f"no certificate yet ({store.tls_error}); "
+            f"attempt {store.tls_attempts + 1} at {store.tls_next_attempt_at:%H:%M} UTC"
+        )
 
 
 def vhost_proxy(store: Store, log: Log) -> None:
@@ -192,6 +214,9 @@ def vhost_remove(store: Store, log: Log) -> None:
         log(f"nginx vhost for {store.domain} removed, nginx reloaded")
     else:
         log("no nginx vhost to remove")
+    # Only after the vhost is gone: a vhost naming a missing certificate fails the next `nginx -t`.
+    if acme_client.certificate_remove(domain=store.domain):
+        log(f"certificate for {store.domain} deleted")
 
 
 def ready_hooks(store: Store, log: Log) -> None:
@@ -259,6 +284,7 @@ PROVISION = [
     Step("app", "Start the web server", app_start),
     Step("install", "Install the store application", app_install),
     Step("proxy", "Route the domain through nginx", vhost_proxy),
+    Step("tls", "Get a TLS certificate", tls_certificate),
     Step("hooks", "Schedule backups", ready_hooks),
     Step("notify", "E-mail the customer", notify),
 ]
@@ -275,7 +301,7 @@ PLANS: dict[str, list[Step]] = {
         Step("proxy", "Route the domain through nginx", vhost_proxy),
     ],
     "teardown": [
-        Step("unroute", "Remove the nginx vhost", vhost_remove),
+        Step("unroute", "Remove the nginx vhost and certificate", vhost_remove),
         Step("remove", "Remove containers, network and volumes", stack_remove),
         Step("release", "Release the port", port_release),
     ],

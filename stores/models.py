@@ -59,6 +59,16 @@ class Store(models.Model):
     host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="stores")
     port = models.PositiveIntegerField(null=True, blank=True)
     credentials_encrypted = models.TextField(blank=True, editable=False)
+
+    class TLS(models.TextChoices):
+        NONE = "none", "Not requested"
+        PENDING = "pending", "Retry scheduled"
+        ISSUED = "issued", "Issued"
+
+    tls_status = models.CharField(max_length=10, choices=TLS.choices, default=TLS.NONE)
+    tls_error = models.TextField(blank=True)
+    tls_attempts = models.PositiveSmallIntegerField(default=0)
+    tls_next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,11 +1,14 @@
 """A paid WooCommerce order becomes a live store on the real Docker engine, with the locally built images."""
 
 import http.client
+import socket
+import ssl
 import time
 import urllib.parse
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from provisioning import docker_client, proxy
 from provisioning.exceptions import JobConflict
@@ -16,6 +19,7 @@ from stores.services import store_create, store_credentials, store_order_paid
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
 NGINX_PORT = 18080  # the test nginx (tests/conftest.py: nginx_server)
+HTTPS_PORT = 18443
 
 
 def fetch_until(port: int, domain: str, expected: str, timeout: float = 5.0):
@@ -26,6 +30,20 @@ def fetch_until(port: int, domain: str, expected: str, timeout: float = 5.0):
         if expected in response.text or time.monotonic() > deadline:
             return response
         time.sleep(0.05)
+
+
+def fetch_https(port: int, domain: str, *, trusted_root: str):
+    """GET / over TLS with SNI `domain`, verifying the chain against pebble's root; never resolves `domain`."""
+    context = ssl.create_default_context(cadata=trusted_root)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw, server_hostname=domain) as tls:
+        names = [value for kind, value in tls.getpeercert()["subjectAltName"] if kind == "DNS"]
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())
+        response = http.client.HTTPResponse(tls)
+        response.begin()
+        response.text = response.read().decode(errors="replace")
+    response.peer_cert_names = names
+    return response
 
 
 def fetch(port: int, domain: str, path: str = "/", *, data: dict | None = None, cookie: str = ""):
@@ -58,7 +76,7 @@ def paid_store(
     return store, job
 
 
-def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stores):
+def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stores, acme_server):
     store, job = paid_store
     assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
     assert store.status == Store.Status.ACTIVE
@@ -69,6 +87,13 @@ def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stor
     # Another name is not routed to this store (the default server closes the connection).
     with pytest.raises(http.client.RemoteDisconnected):
         fetch(NGINX_PORT, "unknown.test")
+
+    # A certificate issued by pebble (real http-01 validation through nginx) is installed; HTTPS answers.
+    store.refresh_from_db()
+    assert store.tls_status == Store.TLS.ISSUED, store.tls_error
+    https = fetch_https(HTTPS_PORT, "shop1.test", trusted_root=acme_server)
+    assert https.status == 200 and "<title>Ada&#039;s Shop" in https.text
+    assert https.peer_cert_names == ["shop1.test"]
 
     # WordPress login works with the stored (encrypted) credentials.
     creds = store_credentials(store)
@@ -156,3 +181,53 @@ def test_suspend_resume_and_teardown(
     from stores.services import store_place
 
     assert store_place(store_id=other.pk).port == port
+
+
+def test_tls_failure_keeps_the_store_on_http_and_schedules_a_retry(
+    user_factory,
+    woo_plan,
+    store_images,
+    clean_test_stores,
+    acme_server,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    """DNS not pointed yet (the ACME server's DNS answers SERVFAIL): live on HTTP, retry with backoff."""
+    import django_rq
+    import requests
+    from rq.registry import ScheduledJobRegistry
+
+    from provisioning.services import store_tls_ensure
+
+    requests.post("http://127.0.0.1:8055/set-servfail", json={"host": "notpointed.test."}, timeout=5)
+    try:
+        store = store_create(customer=user_factory(), plan=woo_plan, domain="notpointed.test", site_title="Later")
+        with django_capture_on_commit_callbacks(execute=True):
+            job = store_order_paid(store_id=store.pk)
+        with django_capture_on_commit_callbacks(execute=True):  # the job schedules the retry after commit
+            run_provisioning_worker()
+        job.refresh_from_db()
+        store.refresh_from_db()
+        assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+        assert store.status == Store.Status.ACTIVE
+        assert store.tls_status == Store.TLS.PENDING and store.tls_attempts == 1
+        assert "notpointed.test" in store.tls_error
+        assert 100 <= (store.tls_next_attempt_at - timezone.now()).total_seconds() <= 125
+        scheduled = ScheduledJobRegistry(queue=django_rq.get_queue("provisioning"))
+        retries = [
+            job_id
+            for job_id in scheduled.get_job_ids()
+            if django_rq.get_queue("provisioning").fetch_job(job_id).args == (store.pk,)
+        ]
+        assert len(retries) == 1
+        for job_id in retries:  # this test runs the retry itself, below
+            scheduled.remove(job_id, delete_job=True)
+        assert "Later" in fetch_until(NGINX_PORT, "notpointed.test", "Later").text
+    finally:
+        requests.post("http://127.0.0.1:8055/clear-servfail", json={"host": "notpointed.test."}, timeout=5)
+
+    # DNS is pointed now: the retry issues the certificate and HTTPS answers.
+    store = store_tls_ensure(store_id=store.pk)
+    assert store.tls_status == Store.TLS.ISSUED and store.tls_attempts == 0
+    https = fetch_https(HTTPS_PORT, "notpointed.test", trusted_root=acme_server)
+    assert https.status == 200 and "Later" in https.text

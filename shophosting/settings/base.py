@@ -345,3 +345,15 @@ NGINX_COMMAND = env.list("NGINX_COMMAND", default=["nginx"])
 NGINX_SITES_DIR = env("NGINX_SITES_DIR", default="/etc/nginx/sites-enabled/shophosting")
 NGINX_LISTEN_HTTP = env("NGINX_LISTEN_HTTP", default="80")
 NGINX_ACME_WEBROOT = env("NGINX_ACME_WEBROOT", default="/var/www/shophosting-acme")
+NGINX_LISTEN_HTTPS = env("NGINX_LISTEN_HTTPS", default="443")
+
+# --- TLS for stores (provisioning/acme_client.py) ------------------------------------------------
+TLS_ENABLED = env.bool("TLS_ENABLED", default=True)
+ACME_DIRECTORY_URL = env("ACME_DIRECTORY_URL", default="https://acme-v02.api.letsencrypt.org/directory")
+# A CA bundle for the ACME server's own HTTPS (pebble's test CA in tests); empty: the system's.
+ACME_CA_BUNDLE = env("ACME_CA_BUNDLE", default="")
+ACME_EMAIL = env("ACME_EMAIL", default="ops@shophosting.local")
+ACME_ACCOUNT_KEY_PATH = env("ACME_ACCOUNT_KEY_PATH", default=str(BASE_DIR / "var" / "acme" / "account.pem"))
+TLS_CERT_DIR = env("TLS_CERT_DIR", default=str(BASE_DIR / "var" / "tls"))
+# Failed issuance (DNS not pointed yet) is retried after 2, 4, 8 … minutes, at most this many seconds apart.
+TLS_RETRY_MAX_DELAY = env.int("TLS_RETRY_MAX_DELAY", default=6 * 60 * 60)

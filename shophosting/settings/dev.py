@@ -12,6 +12,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 # A fixed Fernet key for demo data only; production refuses to start without its own.
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
 os.environ.setdefault("NGINX_ENABLED", "false")
+os.environ.setdefault("TLS_ENABLED", "false")
 os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
 from .base import *  # noqa: E402,F403

@@ -23,6 +23,13 @@ os.environ.setdefault("NGINX_COMMAND", f"nginx,-p,{_nginx_prefix},-c,{_nginx_pre
 os.environ.setdefault("NGINX_SITES_DIR", f"{_nginx_prefix}/sites")
 os.environ.setdefault("NGINX_ACME_WEBROOT", f"{_nginx_prefix}/acme")
 os.environ.setdefault("NGINX_LISTEN_HTTP", "127.0.0.1:18080")
+os.environ.setdefault("NGINX_LISTEN_HTTPS", "127.0.0.1:18443")
+# Debian's pebble on loopback, started by the tests (tests/conftest.py: acme_server).
+_pebble = os.path.abspath(os.path.join(_nginx_prefix, "..", "pebble"))
+os.environ.setdefault("ACME_DIRECTORY_URL", "https://127.0.0.1:14000/dir")
+os.environ.setdefault("ACME_CA_BUNDLE", f"{_pebble}/ca.pem")
+os.environ.setdefault("ACME_ACCOUNT_KEY_PATH", f"{_pebble}/account.pem")
+os.environ.setdefault("TLS_CERT_DIR", f"{_pebble}/../tls")
 
 from .base import *  # noqa: E402,F403
 
