@@ -53,7 +53,8 @@ def allocate(store: Store, log: Log) -> None:
                 "db_root_password": secrets.token_urlsafe(24),
                 "admin_user": store.customer.email.split("@")[0][:50] or "admin",
                 "admin_email": store.customer.email,
-                "admin_password": secrets.token_urlsafe(16),
+                # Magento wants letters and digits; the suffix guarantees both.
+                "admin_password": secrets.token_urlsafe(16) + "7q",
             },
         )
         log("generated database and admin credentials (stored encrypted)")
@@ -148,25 +149,36 @@ def app_start(store: Store, log: Log) -> None:
 def app_install(store: Store, log: Log) -> None:
     _wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
     creds = store_services.store_credentials(store)
-    if store.platform != "woocommerce":
-        raise ProvisioningError("Magento setup:install needs the real Magento image, which is not available here")
-    environment = {
-        "WORDPRESS_URL": f"http://{store.domain}",
-        "WP_TITLE": store.site_title,
-        "WP_ADMIN_USER": creds["admin_user"],
-        "WP_ADMIN_EMAIL": creds["admin_email"],
-        "WP_ADMIN_PASSWORD": creds["admin_password"],
-    }
-    code, output = docker_client.container_exec(
-        name=_stack(store).container_name("web"),
-        command=["php", "/usr/local/share/shophosting/wp-install.php"],
-        environment=environment,
-        base_url=store.host.docker_url,
-    )
-    for line in output.strip().splitlines():
-        log(line)
-    if code != 0:
-        raise ProvisioningError(f"WordPress install failed (exit {code}): {output.strip()[-500:]}")
+    stack = _stack(store)
+    if store.platform == "magento":
+        commands = [(command, {}) for command in stack.install_commands(creds)]
+        what = "Magento setup:install"
+    else:
+        environment = {
+            "WORDPRESS_URL": f"http://{store.domain}",
+            "WP_TITLE": store.site_title,
+            "WP_ADMIN_USER": creds["admin_user"],
+            "WP_ADMIN_EMAIL": creds["admin_email"],
+            "WP_ADMIN_PASSWORD": creds["admin_password"],
+        }
+        commands = [(["php", "/usr/local/share/shophosting/wp-install.php"], environment)]
+        what = "WordPress install"
+    for command, environment in commands:
+        code, output = docker_client.container_exec(
+            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.docker_url
+        )
+        output = _without_secrets(output, creds)
+        for line in output.strip().splitlines():
+            log(line)
+        if code != 0:
+            raise ProvisioningError(f"{what} failed (exit {code}): {output.strip()[-500:]}")
+
+
+def _without_secrets(text: str, creds: dict[str, str]) -> str:
+    for key in ("admin_password", "db_password", "db_root_password"):
+        if creds.get(key):
+            text = text.replace(creds[key], "********")
+    return text
 
 
 def _vhost(store: Store, log: Log, *, mode: str) -> None:

@@ -1,6 +1,7 @@
 """A paid WooCommerce order becomes a live store on the real Docker engine, with the locally built images."""
 
 import http.client
+import re
 import socket
 import ssl
 import time
@@ -231,3 +232,56 @@ def test_tls_failure_keeps_the_store_on_http_and_schedules_a_retry(
     assert store.tls_status == Store.TLS.ISSUED and store.tls_attempts == 0
     https = fetch_https(HTTPS_PORT, "notpointed.test", trusted_root=acme_server)
     assert https.status == 200 and "Later" in https.text
+
+
+def test_magento_stack_wiring_with_standin_web_and_search_images(
+    user_factory,
+    store_images,
+    clean_test_stores,
+    acme_server,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    """Magento and OpenSearch are not obtainable here: STAND-IN images for web and search, real MariaDB,
+    Redis and Varnish. Proves the five services are wired, limited and routed; not Magento itself."""
+    from billing.models import Plan
+
+    plan = Plan.objects.get(slug="magento-commerce-core")
+    store = store_create(customer=user_factory(), plan=plan, domain="magento.test", site_title="Mage Shop")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = store_order_paid(store_id=store.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    job.refresh_from_db()
+    store.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+    assert store.status == Store.Status.ACTIVE
+
+    # Varnish answers (published port and through nginx) and forwards to web:8080, whose page shows it
+    # reaches the database, Redis and search.
+    page = fetch_until(NGINX_PORT, "magento.test", "Mage Shop")
+    assert page.status == 200 and "<title>Mage Shop</title>" in page.text
+    assert page.headers["X-Varnish-Backend"] == "web:8080" and page.headers["X-Varnish"]
+    assert re.search(r"database: ok: [^<]*10\.11", page.text)
+    assert "redis: ok: PONG" in page.text
+    assert "search: ok: opensearch" in page.text
+    assert fetch(store.port, "magento.test").headers["X-Varnish-Backend"] == "web:8080"
+
+    engine = docker_client.client()
+    expected = {
+        "varnish": (512, 0.5),
+        "web": (plan.memory_mb, float(plan.cpu_limit)),
+        "db": (1024, 1.0),
+        "search": (1024, 0.5),
+        "cache": (256, 0.25),
+    }
+    for role, (memory_mb, cpus) in expected.items():
+        attrs = engine.containers.get(f"{store.slug}-{role}").attrs
+        assert attrs["HostConfig"]["Memory"] == memory_mb * 1024 * 1024, role
+        assert attrs["HostConfig"]["NanoCpus"] == int(cpus * 1_000_000_000), role
+        assert list(attrs["NetworkSettings"]["Networks"]) == [f"{store.slug}-net"], role
+        published = attrs["HostConfig"]["PortBindings"] or {}
+        assert (role == "varnish") == bool(published), role  # only Varnish is published
+    log = " ".join(line.message for step in job.steps.all() for line in step.log_lines.all())
+    assert "Magento installation complete" in log
+    assert store_credentials(store)["admin_password"] not in log

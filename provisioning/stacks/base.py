@@ -3,6 +3,15 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 
+def tcp_healthcheck(port: int) -> list[str]:
+    """Healthy once the service accepts TCP connections; bash is in every image the stacks use."""
+    return ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]
+
+
+DB_HEALTHCHECK = ["CMD", "healthcheck.sh", "--connect"]  # the official MariaDB image's script
+CACHE_HEALTHCHECK = ["CMD", "redis-cli", "ping"]
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     role: str  # also the container's alias on the store network ("db", "cache", "web", ...)

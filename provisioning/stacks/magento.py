@@ -1,9 +1,11 @@
-from provisioning.stacks.base import ServiceSpec, StackSpec
+from provisioning.stacks.base import CACHE_HEALTHCHECK, DB_HEALTHCHECK, ServiceSpec, StackSpec, tcp_healthcheck
 
 WEB_PORT = 8080  # web listens here; Varnish's backend must match it
 
 
 class MagentoStack(StackSpec):
+    """varnish (published) → web:8080 → db, cache (redis), search (OpenSearch)."""
+
     platform = "magento"
     web_role = "varnish"
     web_port = 80
@@ -24,21 +26,23 @@ class MagentoStack(StackSpec):
                     "MARIADB_ROOT_PASSWORD": creds.get("db_root_password", ""),
                 },
                 volumes={"db": "/var/lib/mysql"},
-                healthcheck=["CMD", "healthcheck.sh", "--connect"],
+                healthcheck=DB_HEALTHCHECK,
             ),
             ServiceSpec(
-                role="cache",
-                image=self.image("cache"),
-                memory_mb=256,
-                cpus=0.25,
-                healthcheck=["CMD", "redis-cli", "ping"],
+                role="cache", image=self.image("cache"), memory_mb=256, cpus=0.25, healthcheck=CACHE_HEALTHCHECK
             ),
             ServiceSpec(
                 role="search",
                 image=self.image("search"),
                 memory_mb=1024,
                 cpus=0.5,
-                environment={"discovery.type": "single-node", "OPENSEARCH_JAVA_OPTS": "-Xms512m -Xmx512m"},
+                environment={
+                    "discovery.type": "single-node",
+                    "OPENSEARCH_JAVA_OPTS": "-Xms512m -Xmx512m",
+                    "DISABLE_SECURITY_PLUGIN": "true",
+                },
+                volumes={"search": "/usr/share/opensearch/data"},
+                healthcheck=tcp_healthcheck(9200),
             ),
             ServiceSpec(
                 role="web",
@@ -56,6 +60,7 @@ class MagentoStack(StackSpec):
                     "MAGENTO_LISTEN_PORT": str(WEB_PORT),
                 },
                 volumes={"media": "/var/www/html/pub/media"},
+                healthcheck=tcp_healthcheck(WEB_PORT),
             ),
             ServiceSpec(
                 role="varnish",
@@ -63,6 +68,37 @@ class MagentoStack(StackSpec):
                 memory_mb=512,
                 cpus=0.5,
                 environment={"VARNISH_BACKEND_HOST": "web", "VARNISH_BACKEND_PORT": str(WEB_PORT)},
+                healthcheck=tcp_healthcheck(80),
                 published_port=80,
             ),
+        ]
+
+    def install_commands(self, creds: dict[str, str]) -> list[list[str]]:
+        """Magento's own installer, then the store name. Argument lists: nothing passes through a shell."""
+        store = self.store
+        magento = "/var/www/html/bin/magento"
+        return [
+            [
+                magento,
+                "setup:install",
+                f"--base-url=http://{store.domain}/",
+                "--db-host=db",
+                "--db-name=magento",
+                "--db-user=magento",
+                f"--db-password={creds['db_password']}",
+                f"--admin-firstname={store.customer.first_name or 'Store'}",
+                f"--admin-lastname={store.customer.last_name or 'Owner'}",
+                f"--admin-email={creds['admin_email']}",
+                f"--admin-user={creds['admin_user']}",
+                f"--admin-password={creds['admin_password']}",
+                "--search-engine=opensearch",
+                "--opensearch-host=search",
+                "--opensearch-port=9200",
+                "--cache-backend=redis",
+                "--cache-backend-redis-server=cache",
+                "--session-save=redis",
+                "--session-save-redis-host=cache",
+                "--use-rewrites=1",
+            ],
+            [magento, "config:set", "general/store_information/name", store.site_title],
         ]

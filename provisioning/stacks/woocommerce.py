@@ -1,7 +1,4 @@
-from provisioning.stacks.base import ServiceSpec, StackSpec
-
-# PHP is in every WordPress image (official and local); curl is not in the official one.
-HTTP_UP = ["CMD-SHELL", "php -r 'exit(@fsockopen(\"127.0.0.1\", 80) ? 0 : 1);'"]
+from provisioning.stacks.base import CACHE_HEALTHCHECK, DB_HEALTHCHECK, ServiceSpec, StackSpec, tcp_healthcheck
 
 
 class WooCommerceStack(StackSpec):
@@ -25,7 +22,7 @@ class WooCommerceStack(StackSpec):
                     "MARIADB_ROOT_PASSWORD": creds.get("db_root_password", ""),
                 },
                 volumes={"db": "/var/lib/mysql"},
-                healthcheck=["CMD", "healthcheck.sh", "--connect"],
+                healthcheck=DB_HEALTHCHECK,
             ),
             ServiceSpec(
                 role="cache",
@@ -45,7 +42,7 @@ class WooCommerceStack(StackSpec):
                     "--maxmemory-policy",
                     "allkeys-lru",
                 ],
-                healthcheck=["CMD", "redis-cli", "ping"],
+                healthcheck=CACHE_HEALTHCHECK,
             ),
             ServiceSpec(
                 role="web",
@@ -61,7 +58,7 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_REDIS_HOST": "cache",
                 },
                 volumes={"wp-content": "/var/www/html/wp-content"},
-                healthcheck=HTTP_UP,
+                healthcheck=tcp_healthcheck(80),
                 published_port=self.web_port,
             ),
         ]

@@ -9,10 +9,14 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
 
 # Stores run on the locally built images (manage.py images_build), under their own object prefix.
+# Magento and OpenSearch exist in no reachable registry: clearly named stand-ins take their place.
 for variable, image in [
     ("STORE_IMAGE_MARIADB", "mariadb"),
     ("STORE_IMAGE_REDIS", "redis"),
     ("STORE_IMAGE_WORDPRESS", "wordpress"),
+    ("STORE_IMAGE_VARNISH", "varnish"),
+    ("STORE_IMAGE_OPENSEARCH", "opensearch-standin"),
+    ("STORE_IMAGE_MAGENTO", "magento-standin-web"),
 ]:
     os.environ.setdefault(variable, f"shophosting/{image}:local")
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")

@@ -1,0 +1,117 @@
+"""Magento web STAND-IN: `serve` answers HTTP; `cli setup:install …` checks the wiring and records the install."""
+
+import html
+import json
+import os
+import socket
+import sys
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STATE = "/var/www/html/var/standin-install.json"
+
+
+def check_db() -> str:
+    with socket.create_connection((os.environ["MAGENTO_DB_HOST"], 3306), timeout=3) as conn:
+        greeting = conn.recv(128)  # the server's handshake packet carries its version
+    return "ok: " + greeting[5:].split(b"\0", 1)[0].decode(errors="replace")
+
+
+def check_redis() -> str:
+    with socket.create_connection((os.environ["MAGENTO_REDIS_HOST"], 6379), timeout=3) as conn:
+        conn.sendall(b"PING\r\n")
+        reply = conn.recv(16)
+    if not reply.startswith(b"+PONG"):
+        raise RuntimeError(f"unexpected reply {reply!r}")
+    return "ok: PONG"
+
+
+def check_search() -> str:
+    url = f"http://{os.environ['MAGENTO_SEARCH_HOST']}:9200/"
+    with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - the store network only
+        info = json.load(response)
+    return f"ok: {info['version']['distribution']} {info['version']['number']}"
+
+
+def wiring() -> dict[str, str]:
+    results = {}
+    for name, check in (("database", check_db), ("redis", check_redis), ("search", check_search)):
+        try:
+            results[name] = check()
+        except Exception as exc:  # noqa: BLE001 - reported on the page
+            results[name] = f"error: {exc}"
+    return results
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        title = state().get("title", "Magento stand-in (not installed)")
+        rows = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in wiring().items())
+        payload = (
+            f"<!doctype html><html><head><title>{html.escape(title)}</title></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>Magento web STAND-IN</p><ul>{rows}</ul></body></html>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Cache-Control", "no-store")  # the page reports live wiring; Varnish must not cache it
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def state() -> dict:
+    return json.load(open(STATE)) if os.path.exists(STATE) else {}
+
+
+def cli(args: list[str]) -> int:
+    if args[:2] == ["config:set", "general/store_information/name"] and len(args) == 3:
+        current = state()
+        if not current:
+            print("Magento is not installed", file=sys.stderr)
+            return 1
+        with open(STATE, "w") as handle:
+            json.dump({**current, "title": args[2]}, handle)
+        print("Value was saved.")
+        return 0
+    if not args or args[0] != "setup:install":
+        print(
+            "stand-in bin/magento supports setup:install and config:set general/store_information/name", file=sys.stderr
+        )
+        return 2
+    options = dict(arg[2:].split("=", 1) for arg in args[1:] if arg.startswith("--") and "=" in arg)
+    missing = [
+        k
+        for k in (
+            "base-url",
+            "db-host",
+            "db-name",
+            "db-user",
+            "db-password",
+            "admin-user",
+            "admin-password",
+            "admin-email",
+            "search-engine",
+            "opensearch-host",
+        )
+        if k not in options
+    ]
+    if missing:
+        print(f"missing options: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    results = wiring()
+    if any(v.startswith("error") for v in results.values()):
+        print(f"stand-in setup:install: wiring failed: {results}", file=sys.stderr)
+        return 1
+    with open(STATE, "w") as handle:
+        json.dump({"title": "Magento store", "base_url": options["base-url"]}, handle)
+    print("[SUCCESS]: Magento installation complete. (stand-in: wiring checked, nothing installed)")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("MAGENTO_LISTEN_PORT", "8080"))), Handler).serve_forever()  # noqa: S104
+    sys.exit(cli(sys.argv[2:]))
