@@ -269,10 +269,16 @@ def container_stop(*, name: str, timeout: int = 10, base_url: str | None = None)
 
 
 def container_update_limits(*, name: str, memory_bytes: int, cpus: float, base_url: str | None = None) -> None:
+    api = client(base_url).api
     try:
-        client(base_url).containers.get(name).update(
-            mem_limit=memory_bytes, memswap_limit=memory_bytes, nano_cpus=int(cpus * 1_000_000_000)
+        container_id = api.inspect_container(name)["Id"]
+        # The SDK's update_container() has no NanoCpus, and the engine refuses CpuQuota on a container
+        # created with NanoCpus; so this posts the engine's own update body.
+        response = api._post_json(
+            api._url("/containers/{0}/update", container_id),
+            data={"Memory": memory_bytes, "MemorySwap": memory_bytes, "NanoCpus": int(cpus * 1_000_000_000)},
         )
+        api._raise_for_status(response)
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"could not update limits of {name}: {exc.explanation or exc}") from exc
 

@@ -285,3 +285,21 @@ def test_magento_stack_wiring_with_standin_web_and_search_images(
     log = " ".join(line.message for step in job.steps.all() for line in step.log_lines.all())
     assert "Magento installation complete" in log
     assert store_credentials(store)["admin_password"] not in log
+
+
+def test_update_limits_applies_a_new_plans_memory_and_cpu_to_running_containers(
+    paid_store, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    from billing.models import Plan
+
+    store, _ = paid_store
+    store.plan = Plan.objects.get(slug="woocommerce-commerce-pro")  # 2 GB, 2 CPU
+    store.save(update_fields=["plan"])
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.UPDATE_LIMITS)
+    run_provisioning_worker()
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+    web = docker_client.client().containers.get(f"{store.slug}-web").attrs["HostConfig"]
+    assert web["Memory"] == 2048 * 1024 * 1024 and web["NanoCpus"] == 2_000_000_000
+    assert docker_client.client().containers.get(f"{store.slug}-web").status == "running"

@@ -1,0 +1,68 @@
+"""The operators' manage.py commands: thin, clear about bad input, --dry-run changes nothing."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from provisioning.models import ProvisioningJob
+from stores.models import Store
+from stores.services import store_create, store_place, store_transition
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "command", ["store_provision", "store_retry", "store_suspend", "store_resume", "store_teardown"]
+)
+def test_unknown_store_is_a_clear_error(command):
+    with pytest.raises(CommandError, match="there is no store with id 999999"):
+        call_command(command, "999999")
+
+
+def test_dry_run_queues_nothing(user_factory, woo_plan, capsys):
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="dry.example.com")
+    call_command("store_provision", str(store.pk), "--dry-run")
+    assert f"would queue a provision job for store {store.pk}" in capsys.readouterr().out
+    assert not ProvisioningJob.objects.exists()
+
+
+def test_store_provision_queues_one_job(user_factory, woo_plan, capsys, django_capture_on_commit_callbacks):
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="cmd.example.com")
+    call_command("store_provision", str(store.pk))
+    call_command("store_provision", str(store.pk))  # a second call finds the same job
+    assert ProvisioningJob.objects.filter(store=store).count() == 1
+    store.refresh_from_db()
+    assert store.status == Store.Status.QUEUED
+    assert "queued provision job" in capsys.readouterr().out
+
+
+def test_a_second_active_job_is_refused_with_the_reason(user_factory, woo_plan):
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="busy.example.com")
+    call_command("store_provision", str(store.pk))
+    with pytest.raises(CommandError, match="already has an active job"):
+        call_command("store_suspend", str(store.pk))
+
+
+def test_teardown_of_a_store_that_cannot_be_deleted_is_refused(user_factory, woo_plan):
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="fresh.example.com")
+    store_transition(store_id=store.pk, to=Store.Status.QUEUED)
+    with pytest.raises(CommandError, match="queued -> deleting is not allowed"):
+        call_command("store_teardown", str(store.pk))
+
+
+def test_hosts_shows_capacity_and_ports(user_factory, woo_plan, capsys):
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="h.example.com")
+    store_transition(store_id=store.pk, to=Store.Status.QUEUED)
+    port = store_place(store_id=store.pk).port
+    call_command("hosts")
+    out = capsys.readouterr().out
+    assert "local (active)" in out and "memory 1792 / 20480 MB" in out and str(port) in out
+
+
+def test_images_build_rejects_unknown_names_and_lists_tags():
+    with pytest.raises(CommandError, match="unknown image"):
+        call_command("images_build", "nosuchimage")
+    from io import StringIO
+
+    out = StringIO()
+    call_command("images_build", "redis", "--dry-run", stdout=out)
+    assert out.getvalue().startswith("shophosting/redis:") and "shophosting/redis:local" in out.getvalue()
