@@ -191,13 +191,13 @@ def stack_container_ensure(
     volumes: dict[str, str],
     command: list[str] | None = None,
     healthcheck: list[str] | None = None,
-    publish: tuple[int, str, int] | None = None,
+    publish: tuple[int, str, int | None] | None = None,
     base_url: str | None = None,
 ) -> tuple[ContainerInfo, bool]:
     """A running container for one store service; returns (info, created).
 
     An existing container is started if stopped and reused. `publish` is (container port, host address,
-    host port): the address is explicit, never all interfaces.
+    host port or None for one the engine picks): the address is explicit, never all interfaces.
     """
     engine = client(base_url)
     try:
@@ -215,7 +215,9 @@ def stack_container_ensure(
             nano_cpus=int(cpus * 1_000_000_000),
             restart_policy={"Name": "unless-stopped"},
             binds={volume: {"bind": path, "mode": "rw"} for volume, path in volumes.items()},
-            port_bindings={publish[0]: (publish[1], publish[2])} if publish else None,
+            port_bindings=(
+                {publish[0]: (publish[1], publish[2]) if publish[2] else (publish[1],)} if publish else None
+            ),
         )
         networking = engine.api.create_networking_config({network: engine.api.create_endpoint_config(aliases=[alias])})
         created = engine.api.create_container(

@@ -15,7 +15,7 @@ from provisioning import docker_client
 
 IMAGES_DIR = Path(settings.BASE_DIR) / "deploy" / "images"
 # Build order: the ones the WooCommerce stack needs first.
-LOCAL_IMAGES = ["mariadb", "redis", "wordpress", "varnish", "opensearch-standin", "magento-standin-web"]
+LOCAL_IMAGES = ["mariadb", "redis", "wordpress", "phpmyadmin", "varnish", "opensearch-standin", "magento-standin-web"]
 
 
 def content_hash(name: str) -> str:

@@ -36,7 +36,7 @@ def _stack(store: Store):
 
 def _services(store: Store, *, roles: set[str] | None = None):
     creds = store_services.store_credentials(store)
-    services = _stack(store).services(credentials=creds)
+    services = _stack(store).services(credentials=creds, include_optional=store.phpmyadmin_enabled)
     return [s for s in services if roles is None or s.role in roles]
 
 
@@ -89,15 +89,23 @@ def _start(store: Store, roles: set[str], log: Log) -> None:
             volumes={stack.volume_name(suffix): path for suffix, path in service.volumes.items()},
             command=service.command,
             healthcheck=service.healthcheck,
-            publish=(service.published_port, store.host.bind_address, store.port) if service.published_port else None,
+            publish=_publish(store, service),
             base_url=store.host.docker_url,
         )
         verb = "started" if created else "already running"
         log(f"{service.role}: {info.name} {verb} ({service.memory_mb} MB, {service.cpus} CPU)")
 
 
+def _publish(store: Store, service) -> tuple[str | int, ...] | None:
+    if not service.published_port:
+        return None
+    if service.optional:  # tools such as phpMyAdmin: loopback only, on a port Docker picks
+        return (service.published_port, "127.0.0.1", None)
+    return (service.published_port, store.host.bind_address, store.port)
+
+
 def data_services_start(store: Store, log: Log) -> None:
-    roles = {"db", "cache"} | ({"search"} if store.platform == "magento" else set())
+    roles = {"db", "cache", "phpmyadmin"} | ({"search"} if store.platform == "magento" else set())
     _start(store, roles, log)
 
 

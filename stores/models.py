@@ -59,6 +59,9 @@ class Store(models.Model):
     host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="stores")
     port = models.PositiveIntegerField(null=True, blank=True)
     credentials_encrypted = models.TextField(blank=True, editable=False)
+    phpmyadmin_enabled = models.BooleanField(
+        default=False, help_text="Run phpMyAdmin for this store, reachable on 127.0.0.1 of its host only."
+    )
 
     class TLS(models.TextChoices):
         NONE = "none", "Not requested"

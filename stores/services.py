@@ -68,7 +68,7 @@ def stack_reservation(store: Store) -> tuple[int, Decimal]:
     """Memory (MB) and CPU that the store's whole stack reserves on its host."""
     from provisioning.stacks import stack_for
 
-    services = stack_for(store).services(include_optional=False)
+    services = stack_for(store).services(include_optional=store.phpmyadmin_enabled)
     return sum(s.memory_mb for s in services), sum((Decimal(str(s.cpus)) for s in services), Decimal(0))
 
 

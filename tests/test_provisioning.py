@@ -303,3 +303,29 @@ def test_update_limits_applies_a_new_plans_memory_and_cpu_to_running_containers(
     web = docker_client.client().containers.get(f"{store.slug}-web").attrs["HostConfig"]
     assert web["Memory"] == 2048 * 1024 * 1024 and web["NanoCpus"] == 2_000_000_000
     assert docker_client.client().containers.get(f"{store.slug}-web").status == "running"
+
+
+def test_optional_phpmyadmin_is_loopback_only_and_asks_for_a_login(
+    user_factory,
+    woo_plan,
+    store_images,
+    clean_test_stores,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="pma.test", site_title="PMA Shop")
+    Store.objects.filter(pk=store.pk).update(phpmyadmin_enabled=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = store_order_paid(store_id=store.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+
+    attrs = docker_client.client().containers.get(f"{store.slug}-phpmyadmin").attrs
+    binding = attrs["NetworkSettings"]["Ports"]["80/tcp"][0]
+    assert binding["HostIp"] == "127.0.0.1"  # never a public interface
+    assert attrs["HostConfig"]["Memory"] == 256 * 1024 * 1024
+    page = fetch_until(int(binding["HostPort"]), "localhost", "pma_username")
+    assert page.status == 200
+    assert 'name="pma_username"' in page.text and 'name="pma_password"' in page.text  # no auto-login

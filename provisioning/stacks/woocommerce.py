@@ -63,7 +63,8 @@ class WooCommerceStack(StackSpec):
             ),
         ]
         if include_optional:
-            # Never published: reachable only on the store network (staff tunnel to it); no auto-login.
+            # Published on 127.0.0.1 only (an SSH tunnel reaches it), on a port Docker picks; cookie
+            # login every time, never an auto-login.
             services.append(
                 ServiceSpec(
                     role="phpmyadmin",
@@ -71,6 +72,8 @@ class WooCommerceStack(StackSpec):
                     memory_mb=256,
                     cpus=0.25,
                     environment={"PMA_HOST": "db"},
+                    healthcheck=tcp_healthcheck(80),
+                    published_port=80,
                     optional=True,
                 )
             )

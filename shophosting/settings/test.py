@@ -14,6 +14,7 @@ for variable, image in [
     ("STORE_IMAGE_MARIADB", "mariadb"),
     ("STORE_IMAGE_REDIS", "redis"),
     ("STORE_IMAGE_WORDPRESS", "wordpress"),
+    ("STORE_IMAGE_PHPMYADMIN", "phpmyadmin"),
     ("STORE_IMAGE_VARNISH", "varnish"),
     ("STORE_IMAGE_OPENSEARCH", "opensearch-standin"),
     ("STORE_IMAGE_MAGENTO", "magento-standin-web"),
