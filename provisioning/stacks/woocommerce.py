@@ -56,6 +56,11 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_DB_PASSWORD": creds.get("db_password", ""),
                     "WORDPRESS_URL": f"http://{store.domain}",
                     "WORDPRESS_REDIS_HOST": "cache",
+                    # The official image reads extra wp-config lines from here; the local one reads the above.
+                    "WORDPRESS_CONFIG_EXTRA": (
+                        f"define('WP_HOME', 'http://{store.domain}'); define('WP_SITEURL', 'http://{store.domain}');"
+                        " define('WP_REDIS_HOST', 'cache'); define('WP_HTTP_BLOCK_EXTERNAL', true);"
+                    ),
                 },
                 volumes={"wp-content": "/var/www/html/wp-content"},
                 healthcheck=tcp_healthcheck(80),
