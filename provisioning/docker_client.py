@@ -4,6 +4,7 @@ The engine is `settings.DOCKER_HOST` (unix://, ssh:// or tcp://). Every publishe
 explicit address (127.0.0.1 by default), never to all interfaces.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +35,19 @@ class ContainerInfo:
     memory_limit_bytes: int
     nano_cpus: int
     labels: dict[str, str]
+
+
+@contextmanager
+def _starting(name: str, image: str):
+    """Translate the SDK's errors while creating and starting a container into the project's."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ProvisioningError(f"image {image} is not on the engine; build it with manage.py images_build") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not start container {name}: {exc.explanation or exc}") from exc
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise DockerUnavailable(str(exc)) from exc
 
 
 @lru_cache(maxsize=8)
@@ -89,7 +103,7 @@ def container_run(
 
     create + start rather than the SDK's `containers.run`, which pulls a missing image from a registry:
     images are built locally, and no registry may be contacted."""
-    try:
+    with _starting(name, image):
         container = client(base_url).containers.create(
             image,
             command=command,
@@ -102,12 +116,6 @@ def container_run(
         )
         container.start()
         container.reload()
-    except docker.errors.ImageNotFound as exc:
-        raise ProvisioningError(f"image {image} is not on the engine; build it with deploy/images/") from exc
-    except docker.errors.APIError as exc:
-        raise ProvisioningError(f"could not start container {name}: {exc.explanation or exc}") from exc
-    except (requests.exceptions.RequestException, OSError) as exc:
-        raise DockerUnavailable(str(exc)) from exc
     return _container_info(container)
 
 
@@ -200,7 +208,7 @@ def stack_container_ensure(
     host port or None for one the engine picks): the address is explicit, never all interfaces.
     """
     engine = client(base_url)
-    try:
+    with _starting(name, image):
         try:
             container = engine.containers.get(name)
             if container.status != "running":
@@ -238,12 +246,6 @@ def stack_container_ensure(
         container = engine.containers.get(created["Id"])
         container.start()
         container.reload()
-    except docker.errors.ImageNotFound as exc:
-        raise ProvisioningError(f"image {image} is not on the engine; build it with manage.py images_build") from exc
-    except docker.errors.APIError as exc:
-        raise ProvisioningError(f"could not start {name}: {exc.explanation or exc}") from exc
-    except (requests.exceptions.RequestException, OSError) as exc:
-        raise DockerUnavailable(str(exc)) from exc
     return _container_info(container), True
 
 

@@ -30,11 +30,23 @@ class StoreEventInline(admin.TabularInline):
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
-    list_display = ["domain", "customer", "plan", "status", "host", "port", "created_at"]
-    list_filter = ["status", "platform", "host"]
+    list_display = ["domain", "customer", "plan", "status", "tls_status", "host", "port", "created_at"]
+    list_filter = ["status", "platform", "tls_status", "host"]
     search_fields = ["domain", "customer__email", "site_title"]
     list_select_related = ["customer", "plan", "host"]
     # Status and placement change only through services (store_transition, store_place).
-    readonly_fields = ["status", "status_message", "host", "port", "live_domain", "created_at", "updated_at"]
+    readonly_fields = [
+        "status",
+        "status_message",
+        "host",
+        "port",
+        "live_domain",
+        "tls_status",
+        "tls_error",
+        "tls_attempts",
+        "tls_next_attempt_at",
+        "created_at",
+        "updated_at",
+    ]
     exclude = ["credentials_encrypted"]
     inlines = [StoreEventInline]

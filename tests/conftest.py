@@ -122,7 +122,13 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
-    server {{ listen {listen} default_server; return 444; }}
+    # The platform's default server: ACME challenges for any name (so validation never depends on a
+    # reload having reached every worker), and nothing else for names without a store.
+    server {{
+        listen {listen} default_server;
+        location /.well-known/acme-challenge/ {{ root {prefix}/acme; }}
+        location / {{ return 444; }}
+    }}
     include {prefix}/sites/*.conf;
 }}
 """

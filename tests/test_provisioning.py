@@ -246,7 +246,7 @@ def test_magento_stack_wiring_with_standin_web_and_search_images(
     Redis and Varnish. Proves the five services are wired, limited and routed; not Magento itself."""
     from billing.models import Plan
 
-    plan = Plan.objects.get(slug="magento-commerce-core")
+    plan = Plan.objects.get(slug="magento-commerce-core")  # woo_plan seeded the whole catalogue
     store = store_create(customer=user_factory(), plan=plan, domain="magento.test", site_title="Mage Shop")
     with django_capture_on_commit_callbacks(execute=True):
         job = store_order_paid(store_id=store.pk)
@@ -329,3 +329,61 @@ def test_optional_phpmyadmin_is_loopback_only_and_asks_for_a_login(
     page = fetch_until(int(binding["HostPort"]), "localhost", "pma_username")
     assert page.status == 200
     assert 'name="pma_username"' in page.text and 'name="pma_password"' in page.text  # no auto-login
+
+
+def test_a_failing_step_fails_the_job_and_store_with_reasons_and_a_retry_resumes(
+    user_factory,
+    woo_plan,
+    store_images,
+    clean_test_stores,
+    settings,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    import django_rq
+    from rq.registry import FailedJobRegistry
+
+    from provisioning.services import store_retry
+
+    good_images = settings.STORE_IMAGES
+    settings.STORE_IMAGES = {**good_images, "woocommerce": {**good_images["woocommerce"], "web": "shophosting/nope:1"}}
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="broken.test", site_title="Broken")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = store_order_paid(store_id=store.pk)
+    run_provisioning_worker()
+    job.refresh_from_db()
+    store.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.FAILED
+    assert job.error.startswith("step “Start the web server” failed: ProvisioningError: image shophosting/nope:1")
+    failed_step = job.steps.get(status=JobStep.Status.FAILED)
+    assert failed_step.name == "app" and "Traceback" in failed_step.output
+    assert set(job.steps.filter(order__gt=failed_step.order).values_list("status", flat=True)) == {"pending"}
+    assert store.status == Store.Status.FAILED
+    assert store.status_message.startswith("Setting up your store stopped at “Start the web server”")
+    assert "Traceback" not in store.status_message  # plain words for the customer
+    assert job.rq_job_id in FailedJobRegistry(queue=django_rq.get_queue("provisioning")).get_job_ids()
+
+    settings.STORE_IMAGES = good_images
+    with django_capture_on_commit_callbacks(execute=True):
+        retry = store_retry(store_id=store.pk)
+    run_provisioning_worker()
+    retry.refresh_from_db()
+    store.refresh_from_db()
+    assert retry.status == ProvisioningJob.Status.SUCCEEDED, retry.error
+    assert store.status == Store.Status.ACTIVE
+    reused = " ".join(line.message for line in retry.steps.get(name="data_services").log_lines.all())
+    assert "db: " in reused and "already running" in reused  # resumed: nothing made twice
+
+
+def test_nginx_rejecting_a_vhost_rolls_the_file_back(nginx_server):
+    from provisioning.exceptions import ProvisioningError
+
+    good = proxy.vhost_write(store_id=1, domain="rollback.test", upstream="127.0.0.1:29999")
+    before = good.read_text()
+    with pytest.raises(ProvisioningError, match="nginx rejected the vhost for rollback.test; rolled back: .*port"):
+        proxy.vhost_write(store_id=1, domain="rollback.test", upstream="127.0.0.1:notaport")
+    assert good.read_text() == before
+    with pytest.raises(ProvisioningError, match="rolled back"):
+        proxy.vhost_write(store_id=2, domain="fresh-rollback.test", upstream="127.0.0.1:notaport")
+    assert not proxy.vhost_path("fresh-rollback.test").exists()
+    assert proxy.vhost_remove(domain="rollback.test") is True

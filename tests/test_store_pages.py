@@ -115,3 +115,13 @@ def test_staff_job_page_has_the_live_checklist(client, store_with_job, staff_use
     assert progress["progress"]["steps"][0]["title"] == "Reserve a host and a port"
     client.force_login(user_factory())  # a customer
     assert client.get(f"/admin/provisioning/provisioningjob/{job.pk}/progress.json").status_code == 302
+
+
+def test_staff_see_stores_with_status_and_tls_read_only(client, store_with_job, staff_user):
+    _, store, _ = store_with_job
+    client.force_login(staff_user)
+    assert "pages.example.com" in client.get("/admin/stores/store/").content.decode()
+    page = client.get(f"/admin/stores/store/{store.pk}/change/").content.decode()
+    assert "Tls status" in page and 'name="status"' not in page  # status changes only through services
+    assert "credentials_encrypted" not in page
+    assert client.get("/admin/stores/host/").status_code == 200

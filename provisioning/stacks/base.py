@@ -57,3 +57,21 @@ class StackSpec:
             "shophosting.platform": self.platform,
             "shophosting.env": settings.STORE_OBJECT_PREFIX,
         }
+
+
+def mariadb_service(stack: "StackSpec", *, database: str, memory_mb: int, cpus: float, creds: dict) -> ServiceSpec:
+    """The store's database, configured through the official MariaDB image's environment contract."""
+    return ServiceSpec(
+        role="db",
+        image=stack.image("db"),
+        memory_mb=memory_mb,
+        cpus=cpus,
+        environment={
+            "MARIADB_DATABASE": database,
+            "MARIADB_USER": database,
+            "MARIADB_PASSWORD": creds.get("db_password", ""),
+            "MARIADB_ROOT_PASSWORD": creds.get("db_root_password", ""),
+        },
+        volumes={"db": "/var/lib/mysql"},
+        healthcheck=DB_HEALTHCHECK,
+    )

@@ -1,4 +1,4 @@
-from provisioning.stacks.base import CACHE_HEALTHCHECK, DB_HEALTHCHECK, ServiceSpec, StackSpec, tcp_healthcheck
+from provisioning.stacks.base import CACHE_HEALTHCHECK, ServiceSpec, StackSpec, mariadb_service, tcp_healthcheck
 
 WEB_PORT = 8080  # web listens here; Varnish's backend must match it
 
@@ -14,20 +14,7 @@ class MagentoStack(StackSpec):
         creds = credentials or {}
         store = self.store
         return [
-            ServiceSpec(
-                role="db",
-                image=self.image("db"),
-                memory_mb=1024,
-                cpus=1.0,
-                environment={
-                    "MARIADB_DATABASE": "magento",
-                    "MARIADB_USER": "magento",
-                    "MARIADB_PASSWORD": creds.get("db_password", ""),
-                    "MARIADB_ROOT_PASSWORD": creds.get("db_root_password", ""),
-                },
-                volumes={"db": "/var/lib/mysql"},
-                healthcheck=DB_HEALTHCHECK,
-            ),
+            mariadb_service(self, database="magento", memory_mb=1024, cpus=1.0, creds=creds),
             ServiceSpec(
                 role="cache", image=self.image("cache"), memory_mb=256, cpus=0.25, healthcheck=CACHE_HEALTHCHECK
             ),

@@ -1,4 +1,4 @@
-from provisioning.stacks.base import CACHE_HEALTHCHECK, DB_HEALTHCHECK, ServiceSpec, StackSpec, tcp_healthcheck
+from provisioning.stacks.base import CACHE_HEALTHCHECK, ServiceSpec, StackSpec, mariadb_service, tcp_healthcheck
 
 
 class WooCommerceStack(StackSpec):
@@ -10,20 +10,7 @@ class WooCommerceStack(StackSpec):
         creds = credentials or {}
         store = self.store
         services = [
-            ServiceSpec(
-                role="db",
-                image=self.image("db"),
-                memory_mb=512,
-                cpus=0.5,
-                environment={
-                    "MARIADB_DATABASE": "wordpress",
-                    "MARIADB_USER": "wordpress",
-                    "MARIADB_PASSWORD": creds.get("db_password", ""),
-                    "MARIADB_ROOT_PASSWORD": creds.get("db_root_password", ""),
-                },
-                volumes={"db": "/var/lib/mysql"},
-                healthcheck=DB_HEALTHCHECK,
-            ),
+            mariadb_service(self, database="wordpress", memory_mb=512, cpus=0.5, creds=creds),
             ServiceSpec(
                 role="cache",
                 image=self.image("cache"),
