@@ -24,12 +24,17 @@ HTTPS_PORT = 18443
 
 
 def fetch_until(port: int, domain: str, expected: str, timeout: float = 5.0):
-    """nginx applies a reload asynchronously (old workers finish first): poll until the new config answers."""
+    """nginx applies a reload asynchronously (old workers finish first, and may close the connection for
+    a name they do not know yet): poll until the new config answers with `expected`."""
     deadline = time.monotonic() + timeout
     while True:
-        response = fetch(port, domain)
-        if expected in response.text or time.monotonic() > deadline:
-            return response
+        try:
+            response = fetch(port, domain)
+            if expected in response.text or time.monotonic() > deadline:
+                return response
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
         time.sleep(0.05)
 
 
