@@ -85,6 +85,10 @@ def certificate_issue(*, domain: str) -> Certificate:
         acme = _client()
         order = acme.new_order(crypto_util.make_csr(key_pem, [domain]))
         for authorization in order.authorizations:
+            if authorization.body.status == messages.STATUS_VALID:
+                # The CA reuses a recent validation (Let's Encrypt: 30 days), as on most renewals;
+                # answering its challenge again is an error.
+                continue
             challenge = next((c for c in authorization.body.challenges if isinstance(c.chall, challenges.HTTP01)), None)
             if challenge is None:
                 raise CertificateError(f"the ACME server offers no http-01 challenge for {domain}")
@@ -103,6 +107,16 @@ def certificate_issue(*, domain: str) -> Certificate:
     _write_private(paths.key_path, key_pem)
     paths.fullchain_path.write_text(order.fullchain_pem)
     return paths
+
+
+def certificate_expires_at(*, domain: str) -> datetime | None:
+    """When the stored certificate for `domain` expires (UTC), or None when there is none."""
+    from cryptography import x509
+
+    path = certificate_paths(domain).fullchain_path
+    if not path.exists():
+        return None
+    return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc
 
 
 def certificate_remove(*, domain: str) -> bool:

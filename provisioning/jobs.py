@@ -22,3 +22,10 @@ def store_tls_retry(store_id: int) -> None:
     from provisioning.services import store_tls_ensure
 
     store_tls_ensure(store_id=store_id)
+
+
+@job("provisioning", timeout=30 * 60)
+def stores_tls_renew() -> None:
+    from provisioning.services import stores_tls_renew_due
+
+    stores_tls_renew_due()

@@ -32,9 +32,12 @@ def _reload() -> None:
         raise ProvisioningError(f"nginx reload failed: {reloaded.stderr.strip()}")
 
 
-def vhost_write(*, store_id: int, domain: str, upstream: str, mode: str = "proxy", certificate=None) -> Path:
+def vhost_write(
+    *, store_id: int, domain: str, upstream: str, mode: str = "proxy", certificate=None, force_reload: bool = False
+) -> Path:
     """Write (or replace) the store's vhost; `mode` is "proxy" or "maintenance". With a certificate
-    (acme_client.Certificate) the same routes are served on HTTPS as well."""
+    (acme_client.Certificate) the same routes are served on HTTPS as well. `force_reload` reloads even
+    when the file is unchanged: a renewed certificate has the same paths, and nginx reads it on reload."""
     path = vhost_path(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     Path(settings.NGINX_ACME_WEBROOT).mkdir(parents=True, exist_ok=True)
@@ -53,7 +56,7 @@ def vhost_write(*, store_id: int, domain: str, upstream: str, mode: str = "proxy
         },
     )
     previous = path.read_text() if path.exists() else None
-    if previous == content:
+    if previous == content and not force_reload:
         return path
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".vhost-", suffix=".tmp")
     with os.fdopen(handle, "w") as file:

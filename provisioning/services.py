@@ -197,8 +197,23 @@ def store_tls_ensure(*, store_id: int) -> Store:
         upstream=f"{store.host.bind_address}:{store.port}",
         mode="maintenance" if store.status == S.SUSPENDED else "proxy",
         certificate=certificate,
+        force_reload=True,
     )
     Store.objects.filter(pk=store.pk).update(
         tls_status=Store.TLS.ISSUED, tls_error="", tls_attempts=0, tls_next_attempt_at=None
     )
     return Store.objects.get(pk=store.pk)
+
+
+def stores_tls_renew_due(*, within: timedelta = timedelta(days=30)) -> list[int]:
+    """Renew certificates that expire within `within` (Let's Encrypt's last 30 of 90 days)."""
+    from provisioning import acme_client
+
+    renewed = []
+    deadline = timezone.now() + within
+    for store in Store.objects.filter(tls_status=Store.TLS.ISSUED, status__in=(S.ACTIVE, S.SUSPENDED)):
+        expires_at = acme_client.certificate_expires_at(domain=store.domain)
+        if expires_at is None or expires_at <= deadline:
+            store_tls_ensure(store_id=store.pk)
+            renewed.append(store.pk)
+    return renewed

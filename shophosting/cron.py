@@ -6,10 +6,12 @@ The scheduler only enqueues; the RQ workers do the work. Later issues register t
 
 from rq import cron
 
-from provisioning.jobs import provisioning_jobs_reap
+from provisioning.jobs import provisioning_jobs_reap, stores_tls_renew
 from shophosting import jobs
 
 cron.register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
 cron.register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
 # Fails provisioning jobs whose worker died mid-job, so the store shows failed and can be retried.
 cron.register(provisioning_jobs_reap, "default", interval=60)
+# Renews store certificates in their last 30 days.
+cron.register(stores_tls_renew, "provisioning", cron="41 4 * * *")

@@ -296,6 +296,10 @@ def acme_server(nginx_server):
                 dns.kill()
                 raise RuntimeError(f"pebble did not start: {pebble.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.1)
+    time.sleep(0.2)
+    if pebble.poll() is not None:  # another pebble answered: ours could not bind its ports
+        dns.kill()
+        raise RuntimeError(f"pebble exited (a stale pebble still running?): {pebble.stderr.read().decode()[-2000:]}")
     root = requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
     yield root  # the root that issued certificates chain to (new at every pebble start)
     pebble.terminate()

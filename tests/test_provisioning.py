@@ -6,6 +6,7 @@ import socket
 import ssl
 import time
 import urllib.parse
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -43,12 +44,14 @@ def fetch_https(port: int, domain: str, *, trusted_root: str):
     context = ssl.create_default_context(cadata=trusted_root)
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     with context.wrap_socket(raw, server_hostname=domain) as tls:
-        names = [value for kind, value in tls.getpeercert()["subjectAltName"] if kind == "DNS"]
+        peer = tls.getpeercert()
+        names = [value for kind, value in peer["subjectAltName"] if kind == "DNS"]
         tls.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())
         response = http.client.HTTPResponse(tls)
         response.begin()
         response.text = response.read().decode(errors="replace")
     response.peer_cert_names = names
+    response.peer_serial = int(peer["serialNumber"], 16)
     return response
 
 
@@ -241,6 +244,7 @@ def test_tls_failure_keeps_the_store_on_http_and_schedules_a_retry(
 
 def test_magento_stack_wiring_with_standin_web_and_search_images(
     user_factory,
+    woo_plan,  # seeds the whole plan catalogue
     store_images,
     clean_test_stores,
     acme_server,
@@ -392,3 +396,27 @@ def test_nginx_rejecting_a_vhost_rolls_the_file_back(nginx_server):
         proxy.vhost_write(store_id=2, domain="fresh-rollback.test", upstream="127.0.0.1:notaport")
     assert not proxy.vhost_path("fresh-rollback.test").exists()
     assert proxy.vhost_remove(domain="rollback.test") is True
+
+
+def test_certificates_near_expiry_are_renewed(paid_store, acme_server):
+    """pebble issues one-hour certificates, so a fresh one is already inside the renewal window."""
+    from provisioning import acme_client
+    from provisioning.services import stores_tls_renew_due
+
+    store, _ = paid_store
+    assert store.tls_status == Store.TLS.ISSUED, store.tls_error
+    first = acme_client.certificate_paths(store.domain).fullchain_path.read_text()
+    assert stores_tls_renew_due(within=timedelta(minutes=5)) == []  # not due yet
+    assert stores_tls_renew_due(within=timedelta(days=30)) == [store.pk]
+    store.refresh_from_db()
+    assert store.tls_status == Store.TLS.ISSUED, store.tls_error
+    assert acme_client.certificate_paths(store.domain).fullchain_path.read_text() != first
+    renewed = acme_client.certificate_paths(store.domain).fullchain_path.read_bytes()
+    from cryptography import x509
+
+    serial = x509.load_pem_x509_certificate(renewed).serial_number
+    deadline = time.monotonic() + 5  # old nginx workers finish their connections after the reload
+    while (https := fetch_https(HTTPS_PORT, store.domain, trusted_root=acme_server)).peer_serial != serial:
+        assert time.monotonic() < deadline, "nginx still serves the old certificate"
+        time.sleep(0.05)
+    assert https.status == 200

@@ -7,7 +7,6 @@ class MagentoStack(StackSpec):
     """varnish (published) → web:8080 → db, cache (redis), search (OpenSearch)."""
 
     platform = "magento"
-    web_role = "varnish"
     web_port = 80
 
     def services(self, *, include_optional=False, credentials=None):

@@ -3,7 +3,6 @@ from provisioning.stacks.base import CACHE_HEALTHCHECK, ServiceSpec, StackSpec, 
 
 class WooCommerceStack(StackSpec):
     platform = "woocommerce"
-    web_role = "web"
     web_port = 80
 
     def services(self, *, include_optional=False, credentials=None):
