@@ -75,3 +75,28 @@ def mariadb_service(stack: "StackSpec", *, database: str, memory_mb: int, cpus: 
         volumes={"db": "/var/lib/mysql"},
         healthcheck=DB_HEALTHCHECK,
     )
+
+
+def redis_service(stack: "StackSpec") -> ServiceSpec:
+    """The store's cache: 256 MB for the container, 200 MB for data, least-recently-used keys evicted
+    first, no persistence; reachable only on the store network."""
+    return ServiceSpec(
+        role="cache",
+        image=stack.image("cache"),
+        memory_mb=256,
+        cpus=0.25,
+        command=[
+            "redis-server",
+            "--bind",
+            "0.0.0.0",  # noqa: S104 - inside the container, on the store's private network only
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--maxmemory",
+            "200mb",
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ],
+        healthcheck=CACHE_HEALTHCHECK,
+    )

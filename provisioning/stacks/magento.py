@@ -1,4 +1,4 @@
-from provisioning.stacks.base import CACHE_HEALTHCHECK, ServiceSpec, StackSpec, mariadb_service, tcp_healthcheck
+from provisioning.stacks.base import ServiceSpec, StackSpec, mariadb_service, redis_service, tcp_healthcheck
 
 WEB_PORT = 8080  # web listens here; Varnish's backend must match it
 
@@ -14,9 +14,7 @@ class MagentoStack(StackSpec):
         store = self.store
         return [
             mariadb_service(self, database="magento", memory_mb=1024, cpus=1.0, creds=creds),
-            ServiceSpec(
-                role="cache", image=self.image("cache"), memory_mb=256, cpus=0.25, healthcheck=CACHE_HEALTHCHECK
-            ),
+            redis_service(self),
             ServiceSpec(
                 role="search",
                 image=self.image("search"),

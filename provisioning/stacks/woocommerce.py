@@ -1,4 +1,4 @@
-from provisioning.stacks.base import CACHE_HEALTHCHECK, ServiceSpec, StackSpec, mariadb_service, tcp_healthcheck
+from provisioning.stacks.base import ServiceSpec, StackSpec, mariadb_service, redis_service, tcp_healthcheck
 
 
 class WooCommerceStack(StackSpec):
@@ -10,26 +10,7 @@ class WooCommerceStack(StackSpec):
         store = self.store
         services = [
             mariadb_service(self, database="wordpress", memory_mb=512, cpus=0.5, creds=creds),
-            ServiceSpec(
-                role="cache",
-                image=self.image("cache"),
-                memory_mb=256,
-                cpus=0.25,
-                command=[
-                    "redis-server",
-                    "--bind",
-                    "0.0.0.0",  # noqa: S104 - inside the container, on the store's private network only
-                    "--protected-mode",
-                    "no",
-                    "--save",
-                    "",
-                    "--maxmemory",
-                    "200mb",
-                    "--maxmemory-policy",
-                    "allkeys-lru",
-                ],
-                healthcheck=CACHE_HEALTHCHECK,
-            ),
+            redis_service(self),
             ServiceSpec(
                 role="web",
                 image=self.image("web"),
