@@ -8,7 +8,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Defaults applied before base reads the environment, so a bare `bin/run` works with nothing set.
 os.environ.setdefault("DJANGO_SECRET_KEY", "dev-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The private redis-server that bin/run starts (RUN_REDIS_PORT), so manage.py commands run beside it
+# reach the same queues as its worker.
+os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:{os.environ.get('RUN_REDIS_PORT', '6390')}/0")
 # A fixed Fernet key for demo data only; production refuses to start without its own.
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
 # No registry here: stores run on the images `manage.py images_build` makes from Debian packages
