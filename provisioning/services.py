@@ -13,6 +13,7 @@ from provisioning import jobs
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.steps import PLANS, STEPS_BY_NAME
+from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.services import store_transition
 
@@ -29,6 +30,16 @@ STORE_STATUS_ON_SUCCESS = {
     Job.Kind.RESUME: S.ACTIVE,
     Job.Kind.TEARDOWN: S.DELETED,
 }
+# The store statuses each job kind may start from; anything else is refused when it is enqueued, so a
+# job never waits in the queue for a transition that cannot happen.
+STORE_STATUS_REQUIRED = {
+    Job.Kind.PROVISION: {S.QUEUED},
+    Job.Kind.RETRY: {S.FAILED},
+    Job.Kind.SUSPEND: {S.ACTIVE},
+    Job.Kind.RESUME: {S.SUSPENDED},
+    Job.Kind.TEARDOWN: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING},
+    Job.Kind.UPDATE_LIMITS: {S.ACTIVE, S.SUSPENDED},
+}
 # Kinds whose failure marks the store failed (others leave it where it was, with the job failed).
 FAILS_STORE = {Job.Kind.PROVISION, Job.Kind.RETRY}
 
@@ -43,6 +54,9 @@ def job_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> Provi
     active = store.jobs.filter(status__in=Job.ACTIVE).first()
     if active is not None:
         raise JobConflict(f"store {store.pk} already has an active job (#{active.pk}, {active.kind})")
+    if store.status not in STORE_STATUS_REQUIRED[kind]:
+        allowed = ", ".join(sorted(STORE_STATUS_REQUIRED[kind]))
+        raise InvalidTransition(f"store {store.pk} is {store.status}; a {kind} job needs it to be {allowed}")
     if kind == Job.Kind.TEARDOWN and store.status != S.DELETING:
         store = store_transition(store_id=store.pk, to=S.DELETING, actor=actor, note="teardown requested")
     job = Job.objects.create(store=store, kind=kind, created_by=actor)

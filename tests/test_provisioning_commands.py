@@ -45,8 +45,20 @@ def test_a_second_active_job_is_refused_with_the_reason(user_factory, woo_plan):
 def test_teardown_of_a_store_that_cannot_be_deleted_is_refused(user_factory, woo_plan):
     store = store_create(customer=user_factory(), plan=woo_plan, domain="fresh.example.com")
     store_transition(store_id=store.pk, to=Store.Status.QUEUED)
-    with pytest.raises(CommandError, match="queued -> deleting is not allowed"):
+    with pytest.raises(CommandError, match="store .* is queued; a teardown job needs it to be"):
         call_command("store_teardown", str(store.pk))
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [("store_retry", "queued"), ("store_suspend", "queued"), ("store_resume", "queued")],
+)
+def test_jobs_that_cannot_start_from_the_store_status_are_refused_up_front(user_factory, woo_plan, command, status):
+    store = store_create(customer=user_factory(), plan=woo_plan, domain=f"{command.replace('_', '-')}.example.com")
+    store_transition(store_id=store.pk, to=status)
+    with pytest.raises(CommandError, match=f"is {status}; a .* job needs it to be"):
+        call_command(command, str(store.pk))
+    assert not ProvisioningJob.objects.filter(store=store).exists()
 
 
 def test_hosts_shows_capacity_and_ports(user_factory, woo_plan, capsys):
