@@ -12,10 +12,11 @@ from pathlib import Path
 from django.conf import settings
 
 from provisioning import docker_client
+from shophosting.settings.local_images import LOCAL_STORE_IMAGES
 
 IMAGES_DIR = Path(settings.BASE_DIR) / "deploy" / "images"
 # Build order: the ones the WooCommerce stack needs first.
-LOCAL_IMAGES = ["mariadb", "redis", "wordpress", "phpmyadmin", "varnish", "opensearch-standin", "magento-standin-web"]
+LOCAL_IMAGES = list(LOCAL_STORE_IMAGES.values())
 
 
 def content_hash(name: str) -> str:

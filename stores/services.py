@@ -8,6 +8,7 @@ from stores import crypto
 from stores.domains import domain_normalize
 from stores.exceptions import InvalidTransition, NoCapacity
 from stores.models import Host, Store, StoreEvent
+from stores.selectors import host_ports_used, host_reservation, stack_reservation
 
 S = Store.Status
 
@@ -21,9 +22,6 @@ ALLOWED_FROM: dict[str, set[str]] = {
     S.DELETING: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED},
     S.DELETED: {S.DELETING},
 }
-
-# Statuses in which a store holds its host reservation and port.
-HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}
 
 
 @transaction.atomic
@@ -64,14 +62,6 @@ def store_create(*, customer: User, plan: Plan, domain: str, site_title: str = "
     return store
 
 
-def stack_reservation(store: Store) -> tuple[int, Decimal]:
-    """Memory (MB) and CPU that the store's whole stack reserves on its host."""
-    from provisioning.stacks import stack_for
-
-    services = stack_for(store).services(include_optional=store.phpmyadmin_enabled)
-    return sum(s.memory_mb for s in services), sum((Decimal(str(s.cpus)) for s in services), Decimal(0))
-
-
 @transaction.atomic
 def store_place(*, store_id: int) -> Store:
     """Give the store a host with capacity and a free port (idempotent: a placed store keeps its place).
@@ -84,12 +74,10 @@ def store_place(*, store_id: int) -> Store:
         return store
     memory_mb, cpus = stack_reservation(store)
     for host in Host.objects.select_for_update().filter(active=True).order_by("pk"):
-        holders = Store.objects.filter(host=host, status__in=HOLDS_RESOURCES).exclude(pk=store.pk)
-        used_memory = sum(stack_reservation(s)[0] for s in holders.select_related("plan"))
-        used_cpus = sum((stack_reservation(s)[1] for s in holders.select_related("plan")), Decimal(0))
+        used_memory, used_cpus = host_reservation(host=host, exclude_store_id=store.pk)
         if used_memory + memory_mb > host.memory_capacity_mb or used_cpus + cpus > host.cpu_capacity:
             continue
-        used_ports = set(Store.objects.filter(host=host, port__isnull=False).values_list("port", flat=True))
+        used_ports = set(host_ports_used(host=host))
         port = next((p for p in range(host.port_range_start, host.port_range_end + 1) if p not in used_ports), None)
         if port is None:
             continue

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from shophosting.settings.local_images import use_local_store_images
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 # Defaults applied before base reads the environment, so a bare `bin/run` works with nothing set.
@@ -13,18 +15,7 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite
 os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:{os.environ.get('RUN_REDIS_PORT', '6390')}/0")
 # A fixed Fernet key for demo data only; production refuses to start without its own.
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
-# No registry here: stores run on the images `manage.py images_build` makes from Debian packages
-# (Magento and OpenSearch as clearly named stand-ins).
-for _variable, _image in [
-    ("STORE_IMAGE_MARIADB", "mariadb"),
-    ("STORE_IMAGE_REDIS", "redis"),
-    ("STORE_IMAGE_WORDPRESS", "wordpress"),
-    ("STORE_IMAGE_PHPMYADMIN", "phpmyadmin"),
-    ("STORE_IMAGE_VARNISH", "varnish"),
-    ("STORE_IMAGE_OPENSEARCH", "opensearch-standin"),
-    ("STORE_IMAGE_MAGENTO", "magento-standin-web"),
-]:
-    os.environ.setdefault(_variable, f"shophosting/{_image}:local")
+use_local_store_images()  # see local_images.py
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shdev-store")
 os.environ.setdefault("NGINX_ENABLED", "false")
 os.environ.setdefault("TLS_ENABLED", "false")

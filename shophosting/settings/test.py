@@ -2,24 +2,15 @@
 
 import os
 
+from shophosting.settings.local_images import use_local_store_images
+
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/shophosting")
 # Dedicated Redis database indexes, so a test run never touches a developer's data.
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
 
-# Stores run on the locally built images (manage.py images_build), under their own object prefix.
-# Magento and OpenSearch exist in no reachable registry: clearly named stand-ins take their place.
-for variable, image in [
-    ("STORE_IMAGE_MARIADB", "mariadb"),
-    ("STORE_IMAGE_REDIS", "redis"),
-    ("STORE_IMAGE_WORDPRESS", "wordpress"),
-    ("STORE_IMAGE_PHPMYADMIN", "phpmyadmin"),
-    ("STORE_IMAGE_VARNISH", "varnish"),
-    ("STORE_IMAGE_OPENSEARCH", "opensearch-standin"),
-    ("STORE_IMAGE_MAGENTO", "magento-standin-web"),
-]:
-    os.environ.setdefault(variable, f"shophosting/{image}:local")
+use_local_store_images()  # see local_images.py
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")
 # A private nginx on a loopback port, started by the tests (tests/conftest.py: nginx_server).
 _nginx_prefix = os.path.join(os.path.dirname(__file__), "..", "..", "var", "test", "nginx")
