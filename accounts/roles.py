@@ -18,7 +18,7 @@ class Role(models.TextChoices):
 
 
 # "app_label.codename" permissions per role; "*" is every permission. The staff-admin issue
-# widens these as the admin grows.
+# widens these as the admin grows. Pricing (changing plans, syncing them to Stripe) is for super admins only.
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
     Role.SUPER_ADMIN: "*",
     Role.ADMIN: [
@@ -31,7 +31,8 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "consultations.view_consultationrequest",
         "consultations.change_consultationrequest",
         "billing.view_plan",
-        "billing.change_plan",
+        "billing.view_subscription",
+        "billing.view_subscriptionevent",
     ],
     Role.SUPPORT: [
         "accounts.view_user",
@@ -41,6 +42,8 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "consultations.view_consultationrequest",
         "consultations.change_consultationrequest",
         "billing.view_plan",
+        "billing.view_subscription",
+        "billing.view_subscriptionevent",
     ],
 }
 

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -55,12 +56,17 @@ class Plan(models.Model):
     white_label = models.BooleanField(default=False)
     dedicated_support = models.BooleanField(default=False)
 
+    description = models.TextField(blank=True, help_text="Shown on the pricing page and as the Stripe product's text.")
+
     stripe_product = models.ForeignKey(
         "djstripe.Product", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     stripe_price = models.ForeignKey(
         "djstripe.Price", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What was sent to Stripe at the last sync: {"name", "description", "amount_cents", "active"}. Comparing it
+    # with the plan tells a local edit apart from a change made in Stripe.
+    stripe_synced = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["platform", "display_order", "price_monthly"]
@@ -71,3 +77,57 @@ class Plan(models.Model):
     @property
     def features(self) -> list[str]:
         return [self._meta.get_field(flag).verbose_name for flag in self.FEATURE_FLAGS if getattr(self, flag)]
+
+
+class Subscription(models.Model):
+    """A customer's paid plan, mirrored from one Stripe subscription. Its stores hang off it.
+
+    `status` is written only by `billing.services.subscription_transition`, with a SubscriptionEvent row."""
+
+    class Status(models.TextChoices):
+        CHECKOUT = "checkout", "Awaiting checkout"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        SUSPENDED = "suspended", "Suspended for non-payment"
+        CANCELED = "canceled", "Canceled (stores kept until teardown)"
+        ENDED = "ended", "Ended (stores torn down)"
+        ABANDONED = "abandoned", "Checkout abandoned"
+
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="billing_subscriptions"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CHECKOUT, db_index=True)
+    checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_subscription_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    past_due_since = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    teardown_at = models.DateTimeField(null=True, blank=True, help_text="When a canceled subscription's stores go.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "customer subscription"
+
+    def __str__(self):
+        return f"{self.customer} · {self.plan} ({self.get_status_display()})"
+
+
+class SubscriptionEvent(models.Model):
+    """One row per status change or notable billing fact, with the Stripe event that caused it."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    old_status = models.CharField(max_length=20, choices=Subscription.Status.choices, blank=True)
+    new_status = models.CharField(max_length=20, choices=Subscription.Status.choices)
+    stripe_event_id = models.CharField(max_length=255, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.subscription_id}: {self.old_status or '∅'} → {self.new_status}"

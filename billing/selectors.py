@@ -1,7 +1,267 @@
-from django.db.models import QuerySet
+"""Reads for billing: the plan catalogue, a customer's billing page, plan sync status and the staff overview.
 
-from billing.models import Plan
+Stripe data comes from dj-stripe's mirror (each object's `stripe_data`), never from the API."""
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+from djstripe import models as djstripe_models
+
+from billing.models import Plan, Subscription
+from stores.models import Store
+
+SS = Subscription.Status
+# Stripe subscription statuses that are billed every period, and so count towards MRR.
+MRR_STATUSES = ("active", "past_due")
+# Months per billing interval unit, to normalise any recurring price to a monthly amount.
+MONTHS_PER_INTERVAL = {"day": Decimal(12) / Decimal(365), "week": Decimal(12) / Decimal(52), "month": 1, "year": 12}
 
 
 def plan_list_public() -> QuerySet[Plan]:
     return Plan.objects.filter(active=True).order_by("platform", "display_order", "price_monthly")
+
+
+def plan_for_signup(slug: str) -> Plan | None:
+    return Plan.objects.filter(slug=slug, active=True).first()
+
+
+def _timestamp(value) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(value, tz=dt.UTC) if value else None
+
+
+def _items(stripe_subscription: dict) -> list[dict]:
+    return (stripe_subscription.get("items") or {}).get("data") or []
+
+
+def _price_of(item: dict) -> dict:
+    price = item.get("price") or {}
+    return price if isinstance(price, dict) else {"id": price}
+
+
+def subscription_monthly_cents(stripe_subscription: dict) -> Decimal:
+    """The subscription's recurring amount per month, whatever its billing interval (discounts not applied)."""
+    total = Decimal(0)
+    for item in _items(stripe_subscription):
+        price = _price_of(item)
+        recurring = price.get("recurring") or {}
+        per_month = MONTHS_PER_INTERVAL.get(recurring.get("interval"))
+        if per_month is None:
+            continue
+        amount = Decimal(price.get("unit_amount") or 0) * (item.get("quantity") or 1)
+        total += amount * Decimal(per_month) / (recurring.get("interval_count") or 1)
+    return total
+
+
+def _next_charge(stripe_subscription: dict) -> tuple[dt.datetime | None, int | None]:
+    """When the next charge falls and how much it is. The period end sits on the items since API 2025-03."""
+    if stripe_subscription.get("status") in ("canceled", "incomplete_expired") or stripe_subscription.get(
+        "cancel_at_period_end"
+    ):
+        return None, None
+    items = _items(stripe_subscription)
+    period_end = stripe_subscription.get("current_period_end") or next(
+        (item.get("current_period_end") for item in items if item.get("current_period_end")), None
+    )
+    amount = sum((_price_of(item).get("unit_amount") or 0) * (item.get("quantity") or 1) for item in items)
+    return _timestamp(period_end), amount
+
+
+@dataclass
+class SubscriptionSummary:
+    subscription: Subscription
+    stores: list[Store]
+    stripe_status: str = ""
+    next_charge_at: dt.datetime | None = None
+    next_charge_cents: int | None = None
+    cancel_at_period_end: bool = False
+
+    @property
+    def can_add_store(self) -> bool:
+        return self.subscription.status == SS.ACTIVE and len(self.stores) < self.subscription.plan.store_limit
+
+
+@dataclass
+class InvoiceRow:
+    number: str
+    created: dt.datetime | None
+    status: str
+    amount_cents: int
+    hosted_url: str
+    pdf_url: str
+
+
+@dataclass
+class CustomerBilling:
+    subscriptions: list[SubscriptionSummary] = field(default_factory=list)
+    invoices: list[InvoiceRow] = field(default_factory=list)
+    has_stripe_customer: bool = False
+
+
+def _invoice_row(invoice) -> InvoiceRow:
+    data = invoice.stripe_data
+    return InvoiceRow(
+        number=data.get("number") or invoice.id,
+        created=invoice.created,
+        status=data.get("status") or "",
+        amount_cents=data.get("amount_paid") if data.get("status") == "paid" else data.get("amount_due") or 0,
+        hosted_url=data.get("hosted_invoice_url") or "",
+        pdf_url=data.get("invoice_pdf") or "",
+    )
+
+
+def customer_billing(customer) -> CustomerBilling:
+    subscriptions = list(
+        Subscription.objects.filter(customer=customer)
+        .exclude(status__in=[SS.ABANDONED, SS.ENDED])
+        .select_related("plan")
+        .prefetch_related("stores")
+    )
+    mirrored = {
+        s.id: s.stripe_data
+        for s in djstripe_models.Subscription.objects.filter(
+            id__in=[s.stripe_subscription_id for s in subscriptions if s.stripe_subscription_id]
+        )
+    }
+    result = CustomerBilling()
+    for subscription in subscriptions:
+        stripe_data = mirrored.get(subscription.stripe_subscription_id, {})
+        next_at, next_cents = _next_charge(stripe_data) if stripe_data else (None, None)
+        result.subscriptions.append(
+            SubscriptionSummary(
+                subscription=subscription,
+                stores=[
+                    s
+                    for s in subscription.stores.all()
+                    if s.status not in (Store.Status.DELETED, Store.Status.DELETING)
+                ],
+                stripe_status=stripe_data.get("status", ""),
+                next_charge_at=next_at,
+                next_charge_cents=next_cents,
+                cancel_at_period_end=bool(stripe_data.get("cancel_at_period_end")),
+            )
+        )
+    customer_ids = {s.stripe_customer_id for s in subscriptions if s.stripe_customer_id}
+    result.has_stripe_customer = bool(customer_ids)
+    invoices = djstripe_models.Invoice.objects.filter(customer__id__in=customer_ids).order_by("-created")[:24]
+    result.invoices = [_invoice_row(invoice) for invoice in invoices]
+    return result
+
+
+# --- Pricing sync status ----------------------------------------------------------------------------------
+
+
+class SyncStatus:
+    IN_SYNC = "in_sync"
+    LOCAL_CHANGED = "local_changed"
+    STRIPE_CHANGED = "stripe_changed"
+    MISSING = "missing"
+
+    LABELS = {
+        IN_SYNC: "In sync",
+        LOCAL_CHANGED: "Local changes not in Stripe",
+        STRIPE_CHANGED: "Changed in Stripe",
+        MISSING: "Missing in Stripe",
+    }
+
+
+def plan_stripe_view(plan: Plan) -> dict:
+    """What the dj-stripe mirror says about the plan's product and price, in the shape of Plan.stripe_synced."""
+    product = plan.stripe_product.stripe_data if plan.stripe_product else {}
+    price = plan.stripe_price.stripe_data if plan.stripe_price else {}
+    return {
+        "name": product.get("name"),
+        "description": product.get("description") or "",
+        "amount_cents": price.get("unit_amount"),
+        "active": bool(price.get("active")),
+    }
+
+
+def plan_sync_status(plan: Plan) -> tuple[str, list[str]]:
+    """(status, the fields that differ). Stripe-side drift wins: it must be looked at before pushing again."""
+    from billing.services import _plan_stripe_fields
+
+    if plan.stripe_product_id is None or plan.stripe_price_id is None:
+        return SyncStatus.MISSING, []
+    synced = plan.stripe_synced or {}
+    stripe = plan_stripe_view(plan)
+    drifted = [name for name, value in stripe.items() if synced.get(name) != value]
+    if drifted:
+        return SyncStatus.STRIPE_CHANGED, drifted
+    local = _plan_stripe_fields(plan)
+    changed = [name for name, value in local.items() if synced.get(name) != value]
+    return (SyncStatus.LOCAL_CHANGED, changed) if changed else (SyncStatus.IN_SYNC, [])
+
+
+# --- Staff billing overview -------------------------------------------------------------------------------
+
+
+@dataclass
+class PastDueRow:
+    subscription: Subscription
+    days_overdue: int
+
+
+@dataclass
+class BillingOverview:
+    mrr_cents: Decimal
+    subscriptions_by_status: dict[str, int]
+    subscriptions_by_plan: list[tuple[str, int, Decimal]]
+    revenue_this_month_cents: int
+    recent_invoices: list[InvoiceRow]
+    past_due: list[PastDueRow]
+    local_by_status: dict[str, int]
+
+
+def _month_start(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def billing_overview(*, now: dt.datetime | None = None) -> BillingOverview:
+    """MRR, subscriptions by status and plan, revenue this month, recent invoices and the past-due list."""
+    now = now or timezone.now()
+    plans_by_price = {p.stripe_price_id: p for p in Plan.objects.exclude(stripe_price=None)}
+    plans_by_product = {p.stripe_product_id: p for p in Plan.objects.exclude(stripe_product=None)}
+    by_status: Counter = Counter()
+    by_plan: dict[str, list] = {}
+    mrr = Decimal(0)
+    for subscription in djstripe_models.Subscription.objects.only("id", "stripe_data"):
+        data = subscription.stripe_data
+        by_status[data.get("status", "unknown")] += 1
+        if data.get("status") not in MRR_STATUSES:
+            continue
+        monthly = subscription_monthly_cents(data)
+        mrr += monthly
+        price = _price_of(_items(data)[0]) if _items(data) else {}
+        plan = plans_by_price.get(price.get("id")) or plans_by_product.get(price.get("product"))
+        label = str(plan) if plan else (price.get("nickname") or price.get("id") or "unknown price")
+        entry = by_plan.setdefault(label, [label, 0, Decimal(0)])
+        entry[1] += 1
+        entry[2] += monthly
+    month_start = int(_month_start(now).timestamp())
+    revenue = 0
+    for invoice in djstripe_models.Invoice.objects.filter(created__gte=_month_start(now) - dt.timedelta(days=62)):
+        data = invoice.stripe_data
+        paid_at = (data.get("status_transitions") or {}).get("paid_at")
+        if data.get("status") == "paid" and paid_at and paid_at >= month_start and paid_at <= now.timestamp():
+            revenue += data.get("amount_paid") or 0
+    recent = [_invoice_row(i) for i in djstripe_models.Invoice.objects.order_by("-created")[:10]]
+    past_due = [
+        PastDueRow(subscription=s, days_overdue=(now - s.past_due_since).days)
+        for s in Subscription.objects.filter(status__in=[SS.PAST_DUE, SS.SUSPENDED], past_due_since__isnull=False)
+        .select_related("customer", "plan")
+        .order_by("past_due_since")
+    ]
+    local = dict(Subscription.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    return BillingOverview(
+        mrr_cents=mrr.quantize(Decimal(1)),
+        subscriptions_by_status=dict(sorted(by_status.items())),
+        subscriptions_by_plan=sorted((tuple(v) for v in by_plan.values()), key=lambda row: -row[2]),
+        revenue_this_month_cents=revenue,
+        recent_invoices=recent,
+        past_due=past_due,
+        local_by_status=local,
+    )

@@ -1,8 +1,23 @@
+import logging
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from billing.models import Plan, Platform
+from accounts.models import User
+from accounts.services import audit_record, customer_create
+from billing import stripe_gateway
+from billing.models import Plan, Platform, Subscription, SubscriptionEvent
+from provisioning.models import ProvisioningJob as Job
+from shophosting.emails import email_send
+from stores.exceptions import InvalidTransition
+from stores.models import Store
+from stores.services import store_create, store_order_paid, store_plan_change, store_transition
+from stores.signals import store_final_backup_requested
+
+logger = logging.getLogger(__name__)
 
 # (name, WooCommerce price, Magento price, store limit, WooCommerce (GB, CPU), Magento (GB, CPU), flags on)
 SEED_CATALOGUE = [
@@ -89,3 +104,514 @@ def plan_catalogue_seed() -> list[tuple[Plan, bool]]:
             }
             results.append(Plan.objects.get_or_create(slug=slug, defaults=defaults))
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Subscriptions: signup, checkout, webhooks, dunning. Subscription.status changes only in
+# subscription_transition, under the row lock, with a SubscriptionEvent.
+# ---------------------------------------------------------------------------------------------------------
+
+SS = Subscription.Status
+# to-status -> the statuses it may be reached from.
+SUBSCRIPTION_ALLOWED_FROM: dict[str, set[str]] = {
+    SS.ACTIVE: {SS.CHECKOUT, SS.PAST_DUE, SS.SUSPENDED},
+    SS.PAST_DUE: {SS.ACTIVE},
+    SS.SUSPENDED: {SS.PAST_DUE},
+    SS.CANCELED: {SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED},
+    SS.ENDED: {SS.CANCELED},
+    SS.ABANDONED: {SS.CHECKOUT},
+}
+# Stores that still count against the plan's store limit.
+LIVE_STORE_STATUSES = [s for s in Store.Status.values if s not in (Store.Status.DELETING, Store.Status.DELETED)]
+
+
+class BillingRefused(Exception):
+    """A request that billing will not carry out; the message says why, in words for the person asking."""
+
+
+def subscription_transition(
+    *, subscription_id: int, to: str, stripe_event_id: str = "", actor: User | None = None, note: str = "", **fields
+) -> Subscription:
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+        if subscription.status not in SUBSCRIPTION_ALLOWED_FROM[to]:
+            raise InvalidTransition(f"subscription {subscription.pk}: {subscription.status} -> {to} is not allowed")
+        old = subscription.status
+        subscription.status = to
+        for name, value in fields.items():
+            setattr(subscription, name, value)
+        subscription.save(update_fields=["status", "updated_at", *fields])
+        SubscriptionEvent.objects.create(
+            subscription=subscription,
+            old_status=old,
+            new_status=to,
+            stripe_event_id=stripe_event_id,
+            actor=actor,
+            note=note,
+        )
+        return subscription
+
+
+def _subscription_note(subscription: Subscription, note: str, *, stripe_event_id: str = "") -> None:
+    SubscriptionEvent.objects.create(
+        subscription=subscription,
+        old_status=subscription.status,
+        new_status=subscription.status,
+        stripe_event_id=stripe_event_id,
+        note=note,
+    )
+
+
+def _live_stores(subscription: Subscription):
+    return subscription.stores.filter(status__in=LIVE_STORE_STATUSES).order_by("pk")
+
+
+def _jobs_enqueue(subscription: Subscription, *, kind: str, from_status: str, note: str) -> list[int]:
+    """One job per store in `from_status`; a store that is busy keeps its state and is noted for staff."""
+    from provisioning.exceptions import JobConflict
+    from provisioning.services import job_enqueue
+
+    enqueued = []
+    for store in subscription.stores.filter(status=from_status).order_by("pk"):
+        try:
+            job_enqueue(store_id=store.pk, kind=kind)
+            enqueued.append(store.pk)
+        except (JobConflict, InvalidTransition) as exc:
+            _subscription_note(subscription, f"{note}: store {store.pk} not changed: {exc}")
+    return enqueued
+
+
+@transaction.atomic
+def signup_create(
+    *, plan: Plan, domain: str, customer: User | None = None, email: str = "", password: str = "", company: str = ""
+) -> Subscription:
+    """A subscription awaiting checkout and its first store awaiting payment, for a new customer (created here)
+    or a signed-in one; all or nothing."""
+    if not plan.active:
+        raise BillingRefused("This plan is no longer offered.")
+    if customer is None:
+        customer = customer_create(email=email, password=password, company=company)
+    subscription = Subscription.objects.create(customer=customer, plan=plan)
+    SubscriptionEvent.objects.create(subscription=subscription, new_status=subscription.status, note="signup")
+    store_create(customer=customer, plan=plan, domain=domain, subscription=subscription, actor=customer)
+    return subscription
+
+
+def checkout_start(*, subscription_id: int, success_url: str, cancel_url: str) -> str:
+    """Open a Stripe Checkout Session for a subscription awaiting checkout; returns the URL to send the customer to.
+
+    Called after the signup transaction committed: no transaction is held across the Stripe call. A previous
+    open session is expired first, so one subscription is never paid twice."""
+    subscription = Subscription.objects.select_related("plan", "customer").get(pk=subscription_id)
+    if subscription.status != SS.CHECKOUT:
+        raise BillingRefused("This subscription is already paid for.")
+    if subscription.plan.stripe_price_id is None:
+        raise BillingRefused("This plan cannot be bought online yet. Please contact sales.")
+    store = subscription.stores.order_by("pk").first()
+    if subscription.checkout_session_id:
+        stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
+    metadata = {
+        "subscription_id": str(subscription.pk),
+        "store_id": str(store.pk),
+        "customer_id": str(subscription.customer_id),
+        "plan": subscription.plan.slug,
+    }
+    session = stripe_gateway.checkout_session_create(
+        price_id=subscription.plan.stripe_price_id,
+        customer_email=subscription.customer.email,
+        client_reference_id=str(store.pk),
+        metadata=metadata,
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+    Subscription.objects.filter(pk=subscription.pk).update(checkout_session_id=session["id"])
+    return session["url"]
+
+
+def _refuse(*, stripe_event_id: str, reason: str, **detail) -> None:
+    # A signed event that does not match what we sent to Stripe: record it for staff and change nothing.
+    logger.warning("stripe event %s refused: %s %s", stripe_event_id, reason, detail)
+    audit_record(event="billing_event_refused", stripe_event_id=stripe_event_id, reason=reason, **detail)
+
+
+def checkout_completed(*, session: dict, stripe_event_id: str) -> Subscription | None:
+    """checkout.session.completed: the first payment. The subscription goes active and its store is queued.
+
+    The session must be the one we opened, and its client_reference_id and metadata must name that
+    subscription's store and customer; anything else is refused."""
+    subscription = Subscription.objects.filter(checkout_session_id=session.get("id")).first()
+    if subscription is None:
+        _refuse(stripe_event_id=stripe_event_id, reason="unknown checkout session", session=session.get("id"))
+        return None
+    metadata = session.get("metadata") or {}
+    store = subscription.stores.order_by("pk").first()
+    claimed = {session.get("client_reference_id"), metadata.get("store_id")}
+    if claimed != {str(store.pk)} or metadata.get("customer_id") != str(subscription.customer_id):
+        _refuse(
+            stripe_event_id=stripe_event_id,
+            reason="checkout session names a store or customer that is not its own",
+            session=session.get("id"),
+            client_reference_id=session.get("client_reference_id"),
+            metadata=dict(metadata),
+        )
+        return None
+    if subscription.status != SS.CHECKOUT:
+        return subscription  # already handled (a retried delivery of a different event id)
+    with transaction.atomic():
+        subscription = subscription_transition(
+            subscription_id=subscription.pk,
+            to=SS.ACTIVE,
+            stripe_event_id=stripe_event_id,
+            note="checkout completed",
+            stripe_customer_id=session.get("customer") or "",
+            stripe_subscription_id=session.get("subscription"),
+        )
+        store_order_paid(store_id=store.pk)
+    return subscription
+
+
+def _subscription_for_stripe_id(stripe_subscription_id: str | None) -> Subscription | None:
+    if not stripe_subscription_id:
+        return None
+    return (
+        Subscription.objects.select_related("plan", "customer")
+        .filter(stripe_subscription_id=stripe_subscription_id)
+        .first()
+    )
+
+
+def invoice_subscription_id(invoice: dict) -> str | None:
+    """The subscription an invoice bills: `parent.subscription_details` since API 2025-03, `subscription` before."""
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    found = details.get("subscription") or invoice.get("subscription")
+    return found.get("id") if isinstance(found, dict) else found
+
+
+def invoice_paid(*, invoice: dict, stripe_event_id: str) -> Subscription | None:
+    """invoice.paid: recorded; a past-due subscription is current again, and stores suspended for it resume."""
+    subscription = _subscription_for_stripe_id(invoice_subscription_id(invoice))
+    if subscription is None:
+        return None  # the first invoice is paid before checkout.session.completed links the subscription
+    amount = _money(invoice.get("amount_paid"))
+    with transaction.atomic():
+        if subscription.status not in (SS.PAST_DUE, SS.SUSPENDED):
+            _subscription_note(
+                subscription, f"invoice {invoice.get('id')} paid ({amount})", stripe_event_id=stripe_event_id
+            )
+            return subscription
+        was_suspended = subscription.status == SS.SUSPENDED
+        subscription = subscription_transition(
+            subscription_id=subscription.pk,
+            to=SS.ACTIVE,
+            stripe_event_id=stripe_event_id,
+            note=f"invoice {invoice.get('id')} paid ({amount})",
+            past_due_since=None,
+        )
+        if was_suspended:
+            _jobs_enqueue(subscription, kind=Job.Kind.RESUME, from_status=Store.Status.SUSPENDED, note="resume")
+    return subscription
+
+
+def invoice_payment_failed(*, invoice: dict, stripe_event_id: str, now=None) -> Subscription | None:
+    """invoice.payment_failed: the subscription is past due from the first failure, and the customer is told."""
+    now = now or timezone.now()
+    subscription = _subscription_for_stripe_id(invoice_subscription_id(invoice))
+    if subscription is None or subscription.status not in (SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED):
+        return None
+    note = f"invoice {invoice.get('id')} payment failed (attempt {invoice.get('attempt_count') or 1})"
+    with transaction.atomic():
+        if subscription.status == SS.ACTIVE:
+            subscription = subscription_transition(
+                subscription_id=subscription.pk,
+                to=SS.PAST_DUE,
+                stripe_event_id=stripe_event_id,
+                note=note,
+                past_due_since=now,
+            )
+        else:
+            _subscription_note(subscription, note, stripe_event_id=stripe_event_id)
+        context = {
+            "plan": subscription.plan,
+            "amount": _money(invoice.get("amount_due")),
+            "invoice_url": invoice.get("hosted_invoice_url") or "",
+            "suspend_on": subscription.past_due_since + _grace_period(),
+        }
+        transaction.on_commit(
+            lambda: email_send(template="payment_failed", to=[subscription.customer.email], context=context)
+        )
+    return subscription
+
+
+def _grace_period() -> timedelta:
+    return timedelta(days=settings.BILLING_GRACE_PERIOD_DAYS)
+
+
+def dunning_enforce(*, now=None) -> list[int]:
+    """Suspend the stores of subscriptions past due for longer than the grace period. Run periodically."""
+    now = now or timezone.now()
+    suspended = []
+    overdue = Subscription.objects.filter(status=SS.PAST_DUE, past_due_since__lte=now - _grace_period())
+    for subscription_id in overdue.values_list("pk", flat=True):
+        with transaction.atomic():
+            try:
+                subscription = subscription_transition(
+                    subscription_id=subscription_id,
+                    to=SS.SUSPENDED,
+                    note=f"unpaid for more than {settings.BILLING_GRACE_PERIOD_DAYS} days",
+                )
+            except InvalidTransition:
+                continue  # paid in the meantime
+            stores = list(_live_stores(subscription).filter(status=Store.Status.ACTIVE))
+            _jobs_enqueue(subscription, kind=Job.Kind.SUSPEND, from_status=Store.Status.ACTIVE, note="suspend")
+            context = {"plan": subscription.plan, "stores": stores, "grace_days": settings.BILLING_GRACE_PERIOD_DAYS}
+            email = subscription.customer.email
+            transaction.on_commit(lambda c=context, e=email: email_send(template="stores_suspended", to=[e], context=c))
+        suspended.append(subscription_id)
+    return suspended
+
+
+def _plan_for_price(price: dict | str | None) -> Plan | None:
+    price_id = price.get("id") if isinstance(price, dict) else price
+    product_id = price.get("product") if isinstance(price, dict) else None
+    plan = Plan.objects.filter(stripe_price_id=price_id).first() if price_id else None
+    if plan is None and product_id:
+        # An older price of the same product (kept by subscriptions that were not migrated).
+        plan = Plan.objects.filter(stripe_product_id=product_id).first()
+    return plan
+
+
+def subscription_updated(*, stripe_subscription: dict, stripe_event_id: str) -> Subscription | None:
+    """customer.subscription.updated: a plan change moves the stores to the new plan and applies its limits."""
+    subscription = _subscription_for_stripe_id(stripe_subscription.get("id"))
+    if subscription is None:
+        return None
+    items = (stripe_subscription.get("items") or {}).get("data") or []
+    new_plan = _plan_for_price(items[0].get("price")) if items else None
+    if new_plan is None or new_plan.pk == subscription.plan_id:
+        return subscription
+    if new_plan.platform != subscription.plan.platform:
+        _refuse(
+            stripe_event_id=stripe_event_id,
+            reason="a subscription cannot move between platforms",
+            subscription=subscription.pk,
+            plan=new_plan.slug,
+        )
+        return subscription
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        old_plan = subscription.plan
+        subscription.plan = new_plan
+        subscription.save(update_fields=["plan", "updated_at"])
+        _subscription_note(
+            subscription, f"plan changed from {old_plan.slug} to {new_plan.slug}", stripe_event_id=stripe_event_id
+        )
+        for store in _live_stores(subscription):
+            store_plan_change(store_id=store.pk, plan=new_plan)
+        for status in (Store.Status.ACTIVE, Store.Status.SUSPENDED):
+            _jobs_enqueue(subscription, kind=Job.Kind.UPDATE_LIMITS, from_status=status, note="new limits")
+    return subscription
+
+
+def subscription_deleted(*, stripe_subscription: dict, stripe_event_id: str, now=None) -> Subscription | None:
+    """customer.subscription.deleted: final backups are requested, the stores are stopped, and they are torn
+    down after the retention period (BILLING_CANCELED_RETENTION_DAYS)."""
+    now = now or timezone.now()
+    subscription = _subscription_for_stripe_id(stripe_subscription.get("id"))
+    if subscription is None or subscription.status in (SS.CANCELED, SS.ENDED):
+        return subscription
+    teardown_at = now + timedelta(days=settings.BILLING_CANCELED_RETENTION_DAYS)
+    with transaction.atomic():
+        subscription = subscription_transition(
+            subscription_id=subscription.pk,
+            to=SS.CANCELED,
+            stripe_event_id=stripe_event_id,
+            note="subscription deleted in Stripe",
+            canceled_at=now,
+            teardown_at=teardown_at,
+        )
+        for store in _live_stores(subscription):
+            store_final_backup_requested.send(sender=Subscription, store_id=store.pk)
+        _jobs_enqueue(subscription, kind=Job.Kind.SUSPEND, from_status=Store.Status.ACTIVE, note="stop")
+        context = {"plan": subscription.plan, "teardown_at": teardown_at}
+        email = subscription.customer.email
+        transaction.on_commit(lambda: email_send(template="subscription_canceled", to=[email], context=context))
+    return subscription
+
+
+def subscriptions_teardown_due(*, now=None) -> list[int]:
+    """Tear down the stores of canceled subscriptions whose retention period is over. Run periodically."""
+    from provisioning.exceptions import JobConflict
+    from provisioning.services import job_enqueue
+
+    now = now or timezone.now()
+    ended = []
+    for subscription in Subscription.objects.filter(status=SS.CANCELED, teardown_at__lte=now):
+        with transaction.atomic():
+            pending = False
+            for store in subscription.stores.exclude(status__in=[Store.Status.DELETED, Store.Status.DELETING]):
+                try:
+                    job_enqueue(store_id=store.pk, kind=Job.Kind.TEARDOWN)
+                except JobConflict:
+                    pending = True  # a job is still running; the next run tears this store down
+            if not pending:
+                subscription_transition(subscription_id=subscription.pk, to=SS.ENDED, note="retention period over")
+                ended.append(subscription.pk)
+    return ended
+
+
+def checkouts_abandoned_cleanup(*, now=None) -> list[int]:
+    """Signups that never paid within BILLING_CHECKOUT_ABANDON_HOURS: the Checkout Session is expired and the
+    store deleted, which frees its domain. The customer's account is kept. Run periodically."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=settings.BILLING_CHECKOUT_ABANDON_HOURS)
+    abandoned = []
+    for subscription in Subscription.objects.filter(status=SS.CHECKOUT, created_at__lte=cutoff):
+        if subscription.checkout_session_id:
+            stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
+        with transaction.atomic():
+            try:
+                subscription_transition(subscription_id=subscription.pk, to=SS.ABANDONED, note="checkout abandoned")
+            except InvalidTransition:
+                continue  # paid while we were expiring the session
+            for store in subscription.stores.filter(status=Store.Status.AWAITING_PAYMENT):
+                store_transition(store_id=store.pk, to=Store.Status.DELETING, note="checkout abandoned")
+                store_transition(store_id=store.pk, to=Store.Status.DELETED, note="nothing was built; domain freed")
+        abandoned.append(subscription.pk)
+    return abandoned
+
+
+def subscription_store_add(*, subscription_id: int, domain: str, site_title: str = "", actor: User) -> Store:
+    """Another store on a multi-store plan, up to the plan's store limit. It is paid for, so it is queued at once."""
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().select_related("plan").get(pk=subscription_id)
+        if subscription.status != SS.ACTIVE:
+            raise BillingRefused("Stores can be added only while the subscription is active and paid up.")
+        used = _live_stores(subscription).count()
+        if used >= subscription.plan.store_limit:
+            raise BillingRefused(
+                f"Your {subscription.plan.name} plan includes {subscription.plan.store_limit} "
+                f"store{'s' if subscription.plan.store_limit != 1 else ''}, and all are in use. "
+                "Upgrade the plan to add more."
+            )
+        store = store_create(
+            customer=subscription.customer,
+            plan=subscription.plan,
+            domain=domain,
+            site_title=site_title,
+            subscription=subscription,
+            actor=actor,
+        )
+        store_order_paid(store_id=store.pk, actor=actor)
+    return store
+
+
+def billing_portal_url(*, customer: User, return_url: str) -> str:
+    stripe_customer_id = (
+        Subscription.objects.filter(customer=customer)
+        .exclude(stripe_customer_id="")
+        .values_list("stripe_customer_id", flat=True)
+        .first()
+    )
+    if not stripe_customer_id:
+        raise BillingRefused("There is no paid subscription on this account yet.")
+    return stripe_gateway.billing_portal_url(customer_id=stripe_customer_id, return_url=return_url)
+
+
+def _money(cents) -> str:
+    return f"${Decimal(cents or 0) / 100:,.2f}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pricing sync: the local Plan is the source; Stripe prices are immutable, so an amount change is a new price.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _plan_stripe_fields(plan: Plan) -> dict:
+    return {
+        "name": f"{plan.get_platform_display()} {plan.name}",
+        "description": plan.description,
+        "amount_cents": int(plan.price_monthly * 100),
+        "active": plan.active,
+    }
+
+
+def _plan_metadata(plan: Plan) -> dict[str, str]:
+    return {"plan": plan.slug, "platform": plan.platform, "store_limit": str(plan.store_limit)}
+
+
+def plan_price_create(*, plan_id: int, actor: User | None = None) -> Plan:
+    """Create a Stripe price for the plan's amount, make it the product's default and archive the old one.
+
+    The product is created first if it is missing. Subscriptions keep their old price until migrated."""
+    plan = Plan.objects.select_related("stripe_product", "stripe_price").get(pk=plan_id)
+    fields = _plan_stripe_fields(plan)
+    metadata = _plan_metadata(plan)
+    if plan.stripe_product is None:
+        product = stripe_gateway.product_create(
+            name=fields["name"], description=fields["description"], metadata=metadata
+        )
+    else:
+        product = plan.stripe_product
+    old_price_id = plan.stripe_price_id
+    price = stripe_gateway.price_create(
+        product_id=product.id, amount_cents=fields["amount_cents"], nickname=plan.name, metadata=metadata
+    )
+    product = stripe_gateway.product_update(
+        product_id=product.id,
+        name=fields["name"],
+        description=fields["description"],
+        metadata=metadata,
+        default_price=price.id,
+    )
+    if old_price_id and old_price_id != price.id:
+        stripe_gateway.price_update(price_id=old_price_id, active=False)
+    if not plan.active:
+        stripe_gateway.price_update(price_id=price.id, active=False)
+    Plan.objects.filter(pk=plan.pk).update(stripe_product=product, stripe_price=price, stripe_synced=fields)
+    audit_record(event="plan_price_created", actor=actor, plan=plan.slug, price=price.id, old_price=old_price_id)
+    return Plan.objects.get(pk=plan.pk)
+
+
+def plan_stripe_update(*, plan_id: int, actor: User | None = None) -> Plan:
+    """Send what Stripe lets change in place: product name, description and metadata; price nickname and active.
+
+    An amount change is refused: Stripe prices are immutable, so it needs a new price (plan_price_create)."""
+    plan = Plan.objects.select_related("stripe_product", "stripe_price").get(pk=plan_id)
+    if plan.stripe_product is None or plan.stripe_price is None:
+        raise BillingRefused(f"{plan} is not in Stripe yet. Choose “Create new price” to create it.")
+    fields = _plan_stripe_fields(plan)
+    stripe_amount = plan.stripe_price.stripe_data.get("unit_amount")
+    if stripe_amount != fields["amount_cents"]:
+        raise BillingRefused(
+            f"{plan}: the price changed from {_money(stripe_amount)} to {_money(fields['amount_cents'])}. "
+            "Stripe prices cannot be edited once created, so an amount change needs a new price. "
+            "Choose “Create new price”: new signups pay the new amount, and existing subscriptions keep theirs "
+            "until you migrate them."
+        )
+    stripe_gateway.product_update(
+        product_id=plan.stripe_product_id,
+        name=fields["name"],
+        description=fields["description"],
+        metadata=_plan_metadata(plan),
+    )
+    stripe_gateway.price_update(price_id=plan.stripe_price_id, nickname=plan.name, active=plan.active)
+    Plan.objects.filter(pk=plan.pk).update(stripe_synced=fields)
+    audit_record(event="plan_stripe_updated", actor=actor, plan=plan.slug)
+    return Plan.objects.get(pk=plan.pk)
+
+
+def plan_subscriptions_migrate(*, plan_id: int, actor: User | None = None) -> list[str]:
+    """Move the plan's paying subscriptions to its current price, from their next period on."""
+    plan = Plan.objects.get(pk=plan_id)
+    if plan.stripe_price_id is None:
+        raise BillingRefused(f"{plan} has no Stripe price yet.")
+    moved = []
+    subscriptions = Subscription.objects.filter(
+        plan=plan, status__in=[SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED], stripe_subscription_id__isnull=False
+    )
+    for stripe_subscription_id in subscriptions.values_list("stripe_subscription_id", flat=True):
+        if stripe_gateway.subscription_price_set(subscription_id=stripe_subscription_id, price_id=plan.stripe_price_id):
+            moved.append(stripe_subscription_id)
+    audit_record(event="plan_subscriptions_migrated", actor=actor, plan=plan.slug, subscriptions=moved)
+    return moved

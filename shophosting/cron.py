@@ -1,11 +1,12 @@
 """Recurring jobs, run by `manage.py rqcron shophosting.cron` (rq 3's cron scheduler).
 
 The scheduler only enqueues; the RQ workers do the work. Later issues register their own jobs here
-(backups due, abandoned checkouts, certificate renewals).
+(backups due, certificate renewals).
 """
 
 from rq import cron
 
+from billing import jobs as billing_jobs
 from provisioning.jobs import provisioning_jobs_reap, stores_tls_renew
 from shophosting import jobs
 
@@ -15,3 +16,9 @@ cron.register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
 cron.register(provisioning_jobs_reap, "default", interval=60)
 # Renews store certificates in their last 30 days.
 cron.register(stores_tls_renew, "provisioning", cron="41 4 * * *")
+# Dunning: subscriptions unpaid past the grace period have their stores suspended.
+cron.register(billing_jobs.dunning_enforce, "default", cron="7 * * * *")
+# Canceled subscriptions whose retention period is over have their stores torn down.
+cron.register(billing_jobs.subscriptions_teardown_due, "default", cron="37 * * * *")
+# Signups that never paid: the checkout is expired and the domain freed after 24 h.
+cron.register(billing_jobs.checkouts_abandoned_cleanup, "default", cron="47 * * * *")

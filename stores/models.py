@@ -56,6 +56,9 @@ class Store(models.Model):
     site_title = models.CharField(max_length=200)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT, db_index=True)
     status_message = models.TextField(blank=True, help_text="A plain-words summary shown to the customer.")
+    subscription = models.ForeignKey(
+        "billing.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="stores"
+    )
     host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="stores")
     port = models.PositiveIntegerField(null=True, blank=True)
     credentials_encrypted = models.TextField(blank=True, editable=False)

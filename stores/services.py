@@ -43,7 +43,9 @@ def store_transition(*, store_id: int, to: str, actor: User | None = None, note:
 
 
 @transaction.atomic
-def store_create(*, customer: User, plan: Plan, domain: str, site_title: str = "", actor: User | None = None) -> Store:
+def store_create(
+    *, customer: User, plan: Plan, domain: str, site_title: str = "", subscription=None, actor: User | None = None
+) -> Store:
     """A new store awaiting payment. The domain is validated and must be free among live stores."""
     from django.core.exceptions import ValidationError
 
@@ -53,6 +55,7 @@ def store_create(*, customer: User, plan: Plan, domain: str, site_title: str = "
     store = Store.objects.create(
         customer=customer,
         plan=plan,
+        subscription=subscription,
         platform=plan.platform,
         domain=domain,
         live_domain=domain,
@@ -128,3 +131,23 @@ def store_order_paid(*, store_id: int, actor: User | None = None):
     if store.status == S.AWAITING_PAYMENT:
         store_transition(store_id=store.pk, to=S.QUEUED, actor=actor, note="payment received")
     return job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.PROVISION, actor=actor)
+
+
+@transaction.atomic
+def store_plan_change(*, store_id: int, plan: Plan, actor: User | None = None) -> Store:
+    """Move a store to another plan of its platform; the caller applies the new limits to the containers."""
+    store = Store.objects.select_for_update().get(pk=store_id)
+    if plan.platform != store.platform:
+        raise InvalidTransition(f"store {store.pk} runs {store.platform}; plan {plan.slug} is for {plan.platform}")
+    if store.plan_id != plan.pk:
+        old_plan = store.plan
+        store.plan = plan
+        store.save(update_fields=["plan", "updated_at"])
+        StoreEvent.objects.create(
+            store=store,
+            old_status=store.status,
+            new_status=store.status,
+            actor=actor,
+            note=f"plan changed from {old_plan.slug} to {plan.slug}",
+        )
+    return store

@@ -10,7 +10,9 @@
     message.textContent = data.store.message;
     message.hidden = !data.store.message;
     const progress = data.progress;
-    if (!progress) return false;
+    // Before the payment is confirmed there is no job yet: keep asking until one starts.
+    const waiting = ["awaiting_payment", "queued"].includes(data.store.status);
+    if (!progress) return waiting;
     field("eta").textContent = progress.eta_seconds === null ? "" : `about ${progress.eta_seconds} s left`;
     const steps = field("steps");
     if (steps) {
@@ -23,7 +25,7 @@
     }
     const log = field("log");
     if (log) log.textContent = progress.log.map((l) => `${l.time} [${l.step}] ${l.message}`).join("\n");
-    return progress.job.active;
+    return progress.job.active || waiting;
   };
   const poll = async () => {
     try {

@@ -1,0 +1,57 @@
+from django import forms
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
+
+from accounts.models import User
+from stores.domains import domain_normalize
+from stores.models import Store
+
+
+class StoreDomainField(forms.CharField):
+    """A store domain: validated and normalised as provisioning does, and free among live stores."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 253)
+        kwargs.setdefault("label", "Store domain")
+        kwargs.setdefault("help_text", "For example shop.example.com. Point its DNS at us when your store is ready.")
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        domain = domain_normalize(super().clean(value))
+        if Store.objects.filter(live_domain=domain).exists():
+            raise ValidationError("This domain is already used by another store.")
+        return domain
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False)
+    company = forms.CharField(max_length=200)
+    domain = StoreDomainField()
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise ValidationError("An account with this e-mail already exists. Sign in to add a plan.")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password"):
+            candidate = User(email=cleaned.get("email") or "", company=cleaned.get("company") or "")
+            try:
+                password_validation.validate_password(cleaned["password"], candidate)
+            except ValidationError as exc:
+                self.add_error("password", exc)
+        return cleaned
+
+
+class PlanSignupForm(forms.Form):
+    """A signed-in customer buying another plan: only the new store's domain."""
+
+    domain = StoreDomainField()
+
+
+class StoreAddForm(forms.Form):
+    domain = StoreDomainField()
+    site_title = forms.CharField(max_length=200, required=False, label="Store name")

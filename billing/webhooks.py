@@ -1,0 +1,32 @@
+"""Stripe webhook handlers. dj-stripe verifies the signature, stores each Event once (so a redelivered
+event never reaches these twice) and syncs its mirror; each handler here passes the event's object to
+one billing service. Events not listed are stored by dj-stripe and otherwise ignored."""
+
+from djstripe.event_handlers import djstripe_receiver
+
+from billing import services
+
+
+@djstripe_receiver("checkout.session.completed")
+def on_checkout_session_completed(sender, event, **kwargs):
+    services.checkout_completed(session=event.data["object"], stripe_event_id=event.id)
+
+
+@djstripe_receiver("invoice.paid")
+def on_invoice_paid(sender, event, **kwargs):
+    services.invoice_paid(invoice=event.data["object"], stripe_event_id=event.id)
+
+
+@djstripe_receiver("invoice.payment_failed")
+def on_invoice_payment_failed(sender, event, **kwargs):
+    services.invoice_payment_failed(invoice=event.data["object"], stripe_event_id=event.id)
+
+
+@djstripe_receiver("customer.subscription.updated")
+def on_subscription_updated(sender, event, **kwargs):
+    services.subscription_updated(stripe_subscription=event.data["object"], stripe_event_id=event.id)
+
+
+@djstripe_receiver("customer.subscription.deleted")
+def on_subscription_deleted(sender, event, **kwargs):
+    services.subscription_deleted(stripe_subscription=event.data["object"], stripe_event_id=event.id)
