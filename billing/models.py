@@ -58,11 +58,12 @@ class Plan(models.Model):
 
     description = models.TextField(blank=True, help_text="Shown on the pricing page and as the Stripe product's text.")
 
+    # Keyed by the Stripe id (prod_…, price_…), so stripe_product_id/stripe_price_id are Stripe's own ids.
     stripe_product = models.ForeignKey(
-        "djstripe.Product", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "djstripe.Product", to_field="id", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     stripe_price = models.ForeignKey(
-        "djstripe.Price", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "djstripe.Price", to_field="id", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # What was sent to Stripe at the last sync: {"name", "description", "amount_cents", "active"}. Comparing it
     # with the plan tells a local edit apart from a change made in Stripe.

@@ -306,3 +306,50 @@ def acme_server(nginx_server):
     dns.terminate()
     pebble.wait(timeout=10)
     dns.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_api():
+    """Stripe's HTTP API faked at the boundary (tests/stripe_fake.py). Any request it does not answer fails."""
+    import responses
+    import stripe
+
+    from tests.stripe_fake import StripeFake
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield StripeFake(mock, stripe.api_base)
+
+
+@pytest.fixture
+def stripe_webhook(db, client):
+    """POSTs events to dj-stripe's real webhook endpoint, signed with the endpoint's secret."""
+    import json as jsonlib
+    import uuid
+
+    from djstripe.models import WebhookEndpoint
+
+    from tests.stripe_fake import StripeFake
+
+    secret = "whsec_test_shophosting_webhook_secret"
+    endpoint = WebhookEndpoint.objects.create(
+        id="we_test_shophosting",
+        secret=secret,
+        url="https://shophosting.local/stripe/webhook/",
+        api_version="2026-08-26.dahlia",
+        livemode=False,
+        djstripe_uuid=uuid.uuid4(),
+        djstripe_validation_method="verify_signature",
+        djstripe_tolerance=300,
+        enabled_events=["*"],
+        status="enabled",
+    )
+
+    class Webhook:
+        url = f"/stripe/webhook/{endpoint.djstripe_uuid}/"
+
+        def post(self, event: dict, *, secret: str = secret, headers: dict | None = None):
+            payload = jsonlib.dumps(event)
+            signed = StripeFake.signed_headers(payload, secret) if headers is None else headers
+            return client.post(self.url, data=payload, content_type="application/json", **signed)
+
+    return Webhook()

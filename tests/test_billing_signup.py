@@ -1,0 +1,95 @@
+"""Signup to payment: a plan, the signup form, Stripe Checkout and the signed checkout.session.completed webhook."""
+
+import pytest
+from django.urls import reverse
+
+from billing.models import Plan, Subscription
+from billing.services import plan_price_create
+from provisioning.models import ProvisioningJob
+from stores.models import Store
+
+pytestmark = pytest.mark.django_db
+
+SIGNUP = {
+    "email": "Merchant@Example.com",
+    "password": "a long and unusual passphrase 42",
+    "company": "Example Goods",
+    "domain": "shop.example.com",
+}
+
+
+@pytest.fixture
+def priced_plan(woo_plan, stripe_api):
+    return plan_price_create(plan_id=woo_plan.pk)
+
+
+def complete_checkout(stripe_api, session_id: str, *, price: dict) -> tuple[dict, dict]:
+    """What Stripe does when the customer pays: a customer, a subscription and a completed session."""
+    session = stripe_api.objects[session_id]
+    customer = stripe_api.add("customer", email=session["customer_email"])
+    subscription = stripe_api.subscription(customer=customer["id"], price=price, metadata=session["metadata"])
+    session.update(status="complete", payment_status="paid", customer=customer["id"], subscription=subscription["id"])
+    return session, subscription
+
+
+def test_signup_redirects_to_a_subscription_checkout_with_the_store_as_reference(client, priced_plan, stripe_api):
+    response = client.post(reverse("billing:signup", args=[priced_plan.slug]), SIGNUP)
+
+    subscription = Subscription.objects.get()
+    store = subscription.stores.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"https://checkout.stripe.com/c/pay/{subscription.checkout_session_id}"
+    [sent] = stripe_api.requests_to("POST", "checkout/sessions")
+    assert sent["mode"] == "subscription"
+    assert sent["line_items"] == [{"price": priced_plan.stripe_price_id, "quantity": "1"}]
+    assert sent["client_reference_id"] == str(store.pk)
+    assert sent["metadata"] == {
+        "subscription_id": str(subscription.pk),
+        "store_id": str(store.pk),
+        "customer_id": str(subscription.customer_id),
+        "plan": priced_plan.slug,
+    }
+    assert sent["allow_promotion_codes"] is True
+    assert sent["success_url"].endswith("/billing/checkout/success/?session_id={CHECKOUT_SESSION_ID}")
+    assert store.status == Store.Status.AWAITING_PAYMENT
+    assert store.domain == "shop.example.com"
+    assert subscription.customer.email == "merchant@example.com"
+    assert subscription.customer.company == "Example Goods"
+    # Signed in, so the success page can follow the store.
+    assert client.get(reverse("billing:page")).status_code == 200
+
+
+def test_checkout_completed_webhook_queues_provisioning_and_the_success_page_follows_it(
+    client, priced_plan, stripe_api, stripe_webhook
+):
+    client.post(reverse("billing:signup", args=[priced_plan.slug]), SIGNUP)
+    subscription = Subscription.objects.get()
+    session, stripe_subscription = complete_checkout(
+        stripe_api, subscription.checkout_session_id, price=stripe_api.objects[priced_plan.stripe_price_id]
+    )
+
+    response = stripe_webhook.post(stripe_api.event("checkout.session.completed", session))
+
+    assert response.status_code == 200, response.content
+    subscription.refresh_from_db()
+    store = subscription.stores.get()
+    assert subscription.status == Subscription.Status.ACTIVE
+    assert subscription.stripe_subscription_id == stripe_subscription["id"]
+    assert subscription.stripe_customer_id == session["customer"]
+    assert store.status == Store.Status.QUEUED
+    job = store.jobs.get()
+    assert job.kind == ProvisioningJob.Kind.PROVISION
+    page = client.get(reverse("billing:checkout_success") + f"?session_id={session['id']}")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "your payment was received" in body
+    assert reverse("stores:progress", args=[store.pk]) in body
+    assert "Reserve a host and a port" in body  # the checklist of the queued job
+
+
+def test_unknown_or_inactive_plan_gets_a_clear_404_page(client, woo_plan):
+    assert "not available" in client.get("/signup/no-such-plan/").content.decode()
+    Plan.objects.filter(pk=woo_plan.pk).update(active=False)
+    response = client.get(reverse("billing:signup", args=[woo_plan.slug]))
+    assert response.status_code == 404
+    assert "This plan is not available" in response.content.decode()
