@@ -51,7 +51,7 @@ def form_decode(body: str | bytes | None) -> dict:
     for key, value in parse_qsl(body or "", keep_blank_values=True):
         parts = re.findall(r"[^\[\]]+", key)
         node = result
-        for part, following in zip(parts, parts[1:]):
+        for part, following in zip(parts, parts[1:], strict=False):
             container = [] if following.isdigit() else {}
             if isinstance(node, list):
                 index = int(part)
@@ -114,7 +114,9 @@ class StripeFake:
     def subscription(self, *, customer: str, price: dict, status: str = "active", quantity: int = 1, **fields) -> dict:
         sub = self.add("subscription", customer=customer, status=status, **fields)
         item = sub["items"]["data"][0]
-        item.update(id=f"si_{next(self._ids):06d}fake", price=copy.deepcopy(price), quantity=quantity, subscription=sub["id"])
+        item.update(
+            id=f"si_{next(self._ids):06d}fake", price=copy.deepcopy(price), quantity=quantity, subscription=sub["id"]
+        )
         sub["items"]["url"] = f"/v1/subscription_items?subscription={sub['id']}"
         return sub
 
@@ -229,7 +231,9 @@ class StripeFake:
             amount = int(params.pop("unit_amount"))
             recurring = {"interval_count": 1, "meter": None, "usage_type": "licensed", **params.pop("recurring", {})}
             recurring["interval_count"] = int(recurring["interval_count"])
-            price = self.add("price", unit_amount=amount, unit_amount_decimal=str(amount), recurring=recurring, **params)
+            price = self.add(
+                "price", unit_amount=amount, unit_amount_decimal=str(amount), recurring=recurring, **params
+            )
             return 200, {}, json.dumps(price)
         if match := re.fullmatch(r"(products|prices)/([^/]+)", path):
             obj = self.objects.get(match[2])

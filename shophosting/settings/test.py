@@ -38,5 +38,5 @@ SECURITY_LOG_PATH = BASE_DIR / "var" / "test" / "security.log"  # noqa: F405
 LOGGING["handlers"]["security_file"]["filename"] = str(SECURITY_LOG_PATH)  # noqa: F405
 # Stripe's API is faked at its HTTP boundary (tests/stripe_fake.py, `responses`). Its base URL points at a
 # closed loopback port, so a call the fake does not intercept fails at once and never leaves the machine.
-STRIPE_TEST_SECRET_KEY = "sk_test_51ShopHostingFakeKeyForTestsOnly0000000000000000000000000000"
+STRIPE_TEST_SECRET_KEY = "sk_test_51ShopHostingFakeKeyForTestsOnly0000000000000000000000000000"  # noqa: S105 (fake)
 STRIPE_API_HOST = "http://127.0.0.1:9"
