@@ -353,3 +353,11 @@ def stripe_webhook(db, client):
             return client.post(self.url, data=payload, content_type="application/json", **signed)
 
     return Webhook()
+
+
+@pytest.fixture
+def priced_plan(woo_plan, stripe_api):
+    """The WooCommerce Commerce Core plan, created in (fake) Stripe through the pricing sync."""
+    from billing.services import plan_price_create
+
+    return plan_price_create(plan_id=woo_plan.pk)

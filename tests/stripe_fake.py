@@ -81,6 +81,7 @@ class StripeFake:
         self.calls: list[tuple[str, str, dict]] = []
         self._ids = itertools.count(1)
         self.account = fixture("account")
+        self._failures: list[tuple[str, str, int, str]] = []
         pattern = re.compile(re.escape(self.base) + r"/v1/.*")
         for method in (responses.GET, responses.POST, responses.DELETE):
             mock.add_callback(method, pattern, callback=self._dispatch)
@@ -167,6 +168,13 @@ class StripeFake:
 
     # --- the HTTP side ---------------------------------------------------------------------------------
 
+    def fail_next(
+        self, method: str, path: str, *, status: int = 500, message: str = "An error occurred", times: int = 1
+    ) -> None:
+        """Stripe answers the next `times` `method path` requests with an error (an outage, a refusal).
+        stripe-python retries 5xx answers by itself, so an outage needs more than one."""
+        self._failures.extend([(method, path, status, message)] * times)
+
     def requests_to(self, method: str, path_prefix: str) -> list[dict]:
         return [params for m, path, params in self.calls if m == method and path.startswith(path_prefix)]
 
@@ -175,6 +183,11 @@ class StripeFake:
         path = url.path.removeprefix("/v1/")
         params = form_decode(request.body) if request.method == "POST" else dict(parse_qsl(url.query))
         self.calls.append((request.method, path, params))
+        for failure in self._failures:
+            if failure[:2] == (request.method, path):
+                self._failures.remove(failure)
+                kind = "api_error" if failure[2] >= 500 else "invalid_request_error"
+                return failure[2], {}, json.dumps({"error": {"type": kind, "message": failure[3]}})
         if path == "account":
             return 200, {}, json.dumps(self.account)
         if request.method == "POST":

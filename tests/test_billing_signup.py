@@ -4,36 +4,17 @@ import pytest
 from django.urls import reverse
 
 from billing.models import Plan, Subscription
-from billing.services import plan_price_create
 from provisioning.models import ProvisioningJob
 from stores.models import Store
+from tests.billing_helpers import SIGNUP, complete_checkout, signup
 
 pytestmark = pytest.mark.django_db
 
-SIGNUP = {
-    "email": "Merchant@Example.com",
-    "password": "a long and unusual passphrase 42",
-    "company": "Example Goods",
-    "domain": "shop.example.com",
-}
-
-
-@pytest.fixture
-def priced_plan(woo_plan, stripe_api):
-    return plan_price_create(plan_id=woo_plan.pk)
-
-
-def complete_checkout(stripe_api, session_id: str, *, price: dict) -> tuple[dict, dict]:
-    """What Stripe does when the customer pays: a customer, a subscription and a completed session."""
-    session = stripe_api.objects[session_id]
-    customer = stripe_api.add("customer", email=session["customer_email"])
-    subscription = stripe_api.subscription(customer=customer["id"], price=price, metadata=session["metadata"])
-    session.update(status="complete", payment_status="paid", customer=customer["id"], subscription=subscription["id"])
-    return session, subscription
-
 
 def test_signup_redirects_to_a_subscription_checkout_with_the_store_as_reference(client, priced_plan, stripe_api):
-    response = client.post(reverse("billing:signup", args=[priced_plan.slug]), SIGNUP)
+    response = client.post(
+        reverse("billing:signup", args=[priced_plan.slug]), {**SIGNUP, "email": "Merchant@Example.com"}
+    )
 
     subscription = Subscription.objects.get()
     store = subscription.stores.get()
@@ -62,10 +43,9 @@ def test_signup_redirects_to_a_subscription_checkout_with_the_store_as_reference
 def test_checkout_completed_webhook_queues_provisioning_and_the_success_page_follows_it(
     client, priced_plan, stripe_api, stripe_webhook
 ):
-    client.post(reverse("billing:signup", args=[priced_plan.slug]), SIGNUP)
-    subscription = Subscription.objects.get()
+    subscription = signup(client, priced_plan)
     session, stripe_subscription = complete_checkout(
-        stripe_api, subscription.checkout_session_id, price=stripe_api.objects[priced_plan.stripe_price_id]
+        stripe_api, subscription.checkout_session_id, price_id=priced_plan.stripe_price_id
     )
 
     response = stripe_webhook.post(stripe_api.event("checkout.session.completed", session))
