@@ -83,6 +83,8 @@ class StripeFake:
         self.account = fixture("account")
         self._failures: list[tuple[str, str, int, str]] = []
         pattern = re.compile(re.escape(self.base) + r"/v1/.*")
+        # Everything that is not Stripe (the Docker engine, pebble, the stores) goes through untouched.
+        mock.add_passthru(re.compile(r"^(?!" + re.escape(self.base) + r"/)"))
         for method in (responses.GET, responses.POST, responses.DELETE):
             mock.add_callback(method, pattern, callback=self._dispatch)
 
