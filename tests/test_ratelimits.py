@@ -50,7 +50,7 @@ def consultation_payload(n):
 ENDPOINTS = {
     "customer_login": ("/accounts/login/", login_payload),
     "staff_login": ("/admin/login/", login_payload),
-    "signup": ("/test-only/signup/", lambda n: {}),
+    "signup": ("/signup/woocommerce-commerce-core/", lambda n: {}),
     "contact": ("/contact/", contact_payload),
     "consultation": ("/consultation/", consultation_payload),
     "backup": ("/test-only/backup/", lambda n: {}),
