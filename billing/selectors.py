@@ -17,7 +17,7 @@ from stores.models import Store
 SS = Subscription.Status
 # Stripe subscription statuses that are billed every period, and so count towards MRR.
 MRR_STATUSES = ("active", "past_due")
-# Months per billing interval unit, to normalise any recurring price to a monthly amount.
+# How many months one billing interval lasts: a price per interval divided by this is the price per month.
 MONTHS_PER_INTERVAL = {"day": Decimal(12) / Decimal(365), "week": Decimal(12) / Decimal(52), "month": 1, "year": 12}
 
 
@@ -48,11 +48,11 @@ def subscription_monthly_cents(stripe_subscription: dict) -> Decimal:
     for item in _items(stripe_subscription):
         price = _price_of(item)
         recurring = price.get("recurring") or {}
-        per_month = MONTHS_PER_INTERVAL.get(recurring.get("interval"))
-        if per_month is None:
+        months = MONTHS_PER_INTERVAL.get(recurring.get("interval"))
+        if months is None:
             continue
         amount = Decimal(price.get("unit_amount") or 0) * (item.get("quantity") or 1)
-        total += amount * Decimal(per_month) / (recurring.get("interval_count") or 1)
+        total += amount / (Decimal(months) * (recurring.get("interval_count") or 1))
     return total
 
 
@@ -225,6 +225,7 @@ def billing_overview(*, now: dt.datetime | None = None) -> BillingOverview:
     now = now or timezone.now()
     plans_by_price = {p.stripe_price_id: p for p in Plan.objects.exclude(stripe_price=None)}
     plans_by_product = {p.stripe_product_id: p for p in Plan.objects.exclude(stripe_product=None)}
+    product_names = {p.id: p.stripe_data.get("name") for p in djstripe_models.Product.objects.only("id", "stripe_data")}
     by_status: Counter = Counter()
     by_plan: dict[str, list] = {}
     mrr = Decimal(0)
@@ -237,7 +238,9 @@ def billing_overview(*, now: dt.datetime | None = None) -> BillingOverview:
         mrr += monthly
         price = _price_of(_items(data)[0]) if _items(data) else {}
         plan = plans_by_price.get(price.get("id")) or plans_by_product.get(price.get("product"))
-        label = str(plan) if plan else (price.get("nickname") or price.get("id") or "unknown price")
+        label = (
+            str(plan) if plan else (price.get("nickname") or product_names.get(price.get("product")) or price.get("id"))
+        )
         entry = by_plan.setdefault(label, [label, 0, Decimal(0)])
         entry[1] += 1
         entry[2] += monthly

@@ -124,7 +124,8 @@ class StripeFake:
         return sub
 
     def invoice(self, *, subscription: dict, status: str = "paid", amount_cents: int | None = None, **fields) -> dict:
-        amount = amount_cents if amount_cents is not None else subscription["items"]["data"][0]["price"]["unit_amount"]
+        items = subscription["items"]["data"]
+        amount = sum(i["price"]["unit_amount"] * i["quantity"] for i in items) if amount_cents is None else amount_cents
         invoice = self.add(
             "invoice",
             customer=subscription["customer"],
