@@ -4,6 +4,7 @@ from django.shortcuts import render
 from django.utils.decorators import method_decorator
 
 from accounts.forms import LoginForm
+from billing.selectors import subscriptions_with_room
 from shophosting.ratelimits import rate_limited
 from stores.selectors import store_list_for_customer
 
@@ -21,4 +22,8 @@ class CustomerLogoutView(auth_views.LogoutView):
 
 @login_required
 def account_home_view(request):
-    return render(request, "accounts/home.html", {"stores": store_list_for_customer(request.user)})
+    return render(
+        request,
+        "accounts/home.html",
+        {"stores": store_list_for_customer(request.user), "with_room": subscriptions_with_room(request.user)},
+    )

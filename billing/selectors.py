@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from djstripe import models as djstripe_models
 
@@ -268,3 +268,14 @@ def billing_overview(*, now: dt.datetime | None = None) -> BillingOverview:
         past_due=past_due,
         local_by_status=local,
     )
+
+
+def subscriptions_with_room(customer) -> list[Subscription]:
+    """The customer's active subscriptions that can take another store (multi-store plans below their limit)."""
+    live = ~Q(stores__status__in=[Store.Status.DELETING, Store.Status.DELETED])
+    subscriptions = (
+        Subscription.objects.filter(customer=customer, status=SS.ACTIVE)
+        .select_related("plan")
+        .annotate(live_stores=Count("stores", filter=live))
+    )
+    return [s for s in subscriptions if s.live_stores < s.plan.store_limit]

@@ -255,8 +255,15 @@ def checkout_completed(*, session: dict, stripe_event_id: str) -> Subscription |
             metadata=dict(metadata),
         )
         return None
+    if subscription.status == SS.ABANDONED:
+        _refuse(
+            stripe_event_id=stripe_event_id,
+            reason="payment for a checkout that was already abandoned; refund it or rebuild the store by hand",
+            subscription=subscription.pk,
+        )
+        return None
     if subscription.status != SS.CHECKOUT:
-        return subscription  # already handled (a retried delivery of a different event id)
+        return subscription  # already handled (the same fact delivered under another event id)
     with transaction.atomic():
         subscription = subscription_transition(
             subscription_id=subscription.pk,
@@ -468,7 +475,9 @@ def checkouts_abandoned_cleanup(*, now=None) -> list[int]:
     abandoned = []
     for subscription in Subscription.objects.filter(status=SS.CHECKOUT, created_at__lte=cutoff):
         if subscription.checkout_session_id:
-            stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
+            status = stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
+            if status == "complete":
+                continue  # paid at the last moment: checkout.session.completed activates it
         with transaction.atomic():
             try:
                 subscription_transition(subscription_id=subscription.pk, to=SS.ABANDONED, note="checkout abandoned")

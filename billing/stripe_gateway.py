@@ -63,13 +63,15 @@ def checkout_session_create(
     )
 
 
-def checkout_session_expire(*, session_id: str) -> None:
-    """Close an open Checkout Session so an abandoned signup can no longer be paid."""
+def checkout_session_expire(*, session_id: str) -> str:
+    """Close an open Checkout Session so an abandoned signup can no longer be paid. Returns the session's
+    status afterwards: "expired", or "complete" when the customer paid just before."""
     try:
-        _call(stripe.checkout.Session.expire, session_id)
+        return _call(stripe.checkout.Session.expire, session_id)["status"]
     except StripeFailure as exc:
-        # Already expired or completed: either way it can no longer be paid through us.
+        # Not open any more: either it expired by itself or it was paid. Ask which.
         logger.info("checkout session %s not expired: %s", session_id, exc)
+        return _call(stripe.checkout.Session.retrieve, session_id)["status"]
 
 
 def billing_portal_url(*, customer_id: str, return_url: str) -> str:

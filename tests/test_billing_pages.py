@@ -62,6 +62,7 @@ def test_multi_store_plan_adds_stores_up_to_its_limit_and_no_further(client, str
     multi = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-multi-store").pk)
     subscription, _ = paid_signup(client, multi, stripe_api, stripe_webhook)
     assert "Add a store" in client.get(reverse("billing:page")).content.decode()
+    assert "1 of 5 stores in use" in client.get(reverse("accounts:home")).content.decode()
     add_url = reverse("billing:store_add", args=[subscription.pk])
 
     for n in range(2, 6):
@@ -73,6 +74,7 @@ def test_multi_store_plan_adds_stores_up_to_its_limit_and_no_further(client, str
     assert subscription.stores.count() == 5
     assert ProvisioningJob.objects.filter(store__subscription=subscription).count() == 5  # each is queued
     assert "Add a store" not in client.get(reverse("billing:page")).content.decode()
+    assert "Add a store" not in client.get(reverse("accounts:home")).content.decode()
 
 
 def test_a_single_store_plan_refuses_a_second_store(client, priced_plan, stripe_api, stripe_webhook):

@@ -171,3 +171,16 @@ def test_signup_form_errors_are_clear_and_lose_nothing(client, priced_plan, stri
     )
     assert "already used by another store" in taken.content.decode()
     assert Subscription.objects.count() == 1
+
+
+def test_a_checkout_paid_at_the_last_moment_is_not_abandoned(client, priced_plan, stripe_api, stripe_webhook):
+    subscription = signup(client, priced_plan)
+    session, _ = complete_checkout(stripe_api, subscription.checkout_session_id, price_id=priced_plan.stripe_price_id)
+
+    with time_machine.travel(timezone.now() + timedelta(hours=25)):
+        assert checkouts_abandoned_cleanup() == []  # Stripe says the session is complete
+
+    assert stripe_webhook.post(stripe_api.event("checkout.session.completed", session)).status_code == 200
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.ACTIVE
+    assert subscription.stores.get().status == Store.Status.QUEUED
