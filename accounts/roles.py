@@ -68,6 +68,11 @@ def _roles_sync_after_migrate(sender, **kwargs):
     # post_migrate fires once per app, and each app's permissions are created when it fires for that
     # app; so sync once, after the last installed app.
     from django.apps import apps
+    from django.contrib.auth.management import create_permissions
 
     if sender.name == list(apps.get_app_configs())[-1].name:
+        # Receivers of one signal run in connection order, which is not guaranteed to put auth's own
+        # create_permissions for this last app before us: create them all first (idempotent).
+        for app_config in apps.get_app_configs():
+            create_permissions(app_config, verbosity=0, using=kwargs.get("using", "default"))
         roles_sync()
