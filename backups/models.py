@@ -1,1 +1,108 @@
-# BackupRun, RestoreRun and schedules arrive with the backups issue (see README.md).
+from django.conf import settings
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class BackupRun(models.Model):
+    """One backup: a restic snapshot of a store (its database dump and files) or of the platform itself.
+
+    `status` is written only by `backups.services`, under the row lock, with a BackupEvent row."""
+
+    class Kind(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        MANUAL = "manual", "Manual"
+        PRE_RESTORE = "pre-restore", "Before a restore"
+        FINAL = "final", "Final (subscription ended)"
+        SYSTEM = "system", "System"
+        CODE = "code", "Application code"
+
+    store = models.ForeignKey(
+        "stores.Store", null=True, blank=True, on_delete=models.SET_NULL, related_name="backup_runs"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    snapshot_id = models.CharField(max_length=64, blank=True, db_index=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True, help_text="What the snapshot holds.")
+    added_bytes = models.BigIntegerField(null=True, blank=True, help_text="New data this run stored.")
+    database_bytes = models.BigIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verify_error = models.TextField(blank=True)
+    forgotten_at = models.DateTimeField(null=True, blank=True, help_text="Removed from the repository by retention.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        target = f"store {self.store_id}" if self.store_id else "platform"
+        return f"{self.get_kind_display()} backup of {target} ({self.status})"
+
+
+class RestoreRun(models.Model):
+    """One restore of a store from a snapshot: the database, the files, or both."""
+
+    class Scope(models.TextChoices):
+        DATABASE = "db", "Database only"
+        FILES = "files", "Files only"
+        ALL = "all", "Database and files"
+
+    STEPS = [
+        ("pre_backup", "Back up the store as it is now"),
+        ("stop", "Stop the store"),
+        ("database", "Restore the database"),
+        ("files", "Restore the files"),
+        ("start", "Start the store"),
+        ("check", "Check that the store answers"),
+    ]
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="restore_runs")
+    snapshot_id = models.CharField(max_length=64)
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    step = models.CharField(max_length=20, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    pre_restore_backup = models.ForeignKey(
+        BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"restore of store {self.store_id} from {self.snapshot_id[:8]} ({self.status})"
+
+
+class BackupEvent(models.Model):
+    """A status change of a backup or restore run."""
+
+    backup_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    restore_run = models.ForeignKey(RestoreRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    old_status = models.CharField(max_length=20, blank=True)
+    new_status = models.CharField(max_length=20)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.old_status or '∅'} → {self.new_status}"

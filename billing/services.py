@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import audit_record, customer_create
+from backups.services import final_backup_request, store_has_final_backup
 from billing import stripe_gateway
 from billing.models import Plan, Platform, Subscription, SubscriptionEvent
 from provisioning.models import ProvisioningJob as Job
@@ -15,7 +16,6 @@ from shophosting.emails import email_send
 from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.services import store_create, store_order_paid, store_plan_change, store_transition
-from stores.signals import store_final_backup_requested
 
 logger = logging.getLogger(__name__)
 
@@ -166,19 +166,23 @@ def _live_stores(subscription: Subscription):
     return subscription.stores.filter(status__in=LIVE_STORE_STATUSES).order_by("pk")
 
 
-def _jobs_enqueue(subscription: Subscription, *, kind: str, from_status: str, note: str) -> list[int]:
-    """One job per store in `from_status`; a store that is busy keeps its state and is noted for staff."""
+def _jobs_enqueue_one(subscription: Subscription, *, store_id: int, kind: str, note: str) -> bool:
+    """A job for one store; a store that is busy keeps its state, and that is noted for staff."""
     from provisioning.exceptions import JobConflict
     from provisioning.services import job_enqueue
 
-    enqueued = []
-    for store in subscription.stores.filter(status=from_status).order_by("pk"):
-        try:
-            job_enqueue(store_id=store.pk, kind=kind)
-            enqueued.append(store.pk)
-        except (JobConflict, InvalidTransition) as exc:
-            _subscription_note(subscription, f"{note}: store {store.pk} not changed: {exc}")
-    return enqueued
+    try:
+        job_enqueue(store_id=store_id, kind=kind)
+    except (JobConflict, InvalidTransition) as exc:
+        _subscription_note(subscription, f"{note}: store {store_id} not changed: {exc}")
+        return False
+    return True
+
+
+def _jobs_enqueue(subscription: Subscription, *, kind: str, from_status: str, note: str) -> list[int]:
+    """One job per store in `from_status`."""
+    stores = subscription.stores.filter(status=from_status).order_by("pk")
+    return [s.pk for s in stores if _jobs_enqueue_one(subscription, store_id=s.pk, kind=kind, note=note)]
 
 
 @transaction.atomic
@@ -421,7 +425,7 @@ def subscription_updated(*, stripe_subscription: dict, stripe_event_id: str) -> 
 
 
 def subscription_deleted(*, stripe_subscription: dict, stripe_event_id: str, now=None) -> Subscription | None:
-    """customer.subscription.deleted: final backups are requested, the stores are stopped, and they are torn
+    """customer.subscription.deleted: each store gets a final backup and is then stopped; stores are torn
     down after the retention period (BILLING_CANCELED_RETENTION_DAYS)."""
     now = now or timezone.now()
     subscription = _subscription_for_stripe_id(stripe_subscription.get("id"))
@@ -438,8 +442,10 @@ def subscription_deleted(*, stripe_subscription: dict, stripe_event_id: str, now
             teardown_at=teardown_at,
         )
         for store in _live_stores(subscription):
-            store_final_backup_requested.send(sender=Subscription, store_id=store.pk)
-        _jobs_enqueue(subscription, kind=Job.Kind.SUSPEND, from_status=Store.Status.ACTIVE, note="stop")
+            # The store is stopped when its final backup succeeded (backups.services); one that was never
+            # built, or is being backed up right now, is stopped at once and backed up before teardown.
+            if final_backup_request(store_id=store.pk) is None and store.status == Store.Status.ACTIVE:
+                _jobs_enqueue_one(subscription, store_id=store.pk, kind=Job.Kind.SUSPEND, note="stop")
         context = {"plan": subscription.plan, "teardown_at": teardown_at}
         email = subscription.customer.email
         transaction.on_commit(lambda: email_send(template="subscription_canceled", to=[email], context=context))
@@ -457,6 +463,11 @@ def subscriptions_teardown_due(*, now=None) -> list[int]:
         with transaction.atomic():
             pending = False
             for store in subscription.stores.exclude(status__in=[Store.Status.DELETED, Store.Status.DELETING]):
+                if not store_has_final_backup(store):
+                    # Never delete a store whose last data is not safe: back it up first, tear down next run.
+                    final_backup_request(store_id=store.pk)
+                    pending = True
+                    continue
                 try:
                     job_enqueue(store_id=store.pk, kind=Job.Kind.TEARDOWN)
                 except JobConflict:

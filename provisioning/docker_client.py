@@ -313,3 +313,110 @@ def labelled_objects_remove(*, label: str, base_url: str | None = None) -> dict[
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"could not remove objects labelled {label}: {exc.explanation or exc}") from exc
     return removed
+
+
+def container_exec_to_file(
+    *, name: str, command: list[str], path: str, environment: dict[str, str] | None = None, base_url: str | None = None
+) -> int:
+    """Run a command in a container and stream its stdout into `path` (never held in memory). Returns the
+    number of bytes written; raises ProvisioningError with the command's stderr when it exits non-zero."""
+    api = client(base_url).api
+    try:
+        exec_id = api.exec_create(name, command, stdout=True, stderr=True, environment=environment or {})["Id"]
+        written = 0
+        errors = bytearray()
+        with open(path, "wb") as handle:
+            for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
+                if stdout:
+                    handle.write(stdout)
+                    written += len(stdout)
+                if stderr:
+                    errors += stderr[-4000:]
+        exit_code = api.exec_inspect(exec_id)["ExitCode"]
+    except docker.errors.NotFound as exc:
+        raise ProvisioningError(f"container {name} does not exist") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"exec in {name} failed: {exc.explanation or exc}") from exc
+    if exit_code != 0:
+        raise ProvisioningError(f"{command[0]} in {name} exited {exit_code}: {errors.decode(errors='replace')[-2000:]}")
+    return written
+
+
+def container_archive_get(*, name: str, path: str, tar_path: str, base_url: str | None = None) -> int:
+    """Copy `path` out of a container (running or stopped) as a tar file; returns its size in bytes."""
+    try:
+        chunks, _ = client(base_url).containers.get(name).get_archive(path)
+        size = 0
+        with open(tar_path, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                size += len(chunk)
+    except docker.errors.NotFound as exc:
+        raise ProvisioningError(f"{path} in container {name} does not exist") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not copy {path} out of {name}: {exc.explanation or exc}") from exc
+    return size
+
+
+def container_state(*, name: str, base_url: str | None = None) -> tuple[str, str]:
+    """(status, health) of a container: ("running", "healthy"), ("exited", "")…; ("missing", "") if absent."""
+    try:
+        state = client(base_url).api.inspect_container(name)["State"]
+    except docker.errors.NotFound:
+        return "missing", ""
+    return state.get("Status", ""), (state.get("Health") or {}).get("Status", "")
+
+
+def container_start(*, name: str, base_url: str | None = None) -> None:
+    try:
+        client(base_url).containers.get(name).start()
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not start {name}: {exc.explanation or exc}") from exc
+
+
+def volume_contents_replace(
+    *, volume: str, top_directory: str, tar_path: str, image: str, labels: dict[str, str], base_url: str | None = None
+) -> None:
+    """Make a volume hold exactly what a tar from container_archive_get holds (its entries start with
+    `top_directory/`, the mount point's name). A short-lived helper container mounts the volume there,
+    empties it (files that are not in the tar must go) and lets the engine unpack the tar, ownership kept."""
+    engine = client(base_url)
+    helper_name = f"{volume}-restore"
+    mount = f"/restore/{top_directory}"
+    with _starting(helper_name, image):
+        try:
+            engine.containers.get(helper_name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        helper = engine.containers.create(
+            image,
+            command=["sleep", "3600"],
+            name=helper_name,
+            labels=labels,
+            volumes={volume: {"bind": mount, "mode": "rw"}},
+            network_disabled=True,
+        )
+    try:
+        helper.start()
+        emptied = helper.exec_run(["find", mount, "-mindepth", "1", "-delete"])
+        if emptied.exit_code != 0:
+            raise ProvisioningError(f"could not empty volume {volume}: {emptied.output.decode(errors='replace')}")
+        with open(tar_path, "rb") as handle:
+            if not helper.put_archive("/restore", handle):
+                raise ProvisioningError(f"could not unpack into volume {volume}")
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"restoring volume {volume} failed: {exc.explanation or exc}") from exc
+    finally:
+        helper.remove(force=True)
+
+
+def container_archive_put(*, name: str, path: str, tar_path: str, base_url: str | None = None) -> None:
+    """Unpack a tar file into `path` of a container (the engine keeps the tar's ownership)."""
+    try:
+        with open(tar_path, "rb") as handle:
+            if not client(base_url).containers.get(name).put_archive(path, handle):
+                raise ProvisioningError(f"could not copy into {name}:{path}")
+    except docker.errors.NotFound as exc:
+        raise ProvisioningError(f"container {name} or its {path} does not exist") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not copy into {name}: {exc.explanation or exc}") from exc

@@ -109,7 +109,7 @@ def data_services_start(store: Store, log: Log) -> None:
     _start(store, roles, log)
 
 
-def _wait_http(store: Store, log: Log, *, timeout: float) -> None:
+def wait_http(store: Store, log: Log, *, timeout: float) -> None:
     """Poll the published web port (never following redirects: those point at the store's real domain)."""
     address = f"{store.host.bind_address}:{store.port}"
     deadline = time.monotonic() + timeout
@@ -133,7 +133,7 @@ def _wait_http(store: Store, log: Log, *, timeout: float) -> None:
     )
 
 
-def _wait_db(store: Store, log: Log, *, timeout: float) -> None:
+def wait_db(store: Store, log: Log, *, timeout: float) -> None:
     name = _stack(store).container_name("db")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -151,11 +151,11 @@ def app_start(store: Store, log: Log) -> None:
     _start(store, {"web"}, log)
     if store.platform == "magento":
         _start(store, {"varnish"}, log)  # after web: Varnish resolves its backend when it loads the VCL
-    _wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
 
 
 def app_install(store: Store, log: Log) -> None:
-    _wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
     creds = store_services.store_credentials(store)
     stack = _stack(store)
     if store.platform == "magento":
@@ -262,6 +262,14 @@ def containers_stop(store: Store, log: Log) -> None:
     for service in reversed(stack.services(include_optional=True)):
         if docker_client.container_stop(name=stack.container_name(service.role), base_url=store.host.docker_url):
             log(f"{service.role} stopped")
+
+
+def app_stop(store: Store, log: Log) -> None:
+    """Stop what serves requests (web, and Varnish on Magento); the data services keep running."""
+    stack = _stack(store)
+    for role in ("varnish", "web"):
+        if docker_client.container_stop(name=stack.container_name(role), base_url=store.host.docker_url):
+            log(f"{role} stopped")
 
 
 def containers_start(store: Store, log: Log) -> None:

@@ -1,11 +1,12 @@
 """Recurring jobs, run by `manage.py rqcron shophosting.cron` (rq 3's cron scheduler).
 
 The scheduler only enqueues; the RQ workers do the work. Later issues register their own jobs here
-(backups due, certificate renewals).
+(certificate renewals, backups).
 """
 
 from rq import cron
 
+from backups import jobs as backup_jobs
 from billing import jobs as billing_jobs
 from provisioning.jobs import provisioning_jobs_reap, stores_tls_renew
 from shophosting import jobs
@@ -22,3 +23,8 @@ cron.register(billing_jobs.dunning_enforce, "default", cron="7 * * * *")
 cron.register(billing_jobs.subscriptions_teardown_due, "default", cron="37 * * * *")
 # Signups that never paid: the checkout is expired and the domain freed after 24 h.
 cron.register(billing_jobs.checkouts_abandoned_cleanup, "default", cron="47 * * * *")
+# Backups: queue the stores whose last backup is older than BACKUP_INTERVAL_HOURS; apply retention daily;
+# check the repository's integrity weekly.
+cron.register(backup_jobs.backups_enqueue_due, "default", interval=15 * 60)
+cron.register(backup_jobs.backups_prune, "backups", cron="13 5 * * *")
+cron.register(backup_jobs.repository_check, "backups", cron="23 6 * * 0")

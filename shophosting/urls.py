@@ -35,6 +35,7 @@ urlpatterns = [
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("accounts/", include("accounts.urls")),
     path("stores/", include("stores.urls")),
+    path("stores/<int:store_id>/backups/", include("backups.urls")),
     path("", include("billing.urls")),
     path("", include("consultations.urls")),
     # Wagtail serves every remaining path: it must stay last.

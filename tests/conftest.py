@@ -361,3 +361,31 @@ def priced_plan(woo_plan, stripe_api):
     from billing.services import plan_price_create
 
     return plan_price_create(plan_id=woo_plan.pk)
+
+
+@pytest.fixture(scope="session")
+def restic_repository():
+    """A real, empty restic repository for this test session (var/test/restic), with its password file."""
+    import shutil
+
+    from backups import restic
+
+    root = Path(settings.RESTIC_REPOSITORY).parent
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    Path(settings.RESTIC_PASSWORD_FILE).write_text("test-only restic password\n")
+    Path(settings.RESTIC_PASSWORD_FILE).chmod(0o600)
+    assert restic.repository_init() is True
+    return settings.RESTIC_REPOSITORY
+
+
+@pytest.fixture
+def run_backups_worker(restic_repository):
+    """Drains the `backups` queue with a real RQ worker in this process (SimpleWorker, like provisioning)."""
+    import django_rq
+    from rq import SimpleWorker
+
+    def run() -> None:
+        django_rq.get_worker("backups", worker_class=SimpleWorker).work(burst=True)
+
+    return run

@@ -8,13 +8,14 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
+from backups import restic
+from backups.models import BackupRun, RunStatus
 from billing import jobs as billing_jobs
 from billing.models import Plan, Subscription
 from billing.services import plan_price_create
 from provisioning import docker_client
 from provisioning.models import ProvisioningJob
 from stores.models import Store
-from stores.signals import store_final_backup_requested
 from tests.billing_helpers import paid_signup
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
@@ -126,30 +127,33 @@ def test_a_plan_change_in_stripe_applies_the_new_limits_to_the_running_container
     assert host_config["Memory"] == 2048 * 1024 * 1024 and host_config["NanoCpus"] == 2_000_000_000
 
 
-def test_subscription_deleted_requests_a_final_backup_stops_the_store_and_tears_it_down_after_retention(
-    live_subscription, stripe_api, stripe_webhook, django_capture_on_commit_callbacks, run_provisioning_worker
+def test_subscription_deleted_takes_a_final_backup_stops_the_store_and_tears_it_down_after_retention(
+    live_subscription,
+    stripe_api,
+    stripe_webhook,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+    run_backups_worker,
 ):
     subscription, stripe_subscription = live_subscription
     store = subscription.stores.get()
-    final_backups = []
+    stripe_subscription["status"] = "canceled"
 
-    def receiver(sender, store_id, **kwargs):
-        final_backups.append(store_id)
-
-    store_final_backup_requested.connect(receiver)
-    try:
-        stripe_subscription["status"] = "canceled"
-        run_jobs(
-            django_capture_on_commit_callbacks,
-            run_provisioning_worker,
-            lambda: stripe_webhook.post(stripe_api.event("customer.subscription.deleted", stripe_subscription)),
-        )
-    finally:
-        store_final_backup_requested.disconnect(receiver)
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_webhook.post(stripe_api.event("customer.subscription.deleted", stripe_subscription))
+    # The store keeps running until its final backup is safe; then it is stopped.
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE
+    with django_capture_on_commit_callbacks(execute=True):
+        run_backups_worker()  # the final backup; its success queues the stop
+    run_provisioning_worker()
 
     subscription.refresh_from_db()
     store.refresh_from_db()
-    assert final_backups == [store.pk]
+    final = store.backup_runs.get(kind=BackupRun.Kind.FINAL)
+    assert final.status == RunStatus.SUCCEEDED, final.error
+    [snapshot] = restic.snapshots(tags=[f"store-{store.pk}", "final"])
+    assert snapshot["id"] == final.snapshot_id
     assert subscription.status == SS.CANCELED
     assert subscription.teardown_at - subscription.canceled_at == timedelta(days=30)
     assert store.status == Store.Status.SUSPENDED and web_container(store).status == "exited"

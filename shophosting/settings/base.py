@@ -362,3 +362,20 @@ ACME_ACCOUNT_KEY_PATH = env("ACME_ACCOUNT_KEY_PATH", default=str(BASE_DIR / "var
 TLS_CERT_DIR = env("TLS_CERT_DIR", default=str(BASE_DIR / "var" / "tls"))
 # Failed issuance (DNS not pointed yet) is retried after 2, 4, 8 … minutes, at most this many seconds apart.
 TLS_RETRY_MAX_DELAY = env.int("TLS_RETRY_MAX_DELAY", default=6 * 60 * 60)
+
+# --- Backups (backups/restic.py) ----------------------------------------------------------------
+# The restic repository: a local path, sftp:user@host:/path or s3:host/bucket; the password file; where
+# store dumps and file archives are staged before they go in; restic's cache.
+RESTIC_BINARY = env("RESTIC_BINARY", default="restic")
+RESTIC_REPOSITORY = env("RESTIC_REPOSITORY", default=str(BASE_DIR / "var" / "backups" / "repository"))
+RESTIC_PASSWORD_FILE = env("RESTIC_PASSWORD_FILE", default=str(BASE_DIR / "var" / "backups" / "restic-password"))
+RESTIC_CACHE_DIR = env("RESTIC_CACHE_DIR", default=str(BASE_DIR / "var" / "backups" / "cache"))
+RESTIC_HOSTNAME = env("RESTIC_HOSTNAME", default="shophosting")
+RESTIC_TIMEOUT = env.int("RESTIC_TIMEOUT", default=3600)
+BACKUP_STAGING_DIR = env("BACKUP_STAGING_DIR", default=str(BASE_DIR / "var" / "backups" / "staging"))
+# Every active store is backed up this often; snapshots are kept this many days (longer on plans with
+# the "daily backups" flag); system and code backups are kept BACKUP_SYSTEM_RETENTION_DAYS.
+BACKUP_INTERVAL_HOURS = env.int("BACKUP_INTERVAL_HOURS", default=6)
+BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=14)
+BACKUP_RETENTION_DAYS_DAILY_PLANS = env.int("BACKUP_RETENTION_DAYS_DAILY_PLANS", default=30)
+BACKUP_SYSTEM_RETENTION_DAYS = env.int("BACKUP_SYSTEM_RETENTION_DAYS", default=30)

@@ -40,3 +40,8 @@ LOGGING["handlers"]["security_file"]["filename"] = str(SECURITY_LOG_PATH)  # noq
 # closed loopback port, so a call the fake does not intercept fails at once and never leaves the machine.
 STRIPE_TEST_SECRET_KEY = "sk_test_51ShopHostingFakeKeyForTestsOnly0000000000000000000000000000"  # noqa: S105 (fake)
 STRIPE_API_HOST = "http://127.0.0.1:9"
+# A real restic repository in a scratch directory (tests/conftest.py: restic_repository creates it).
+RESTIC_REPOSITORY = str(BASE_DIR / "var" / "test" / "restic" / "repository")  # noqa: F405
+RESTIC_PASSWORD_FILE = str(BASE_DIR / "var" / "test" / "restic" / "password")  # noqa: F405
+RESTIC_CACHE_DIR = str(BASE_DIR / "var" / "test" / "restic" / "cache")  # noqa: F405
+BACKUP_STAGING_DIR = str(BASE_DIR / "var" / "test" / "restic" / "staging")  # noqa: F405

@@ -1,0 +1,31 @@
+"""django-rq entry points for backups: ids in, one service call each."""
+
+
+def backup_run_job(run_id: int):
+    from backups.services import backup_execute
+
+    backup_execute(run_id=run_id)
+
+
+def restore_run_job(restore_id: int):
+    from backups.services import restore_execute
+
+    restore_execute(restore_id=restore_id)
+
+
+def backups_enqueue_due():
+    from backups.services import backups_enqueue_due
+
+    return backups_enqueue_due()
+
+
+def backups_prune():
+    from backups.services import backups_prune
+
+    return backups_prune()
+
+
+def repository_check():
+    from backups import restic
+
+    return restic.check()

@@ -1,0 +1,178 @@
+"""The only code that runs restic. Argument lists (never a shell string), a password file, JSON output
+parsed, a timeout on every call, and a failure raised as ResticError carrying restic's stderr.
+
+The repository is `settings.RESTIC_REPOSITORY`: a local path, `sftp:user@host:/path` or `s3:...`.
+"""
+
+import json
+import logging
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+SNAPSHOT_ID = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+class ResticError(Exception):
+    def __init__(self, message: str, *, stderr: str = "", returncode: int | None = None):
+        super().__init__(f"{message}: {stderr.strip()[-2000:]}" if stderr.strip() else message)
+        self.stderr = stderr
+        self.returncode = returncode
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    snapshot_id: str
+    files_new: int
+    files_total: int
+    data_added_bytes: int
+    total_bytes: int
+    seconds: float
+
+
+def _environment() -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - restic's cache dir falls back to $HOME
+        "RESTIC_REPOSITORY": settings.RESTIC_REPOSITORY,
+        "RESTIC_PASSWORD_FILE": str(settings.RESTIC_PASSWORD_FILE),
+        "RESTIC_CACHE_DIR": str(settings.RESTIC_CACHE_DIR),
+    }
+    # S3 and sftp credentials come from the environment restic knows (AWS_*, ...); pass them through.
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("AWS_", "B2_", "AZURE_", "GOOGLE_"))})
+    return env
+
+
+def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = None) -> str:
+    """Run `restic <args>`; returns stdout. Raises ResticError with stderr on failure or timeout."""
+    command = [settings.RESTIC_BINARY, *args]
+    try:
+        completed = subprocess.run(  # noqa: S603 - an argument list, no shell
+            command,
+            capture_output=True,
+            text=True,
+            env=_environment(),
+            cwd=cwd,
+            timeout=timeout or settings.RESTIC_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ResticError(f"restic {args[0]} timed out after {exc.timeout} s", stderr=str(exc.stderr or "")) from exc
+    except FileNotFoundError as exc:
+        raise ResticError(f"restic is not installed ({settings.RESTIC_BINARY})") from exc
+    if completed.returncode != 0:
+        raise ResticError(f"restic {args[0]} failed", stderr=completed.stderr, returncode=completed.returncode)
+    return completed.stdout
+
+
+def repository_exists() -> bool:
+    try:
+        run(["cat", "config"], timeout=60)
+    except ResticError as exc:
+        # restic exits 10 when the repository does not exist (0.17+); older versions say so on stderr.
+        if exc.returncode == 10 or "does not exist" in exc.stderr or "Is there a repository" in exc.stderr:
+            return False
+        raise
+    return True
+
+
+def repository_init() -> bool:
+    """Create the repository when it is missing; True if it was created."""
+    if repository_exists():
+        return False
+    Path(settings.RESTIC_PASSWORD_FILE).stat()  # a clear error when the password file is missing
+    run(["init"], timeout=120)
+    return True
+
+
+def backup(paths: list[str], *, cwd: Path, tags: list[str], time: datetime | None = None) -> BackupSummary:
+    """Back up `paths` (relative to `cwd`, so snapshots hold them without the staging prefix)."""
+    args = ["backup", "--json", "--host", settings.RESTIC_HOSTNAME]
+    for tag in tags:
+        args += ["--tag", tag]
+    if time is not None:
+        args += ["--time", time.strftime("%Y-%m-%d %H:%M:%S")]
+    output = run([*args, *paths], cwd=cwd)
+    for line in reversed(output.splitlines()):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("message_type") == "summary":
+            return BackupSummary(
+                snapshot_id=_full_id(message["snapshot_id"]),
+                files_new=message.get("files_new", 0),
+                files_total=message.get("total_files_processed", 0),
+                data_added_bytes=message.get("data_added", 0),
+                total_bytes=message.get("total_bytes_processed", 0),
+                seconds=message.get("total_duration", 0.0),
+            )
+    raise ResticError("restic backup printed no summary", stderr=output[-2000:])
+
+
+def _full_id(snapshot_id: str) -> str:
+    """restic 0.14's backup summary names the snapshot by its short id; records keep the full one."""
+    if len(snapshot_id) == 64:
+        return snapshot_id
+    found = json.loads(run(["snapshots", "--json", snapshot_id], timeout=120) or "[]")
+    return found[0]["id"] if found else snapshot_id
+
+
+def snapshots(*, tags: list[str] | None = None) -> list[dict]:
+    """Snapshots, oldest first. `tags` must all be present on a snapshot (restic's comma syntax)."""
+    args = ["snapshots", "--json"]
+    if tags:
+        args += ["--tag", ",".join(tags)]
+    return json.loads(run(args, timeout=300) or "[]") or []
+
+
+def forget(*, tags: list[str], keep_within: str, prune: bool = True) -> list[str]:
+    """Forget the snapshots carrying all `tags` that are older than `keep_within` (e.g. "14d") counted back
+    from the newest of them; so the newest is always kept. Returns the ids removed."""
+    args = ["forget", "--json", "--tag", ",".join(tags), "--keep-within", keep_within]
+    if prune:
+        args.append("--prune")
+    output = run(args)
+    removed = []
+    for line in output.splitlines():
+        if not line.startswith("[{"):
+            continue  # prune's progress lines ("[0:00] 100.00% ...") also start with a bracket
+        for group in json.loads(line):
+            removed += [snapshot["id"] for snapshot in group.get("remove") or []]
+    return removed
+
+
+def restore(snapshot_id: str, *, target: Path, include: list[str] | None = None) -> None:
+    if not SNAPSHOT_ID.match(snapshot_id):
+        raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    args = ["restore", snapshot_id, "--target", str(target)]
+    for path in include or []:
+        args += ["--include", path]
+    run(args)
+
+
+def dump(snapshot_id: str, path: str, *, into: Path) -> None:
+    """Write one file of a snapshot to `into` (streamed by restic, not held in memory)."""
+    if not SNAPSHOT_ID.match(snapshot_id):
+        raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    with open(into, "wb") as handle:
+        completed = subprocess.run(  # noqa: S603 - an argument list, no shell
+            [settings.RESTIC_BINARY, "dump", snapshot_id, path],
+            stdout=handle,
+            stderr=subprocess.PIPE,
+            env=_environment(),
+            timeout=settings.RESTIC_TIMEOUT,
+            check=False,
+        )
+    if completed.returncode != 0:
+        raise ResticError("restic dump failed", stderr=completed.stderr.decode(errors="replace"))
+
+
+def check() -> str:
+    return run(["check"])

@@ -1,0 +1,430 @@
+"""Store backups and restores. One snapshot holds the store's database dump (db.sql), its file volumes
+(files/<volume>.tar, as the engine's archives, so ownership survives) and store.json.
+
+Runs are queued under the store's row lock, so two never overlap; the work happens in the `backups`
+queue's worker with no transaction held across Docker or restic calls. Only `restic.py` runs restic and
+only `provisioning.docker_client` talks to Docker.
+"""
+
+import json
+import logging
+import shutil
+import tarfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from backups import jobs, restic
+from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
+from provisioning import docker_client
+from provisioning.stacks import stack_for
+from stores.models import Store
+
+logger = logging.getLogger(__name__)
+Kind = BackupRun.Kind
+DB_DUMP = "db.sql"
+# Dumps inside the store's database container, reading the credentials from the container's own
+# environment (the official image's contract), so no password appears in any command line.
+DUMP_COMMAND = [
+    "sh",
+    "-c",
+    'exec mariadb-dump --single-transaction --quick --routines --triggers --events -uroot -p"$MARIADB_ROOT_PASSWORD" '
+    '"$MARIADB_DATABASE"',
+]
+IMPORT_COMMAND = [
+    "sh",
+    "-c",
+    'set -e; mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" -e "DROP DATABASE IF EXISTS \\`$MARIADB_DATABASE\\`; '
+    'CREATE DATABASE \\`$MARIADB_DATABASE\\`"; mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" "$MARIADB_DATABASE" '
+    "< /tmp/shophosting-restore.sql; rm -f /tmp/shophosting-restore.sql",
+]
+
+
+class BackupConflict(Exception):
+    """A backup or restore of this store is already queued or running."""
+
+
+class SnapshotNotFound(Exception):
+    """The snapshot id is malformed, unknown, or belongs to another store."""
+
+
+def store_tags(store: Store) -> list[str]:
+    return [f"store-{store.pk}", f"customer-{store.customer_id}"]
+
+
+def _transition(model, run_id: int, to: str, *, note: str = "", **fields):
+    """The one writer of BackupRun/RestoreRun.status: under the row lock, with a BackupEvent."""
+    with transaction.atomic():
+        run = model.objects.select_for_update().get(pk=run_id)
+        old = run.status
+        run.status = to
+        for name, value in fields.items():
+            setattr(run, name, value)
+        run.save(update_fields=["status", *fields])
+        link = {"backup_run": run} if model is BackupRun else {"restore_run": run}
+        BackupEvent.objects.create(old_status=old, new_status=to, note=note[:5000], **link)
+        return run
+
+
+def _busy(store: Store) -> str | None:
+    running = store.backup_runs.filter(status__in=ACTIVE_STATUSES).first()
+    if running:
+        return f"A backup of this store is already {running.status} (since {running.created_at:%H:%M} UTC)."
+    restoring = store.restore_runs.filter(status__in=ACTIVE_STATUSES).first()
+    if restoring:
+        return f"A restore of this store is already {restoring.status} (since {restoring.created_at:%H:%M} UTC)."
+    return None
+
+
+def backup_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> BackupRun:
+    """Queue a backup of one store; refused with BackupConflict while another backup or restore runs."""
+    with transaction.atomic():
+        store = Store.objects.select_for_update().get(pk=store_id)
+        busy = _busy(store)
+        if busy:
+            raise BackupConflict(busy)
+        run = BackupRun.objects.create(store=store, kind=kind, created_by=actor)
+        BackupEvent.objects.create(backup_run=run, new_status=run.status, note=f"{kind} backup requested")
+        transaction.on_commit(lambda: _rq_enqueue(jobs.backup_run_job, run.pk, f"backup-{run.pk}"))
+    return run
+
+
+def _rq_enqueue(function, run_id: int, job_id: str) -> None:
+    django_rq.get_queue("backups").enqueue(function, run_id, job_id=job_id, job_timeout=settings.RESTIC_TIMEOUT + 600)
+
+
+def _claim(model, run_id: int):
+    with transaction.atomic():
+        run = model.objects.select_for_update().get(pk=run_id)
+        if run.status != RunStatus.QUEUED:
+            return None
+        return _transition(model, run_id, RunStatus.RUNNING, started_at=timezone.now())
+
+
+def _staging(name: str) -> Path:
+    path = Path(settings.BACKUP_STAGING_DIR) / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+    return path
+
+
+def _web_volumes(store: Store) -> dict[str, str]:
+    """volume suffix -> mount path of every volume the web service keeps its files in."""
+    web = next(s for s in stack_for(store).services() if s.role == "web")
+    return dict(web.volumes)
+
+
+def _ensure_db_running(store: Store) -> bool:
+    """Start a stopped database container (a suspended store) for the dump; True if it was started here."""
+    name = stack_for(store).container_name("db")
+    status, _ = docker_client.container_state(name=name, base_url=store.host.docker_url)
+    if status == "running":
+        return False
+    docker_client.container_start(name=name, base_url=store.host.docker_url)
+    from provisioning.steps import wait_db
+
+    wait_db(store, lambda message: None, timeout=120)
+    return True
+
+
+def backup_execute(*, run_id: int) -> BackupRun | None:
+    """Dump the database, copy the file volumes, and store all of it as one restic snapshot."""
+    run = _claim(BackupRun, run_id)
+    if run is None:
+        return None
+    store = Store.objects.select_related("host", "plan").get(pk=run.store_id)
+    staging = _staging(f"backup-{run.pk}")
+    started = time.monotonic()
+    db_started_here = False
+    try:
+        restic.repository_init()
+        stack = stack_for(store)
+        db_started_here = _ensure_db_running(store)
+        database_bytes = docker_client.container_exec_to_file(
+            name=stack.container_name("db"),
+            command=DUMP_COMMAND,
+            path=str(staging / DB_DUMP),
+            base_url=store.host.docker_url,
+        )
+        (staging / "files").mkdir()
+        for suffix, mount in _web_volumes(store).items():
+            docker_client.container_archive_get(
+                name=stack.container_name("web"),
+                path=mount,
+                tar_path=str(staging / "files" / f"{suffix}.tar"),
+                base_url=store.host.docker_url,
+            )
+        (staging / "store.json").write_text(
+            json.dumps(
+                {
+                    "store": store.pk,
+                    "customer": store.customer_id,
+                    "domain": store.domain,
+                    "platform": store.platform,
+                    "plan": store.plan.slug,
+                    "volumes": _web_volumes(store),
+                    "backup_kind": run.kind,
+                },
+                indent=2,
+            )
+        )
+        summary = restic.backup([DB_DUMP, "files", "store.json"], cwd=staging, tags=[*store_tags(store), run.kind])
+    except Exception as exc:
+        logger.exception("backup %s of store %s failed", run.pk, store.pk)
+        return _transition(
+            BackupRun,
+            run.pk,
+            RunStatus.FAILED,
+            note=str(exc),
+            error=f"{type(exc).__name__}: {exc}"[:10000],
+            finished_at=timezone.now(),
+            duration_seconds=time.monotonic() - started,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if db_started_here:
+            docker_client.container_stop(name=stack_for(store).container_name("db"), base_url=store.host.docker_url)
+    run = _transition(
+        BackupRun,
+        run.pk,
+        RunStatus.SUCCEEDED,
+        note=f"snapshot {summary.snapshot_id[:8]}",
+        snapshot_id=summary.snapshot_id,
+        size_bytes=summary.total_bytes,
+        added_bytes=summary.data_added_bytes,
+        database_bytes=database_bytes,
+        finished_at=timezone.now(),
+        duration_seconds=time.monotonic() - started,
+    )
+    if run.kind == Kind.FINAL:
+        _final_backup_done(store)
+    return run
+
+
+def _final_backup_done(store: Store) -> None:
+    """A canceled store is stopped once its final backup is safe."""
+    from provisioning.exceptions import JobConflict
+    from provisioning.models import ProvisioningJob
+    from provisioning.services import job_enqueue
+    from stores.exceptions import InvalidTransition
+
+    try:
+        job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.SUSPEND)
+    except (JobConflict, InvalidTransition) as exc:
+        logger.info("store %s not stopped after its final backup: %s", store.pk, exc)
+
+
+def final_backup_request(*, store_id: int) -> BackupRun | None:
+    """When a subscription ends: back the store up one last time; the store is stopped when that succeeded.
+
+    A store that was never built has nothing to back up and returns None."""
+    store = Store.objects.get(pk=store_id)
+    if store.host_id is None:
+        return None
+    try:
+        return backup_enqueue(store_id=store_id, kind=Kind.FINAL)
+    except BackupConflict:
+        # A backup is running now; the final one is taken by the next teardown check (stores_final_backed_up).
+        return None
+
+
+def store_has_final_backup(store: Store) -> bool:
+    return store.host_id is None or store.backup_runs.filter(kind=Kind.FINAL, status=RunStatus.SUCCEEDED).exists()
+
+
+# --- Restores ---------------------------------------------------------------------------------------------
+
+
+def snapshot_for_store(*, store: Store, snapshot_id: str) -> dict:
+    """The restic snapshot `snapshot_id` (full or short id) if it is this store's; else SnapshotNotFound.
+
+    Malformed ids never reach restic."""
+    if not restic.SNAPSHOT_ID.match(snapshot_id or ""):
+        raise SnapshotNotFound("not a snapshot id")
+    for snapshot in restic.snapshots(tags=[f"store-{store.pk}"]):
+        if snapshot_id in (snapshot["id"], snapshot.get("short_id")):
+            return snapshot
+    raise SnapshotNotFound(f"snapshot {snapshot_id} is not one of store {store.pk}'s")
+
+
+def restore_request(*, store_id: int, snapshot_id: str, scope: str, actor: User | None = None) -> RestoreRun:
+    """Queue a restore after checking that the snapshot is this store's. Refused while a backup or restore runs."""
+    if scope not in RestoreRun.Scope.values:
+        raise ValueError(f"unknown restore scope {scope!r}")
+    store = Store.objects.get(pk=store_id)
+    snapshot = snapshot_for_store(store=store, snapshot_id=snapshot_id)
+    with transaction.atomic():
+        store = Store.objects.select_for_update().get(pk=store_id)
+        busy = _busy(store)
+        if busy:
+            raise BackupConflict(busy)
+        if store.status not in (Store.Status.ACTIVE, Store.Status.SUSPENDED):
+            raise BackupConflict(f"The store is {store.get_status_display().lower()}; it cannot be restored now.")
+        run = RestoreRun.objects.create(store=store, snapshot_id=snapshot["id"], scope=scope, created_by=actor)
+        BackupEvent.objects.create(restore_run=run, new_status=run.status, note=f"restore {scope} requested")
+        transaction.on_commit(lambda: _rq_enqueue(jobs.restore_run_job, run.pk, f"restore-{run.pk}"))
+    return run
+
+
+def _restore_log(run_id: int, step: str, message: str) -> None:
+    stamp = timezone.now().strftime("%H:%M:%S")
+    with transaction.atomic():
+        run = RestoreRun.objects.select_for_update().get(pk=run_id)
+        run.step = step
+        run.log = f"{run.log}{stamp} [{step}] {message}\n"[-50_000:]
+        run.save(update_fields=["step", "log"])
+
+
+def _tar_single_file(source: Path, arcname: str, into: Path) -> None:
+    with tarfile.open(into, "w") as archive:
+        archive.add(source, arcname=arcname)
+
+
+def restore_execute(*, restore_id: int) -> RestoreRun | None:
+    """Pre-restore backup, stop the app, restore the database and/or files, start, and check over HTTP."""
+    from provisioning.steps import app_stop, containers_start, wait_http
+
+    run = _claim(RestoreRun, restore_id)
+    if run is None:
+        return None
+    store = Store.objects.select_related("host", "plan", "customer").get(pk=run.store_id)
+    stack = stack_for(store)
+    staging = _staging(f"restore-{run.pk}")
+    step = "pre_backup"
+
+    def log(message: str) -> None:
+        _restore_log(run.pk, step, message)
+
+    try:
+        pre = BackupRun.objects.create(store=store, kind=Kind.PRE_RESTORE, created_by=run.created_by)
+        BackupEvent.objects.create(backup_run=pre, new_status=pre.status, note=f"before restore {run.pk}")
+        RestoreRun.objects.filter(pk=run.pk).update(pre_restore_backup=pre)
+        pre = backup_execute(run_id=pre.pk)
+        if pre.status != RunStatus.SUCCEEDED:
+            raise restic.ResticError(f"the pre-restore backup failed, nothing was changed: {pre.error}")
+        log(f"snapshot {pre.snapshot_id[:8]} taken of the store as it was")
+
+        step = "stop"
+        app_stop(store, log)
+
+        if run.scope in (RestoreRun.Scope.DATABASE, RestoreRun.Scope.ALL):
+            step = "database"
+            dump = staging / DB_DUMP
+            restic.dump(run.snapshot_id, f"/{DB_DUMP}", into=dump)
+            log(f"dump read from the snapshot ({dump.stat().st_size} bytes)")
+            _tar_single_file(dump, "shophosting-restore.sql", staging / "dump.tar")
+            db = stack.container_name("db")
+            docker_client.container_archive_put(
+                name=db,
+                path="/tmp",  # noqa: S108 - inside the store's own database container
+                tar_path=str(staging / "dump.tar"),
+                base_url=store.host.docker_url,
+            )
+            code, output = docker_client.container_exec(name=db, command=IMPORT_COMMAND, base_url=store.host.docker_url)
+            if code != 0:
+                raise docker_client.ProvisioningError(f"the database import failed: {output[-2000:]}")
+            log("database replaced by the snapshot's")
+
+        if run.scope in (RestoreRun.Scope.FILES, RestoreRun.Scope.ALL):
+            step = "files"
+            for suffix, mount in _web_volumes(store).items():
+                archive = staging / f"{suffix}.tar"
+                restic.dump(run.snapshot_id, f"/files/{suffix}.tar", into=archive)
+                docker_client.volume_contents_replace(
+                    volume=stack.volume_name(suffix),
+                    top_directory=Path(mount).name,
+                    tar_path=str(archive),
+                    image=settings.DOCKER_BASE_IMAGE,
+                    labels={**stack.labels, "shophosting.role": "restore-helper"},
+                    base_url=store.host.docker_url,
+                )
+                log(f"{suffix}: files replaced by the snapshot's")
+
+        step = "start"
+        if store.status == Store.Status.ACTIVE:
+            containers_start(store, log)
+            step = "check"
+            wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+        else:
+            log("the store is suspended, so it stays stopped")
+    except Exception as exc:
+        logger.exception("restore %s of store %s failed at %s", run.pk, store.pk, step)
+        _restore_log(run.pk, step, f"failed: {exc}")
+        if store.status == Store.Status.ACTIVE and step not in ("pre_backup",):
+            try:  # never leave a live store down
+                containers_start(store, lambda message: None)
+            except Exception:
+                logger.exception("could not restart store %s after a failed restore", store.pk)
+        return _transition(
+            RestoreRun,
+            run.pk,
+            RunStatus.FAILED,
+            note=str(exc),
+            error=f"{step}: {type(exc).__name__}: {exc}"[:10000],
+            finished_at=timezone.now(),
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _restore_log(run.pk, "done", "restore finished")
+    return _transition(RestoreRun, run.pk, RunStatus.SUCCEEDED, finished_at=timezone.now())
+
+
+# --- Schedules and retention ------------------------------------------------------------------------------
+
+
+def backups_enqueue_due(*, now=None, dry_run: bool = False) -> list[int]:
+    """Queue a scheduled backup of every active store whose last backup is older than the interval."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=settings.BACKUP_INTERVAL_HOURS)
+    due = []
+    for store in Store.objects.filter(status=Store.Status.ACTIVE).order_by("pk"):
+        last = store.backup_runs.exclude(status=RunStatus.FAILED).exclude(kind=Kind.PRE_RESTORE).first()
+        if last is not None and last.created_at > cutoff:
+            continue
+        if not dry_run:
+            try:
+                backup_enqueue(store_id=store.pk, kind=Kind.SCHEDULED)
+            except BackupConflict:
+                continue
+        due.append(store.pk)
+    return due
+
+
+def retention_days(store: Store) -> int:
+    return settings.BACKUP_RETENTION_DAYS_DAILY_PLANS if store.plan.daily_backups else settings.BACKUP_RETENTION_DAYS
+
+
+def backups_prune(*, dry_run: bool = False) -> dict[str, list[str]]:
+    """Apply retention by time: forget each store's snapshots older than its plan's retention (counted back
+    from its newest snapshot, so the newest always stays), then prune. Returns tag -> forgotten ids."""
+    forgotten: dict[str, list[str]] = {}
+    store_ids = BackupRun.objects.exclude(store=None).values_list("store_id", flat=True).distinct()
+    targets = [(f"store-{store.pk}", retention_days(store)) for store in Store.objects.filter(pk__in=store_ids)]
+    targets += [
+        (Kind.SYSTEM.value, settings.BACKUP_SYSTEM_RETENTION_DAYS),
+        (Kind.CODE.value, settings.BACKUP_SYSTEM_RETENTION_DAYS),
+    ]
+    if dry_run:
+        return {tag: [] for tag, _ in targets}
+    if not restic.repository_exists():
+        return {}
+    for tag, days in targets:
+        ids = restic.forget(tags=[tag], keep_within=f"{days}d", prune=True)
+        if ids:
+            BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
+        forgotten[tag] = ids
+    return forgotten
+
+
+def store_snapshots_reconcile(*, store: Store) -> None:
+    """Mark BackupRun rows whose snapshot restic no longer has (retention, manual forget) as forgotten."""
+    present = {snapshot["id"] for snapshot in restic.snapshots(tags=[f"store-{store.pk}"])}
+    store.backup_runs.filter(status=RunStatus.SUCCEEDED, forgotten_at=None).exclude(snapshot_id__in=present).update(
+        forgotten_at=timezone.now()
+    )

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from backups import views
+
+app_name = "backups"
+
+urlpatterns = [
+    path("", views.backup_list_view, name="list"),
+    path("create/", views.backup_create_view, name="create"),
+    path("<str:snapshot_id>/restore/", views.restore_view, name="restore"),
+    path("restores/<int:restore_id>/", views.restore_progress_view, name="restore_progress"),
+    path("restores/<int:restore_id>.json", views.restore_progress_json_view, name="restore_progress_json"),
+]

@@ -1,0 +1,120 @@
+"""The customer's backups page for one store: list, create, restore (with confirmation) and live restore
+progress. Every view checks that the store is the signed-in customer's; a foreign or forged id is a 404."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from accounts.services import audit_record
+from backups import restic, selectors, services
+from backups.models import BackupRun, RestoreRun
+from shophosting.ratelimits import rate_limited
+from stores.models import Store
+
+BACKUP_STATUSES = (Store.Status.ACTIVE, Store.Status.SUSPENDED)
+
+
+def _own_store(request, store_id: int) -> Store:
+    return get_object_or_404(
+        Store.objects.select_related("plan").exclude(status=Store.Status.DELETED), pk=store_id, customer=request.user
+    )
+
+
+def _own_snapshot(store: Store, snapshot_id: str) -> BackupRun:
+    """The store's backup run for `snapshot_id`, confirmed by restic's tag; anything else is a 404."""
+    run = store.backup_runs.filter(snapshot_id=snapshot_id, forgotten_at=None).first()
+    if run is None:
+        raise Http404
+    try:
+        services.snapshot_for_store(store=store, snapshot_id=snapshot_id)
+    except (services.SnapshotNotFound, restic.ResticError) as exc:
+        raise Http404 from exc
+    return run
+
+
+@login_required
+def backup_list_view(request, store_id: int):
+    store = _own_store(request, store_id)
+    return render(
+        request,
+        "backups/backup_list.html",
+        {
+            "store": store,
+            "snapshots": selectors.store_snapshot_list(store),
+            "can_back_up": store.status in BACKUP_STATUSES,
+            "interval_hours": settings.BACKUP_INTERVAL_HOURS,
+            "retention_days": services.retention_days(store),
+        },
+    )
+
+
+@require_POST
+@login_required
+@rate_limited("backup")
+def backup_create_view(request, store_id: int):
+    store = _own_store(request, store_id)
+    if store.status not in BACKUP_STATUSES:
+        messages.error(request, "This store cannot be backed up until it is set up.")
+        return redirect("backups:list", store.pk)
+    try:
+        services.backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL, actor=request.user)
+    except services.BackupConflict as exc:
+        messages.error(request, str(exc))
+    else:
+        audit_record(event="backup_requested", request=request, store_id=store.pk)
+        messages.success(request, "Backup started. It appears in the list when it is done.")
+    return redirect("backups:list", store.pk)
+
+
+@login_required
+@rate_limited("backup")
+def restore_view(request, store_id: int, snapshot_id: str):
+    """GET: the confirmation page with the snapshot's date and the three choices. POST: start the restore."""
+    store = _own_store(request, store_id)
+    run = _own_snapshot(store, snapshot_id)
+    scope = request.POST.get("scope") or request.GET.get("scope") or RestoreRun.Scope.ALL
+    if scope not in RestoreRun.Scope.values:
+        scope = RestoreRun.Scope.ALL
+    if request.method == "POST":
+        if request.POST.get("confirm") != run.snapshot_id[:8]:
+            messages.error(request, "Type the first 8 characters of the snapshot id to confirm the restore.")
+        else:
+            try:
+                restore = services.restore_request(
+                    store_id=store.pk, snapshot_id=run.snapshot_id, scope=scope, actor=request.user
+                )
+            except services.BackupConflict as exc:
+                messages.error(request, str(exc))
+            else:
+                audit_record(event="restore_requested", request=request, store_id=store.pk, scope=scope)
+                return redirect("backups:restore_progress", store.pk, restore.pk)
+    return render(
+        request,
+        "backups/restore_confirm.html",
+        {"store": store, "run": run, "scope": scope, "scopes": RestoreRun.Scope.choices},
+    )
+
+
+def _own_restore(request, store_id: int, restore_id: int) -> RestoreRun:
+    store = _own_store(request, store_id)
+    return get_object_or_404(RestoreRun, pk=restore_id, store=store)
+
+
+@login_required
+def restore_progress_view(request, store_id: int, restore_id: int):
+    run = _own_restore(request, store_id, restore_id)
+    return render(
+        request,
+        "backups/restore_progress.html",
+        {"store": run.store, "run": run, "progress": selectors.restore_progress(run)},
+    )
+
+
+@never_cache
+@login_required
+def restore_progress_json_view(request, store_id: int, restore_id: int):
+    return JsonResponse(selectors.restore_progress(_own_restore(request, store_id, restore_id)))

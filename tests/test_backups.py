@@ -1,0 +1,220 @@
+"""Backups and restores with a real restic repository and real store containers: the round trip loses
+nothing, retention keeps by time, runs never overlap, and foreign or malformed snapshot ids are refused."""
+
+import datetime as dt
+import shutil
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.urls import reverse
+from django.utils import timezone
+
+from backups import restic, services
+from backups.models import BackupRun, RestoreRun, RunStatus
+from provisioning import docker_client
+from stores.models import Store
+from stores.services import store_create, store_order_paid
+
+pytestmark = [pytest.mark.django_db, pytest.mark.docker]
+WP_CONTENT = "/var/www/html/wp-content"
+
+
+@pytest.fixture
+def live_store(
+    user_factory, woo_plan, store_images, clean_test_stores, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    customer = user_factory(email="backup@example.com")
+    store = store_create(customer=customer, plan=woo_plan, domain="backup1.test", site_title="Backed Up")
+    with django_capture_on_commit_callbacks(execute=True):
+        store_order_paid(store_id=store.pk)
+    run_provisioning_worker()
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
+    return store
+
+
+def sql(store: Store, statement: str) -> str:
+    code, output = docker_client.container_exec(
+        name=f"{store.slug}-db",
+        command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -N -B -e "$0"', statement],
+    )
+    assert code == 0, output
+    return output.strip()
+
+
+def web(store: Store, script: str) -> str:
+    code, output = docker_client.container_exec(name=f"{store.slug}-web", command=["sh", "-c", script])
+    assert code == 0, output
+    return output.strip()
+
+
+def posts(store: Store) -> list[str]:
+    return sql(store, "SELECT post_title FROM wp_posts WHERE post_status='publish' ORDER BY ID").splitlines()
+
+
+def file_hashes(store: Store) -> dict[str, str]:
+    listing = web(store, f"cd {WP_CONTENT} && find . -type f -print0 | sort -z | xargs -0 sha256sum")
+    return {path: digest for digest, path in (line.split(None, 1) for line in listing.splitlines())}
+
+
+def insert_post(store: Store, title: str, post_type: str = "post") -> None:
+    # Titles are the test's own constants, in a throwaway store database.
+    columns = "post_author, post_date, post_date_gmt, post_content, post_title, post_excerpt, post_status, post_name,"
+    columns += " to_ping, pinged, post_modified, post_modified_gmt, post_content_filtered, post_type"
+    slug = title.lower().replace(" ", "-")
+    values = f"1, NOW(), NOW(), 'Body of {title}', '{title}', '', 'publish', '{slug}', '', '', NOW(), NOW(), ''"
+    sql(store, f"INSERT INTO wp_posts ({columns}) VALUES ({values}, '{post_type}')")  # noqa: S608
+
+
+def back_up(store, kind, run_backups_worker, capture) -> BackupRun:
+    with capture(execute=True):
+        run = services.backup_enqueue(store_id=store.pk, kind=kind)
+    run_backups_worker()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    return run
+
+
+def restore(store, snapshot_id, scope, run_backups_worker, capture) -> RestoreRun:
+    with capture(execute=True):
+        run = services.restore_request(store_id=store.pk, snapshot_id=snapshot_id, scope=scope)
+    run_backups_worker()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{run.log}"
+    return run
+
+
+def test_round_trip_restores_database_files_or_both_and_loses_nothing(
+    live_store, run_backups_worker, django_capture_on_commit_callbacks
+):
+    store = live_store
+    capture = django_capture_on_commit_callbacks
+    insert_post(store, "Backup post")
+    insert_post(store, "Backup page", post_type="page")
+    web(
+        store,
+        f"mkdir -p {WP_CONTENT}/uploads/2026/11"
+        f" && head -c 300000 /dev/urandom > {WP_CONTENT}/uploads/2026/11/photo.jpg",
+    )
+    web(store, f"chown -R www-data:www-data {WP_CONTENT}/uploads")  # as if WordPress had stored the upload
+    original_posts, original_files = posts(store), file_hashes(store)
+    assert "Backup post" in original_posts and "./uploads/2026/11/photo.jpg" in original_files
+
+    snapshot = back_up(store, BackupRun.Kind.MANUAL, run_backups_worker, capture)
+
+    tags = restic.snapshots(tags=[f"store-{store.pk}"])[-1]["tags"]
+    assert set(tags) == {f"store-{store.pk}", f"customer-{store.customer_id}", "manual"}
+    assert snapshot.database_bytes > 10_000 and snapshot.size_bytes > 300_000
+
+    def damage():
+        sql(store, "DELETE FROM wp_posts WHERE post_title IN ('Backup post', 'Backup page')")
+        insert_post(store, "Written after the backup")
+        web(store, f"rm {WP_CONTENT}/uploads/2026/11/photo.jpg && echo new > {WP_CONTENT}/uploads/after.txt")
+
+    damage()
+    damaged_files = file_hashes(store)
+
+    run = restore(store, snapshot.snapshot_id, RestoreRun.Scope.DATABASE, run_backups_worker, capture)
+    assert posts(store) == original_posts  # every row back, the later post gone
+    assert file_hashes(store) == damaged_files  # files left as they were
+    assert run.pre_restore_backup.status == RunStatus.SUCCEEDED
+    assert "web answers HTTP" in run.log
+
+    damage_db_only = "DELETE FROM wp_posts WHERE post_title = 'Backup post'"
+    sql(store, damage_db_only)
+    damaged_posts = posts(store)
+    restore(store, snapshot.snapshot_id, RestoreRun.Scope.FILES, run_backups_worker, capture)
+    assert file_hashes(store) == original_files  # the upload is back, the later file gone, nothing else changed
+    assert posts(store) == damaged_posts  # the database left as it was
+
+    damage()
+    restore(store, snapshot.snapshot_id, RestoreRun.Scope.ALL, run_backups_worker, capture)
+    assert posts(store) == original_posts
+    assert file_hashes(store) == original_files
+    assert web(store, f"stat -c %U:%G {WP_CONTENT}/uploads/2026/11/photo.jpg") == "www-data:www-data"  # ownership kept
+    # Every restore took a pre-restore backup first.
+    assert store.backup_runs.filter(kind=BackupRun.Kind.PRE_RESTORE, status=RunStatus.SUCCEEDED).count() == 3
+
+
+def test_two_backups_of_one_store_give_one_run_and_a_clear_already_running(
+    live_store, client, run_backups_worker, django_capture_on_commit_callbacks
+):
+    client.force_login(live_store.customer)
+    url = reverse("backups:create", args=[live_store.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(url, follow=True)
+        second = client.post(url, follow=True)
+
+    assert "Backup started" in first.content.decode()
+    assert "A backup of this store is already queued" in second.content.decode()
+    with pytest.raises(services.BackupConflict, match="already queued"):
+        services.backup_enqueue(store_id=live_store.pk, kind=BackupRun.Kind.SCHEDULED)
+    run_backups_worker()
+    assert live_store.backup_runs.count() == 1
+    assert live_store.backup_runs.get().status == RunStatus.SUCCEEDED
+    page = client.get(reverse("backups:list", args=[live_store.pk])).content.decode()
+    assert live_store.backup_runs.get().snapshot_id in page
+
+
+def test_foreign_forged_and_malformed_snapshot_ids_are_refused(
+    live_store, client, user_factory, woo_plan, run_backups_worker, django_capture_on_commit_callbacks
+):
+    mine = back_up(live_store, BackupRun.Kind.MANUAL, run_backups_worker, django_capture_on_commit_callbacks)
+    # Another store's snapshot, in the same repository (a small one, made directly).
+    other = store_create(customer=user_factory(email="other@example.com"), plan=woo_plan, domain="other.test")
+    staging = settings.BASE_DIR / "var" / "test" / "foreign-snapshot"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "db.sql").write_text("-- not yours\n")
+    foreign = restic.backup(["db.sql"], cwd=staging, tags=[f"store-{other.pk}", "manual"])
+    shutil.rmtree(staging)
+    BackupRun.objects.create(store=other, kind="manual", status="succeeded", snapshot_id=foreign.snapshot_id)
+
+    for snapshot_id in (foreign.snapshot_id, "0" * 64, "zzzz;rm -rf /", "abc", mine.snapshot_id + "00"):
+        with pytest.raises(services.SnapshotNotFound):
+            services.restore_request(store_id=live_store.pk, snapshot_id=snapshot_id, scope="all")
+
+    client.force_login(live_store.customer)
+    for snapshot_id in (foreign.snapshot_id, "0" * 64, "zzzz%3Brm", "abc"):
+        cache.delete_pattern("*")  # restore attempts count against the backup rate limit; here each must be seen
+        url = f"/stores/{live_store.pk}/backups/{snapshot_id}/restore/"
+        assert client.get(url).status_code == 404
+        assert client.post(url, {"scope": "all", "confirm": snapshot_id[:8]}).status_code == 404
+    # Another customer's store, even with its own snapshot, is a 404 too.
+    assert client.get(f"/stores/{other.pk}/backups/").status_code == 404
+    assert client.get(f"/stores/{other.pk}/backups/{foreign.snapshot_id}/restore/").status_code == 404
+    assert not RestoreRun.objects.exists()
+    # The store's own snapshot shows the confirmation with its date.
+    page = client.get(f"/stores/{live_store.pk}/backups/{mine.snapshot_id}/restore/?scope=db").content.decode()
+    assert f"Restore from {timezone.localtime(mine.finished_at):%-d %B %Y}" in page
+
+
+def test_retention_keeps_by_time_not_by_count(user_factory, woo_plan, restic_repository):
+    """Snapshots made at past times with restic's --time: older than the plan's retention go, however few."""
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="retention.test")
+    woo_plan.daily_backups = False  # 14 days
+    woo_plan.save()
+    staging = settings.BASE_DIR / "var" / "test" / "retention"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "db.sql").write_text("-- data\n")
+    now = timezone.now()
+    made = {}
+    for days_ago in (40, 20, 13, 1):
+        summary = restic.backup(
+            ["db.sql"], cwd=staging, tags=[f"store-{store.pk}", "scheduled"], time=now - dt.timedelta(days=days_ago)
+        )
+        made[days_ago] = summary.snapshot_id
+        BackupRun.objects.create(store=store, kind="scheduled", status="succeeded", snapshot_id=summary.snapshot_id)
+    shutil.rmtree(staging)
+
+    forgotten = services.backups_prune()[f"store-{store.pk}"]
+
+    assert set(forgotten) == {made[40], made[20]}
+    remaining = {s["id"] for s in restic.snapshots(tags=[f"store-{store.pk}"])}
+    assert remaining == {made[13], made[1]}
+    assert set(
+        BackupRun.objects.filter(store=store, forgotten_at__isnull=False).values_list("snapshot_id", flat=True)
+    ) == {
+        made[40],
+        made[20],
+    }
