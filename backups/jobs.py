@@ -29,3 +29,29 @@ def repository_check():
     from backups import restic
 
     return restic.check()
+
+
+def backups_verify():
+    from backups.services import backups_verify
+
+    return [run.pk for run in backups_verify()]
+
+
+def system_backup_run_job(run_id: int):
+    from backups.services import system_backup_execute
+
+    system_backup_execute(run_id=run_id)
+
+
+def system_backup():
+    from backups.models import BackupRun
+    from backups.services import system_backup_enqueue
+
+    return system_backup_enqueue(kind=BackupRun.Kind.SYSTEM).pk
+
+
+def code_backup():
+    from backups.models import BackupRun
+    from backups.services import system_backup_enqueue
+
+    return system_backup_enqueue(kind=BackupRun.Kind.CODE).pk

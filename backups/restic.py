@@ -91,9 +91,13 @@ def repository_init() -> bool:
     return True
 
 
-def backup(paths: list[str], *, cwd: Path, tags: list[str], time: datetime | None = None) -> BackupSummary:
-    """Back up `paths` (relative to `cwd`, so snapshots hold them without the staging prefix)."""
+def backup(
+    paths: list[str], *, cwd: Path, tags: list[str], time: datetime | None = None, excludes: tuple[str, ...] = ()
+) -> BackupSummary:
+    """Back up `paths` (relative ones to `cwd`, so snapshots hold them without the staging prefix)."""
     args = ["backup", "--json", "--host", settings.RESTIC_HOSTNAME]
+    for pattern in excludes:
+        args += ["--exclude", pattern]
     for tag in tags:
         args += ["--tag", tag]
     if time is not None:

@@ -164,14 +164,15 @@ def image_build(*, path: str, tags: list[str], base_url: str | None = None) -> s
 # Every function looks up what exists (by name) before it creates anything, so a retried step resumes.
 
 
-def network_ensure(*, name: str, labels: dict[str, str], base_url: str | None = None) -> str:
+def network_ensure(*, name: str, labels: dict[str, str], internal: bool = False, base_url: str | None = None) -> str:
+    """A bridge network; `internal` ones have no route out (and so no published ports)."""
     engine = client(base_url)
     try:
         existing = engine.networks.list(names=[name])
         exact = [n for n in existing if n.name == name]
         if exact:
             return exact[0].id
-        return engine.networks.create(name, driver="bridge", labels=labels, check_duplicate=True).id
+        return engine.networks.create(name, driver="bridge", labels=labels, internal=internal, check_duplicate=True).id
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"could not create network {name}: {exc.explanation or exc}") from exc
 

@@ -218,3 +218,84 @@ def test_retention_keeps_by_time_not_by_count(user_factory, woo_plan, restic_rep
         made[40],
         made[20],
     }
+
+
+def test_verify_marks_a_good_snapshot_and_fails_one_whose_dump_was_corrupted(
+    live_store, client, run_backups_worker, django_capture_on_commit_callbacks
+):
+    from backups.verification import snapshot_verify
+
+    good = back_up(live_store, BackupRun.Kind.MANUAL, run_backups_worker, django_capture_on_commit_callbacks)
+
+    checked = snapshot_verify(run_id=good.pk)
+
+    assert checked.verify_error == "" and checked.verified_at is not None
+    client.force_login(live_store.customer)
+    assert "Verified" in client.get(reverse("backups:list", args=[live_store.pk])).content.decode()
+    # The throwaway containers, network and volumes are gone.
+    assert docker_client.labelled_objects(label=f"shophosting.verify={good.pk}") == {
+        "containers": [],
+        "networks": [],
+        "volumes": [],
+    }
+
+    # The same snapshot with its dump cut off in the middle, as a damaged disk or an interrupted copy leaves it.
+    staging = settings.BASE_DIR / "var" / "test" / "corrupt"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "files").mkdir(parents=True)
+    restic.dump(good.snapshot_id, "/db.sql", into=staging / "db.sql")
+    restic.dump(good.snapshot_id, "/files/wp-content.tar", into=staging / "files" / "wp-content.tar")
+    dump = (staging / "db.sql").read_bytes()
+    (staging / "db.sql").write_bytes(dump[: len(dump) // 2])
+    summary = restic.backup(["db.sql", "files"], cwd=staging, tags=[*services.store_tags(live_store), "manual"])
+    shutil.rmtree(staging)
+    corrupt = BackupRun.objects.create(
+        store=live_store, kind="manual", status="succeeded", snapshot_id=summary.snapshot_id, finished_at=timezone.now()
+    )
+
+    corrupted = snapshot_verify(run_id=corrupt.pk)
+
+    assert corrupted.verified_at is None
+    assert "the dump does not import" in corrupted.verify_error or "row counts differ" in corrupted.verify_error
+    assert docker_client.labelled_objects(label=f"shophosting.verify={corrupt.pk}")["containers"] == []
+
+
+def test_dump_row_counts_ignore_parentheses_and_quotes_inside_strings(tmp_path):
+    from backups.verification import dump_row_counts
+
+    dump = tmp_path / "db.sql"
+    dump.write_bytes(
+        b"-- MariaDB dump\n"
+        b"INSERT INTO `wp_posts` VALUES (1,'a),(b'),(2,'it\\'s (fine)'),(3,'back\\\\slash');\n"
+        b"INSERT INTO `wp_options` VALUES (1,'x');\n"
+        b"INSERT INTO `wp_posts` VALUES (4,'');\n"
+    )
+
+    assert dump_row_counts(dump) == {"wp_posts": 4, "wp_options": 1}
+
+
+def test_system_and_code_backups_hold_the_platform_database_configuration_and_code(
+    restic_repository, run_backups_worker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        system = services.system_backup_enqueue(kind=BackupRun.Kind.SYSTEM)
+        code = services.system_backup_enqueue(kind=BackupRun.Kind.CODE)
+        with pytest.raises(services.BackupConflict, match="already running"):
+            services.system_backup_enqueue(kind=BackupRun.Kind.SYSTEM)
+    run_backups_worker()
+
+    system.refresh_from_db()
+    code.refresh_from_db()
+    assert system.status == RunStatus.SUCCEEDED, system.error
+    assert code.status == RunStatus.SUCCEEDED, code.error
+    staging = settings.BASE_DIR / "var" / "test" / "system-restore"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    restic.dump(system.snapshot_id, "/platform-db.sql", into=staging / "db.sql")
+    assert "CREATE TABLE `billing_plan`" in (staging / "db.sql").read_text()
+    assert "super_admin" in (staging / "db.sql").read_text()  # committed rows (the roles) are in the dump
+    shutil.rmtree(staging)
+    [snapshot] = [s for s in restic.snapshots(tags=["code"]) if s["id"] == code.snapshot_id]
+    assert snapshot["paths"] == [str(settings.BASE_DIR)]
+    listing = restic.run(["ls", "--json", code.snapshot_id, str(settings.BASE_DIR / "backups" / "restic.py")])
+    assert "restic.py" in listing

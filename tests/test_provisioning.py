@@ -39,8 +39,22 @@ def fetch_until(port: int, domain: str, expected: str, timeout: float = 5.0):
         time.sleep(0.05)
 
 
-def fetch_https(port: int, domain: str, *, trusted_root: str):
-    """GET / over TLS with SNI `domain`, verifying the chain against pebble's root; never resolves `domain`."""
+def fetch_https(port: int, domain: str, *, trusted_root: str, timeout: float = 5.0):
+    """GET / over TLS with SNI `domain`, verifying the chain against pebble's root; never resolves `domain`.
+
+    Retried for a few seconds: nginx applies a reload asynchronously, so an old worker may still answer with
+    the certificate it had."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _fetch_https_once(port, domain, trusted_root=trusted_root)
+        except ssl.SSLCertVerificationError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _fetch_https_once(port: int, domain: str, *, trusted_root: str):
     context = ssl.create_default_context(cadata=trusted_root)
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     with context.wrap_socket(raw, server_hostname=domain) as tls:

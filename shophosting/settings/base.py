@@ -379,3 +379,5 @@ BACKUP_INTERVAL_HOURS = env.int("BACKUP_INTERVAL_HOURS", default=6)
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=14)
 BACKUP_RETENTION_DAYS_DAILY_PLANS = env.int("BACKUP_RETENTION_DAYS_DAILY_PLANS", default=30)
 BACKUP_SYSTEM_RETENTION_DAYS = env.int("BACKUP_SYSTEM_RETENTION_DAYS", default=30)
+# More paths for the daily system backup, comma separated (nginx sites, certificates and .env are included).
+SYSTEM_BACKUP_EXTRA_PATHS = env.list("SYSTEM_BACKUP_EXTRA_PATHS", default=[])

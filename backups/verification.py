@@ -1,0 +1,199 @@
+"""Proof that a snapshot restores: its dump and files are restored into throwaway containers on an internal
+network (no published port, no route out), the front page must answer 200, and every table must hold as
+many rows as the dump has. The result is recorded on the BackupRun ("verified on <date>") or, on failure,
+as its verify_error, which staff see in the admin.
+"""
+
+import logging
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from backups import restic
+from backups.models import BackupRun, RunStatus
+from provisioning import docker_client
+from provisioning.stacks import stack_for
+from stores.services import store_credentials
+
+logger = logging.getLogger(__name__)
+MB = 1024 * 1024
+INSERT = re.compile(rb"^INSERT INTO `([^`]+)` VALUES ")
+
+
+class VerificationFailed(Exception):
+    pass
+
+
+def dump_row_counts(path: Path) -> Counter:
+    """Rows per table in a mariadb-dump file, counting the value tuples of its INSERT statements.
+
+    A small state machine: parentheses inside quoted strings (with backslash escapes) are data, not rows."""
+    counts: Counter = Counter()
+    with open(path, "rb") as handle:
+        for line in handle:
+            match = INSERT.match(line)
+            if not match:
+                continue
+            table = match.group(1).decode()
+            depth, quoted, escaped = 0, False, False
+            for byte in line[match.end() :]:
+                if quoted:
+                    if escaped:
+                        escaped = False
+                    elif byte == 0x5C:  # backslash
+                        escaped = True
+                    elif byte == 0x27:  # closing quote
+                        quoted = False
+                elif byte == 0x27:
+                    quoted = True
+                elif byte == 0x28:  # (
+                    depth += 1
+                    if depth == 1:
+                        counts[table] += 1
+                elif byte == 0x29:  # )
+                    depth -= 1
+    return counts
+
+
+def _row_counts(container: str, tables: list[str], base_url: str | None) -> Counter:
+    if not tables:
+        return Counter()
+    union = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM `{t}`" for t in tables)  # noqa: S608 - names from the dump
+    code, output = docker_client.container_exec(
+        name=container,
+        command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" "$MARIADB_DATABASE" -N -B -e "$0"', union],
+        base_url=base_url,
+    )
+    if code != 0:
+        raise VerificationFailed(f"counting rows failed: {output[-1000:]}")
+    return Counter({name: int(count) for name, count in (line.split("\t") for line in output.strip().splitlines())})
+
+
+def _front_page_status(container: str, domain: str, base_url: str | None) -> str:
+    """The status line the web container itself answers on port 80 for the store's domain (bash, no curl)."""
+    script = (
+        'exec 3<>/dev/tcp/127.0.0.1/80 && printf "GET / HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n" '
+        '"$0" >&3 && head -n1 <&3'
+    )
+    code, output = docker_client.container_exec(
+        name=container, command=["bash", "-c", script, domain], base_url=base_url
+    )
+    return output.strip() if code == 0 else ""
+
+
+def snapshot_verify(*, run_id: int) -> BackupRun:
+    from backups.services import DB_DUMP, IMPORT_COMMAND, _tar_single_file, _web_volumes
+
+    run = BackupRun.objects.select_related("store__host", "store__plan").get(pk=run_id)
+    if run.status != RunStatus.SUCCEEDED or not run.snapshot_id or run.store is None:
+        raise VerificationFailed(f"backup {run.pk} has no store snapshot to verify")
+    store = run.store
+    stack = stack_for(store)
+    base_url = store.host.docker_url if store.host else None
+    prefix = f"{settings.STORE_OBJECT_PREFIX}-verify-{run.pk}"
+    label = f"shophosting.verify={run.pk}"
+    labels = {**stack.labels, "shophosting.verify": str(run.pk)}
+    staging = Path(settings.BACKUP_STAGING_DIR) / f"verify-{run.pk}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    creds = store_credentials(store)
+    services = {s.role: s for s in stack.services(credentials=creds)}
+    try:
+        docker_client.labelled_objects_remove(label=label, base_url=base_url)
+        restic.dump(run.snapshot_id, f"/{DB_DUMP}", into=staging / DB_DUMP)
+        expected = dump_row_counts(staging / DB_DUMP)
+        network = f"{prefix}-net"
+        docker_client.network_ensure(name=network, labels=labels, internal=True, base_url=base_url)
+        volumes = {}
+        for suffix, mount in _web_volumes(store).items():
+            volume = f"{prefix}-{suffix}"
+            docker_client.volume_ensure(name=volume, labels=labels, base_url=base_url)
+            archive = staging / f"{suffix}.tar"
+            restic.dump(run.snapshot_id, f"/files/{suffix}.tar", into=archive)
+            docker_client.volume_contents_replace(
+                volume=volume,
+                top_directory=Path(mount).name,
+                tar_path=str(archive),
+                image=settings.DOCKER_BASE_IMAGE,
+                labels=labels,
+                base_url=base_url,
+            )
+            volumes[volume] = mount
+
+        def start(role: str, volume_map: dict[str, str]) -> str:
+            spec = services[role]
+            name = f"{prefix}-{role}"
+            docker_client.stack_container_ensure(
+                name=name,
+                image=spec.image,
+                network=network,
+                alias=role,
+                labels=labels,
+                memory_bytes=spec.memory_mb * MB,
+                cpus=spec.cpus,
+                environment=spec.environment,
+                volumes=volume_map,
+                command=spec.command,
+                healthcheck=spec.healthcheck,
+                base_url=base_url,
+            )
+            return name
+
+        db = start("db", {})
+        if "cache" in services:
+            start("cache", {})
+        _wait(
+            lambda: (
+                docker_client.container_exec(name=db, command=["healthcheck.sh", "--connect"], base_url=base_url)[0]
+                == 0
+            ),
+            120,
+        )
+        _tar_single_file(staging / DB_DUMP, "shophosting-restore.sql", staging / "dump.tar")
+        docker_client.container_archive_put(
+            name=db,
+            path="/tmp",  # noqa: S108 - inside the throwaway database container
+            tar_path=str(staging / "dump.tar"),
+            base_url=base_url,
+        )
+        code, output = docker_client.container_exec(name=db, command=IMPORT_COMMAND, base_url=base_url)
+        if code != 0:
+            raise VerificationFailed(f"the dump does not import: {output[-1000:]}")
+        actual = _row_counts(db, sorted(expected), base_url)
+        if actual != expected:
+            differ = {t: (expected[t], actual.get(t, 0)) for t in expected if expected[t] != actual.get(t, 0)}
+            raise VerificationFailed(f"row counts differ from the dump (table: dump, restored): {differ}")
+        web = start("web", volumes)
+        status_line = ""
+
+        def answers() -> bool:
+            nonlocal status_line
+            status_line = _front_page_status(web, store.domain, base_url)
+            return " 200 " in f"{status_line} "
+
+        if not _wait(answers, settings.STORE_WEB_READY_TIMEOUT):
+            raise VerificationFailed(f"the restored front page did not answer 200 (got {status_line or 'nothing'!r})")
+    except (VerificationFailed, restic.ResticError, docker_client.ProvisioningError) as exc:
+        logger.warning("verification of backup %s failed: %s", run.pk, exc)
+        BackupRun.objects.filter(pk=run.pk).update(verify_error=str(exc)[:5000], verified_at=None)
+    else:
+        BackupRun.objects.filter(pk=run.pk).update(verified_at=timezone.now(), verify_error="")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        docker_client.labelled_objects_remove(label=label, base_url=base_url)
+    return BackupRun.objects.get(pk=run.pk)
+
+
+def _wait(check, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False

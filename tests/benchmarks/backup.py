@@ -1,0 +1,201 @@
+"""Benchmark: an incremental backup of an unchanged store, and a database-only restore of a store whose
+database holds about 50 MB.
+
+Each figure is the median of N runs, and each has a baseline measured in the same run, interleaved:
+- backup: the platform's backup job (dump in the db container, volume archives, restic, bookkeeping) against
+  plain `restic backup` of the same, already staged files;
+- restore: the platform's restore job (pre-restore backup, stop, import, start, HTTP check) against a plain
+  import of the same dump into the database container.
+
+    .venv/bin/python tests/benchmarks/backup.py [--runs 3] [--megabytes 50]
+
+Needs what bin/test needs (dockerd, MariaDB, Redis, restic, the local images). Uses the MariaDB database
+`shophosting_bench`, Redis database 12 and a scratch restic repository under var/bench/.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ["DJANGO_SETTINGS_MODULE"] = "shophosting.settings.test"
+os.environ["DATABASE_URL"] = "mysql://root@127.0.0.1:3306/shophosting_bench"
+os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/12"
+os.environ["NGINX_ENABLED"] = "false"
+os.environ["STORE_OBJECT_PREFIX"] = "shbench-store"
+BENCH = ROOT / "var" / "bench"
+
+
+def sql(store, statement: str) -> str:
+    from provisioning import docker_client
+
+    code, output = docker_client.container_exec(
+        name=f"{store.slug}-db",
+        command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -N -B -e "$0"', statement],
+    )
+    if code != 0:
+        raise RuntimeError(output)
+    return output.strip()
+
+
+def provision_store():
+    from accounts.services import customer_create
+    from billing.models import Plan
+    from provisioning.services import job_execute
+    from stores.models import Store
+    from stores.services import store_create, store_order_paid
+
+    customer = customer_create(email=f"bench-{uuid.uuid4().hex[:8]}@example.com", password="bench-password-1")
+    store = store_create(
+        customer=customer,
+        plan=Plan.objects.get(slug="woocommerce-commerce-core"),
+        domain=f"backup-bench-{uuid.uuid4().hex[:6]}.test",
+        site_title="Bench Shop",
+    )
+    job_execute(job_id=store_order_paid(store_id=store.pk).pk)
+    return Store.objects.select_related("host", "plan").get(pk=store.pk)
+
+
+def fill_database(store, megabytes: int) -> None:
+    """About `megabytes` of incompressible order-like rows (1 KB each), through MariaDB's sequence engine."""
+    sql(store, "CREATE TABLE bench_orders (id INT AUTO_INCREMENT PRIMARY KEY, payload TEXT) ENGINE=InnoDB")
+    rows = megabytes * 1024
+    for start in range(0, rows, 10_000):
+        count = min(10_000, rows - start)
+        sql(store, f"INSERT INTO bench_orders (payload) SELECT REPEAT(MD5(RAND()), 32) FROM seq_1_to_{count}")  # noqa: S608
+
+
+def platform_backup(store) -> float:
+    from backups.models import BackupRun
+    from backups.services import backup_enqueue, backup_execute
+
+    run = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+    started = time.monotonic()
+    run = backup_execute(run_id=run.pk)
+    elapsed = time.monotonic() - started
+    assert run.status == "succeeded", run.error
+    return elapsed
+
+
+def plain_restic_backup(staged: Path, tags: list[str]) -> float:
+    from backups import restic
+
+    started = time.monotonic()
+    restic.backup(["db.sql", "files"], cwd=staged, tags=tags)
+    return time.monotonic() - started
+
+
+def platform_restore(store, snapshot_id: str) -> float:
+    from backups.services import restore_execute, restore_request
+
+    run = restore_request(store_id=store.pk, snapshot_id=snapshot_id, scope="db")
+    started = time.monotonic()
+    run = restore_execute(restore_id=run.pk)
+    elapsed = time.monotonic() - started
+    assert run.status == "succeeded", f"{run.error}\n{run.log}"
+    return elapsed
+
+
+def plain_import(store, dump_tar: Path) -> float:
+    from backups.services import IMPORT_COMMAND
+    from provisioning import docker_client
+
+    db = f"{store.slug}-db"
+    started = time.monotonic()
+    docker_client.container_archive_put(name=db, path="/tmp", tar_path=str(dump_tar))  # noqa: S108
+    code, output = docker_client.container_exec(name=db, command=IMPORT_COMMAND)
+    if code != 0:
+        raise RuntimeError(output)
+    return time.monotonic() - started
+
+
+def report(what: str, platform: list[float], baseline: list[float], baseline_name: str) -> None:
+    p, b = statistics.median(platform), statistics.median(baseline)
+    print(f"{what}: median {p:.2f} s (min {min(platform):.2f}, max {max(platform):.2f}, {len(platform)} runs)")
+    print(f"  {baseline_name}: median {b:.2f} s (min {min(baseline):.2f}, max {max(baseline):.2f})")
+    print(f"  ratio platform / baseline: {p / b:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--megabytes", type=int, default=50)
+    args = parser.parse_args()
+
+    import MySQLdb
+
+    MySQLdb.connect(host="127.0.0.1", user="root").cursor().execute(
+        "CREATE DATABASE IF NOT EXISTS shophosting_bench CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )
+    shutil.rmtree(BENCH / "restic", ignore_errors=True)
+    (BENCH / "restic").mkdir(parents=True)
+    (BENCH / "restic" / "password").write_text("bench\n")
+    os.environ.update(
+        RESTIC_REPOSITORY=str(BENCH / "restic" / "repository"),
+        RESTIC_PASSWORD_FILE=str(BENCH / "restic" / "password"),
+    )
+    import django
+    from django.conf import settings
+
+    django.setup()
+    settings.RESTIC_REPOSITORY = str(BENCH / "restic" / "repository")
+    settings.RESTIC_PASSWORD_FILE = str(BENCH / "restic" / "password")
+    settings.BACKUP_STAGING_DIR = str(BENCH / "staging")
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from backups import restic
+    from backups.services import _tar_single_file, store_tags
+    from billing.services import plan_catalogue_seed
+    from provisioning import docker_client
+    from provisioning.images import images_build
+    from provisioning.steps import stack_remove
+    from stores.services import store_release
+
+    plan_catalogue_seed()
+    images_build(log=lambda message: None)
+    restic.repository_init()
+    store = provision_store()
+    try:
+        fill_database(store, args.megabytes)
+        platform_backup(store)  # the first, full backup is not what is measured
+        snapshot_id = store.backup_runs.filter(status="succeeded").first().snapshot_id
+        staged = BENCH / "staged"
+        shutil.rmtree(staged, ignore_errors=True)
+        (staged / "files").mkdir(parents=True)
+        restic.dump(snapshot_id, "/db.sql", into=staged / "db.sql")
+        restic.dump(snapshot_id, "/files/wp-content.tar", into=staged / "files" / "wp-content.tar")
+        print(f"database dump: {(staged / 'db.sql').stat().st_size / 1e6:.1f} MB", flush=True)
+        restic.backup(["db.sql", "files"], cwd=staged, tags=store_tags(store))  # warm the baseline too
+        _tar_single_file(staged / "db.sql", "shophosting-restore.sql", staged / "dump.tar")
+
+        backup, backup_base, restore, restore_base = [], [], [], []
+        for n in range(args.runs):
+            backup.append(platform_backup(store))
+            backup_base.append(plain_restic_backup(staged, store_tags(store)))
+            restore.append(platform_restore(store, snapshot_id))
+            restore_base.append(plain_import(store, staged / "dump.tar"))
+            print(
+                f"run {n + 1}: backup {backup[-1]:.2f} s (plain restic {backup_base[-1]:.2f} s), "
+                f"db restore {restore[-1]:.2f} s (plain import {restore_base[-1]:.2f} s)",
+                flush=True,
+            )
+        report("incremental backup of an unchanged store", backup, backup_base, "plain restic backup, staged files")
+        report(
+            f"database-only restore ({args.megabytes} MB)", restore, restore_base, "plain import into the db container"
+        )
+    finally:
+        stack_remove(store, lambda message: None)
+        store_release(store_id=store.pk)
+        shutil.rmtree(BENCH / "staged", ignore_errors=True)
+        docker_client.labelled_objects_remove(label=f"shophosting.store={store.pk}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The customer's backup pages without Docker: rate limits, ownership of every URL, and restore progress."""
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from backups.models import BackupRun, RestoreRun, RunStatus
+from stores.models import Store
+from stores.services import store_create, store_transition
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def active_store(user_factory, woo_plan):
+    store = store_create(customer=user_factory(email="owner@example.com"), plan=woo_plan, domain="pages.test")
+    for status in (Store.Status.QUEUED, Store.Status.PROVISIONING, Store.Status.ACTIVE):
+        store_transition(store_id=store.pk, to=status)
+    store.refresh_from_db()
+    return store
+
+
+def test_creating_backups_is_limited_to_3_an_hour_with_a_429_page(client, active_store):
+    client.force_login(active_store.customer)
+    url = reverse("backups:create", args=[active_store.pk])
+
+    responses = [client.post(url) for _ in range(4)]
+
+    assert [r.status_code for r in responses[:3]] == [302, 302, 302]
+    assert responses[3].status_code == 429 and b"Too many" in responses[3].content
+    assert active_store.backup_runs.count() == 1  # the 2nd and 3rd were told a backup is already queued
+
+
+def test_restore_progress_is_shown_to_its_owner_only(client, active_store, user_factory):
+    run = RestoreRun.objects.create(
+        store=active_store,
+        snapshot_id="a" * 64,
+        scope=RestoreRun.Scope.DATABASE,
+        status=RunStatus.RUNNING,
+        step="database",
+        log="10:00:00 [pre_backup] snapshot abcd1234 taken\n",
+    )
+    client.force_login(active_store.customer)
+
+    progress = client.get(reverse("backups:restore_progress_json", args=[active_store.pk, run.pk])).json()
+
+    assert progress["active"] is True
+    assert [(s["name"], s["status"]) for s in progress["steps"]] == [
+        ("pre_backup", "succeeded"),
+        ("stop", "succeeded"),
+        ("database", "running"),
+        ("start", "pending"),
+        ("check", "pending"),
+    ]
+    page = client.get(reverse("backups:restore_progress", args=[active_store.pk, run.pk])).content.decode()
+    assert "Restore the database" in page and "snapshot abcd1234 taken" in page
+
+    stranger = user_factory(email="stranger@example.com")
+    client.force_login(stranger)
+    urls = [
+        reverse("backups:list", args=[active_store.pk]),
+        reverse("backups:restore_progress", args=[active_store.pk, run.pk]),
+        reverse("backups:restore_progress_json", args=[active_store.pk, run.pk]),
+        reverse("backups:restore", args=[active_store.pk, "a" * 64]),
+    ]
+    assert [client.get(url).status_code for url in urls] == [404, 404, 404, 404]
+    assert client.post(reverse("backups:create", args=[active_store.pk])).status_code == 404
+    assert not BackupRun.objects.exists()
+
+
+def test_staff_store_list_shows_backup_age_size_and_failures(client, staff_user, active_store, user_factory, woo_plan):
+    client.force_login(staff_user)
+    url = reverse("admin:stores_store_changelist")
+    assert "never" in client.get(url).content.decode()
+
+    run = BackupRun.objects.create(
+        store=active_store, kind="scheduled", status=RunStatus.SUCCEEDED, snapshot_id="b" * 64, size_bytes=5 * 1024**2
+    )
+    BackupRun.objects.filter(pk=run.pk).update(finished_at=timezone.now() - dt.timedelta(hours=2))
+    page = client.get(url).content.decode()
+    assert "2\xa0hours ago · 5.0\xa0MB" in page
+
+    BackupRun.objects.create(store=active_store, kind="scheduled", status=RunStatus.FAILED, error="disk full")
+    assert "last run failed" in client.get(url).content.decode()
+
+    for n in range(5):  # more stores, same number of queries
+        store_create(customer=user_factory(), plan=woo_plan, domain=f"more{n}.test")
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    for n in range(5, 15):
+        store_create(customer=user_factory(), plan=woo_plan, domain=f"more{n}.test")
+    with CaptureQueriesContext(connection) as many:
+        client.get(url)
+    assert len(many) == len(few)
