@@ -152,6 +152,14 @@ def forget(*, tags: list[str], keep_within: str, prune: bool = True) -> list[str
     return removed
 
 
+def forget_ids(snapshot_ids: list[str], *, prune: bool = True) -> None:
+    """Forget these snapshots (ids checked first), then prune."""
+    for snapshot_id in snapshot_ids:
+        if not SNAPSHOT_ID.match(snapshot_id):
+            raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    run(["forget", *(["--prune"] if prune else []), *snapshot_ids])
+
+
 def restore(snapshot_id: str, *, target: Path, include: list[str] | None = None) -> None:
     if not SNAPSHOT_ID.match(snapshot_id):
         raise ResticError(f"not a snapshot id: {snapshot_id!r}")

@@ -254,12 +254,15 @@ def snapshot_for_store(*, store: Store, snapshot_id: str) -> dict:
     raise SnapshotNotFound(f"snapshot {snapshot_id} is not one of store {store.pk}'s")
 
 
-def restore_request(*, store_id: int, snapshot_id: str, scope: str, actor: User | None = None) -> RestoreRun:
-    """Queue a restore after checking that the snapshot is this store's. Refused while a backup or restore runs."""
+def restore_request(
+    *, store_id: int, snapshot_id: str, scope: str, actor: User | None = None, source_store_id: int | None = None
+) -> RestoreRun:
+    """Queue a restore after checking that the snapshot is this store's (or, for staff commands only, the
+    `source_store_id`'s, e.g. a deleted store's final backup). Refused while a backup or restore runs."""
     if scope not in RestoreRun.Scope.values:
         raise ValueError(f"unknown restore scope {scope!r}")
-    store = Store.objects.get(pk=store_id)
-    snapshot = snapshot_for_store(store=store, snapshot_id=snapshot_id)
+    source = Store.objects.get(pk=source_store_id or store_id)
+    snapshot = snapshot_for_store(store=source, snapshot_id=snapshot_id)
     with transaction.atomic():
         store = Store.objects.select_for_update().get(pk=store_id)
         busy = _busy(store)
@@ -406,7 +409,8 @@ def backups_prune(*, dry_run: bool = False) -> dict[str, list[str]]:
     from its newest snapshot, so the newest always stays), then prune. Returns tag -> forgotten ids."""
     forgotten: dict[str, list[str]] = {}
     store_ids = BackupRun.objects.exclude(store=None).values_list("store_id", flat=True).distinct()
-    targets = [(f"store-{store.pk}", retention_days(store)) for store in Store.objects.filter(pk__in=store_ids)]
+    stores = list(Store.objects.filter(pk__in=store_ids))
+    targets = [(f"store-{s.pk}", retention_days(s)) for s in stores if s.status != Store.Status.DELETED]
     targets += [
         (Kind.SYSTEM.value, settings.BACKUP_SYSTEM_RETENTION_DAYS),
         (Kind.CODE.value, settings.BACKUP_SYSTEM_RETENTION_DAYS),
@@ -420,6 +424,19 @@ def backups_prune(*, dry_run: bool = False) -> dict[str, list[str]]:
         if ids:
             BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
         forgotten[tag] = ids
+    # A deleted store keeps its snapshots (its final backup above all) for its retention period after
+    # teardown, then all of them go.
+    for store in stores:
+        if store.status != Store.Status.DELETED:
+            continue
+        deleted = store.events.filter(new_status=Store.Status.DELETED).order_by("-created_at").first()
+        if deleted is None or deleted.created_at > timezone.now() - timedelta(days=retention_days(store)):
+            continue
+        ids = [snapshot["id"] for snapshot in restic.snapshots(tags=[f"store-{store.pk}"])]
+        if ids:
+            restic.forget_ids(ids, prune=True)
+            BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
+        forgotten[f"store-{store.pk}"] = ids
     return forgotten
 
 
@@ -563,3 +580,25 @@ def system_backup_execute(*, run_id: int) -> BackupRun | None:
         finished_at=timezone.now(),
         duration_seconds=time.monotonic() - started,
     )
+
+
+def final_backup_restore_into_new_store(*, old_store_id: int, domain: str, actor: User | None = None) -> RestoreRun:
+    """Bring a deleted store back from its final backup: a new store for the same customer and plan is built,
+    then the final snapshot (database and files) is restored into it. Runs in the caller's process."""
+    from provisioning.services import job_execute
+    from stores.services import store_create, store_order_paid
+
+    old = Store.objects.select_related("plan", "customer").get(pk=old_store_id)
+    final = old.backup_runs.filter(kind=Kind.FINAL, status=RunStatus.SUCCEEDED, forgotten_at=None).first()
+    if final is None:
+        raise SnapshotNotFound(f"store {old.pk} has no final backup that is still kept")
+    new = store_create(customer=old.customer, plan=old.plan, domain=domain, site_title=old.site_title, actor=actor)
+    job = store_order_paid(store_id=new.pk, actor=actor)
+    job_execute(job_id=job.pk)
+    new.refresh_from_db()
+    if new.status != Store.Status.ACTIVE:
+        raise BackupConflict(f"the new store {new.pk} could not be built: {new.status_message}")
+    run = restore_request(
+        store_id=new.pk, snapshot_id=final.snapshot_id, scope=RestoreRun.Scope.ALL, actor=actor, source_store_id=old.pk
+    )
+    return restore_execute(restore_id=run.pk) or RestoreRun.objects.get(pk=run.pk)

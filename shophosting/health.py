@@ -59,14 +59,34 @@ def check_worker():
     return {"workers": len(fresh), "queues": sorted({q for w in fresh for q in w.queue_names()})}
 
 
+def check_system_backup():
+    """The last system backup: reported for staff and monitoring, never a reason to take the site out."""
+    from backups.models import BackupRun, RunStatus
+
+    last = BackupRun.objects.filter(kind=BackupRun.Kind.SYSTEM).exclude(status__in=["queued", "running"]).first()
+    if last is None:
+        raise RuntimeError("no system backup has run yet (manage.py backup_system)")
+    if last.status != RunStatus.SUCCEEDED:
+        raise RuntimeError(f"the last system backup failed: {last.error[:300]}")
+    age_hours = round((time.time() - last.finished_at.timestamp()) / 3600, 1)
+    if age_hours > 26:
+        raise RuntimeError(f"the last system backup is {age_hours} h old")
+    return {"finished_at": last.finished_at.isoformat(), "age_hours": age_hours, "snapshot": last.snapshot_id[:8]}
+
+
 CHECKS = {"database": check_database, "redis": check_redis, "docker": check_docker, "worker": check_worker}
+# Shown in /healthz but not part of its status code: a stale backup is staff's problem, not the load balancer's.
+INFORMATIONAL = {"system_backup": check_system_backup}
 
 
 @never_cache
 def healthz(request):
     results = {name: _timed(check) for name, check in CHECKS.items()}
     healthy = all(result["ok"] for result in results.values())
-    return JsonResponse({"status": "ok" if healthy else "degraded", "checks": results}, status=200 if healthy else 503)
+    info = {name: _timed(check) for name, check in INFORMATIONAL.items()}
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", "checks": results, "info": info}, status=200 if healthy else 503
+    )
 
 
 @never_cache

@@ -299,3 +299,36 @@ def test_system_and_code_backups_hold_the_platform_database_configuration_and_co
     assert snapshot["paths"] == [str(settings.BASE_DIR)]
     listing = restic.run(["ls", "--json", code.snapshot_id, str(settings.BASE_DIR / "backups" / "restic.py")])
     assert "restic.py" in listing
+
+
+def test_a_deleted_stores_backups_are_kept_for_the_retention_period_after_teardown(
+    user_factory, woo_plan, restic_repository
+):
+    from stores.models import StoreEvent
+    from stores.services import store_transition
+
+    woo_plan.daily_backups = False  # 14 days
+    woo_plan.save()
+    staging = settings.BASE_DIR / "var" / "test" / "after-teardown"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "db.sql").write_text("-- final\n")
+    stores = {}
+    for name, deleted_days_ago in (("long-gone", 15), ("recent", 5)):
+        store = store_create(customer=user_factory(), plan=woo_plan, domain=f"{name}.test")
+        final = restic.backup(["db.sql"], cwd=staging, tags=[f"store-{store.pk}", "final"])
+        BackupRun.objects.create(store=store, kind="final", status="succeeded", snapshot_id=final.snapshot_id)
+        store_transition(store_id=store.pk, to=Store.Status.DELETING)
+        store_transition(store_id=store.pk, to=Store.Status.DELETED)
+        StoreEvent.objects.filter(store=store, new_status=Store.Status.DELETED).update(
+            created_at=timezone.now() - dt.timedelta(days=deleted_days_ago)
+        )
+        stores[name] = (store, final.snapshot_id)
+    shutil.rmtree(staging)
+
+    services.backups_prune()
+
+    gone, gone_snapshot = stores["long-gone"]
+    recent, recent_snapshot = stores["recent"]
+    assert restic.snapshots(tags=[f"store-{gone.pk}"]) == []
+    assert BackupRun.objects.get(snapshot_id=gone_snapshot).forgotten_at is not None
+    assert [s["id"] for s in restic.snapshots(tags=[f"store-{recent.pk}"])] == [recent_snapshot]

@@ -1,11 +1,13 @@
 """Dunning, plan changes and cancellation, end to end: signed webhooks in, real provisioning jobs on the real
 Docker engine out, with time moved instead of waited for."""
 
+import io
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.core import mail
+from django.core.management import call_command
 from django.utils import timezone
 
 from backups import restic
@@ -137,6 +139,16 @@ def test_subscription_deleted_takes_a_final_backup_stops_the_store_and_tears_it_
 ):
     subscription, stripe_subscription = live_subscription
     store = subscription.stores.get()
+    code, output = docker_client.container_exec(
+        name=f"{store.slug}-db",
+        command=[
+            "sh",
+            "-c",
+            'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -e "$0"',
+            "UPDATE wp_posts SET post_title='Written before the end' WHERE ID=1",
+        ],
+    )
+    assert code == 0, output
     stripe_subscription["status"] = "canceled"
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -175,3 +187,17 @@ def test_subscription_deleted_takes_a_final_backup_stops_the_store_and_tears_it_
         "networks": [],
         "volumes": [],
     }
+
+    # Staff can bring the store back from its final backup, onto a new domain.
+    call_command("restore_final_backup", store.pk, "reborn.test", stdout=io.StringIO())
+    reborn = Store.objects.get(domain="reborn.test")
+    assert reborn.status == Store.Status.ACTIVE and reborn.customer == store.customer
+    code, titles = docker_client.container_exec(
+        name=f"{reborn.slug}-db",
+        command=[
+            "sh",
+            "-c",
+            'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -N -e "SELECT post_title FROM wp_posts"',
+        ],
+    )
+    assert code == 0 and "Written before the end" in titles

@@ -42,3 +42,16 @@ def test_healthz_names_the_reason_when_docker_is_unavailable(client, settings):
     assert body["checks"]["docker"]["ok"] is False
     assert "provisioning is unavailable" in body["checks"]["docker"]["error"]
     assert "/nonexistent/docker.sock" in body["checks"]["docker"]["error"]
+
+
+def test_healthz_reports_the_system_backup_without_failing_on_it(client):
+    from django.utils import timezone
+
+    from backups.models import BackupRun
+
+    info = client.get("/healthz").json()["info"]["system_backup"]
+    assert info["ok"] is False and "no system backup has run yet" in info["error"]
+
+    BackupRun.objects.create(kind="system", status="succeeded", snapshot_id="c" * 64, finished_at=timezone.now())
+    info = client.get("/healthz").json()["info"]["system_backup"]
+    assert info["ok"] is True and info["age_hours"] == 0 and info["snapshot"] == "cccccccc"
