@@ -96,3 +96,33 @@ def test_staff_store_list_shows_backup_age_size_and_failures(client, staff_user,
     with CaptureQueriesContext(connection) as many:
         client.get(url)
     assert len(many) == len(few)
+
+
+def test_due_backups_are_queued_by_interval_and_commands_refuse_bad_input(active_store, user_factory, woo_plan):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    from backups.services import backups_enqueue_due
+
+    assert backups_enqueue_due(dry_run=True) == [active_store.pk]  # never backed up: due
+    assert backups_enqueue_due() == [active_store.pk]
+    assert backups_enqueue_due() == []  # queued just now, and a second run would overlap anyway
+    run = active_store.backup_runs.get()
+    BackupRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.SUCCEEDED, created_at=timezone.now() - dt.timedelta(hours=7)
+    )
+    out = io.StringIO()
+    call_command("backups_enqueue_due", "--dry-run", stdout=out)
+    assert f"1 store(s) due: {active_store.pk}" in out.getvalue()
+    assert active_store.backup_runs.count() == 1  # --dry-run queued nothing
+
+    never_built = store_create(customer=user_factory(), plan=woo_plan, domain="unbuilt.test")
+    with pytest.raises(CommandError, match="was never built"):
+        call_command("backup_store", never_built.pk)
+    with pytest.raises(CommandError, match="there is no store"):
+        call_command("backup_store", 999_999)
+    with pytest.raises(CommandError, match="refused: not a snapshot id"):
+        call_command("restore_store", active_store.pk, "../../etc", "all")
+    with pytest.raises(CommandError, match="invalid choice"):
+        call_command("restore_store", active_store.pk, "a" * 64, "everything")
