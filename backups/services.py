@@ -134,6 +134,35 @@ def _ensure_db_running(store: Store) -> bool:
     return True
 
 
+def _backup_failed(run: BackupRun, exc: BaseException, *, started: float) -> BackupRun:
+    return _transition(
+        BackupRun,
+        run.pk,
+        RunStatus.FAILED,
+        note=str(exc),
+        error=f"{type(exc).__name__}: {exc}"[:10000],
+        finished_at=timezone.now(),
+        duration_seconds=time.monotonic() - started,
+    )
+
+
+def _backup_succeeded(
+    run: BackupRun, summary: restic.BackupSummary, *, started: float, database_bytes: int | None
+) -> BackupRun:
+    return _transition(
+        BackupRun,
+        run.pk,
+        RunStatus.SUCCEEDED,
+        note=f"snapshot {summary.snapshot_id[:8]}",
+        snapshot_id=summary.snapshot_id,
+        size_bytes=summary.total_bytes,
+        added_bytes=summary.data_added_bytes,
+        database_bytes=database_bytes,
+        finished_at=timezone.now(),
+        duration_seconds=time.monotonic() - started,
+    )
+
+
 def backup_execute(*, run_id: int) -> BackupRun | None:
     """Dump the database, copy the file volumes, and store all of it as one restic snapshot."""
     run = _claim(BackupRun, run_id)
@@ -178,31 +207,12 @@ def backup_execute(*, run_id: int) -> BackupRun | None:
         summary = restic.backup([DB_DUMP, "files", "store.json"], cwd=staging, tags=[*store_tags(store), run.kind])
     except Exception as exc:
         logger.exception("backup %s of store %s failed", run.pk, store.pk)
-        return _transition(
-            BackupRun,
-            run.pk,
-            RunStatus.FAILED,
-            note=str(exc),
-            error=f"{type(exc).__name__}: {exc}"[:10000],
-            finished_at=timezone.now(),
-            duration_seconds=time.monotonic() - started,
-        )
+        return _backup_failed(run, exc, started=started)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if db_started_here:
             docker_client.container_stop(name=stack_for(store).container_name("db"), base_url=store.host.docker_url)
-    run = _transition(
-        BackupRun,
-        run.pk,
-        RunStatus.SUCCEEDED,
-        note=f"snapshot {summary.snapshot_id[:8]}",
-        snapshot_id=summary.snapshot_id,
-        size_bytes=summary.total_bytes,
-        added_bytes=summary.data_added_bytes,
-        database_bytes=database_bytes,
-        finished_at=timezone.now(),
-        duration_seconds=time.monotonic() - started,
-    )
+    run = _backup_succeeded(run, summary, started=started, database_bytes=database_bytes)
     if run.kind == Kind.FINAL:
         _final_backup_done(store)
     return run
@@ -557,29 +567,10 @@ def system_backup_execute(*, run_id: int) -> BackupRun | None:
             summary = restic.backup([str(settings.BASE_DIR)], cwd=staging, tags=[Kind.CODE], excludes=CODE_EXCLUDES)
     except Exception as exc:
         logger.exception("%s backup %s failed", run.kind, run.pk)
-        return _transition(
-            BackupRun,
-            run.pk,
-            RunStatus.FAILED,
-            note=str(exc),
-            error=f"{type(exc).__name__}: {exc}"[:10000],
-            finished_at=timezone.now(),
-            duration_seconds=time.monotonic() - started,
-        )
+        return _backup_failed(run, exc, started=started)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return _transition(
-        BackupRun,
-        run.pk,
-        RunStatus.SUCCEEDED,
-        note=f"snapshot {summary.snapshot_id[:8]}",
-        snapshot_id=summary.snapshot_id,
-        size_bytes=summary.total_bytes,
-        added_bytes=summary.data_added_bytes,
-        database_bytes=database_bytes,
-        finished_at=timezone.now(),
-        duration_seconds=time.monotonic() - started,
-    )
+    return _backup_succeeded(run, summary, started=started, database_bytes=database_bytes)
 
 
 def final_backup_restore_into_new_store(*, old_store_id: int, domain: str, actor: User | None = None) -> RestoreRun:

@@ -27,15 +27,5 @@
     if (log) log.textContent = progress.log.map((l) => `${l.time} [${l.step}] ${l.message}`).join("\n");
     return progress.job.active || waiting;
   };
-  const poll = async () => {
-    try {
-      const response = await fetch(root.dataset.progressUrl, { credentials: "same-origin" });
-      if (response.ok && render(await response.json())) setTimeout(poll, 2000);
-      else if (!response.ok) setTimeout(poll, 5000);
-    } catch (error) {
-      setTimeout(poll, 5000);
-    }
-  };
-  // Fill at once (the staff page starts empty), then keep polling while the job is active.
-  poll();
+  window.shophostingPoll(root.dataset.progressUrl, render);
 })();

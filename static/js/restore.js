@@ -17,14 +17,5 @@
     field("log").textContent = data.log.join("\n");
     return data.active;
   };
-  const poll = async () => {
-    try {
-      const response = await fetch(root.dataset.progressUrl, { credentials: "same-origin" });
-      if (response.ok && render(await response.json())) setTimeout(poll, 2000);
-      else if (!response.ok) setTimeout(poll, 5000);
-    } catch (error) {
-      setTimeout(poll, 5000);
-    }
-  };
-  poll();
+  window.shophostingPoll(root.dataset.progressUrl, render);
 })();
