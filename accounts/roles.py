@@ -33,6 +33,9 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "billing.view_plan",
         "billing.view_subscription",
         "billing.view_subscriptionevent",
+        "consultations.view_ticket",
+        "consultations.change_ticket",
+        "consultations.view_ticketmessage",
     ],
     Role.SUPPORT: [
         "accounts.view_user",
@@ -44,6 +47,9 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "billing.view_plan",
         "billing.view_subscription",
         "billing.view_subscriptionevent",
+        "consultations.view_ticket",
+        "consultations.change_ticket",
+        "consultations.view_ticketmessage",
     ],
 }
 

@@ -1,6 +1,11 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from consultations.models import ConsultationRequest, ContactMessage
+from consultations.models import ConsultationRequest, ContactMessage, Ticket
+from consultations.services import TicketClosed, ticket_reply_staff, ticket_transition
 
 
 @admin.register(ContactMessage)
@@ -17,3 +22,100 @@ class ConsultationRequestAdmin(admin.ModelAdmin):
     list_filter = ["status", "platform"]
     search_fields = ["name", "email", "company"]
     readonly_fields = ["created_at"]
+
+
+class TicketAdminForm(forms.ModelForm):
+    new_status = forms.ChoiceField(label="Status", choices=Ticket.Status.choices)
+    reply = forms.CharField(
+        label="Answer", required=False, widget=forms.Textarea(attrs={"rows": 5}), help_text="E-mailed to the customer."
+    )
+    internal_note = forms.BooleanField(
+        required=False, label="Internal note", help_text="Keep this text for staff only: no e-mail, never shown."
+    )
+
+    class Meta:
+        model = Ticket
+        fields = ["category", "priority", "assignee"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["new_status"].initial = self.instance.status
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    form = TicketAdminForm
+    list_display = ["number", "subject", "customer", "category", "status", "priority", "assignee", "updated_at"]
+    list_filter = ["status", "priority", "category", ("assignee", admin.EmptyFieldListFilter), "assignee"]
+    list_select_related = ["customer", "assignee"]
+    search_fields = ["number", "subject", "customer__email"]
+    readonly_fields = ["number", "customer", "store", "subject", "created_at", "updated_at", "thread"]
+    fieldsets = [
+        (None, {"fields": ["number", "customer", "store", "subject", "created_at", "updated_at"]}),
+        ("Conversation", {"fields": ["thread"]}),
+        ("Handle", {"fields": ["new_status", "priority", "category", "assignee"]}),
+        ("Answer or note", {"fields": ["reply", "internal_note"]}),
+    ]
+
+    @admin.display(description="Messages")
+    def thread(self, ticket):
+        """The whole thread, internal notes marked; answers and notes are added through the form below."""
+        rows = []
+        for message in ticket.messages.select_related("author").prefetch_related("attachments"):
+            if message.internal:
+                kind = "Internal note (never shown to the customer)"
+            else:
+                kind = "Answer to the customer" if message.from_staff else "From the customer"
+            files = format_html_join(
+                ", ",
+                '<a href="{}">{}</a>',
+                (
+                    (reverse("consultations:attachment", args=[a.pk]), a.original_name)
+                    for a in message.attachments.all()
+                ),
+            )
+            rows.append(
+                format_html(
+                    '<div class="ticket-message{}"><p><strong>{}</strong> · {} · {}</p>'
+                    '<pre style="white-space: pre-wrap">{}</pre>{}</div>',
+                    " internal" if message.internal else "",
+                    kind,
+                    message.author,
+                    f"{message.created_at:%Y-%m-%d %H:%M}",
+                    message.body,
+                    format_html("<p>Attachments: {}</p>", files) if files else "",
+                )
+            )
+        return format_html_join("", "{}", ((row,) for row in rows))
+
+    def has_add_permission(self, request):
+        return False  # customers open tickets from their dashboard
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.save(update_fields=["category", "priority", "assignee", "updated_at"])
+        reply = form.cleaned_data.get("reply", "").strip()
+        try:
+            if reply:
+                ticket_reply_staff(
+                    ticket_id=obj.pk, author=request.user, body=reply, internal=form.cleaned_data["internal_note"]
+                )
+            new_status = form.cleaned_data["new_status"]
+            if new_status != obj.status:  # obj still holds the status the page was opened with
+                ticket_transition(ticket_id=obj.pk, to=new_status, actor=request.user, note="set by staff")
+        except (TicketClosed, ValueError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+
+    def changelist_view(self, request, extra_context=None):
+        open_statuses = [Ticket.Status.OPEN, Ticket.Status.IN_PROGRESS, Ticket.Status.WAITING]
+        counts = Ticket.objects.aggregate(
+            open=Count("pk", filter=Q(status=Ticket.Status.OPEN)),
+            in_progress=Count("pk", filter=Q(status=Ticket.Status.IN_PROGRESS)),
+            waiting=Count("pk", filter=Q(status=Ticket.Status.WAITING)),
+            urgent=Count("pk", filter=Q(priority=Ticket.Priority.URGENT, status__in=open_statuses)),
+            unassigned=Count("pk", filter=Q(assignee=None, status__in=open_statuses)),
+        )
+        return super().changelist_view(request, {**(extra_context or {}), "ticket_counts": counts})

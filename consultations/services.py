@@ -2,7 +2,17 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 
-from consultations.models import ConsultationRequest, ContactMessage
+from accounts.models import User
+from consultations.attachments import attachment_check, attachment_store
+from consultations.models import (
+    ConsultationRequest,
+    ContactMessage,
+    Ticket,
+    TicketAttachment,
+    TicketEvent,
+    TicketMessage,
+)
+from shophosting.emails import email_send
 
 
 def _notify_staff(subject: str, body: str) -> None:
@@ -31,3 +41,110 @@ def consultation_request_create(**fields) -> ConsultationRequest:
         )
     )
     return consultation
+
+
+# --- Support tickets --------------------------------------------------------------------------------------
+
+T = Ticket.Status
+# to-status -> the statuses it may be reached from (staff may also set any status but from closed).
+TICKET_ALLOWED_FROM = {
+    T.OPEN: {T.WAITING, T.RESOLVED, T.IN_PROGRESS, T.CLOSED},  # from closed: staff reopen it
+    T.IN_PROGRESS: {T.OPEN, T.WAITING, T.RESOLVED},
+    T.WAITING: {T.OPEN, T.IN_PROGRESS},
+    T.RESOLVED: {T.OPEN, T.IN_PROGRESS, T.WAITING},
+    T.CLOSED: {T.OPEN, T.IN_PROGRESS, T.WAITING, T.RESOLVED},
+}
+
+
+class TicketClosed(Exception):
+    """A closed ticket takes no more replies."""
+
+
+def ticket_transition(*, ticket_id: int, to: str, actor: User | None = None, note: str = "") -> Ticket:
+    """The one writer of Ticket.status: under the row lock, with a TicketEvent."""
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+        if ticket.status == to:
+            return ticket
+        if ticket.status not in TICKET_ALLOWED_FROM[to]:
+            raise ValueError(f"ticket {ticket.number}: {ticket.status} -> {to} is not allowed")
+        old = ticket.status
+        ticket.status = to
+        ticket.save(update_fields=["status", "updated_at"])
+        TicketEvent.objects.create(ticket=ticket, old_status=old, new_status=to, actor=actor, note=note)
+        return ticket
+
+
+def _attachments_save(message: TicketMessage, uploads) -> None:
+    for upload in uploads:
+        checked = attachment_check(upload)
+        stored_name, digest = attachment_store(upload)
+        TicketAttachment.objects.create(
+            message=message,
+            original_name=checked.original_name,
+            stored_name=stored_name,
+            content_type=checked.content_type,
+            size=checked.size,
+            sha256=digest,
+        )
+
+
+def ticket_create(
+    *, customer: User, category: str, subject: str, body: str, store=None, attachments=(), priority: str = ""
+) -> Ticket:
+    """A new ticket with its first message. Its number, TKT-000123, comes from the row's own id, so two
+    tickets created at once can never share one."""
+    with transaction.atomic():
+        ticket = Ticket.objects.create(
+            customer=customer, category=category, subject=subject, store=store, priority=priority or "normal"
+        )
+        ticket.number = f"TKT-{ticket.pk:06d}"
+        ticket.save(update_fields=["number"])
+        TicketEvent.objects.create(ticket=ticket, new_status=ticket.status, actor=customer, note="opened")
+        message = TicketMessage.objects.create(ticket=ticket, author=customer, body=body)
+        _attachments_save(message, attachments)
+        transaction.on_commit(
+            lambda: _notify_staff(
+                f"[{ticket.number}] {ticket.subject}",
+                f"{customer.email} opened a {ticket.get_category_display().lower()} ticket:\n\n{body}",
+            )
+        )
+    return ticket
+
+
+def ticket_reply_customer(*, ticket_id: int, author: User, body: str, attachments=()) -> TicketMessage:
+    """The customer writes: refused on a closed ticket; a ticket waiting on the customer opens again."""
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket_id, customer=author)
+        if ticket.status == T.CLOSED:
+            raise TicketClosed(f"{ticket.number} is closed. Open a new ticket and mention it, please.")
+        message = TicketMessage.objects.create(ticket=ticket, author=author, body=body)
+        _attachments_save(message, attachments)
+        if ticket.status in (T.WAITING, T.RESOLVED):
+            ticket_transition(ticket_id=ticket.pk, to=T.OPEN, actor=author, note="customer replied")
+        else:
+            ticket.save(update_fields=["updated_at"])
+        transaction.on_commit(
+            lambda: _notify_staff(f"[{ticket.number}] new reply from {author.email}", body),
+        )
+    return message
+
+
+def ticket_reply_staff(*, ticket_id: int, author: User, body: str, internal: bool = False) -> TicketMessage:
+    """Staff answer (the customer is e-mailed, and the ticket waits on them) or add an internal note
+    (never shown to the customer, no e-mail, status unchanged)."""
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().select_related("customer").get(pk=ticket_id)
+        if ticket.status == T.CLOSED and not internal:
+            raise TicketClosed(f"{ticket.number} is closed; reopen it before answering.")
+        message = TicketMessage.objects.create(
+            ticket=ticket, author=author, body=body, from_staff=True, internal=internal
+        )
+        if internal:
+            return message
+        if ticket.status in (T.OPEN, T.IN_PROGRESS):
+            ticket_transition(ticket_id=ticket.pk, to=T.WAITING, actor=author, note="staff answered")
+        context = {"ticket": ticket, "body": body, "author_name": author.get_short_name() or "ShopHosting support"}
+        email = ticket.customer.email
+        transaction.on_commit(lambda: email_send(template="ticket_reply", to=[email], context=context))
+    return message

@@ -381,3 +381,7 @@ BACKUP_RETENTION_DAYS_DAILY_PLANS = env.int("BACKUP_RETENTION_DAYS_DAILY_PLANS",
 BACKUP_SYSTEM_RETENTION_DAYS = env.int("BACKUP_SYSTEM_RETENTION_DAYS", default=30)
 # More paths for the daily system backup, comma separated (nginx sites, certificates and .env are included).
 SYSTEM_BACKUP_EXTRA_PATHS = env.list("SYSTEM_BACKUP_EXTRA_PATHS", default=[])
+
+# --- Support tickets ----------------------------------------------------------------------------
+# Attachments live here, outside the web root and MEDIA_ROOT; only the download view serves them.
+TICKET_ATTACHMENT_DIR = env("TICKET_ATTACHMENT_DIR", default=str(BASE_DIR / "var" / "private" / "attachments"))

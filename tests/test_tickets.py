@@ -1,0 +1,141 @@
+"""Support tickets: attachments checked by their magic bytes and kept private, staff answers and internal
+notes, status rules, and numbers."""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from accounts.roles import Role
+from accounts.services import staff_user_ensure
+from consultations.models import Ticket, TicketAttachment
+from consultations.services import ticket_create, ticket_transition
+
+pytestmark = pytest.mark.django_db
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 56 + b"machine code"
+
+
+def new_ticket(client, **files):
+    data = {"category": "technical", "subject": "The shop is slow", "body": "Since this morning, pages take 10 s."}
+    return client.post(reverse("consultations:ticket_new"), {**data, **files})
+
+
+def test_a_ticket_with_an_attachment_is_numbered_and_its_file_served_only_to_its_owner_and_staff(
+    client, user_factory, staff_user
+):
+    owner = user_factory(email="owner@example.com")
+    client.force_login(owner)
+
+    response = new_ticket(client, attachments=[SimpleUploadedFile("invoice.pdf", PDF)])
+
+    ticket = Ticket.objects.get()
+    assert ticket.number == f"TKT-{ticket.pk:06d}"
+    assert response.status_code == 302 and response["Location"] == f"/support/{ticket.number}/"
+    attachment = TicketAttachment.objects.get()
+    stored = Path(settings.TICKET_ATTACHMENT_DIR) / attachment.stored_name
+    assert stored.read_bytes() == PDF and attachment.stored_name != "invoice.pdf"
+    assert not str(stored).startswith(str(settings.STATIC_ROOT)) and not str(stored).startswith(
+        str(settings.MEDIA_ROOT)
+    )
+    assert attachment.content_type == "application/pdf"
+    url = reverse("consultations:attachment", args=[attachment.pk])
+    download = client.get(url)
+    assert download.status_code == 200 and b"".join(download.streaming_content) == PDF
+    assert download["Content-Disposition"].startswith('attachment; filename="invoice.pdf"')
+    assert download["Content-Type"] == "application/octet-stream"
+    assert ticket.number in client.get(reverse("consultations:tickets")).content.decode()
+
+    client.force_login(user_factory(email="other@example.com"))
+    assert client.get(url).status_code == 404
+    assert client.get(reverse("consultations:ticket", args=[ticket.number])).status_code == 404
+    assert ticket.number not in client.get(reverse("consultations:tickets")).content.decode()
+    client.force_login(staff_user)
+    assert client.get(url).status_code == 200
+
+
+def test_a_renamed_executable_and_an_11_mb_file_are_refused_and_nothing_is_kept(client, user_factory):
+    client.force_login(user_factory())
+
+    renamed = new_ticket(client, attachments=[SimpleUploadedFile("report.pdf", ELF)])
+    too_big = new_ticket(client, attachments=[SimpleUploadedFile("big.zip", b"PK\x03\x04" + b"0" * (11 * 1024 * 1024))])
+    fake_text = new_ticket(client, attachments=[SimpleUploadedFile("notes.txt", ELF)])
+    wrong_kind = new_ticket(client, attachments=[SimpleUploadedFile("setup.exe", b"MZ" + b"\x00" * 100)])
+
+    assert "“report.pdf” is a elf file, not .pdf as its name says." in renamed.content.decode()
+    assert "“big.zip” is 11.0 MB; attachments can be at most 10 MB." in too_big.content.decode()
+    assert "“notes.txt” is not a text file" in fake_text.content.decode()
+    assert "“setup.exe”: this kind of file cannot be attached." in wrong_kind.content.decode()
+    assert 'value="The shop is slow"' in renamed.content.decode()  # what was typed is kept
+    assert not Ticket.objects.exists() and not TicketAttachment.objects.exists()
+
+
+def test_staff_answer_emails_the_customer_and_internal_notes_never_reach_them(
+    client, user_factory, staff_user, django_capture_on_commit_callbacks
+):
+    customer = user_factory(email="customer@example.com")
+    ticket = ticket_create(customer=customer, category="billing", subject="Double charge", body="I was charged twice.")
+    client.force_login(staff_user)
+    change_url = reverse("admin:consultations_ticket_change", args=[ticket.pk])
+    form = {"new_status": "open", "priority": "high", "category": "billing", "assignee": staff_user.pk}
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(change_url, {**form, "reply": "SECRET: refund via Stripe dashboard", "internal_note": "on"})
+    assert mail.outbox == []
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(change_url, {**form, "reply": "We refunded the second charge."})
+
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.WAITING and ticket.priority == "high" and ticket.assignee == staff_user
+    [email] = mail.outbox
+    assert email.to == ["customer@example.com"] and ticket.number in email.subject
+    assert "We refunded the second charge." in email.body and "SECRET" not in email.body
+    assert "We refunded the second charge." in email.alternatives[0][0]
+    admin_page = client.get(change_url).content.decode()
+    assert "SECRET: refund via Stripe dashboard" in admin_page and "Internal note" in admin_page
+
+    client.force_login(customer)
+    page = client.get(reverse("consultations:ticket", args=[ticket.number])).content.decode()
+    assert "We refunded the second charge." in page and "SECRET" not in page
+    assert "SECRET" not in client.get(reverse("consultations:tickets")).content.decode()
+
+
+def test_a_customer_reply_reopens_a_waiting_ticket_and_a_closed_one_refuses_replies(client, user_factory):
+    customer = user_factory()
+    ticket = ticket_create(customer=customer, category="store", subject="Theme", body="Which theme?")
+    ticket_transition(ticket_id=ticket.pk, to=Ticket.Status.WAITING)
+    client.force_login(customer)
+    url = reverse("consultations:ticket", args=[ticket.number])
+
+    client.post(url, {"body": "Here is more detail."})
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.OPEN
+    assert [e.new_status for e in ticket.events.all()] == ["open", "waiting", "open"]
+
+    ticket_transition(ticket_id=ticket.pk, to=Ticket.Status.CLOSED)
+    refused = client.post(url, {"body": "One more thing"})
+    assert "is closed" in refused.content.decode() or "This ticket is closed" in refused.content.decode()
+    assert ticket.messages.count() == 2
+
+
+def test_support_staff_see_ticket_counts_and_filters(client, user_factory):
+    support, _ = staff_user_ensure(email="support@example.com", role=Role.SUPPORT, password="support pass 123")
+    customer = user_factory()
+    for n, priority in enumerate(["urgent", "normal", "normal"]):
+        ticket_create(customer=customer, category="technical", subject=f"T{n}", body="x", priority=priority)
+    waiting = Ticket.objects.order_by("pk").last()
+    ticket_transition(ticket_id=waiting.pk, to=Ticket.Status.WAITING)
+    client.force_login(support)
+
+    page = client.get(reverse("admin:consultations_ticket_changelist")).content.decode()
+
+    assert '<strong data-count="open">2</strong>' in page
+    assert '<strong data-count="waiting">1</strong>' in page
+    assert '<strong data-count="urgent">1</strong>' in page
+    assert '<strong data-count="unassigned">3</strong>' in page
+    filtered = client.get(reverse("admin:consultations_ticket_changelist") + "?priority__exact=urgent").content.decode()
+    assert "T0" in filtered and "T1" not in filtered
