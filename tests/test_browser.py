@@ -1,0 +1,315 @@
+"""The merchant's journey in a real browser (Playwright driving Debian's Chromium, headless): sign up for a
+plan, pay (a signed webhook for the paid order), watch the checklist advance to an active store, reveal the
+credentials, open the store's front page, and open a ticket with an attachment. A second customer is then
+refused the first one's store, ticket and attachment. Every platform page is checked for console errors and
+CSP violations, and screenshots land in var/test/screenshots/.
+"""
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection
+
+from billing.models import Subscription
+from stores.models import Store
+from tests.stripe_fake import StripeFake
+
+pytestmark = [pytest.mark.docker]
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "var" / "test" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # No name but the platform's own resolves: nothing the pages link to can reach the network.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+# Reports CSP violations as console errors (Chromium reports them there, but not always as `pageerror`).
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+});
+"""
+STORE_DOMAIN = "journey.test"
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: bin/test installs Debian's chromium package")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield browser
+    browser.close()
+    playwright.stop()
+
+
+@pytest.fixture
+def platform(django_db_setup, django_db_blocker, stripe_api):
+    """The platform served by a real HTTP server thread in this process (so the Stripe fake covers its calls),
+    on the test database with real commits. Everything the journey creates is removed afterwards, and the
+    plan's Stripe links are reset, so the tests after this one see the database as it was."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.test.testcases import LiveServerThread
+    from djstripe import models as djstripe_models
+
+    from accounts.models import User
+    from billing.models import Plan
+    from billing.services import plan_catalogue_seed, plan_price_create
+    from cms.services import site_pages_seed
+    from consultations.models import Ticket
+
+    with django_db_blocker.unblock():
+        marks = {model: (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) for model in (User,)}
+        plan_catalogue_seed()
+        site_pages_seed()
+        plan = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-commerce-core").pk)
+        server = LiveServerThread("localhost", StaticFilesHandler, connections_override={}, port=0)
+        server.daemon = True
+        server.start()
+        server.is_ready.wait()
+        if server.error:
+            raise server.error
+        try:
+            yield {"url": f"http://localhost:{server.port}", "plan": plan}
+        finally:
+            server.terminate()
+            new_users = User.objects.filter(pk__gt=marks[User])
+            Ticket.objects.filter(customer__in=new_users).delete()
+            for store in Store.objects.filter(customer__in=new_users):
+                store.backup_runs.all().delete()
+                store.delete()
+            Subscription.objects.filter(customer__in=new_users).delete()
+            new_users.delete()
+            Plan.objects.filter(pk=plan.pk).update(stripe_product=None, stripe_price=None, stripe_synced={})
+            djstripe_models.WebhookEndpoint.objects.filter(id="we_browser").delete()
+            for model in (
+                djstripe_models.WebhookEventTrigger,
+                djstripe_models.Event,
+                djstripe_models.Session,
+                djstripe_models.SubscriptionItem,
+                djstripe_models.Subscription,
+                djstripe_models.Customer,
+                djstripe_models.Price,
+                djstripe_models.Product,
+            ):
+                model.objects.all().delete()
+            connection.close()
+
+
+class Tab:
+    """A browser tab that records console errors on the platform's own pages and saves screenshots."""
+
+    def __init__(self, browser, base_url: str):
+        self.context = browser.new_context(base_url=base_url)
+        self.context.add_init_script(CSP_LISTENER)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.base_url = base_url
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda error: self.errors.append(f"{self.page.url}: {error}"))
+
+    def _console(self, message):
+        if message.type == "error" and self.page.url.startswith(self.base_url):
+            self.errors.append(f"{self.page.url}: {message.text}")
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+class CheckoutRedirect:
+    """Stands in for Stripe Checkout: the signup's redirect to checkout.stripe.com is recorded and answered
+    with a local page (Playwright routes do not see the hops of a redirect, so the hop never happens)."""
+
+    def __init__(self):
+        self.location = ""
+
+    def __call__(self, route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        response = route.fetch(max_redirects=0)
+        self.location = response.headers.get("location", "")
+        if response.status != 302:
+            route.fulfill(response=response)
+            return
+        route.fulfill(
+            status=200, content_type="text/html", body=f"<title>Stripe Checkout</title><p>{self.location}</p>"
+        )
+
+
+def store_front_page_through_nginx(route):
+    """The browser asks for http://journey.test/…; this answers from the test nginx on 127.0.0.1:18080 with
+    that Host, as DNS pointed at our proxy would. Nothing leaves the machine."""
+    url = route.request.url.split(STORE_DOMAIN, 1)[1] or "/"
+    connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
+    connection_.request("GET", url, headers={"Host": STORE_DOMAIN, "Connection": "close"})
+    response = connection_.getresponse()
+    body = response.read()
+    headers = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection")}
+    route.fulfill(status=response.status, headers=headers, body=body)
+    connection_.close()
+
+
+def provisioning_worker_process() -> subprocess.Popen:
+    """A real `rqworker --burst` in its own process, on the test database, so this thread can watch the page."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "shophosting.settings.test",
+        "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{connection.settings_dict['NAME']}",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "provisioning", "--burst"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
+    browser, platform, stripe_api, store_images, clean_test_stores, acme_server
+):
+    from djstripe.models import WebhookEndpoint
+
+    from accounts.services import customer_create
+
+    base_url, priced_plan = platform["url"], platform["plan"]
+    secret = "whsec_browser_journey"
+    endpoint = WebhookEndpoint.objects.create(
+        id="we_browser",
+        secret=secret,
+        url=f"{base_url}/stripe/webhook/",
+        api_version="2026-08-26.dahlia",
+        livemode=False,
+        djstripe_validation_method="verify_signature",
+        djstripe_tolerance=300,
+        enabled_events=["*"],
+        status="enabled",
+    )
+    tab = Tab(browser, base_url)
+    page = tab.page
+    checkout = CheckoutRedirect()
+    page.route("**/signup/*/", checkout)
+    page.route(f"http://{STORE_DOMAIN}/**", store_front_page_through_nginx)
+
+    # Pick the plan on the home page and sign up.
+    page.goto("/")
+    tab.shot("01-home")
+    page.click(f"a[href='/signup/{priced_plan.slug}/']")
+    page.fill("input[name=email]", "journey@example.com")
+    page.fill("input[name=password]", "a long and unusual passphrase 42")
+    page.fill("input[name=company]", "Journey Goods")
+    page.fill("input[name=domain]", STORE_DOMAIN)
+    tab.shot("02-signup")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert checkout.location.startswith("https://checkout.stripe.com/c/pay/cs_test_"), page.content()[-3000:]
+
+    # Stripe takes the payment and calls the webhook, signed; then sends the customer back.
+    subscription = Subscription.objects.get(customer__email="journey@example.com")
+    session = stripe_api.objects[subscription.checkout_session_id]
+    customer = stripe_api.add("customer", email="journey@example.com")
+    stripe_subscription = stripe_api.subscription(
+        customer=customer["id"], price=stripe_api.objects[priced_plan.stripe_price_id], metadata=session["metadata"]
+    )
+    session.update(
+        status="complete", payment_status="paid", customer=customer["id"], subscription=stripe_subscription["id"]
+    )
+    event = stripe_api.event("checkout.session.completed", session)
+    payload = __import__("json").dumps(event)
+    signature = StripeFake.signed_headers(payload, secret)["HTTP_STRIPE_SIGNATURE"]
+    webhook = requests.post(
+        f"{base_url}/stripe/webhook/{endpoint.djstripe_uuid}/",
+        data=payload,
+        headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+        timeout=30,
+    )
+    assert webhook.status_code == 200, webhook.text
+    store = Store.objects.get(domain=STORE_DOMAIN)
+    assert store.status == Store.Status.QUEUED
+
+    page.goto(f"/billing/checkout/success/?session_id={session['id']}")
+    assert "your payment was received" in page.content()
+    tab.shot("03-payment-received")
+
+    # The checklist advances on its own while a real worker builds the store.
+    worker = provisioning_worker_process()
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = page.eval_on_selector_all(".checklist li", "items => items.map(i => i.className).join(' ')")
+        if not seen or seen[-1] != states:
+            seen.append(states)
+        if page.text_content('[data-field="status"]') == "Active":
+            break
+        time.sleep(0.3)
+    worker.wait(timeout=60)
+    assert page.text_content('[data-field="status"]') == "Active", worker.stderr.read().decode()[-3000:]
+    assert len(seen) >= 3, seen  # queued, steps running one by one, all done
+    assert "step-running" in " ".join(seen) and seen[-1].count("step-succeeded") == seen[-1].count("step ")
+    tab.shot("04-store-active")
+
+    # The store page: reveal the credentials (audited), then visit the store itself.
+    page.goto(f"/stores/{store.pk}/")
+    page.click("text=Reveal credentials")
+    assert "admin_password" in page.content() or "Admin password" in page.content()
+    tab.shot("05-credentials")
+    page.goto(f"http://{STORE_DOMAIN}/")
+    assert "Journey Goods" in page.title() or STORE_DOMAIN in page.content()
+    tab.shot("06-store-front-page")
+
+    # A ticket with an attachment.
+    page.goto("/support/new/")
+    page.select_option("select[name=category]", "store")
+    page.fill("input[name=subject]", "Where do I upload my logo?")
+    page.fill("textarea[name=body]", "The theme settings page looks different.")
+    page.set_input_files(
+        "input[name=attachments]", {"name": "logo-brief.pdf", "mimeType": "application/pdf", "buffer": PDF}
+    )
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/support/TKT-*/")
+    ticket_url = page.url
+    attachment_href = page.get_attribute(".attachments a", "href")
+    assert "logo-brief.pdf" in page.content()
+    tab.shot("07-ticket")
+    assert tab.errors == [], tab.errors
+
+    # Another customer gets 404 for all of it.
+    customer_create(email="second@example.com", password="second customer password 9")
+    other = Tab(browser, base_url)
+    other.page.goto("/accounts/login/")
+    other.page.fill("input[name=username]", "second@example.com")
+    other.page.fill("input[name=password]", "second customer password 9")
+    other.page.click("main button[type=submit]")
+    other.page.wait_for_url(f"{base_url}/accounts/")
+    for url in (f"/stores/{store.pk}/", ticket_url, f"{base_url}{attachment_href}"):
+        response = other.page.goto(url)
+        assert response.status == 404, url
+    other.shot("08-second-customer-refused")
+    assert all("404" in error for error in other.errors), other.errors  # only the refusals themselves
+    tab.context.close()
+    other.context.close()
+
+
+@pytest.mark.django_db
+def test_the_signup_page_the_journey_starts_from_renders(client, woo_plan):
+    """(Also makes pytest-django set up the test database when this module runs alone.)"""
+    page = client.get(f"/signup/{woo_plan.slug}/").content.decode()
+    assert 'name="domain"' in page and "Continue to payment" in page
