@@ -64,18 +64,21 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
     """The platform served by a real HTTP server thread in this process (so the Stripe fake covers its calls),
     on the test database with real commits. Everything the journey creates is removed afterwards, and the
     plan's Stripe links are reset, so the tests after this one see the database as it was."""
+    from axes.models import AccessAttempt, AccessLog
     from django.contrib.staticfiles.handlers import StaticFilesHandler
     from django.test.testcases import LiveServerThread
     from djstripe import models as djstripe_models
 
-    from accounts.models import User
+    from accounts.models import AuditEvent, User
     from billing.models import Plan
     from billing.services import plan_catalogue_seed, plan_price_create
     from cms.services import site_pages_seed
     from consultations.models import Ticket
 
     with django_db_blocker.unblock():
-        marks = {model: (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) for model in (User,)}
+        # Rows past these marks were made by the journey, and go when it is done.
+        marked = (User, AuditEvent, AccessLog, AccessAttempt)
+        marks = {model: (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) for model in marked}
         plan_catalogue_seed()
         site_pages_seed()
         plan = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-commerce-core").pk)
@@ -96,6 +99,8 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
                 store.delete()
             Subscription.objects.filter(customer__in=new_users).delete()
             new_users.delete()
+            for model in (AuditEvent, AccessLog, AccessAttempt):
+                model.objects.filter(pk__gt=marks[model]).delete()
             Plan.objects.filter(pk=plan.pk).update(stripe_product=None, stripe_price=None, stripe_synced={})
             djstripe_models.WebhookEndpoint.objects.filter(id="we_browser").delete()
             for model in (
