@@ -74,3 +74,49 @@ def customer_create(*, email: str, password: str, company: str = "", first_name:
     return User.objects.create_user(
         email=email, password=password, company=company, first_name=first_name, last_name=last_name
     )
+
+
+# A change of e-mail address takes effect only when the new address proves it receives mail.
+EMAIL_CHANGE_SALT = "accounts.email-change"
+EMAIL_CHANGE_MAX_AGE = 2 * 24 * 3600
+
+
+class EmailChangeRefused(Exception):
+    pass
+
+
+def email_change_request(*, user: User, new_email: str, confirm_url_base: str) -> None:
+    """Send a signed, 2-day link to the new address and a heads-up to the old one; nothing changes yet."""
+    from django.core import signing
+
+    from shophosting.emails import email_send
+
+    new_email = new_email.strip().lower()
+    if User.objects.filter(email__iexact=new_email).exists():
+        raise EmailChangeRefused("Another account already uses this address.")
+    token = signing.dumps({"user": user.pk, "email": new_email, "old": user.email}, salt=EMAIL_CHANGE_SALT)
+    link = f"{confirm_url_base.rstrip('/')}/{token}/"
+    email_send(template="email_change_confirm", to=[new_email], context={"user": user, "link": link})
+    email_send(template="email_change_notice", to=[user.email], context={"user": user, "new_email": new_email})
+    audit_record(event="email_change_requested", actor=user, new_email=new_email)
+
+
+def email_change_confirm(*, token: str) -> User:
+    from django.core import signing
+
+    try:
+        data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=EMAIL_CHANGE_MAX_AGE)
+    except signing.SignatureExpired as exc:
+        raise EmailChangeRefused("This link has expired; ask for the change again.") from exc
+    except signing.BadSignature as exc:
+        raise EmailChangeRefused("This link is not valid.") from exc
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(pk=data["user"]).first()
+        if user is None or user.email != data["old"]:
+            raise EmailChangeRefused("This link was already used or replaced by a newer one.")
+        if User.objects.filter(email__iexact=data["email"]).exclude(pk=user.pk).exists():
+            raise EmailChangeRefused("Another account already uses this address.")
+        user.email = data["email"]
+        user.save(update_fields=["email"])
+    audit_record(event="email_changed", actor=user, old_email=data["old"])
+    return user

@@ -7,5 +7,13 @@ app_name = "accounts"
 urlpatterns = [
     path("login/", views.CustomerLoginView.as_view(), name="login"),
     path("logout/", views.CustomerLogoutView.as_view(), name="logout"),
+    path("password/reset/", views.PasswordResetView.as_view(), name="password_reset"),
+    path("password/reset/sent/", views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("password/reset/<uidb64>/<token>/", views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path("password/reset/done/", views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("password/change/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/change/done/", views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("email/change/", views.email_change_view, name="email_change"),
+    path("email/change/confirm/<str:token>/", views.email_change_confirm_view, name="email_change_confirm"),
     path("", views.account_home_view, name="home"),
 ]

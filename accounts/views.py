@@ -1,9 +1,12 @@
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
 
-from accounts.forms import LoginForm
+from accounts.forms import EmailChangeForm, LoginForm
+from accounts.services import EmailChangeRefused, audit_record, email_change_confirm, email_change_request
 from billing.selectors import subscriptions_with_room
 from shophosting.ratelimits import rate_limited
 from stores.selectors import store_list_for_customer
@@ -20,10 +23,94 @@ class CustomerLogoutView(auth_views.LogoutView):
     pass
 
 
+FORM_PAGE = "accounts/form_page.html"
+
+
+@method_decorator(rate_limited("customer_login"), name="dispatch")
+class PasswordResetView(auth_views.PasswordResetView):
+    """Always says the same thing, whether or not the address has an account (no account discovery)."""
+
+    template_name = FORM_PAGE
+    subject_template_name = "emails/password_reset.subject.txt"
+    email_template_name = "emails/password_reset.txt"
+    html_email_template_name = "emails/password_reset.html"
+    success_url = reverse_lazy("accounts:password_reset_done")
+    extra_context = {
+        "title": "Reset your password",
+        "intro": "Enter the e-mail address of your account; we send a link to choose a new password.",
+        "button": "Send the link",
+    }
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = FORM_PAGE
+    extra_context = {
+        "title": "Check your e-mail",
+        "intro": "If an account uses that address, a link to reset its password is on its way. It works for 3 days.",
+    }
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = FORM_PAGE
+    success_url = reverse_lazy("accounts:password_reset_complete")
+    extra_context = {"title": "Choose a new password", "button": "Save the new password"}
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = FORM_PAGE
+    extra_context = {"title": "Password changed", "intro": "Your new password works now.", "sign_in": True}
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = FORM_PAGE
+    success_url = reverse_lazy("accounts:password_change_done")
+    extra_context = {"title": "Change your password", "button": "Change the password"}
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        audit_record(event="password_changed", request=self.request, actor=self.request.user)
+        return response
+
+
+class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+    template_name = FORM_PAGE
+    extra_context = {"title": "Password changed", "intro": "Your new password works from now on."}
+
+
 @login_required
 def account_home_view(request):
     return render(
         request,
         "accounts/home.html",
         {"stores": store_list_for_customer(request.user), "with_room": subscriptions_with_room(request.user)},
+    )
+
+
+@login_required
+def email_change_view(request):
+    form = EmailChangeForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            email_change_request(
+                user=request.user,
+                new_email=form.cleaned_data["new_email"],
+                confirm_url_base=request.build_absolute_uri(reverse("accounts:email_change")) + "confirm",
+            )
+        except EmailChangeRefused as exc:
+            form.add_error("new_email", str(exc))
+        else:
+            messages.success(request, "We sent a link to the new address. Your address changes when you open it.")
+            return redirect("accounts:home")
+    return render(
+        request, FORM_PAGE, {"form": form, "title": "Change your e-mail address", "button": "Send the confirmation"}
+    )
+
+
+def email_change_confirm_view(request, token: str):
+    try:
+        user = email_change_confirm(token=token)
+    except EmailChangeRefused as exc:
+        return render(request, FORM_PAGE, {"title": "E-mail address not changed", "intro": str(exc)}, status=400)
+    return render(
+        request, FORM_PAGE, {"title": "E-mail address changed", "intro": f"You sign in with {user.email} now."}
     )

@@ -43,7 +43,8 @@ class ConsultationRequest(models.Model):
     phone = models.CharField(max_length=40, blank=True)
     company = models.CharField(max_length=200, blank=True)
     platform = models.CharField(max_length=20, choices=Platform.choices, default=Platform.UNSURE)
-    preferred_time = models.DateTimeField(help_text="When the visitor would like the call (UTC).")
+    preferred_time = models.DateTimeField(help_text="When the visitor would like the call (stored in UTC).")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="The visitor's time zone (IANA name).")
     message = models.TextField(max_length=5000, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED, db_index=True)
 

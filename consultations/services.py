@@ -1,3 +1,5 @@
+import zoneinfo
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -32,12 +34,30 @@ def contact_message_create(**fields) -> ContactMessage:
 
 @transaction.atomic
 def consultation_request_create(**fields) -> ConsultationRequest:
+    """Stores the request, confirms it to the prospect (in their time zone) and tells sales, after commit."""
     consultation = ConsultationRequest.objects.create(**fields)
+    local = consultation.preferred_time.astimezone(zoneinfo.ZoneInfo(consultation.timezone))
     transaction.on_commit(
-        lambda: _notify_staff(
+        lambda: email_send(
+            template="consultation_confirmation",
+            to=[consultation.email],
+            # Pre-formatted: template date filters would turn the time back into the server's zone.
+            context={
+                "consultation": consultation,
+                "local_date": f"{local:%A %-d %B %Y}",
+                "local_time": f"{local:%H:%M}",
+            },
+        )
+    )
+    transaction.on_commit(
+        lambda: send_mail(
             f"[consultation] {consultation.name} at {consultation.preferred_time:%Y-%m-%d %H:%M} UTC",
             f"{consultation.name} <{consultation.email}> {consultation.phone}\n"
+            f"Their time: {local:%Y-%m-%d %H:%M} {consultation.timezone}\n"
             f"Platform: {consultation.get_platform_display()}\n\n{consultation.message}",
+            settings.DEFAULT_FROM_EMAIL,
+            [settings.SALES_EMAIL],
+            fail_silently=True,
         )
     )
     return consultation

@@ -31,7 +31,7 @@ def contact_view(request):
 def consultation_view(request):
     form = ConsultationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        consultation_request_create(**form.cleaned_data)
+        consultation_request_create(**form.save_fields())
         messages.success(request, "Thanks, we will confirm your consultation by e-mail.")
         return redirect("consultations:consultation")
     return render(request, "consultations/consultation.html", {"form": form})

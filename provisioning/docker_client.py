@@ -421,3 +421,33 @@ def container_archive_put(*, name: str, path: str, tar_path: str, base_url: str 
         raise ProvisioningError(f"container {name} or its {path} does not exist") from exc
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"could not copy into {name}: {exc.explanation or exc}") from exc
+
+
+@dataclass(frozen=True)
+class ContainerUsage:
+    memory_bytes: int
+    memory_limit_bytes: int
+    cpu_percent: float  # of one CPU
+
+
+def container_usage(*, name: str, base_url: str | None = None) -> ContainerUsage | None:
+    """One stats reading (the engine takes two samples a second apart); None if the container is not running."""
+    try:
+        stats = client(base_url).api.stats(name, stream=False)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not read the usage of {name}: {exc.explanation or exc}") from exc
+    memory = stats.get("memory_stats") or {}
+    if not memory.get("usage"):
+        return None
+    # What the kernel could reclaim at once (the page cache) is not the store's real use.
+    cache = (memory.get("stats") or {}).get("inactive_file", 0)
+    cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - precpu.get("cpu_usage", {}).get("total_usage", 0)
+    system_delta = cpu.get("system_cpu_usage", 0) - precpu.get("system_cpu_usage", 0)
+    cpus = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or []) or 1
+    percent = (cpu_delta / system_delta) * cpus * 100 if system_delta > 0 and cpu_delta > 0 else 0.0
+    return ContainerUsage(
+        memory_bytes=max(memory["usage"] - cache, 0), memory_limit_bytes=memory.get("limit", 0), cpu_percent=percent
+    )

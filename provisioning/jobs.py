@@ -29,3 +29,9 @@ def stores_tls_renew() -> None:
     from provisioning.services import stores_tls_renew_due
 
     stores_tls_renew_due()
+
+
+def stores_usage_sample():
+    from provisioning.services import stores_usage_sample
+
+    return stores_usage_sample()

@@ -10,6 +10,7 @@ class ProvisioningJob(models.Model):
         RESUME = "resume", "Resume"
         TEARDOWN = "teardown", "Tear down"
         UPDATE_LIMITS = "update_limits", "Update limits"
+        RESTART = "restart", "Restart"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -39,6 +39,7 @@ STORE_STATUS_REQUIRED = {
     Job.Kind.RESUME: {S.SUSPENDED},
     Job.Kind.TEARDOWN: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING},
     Job.Kind.UPDATE_LIMITS: {S.ACTIVE, S.SUSPENDED},
+    Job.Kind.RESTART: {S.ACTIVE},
 }
 # Kinds whose failure marks the store failed (others leave it where it was, with the job failed).
 FAILS_STORE = {Job.Kind.PROVISION, Job.Kind.RETRY}
@@ -231,3 +232,43 @@ def stores_tls_renew_due(*, within: timedelta = timedelta(days=30)) -> list[int]
             store_tls_ensure(store_id=store.pk)
             renewed.append(store.pk)
     return renewed
+
+
+def stores_usage_sample(*, now=None) -> int:
+    """Record the memory and CPU of every active store's containers; samples older than 2 days go.
+
+    The engine takes about a second per reading (two samples for the CPU share), so readings run in
+    parallel, a few at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from provisioning import docker_client
+    from provisioning.stacks import stack_for
+    from stores.models import StoreUsageSample
+
+    now = now or timezone.now()
+    stores = list(Store.objects.filter(status=S.ACTIVE).select_related("host", "plan"))
+    targets = [
+        (store, stack_for(store).container_name(service.role))
+        for store in stores
+        for service in stack_for(store).services()
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        readings = list(
+            pool.map(lambda t: docker_client.container_usage(name=t[1], base_url=t[0].host.docker_url), targets)
+        )
+    by_store: dict[int, list] = {}
+    for (store, _), reading in zip(targets, readings, strict=True):
+        if reading is not None:
+            by_store.setdefault(store.pk, []).append(reading)
+    StoreUsageSample.objects.bulk_create(
+        StoreUsageSample(
+            store_id=store_id,
+            taken_at=now,
+            memory_bytes=sum(r.memory_bytes for r in found),
+            memory_limit_bytes=sum(r.memory_limit_bytes for r in found),
+            cpu_percent=sum(r.cpu_percent for r in found),
+        )
+        for store_id, found in by_store.items()
+    )
+    StoreUsageSample.objects.filter(taken_at__lt=now - timedelta(days=2)).delete()
+    return len(by_store)

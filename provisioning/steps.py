@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.urls import reverse
 
 from provisioning import acme_client, docker_client, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.stacks import stack_for
+from shophosting.emails import email_send
 from stores import services as store_services
 from stores.models import Store
 from stores.signals import store_ready
@@ -246,13 +246,10 @@ def ready_hooks(store: Store, log: Log) -> None:
 
 
 def notify(store: Store, log: Log) -> None:
-    link = settings.SITE_URL.rstrip("/") + reverse("accounts:home")
-    send_mail(
-        f"Your store {store.domain} is ready",
-        f"Hello,\n\nyour store {store.site_title} is live at http://{store.domain}/.\n"
-        f"Credentials and the provisioning log are on your dashboard: {link}\n\nShopHosting",
-        settings.DEFAULT_FROM_EMAIL,
-        [store.customer.email],
+    email_send(
+        template="store_ready",
+        to=[store.customer.email],
+        context={"store": store, "dashboard_path": reverse("stores:detail", args=[store.pk])},
     )
     log(f"e-mailed {store.customer.email} a link to the dashboard")
 
@@ -334,5 +331,9 @@ PLANS: dict[str, list[Step]] = {
         Step("release", "Release the port", port_release),
     ],
     "update_limits": [Step("limits", "Apply the plan's memory and CPU", limits_apply)],
+    "restart": [
+        Step("stop", "Stop the containers", containers_stop),
+        Step("start", "Start the containers", containers_start),
+    ],
 }
 STEPS_BY_NAME = {step.name: step for plan in PLANS.values() for step in plan}

@@ -8,7 +8,7 @@ from rq import cron
 
 from backups import jobs as backup_jobs
 from billing import jobs as billing_jobs
-from provisioning.jobs import provisioning_jobs_reap, stores_tls_renew
+from provisioning.jobs import provisioning_jobs_reap, stores_tls_renew, stores_usage_sample
 from shophosting import jobs
 
 cron.register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
@@ -33,3 +33,5 @@ cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
 # The platform itself: database, nginx sites, certificates and env file; and the application code. Daily.
 cron.register(backup_jobs.system_backup, "backups", cron="17 2 * * *")
 cron.register(backup_jobs.code_backup, "backups", cron="37 2 * * *")
+# Memory and CPU of each active store, for the chart on its page.
+cron.register(stores_usage_sample, "default", interval=5 * 60)

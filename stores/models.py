@@ -114,3 +114,20 @@ class StoreEvent(models.Model):
 
     def __str__(self):
         return f"{self.store_id}: {self.old_status} → {self.new_status}"
+
+
+class StoreUsageSample(models.Model):
+    """Memory and CPU of a store's containers together, sampled from the Docker engine by a periodic job."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="usage_samples")
+    taken_at = models.DateTimeField(db_index=True)
+    memory_bytes = models.BigIntegerField()
+    memory_limit_bytes = models.BigIntegerField()
+    cpu_percent = models.FloatField(help_text="Of one CPU: 150 means one and a half CPUs busy.")
+
+    class Meta:
+        ordering = ["taken_at"]
+        indexes = [models.Index(fields=["store", "taken_at"])]
+
+    def __str__(self):
+        return f"store {self.store_id} at {self.taken_at:%H:%M}: {self.memory_bytes >> 20} MB, {self.cpu_percent:.0f}%"

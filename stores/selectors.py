@@ -47,4 +47,51 @@ def host_usage_list() -> list[HostUsage]:
 
 
 def store_list_for_customer(customer):
-    return Store.objects.filter(customer=customer).exclude(status=Store.Status.DELETED).select_related("plan")
+    """The customer's stores with their plan and the time of their last good backup, in one query."""
+    from django.db.models import OuterRef, Subquery
+
+    from backups.models import BackupRun, RunStatus
+
+    last_backup = BackupRun.objects.filter(store=OuterRef("pk"), status=RunStatus.SUCCEEDED).order_by("-finished_at")
+    return (
+        Store.objects.filter(customer=customer)
+        .exclude(status=Store.Status.DELETED)
+        .select_related("plan")
+        .annotate(last_backup_at=Subquery(last_backup.values("finished_at")[:1]))
+    )
+
+
+def store_usage_chart(store: Store, *, now=None, width: int = 600, height: int = 120) -> dict | None:
+    """The last 24 h of memory and CPU samples as SVG polyline points (x: time, y: share of the limit)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from stores.models import StoreUsageSample
+
+    now = now or timezone.now()
+    start = now - timedelta(hours=24)
+    samples = list(StoreUsageSample.objects.filter(store=store, taken_at__gte=start).order_by("taken_at"))
+    if not samples:
+        return None
+    span = (now - start).total_seconds()
+
+    def x(sample) -> float:
+        return round((sample.taken_at - start).total_seconds() / span * width, 1)
+
+    def y(share: float) -> float:
+        return round(height - min(max(share, 0.0), 1.0) * height, 1)
+
+    cpu_limit = float(store.cpus) * 100 or 100
+    latest = samples[-1]
+    return {
+        "width": width,
+        "height": height,
+        "memory_points": " ".join(f"{x(s)},{y(s.memory_bytes / (s.memory_limit_bytes or 1))}" for s in samples),
+        "cpu_points": " ".join(f"{x(s)},{y(s.cpu_percent / cpu_limit)}" for s in samples),
+        "memory_mb": latest.memory_bytes >> 20,
+        "memory_limit_mb": latest.memory_limit_bytes >> 20,
+        "cpu_percent": round(latest.cpu_percent, 1),
+        "cpu_limit_percent": round(cpu_limit),
+        "samples": len(samples),
+    }

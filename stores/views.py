@@ -1,12 +1,18 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
+from provisioning.exceptions import JobConflict
+from provisioning.models import ProvisioningJob
 from provisioning.selectors import job_latest_for_store, job_progress
+from provisioning.services import job_enqueue
+from stores.exceptions import InvalidTransition
 from stores.models import Store
+from stores.selectors import store_usage_chart
 from stores.services import store_credentials
 
 
@@ -24,7 +30,7 @@ def store_detail_view(request, store_id: int):
     return render(
         request,
         "stores/store_detail.html",
-        {"store": store, "job": job, "progress": job_progress(job) if job else None},
+        {"store": store, "job": job, "progress": job_progress(job) if job else None, "usage": store_usage_chart(store)},
     )
 
 
@@ -58,3 +64,18 @@ def store_credentials_view(request, store_id: int):
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+@require_POST
+@login_required
+def store_restart_view(request, store_id: int):
+    """Restart the store's containers as a job; the store page follows it live."""
+    store = _own_store(request, store_id)
+    try:
+        job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART, actor=request.user)
+    except (JobConflict, InvalidTransition) as exc:
+        messages.error(request, f"The store cannot be restarted now: {exc}")
+    else:
+        audit_record(event="store_restart_requested", request=request, store_id=store.pk)
+        messages.success(request, "Restarting your store. It is back in a few seconds.")
+    return redirect("stores:detail", store.pk)

@@ -1,12 +1,13 @@
 """Public forms and error pages: bad input gets a clear message and loses nothing."""
 
-from datetime import timedelta
+import datetime
+import zoneinfo
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 
 from consultations.models import ConsultationRequest, ContactMessage
+from tests.consultation_slots import business_slot
 
 pytestmark = pytest.mark.django_db
 
@@ -31,29 +32,43 @@ def test_contact_form_with_a_bad_email_keeps_what_was_typed(client):
 
 
 def test_consultation_in_the_past_is_refused_with_a_reason(client):
-    past = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
-    response = client.post(
-        "/consultation/", {"name": "Ada", "email": "a@example.com", "platform": "magento", "preferred_time": past}
-    )
+    past = {**business_slot(days_ahead=-7), "name": "Ada", "email": "a@example.com", "platform": "magento"}
+    response = client.post("/consultation/", past)
     assert response.status_code == 200
-    assert "Please pick a time in the future." in response.content.decode()
+    assert "Please pick a time at least an hour from now." in response.content.decode()
     assert ConsultationRequest.objects.count() == 0
 
 
-def test_consultation_request_is_saved(client):
-    future = (timezone.now() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
-    response = client.post(
-        "/consultation/",
-        {
-            "name": "Ada",
-            "email": "a@example.com",
-            "platform": "woocommerce",
-            "preferred_time": future,
-            "message": "Migrating",
-        },
-    )
+def test_consultation_outside_business_days_or_hours_is_refused_with_field_errors(client):
+    base = {"name": "Ada", "email": "a@example.com", "platform": "magento"}
+    late = client.post("/consultation/", {**base, **business_slot(hour=20)}).content.decode()
+    assert "we take calls from 9:00 to 17:00 there" in late
+    saturday = business_slot()
+    saturday_date = datetime.date.fromisoformat(saturday["date"])
+    saturday_date += datetime.timedelta(days=(5 - saturday_date.weekday()) % 7)
+    weekend = client.post("/consultation/", {**base, **saturday, "date": saturday_date.isoformat()})
+    assert "We take calls Monday to Friday" in weekend.content.decode()
+    bad_zone = client.post("/consultation/", {**base, **business_slot(), "timezone": "Mars/Olympus"})
+    assert "Select a valid choice" in bad_zone.content.decode()
+    assert ConsultationRequest.objects.count() == 0
+
+
+def test_consultation_request_is_saved_confirmed_to_the_prospect_and_sent_to_sales(
+    client, django_capture_on_commit_callbacks
+):
+    slot = business_slot(visitor_zone="Asia/Tokyo")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/consultation/",
+            {"name": "Ada", "email": "a@example.com", "platform": "woocommerce", "message": "Migrating", **slot},
+        )
     assert response.status_code == 302
-    assert ConsultationRequest.objects.get().status == ConsultationRequest.Status.REQUESTED
+    consultation = ConsultationRequest.objects.get()
+    assert consultation.status == ConsultationRequest.Status.REQUESTED and consultation.timezone == "Asia/Tokyo"
+    assert consultation.preferred_time.astimezone(zoneinfo.ZoneInfo("America/New_York")).hour == 11
+    confirmation, notice = mail.outbox
+    assert confirmation.to == ["a@example.com"] and slot["time"] in confirmation.body and confirmation.alternatives
+    assert notice.to == ["sales@shophosting.local"] and "Asia/Tokyo" in notice.body
 
 
 def test_unknown_page_is_a_friendly_404(client):

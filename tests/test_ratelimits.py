@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.utils import timezone
 from django_ratelimit.core import _get_window, _split_rate
 
 from accounts.models import AuditEvent
 from consultations.models import ConsultationRequest, ContactMessage
 from shophosting.ratelimits import RATE_LIMITS
+from tests.consultation_slots import business_slot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls")]
 
@@ -38,15 +38,10 @@ def contact_payload(n):
 
 
 def consultation_payload(n):
-    return {
-        "name": "Ada",
-        "email": "ada@example.com",
-        "platform": "magento",
-        "preferred_time": (timezone.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
-        "message": f"Call {n}",
-    }
+    return {"name": "Ada", "email": "ada@example.com", "platform": "magento", "message": f"Call {n}", **SLOT}
 
 
+SLOT = business_slot(days_ahead=10)
 ENDPOINTS = {
     "customer_login": ("/accounts/login/", login_payload),
     "staff_login": ("/admin/login/", login_payload),

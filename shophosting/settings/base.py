@@ -385,3 +385,10 @@ SYSTEM_BACKUP_EXTRA_PATHS = env.list("SYSTEM_BACKUP_EXTRA_PATHS", default=[])
 # --- Support tickets ----------------------------------------------------------------------------
 # Attachments live here, outside the web root and MEDIA_ROOT; only the download view serves them.
 TICKET_ATTACHMENT_DIR = env("TICKET_ATTACHMENT_DIR", default=str(BASE_DIR / "var" / "private" / "attachments"))
+
+# --- Consultations ------------------------------------------------------------------------------
+# Sales gets consultation requests; calls are booked on these weekdays (0 = Monday) and hours, in this zone.
+SALES_EMAIL = env("SALES_EMAIL", default="sales@shophosting.local")
+CONSULTATION_TIMEZONE = env("CONSULTATION_TIMEZONE", default="America/New_York")
+CONSULTATION_DAYS = [int(day) for day in env.list("CONSULTATION_DAYS", default=["0", "1", "2", "3", "4"])]
+CONSULTATION_HOURS = tuple(int(hour) for hour in env.list("CONSULTATION_HOURS", default=["9", "17"]))
