@@ -15,5 +15,7 @@ urlpatterns = [
     path("password/change/done/", views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("email/change/", views.email_change_view, name="email_change"),
     path("email/change/confirm/<str:token>/", views.email_change_confirm_view, name="email_change_confirm"),
+    path("two-factor/", views.two_factor_view, name="two_factor"),
+    path("two-factor/code/", views.second_factor_view, name="second_factor"),
     path("", views.account_home_view, name="home"),
 ]

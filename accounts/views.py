@@ -4,7 +4,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
 
+from accounts import two_factor
 from accounts.forms import EmailChangeForm, LoginForm
 from accounts.services import EmailChangeRefused, audit_record, email_change_confirm, email_change_request
 from billing.selectors import subscriptions_with_room
@@ -114,3 +116,44 @@ def email_change_confirm_view(request, token: str):
     return render(
         request, FORM_PAGE, {"title": "E-mail address changed", "intro": f"You sign in with {user.email} now."}
     )
+
+
+@login_required
+def two_factor_view(request):
+    """Turn two-factor sign-in on (scan, type a code, keep the recovery codes) or off (with the password)."""
+    context = {"enabled": two_factor.is_enabled(request.user)}
+    if request.method == "POST" and request.POST.get("action") == "start":
+        two_factor.setup_start(user=request.user)
+        return redirect("accounts:two_factor")
+    if request.method == "POST" and request.POST.get("action") == "confirm":
+        codes = two_factor.setup_confirm(user=request.user, token=request.POST.get("token", ""), request=request)
+        if codes:
+            return render(request, "accounts/two_factor.html", {"enabled": True, "recovery_codes": codes})
+        messages.error(request, "That code did not match. Check the time on your phone and try the newest code.")
+    if request.method == "POST" and request.POST.get("action") == "disable":
+        if request.user.check_password(request.POST.get("password", "")):
+            two_factor.disable(user=request.user, request=request)
+            messages.success(request, "Two-factor sign-in is off.")
+            return redirect("accounts:two_factor")
+        messages.error(request, "That is not your password; two-factor sign-in stays on.")
+    pending = None if context["enabled"] else two_factor.setup_pending(user=request.user)
+    if pending is not None:
+        uri = two_factor.provisioning_uri(pending)
+        context.update(pending=True, qr_svg=two_factor.qr_svg(uri), secret=uri.split("secret=")[1].split("&")[0])
+    return render(request, "accounts/two_factor.html", context)
+
+
+@login_required
+@rate_limited("customer_login")
+def second_factor_view(request):
+    """The code page after the password, for customers who turned two-factor on."""
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = reverse("accounts:home")
+    if request.method == "POST":
+        if two_factor.verify(request=request, token=request.POST.get("token", "")):
+            return redirect(next_url)
+        messages.error(request, "That code is not right. Use the newest code from your app, or a recovery code.")
+    return render(request, "accounts/second_factor.html", {"next": next_url})

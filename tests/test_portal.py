@@ -2,10 +2,13 @@
 and restarting a store as a job."""
 
 import re
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from backups.models import BackupRun
 from provisioning import docker_client
@@ -148,3 +151,61 @@ def test_email_change_takes_effect_only_when_the_new_address_confirms(client, us
     replay = client.get(link)
     assert replay.status_code == 400 and "already used" in replay.content.decode()
     assert client.get(link[:-5] + "xxxx/").status_code == 400  # a forged token
+
+
+def test_two_factor_sign_in_with_an_app_code_and_single_use_recovery_codes(client, user_factory):
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = user_factory(email="careful@example.com", password="careful password 123")
+    client.force_login(user)
+    url = reverse("accounts:two_factor")
+    client.post(url, {"action": "start"})
+    setup = client.get(url).content.decode()
+    assert "<svg" in setup and "Key:" in setup
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+
+    wrong = client.post(url, {"action": "confirm", "token": "000000"}, follow=True)
+    assert "did not match" in wrong.content.decode()
+    # django-otp throttles a device after a wrong code (1 s, then doubling): come back a little later.
+    with time_machine.travel(timezone.now() + timedelta(seconds=5)):
+        done = client.post(url, {"action": "confirm", "token": f"{totp(device.bin_key):06d}"}).content.decode()
+    codes = re.findall(r"<li><code>([^<]+)</code></li>", done)
+    assert "Two-factor sign-in is on" in done and len(codes) == 10
+
+    client.post(reverse("accounts:logout"))
+    login = {"username": "careful@example.com", "password": "careful password 123"}
+    client.post(reverse("accounts:login"), login)
+    gate = client.get(reverse("billing:page"))
+    assert gate.status_code == 302 and gate["Location"].startswith(reverse("accounts:second_factor"))
+    code_url = reverse("accounts:second_factor")
+    refused = client.post(code_url, {"token": "123456", "next": "/billing/"}, follow=True)
+    assert "That code is not right" in refused.content.decode()
+    assert client.get(reverse("stores:detail", args=[1])).status_code == 302  # still gated
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=5)):  # past the throttle of the wrong code
+        passed = client.post(code_url, {"token": codes[0], "next": "/billing/"})
+        assert passed.status_code == 302 and passed["Location"] == "/billing/"
+        assert client.get(reverse("billing:page")).status_code == 200
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=10)):
+        client.post(reverse("accounts:logout"))
+        client.post(reverse("accounts:login"), login)
+        reused = client.post(code_url, {"token": codes[0]}, follow=True)
+        assert "That code is not right" in reused.content.decode()  # a recovery code works once
+    with time_machine.travel(timezone.now() + timedelta(seconds=80)):  # a new minute for the sign-in rate limit
+        # The code page only ever sends people back into this site.
+        offsite = client.post(code_url, {"token": codes[1], "next": "https://evil.example/steal"})
+        assert offsite["Location"] == reverse("accounts:home")
+
+
+def test_sign_in_never_redirects_off_site(client, user_factory):
+    user_factory(email="plain@example.com", password="plain password 123")
+    login = {"username": "plain@example.com", "password": "plain password 123"}
+
+    offsite = client.post(reverse("accounts:login") + "?next=https://evil.example/", login)
+    client.post(reverse("accounts:logout"))
+    onsite = client.post(reverse("accounts:login") + "?next=/billing/", {**login, "next": "/billing/"})
+
+    assert offsite.status_code == 302 and "evil.example" not in offsite["Location"]
+    assert onsite["Location"] == "/billing/"

@@ -51,6 +51,9 @@ WAGTAIL_APPS = [
     "taggit",
 ]
 THIRD_PARTY_APPS = [
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "djstripe",
     "django_rq",
     "axes",
@@ -77,7 +80,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the second factor.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Customers who turned on two-factor sign-in reach nothing else until the session is verified.
+    "accounts.middleware.SecondFactorRequiredMiddleware",
     # After auth and messages: it logs the user out and leaves a message for the login page.
     "shophosting.middleware.IdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -392,3 +399,6 @@ SALES_EMAIL = env("SALES_EMAIL", default="sales@shophosting.local")
 CONSULTATION_TIMEZONE = env("CONSULTATION_TIMEZONE", default="America/New_York")
 CONSULTATION_DAYS = [int(day) for day in env.list("CONSULTATION_DAYS", default=["0", "1", "2", "3", "4"])]
 CONSULTATION_HOURS = tuple(int(hour) for hour in env.list("CONSULTATION_HOURS", default=["9", "17"]))
+
+# Two-factor sign-in: the issuer name shown in authenticator apps.
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="ShopHosting")
