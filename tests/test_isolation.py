@@ -69,7 +69,9 @@ MISSING = {
     "number": "TKT-999999",
     "attachment_id": 999_999,
 }
-PUBLIC_PARAMETERS = {"plan_slug"}  # /signup/<plan>/ is public
+# Not object ids: /signup/<plan>/ is public, and reset or e-mail-change links carry signed tokens
+# (tested in test_portal.py: forged or reused tokens are refused).
+PUBLIC_PARAMETERS = {"plan_slug", "uidb64", "token"}
 
 
 def same(content: bytes) -> bytes:
@@ -104,3 +106,12 @@ def test_every_customer_url_answers_another_customers_ids_like_missing_ones(clie
             assert (foreign.status_code, same(foreign.content)) == (missing.status_code, same(missing.content)), name
     # Nothing was created for the intruder by any of those requests.
     assert BackupRun.objects.count() == 1 and RestoreRun.objects.count() == 1
+
+
+def test_staff_only_pages_refuse_customers(client, user_factory, settings):
+    client.force_login(user_factory(email="customer@example.com"))
+    for path in (f"/{settings.ADMIN_URL}", "/django-rq/", f"/{settings.WAGTAIL_ADMIN_URL}"):
+        response = client.get(path)
+        assert response.status_code in (302, 403), path
+        if response.status_code == 302:
+            assert "login" in response["Location"], path  # sent to the staff sign-in, not let in
