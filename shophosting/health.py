@@ -79,11 +79,16 @@ CHECKS = {"database": check_database, "redis": check_redis, "docker": check_dock
 INFORMATIONAL = {"system_backup": check_system_backup}
 
 
+def health_report() -> tuple[bool, dict, dict]:
+    """(healthy, checks, informational checks): what /healthz and `manage.py check_health` report."""
+    results = {name: _timed(check) for name, check in CHECKS.items()}
+    info = {name: _timed(check) for name, check in INFORMATIONAL.items()}
+    return all(result["ok"] for result in results.values()), results, info
+
+
 @never_cache
 def healthz(request):
-    results = {name: _timed(check) for name, check in CHECKS.items()}
-    healthy = all(result["ok"] for result in results.values())
-    info = {name: _timed(check) for name, check in INFORMATIONAL.items()}
+    healthy, results, info = health_report()
     return JsonResponse(
         {"status": "ok" if healthy else "degraded", "checks": results, "info": info}, status=200 if healthy else 503
     )
