@@ -1,11 +1,20 @@
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from consultations.models import ConsultationRequest, ContactMessage, Ticket
-from consultations.services import TicketClosed, ticket_reply_staff, ticket_transition
+from consultations.services import (
+    IllegalTransition,
+    TicketClosed,
+    consultation_transition,
+    ticket_reply_staff,
+    ticket_transition,
+)
 
 
 @admin.register(ContactMessage)
@@ -16,12 +25,84 @@ class ContactMessageAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "name", "email", "company", "subject", "message"]
 
 
+def _consultation_action(to: str, label: str):
+    @admin.action(description=label, permissions=["change"])
+    def action(modeladmin, request, queryset):
+        done = 0
+        for consultation in queryset:
+            try:
+                consultation_transition(consultation_id=consultation.pk, to=to, actor=request.user)
+                done += 1
+            except IllegalTransition as exc:
+                modeladmin.message_user(request, str(exc), messages.ERROR)
+        if done:
+            modeladmin.message_user(request, f"{done} consultation(s): {label.lower()}.", messages.SUCCESS)
+
+    action.__name__ = f"mark_{to}"
+    return action
+
+
 @admin.register(ConsultationRequest)
 class ConsultationRequestAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "name", "email", "platform", "preferred_time", "status"]
-    list_filter = ["status", "platform"]
-    search_fields = ["name", "email", "company"]
-    readonly_fields = ["created_at"]
+    list_display = ["preferred_time", "name", "contact", "platform", "status", "assignee", "created_at"]
+    list_filter = ["status", "platform", ("preferred_time", admin.DateFieldListFilter), "assignee"]
+    list_select_related = ["assignee"]
+    search_fields = ["name", "email", "phone", "company"]
+    fields = [
+        "name",
+        "contact",
+        "company",
+        "platform",
+        "preferred_time",
+        "timezone",
+        "message",
+        "status",
+        "assignee",
+        "staff_notes",
+        "created_at",
+    ]
+    readonly_fields = [
+        "name",
+        "contact",
+        "company",
+        "platform",
+        "preferred_time",
+        "timezone",
+        "message",
+        "status",
+        "created_at",
+    ]
+    actions = [
+        _consultation_action(ConsultationRequest.Status.CONFIRMED, "Confirm"),
+        _consultation_action(ConsultationRequest.Status.COMPLETED, "Mark completed"),
+        _consultation_action(ConsultationRequest.Status.NO_SHOW, "Mark no-show"),
+        _consultation_action(ConsultationRequest.Status.CANCELLED, "Cancel"),
+    ]
+
+    def has_add_permission(self, request):
+        return False  # requests come from the public booking form
+
+    @admin.display(description="Contact")
+    def contact(self, consultation):
+        phone = (
+            format_html(' · <a href="tel:{}">{}</a>', consultation.phone.replace(" ", ""), consultation.phone)
+            if consultation.phone
+            else ""
+        )
+        return format_html('<a href="mailto:{}">{}</a>{}', consultation.email, consultation.email, phone)
+
+    def changelist_view(self, request, extra_context=None):
+        now = timezone.now()
+        today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+        week = today - timedelta(days=today.weekday())
+        stats = ConsultationRequest.objects.aggregate(
+            total=Count("pk"),
+            today=Count("pk", filter=Q(created_at__gte=today)),
+            this_week=Count("pk", filter=Q(created_at__gte=week)),
+            pending=Count("pk", filter=Q(status=ConsultationRequest.Status.PENDING)),
+            confirmed=Count("pk", filter=Q(status=ConsultationRequest.Status.CONFIRMED)),
+        )
+        return super().changelist_view(request, {**(extra_context or {}), "consultation_stats": stats})
 
 
 class TicketAdminForm(forms.ModelForm):

@@ -27,10 +27,11 @@ class ConsultationRequest(models.Model):
     """A visitor asks for a call; staff move it through the pipeline."""
 
     class Status(models.TextChoices):
-        REQUESTED = "requested", "Requested"
-        SCHEDULED = "scheduled", "Scheduled"
+        PENDING = "pending", "Pending"
+        CONFIRMED = "confirmed", "Confirmed"
         COMPLETED = "completed", "Completed"
         CANCELLED = "cancelled", "Cancelled"
+        NO_SHOW = "no_show", "No-show"
 
     class Platform(models.TextChoices):
         WOOCOMMERCE = "woocommerce", "WooCommerce"
@@ -46,13 +47,36 @@ class ConsultationRequest(models.Model):
     preferred_time = models.DateTimeField(help_text="When the visitor would like the call (stored in UTC).")
     timezone = models.CharField(max_length=64, default="UTC", help_text="The visitor's time zone (IANA name).")
     message = models.TextField(max_length=5000, blank=True)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_consultations",
+        limit_choices_to={"is_staff": True},
+    )
+    staff_notes = models.TextField(blank=True, help_text="For staff only.")
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self):
         return f"{self.name} <{self.email}> {self.preferred_time:%Y-%m-%d %H:%M}"
+
+
+class ConsultationEvent(models.Model):
+    consultation = models.ForeignKey(ConsultationRequest, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    old_status = models.CharField(max_length=20, blank=True)
+    new_status = models.CharField(max_length=20)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.consultation_id}: {self.old_status or '∅'} → {self.new_status}"
 
 
 class Ticket(models.Model):

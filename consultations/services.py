@@ -5,8 +5,10 @@ from django.core.mail import send_mail
 from django.db import transaction
 
 from accounts.models import User
+from accounts.services import audit_record
 from consultations.attachments import attachment_check, attachment_store
 from consultations.models import (
+    ConsultationEvent,
     ConsultationRequest,
     ContactMessage,
     Ticket,
@@ -168,3 +170,36 @@ def ticket_reply_staff(*, ticket_id: int, author: User, body: str, internal: boo
         email = ticket.customer.email
         transaction.on_commit(lambda: email_send(template="ticket_reply", to=[email], context=context))
     return message
+
+
+# --- Consultations pipeline (staff) -----------------------------------------------------------------------
+
+C = ConsultationRequest.Status
+CONSULTATION_ALLOWED_FROM = {
+    C.CONFIRMED: {C.PENDING},
+    C.COMPLETED: {C.CONFIRMED},
+    C.NO_SHOW: {C.CONFIRMED},
+    C.CANCELLED: {C.PENDING, C.CONFIRMED},
+}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def consultation_transition(*, consultation_id: int, to: str, actor: User | None = None) -> ConsultationRequest:
+    """The one writer of ConsultationRequest.status: pending → confirmed → completed | no_show; pending or
+    confirmed → cancelled. Anything else is refused."""
+    with transaction.atomic():
+        consultation = ConsultationRequest.objects.select_for_update().get(pk=consultation_id)
+        if consultation.status not in CONSULTATION_ALLOWED_FROM.get(to, set()):
+            raise IllegalTransition(
+                f"{consultation.name}: a {consultation.get_status_display().lower()} consultation cannot become "
+                f"{C(to).label.lower()}."
+            )
+        old = consultation.status
+        consultation.status = to
+        consultation.save(update_fields=["status"])
+        ConsultationEvent.objects.create(consultation=consultation, old_status=old, new_status=to, actor=actor)
+    audit_record(event="consultation_status_changed", actor=actor, consultation=consultation.pk, old=old, new=to)
+    return consultation

@@ -64,7 +64,7 @@ def test_consultation_request_is_saved_confirmed_to_the_prospect_and_sent_to_sal
         )
     assert response.status_code == 302
     consultation = ConsultationRequest.objects.get()
-    assert consultation.status == ConsultationRequest.Status.REQUESTED and consultation.timezone == "Asia/Tokyo"
+    assert consultation.status == ConsultationRequest.Status.PENDING and consultation.timezone == "Asia/Tokyo"
     assert consultation.preferred_time.astimezone(zoneinfo.ZoneInfo("America/New_York")).hour == 11
     confirmation, notice = mail.outbox
     assert confirmation.to == ["a@example.com"] and slot["time"] in confirmation.body and confirmation.alternatives
