@@ -1,8 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import AuditEvent, User
+from accounts.services import staff_password_reset
 
 
 @admin.register(User)
@@ -18,6 +20,27 @@ class UserAdmin(DjangoUserAdmin):
         (_("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    actions = ["reset_staff_password"]
+
+    @admin.action(description="Reset password (temporary, to be changed at next sign-in)")
+    def reset_staff_password(self, request, queryset):
+        if not request.user.is_superuser:
+            raise PermissionDenied  # only super admins manage staff accounts
+        for user in queryset.filter(is_staff=True):
+            try:
+                shown_once = staff_password_reset(user=user, actor=request.user, request=request)
+            except PermissionError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            if shown_once:
+                self.message_user(
+                    request,
+                    f"The e-mail to {user.email} failed. Give them this temporary password now; it is not shown "
+                    f"again: {shown_once}",
+                    messages.WARNING,
+                )
+            else:
+                self.message_user(request, f"{user.email} was e-mailed a temporary password.", messages.SUCCESS)
 
 
 @admin.register(AuditEvent)

@@ -37,6 +37,9 @@ class User(AbstractUser):
     username = None
     email = models.EmailField("e-mail address", unique=True)
     company = models.CharField(max_length=200, blank=True)
+    must_change_password = models.BooleanField(
+        default=False, help_text="Set with a temporary password: the admin is closed to them until they change it."
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -48,6 +51,11 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.email
+
+    def set_password(self, raw_password):
+        # Any new password the user sets ends a temporary one; staff_password_reset sets the flag again after.
+        super().set_password(raw_password)
+        self.must_change_password = False
 
 
 class AuditEvent(models.Model):

@@ -3,6 +3,7 @@ import logging
 import secrets
 from ipaddress import ip_address
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -10,6 +11,8 @@ from django.utils import timezone
 from accounts.models import AuditEvent, User
 from accounts.roles import Role
 from shophosting.client_ip import client_ip
+
+logger = logging.getLogger(__name__)
 
 security_log = logging.getLogger("shophosting.security")
 
@@ -120,3 +123,30 @@ def email_change_confirm(*, token: str) -> User:
         user.save(update_fields=["email"])
     audit_record(event="email_changed", actor=user, old_email=data["old"])
     return user
+
+
+def staff_password_reset(*, user: User, actor: User, request=None) -> str | None:
+    """A 16-character temporary password that must be changed at the next sign-in, e-mailed to the staff
+    member. Returns it only when the e-mail could not be sent, so the screen shows it once (and that is audited)."""
+    from django.core.mail import send_mail
+
+    if user.pk == actor.pk:
+        raise PermissionError("Change your own password from the admin's password page instead.")
+    password = temporary_password()
+    user.set_password(password)
+    user.must_change_password = True
+    user.save(update_fields=["password", "must_change_password"])
+    try:
+        send_mail(
+            "Your temporary ShopHosting staff password",
+            f"Hello,\n\n{actor.email} reset your staff password. Sign in with this temporary password and choose "
+            f"a new one right away:\n\n{password}\n\nShopHosting",
+            settings.DEFAULT_FROM_EMAIL,
+            [user.email],
+        )
+    except Exception as exc:  # noqa: BLE001 - any mail failure: the password is shown once instead
+        audit_record(event="staff_password_reset", request=request, actor=actor, user=user.email, delivered=False)
+        logger.warning("temporary password for %s not e-mailed: %s", user.email, exc)
+        return password
+    audit_record(event="staff_password_reset", request=request, actor=actor, user=user.email, delivered=True)
+    return None

@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # Customers who turned on two-factor sign-in reach nothing else until the session is verified.
     "accounts.middleware.SecondFactorRequiredMiddleware",
+    # Staff on a temporary password reach no admin page but the password change.
+    "accounts.middleware.ForcedPasswordChangeMiddleware",
     # After auth and messages: it logs the user out and leaves a message for the login page.
     "shophosting.middleware.IdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
