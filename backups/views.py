@@ -14,14 +14,13 @@ from backups import restic, selectors, services
 from backups.models import BackupRun, RestoreRun
 from shophosting.ratelimits import rate_limited
 from stores.models import Store
+from stores.selectors import store_of_customer_or_404
 
 BACKUP_STATUSES = (Store.Status.ACTIVE, Store.Status.SUSPENDED)
 
 
 def _own_store(request, store_id: int) -> Store:
-    return get_object_or_404(
-        Store.objects.select_related("plan").exclude(status=Store.Status.DELETED), pk=store_id, customer=request.user
-    )
+    return store_of_customer_or_404(request.user, store_id)
 
 
 def _own_snapshot(store: Store, snapshot_id: str) -> BackupRun:

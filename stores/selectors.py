@@ -95,3 +95,12 @@ def store_usage_chart(store: Store, *, now=None, width: int = 600, height: int =
         "cpu_limit_percent": round(cpu_limit),
         "samples": len(samples),
     }
+
+
+def store_of_customer_or_404(customer, store_id: int) -> Store:
+    """The customer's store; another customer's id is a 404, the same as a missing one: ids reveal nothing."""
+    from django.shortcuts import get_object_or_404
+
+    return get_object_or_404(
+        Store.objects.select_related("plan").exclude(status=Store.Status.DELETED), pk=store_id, customer=customer
+    )

@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -12,15 +12,12 @@ from provisioning.selectors import job_latest_for_store, job_progress
 from provisioning.services import job_enqueue
 from stores.exceptions import InvalidTransition
 from stores.models import Store
-from stores.selectors import store_usage_chart
+from stores.selectors import store_of_customer_or_404, store_usage_chart
 from stores.services import store_credentials
 
 
 def _own_store(request, store_id: int) -> Store:
-    # Another customer's store id is a 404, the same as a missing one: ids reveal nothing.
-    return get_object_or_404(
-        Store.objects.select_related("plan").exclude(status=Store.Status.DELETED), pk=store_id, customer=request.user
-    )
+    return store_of_customer_or_404(request.user, store_id)
 
 
 @login_required
