@@ -300,6 +300,37 @@ def _tar_single_file(source: Path, arcname: str, into: Path) -> None:
         archive.add(source, arcname=arcname)
 
 
+def database_import(*, container: str, dump: Path, base_url: str | None) -> None:
+    """Replace the database in `container` (a store's, or a verification's throwaway one) by the dump."""
+    archive = dump.with_suffix(".tar")
+    _tar_single_file(dump, "shophosting-restore.sql", archive)
+    docker_client.container_archive_put(
+        name=container,
+        path="/tmp",  # noqa: S108 - inside the database container
+        tar_path=str(archive),
+        base_url=base_url,
+    )
+    code, output = docker_client.container_exec(name=container, command=IMPORT_COMMAND, base_url=base_url)
+    if code != 0:
+        raise docker_client.ProvisioningError(f"the dump does not import: {output[-2000:]}")
+
+
+def volume_restore(
+    *, snapshot_id: str, suffix: str, mount: str, volume: str, staging: Path, labels: dict, base_url: str | None
+) -> None:
+    """Make `volume` hold exactly the snapshot's files/<suffix>.tar (the engine's archive of `mount`)."""
+    archive = staging / f"{suffix}.tar"
+    restic.dump(snapshot_id, f"/files/{suffix}.tar", into=archive)
+    docker_client.volume_contents_replace(
+        volume=volume,
+        top_directory=Path(mount).name,
+        tar_path=str(archive),
+        image=settings.DOCKER_BASE_IMAGE,
+        labels=labels,
+        base_url=base_url,
+    )
+
+
 def restore_execute(*, restore_id: int) -> RestoreRun | None:
     """Pre-restore backup, stop the app, restore the database and/or files, start, and check over HTTP."""
     from provisioning.steps import app_stop, containers_start, wait_http
@@ -332,29 +363,18 @@ def restore_execute(*, restore_id: int) -> RestoreRun | None:
             dump = staging / DB_DUMP
             restic.dump(run.snapshot_id, f"/{DB_DUMP}", into=dump)
             log(f"dump read from the snapshot ({dump.stat().st_size} bytes)")
-            _tar_single_file(dump, "shophosting-restore.sql", staging / "dump.tar")
-            db = stack.container_name("db")
-            docker_client.container_archive_put(
-                name=db,
-                path="/tmp",  # noqa: S108 - inside the store's own database container
-                tar_path=str(staging / "dump.tar"),
-                base_url=store.host.docker_url,
-            )
-            code, output = docker_client.container_exec(name=db, command=IMPORT_COMMAND, base_url=store.host.docker_url)
-            if code != 0:
-                raise docker_client.ProvisioningError(f"the database import failed: {output[-2000:]}")
+            database_import(container=stack.container_name("db"), dump=dump, base_url=store.host.docker_url)
             log("database replaced by the snapshot's")
 
         if run.scope in (RestoreRun.Scope.FILES, RestoreRun.Scope.ALL):
             step = "files"
             for suffix, mount in _web_volumes(store).items():
-                archive = staging / f"{suffix}.tar"
-                restic.dump(run.snapshot_id, f"/files/{suffix}.tar", into=archive)
-                docker_client.volume_contents_replace(
+                volume_restore(
+                    snapshot_id=run.snapshot_id,
+                    suffix=suffix,
+                    mount=mount,
                     volume=stack.volume_name(suffix),
-                    top_directory=Path(mount).name,
-                    tar_path=str(archive),
-                    image=settings.DOCKER_BASE_IMAGE,
+                    staging=staging,
                     labels={**stack.labels, "shophosting.role": "restore-helper"},
                     base_url=store.host.docker_url,
                 )

@@ -86,7 +86,8 @@ def _front_page_status(container: str, domain: str, base_url: str | None) -> str
 
 
 def snapshot_verify(*, run_id: int) -> BackupRun:
-    from backups.services import DB_DUMP, IMPORT_COMMAND, _tar_single_file, _web_volumes
+    from backups.services import DB_DUMP, _web_volumes, database_import, volume_restore
+    from provisioning.steps import wait_db
 
     run = BackupRun.objects.select_related("store__host", "store__plan").get(pk=run_id)
     if run.status != RunStatus.SUCCEEDED or not run.snapshot_id or run.store is None:
@@ -112,13 +113,12 @@ def snapshot_verify(*, run_id: int) -> BackupRun:
         for suffix, mount in _web_volumes(store).items():
             volume = f"{prefix}-{suffix}"
             docker_client.volume_ensure(name=volume, labels=labels, base_url=base_url)
-            archive = staging / f"{suffix}.tar"
-            restic.dump(run.snapshot_id, f"/files/{suffix}.tar", into=archive)
-            docker_client.volume_contents_replace(
+            volume_restore(
+                snapshot_id=run.snapshot_id,
+                suffix=suffix,
+                mount=mount,
                 volume=volume,
-                top_directory=Path(mount).name,
-                tar_path=str(archive),
-                image=settings.DOCKER_BASE_IMAGE,
+                staging=staging,
                 labels=labels,
                 base_url=base_url,
             )
@@ -146,23 +146,8 @@ def snapshot_verify(*, run_id: int) -> BackupRun:
         db = start("db", {})
         if "cache" in services:
             start("cache", {})
-        _wait(
-            lambda: (
-                docker_client.container_exec(name=db, command=["healthcheck.sh", "--connect"], base_url=base_url)[0]
-                == 0
-            ),
-            120,
-        )
-        _tar_single_file(staging / DB_DUMP, "shophosting-restore.sql", staging / "dump.tar")
-        docker_client.container_archive_put(
-            name=db,
-            path="/tmp",  # noqa: S108 - inside the throwaway database container
-            tar_path=str(staging / "dump.tar"),
-            base_url=base_url,
-        )
-        code, output = docker_client.container_exec(name=db, command=IMPORT_COMMAND, base_url=base_url)
-        if code != 0:
-            raise VerificationFailed(f"the dump does not import: {output[-1000:]}")
+        wait_db(store, lambda message: None, timeout=120, container=db)
+        database_import(container=db, dump=staging / DB_DUMP, base_url=base_url)
         actual = _row_counts(db, sorted(expected), base_url)
         if actual != expected:
             differ = {t: (expected[t], actual.get(t, 0)) for t in expected if expected[t] != actual.get(t, 0)}

@@ -133,8 +133,9 @@ def wait_http(store: Store, log: Log, *, timeout: float) -> None:
     )
 
 
-def wait_db(store: Store, log: Log, *, timeout: float) -> None:
-    name = _stack(store).container_name("db")
+def wait_db(store: Store, log: Log, *, timeout: float, container: str | None = None) -> None:
+    """Until the store's database (or `container`, a copy of it on the same engine) accepts connections."""
+    name = container or _stack(store).container_name("db")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code, _ = docker_client.container_exec(
