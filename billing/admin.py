@@ -7,10 +7,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing import selectors, services, stripe_gateway
+from billing import selectors, services
 from billing.models import Plan, Subscription, SubscriptionEvent
-
-STRIPE_FAILURES = (services.BillingRefused, stripe_gateway.StripeFailure, stripe_gateway.StripeNotConfigured)
 
 
 class PlanSyncForm(forms.Form):
@@ -72,7 +70,7 @@ class PlanAdmin(admin.ModelAdmin):
             for plan in queryset:
                 try:
                     service(plan_id=plan.pk, actor=request.user)
-                except STRIPE_FAILURES as exc:
+                except services.BILLING_FAILURES as exc:
                     self.message_user(request, str(exc), messages.ERROR)
                 else:
                     self.message_user(request, f"{plan}: synced to Stripe.", messages.SUCCESS)
@@ -95,7 +93,7 @@ class PlanAdmin(admin.ModelAdmin):
         for plan in queryset:
             try:
                 moved = services.plan_subscriptions_migrate(plan_id=plan.pk, actor=request.user)
-            except STRIPE_FAILURES as exc:
+            except services.BILLING_FAILURES as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(request, f"{plan}: {len(moved)} subscription(s) moved to the current price.")

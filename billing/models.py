@@ -5,6 +5,11 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
+def money_text(cents) -> str:
+    """Stripe amounts are integer cents: 14900 -> "$149.00"."""
+    return f"${Decimal(cents) / 100:,.2f}"
+
+
 class Platform(models.TextChoices):
     WOOCOMMERCE = "woocommerce", "WooCommerce"
     MAGENTO = "magento", "Magento 2"

@@ -10,7 +10,7 @@ from accounts.models import User
 from accounts.services import audit_record, customer_create
 from backups.services import final_backup_request, store_has_final_backup
 from billing import stripe_gateway
-from billing.models import Plan, Platform, Subscription, SubscriptionEvent
+from billing.models import Plan, Platform, Subscription, SubscriptionEvent, money_text
 from provisioning.models import ProvisioningJob as Job
 from shophosting.emails import email_send
 from stores.exceptions import InvalidTransition
@@ -127,6 +127,10 @@ LIVE_STORE_STATUSES = [s for s in Store.Status.values if s not in (Store.Status.
 
 class BillingRefused(Exception):
     """A request that billing will not carry out; the message says why, in words for the person asking."""
+
+
+# What a Stripe-backed request can fail with; each has a message fit to show the person asking.
+BILLING_FAILURES = (BillingRefused, stripe_gateway.StripeFailure, stripe_gateway.StripeNotConfigured)
 
 
 def subscription_transition(
@@ -539,7 +543,7 @@ def billing_portal_url(*, customer: User, return_url: str) -> str:
 
 
 def _money(cents) -> str:
-    return f"${Decimal(cents or 0) / 100:,.2f}"
+    return money_text(cents or 0)
 
 
 # ---------------------------------------------------------------------------------------------------------

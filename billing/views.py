@@ -17,8 +17,6 @@ from provisioning.selectors import job_latest_for_store, job_progress
 from shophosting.ratelimits import rate_limited
 
 logger = logging.getLogger(__name__)
-# What a customer sees when Stripe cannot be reached or refuses; the account and store are kept either way.
-CHECKOUT_FAILURES = (services.BillingRefused, stripe_gateway.StripeFailure, stripe_gateway.StripeNotConfigured)
 
 
 def _checkout_urls(request) -> dict[str, str]:
@@ -33,7 +31,7 @@ def _checkout_urls(request) -> dict[str, str]:
 def _checkout_redirect(request, subscription: Subscription):
     try:
         url = services.checkout_start(subscription_id=subscription.pk, **_checkout_urls(request))
-    except CHECKOUT_FAILURES as exc:
+    except services.BILLING_FAILURES as exc:
         logger.warning("checkout for subscription %s not started: %s", subscription.pk, exc)
         return render(
             request,
@@ -121,7 +119,7 @@ def billing_portal_view(request):
         url = services.billing_portal_url(
             customer=request.user, return_url=request.build_absolute_uri(reverse("billing:page"))
         )
-    except CHECKOUT_FAILURES as exc:
+    except services.BILLING_FAILURES as exc:
         messages.error(request, f"The billing portal could not be opened: {exc}")
         return redirect("billing:page")
     return redirect(url)

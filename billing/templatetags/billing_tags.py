@@ -1,6 +1,6 @@
-from decimal import Decimal
-
 from django import template
+
+from billing.models import money_text
 
 register = template.Library()
 
@@ -10,4 +10,4 @@ def cents(value) -> str:
     """Stripe amounts are integer cents: 14900 -> "$149.00"."""
     if value in (None, ""):
         return "—"
-    return f"${Decimal(value) / 100:,.2f}"
+    return money_text(value)
