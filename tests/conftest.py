@@ -324,24 +324,12 @@ def stripe_api():
 def stripe_webhook(db, client):
     """POSTs events to dj-stripe's real webhook endpoint, signed with the endpoint's secret."""
     import json as jsonlib
-    import uuid
 
-    from djstripe.models import WebhookEndpoint
-
-    from tests.stripe_fake import StripeFake
+    from tests.stripe_fake import StripeFake, webhook_endpoint_create
 
     secret = "whsec_test_shophosting_webhook_secret"
-    endpoint = WebhookEndpoint.objects.create(
-        id="we_test_shophosting",
-        secret=secret,
-        url="https://shophosting.local/stripe/webhook/",
-        api_version="2026-08-26.dahlia",
-        livemode=False,
-        djstripe_uuid=uuid.uuid4(),
-        djstripe_validation_method="verify_signature",
-        djstripe_tolerance=300,
-        enabled_events=["*"],
-        status="enabled",
+    endpoint = webhook_endpoint_create(
+        endpoint_id="we_test_shophosting", secret=secret, url="https://shophosting.local/stripe/webhook/"
     )
 
     class Webhook:

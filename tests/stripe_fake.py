@@ -268,3 +268,23 @@ class StripeFake:
                 item["price"] = copy.deepcopy(self.objects[change["price"]])
             return 200, {}, json.dumps(sub)
         return _error(400, f"POST /v1/{path} is not faked", code="not_faked")
+
+
+def webhook_endpoint_create(*, endpoint_id: str, secret: str, url: str):
+    """dj-stripe's row for a webhook endpoint whose signatures are checked with `secret`."""
+    import uuid
+
+    from djstripe.models import WebhookEndpoint
+
+    return WebhookEndpoint.objects.create(
+        id=endpoint_id,
+        secret=secret,
+        url=url,
+        api_version="2026-08-26.dahlia",
+        livemode=False,
+        djstripe_uuid=uuid.uuid4(),
+        djstripe_validation_method="verify_signature",
+        djstripe_tolerance=300,
+        enabled_events=["*"],
+        status="enabled",
+    )

@@ -6,6 +6,7 @@ CSP violations, and screenshots land in var/test/screenshots/.
 """
 
 import http.client
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from django.db import connection
 
 from billing.models import Subscription
 from stores.models import Store
-from tests.stripe_fake import StripeFake
+from tests.billing_helpers import complete_checkout
+from tests.stripe_fake import StripeFake, webhook_endpoint_create
 
 pytestmark = [pytest.mark.docker]
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,23 +193,11 @@ def provisioning_worker_process() -> subprocess.Popen:
 def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     browser, platform, stripe_api, store_images, clean_test_stores, acme_server
 ):
-    from djstripe.models import WebhookEndpoint
-
     from accounts.services import customer_create
 
     base_url, priced_plan = platform["url"], platform["plan"]
     secret = "whsec_browser_journey"
-    endpoint = WebhookEndpoint.objects.create(
-        id="we_browser",
-        secret=secret,
-        url=f"{base_url}/stripe/webhook/",
-        api_version="2026-08-26.dahlia",
-        livemode=False,
-        djstripe_validation_method="verify_signature",
-        djstripe_tolerance=300,
-        enabled_events=["*"],
-        status="enabled",
-    )
+    endpoint = webhook_endpoint_create(endpoint_id="we_browser", secret=secret, url=f"{base_url}/stripe/webhook/")
     tab = Tab(browser, base_url)
     page = tab.page
     checkout = CheckoutRedirect()
@@ -229,16 +219,9 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
 
     # Stripe takes the payment and calls the webhook, signed; then sends the customer back.
     subscription = Subscription.objects.get(customer__email="journey@example.com")
-    session = stripe_api.objects[subscription.checkout_session_id]
-    customer = stripe_api.add("customer", email="journey@example.com")
-    stripe_subscription = stripe_api.subscription(
-        customer=customer["id"], price=stripe_api.objects[priced_plan.stripe_price_id], metadata=session["metadata"]
-    )
-    session.update(
-        status="complete", payment_status="paid", customer=customer["id"], subscription=stripe_subscription["id"]
-    )
+    session, _ = complete_checkout(stripe_api, subscription.checkout_session_id, price_id=priced_plan.stripe_price_id)
     event = stripe_api.event("checkout.session.completed", session)
-    payload = __import__("json").dumps(event)
+    payload = json.dumps(event)
     signature = StripeFake.signed_headers(payload, secret)["HTTP_STRIPE_SIGNATURE"]
     webhook = requests.post(
         f"{base_url}/stripe/webhook/{endpoint.djstripe_uuid}/",
