@@ -247,11 +247,8 @@ def stores_usage_sample(*, now=None) -> int:
 
     now = now or timezone.now()
     stores = list(Store.objects.filter(status=S.ACTIVE).select_related("host", "plan"))
-    targets = [
-        (store, stack_for(store).container_name(service.role))
-        for store in stores
-        for service in stack_for(store).services()
-    ]
+    stacks = [(store, stack_for(store)) for store in stores]
+    targets = [(store, stack.container_name(service.role)) for store, stack in stacks for service in stack.services()]
     with ThreadPoolExecutor(max_workers=8) as pool:
         readings = list(
             pool.map(lambda t: docker_client.container_usage(name=t[1], base_url=t[0].host.docker_url), targets)
