@@ -1,57 +1,301 @@
+from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
-from django.utils.translation import gettext_lazy as _
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django_otp import user_has_device
 
-from accounts.models import AuditEvent, User
-from accounts.services import staff_password_reset
+from accounts.models import AuditEvent, Customer, StaffUser
+from accounts.roles import Role
+from accounts.services import (
+    customer_active_set,
+    staff_active_set,
+    staff_create,
+    staff_password_reset,
+    staff_role_of,
+    staff_role_set,
+)
+from stores.models import Store
 
 
-@admin.register(User)
-class UserAdmin(DjangoUserAdmin):
-    ordering = ["email"]
-    list_display = ["email", "first_name", "last_name", "company", "is_staff", "is_active", "last_login"]
-    list_filter = ["is_staff", "is_superuser", "is_active", "groups"]
-    search_fields = ["email", "first_name", "last_name", "company"]
-    fieldsets = (
-        (None, {"fields": ("email", "password")}),
-        (_("Personal info"), {"fields": ("first_name", "last_name", "company")}),
-        (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
-        (_("Important dates"), {"fields": ("last_login", "date_joined")}),
-    )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
-    actions = ["reset_staff_password"]
+def _report(modeladmin, request, done: list[str], refused: list[str], what: str) -> None:
+    if done:
+        modeladmin.message_user(request, f"{what}: {', '.join(done)}.", messages.SUCCESS)
+    for reason in refused:
+        modeladmin.message_user(request, reason, messages.ERROR)
 
-    @admin.action(description="Reset password (temporary, to be changed at next sign-in)")
+
+# --- Admin users (staff) --------------------------------------------------------------------------------
+
+
+class StaffCreateForm(forms.Form):
+    email = forms.EmailField()
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.SUPPORT)
+
+
+class StaffChangeForm(forms.ModelForm):
+    role = forms.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = StaffUser
+        fields = ["email", "first_name", "last_name"]
+
+
+@admin.register(StaffUser)
+class StaffUserAdmin(admin.ModelAdmin):
+    """Only super admins manage staff (the roles give admins view only). Nobody changes their own role or
+    active flag, or deletes their own account, from here."""
+
+    form = StaffChangeForm
+    list_display = ["email", "full_name", "role", "is_active", "two_factor", "last_login"]
+    list_filter = ["is_active", "is_superuser", "groups"]
+    search_fields = ["email", "first_name", "last_name"]
+    fields = ["email", "first_name", "last_name", "role", "is_active", "last_login", "date_joined"]
+    readonly_fields = ["is_active", "last_login", "date_joined"]
+    actions = ["reset_staff_password", "deactivate", "reactivate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups", "totpdevice_set")
+
+    @admin.display(description="name")
+    def full_name(self, user):
+        return user.get_full_name()
+
+    @admin.display(description="role")
+    def role(self, user):
+        role = staff_role_of(user)
+        return role.label if role else "none"
+
+    @admin.display(description="2FA", boolean=True)
+    def two_factor(self, user):
+        return any(device.confirmed for device in user.totpdevice_set.all())
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None:
+            role = staff_role_of(obj)
+            form.base_fields["role"].initial = role.value if role else None
+        return form
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.pk == request.user.pk:
+            return [*self.readonly_fields, "role"]  # your own role is changed by another super admin
+        return self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.pk == request.user.pk:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one at a time, from the account's page, never your own
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "role" in form.cleaned_data and obj.pk != request.user.pk:
+            staff_role_set(user=obj, role=Role(form.cleaned_data["role"]), actor=request.user, request=request)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """A new staff member: their temporary password is e-mailed (or shown once if the mail fails)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = StaffCreateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            fields = form.cleaned_data
+            try:
+                user, shown_once = staff_create(
+                    email=fields["email"],
+                    role=Role(fields["role"]),
+                    first_name=fields["first_name"],
+                    last_name=fields["last_name"],
+                    actor=request.user,
+                    request=request,
+                )
+            except ValueError as exc:
+                form.add_error("email", str(exc))
+            else:
+                self._password_message(request, user, shown_once)
+                return redirect("admin:accounts_staffuser_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add admin user",
+            "opts": self.opts,
+            "form": form,
+            "intro": "They get an e-mail with a temporary password and must choose their own at the first sign-in.",
+        }
+        return TemplateResponse(request, "admin/staff/form_page.html", context)
+
+    def _password_message(self, request, user, shown_once):
+        if shown_once:
+            self.message_user(
+                request,
+                f"The e-mail to {user.email} failed. Give them this temporary password now; it is not shown "
+                f"again: {shown_once}",
+                messages.WARNING,
+            )
+        else:
+            self.message_user(request, f"{user.email} was e-mailed a temporary password.", messages.SUCCESS)
+
+    @admin.action(description="Reset password (temporary, to be changed at next sign-in)", permissions=["change"])
     def reset_staff_password(self, request, queryset):
-        if not request.user.is_superuser:
-            raise PermissionDenied  # only super admins manage staff accounts
-        for user in queryset.filter(is_staff=True):
+        for user in queryset:
             try:
                 shown_once = staff_password_reset(user=user, actor=request.user, request=request)
             except PermissionError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            if shown_once:
-                self.message_user(
-                    request,
-                    f"The e-mail to {user.email} failed. Give them this temporary password now; it is not shown "
-                    f"again: {shown_once}",
-                    messages.WARNING,
-                )
-            else:
-                self.message_user(request, f"{user.email} was e-mailed a temporary password.", messages.SUCCESS)
+            self._password_message(request, user, shown_once)
+
+    def _set_active(self, request, queryset, active: bool):
+        done, refused = [], []
+        for user in queryset:
+            try:
+                staff_active_set(user=user, active=active, actor=request.user, request=request)
+                done.append(user.email)
+            except PermissionError as exc:
+                refused.append(str(exc))
+        _report(self, request, done, refused, "Reactivated" if active else "Deactivated")
+
+    @admin.action(description="Deactivate (cannot sign in)", permissions=["change"])
+    def deactivate(self, request, queryset):
+        self._set_active(request, queryset, False)
+
+    @admin.action(description="Reactivate", permissions=["change"])
+    def reactivate(self, request, queryset):
+        self._set_active(request, queryset, True)
+
+
+# --- Customers -------------------------------------------------------------------------------------------
+
+
+class SubscriptionStateFilter(admin.SimpleListFilter):
+    title = "subscription"
+    parameter_name = "subscription"
+
+    def lookups(self, request, model_admin):
+        from billing.models import Subscription
+
+        return [*Subscription.Status.choices, ("none", "No subscription")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(subscription_state__isnull=True)
+        if self.value():
+            return queryset.filter(subscription_state=self.value())
+        return queryset
+
+
+class CustomerStoreInline(admin.TabularInline):
+    model = Store
+    fk_name = "customer"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["domain", "plan", "status", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    """Merchants. New ones come from signup or from Stores → Add (with the store they order)."""
+
+    list_display = ["email", "full_name", "company", "store_count", "subscription", "is_active", "date_joined"]
+    list_filter = [SubscriptionStateFilter, "is_active", "date_joined"]
+    search_fields = ["email", "first_name", "last_name", "company", "stores__domain"]
+    fields = ["email", "first_name", "last_name", "company", "is_active", "two_factor", "last_login", "date_joined"]
+    readonly_fields = ["is_active", "two_factor", "last_login", "date_joined"]
+    inlines = [CustomerStoreInline]
+    actions = ["deactivate", "reactivate"]
+
+    def get_queryset(self, request):
+        from billing.models import Subscription
+
+        newest = Subscription.objects.filter(customer=OuterRef("pk")).order_by("-created_at", "-pk")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                live_stores=Count("stores", filter=~Q(stores__status=Store.Status.DELETED), distinct=True),
+                subscription_state=Subquery(newest.values("status")[:1]),
+            )
+        )
+
+    @admin.display(description="name")
+    def full_name(self, user):
+        return user.get_full_name()
+
+    @admin.display(description="stores", ordering="live_stores")
+    def store_count(self, user):
+        url = reverse("admin:stores_store_changelist") + f"?customer__id__exact={user.pk}"
+        return format_html('<a href="{}">{}</a>', url, user.live_stores)
+
+    @admin.display(description="subscription", ordering="subscription_state")
+    def subscription(self, user):
+        from billing.models import Subscription
+
+        return dict(Subscription.Status.choices).get(user.subscription_state, "–")
+
+    @admin.display(description="two-factor sign-in", boolean=True)
+    def two_factor(self, user):
+        return user_has_device(user, confirmed=True)
+
+    def has_add_permission(self, request):
+        return False  # a customer comes with a store: Stores → Add
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # their stores, subscriptions and invoices must stay accountable; deactivate instead
+
+    def _set_active(self, request, queryset, active: bool):
+        done = [customer_active_set(user=u, active=active, actor=request.user, request=request).email for u in queryset]
+        _report(self, request, done, [], "Sign-in allowed again for" if active else "Sign-in blocked for")
+
+    @admin.action(description="Block sign-in (stores keep running)", permissions=["change"])
+    def deactivate(self, request, queryset):
+        self._set_active(request, queryset, False)
+
+    @admin.action(description="Allow sign-in again", permissions=["change"])
+    def reactivate(self, request, queryset):
+        self._set_active(request, queryset, True)
+
+
+# --- Audit trail -----------------------------------------------------------------------------------------
+
+
+class ActorFilter(admin.SimpleListFilter):
+    title = "staff member"
+    parameter_name = "actor"
+
+    def lookups(self, request, model_admin):
+        return [(u.pk, u.email) for u in StaffUser.objects.only("pk", "email")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(actor_id=self.value()) if self.value() else queryset
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: the trail is written by accounts.services.audit_record and never edited."""
 
-    list_display = ["created_at", "event", "actor_email", "ip_address", "path"]
-    list_filter = ["event"]
-    search_fields = ["actor_email", "ip_address", "path"]
+    list_display = ["created_at", "event", "actor_email", "ip_address", "object_text", "path"]
+    list_filter = ["event", ActorFilter, "created_at"]
+    search_fields = ["actor_email", "ip_address", "path", "event"]
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    @admin.display(description="object")
+    def object_text(self, event):
+        detail = event.detail or {}
+        return detail.get("object") or detail.get("user") or detail.get("store_id") or ""
 
     def has_add_permission(self, request):
         return False

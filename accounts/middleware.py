@@ -1,11 +1,19 @@
-"""Two-factor sign-in: a customer with a confirmed device reaches nothing but the code page, the sign-out
-and static files until this session has passed the second factor."""
+"""Two-factor sign-in: a user with a confirmed device reaches nothing but the code page, the sign-out and
+static files until this session has passed the second factor. Staff without a device, when
+STAFF_TWO_FACTOR_REQUIRED is on, reach no admin page until they have set one up."""
 
+from urllib.parse import quote
+
+from django.conf import settings
 from django.shortcuts import redirect
 from django.urls import reverse
 from django_otp import user_has_device
 
 ALLOWED_PREFIXES = ("/static/", "/healthz", "/readyz")
+
+
+def _admin_prefixes() -> tuple[str, ...]:
+    return (f"/{settings.ADMIN_URL}", f"/{settings.WAGTAIL_ADMIN_URL}", "/django-rq/")
 
 
 class SecondFactorRequiredMiddleware:
@@ -14,10 +22,21 @@ class SecondFactorRequiredMiddleware:
 
     def __call__(self, request):
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated and not user.is_staff and not user.is_verified():
-            allowed = (reverse("accounts:second_factor"), reverse("accounts:logout"))
-            if not request.path.startswith(allowed + ALLOWED_PREFIXES) and user_has_device(user, confirmed=True):
-                return redirect(f"{reverse('accounts:second_factor')}?next={request.get_full_path()}")
+        if user is None or not user.is_authenticated or user.is_verified():
+            return self.get_response(request)
+        allowed = (
+            reverse("accounts:second_factor"),
+            reverse("accounts:two_factor"),
+            reverse("accounts:logout"),
+            reverse("admin:logout"),
+        )
+        if request.path.startswith(allowed + ALLOWED_PREFIXES):
+            return self.get_response(request)
+        back = quote(request.get_full_path())
+        if user_has_device(user, confirmed=True):
+            return redirect(f"{reverse('accounts:second_factor')}?next={back}")
+        if user.is_staff and settings.STAFF_TWO_FACTOR_REQUIRED and request.path.startswith(_admin_prefixes()):
+            return redirect(f"{reverse('accounts:two_factor')}?next={back}")
         return self.get_response(request)
 
 
@@ -30,10 +49,7 @@ class ForcedPasswordChangeMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and user.must_change_password:
-            from django.conf import settings
-
-            admin_prefixes = (f"/{settings.ADMIN_URL}", f"/{settings.WAGTAIL_ADMIN_URL}", "/django-rq/")
             allowed = (reverse("admin:password_change"), reverse("admin:logout"))
-            if request.path.startswith(admin_prefixes) and not request.path.startswith(allowed):
+            if request.path.startswith(_admin_prefixes()) and not request.path.startswith(allowed):
                 return redirect("admin:password_change")
         return self.get_response(request)

@@ -78,3 +78,34 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.event} {self.actor_email}".strip()
+
+
+class StaffUserManager(UserManager):
+    def get_queryset(self):
+        return super().get_queryset().filter(is_staff=True)
+
+
+class CustomerManager(UserManager):
+    def get_queryset(self):
+        return super().get_queryset().filter(is_staff=False)
+
+
+class StaffUser(User):
+    """Staff accounts, as the admin shows them: only super admins manage them (accounts.staff services)."""
+
+    objects = StaffUserManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "admin user"
+        ordering = ["email"]
+
+
+class Customer(User):
+    """Merchants, as the admin shows them; their stores and subscriptions hang off the User row."""
+
+    objects = CustomerManager()
+
+    class Meta:
+        proxy = True
+        ordering = ["email"]

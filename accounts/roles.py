@@ -17,40 +17,49 @@ class Role(models.TextChoices):
         return Group.objects.get_or_create(name=self.value)[0]
 
 
-# "app_label.codename" permissions per role; "*" is every permission. The staff-admin issue
-# widens these as the admin grows. Pricing (changing plans, syncing them to Stripe) is for super admins only.
+# "app_label.codename" permissions per role; "*" is every permission. The admin enforces them on every page,
+# action and custom view (tests/test_admin_roles.py walks every admin URL for each role).
+#   super_admin: everything, including admin users, the CMS, pricing and the RQ dashboard.
+#   admin: runs operations (stores, jobs, backups, customers, support); views admin users and billing.
+#   support: views customers, stores and jobs; handles tickets and consultations; nothing destructive.
+_SUPPORT_DESK = [
+    "consultations.view_contactmessage",
+    "consultations.change_contactmessage",
+    "consultations.view_consultationrequest",
+    "consultations.change_consultationrequest",
+    "consultations.view_ticket",
+    "consultations.change_ticket",
+    "consultations.view_ticketmessage",
+]
+_VIEW_CUSTOMERS_AND_STORES = [
+    "accounts.view_customer",
+    "stores.view_store",
+    "stores.view_storeevent",
+    "provisioning.view_provisioningjob",
+    "billing.view_plan",
+    "billing.view_subscription",
+    "billing.view_subscriptionevent",
+]
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
     Role.SUPER_ADMIN: "*",
     Role.ADMIN: [
-        "accounts.view_user",
-        "accounts.change_user",
-        "accounts.add_user",
+        *_SUPPORT_DESK,
+        *_VIEW_CUSTOMERS_AND_STORES,
+        "accounts.view_staffuser",
+        "accounts.change_customer",
         "accounts.view_auditevent",
-        "consultations.view_contactmessage",
-        "consultations.change_contactmessage",
-        "consultations.view_consultationrequest",
-        "consultations.change_consultationrequest",
-        "billing.view_plan",
-        "billing.view_subscription",
-        "billing.view_subscriptionevent",
-        "consultations.view_ticket",
-        "consultations.change_ticket",
-        "consultations.view_ticketmessage",
+        "stores.add_store",
+        "stores.change_store",
+        "stores.delete_store",
+        "stores.operate_store",
+        "stores.reveal_store_credentials",
+        "stores.view_host",
+        "backups.view_backuprun",
+        "backups.view_restorerun",
+        "backups.run_system_backup",
+        "provisioning.use_rq_dashboard",
     ],
-    Role.SUPPORT: [
-        "accounts.view_user",
-        "accounts.view_auditevent",
-        "consultations.view_contactmessage",
-        "consultations.change_contactmessage",
-        "consultations.view_consultationrequest",
-        "consultations.change_consultationrequest",
-        "billing.view_plan",
-        "billing.view_subscription",
-        "billing.view_subscriptionevent",
-        "consultations.view_ticket",
-        "consultations.change_ticket",
-        "consultations.view_ticketmessage",
-    ],
+    Role.SUPPORT: [*_SUPPORT_DESK, *_VIEW_CUSTOMERS_AND_STORES],
 }
 
 

@@ -73,7 +73,9 @@ def staff_user_ensure(*, email: str, role: Role, password: str | None = None) ->
 
 
 @transaction.atomic
-def customer_create(*, email: str, password: str, company: str = "", first_name: str = "", last_name: str = "") -> User:
+def customer_create(
+    *, email: str, password: str | None, company: str = "", first_name: str = "", last_name: str = ""
+) -> User:
     return User.objects.create_user(
         email=email, password=password, company=company, first_name=first_name, last_name=last_name
     )
@@ -125,13 +127,14 @@ def email_change_confirm(*, token: str) -> User:
     return user
 
 
-def staff_password_reset(*, user: User, actor: User, request=None) -> str | None:
+def staff_password_reset(
+    *, user: User, actor: User, request=None, why: str = "reset your staff password"
+) -> str | None:
     """A 16-character temporary password that must be changed at the next sign-in, e-mailed to the staff
     member. Returns it only when the e-mail could not be sent, so the screen shows it once (and that is audited)."""
     from django.core.mail import send_mail
 
-    if user.pk == actor.pk:
-        raise PermissionError("Change your own password from the admin's password page instead.")
+    _not_own_account(user, actor, "Change your own password from the admin's password page instead.")
     password = temporary_password()
     user.set_password(password)
     user.must_change_password = True
@@ -139,7 +142,7 @@ def staff_password_reset(*, user: User, actor: User, request=None) -> str | None
     try:
         send_mail(
             "Your temporary ShopHosting staff password",
-            f"Hello,\n\n{actor.email} reset your staff password. Sign in with this temporary password and choose "
+            f"Hello,\n\n{actor.email} {why}. Sign in with this temporary password and choose "
             f"a new one right away:\n\n{password}\n\nShopHosting",
             settings.DEFAULT_FROM_EMAIL,
             [user.email],
@@ -150,3 +153,84 @@ def staff_password_reset(*, user: User, actor: User, request=None) -> str | None
         return password
     audit_record(event="staff_password_reset", request=request, actor=actor, user=user.email, delivered=True)
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Staff accounts: only super admins manage them (the admin checks the permission), and nobody changes the
+# role, the active flag or the password of their own account here, so no one can lock themselves in or out.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _not_own_account(user: User, actor: User, message: str) -> None:
+    if user.pk == actor.pk:
+        raise PermissionError(message)
+
+
+def staff_role_of(user: User) -> Role | None:
+    if user.is_superuser:
+        return Role.SUPER_ADMIN
+    names = {group.name for group in user.groups.all()}
+    return next((role for role in (Role.ADMIN, Role.SUPPORT) if role.value in names), None)
+
+
+def staff_create(
+    *, email: str, role: Role, actor: User, first_name: str = "", last_name: str = "", request=None
+) -> tuple[User, str | None]:
+    """A new staff account in `role` with a temporary password e-mailed to it (to be changed at the first
+    sign-in). Returns the user and the password only when the e-mail failed, to be shown once."""
+    with transaction.atomic():
+        if User.objects.filter(email__iexact=email).exists():
+            raise ValueError("An account with this e-mail address already exists.")
+        user = User.objects.create_user(
+            email=email,
+            password=None,
+            first_name=first_name,
+            last_name=last_name,
+            is_staff=True,
+            is_superuser=role == Role.SUPER_ADMIN,
+        )
+        user.groups.set([role.group()])
+        audit_record(event="staff_created", request=request, actor=actor, user=user.email, role=role.value)
+    return user, staff_password_reset(user=user, actor=actor, request=request, why="created your staff account")
+
+
+@transaction.atomic
+def staff_role_set(*, user: User, role: Role, actor: User, request=None) -> User:
+    _not_own_account(user, actor, "Another super admin must change your role.")
+    old = staff_role_of(user)
+    if old == role:
+        return user
+    user.is_superuser = role == Role.SUPER_ADMIN
+    user.save(update_fields=["is_superuser"])
+    user.groups.set([role.group()])
+    audit_record(
+        event="staff_role_changed", request=request, actor=actor, user=user.email, old=old and old.value, new=role.value
+    )
+    return user
+
+
+@transaction.atomic
+def staff_active_set(*, user: User, active: bool, actor: User, request=None) -> User:
+    """Deactivate (or reactivate) a staff account: a deactivated one cannot sign in and its sessions stop
+    working at their next request. Its audit trail and the records it made stay."""
+    _not_own_account(user, actor, "You cannot deactivate your own account.")
+    if user.is_active != active:
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        audit_record(
+            event="staff_activated" if active else "staff_deactivated", request=request, actor=actor, user=user.email
+        )
+    return user
+
+
+@transaction.atomic
+def customer_active_set(*, user: User, active: bool, actor: User, request=None) -> User:
+    """Block (or unblock) a customer's sign-in. Their stores keep running: suspending a store is a store action."""
+    if user.is_staff:
+        raise PermissionError("Staff accounts are managed under Admin users.")
+    if user.is_active != active:
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        event = "customer_activated" if active else "customer_deactivated"
+        audit_record(event=event, request=request, actor=actor, user=user.email)
+    return user

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -121,16 +122,22 @@ def email_change_confirm_view(request, token: str):
 @login_required
 def two_factor_view(request):
     """Turn two-factor sign-in on (scan, type a code, keep the recovery codes) or off (with the password)."""
-    context = {"enabled": two_factor.is_enabled(request.user)}
+    staff_must_keep = request.user.is_staff and settings.STAFF_TWO_FACTOR_REQUIRED
+    next_url = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}) or not next_url:
+        next_url = f"/{settings.ADMIN_URL}" if request.user.is_staff else reverse("accounts:home")
+    context = {"enabled": two_factor.is_enabled(request.user), "staff_must_keep": staff_must_keep, "next": next_url}
     if request.method == "POST" and request.POST.get("action") == "start":
         two_factor.setup_start(user=request.user)
-        return redirect("accounts:two_factor")
+        return redirect(request.get_full_path())
     if request.method == "POST" and request.POST.get("action") == "confirm":
         codes = two_factor.setup_confirm(user=request.user, token=request.POST.get("token", ""), request=request)
         if codes:
-            return render(request, "accounts/two_factor.html", {"enabled": True, "recovery_codes": codes})
+            return render(request, "accounts/two_factor.html", {**context, "enabled": True, "recovery_codes": codes})
         messages.error(request, "That code did not match. Check the time on your phone and try the newest code.")
-    if request.method == "POST" and request.POST.get("action") == "disable":
+    if request.method == "POST" and request.POST.get("action") == "disable" and staff_must_keep:
+        messages.error(request, "Staff accounts keep two-factor sign-in on.")
+    elif request.method == "POST" and request.POST.get("action") == "disable":
         if request.user.check_password(request.POST.get("password", "")):
             two_factor.disable(user=request.user, request=request)
             messages.success(request, "Two-factor sign-in is off.")

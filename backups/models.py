@@ -46,6 +46,7 @@ class BackupRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("run_system_backup", "Can run the system backup now")]
 
     def __str__(self):
         target = f"store {self.store_id}" if self.store_id else "platform"

@@ -126,3 +126,17 @@ def subscription_price_set(*, subscription_id: str, price_id: str) -> dict:
         proration_behavior="none",
     )
     return updated.to_dict()
+
+
+def subscription_cancel(*, subscription_id: str) -> dict:
+    """Cancel a subscription now (staff deleting a customer's last store); Stripe stops charging at once.
+    An already canceled subscription is not an error: the result is the same."""
+    try:
+        canceled = _call(stripe.Subscription.cancel, subscription_id)
+    except StripeFailure:
+        current = _call(stripe.Subscription.retrieve, subscription_id)
+        if current["status"] != "canceled":
+            raise
+        canceled = current
+    djstripe_models.Subscription.sync_from_stripe_data(canceled, api_key=_api_key())
+    return canceled.to_dict()

@@ -1,4 +1,5 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path
@@ -29,10 +30,11 @@ class JobStepInline(admin.TabularInline):
 
 @admin.register(ProvisioningJob)
 class ProvisioningJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "store", "kind", "status", "created_at", "started_at", "finished_at"]
-    list_filter = ["status", "kind"]
+    list_display = ["id", "store", "kind", "status", "failed_step", "created_by", "created_at", "duration"]
+    list_filter = ["status", "kind", "created_at"]
     search_fields = ["store__domain", "rq_job_id"]
-    list_select_related = ["store"]
+    list_select_related = ["store", "created_by"]
+    actions = ["retry"]
     readonly_fields = [
         "store",
         "kind",
@@ -49,8 +51,51 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
     # Adds the live checklist and log tail, polled from progress_view while the job runs.
     change_form_template = "admin/provisioning/provisioningjob/change_form.html"
 
+    def get_queryset(self, request):
+        failed = JobStep.objects.filter(job=OuterRef("pk"), status=JobStep.Status.FAILED).values("title")[:1]
+        return super().get_queryset(request).annotate(failed_step_title=Subquery(failed))
+
+    @admin.display(description="failed at", ordering="failed_step_title")
+    def failed_step(self, job):
+        return job.failed_step_title or ""
+
+    @admin.display(description="seconds")
+    def duration(self, job):
+        if job.started_at and job.finished_at:
+            return f"{(job.finished_at - job.started_at).total_seconds():.1f}"
+        return "–"
+
     def has_add_permission(self, request):
         return False
+
+    def has_operate_permission(self, request, obj=None):
+        return request.user.has_perm("stores.operate_store")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # the job history is the record of what happened to a store
+        return actions
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {"can_operate": self.has_operate_permission(request), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
+
+    @admin.action(description="Retry (run the failed jobs again)", permissions=["operate"])
+    def retry(self, request, queryset):
+        from provisioning.exceptions import JobConflict
+        from provisioning.services import job_retry
+        from stores.exceptions import InvalidTransition
+
+        for job in queryset:
+            try:
+                new = job_retry(job_id=job.pk, actor=request.user)
+            except (JobConflict, InvalidTransition) as exc:
+                self.message_user(request, f"Job #{job.pk} not retried: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"Job #{job.pk} runs again as job #{new.pk}.", messages.SUCCESS)
 
     def get_urls(self):
         progress = path(

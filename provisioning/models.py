@@ -33,6 +33,7 @@ class ProvisioningJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("use_rq_dashboard", "Can use the RQ dashboard and clear failed RQ jobs")]
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk} for store {self.store_id}"

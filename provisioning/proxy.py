@@ -120,3 +120,20 @@ def vhost_remove(*, domain: str) -> bool:
     path.unlink()
     _reload()
     return True
+
+
+def nginx_status() -> dict:
+    """For the health page: whether the configuration passes `nginx -t` and nginx answers on its HTTP address.
+    Raises ProvisioningError with nginx's own words when either fails."""
+    tested = _nginx("-t")
+    if tested.returncode != 0:
+        raise ProvisioningError(f"nginx -t failed: {tested.stderr.strip()[-500:]}")
+    host, port = _http_address()
+    try:
+        connection = http.client.HTTPConnection(host, port, timeout=2)
+        connection.request("GET", "/", headers={"Host": "health-check.invalid"})
+        status = connection.getresponse().status
+        connection.close()
+    except OSError as exc:
+        raise ProvisioningError(f"nginx does not answer on {host}:{port}: {exc}") from exc
+    return {"config": "ok", "address": f"{host}:{port}", "default_status": status}

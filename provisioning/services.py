@@ -179,6 +179,16 @@ def store_retry(*, store_id: int, actor: User | None = None) -> ProvisioningJob:
     return job_enqueue(store_id=store_id, kind=Job.Kind.RETRY, actor=actor)
 
 
+def job_retry(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
+    """Run a failed job again as a new job: a failed provisioning becomes a retry of the failed store (the
+    same idempotent steps); any other kind runs again as it was."""
+    job = Job.objects.get(pk=job_id)
+    if job.status != Job.Status.FAILED:
+        raise InvalidTransition(f"job #{job.pk} is {job.status}; only a failed job can be retried")
+    kind = Job.Kind.RETRY if job.kind in FAILS_STORE else job.kind
+    return job_enqueue(store_id=job.store_id, kind=kind, actor=actor)
+
+
 def store_tls_ensure(*, store_id: int) -> Store:
     """Issue the store's certificate and switch its vhost to HTTPS; on failure keep HTTP and schedule a
     retry with exponential backoff (2, 4, 8 … minutes, capped). No transaction is held during issuance."""

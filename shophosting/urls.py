@@ -8,10 +8,7 @@ from wagtail.documents import urls as wagtaildocs_urls
 
 from shophosting import health
 from shophosting.ratelimits import rate_limited
-
-admin.site.site_header = "ShopHosting staff"
-admin.site.site_title = "ShopHosting staff"
-admin.site.index_title = "Operations"
+from shophosting.staff.rq_dashboard import rq_dashboard_urlpatterns
 
 handler400 = "shophosting.views.bad_request"
 handler403 = "shophosting.views.permission_denied"
@@ -29,7 +26,8 @@ urlpatterns = [
         name="cms_staff_login",
     ),
     path(settings.ADMIN_URL, admin.site.urls),
-    path("django-rq/", include("django_rq.urls")),
+    # django-rq's dashboard only for roles with provisioning.use_rq_dashboard (its own check is is_staff).
+    path("django-rq/", include((rq_dashboard_urlpatterns(), "django_rq"))),
     path(settings.WAGTAIL_ADMIN_URL, include(wagtailadmin_urls)),
     path("documents/", include(wagtaildocs_urls)),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),

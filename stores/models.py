@@ -81,6 +81,11 @@ class Store(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["host", "port"], name="store_unique_host_port")]
+        # Staff roles (accounts/roles.py): support views stores; these are for the roles that run them.
+        permissions = [
+            ("operate_store", "Can suspend, resume, retry and restart stores"),
+            ("reveal_store_credentials", "Can reveal a store's credentials"),
+        ]
 
     def __str__(self):
         return self.domain

@@ -197,6 +197,14 @@ class StripeFake:
             return self._post(path, params)
         if request.method == "GET":
             return self._get(path, params)
+        if request.method == "DELETE" and (match := re.fullmatch(r"subscriptions/([^/]+)", path)):
+            sub = self.objects.get(match[1])
+            if sub is None:
+                return _error(404, f"No such subscription: '{match[1]}'")
+            if sub["status"] == "canceled":
+                return _error(400, "This subscription has already been canceled.", code="resource_missing")
+            sub.update(status="canceled", canceled_at=int(time.time()), ended_at=int(time.time()))
+            return 200, {}, json.dumps(sub)
         return _error(400, f"{request.method} /v1/{path} is not faked", code="not_faked")
 
     def _get(self, path: str, params: dict):

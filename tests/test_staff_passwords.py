@@ -10,7 +10,7 @@ from accounts.roles import Role
 from accounts.services import staff_user_ensure
 
 pytestmark = pytest.mark.django_db
-CHANGELIST = reverse("admin:accounts_user_changelist")
+CHANGELIST = reverse("admin:accounts_staffuser_changelist")
 
 
 def reset(client, user):

@@ -24,7 +24,8 @@ PLATFORM_DOMAIN = env("PLATFORM_DOMAIN", default="shophosting.local")
 
 # --- Applications -------------------------------------------------------------------------------
 DJANGO_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the staff site (dashboard, health, logs, audit) as admin.site.
+    "shophosting.staff.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -150,7 +151,9 @@ RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
     for name, timeout in (("default", 300), ("provisioning", 15 * 60), ("backups", 60 * 60))
 }
-RQ_SHOW_ADMIN_LINK = True
+# Off: django-rq's own admin entry checks only is_staff. The admin index links /django-rq/ instead, which
+# needs provisioning.use_rq_dashboard (shophosting/staff/rq_dashboard.py).
+RQ_SHOW_ADMIN_LINK = False
 # Services enqueue inside transaction.on_commit themselves (STYLE.md), so the queue enqueues at once;
 # django-rq's default would defer a second time and return no job id.
 RQ = {"COMMIT_MODE": "auto"}
@@ -318,13 +321,26 @@ LOGGING = {
             "formatter": "message",
             "encoding": "utf-8",
         },
+        # The files the staff log viewer reads (STAFF_LOG_FILES). Web and workers are separate processes
+        # that share them, so they are reopened after logrotate moves them, never rotated in-process.
+        **{
+            f"{name}_file": {
+                "class": "shophosting.logging.MakedirsWatchedFileHandler",
+                "filename": str(LOG_DIR / f"{name}.log"),
+                "formatter": "plain",
+                "encoding": "utf-8",
+            }
+            for name in ("web", "worker", "backup")
+        },
     },
     "loggers": {
         "shophosting.security": {"handlers": ["security_file"], "level": "INFO", "propagate": False},
-        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "rq.worker": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django": {"handlers": ["console", "web_file"], "level": "INFO", "propagate": False},
+        "rq.worker": {"handlers": ["console", "worker_file"], "level": "INFO", "propagate": False},
+        "provisioning": {"handlers": ["console", "worker_file"], "level": "INFO", "propagate": False},
+        "backups": {"handlers": ["console", "backup_file"], "level": "INFO", "propagate": False},
     },
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    "root": {"handlers": ["console", "web_file"], "level": "WARNING"},
 }
 
 # --- Store stacks -------------------------------------------------------------------------------
@@ -404,3 +420,22 @@ CONSULTATION_HOURS = tuple(int(hour) for hour in env.list("CONSULTATION_HOURS", 
 
 # Two-factor sign-in: the issuer name shown in authenticator apps.
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="ShopHosting")
+# Staff must set up an authenticator before any admin page opens (customers choose for themselves).
+STAFF_TWO_FACTOR_REQUIRED = env.bool("STAFF_TWO_FACTOR_REQUIRED", default=True)
+
+# --- Staff admin --------------------------------------------------------------------------------
+# The log viewer shows these files and nothing else; a request names a key, never a path.
+STAFF_LOG_FILES = {
+    "web": str(LOG_DIR / "web.log"),
+    "worker": str(LOG_DIR / "worker.log"),
+    "security": str(SECURITY_LOG_PATH),
+    "backup": str(LOG_DIR / "backup.log"),
+}
+# The health page shows the free space where these live; below this share free, it warns.
+STAFF_DISK_PATHS = {
+    "data (media, attachments)": str(MEDIA_ROOT),
+    "backup repository": RESTIC_REPOSITORY,
+    "backup staging": BACKUP_STAGING_DIR,
+    "logs": str(LOG_DIR),
+}
+STAFF_DISK_FREE_WARN_RATIO = 0.15

@@ -20,6 +20,8 @@ os.environ.setdefault("STORE_OBJECT_PREFIX", "shdev-store")
 os.environ.setdefault("NGINX_ENABLED", "false")
 os.environ.setdefault("TLS_ENABLED", "false")
 os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# The demo's staff sign in with a password alone; production requires an authenticator app.
+os.environ.setdefault("STAFF_TWO_FACTOR_REQUIRED", "false")
 
 from .base import *  # noqa: E402,F403
 

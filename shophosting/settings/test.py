@@ -10,6 +10,12 @@ os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/shophosting")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
 
+_var_test = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "var", "test"))
+os.environ.setdefault("LOG_DIR", os.path.join(_var_test, "log"))
+os.environ.setdefault("SECURITY_LOG_PATH", os.path.join(_var_test, "security.log"))
+# Staff two-factor is on in production; the tests that need it turn it on (tests/test_admin_staff.py).
+os.environ.setdefault("STAFF_TWO_FACTOR_REQUIRED", "false")
+
 use_local_store_images()  # see local_images.py
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")
 # A private nginx on a loopback port, started by the tests (tests/conftest.py: nginx_server).
@@ -34,8 +40,6 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; production keeps PBKDF2
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
-SECURITY_LOG_PATH = BASE_DIR / "var" / "test" / "security.log"  # noqa: F405
-LOGGING["handlers"]["security_file"]["filename"] = str(SECURITY_LOG_PATH)  # noqa: F405
 # Stripe's API is faked at its HTTP boundary (tests/stripe_fake.py, `responses`). Its base URL points at a
 # closed loopback port, so a call the fake does not intercept fails at once and never leaves the machine.
 STRIPE_TEST_SECRET_KEY = "sk_test_51ShopHostingFakeKeyForTestsOnly0000000000000000000000000000"  # noqa: S105 (fake)

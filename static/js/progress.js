@@ -1,4 +1,5 @@
-// Live provisioning progress: polls the store's progress endpoint every 2 s while a job runs.
+// Live provisioning progress: polls the store's progress endpoint while a job runs, every 2 s unless the
+// element says otherwise (data-interval-ms: the staff store page asks every 5 s).
 (() => {
   const root = document.getElementById("store-progress");
   if (!root) return;
@@ -27,5 +28,5 @@
     if (log) log.textContent = progress.log.map((l) => `${l.time} [${l.step}] ${l.message}`).join("\n");
     return progress.job.active || waiting;
   };
-  window.shophostingPoll(root.dataset.progressUrl, render);
+  window.shophostingPoll(root.dataset.progressUrl, render, Number(root.dataset.intervalMs) || 2000);
 })();

@@ -1,0 +1,74 @@
+"""What the staff pages read from RQ (queue lengths, failed jobs, worker heartbeats) and the one thing they
+change there: clearing failed jobs. Enqueuing stays with the services that own each job."""
+
+import time
+from dataclasses import dataclass
+
+import django_rq
+from django.conf import settings
+from rq import Worker
+from rq.registry import FailedJobRegistry
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    queued: int
+    started: int
+    scheduled: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    name: str
+    queues: list[str]
+    state: str
+    heartbeat_age_seconds: float | None
+    alive: bool
+
+
+def queue_stats() -> list[QueueStats]:
+    stats = []
+    for name in settings.RQ_QUEUES:
+        queue = django_rq.get_queue(name)
+        stats.append(
+            QueueStats(
+                name=name,
+                queued=queue.count,
+                started=queue.started_job_registry.count,
+                scheduled=queue.scheduled_job_registry.count,
+                failed=queue.failed_job_registry.count,
+            )
+        )
+    return stats
+
+
+def workers() -> list[WorkerState]:
+    """Every registered worker; alive means its heartbeat is within WORKER_HEARTBEAT_MAX_AGE."""
+    now = time.time()
+    found = []
+    for worker in Worker.all(connection=django_rq.get_connection("default")):
+        age = now - worker.last_heartbeat.timestamp() if worker.last_heartbeat else None
+        found.append(
+            WorkerState(
+                name=worker.name,
+                queues=worker.queue_names(),
+                state=str(worker.get_state()),
+                heartbeat_age_seconds=round(age, 1) if age is not None else None,
+                alive=age is not None and age <= settings.WORKER_HEARTBEAT_MAX_AGE,
+            )
+        )
+    return sorted(found, key=lambda w: w.name)
+
+
+def failed_jobs_clear() -> int:
+    """Delete every failed RQ job of every queue (the ProvisioningJob rows keep their own failure record)."""
+    cleared = 0
+    for name in settings.RQ_QUEUES:
+        queue = django_rq.get_queue(name)
+        registry = FailedJobRegistry(queue=queue)
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id, delete_job=True)
+            cleared += 1
+    return cleared

@@ -1,0 +1,23 @@
+"""django-rq's dashboard behind our roles: its views only check is_staff, and support staff may not
+requeue or delete jobs. Each view is wrapped to need provisioning.use_rq_dashboard."""
+
+from functools import wraps
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
+from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
+
+
+def _rq_permission_required(view):
+    @wraps(view)
+    @staff_member_required
+    def guarded(request, *args, **kwargs):
+        if not request.user.has_perm("provisioning.use_rq_dashboard"):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+def rq_dashboard_urlpatterns():
+    return get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=_rq_permission_required)

@@ -1,0 +1,219 @@
+"""What the staff dashboard and the system health page show. Reads only; each part is computed only for
+staff whose role may see it."""
+
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
+
+from accounts.models import Customer
+from billing.models import Subscription
+from provisioning.models import JobStep, ProvisioningJob
+from stores.models import Host, Store
+from stores.selectors import host_usage_list
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    host: Host
+    ports_used: int
+    ports_total: int
+    memory_mb: int
+    cpus: float
+
+    @property
+    def memory_percent(self) -> int:
+        return round(100 * self.memory_mb / self.host.memory_capacity_mb) if self.host.memory_capacity_mb else 0
+
+    @property
+    def ports_percent(self) -> int:
+        return round(100 * self.ports_used / self.ports_total) if self.ports_total else 0
+
+
+def host_capacity() -> list[HostCapacity]:
+    return [
+        HostCapacity(
+            host=usage.host,
+            ports_used=len(usage.ports),
+            ports_total=usage.host.port_range_end - usage.host.port_range_start + 1,
+            memory_mb=usage.memory_mb,
+            cpus=float(usage.cpus),
+        )
+        for usage in host_usage_list()
+    ]
+
+
+def customers_by_status() -> dict[str, int]:
+    """Customers by the state of their newest subscription: what a merchant's account amounts to today."""
+    newest = Subscription.objects.filter(customer=OuterRef("pk")).order_by("-created_at", "-pk").values("status")[:1]
+    rows = (
+        Customer.objects.filter(is_active=True)
+        .annotate(state=Subquery(newest))
+        .order_by()
+        .values_list("state")
+        .annotate(n=Count("pk"))
+    )
+    labels = dict(Subscription.Status.choices)
+    counts = {labels.get(state, "No subscription") if state else "No subscription": n for state, n in rows}
+    inactive = Customer.objects.filter(is_active=False).count()
+    if inactive:
+        counts["Account deactivated"] = inactive
+    return counts
+
+
+def stores_by_status() -> dict[str, int]:
+    labels = dict(Store.Status.choices)
+    rows = Store.objects.order_by().values_list("status").annotate(n=Count("pk"))
+    return {labels[status]: n for status, n in sorted(rows, key=lambda row: list(labels).index(row[0]))}
+
+
+def failed_jobs_recent(limit: int = 10) -> list[ProvisioningJob]:
+    """The newest failed jobs with the title of the step that failed, in one query."""
+    failed_step = JobStep.objects.filter(job=OuterRef("pk"), status=JobStep.Status.FAILED).values("title")[:1]
+    return list(
+        ProvisioningJob.objects.filter(status=ProvisioningJob.Status.FAILED)
+        .select_related("store")
+        .annotate(failed_step=Subquery(failed_step))
+        .order_by("-finished_at", "-pk")[:limit]
+    )
+
+
+def dashboard(user) -> dict:
+    """The admin index: counts, capacity, jobs, money and quick actions, as far as the user's role reaches."""
+    from billing.models import money_text
+    from shophosting import queues
+
+    data: dict = {}
+    if user.has_perm("accounts.view_customer"):
+        data["customers"] = customers_by_status()
+    if user.has_perm("stores.view_store"):
+        data["stores"] = stores_by_status()
+        data["restartable_stores"] = list(
+            Store.objects.filter(status=Store.Status.ACTIVE).order_by("domain").values_list("pk", "domain")[:500]
+        )
+    if user.has_perm("stores.view_host"):
+        data["capacity"] = host_capacity()
+    if user.has_perm("provisioning.view_provisioningjob"):
+        data["failed_jobs"] = failed_jobs_recent()
+        data["jobs_running"] = ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
+        try:
+            data["queues"] = queues.queue_stats()
+        except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it
+            data["queues_error"] = f"{type(exc).__name__}: {exc}"
+    if user.has_perm("billing.view_subscription"):
+        from billing.selectors import billing_overview
+
+        overview = billing_overview()
+        data["mrr"] = money_text(overview.mrr_cents)
+        data["past_due"] = len(overview.past_due)
+    data["can"] = {
+        "operate": user.has_perm("stores.operate_store"),
+        "system_backup": user.has_perm("backups.run_system_backup"),
+        "rq": user.has_perm("provisioning.use_rq_dashboard"),
+        "health": user.has_perm("stores.view_host"),
+        "logs": user.has_perm("accounts.view_auditevent"),
+        "add_store": user.has_perm("stores.add_store"),
+    }
+    return data
+
+
+# --- System health ---------------------------------------------------------------------------------------
+
+
+def _check(fn):
+    from shophosting.health import _timed
+
+    return _timed(fn)
+
+
+def disk_usage() -> list[dict]:
+    """Free space where the platform writes: settings.STAFF_DISK_PATHS, by label."""
+    rows = []
+    for label, raw in settings.STAFF_DISK_PATHS.items():
+        path = Path(raw)
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        usage = shutil.disk_usage(existing) if existing else None
+        rows.append(
+            {
+                "label": label,
+                "path": str(path),
+                "exists": path.exists(),
+                "total_bytes": usage.total if usage else 0,
+                "free_bytes": usage.free if usage else 0,
+                "used_percent": round(100 * (usage.total - usage.free) / usage.total) if usage else None,
+                "low": bool(usage and usage.free / usage.total < settings.STAFF_DISK_FREE_WARN_RATIO),
+            }
+        )
+    return rows
+
+
+def store_certificates(*, warn_days: int = 21) -> list[dict]:
+    """Every live store's TLS state and, when issued, its expiry; the soonest first."""
+    from provisioning import acme_client
+
+    now = timezone.now()
+    rows = []
+    live = Store.objects.filter(status__in=(Store.Status.ACTIVE, Store.Status.SUSPENDED, Store.Status.PROVISIONING))
+    for store in live.only("pk", "domain", "tls_status", "tls_error", "tls_next_attempt_at").order_by("domain"):
+        expires_at = acme_client.certificate_expires_at(domain=store.domain)
+        days_left = (expires_at - now).days if expires_at else None
+        rows.append(
+            {
+                "store": store,
+                "expires_at": expires_at,
+                "days_left": days_left,
+                "warn": days_left is None or days_left < warn_days,
+            }
+        )
+    return sorted(rows, key=lambda row: (row["days_left"] is not None, row["days_left"] or 0))
+
+
+def backup_status() -> dict:
+    """The last system backup and the stores whose last backup failed or is overdue."""
+    from backups.models import BackupRun, RunStatus
+    from shophosting.health import check_system_backup
+
+    cutoff = timezone.now() - timedelta(hours=2 * settings.BACKUP_INTERVAL_HOURS)
+    runs = BackupRun.objects.filter(store=OuterRef("pk")).order_by("-created_at")
+    stores = Store.objects.filter(status=Store.Status.ACTIVE).annotate(
+        last_status=Subquery(runs.exclude(status__in=["queued", "running"]).values("status")[:1]),
+        last_good=Subquery(runs.filter(status=RunStatus.SUCCEEDED).values("finished_at")[:1]),
+    )
+    attention = [s for s in stores if s.last_status == RunStatus.FAILED or not s.last_good or s.last_good < cutoff]
+    return {"system": _check(check_system_backup), "stores_needing_attention": attention}
+
+
+def system_health() -> dict:
+    from provisioning import docker_client, proxy
+    from shophosting import queues
+    from shophosting.health import health_report
+
+    healthy, checks, _info = health_report()
+    hosts = []
+    for capacity in host_capacity():
+        host = capacity.host
+        hosts.append(
+            {
+                "capacity": capacity,
+                "engine": _check(lambda host=host: docker_client.engine_info(base_url=host.docker_url).__dict__),
+            }
+        )
+    nginx = _check(proxy.nginx_status) if settings.NGINX_ENABLED else {"ok": True, "disabled": True, "ms": 0}
+    try:
+        workers = queues.workers()
+    except Exception:  # noqa: BLE001 - reported by the redis check above
+        workers = []
+    return {
+        "healthy": healthy and nginx["ok"] and all(h["engine"]["ok"] for h in hosts if h["capacity"].host.active),
+        "checks": checks,
+        "nginx": nginx,
+        "hosts": hosts,
+        "workers": workers,
+        "disks": disk_usage(),
+        "backups": backup_status(),
+        "certificates": store_certificates(),
+    }
