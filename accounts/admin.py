@@ -77,7 +77,7 @@ class StaffUserAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
-        if obj is not None:
+        if obj is not None and "role" in form.base_fields:
             role = staff_role_of(obj)
             form.base_fields["role"].initial = role.value if role else None
         return form
