@@ -7,9 +7,9 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
-from rq import Worker
 
 from provisioning import docker_client
+from shophosting import queues
 
 
 def _timed(check):
@@ -46,17 +46,11 @@ def check_docker():
 
 
 def check_worker():
-    """At least one RQ worker whose heartbeat is fresh, listening on the provisioning queue."""
-    workers = Worker.all(connection=_redis_connection())
-    now = time.time()
-    fresh = [
-        w
-        for w in workers
-        if w.last_heartbeat and now - w.last_heartbeat.timestamp() <= settings.WORKER_HEARTBEAT_MAX_AGE
-    ]
+    """At least one RQ worker whose heartbeat is fresh."""
+    fresh = [worker for worker in queues.workers(connection=_redis_connection()) if worker.alive]
     if not fresh:
         raise RuntimeError(f"no RQ worker heartbeat in the last {settings.WORKER_HEARTBEAT_MAX_AGE} s")
-    return {"workers": len(fresh), "queues": sorted({q for w in fresh for q in w.queue_names()})}
+    return {"workers": len(fresh), "queues": sorted({q for w in fresh for q in w.queues})}
 
 
 def check_system_backup():

@@ -44,11 +44,11 @@ def queue_stats() -> list[QueueStats]:
     return stats
 
 
-def workers() -> list[WorkerState]:
+def workers(*, connection=None) -> list[WorkerState]:
     """Every registered worker; alive means its heartbeat is within WORKER_HEARTBEAT_MAX_AGE."""
     now = time.time()
     found = []
-    for worker in Worker.all(connection=django_rq.get_connection("default")):
+    for worker in Worker.all(connection=connection or django_rq.get_connection("default")):
         age = now - worker.last_heartbeat.timestamp() if worker.last_heartbeat else None
         found.append(
             WorkerState(
