@@ -10,6 +10,7 @@ class Role(models.TextChoices):
     SUPER_ADMIN = "super_admin", "Super admin"
     ADMIN = "admin", "Admin"
     SUPPORT = "support", "Support"
+    EDITOR = "editor", "Editor"
 
     def group(self):
         from django.contrib.auth.models import Group
@@ -22,6 +23,7 @@ class Role(models.TextChoices):
 #   super_admin: everything, including admin users, the CMS, pricing and the RQ dashboard.
 #   admin: runs operations (stores, jobs, backups, customers, support); views admin users and billing.
 #   support: views customers, stores and jobs; handles tickets and consultations; nothing destructive.
+#   editor: the marketing site in Wagtail (pages, images, documents); nothing in the operations admin.
 _SUPPORT_DESK = [
     "consultations.view_contactmessage",
     "consultations.change_contactmessage",
@@ -60,6 +62,20 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "provisioning.use_rq_dashboard",
     ],
     Role.SUPPORT: [*_SUPPORT_DESK, *_VIEW_CUSTOMERS_AND_STORES],
+    Role.EDITOR: [
+        "wagtailadmin.access_admin",
+        "wagtailimages.add_image",
+        "wagtailimages.change_image",
+        "wagtailimages.choose_image",
+        "wagtaildocs.add_document",
+        "wagtaildocs.change_document",
+        "wagtaildocs.choose_document",
+    ],
+}
+# Wagtail's page permissions are granted on a page (here the tree's root, so every page): editors draft,
+# publish, schedule and roll back. Deleting or moving pages stays with super admins.
+PAGE_PERMISSIONS: dict[Role, list[str]] = {
+    Role.EDITOR: ["add_page", "change_page", "publish_page", "lock_page", "unlock_page"],
 }
 
 
@@ -76,6 +92,20 @@ def roles_sync() -> None:
                 query |= models.Q(content_type__app_label=app_label, codename=codename)
             permissions = Permission.objects.filter(query)
         role.group().permissions.set(permissions)
+    _page_permissions_sync()
+
+
+def _page_permissions_sync() -> None:
+    from django.contrib.auth.models import Permission
+    from wagtail.models import GroupPagePermission, Page
+
+    root = Page.get_first_root_node()
+    if root is None:
+        return
+    for role, codenames in PAGE_PERMISSIONS.items():
+        group = role.group()
+        for permission in Permission.objects.filter(content_type__app_label="wagtailcore", codename__in=codenames):
+            GroupPagePermission.objects.get_or_create(group=group, page=root, permission=permission)
 
 
 @receiver(post_migrate)

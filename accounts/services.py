@@ -170,7 +170,7 @@ def staff_role_of(user: User) -> Role | None:
     if user.is_superuser:
         return Role.SUPER_ADMIN
     names = {group.name for group in user.groups.all()}
-    return next((role for role in (Role.ADMIN, Role.SUPPORT) if role.value in names), None)
+    return next((role for role in (Role.ADMIN, Role.SUPPORT, Role.EDITOR) if role.value in names), None)
 
 
 def staff_create(

@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from djstripe import models as djstripe_models
 
-from billing.models import Plan, Subscription
+from billing.models import Plan, Platform, Subscription
 from stores.models import Store
 
 SS = Subscription.Status
@@ -23,6 +23,31 @@ MONTHS_PER_INTERVAL = {"day": Decimal(12) / Decimal(365), "week": Decimal(12) / 
 
 def plan_list_public() -> QuerySet[Plan]:
     return Plan.objects.filter(active=True).order_by("platform", "display_order", "price_monthly")
+
+
+@dataclass
+class PlatformCatalogue:
+    platform: str
+    label: str
+    plans: list[Plan]
+    # (feature name, [whether each plan above has it]) for every feature flag some plan of the platform has
+    feature_rows: list[tuple[str, list[bool]]]
+
+
+def plan_catalogue_by_platform() -> list[PlatformCatalogue]:
+    """The public plans grouped by platform, with the feature matrix built from each plan's flags."""
+    catalogue = []
+    plans = list(plan_list_public())
+    for platform, label in Platform.choices:
+        group = [plan for plan in plans if plan.platform == platform]
+        if not group:
+            continue
+        rows = [
+            (Plan._meta.get_field(flag).verbose_name, [getattr(plan, flag) for plan in group])
+            for flag in Plan.FEATURE_FLAGS
+        ]
+        catalogue.append(PlatformCatalogue(platform, label, group, [row for row in rows if any(row[1])]))
+    return catalogue
 
 
 def plan_for_signup(slug: str) -> Plan | None:

@@ -5,7 +5,7 @@ from consultations import views
 app_name = "consultations"
 
 urlpatterns = [
-    path("contact/", views.contact_view, name="contact"),
+    # /contact/ is the CMS's ContactPage (cms/models.py), with this booking form on it too.
     path("consultation/", views.consultation_view, name="consultation"),
     path("support/", views.ticket_list_view, name="tickets"),
     path("support/new/", views.ticket_create_view, name="ticket_new"),

@@ -5,26 +5,15 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
 from consultations.attachments import attachment_path
-from consultations.forms import ConsultationForm, ContactForm, TicketForm, TicketReplyForm
+from consultations.forms import ConsultationForm, TicketForm, TicketReplyForm
 from consultations.models import Ticket, TicketAttachment
 from consultations.services import (
     TicketClosed,
     consultation_request_create,
-    contact_message_create,
     ticket_create,
     ticket_reply_customer,
 )
 from shophosting.ratelimits import rate_limited
-
-
-@rate_limited("contact")
-def contact_view(request):
-    form = ContactForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        contact_message_create(**form.cleaned_data)
-        messages.success(request, "Thanks, your message reached us. We answer within one business day.")
-        return redirect("consultations:contact")
-    return render(request, "consultations/contact.html", {"form": form})
 
 
 @rate_limited("consultation")

@@ -13,6 +13,8 @@ from shophosting import jobs
 
 cron.register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
 cron.register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
+# Marketing pages scheduled by editors go live (or expire) within a minute of their time.
+cron.register(jobs.pages_publish_scheduled, "default", interval=60)
 # Fails provisioning jobs whose worker died mid-job, so the store shows failed and can be retried.
 cron.register(provisioning_jobs_reap, "default", interval=60)
 # Renews store certificates in their last 30 days.

@@ -10,3 +10,8 @@ def sessions_clear_expired() -> None:
 def axes_attempts_expire() -> None:
     # Failed-login records past their cool-off no longer lock anyone out; drop them.
     call_command("axes_reset_failure_logs", age=30)
+
+
+def pages_publish_scheduled() -> None:
+    # Wagtail's scheduled publishing and expiry: drafts whose go-live time has passed go live, expired pages go.
+    call_command("publish_scheduled")

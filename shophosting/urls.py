@@ -4,8 +4,10 @@ from django.urls import include, path
 from wagtail import urls as wagtail_urls
 from wagtail.admin import urls as wagtailadmin_urls
 from wagtail.admin.views.account import LoginView as WagtailLoginView
+from wagtail.contrib.sitemaps.views import sitemap
 from wagtail.documents import urls as wagtaildocs_urls
 
+from cms.views import robots_txt
 from shophosting import health
 from shophosting.ratelimits import rate_limited
 from shophosting.staff.rq_dashboard import rq_dashboard_urlpatterns
@@ -37,5 +39,7 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("consultations.urls")),
     # Wagtail serves every remaining path: it must stay last.
+    path("sitemap.xml", sitemap, name="sitemap"),
+    path("robots.txt", robots_txt, name="robots_txt"),
     path("", include(wagtail_urls)),
 ]

@@ -50,6 +50,14 @@ def user_factory(db):
 
 
 @pytest.fixture
+def site_pages(db):
+    """The marketing site as `manage.py site_seed` creates it: home, pricing, features, about, contact."""
+    from cms.services import site_seed
+
+    return site_seed()
+
+
+@pytest.fixture
 def staff_user(db):
     from accounts.roles import Role
     from accounts.services import staff_user_ensure

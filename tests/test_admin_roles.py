@@ -14,7 +14,7 @@ from stores.models import Host, Store
 from stores.services import store_create
 
 pytestmark = pytest.mark.django_db
-SUPER, ADMIN, SUPPORT = Role.SUPER_ADMIN, Role.ADMIN, Role.SUPPORT
+SUPER, ADMIN, SUPPORT, EDITOR = Role.SUPER_ADMIN, Role.ADMIN, Role.SUPPORT, Role.EDITOR
 
 # What admin and support may do per model (super admins may do everything the ModelAdmin offers at all).
 # Models not listed here are for super admins only.
@@ -32,9 +32,13 @@ MODEL_ACCESS: dict[str, dict[Role, set[str]]] = {
     "consultations.contactmessage": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
     "consultations.consultationrequest": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
     "consultations.ticket": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
+    # Editors work in Wagtail; the images and documents they upload there also list here.
+    "wagtailimages.image": {EDITOR: {"view", "add", "change"}},
+    "wagtaildocs.document": {EDITOR: {"view", "add", "change"}},
 }
 # The admin's own pages beyond the standard model views: who may open them, and how they are asked.
-EVERYONE = {SUPER, ADMIN, SUPPORT}
+EVERYONE = set(Role)
+STAFF_DESK = {SUPER, ADMIN, SUPPORT}
 OPERATORS = {SUPER, ADMIN}
 CUSTOM_ACCESS: dict[str, tuple[set[Role], str]] = {
     "index": (EVERYONE, "GET"),
@@ -53,8 +57,8 @@ CUSTOM_ACCESS: dict[str, tuple[set[Role], str]] = {
     "job_retry": (OPERATORS, "POST"),
     "store_operate": (OPERATORS, "POST"),
     "stores_store_credentials": (OPERATORS, "POST"),
-    "provisioning_provisioningjob_progress": (EVERYONE, "GET"),
-    "billing_subscription_overview": (EVERYONE, "GET"),
+    "provisioning_provisioningjob_progress": (STAFF_DESK, "GET"),
+    "billing_subscription_overview": (STAFF_DESK, "GET"),
     "otp_totp_totpdevice_config": ({SUPER}, "GET"),
     "otp_totp_totpdevice_qrcode": ({SUPER}, "GET"),
     "djstripe_custom_action": ({SUPER}, "skip"),  # djstripe's sync actions; their ModelAdmins are super-only
@@ -175,6 +179,7 @@ def test_each_role_sees_exactly_its_menu(client, staff):
         "backups.restorerun",
     }
     expected[SUPER] = {m._meta.label_lower for m in admin.site._registry}
+    expected[EDITOR] = {"wagtailimages.image", "wagtaildocs.document"}
     for role in Role:
         client.force_login(staff[role])
         response = client.get(reverse("admin:index"))
@@ -214,9 +219,12 @@ def test_the_rq_dashboard_and_the_cms_admin_follow_the_roles(client, staff):
         assert client.post("/django-rq/queues/0/empty/").status_code != 403 or not rq_allowed
     for role in (ADMIN, SUPPORT):
         client.force_login(staff[role])
-        assert client.get("/cms-admin/").status_code != 200, role  # the CMS is for super admins (and editors)
-    client.force_login(staff[SUPER])
-    assert client.get("/cms-admin/").status_code == 200
+        assert client.get("/cms-admin/").status_code != 200, role  # the CMS is for super admins and editors
+    for role in (SUPER, EDITOR):
+        client.force_login(staff[role])
+        assert client.get("/cms-admin/").status_code == 200, role
+    client.force_login(staff[EDITOR])
+    assert client.get("/django-rq/").status_code == 403
 
 
 def test_support_cannot_run_a_destructive_action_by_posting_it(client, staff, sample_objects):

@@ -2,7 +2,8 @@
 plan, pay (a signed webhook for the paid order), watch the checklist advance to an active store, reveal the
 credentials, open the store's front page, and open a ticket with an attachment. A second customer is then
 refused the first one's store, ticket and attachment. Every platform page is checked for console errors and
-CSP violations, and screenshots land in var/test/screenshots/.
+CSP violations, and screenshots land in var/test/screenshots/. Every public page (the Wagtail marketing site
+and the public forms) gets the same check and a screenshot of its own.
 """
 
 import http.client
@@ -74,7 +75,7 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
     from accounts.models import AuditEvent, User
     from billing.models import Plan
     from billing.services import plan_catalogue_seed, plan_price_create
-    from cms.services import site_pages_seed
+    from cms.services import site_seed
     from consultations.models import Ticket
 
     with django_db_blocker.unblock():
@@ -82,7 +83,7 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
         marked = (User, AuditEvent, AccessLog, AccessAttempt)
         marks = {model: (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) for model in marked}
         plan_catalogue_seed()
-        site_pages_seed()
+        site_seed()
         plan = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-commerce-core").pk)
         server = LiveServerThread("localhost", StaticFilesHandler, connections_override={}, port=0)
         server.daemon = True
@@ -294,6 +295,47 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     assert all("404" in error for error in other.errors), other.errors  # only the refusals themselves
     tab.context.close()
     other.context.close()
+
+
+PUBLIC_PAGES = {
+    "home": "/",
+    "pricing": "/pricing/",
+    "features": "/features/",
+    "about": "/about/",
+    "contact": "/contact/",
+    "consultation": "/consultation/",
+    "sign-in": "/accounts/login/",
+    "password-reset": "/accounts/password/reset/",
+    "signup": "/signup/woocommerce-commerce-core/",
+}
+
+
+def test_every_public_page_loads_in_chromium_without_console_errors_or_csp_violations(browser, platform):
+    tab = Tab(browser, platform["url"])
+    for name, path in PUBLIC_PAGES.items():
+        response = tab.page.goto(path)
+        assert response.status == 200, path
+        assert tab.page.locator("header.site-header").is_visible(), path
+        tab.shot(f"public-{name}")
+
+    # The pricing page's platform switcher works (its script runs under the CSP nonce).
+    tab.page.goto("/pricing/")
+    assert tab.page.locator("#platform-magento").is_hidden()
+    tab.page.click(".platform-switch [data-platform=magento]")
+    assert tab.page.locator("#platform-magento").is_visible() and tab.page.locator("#platform-woocommerce").is_hidden()
+    tab.shot("public-pricing-magento")
+    # The menu toggle on a phone-sized screen.
+    tab.page.set_viewport_size({"width": 390, "height": 800})
+    tab.page.goto("/")
+    tab.page.click(".nav-toggle")
+    assert tab.page.locator("#site-nav a[href='/pricing/']").is_visible()
+    tab.shot("public-home-phone")
+
+    missing = tab.page.goto("/no-such-page/")
+    assert missing.status == 404 and tab.page.locator("header.site-header").is_visible()
+    tab.shot("public-404")
+    assert [e for e in tab.errors if "404" not in e] == [], tab.errors  # the 404 itself is logged by Chromium
+    tab.context.close()
 
 
 @pytest.mark.django_db

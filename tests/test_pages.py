@@ -9,7 +9,8 @@ from django.core import mail
 from consultations.models import ConsultationRequest, ContactMessage
 from tests.consultation_slots import business_slot
 
-pytestmark = pytest.mark.django_db
+# /contact/ is the CMS contact page.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("site_pages")]
 
 
 def test_contact_form_saves_the_message_and_tells_support(client, django_capture_on_commit_callbacks):

@@ -15,7 +15,8 @@ from consultations.models import ConsultationRequest, ContactMessage
 from shophosting.ratelimits import RATE_LIMITS
 from tests.consultation_slots import business_slot
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls")]
+# /contact/ is the CMS contact page.
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls"), pytest.mark.usefixtures("site_pages")]
 
 CLIENT_IP = "127.0.0.1"  # Django's test client
 

@@ -22,3 +22,23 @@ document.addEventListener("click", async (event) => {
     button.textContent = "Select and copy by hand";
   }
 });
+
+// Pricing page: a platform switcher over the per-platform sections (without JavaScript, both are shown).
+document.addEventListener("DOMContentLoaded", () => {
+  const switcher = document.querySelector(".platform-switch");
+  if (!switcher) return;
+  const panels = document.querySelectorAll("[data-platform-panel]");
+  const show = (platform) => {
+    panels.forEach((panel) => { panel.hidden = panel.dataset.platformPanel !== platform; });
+    switcher.querySelectorAll("[data-platform]").forEach((button) => {
+      button.setAttribute("aria-selected", String(button.dataset.platform === platform));
+    });
+  };
+  switcher.hidden = false;
+  switcher.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-platform]");
+    if (button) show(button.dataset.platform);
+  });
+  const first = switcher.querySelector("[data-platform]");
+  if (first) show(first.dataset.platform);
+});

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 from accounts.roles import Role
 from accounts.services import staff_user_ensure
 from billing.services import plan_catalogue_seed
-from cms.services import site_pages_seed
+from cms.services import site_seed
 
 
 class Command(BaseCommand):
@@ -16,10 +16,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         email = options["staff_email"]
         if options["dry_run"]:
-            self.stdout.write(f"would load plans, the home page, and staff user {email} with a new password")
+            self.stdout.write(f"would load plans, the marketing site, and staff user {email} with a new password")
             return
         plans = plan_catalogue_seed()
-        home = site_pages_seed()
+        home = site_seed()
         _, password = staff_user_ensure(email=email, role=Role.SUPER_ADMIN)
-        self.stdout.write(f"plans: {len(plans)}; home page: {home.title}")
+        self.stdout.write(f"plans: {len(plans)}; marketing site under {home.title}")
         self.stdout.write(self.style.SUCCESS(f"staff user: {email}  password: {password}"))
