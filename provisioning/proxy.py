@@ -1,9 +1,15 @@
 """The only module that writes nginx vhosts and runs nginx. Commands are argument lists, never shell strings.
 
-A vhost is written atomically, then `nginx -t` runs; when the test fails, the previous file (or none) is
-put back and the error names nginx's complaint. Only then is nginx reloaded.
+A vhost is rendered from deploy/nginx/store-vhost.conf and written atomically, then nginx tests the
+configuration; when the test fails, the previous file (or none) is put back and the error names nginx's
+complaint. Only a configuration that passed is reloaded.
+
+Two ways to test and reload: running NGINX_COMMAND directly (development, tests), or, in production where
+the workers are not root, asking the root unit shophosting-nginx-reload (deploy/README.md, step 7) through
+NGINX_RELOAD_REQUEST_FILE and waiting for its answer in NGINX_RELOAD_STATUS_FILE.
 """
 
+import fcntl
 import http.client
 import os
 import secrets
@@ -14,7 +20,7 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.template.loader import render_to_string
+from django.template import engines
 
 from provisioning.exceptions import ProvisioningError
 
@@ -27,10 +33,76 @@ def vhost_path(domain: str) -> Path:
     return Path(settings.NGINX_SITES_DIR) / f"{domain}.conf"
 
 
-def _reload() -> None:
+def _apply() -> str | None:
+    """Test the configuration and reload nginx when it passes. Returns nginx's complaint when it failed."""
+    if settings.NGINX_RELOAD_REQUEST_FILE:
+        return _apply_through_reload_unit()
+    tested = _nginx("-t")
+    if tested.returncode != 0:
+        return tested.stderr.strip()
     reloaded = _nginx("-s", "reload")
     if reloaded.returncode != 0:
         raise ProvisioningError(f"nginx reload failed: {reloaded.stderr.strip()}")
+    return None
+
+
+def _apply_through_reload_unit() -> str | None:
+    """Write a request id, wait for the root unit's answer carrying the same id. Workers on one host take turns
+    (a lock file beside the request), so no request overwrites another that is still waiting."""
+    request = Path(settings.NGINX_RELOAD_REQUEST_FILE)
+    status = Path(settings.NGINX_RELOAD_STATUS_FILE)
+    request_id = secrets.token_hex(8)
+    with open(request.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_atomic(request, request_id + "\n")
+        deadline = time.monotonic() + settings.NGINX_RELOAD_TIMEOUT
+        while time.monotonic() < deadline:
+            answered_id, _, answer = (status.read_text().strip() if status.exists() else "").partition(" ")
+            if answered_id == request_id:
+                return None if answer == "ok" else answer.removeprefix("failed").strip()
+            time.sleep(0.05)
+    raise ProvisioningError(
+        f"nginx did not answer the reload request within {settings.NGINX_RELOAD_TIMEOUT} s: is "
+        "shophosting-nginx-reload.path enabled (systemctl status shophosting-nginx-reload.path)?"
+    )
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        file.write(content)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)  # atomic: nginx never reads half a file
+
+
+def vhost_render(
+    *,
+    store_id: int,
+    domain: str,
+    upstream: str,
+    mode: str,
+    listen_http: str,
+    listen_https: str,
+    acme_webroot: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> str:
+    """A store's vhost from deploy/nginx/store-vhost.conf (NGINX_VHOST_TEMPLATE), the single template of one."""
+    template = engines["django"].from_string(Path(settings.NGINX_VHOST_TEMPLATE).read_text())
+    return template.render(
+        {
+            "store_id": store_id,
+            "domain": domain,
+            "upstream": upstream,
+            "mode": mode,
+            "listen_http": listen_http,
+            "listen_https": listen_https,
+            "acme_webroot": acme_webroot,
+            "maintenance_root": settings.NGINX_MAINTENANCE_ROOT,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+        }
+    )
 
 
 def vhost_write(
@@ -42,38 +114,40 @@ def vhost_write(
     path = vhost_path(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     Path(settings.NGINX_ACME_WEBROOT).mkdir(parents=True, exist_ok=True)
-    content = render_to_string(
-        "provisioning/nginx_vhost.conf",
-        {
-            "store_id": store_id,
-            "domain": domain,
-            "upstream": upstream,
-            "mode": mode,
-            "listen_http": settings.NGINX_LISTEN_HTTP,
-            "acme_webroot": settings.NGINX_ACME_WEBROOT,
-            "listen_https": settings.NGINX_LISTEN_HTTPS,
-            "tls_cert": certificate.fullchain_path if certificate else None,
-            "tls_key": certificate.key_path if certificate else None,
-        },
+    content = vhost_render(
+        store_id=store_id,
+        domain=domain,
+        upstream=upstream,
+        mode=mode,
+        listen_http=settings.NGINX_LISTEN_HTTP,
+        listen_https=settings.NGINX_LISTEN_HTTPS,
+        acme_webroot=settings.NGINX_ACME_WEBROOT,
+        tls_cert=str(certificate.fullchain_path) if certificate else None,
+        tls_key=str(certificate.key_path) if certificate else None,
     )
     previous = path.read_text() if path.exists() else None
     if previous == content and not force_reload:
         return path
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".vhost-", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write(content)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)  # atomic: nginx never reads half a file
-    tested = _nginx("-t")
-    if tested.returncode != 0:
-        if previous is None:
-            path.unlink()
-        else:
-            path.write_text(previous)
-        raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {tested.stderr.strip()}")
-    _reload()
+    _write_atomic(path, content)
+    try:
+        complaint = _apply()
+    except ProvisioningError:
+        _restore(path, previous)
+        raise
+    if complaint is not None:
+        _restore(path, previous)
+        if settings.NGINX_RELOAD_REQUEST_FILE:
+            _apply()  # so the unit's last answer describes the configuration in force again
+        raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")
     vhost_wait_routed(domain=domain)
     return path
+
+
+def _restore(path: Path, previous: str | None) -> None:
+    if previous is None:
+        path.unlink(missing_ok=True)
+    else:
+        _write_atomic(path, previous)
 
 
 def _http_address() -> tuple[str, int]:
@@ -119,16 +193,25 @@ def vhost_remove(*, domain: str) -> bool:
     if not path.exists():
         return False
     path.unlink()
-    _reload()
+    complaint = _apply()
+    if complaint is not None:
+        raise ProvisioningError(f"nginx refused its configuration after removing {domain}'s vhost: {complaint}")
     return True
 
 
 def nginx_status() -> dict:
     """For the health page: whether the configuration passes `nginx -t` and nginx answers on its HTTP address.
     Raises ProvisioningError with nginx's own words when either fails."""
-    tested = _nginx("-t")
-    if tested.returncode != 0:
-        raise ProvisioningError(f"nginx -t failed: {tested.stderr.strip()[-500:]}")
+    if settings.NGINX_RELOAD_REQUEST_FILE:
+        # The workers cannot run `nginx -t` as themselves: the root unit's last answer stands for it.
+        status = Path(settings.NGINX_RELOAD_STATUS_FILE)
+        answer = status.read_text().strip().partition(" ")[2] if status.exists() else "ok"
+        if answer != "ok":
+            raise ProvisioningError(f"the last nginx reload failed: {answer[-500:]}")
+    else:
+        tested = _nginx("-t")
+        if tested.returncode != 0:
+            raise ProvisioningError(f"nginx -t failed: {tested.stderr.strip()[-500:]}")
     host, port = _http_address()
     try:
         # Unknown hosts get their connection closed (444), so listening is the answer to look for.

@@ -1,9 +1,10 @@
 """Recurring jobs, run by `manage.py rqcron shophosting.cron` (rq 3's cron scheduler).
 
-The scheduler only enqueues; the RQ workers do the work. Later issues register their own jobs here
-(certificate renewals, backups).
+The scheduler only enqueues; the RQ workers do the work. On a server with deploy/'s systemd timers
+(PLATFORM_TIMERS_EXTERNAL), the daily platform backups and housekeeping run from those timers instead.
 """
 
+from django.conf import settings
 from rq import cron
 
 from backups import jobs as backup_jobs
@@ -11,8 +12,10 @@ from billing import jobs as billing_jobs
 from provisioning.jobs import provisioning_jobs_reap, stores_tls_renew, stores_usage_sample
 from shophosting import jobs
 
-cron.register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
-cron.register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
+if not settings.PLATFORM_TIMERS_EXTERNAL:
+    # On a server these are systemd timers (deploy/systemd: shophosting-housekeeping.timer).
+    cron.register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
+    cron.register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
 # Marketing pages scheduled by editors go live (or expire) within a minute of their time.
 cron.register(jobs.pages_publish_scheduled, "default", interval=60)
 # Fails provisioning jobs whose worker died mid-job, so the store shows failed and can be retried.
@@ -33,7 +36,9 @@ cron.register(backup_jobs.repository_check, "backups", cron="23 6 * * 0")
 # Weekly proof that each store's newest snapshot restores (throwaway containers, front page and row counts).
 cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
 # The platform itself: database, nginx sites, certificates and env file; and the application code. Daily.
-cron.register(backup_jobs.system_backup, "backups", cron="17 2 * * *")
-cron.register(backup_jobs.code_backup, "backups", cron="37 2 * * *")
+# On a server: shophosting-backup-system.timer and shophosting-backup-code.timer.
+if not settings.PLATFORM_TIMERS_EXTERNAL:
+    cron.register(backup_jobs.system_backup, "backups", cron="17 2 * * *")
+    cron.register(backup_jobs.code_backup, "backups", cron="37 2 * * *")
 # Memory and CPU of each active store, for the chart on its page.
 cron.register(stores_usage_sample, "default", interval=5 * 60)

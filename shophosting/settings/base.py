@@ -70,10 +70,14 @@ LOCAL_APPS = [
     "backups",
     "consultations",
     "cms",
+    # The project package: platform-wide operator commands (deploy_render, release_status).
+    "shophosting",
 ]
 INSTALLED_APPS = DJANGO_APPS + WAGTAIL_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
+    # First: every log line of the request (and of the jobs it enqueues) carries its id.
+    "shophosting.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads the body: refuses oversized requests from Content-Length alone.
@@ -158,10 +162,13 @@ RQ_QUEUES = {
 RQ_SHOW_ADMIN_LINK = False
 # Services enqueue inside transaction.on_commit themselves (STYLE.md), so the queue enqueues at once;
 # django-rq's default would defer a second time and return no job id.
-RQ = {"COMMIT_MODE": "auto"}
+RQ = {"COMMIT_MODE": "auto", "JOB_CLASS": "shophosting.request_id.RequestJob"}
 # A worker whose heartbeat is older than this is reported as down by /healthz. An idle rq worker
 # refreshes its heartbeat only every worker_ttl - 15 s (405 s by default), so this must exceed that.
 WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", default=480)
+# true on a server with the systemd timers of deploy/ (system and code backups, housekeeping): the
+# periodic-job runner then leaves those to the timers. The demo (bin/run) has no systemd, so it runs them.
+PLATFORM_TIMERS_EXTERNAL = env.bool("PLATFORM_TIMERS_EXTERNAL", default=False)
 
 # --- Outside systems ----------------------------------------------------------------------------
 DOCKER_HOST = env("DOCKER_HOST", default="unix:///var/run/docker.sock")
@@ -308,18 +315,23 @@ SECURITY_LOG_PATH = Path(env("SECURITY_LOG_PATH", default=str(LOG_DIR / "securit
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "shophosting.request_id.RequestIdFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One JSON object per line in the files (python-json-logger), with the request id.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
         # accounts.services.audit_record already writes one JSON object as the message.
         "message": {"format": "%(message)s"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         "security_file": {
-            "class": "shophosting.logging.MakedirsRotatingFileHandler",
+            "class": "shophosting.logging.MakedirsWatchedFileHandler",
             "filename": str(SECURITY_LOG_PATH),
-            "maxBytes": 10 * 1024 * 1024,
-            "backupCount": 10,
             "formatter": "message",
             "encoding": "utf-8",
         },
@@ -329,7 +341,8 @@ LOGGING = {
             f"{name}_file": {
                 "class": "shophosting.logging.MakedirsWatchedFileHandler",
                 "filename": str(LOG_DIR / f"{name}.log"),
-                "formatter": "plain",
+                "formatter": "json",
+                "filters": ["request_id"],
                 "encoding": "utf-8",
             }
             for name in ("web", "worker", "backup")
@@ -376,6 +389,13 @@ NGINX_ENABLED = env.bool("NGINX_ENABLED", default=True)
 NGINX_COMMAND = env.list("NGINX_COMMAND", default=["nginx"])
 NGINX_SITES_DIR = env("NGINX_SITES_DIR", default="/etc/nginx/sites-enabled/shophosting")
 NGINX_LISTEN_HTTP = env("NGINX_LISTEN_HTTP", default="80")
+# The single template of a store vhost, and the maintenance page suspended stores show.
+NGINX_VHOST_TEMPLATE = env("NGINX_VHOST_TEMPLATE", default=str(BASE_DIR / "deploy" / "nginx" / "store-vhost.conf"))
+NGINX_MAINTENANCE_ROOT = env("NGINX_MAINTENANCE_ROOT", default=str(BASE_DIR / "deploy" / "nginx" / "maintenance"))
+# Production: ask the root unit shophosting-nginx-reload to test and reload nginx (empty: run NGINX_COMMAND).
+NGINX_RELOAD_REQUEST_FILE = env("NGINX_RELOAD_REQUEST_FILE", default="")
+NGINX_RELOAD_STATUS_FILE = env("NGINX_RELOAD_STATUS_FILE", default="")
+NGINX_RELOAD_TIMEOUT = env.int("NGINX_RELOAD_TIMEOUT", default=30)
 NGINX_ACME_WEBROOT = env("NGINX_ACME_WEBROOT", default="/var/www/shophosting-acme")
 NGINX_LISTEN_HTTPS = env("NGINX_LISTEN_HTTPS", default="443")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from django.conf import settings
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-# The plain format in settings.LOGGING: "2026-11-26 08:00:00,123 LEVEL logger message".
+# The files are JSON lines (settings.LOGGING); older or hand-written ones may use the plain format
+# "2026-11-26 08:00:00,123 LEVEL logger message".
 _PLAIN = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:,.]+\s+(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 TAIL_BYTES = 512 * 1024
 
@@ -24,17 +25,25 @@ class LogEntry:
     text: str  # the line, with any continuation lines (a traceback) after it
 
 
-def _level_of(line: str) -> str | None:
+def _parse(line: str) -> tuple[str | None, str]:
+    """(level, text to show) of one line; level None for a continuation line (a traceback)."""
     if match := _PLAIN.match(line):
-        return match[1]
+        return match[1], line
     if line.startswith("{"):
         try:
             record = json.loads(line)
         except ValueError:
-            return None
-        # The security log's audit lines carry no level: they are records, not warnings.
-        return str(record.get("level") or record.get("levelname") or "INFO").upper()
-    return None
+            return None, line
+        if "level" not in record and "levelname" not in record:
+            return "INFO", line  # the security log's audit records carry no level: they are records, not warnings
+        level = str(record.get("level") or record.get("levelname")).upper()
+        head = " ".join(str(record[key]) for key in ("time", "level", "logger") if record.get(key) not in (None, ""))
+        request = f" [{record['request_id']}]" if record.get("request_id") not in (None, "", "-") else ""
+        text = f"{head}{request} {record.get('message', '')}"
+        if record.get("exc_info"):
+            text += "\n" + str(record["exc_info"])
+        return level, text
+    return None, line
 
 
 def log_tail(*, key: str, min_level: str = "DEBUG", limit: int = 300) -> tuple[Path, list[LogEntry]]:
@@ -54,11 +63,11 @@ def log_tail(*, key: str, min_level: str = "DEBUG", limit: int = 300) -> tuple[P
         lines = lines[1:]  # the first line was cut in the middle
     entries: list[list] = []
     for line in lines:
-        level = _level_of(line)
+        level, text = _parse(line)
         if level is None and entries:
-            entries[-1][1].append(line)  # a traceback or a wrapped message belongs to the entry above
+            entries[-1][1].append(text)  # a traceback or a wrapped message belongs to the entry above
         else:
-            entries.append([level or "INFO", [line]])
+            entries.append([level or "INFO", [text]])
     threshold = LEVELS.index(min_level) if min_level in LEVELS else 0
     kept = [
         LogEntry(level=level, text="\n".join(text))

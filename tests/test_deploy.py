@@ -1,0 +1,468 @@
+"""Production deployment (deploy/): every rendered systemd unit and timer passes `systemd-analyze verify`,
+the rendered nginx configs pass `nginx -t`, nothing uses sudo, and the install guide (deploy/README.md),
+followed on this machine in a scratch directory, gives a working platform behind a real nginx."""
+
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import MySQLdb
+import pytest
+import requests
+from django.core.management import call_command
+
+from tests.conftest import ROOT
+
+DOMAIN = "platform.test"
+VENV = Path(sys.executable).parent.parent
+
+
+def render(out: Path, **overrides) -> Path:
+    options = {
+        "domain": DOMAIN,
+        "app_dir": str(ROOT),
+        "venv": str(VENV),
+        "run_dir": str(out.parent / "run"),
+        "data_dir": str(out.parent / "data"),
+        "log_dir": str(out.parent / "log"),
+        "backup_dir": str(out.parent / "backups"),
+        "static_root": str(out.parent / "static"),
+        "stores_dir": str(out.parent / "stores"),
+        "acme_webroot": str(out.parent / "acme"),
+        "snippets_dir": str(out / "nginx" / "snippets"),
+        **overrides,
+    }
+    call_command("deploy_render", out=str(out), **options)
+    return out
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName=DNS:{name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def nginx_main_conf(prefix: Path, site: Path) -> Path:
+    """A private nginx around the rendered site, as Debian's nginx.conf includes sites-enabled/*."""
+    for directory in ("temp", "logs"):
+        (prefix / directory).mkdir(parents=True, exist_ok=True)
+    (prefix / "temp").chmod(0o777)
+    conf = prefix / "nginx.conf"
+    # Workers as root: the scratch directories are private to the test runner (on a server nginx's www-data
+    # is in the shophosting group instead, deploy/README.md step 2).
+    conf.write_text(
+        f"""user root;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path {prefix}/temp/body;
+    proxy_temp_path {prefix}/temp/proxy;
+    fastcgi_temp_path {prefix}/temp/fastcgi;
+    uwsgi_temp_path {prefix}/temp/uwsgi;
+    scgi_temp_path {prefix}/temp/scgi;
+    include {site};
+}}
+"""
+    )
+    return conf
+
+
+def store_vhost(stores_dir: Path, acme_webroot: Path, cert: Path, key: Path, mode: str) -> Path:
+    """A store's vhost exactly as provisioning renders it (provisioning/proxy.py, deploy/nginx/store-vhost.conf)."""
+    from provisioning import proxy
+
+    stores_dir.mkdir(parents=True, exist_ok=True)
+    path = stores_dir / f"shop-{mode}.test.conf"
+    path.write_text(
+        proxy.vhost_render(
+            store_id=1,
+            domain=f"shop-{mode}.test",
+            upstream="127.0.0.1:9",
+            mode=mode,
+            listen_http="127.0.0.1:18280",
+            listen_https="127.0.0.1:18643",
+            acme_webroot=str(acme_webroot),
+            tls_cert=str(cert),
+            tls_key=str(key),
+        )
+    )
+    return path
+
+
+# --- systemd ---------------------------------------------------------------------------------------------
+
+
+def test_every_rendered_unit_and_timer_passes_systemd_analyze_verify(tmp_path):
+    out = render(tmp_path / "out")
+    units = out / "systemd"
+    template = units / "shophosting-worker-provisioning@.service"
+    shutil.copy(template, units / "shophosting-worker-provisioning@1.service")
+    shutil.copy(template, units / "shophosting-worker-provisioning@2.service")
+    files = sorted(str(p) for p in units.iterdir() if p.name != template.name)
+    assert len(files) == 15
+
+    verified = subprocess.run(["systemd-analyze", "verify", "--man=no", *files], capture_output=True, text=True)
+
+    ours = [line for line in verified.stderr.splitlines() if "shophosting" in line]
+    assert verified.returncode == 0 and ours == [], verified.stderr
+    web = (units / "shophosting-web.service").read_text()
+    for hardening in ("ProtectSystem=strict", "PrivateTmp=true", "NoNewPrivileges=true", "User=shophosting"):
+        assert hardening in web
+    provisioning = template.read_text()
+    assert "SupplementaryGroups=docker" in provisioning and "--with-scheduler" in provisioning
+    target = (units / "shophosting.target").read_text()
+    assert "shophosting-worker-provisioning@1.service shophosting-worker-provisioning@2.service" in target
+
+
+def test_deploy_render_refuses_a_directory_with_files_in_it(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(Exception, match="is not empty"):
+        render(tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+# --- nginx -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain-http-before-the-certificate"])
+def test_the_rendered_nginx_site_with_store_vhosts_passes_nginx_t(tmp_path, tls):
+    cert, key = self_signed(tmp_path / "certs", DOMAIN)
+    out = render(
+        tmp_path / "out",
+        listen_http="127.0.0.1:18280",
+        listen_https="127.0.0.1:18643",
+        tls_cert=str(cert),
+        tls_key=str(key),
+        **({} if tls else {"tls": False}),
+    )
+    store_cert, store_key = self_signed(tmp_path / "certs", "shop-proxy.test")
+    for mode in ("proxy", "maintenance"):
+        store_vhost(tmp_path / "stores", tmp_path / "acme", store_cert, store_key, mode)
+    conf = nginx_main_conf(tmp_path / "nginx", out / "nginx" / "sites" / "shophosting.conf")
+
+    tested = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path / "nginx"), "-c", str(conf)], capture_output=True, text=True
+    )
+
+    assert tested.returncode == 0, tested.stderr
+    site = (out / "nginx" / "sites" / "shophosting.conf").read_text()
+    assert ("ssl_certificate" in site) is tls and f"include {tmp_path / 'stores'}/*.conf;" in site
+
+
+# --- no sudo ---------------------------------------------------------------------------------------------
+
+
+def test_nothing_uses_sudo():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    uses = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix in (".png", ".ico") or not path.is_file() or name == "tests/test_deploy.py":
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            # Allowed: the explanations of why there is none.
+            if re.search(r"\bsudo\b", line) and not re.search(r"(?i)no sudo|never asks for it|nor sudo", line):
+                uses.append(f"{name}:{number}: {line.strip()}")
+    assert uses == []
+
+
+# --- the install guide -----------------------------------------------------------------------------------
+
+
+def guide_commands(section: str) -> list[str]:
+    """The shell lines of one numbered section of deploy/README.md, as an operator would paste them."""
+    text = (ROOT / "deploy" / "README.md").read_text()
+    body = text.split(f"\n## {section}")[1].split("\n## ")[0]
+    return [line for block in re.findall(r"```sh\n(.*?)```", body, re.S) for line in block.splitlines()]
+
+
+@pytest.fixture
+def scratch_database():
+    """A MariaDB database and user of its own, as the guide's step 4 makes them; dropped afterwards."""
+    name = f"shinstall_{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(18)
+    root = MySQLdb.connect(host="127.0.0.1", port=3306, user="root")
+    cursor = root.cursor()
+    step4 = " ".join(guide_commands("4. Database")[1:]).split('"')[1]
+    statement = step4.replace("shophosting.*", f"{name}.*").replace("DATABASE shophosting", f"DATABASE {name}")
+    statement = statement.replace("'shophosting'@'localhost'", f"'{name}'@'%'").replace("$DB_PASSWORD", password)
+    for sql in filter(None, (s.strip() for s in statement.split(";"))):
+        cursor.execute(sql)
+    yield f"mysql://{name}:{password}@127.0.0.1:3306/{name}"
+    cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+    cursor.execute(f"DROP USER IF EXISTS '{name}'@'%'")
+    root.close()
+
+
+def test_the_install_guide_gives_a_working_platform(tmp_path, scratch_database):
+    """Steps 4 to 8 of deploy/README.md with this machine's MariaDB and Redis, in a scratch directory: the
+    application commands exactly as written (their `runuser` and paths swapped for the scratch ones), then
+    gunicorn started as the rendered unit starts it, behind nginx with the rendered site."""
+    from cryptography.fernet import Fernet
+
+    scratch = tmp_path
+    env_file = scratch / "etc" / "env"
+    env_file.parent.mkdir()
+    dirs = {
+        name: scratch / name
+        for name in ("log", "static", "media", "private", "tls", "acme", "stores", "run", "backups")
+    }
+    for directory in dirs.values():
+        directory.mkdir(parents=True, exist_ok=True)
+    # Step 5: .env.example, then the values that must be set (later lines win).
+    settings_lines = {
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": scratch_database,
+        "REDIS_URL": "redis://127.0.0.1:6379/12",
+        "CREDENTIALS_KEY": Fernet.generate_key().decode(),
+        "DJANGO_ALLOWED_HOSTS": DOMAIN,
+        "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{DOMAIN}",
+        "SITE_URL": f"https://{DOMAIN}",
+        "PLATFORM_DOMAIN": DOMAIN,
+        "LOG_DIR": dirs["log"],
+        "SECURITY_LOG_PATH": dirs["log"] / "security.log",
+        "STATIC_ROOT": dirs["static"],
+        "MEDIA_ROOT": dirs["media"],
+        "TICKET_ATTACHMENT_DIR": dirs["private"] / "attachments",
+        "TLS_CERT_DIR": dirs["tls"],
+        "NGINX_SITES_DIR": dirs["stores"],
+        "NGINX_ACME_WEBROOT": dirs["acme"],
+        "NGINX_RELOAD_REQUEST_FILE": dirs["run"] / "nginx-reload.request",
+        "NGINX_RELOAD_STATUS_FILE": dirs["run"] / "nginx-reload.status",
+        "RESTIC_REPOSITORY": dirs["backups"] / "restic",
+        "RESTIC_PASSWORD_FILE": scratch / "etc" / "restic-password",
+        "BACKUP_STAGING_DIR": dirs["backups"] / "staging",
+        "PLATFORM_TIMERS_EXTERNAL": "true",
+    }
+    guide_keys = {line.split("=")[0] for line in guide_commands("5. The env file") if re.match(r"^[A-Z_]+=", line)}
+    assert guide_keys == set(settings_lines)  # the scratch env file sets exactly what the guide sets
+    env_file.write_text(
+        (ROOT / ".env.example").read_text() + "\n" + "".join(f"{k}={v}\n" for k, v in settings_lines.items())
+    )
+    (scratch / "etc" / "restic-password").write_text(secrets.token_urlsafe(24))
+    manage_env = {**os.environ, "SHOPHOSTING_ENV_FILE": str(env_file), "SHOPHOSTING_VENV": str(VENV)}
+    manage_env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    def run(command: str, **kwargs) -> subprocess.CompletedProcess:
+        command = command.replace("/srv/shophosting/app", str(ROOT))
+        result = subprocess.run(
+            shlex.split(command), env=manage_env, capture_output=True, text=True, timeout=900, **kwargs
+        )
+        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result
+
+    # Step 6, command by command (images_build is the test suite's own fixture; it takes minutes cold).
+    manage = f"{ROOT}/deploy/bin/shophosting-manage"
+    step6 = [line for line in guide_commands("6.") if line.startswith("$M ")]
+    assert [line.split()[1] for line in step6] == [
+        "check",
+        "migrate",
+        "collectstatic",
+        "plans_seed",
+        "site_seed",
+        "backups_init",
+        "images_build",
+        "create_admin",
+        "release_status",
+    ]
+    outputs = {}
+    for line in step6:
+        if line.split()[1] == "images_build":
+            continue
+        outputs[line.split()[1]] = run(line.replace("$M", manage), stdin=subprocess.DEVNULL)
+    assert "version: " in outputs["release_status"].stdout
+    assert "migrations: none pending" in outputs["release_status"].stdout
+    assert "you@shophosting.example" in outputs["create_admin"].stdout
+    assert (dirs["static"] / "css" / "site.css").exists()
+
+    # Step 7 and 8: render, then nginx around gunicorn started as the rendered unit starts it.
+    cert, key = self_signed(scratch / "certs", DOMAIN)
+    out = scratch / "rendered"
+    run(
+        f"{manage} deploy_render --domain {DOMAIN} --out {out} --app-dir {ROOT} --venv {VENV} "
+        f"--run-dir {dirs['run']} --log-dir {dirs['log']} --static-root {dirs['static']} "
+        f"--stores-dir {dirs['stores']} --acme-webroot {dirs['acme']} --snippets-dir {out}/nginx/snippets "
+        f"--listen-http 127.0.0.1:18380 --listen-https 127.0.0.1:18743 --tls-cert {cert} --tls-key {key}"
+    )
+    unit = (out / "systemd" / "shophosting-web.service").read_text()
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M)[1]
+    web_env = dict(line.split("=", 1) for line in re.findall(r"^Environment=(.*)$", unit, re.M))
+    prefix = scratch / "nginx"
+    conf = nginx_main_conf(prefix, out / "nginx" / "sites" / "shophosting.conf")
+    # What systemd gives the unit: its Environment= lines and the env file; then the scratch socket.
+    gunicorn_env = {**os.environ, **web_env}
+    gunicorn_env.update(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if re.match(r"^[A-Z_]+=", line)
+    )
+    gunicorn_env.update(GUNICORN_BIND=f"unix:{dirs['run']}/gunicorn.sock", GUNICORN_WORKERS="2")
+    web = subprocess.Popen(
+        shlex.split(exec_start),
+        cwd=ROOT,
+        env=gunicorn_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    nginx = None
+    try:
+        for _ in range(100):
+            if (dirs["run"] / "gunicorn.sock").exists():
+                break
+            assert web.poll() is None, web.stdout.read().decode()[-3000:]
+            time.sleep(0.2)
+        run(f"nginx -t -p {prefix} -c {conf}")
+        nginx = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"])
+        time.sleep(0.5)
+
+        def get(path: str):
+            # A self-signed certificate for the platform's name, reached by its loopback address.
+            return requests.get(
+                f"https://127.0.0.1:18743{path}",
+                headers={"Host": DOMAIN},
+                timeout=20,
+                verify=False,  # noqa: S501
+            )
+
+        home = get("/")
+        assert home.status_code == 200 and "ShopHosting" in home.text
+        assert re.fullmatch(r"[0-9a-f]{32}", home.headers["X-Request-ID"])  # nginx's $request_id, passed through
+        static = get("/static/css/site.css")
+        assert static.status_code == 200 and "immutable" in static.headers["Cache-Control"]
+        assert get("/pricing/").status_code == 200
+        health = get("/healthz")
+        assert health.json()["checks"]["database"]["ok"] and health.json()["checks"]["redis"]["ok"]
+        plain = requests.get("http://127.0.0.1:18380/", headers={"Host": DOMAIN}, allow_redirects=False, timeout=10)
+        assert plain.status_code == 301 and plain.headers["Location"] == f"https://{DOMAIN}/"
+        web_log = (dirs["log"] / "web.log").read_text().splitlines()
+        assert web_log and all(line.startswith("{") for line in web_log)  # JSON lines
+    finally:
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=30)
+
+
+@pytest.mark.django_db
+def test_release_status_prints_the_version_and_no_pending_migrations(capsys):
+    call_command("release_status")
+    printed = capsys.readouterr().out
+    assert printed.startswith("version: ") and "migrations: none pending" in printed
+
+
+def test_the_store_vhost_template_is_the_one_in_deploy():
+    from provisioning import proxy
+
+    rendered = proxy.vhost_render(
+        store_id=7,
+        domain="one.test",
+        upstream="127.0.0.1:9",
+        mode="proxy",
+        listen_http="80",
+        listen_https="443",
+        acme_webroot="/acme",
+        tls_cert=None,
+        tls_key=None,
+    )
+    assert "Rendered by provisioning/proxy.py from deploy/nginx/store-vhost.conf" in rendered
+    assert not (ROOT / "provisioning" / "templates" / "provisioning" / "nginx_vhost.conf").exists()
+
+
+# --- the nginx reload unit -------------------------------------------------------------------------------
+
+
+class ReloadUnit:
+    """Does what shophosting-nginx-reload.path and .service do, minus systemd: when the request file changes,
+    run deploy/bin/nginx-reload (as root, here the test runner) against the tests' nginx."""
+
+    def __init__(self, request: Path, status: Path, nginx_command: list[str]):
+        import threading
+
+        self.request, self.status = request, status
+        self.env = {**os.environ, "NGINX": " ".join(nginx_command)}
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self):
+        seen = None
+        while not self._stop.is_set():
+            stamp = self.request.stat().st_mtime_ns if self.request.exists() else None
+            if stamp is not None and stamp != seen:
+                seen = stamp
+                subprocess.run(
+                    [str(ROOT / "deploy" / "bin" / "nginx-reload"), str(self.request), str(self.status)],
+                    env=self.env,
+                    check=False,
+                )
+                self.runs += 1
+            time.sleep(0.02)
+
+
+@pytest.mark.django_db
+def test_workers_reload_nginx_through_the_root_unit_and_roll_back_what_it_refuses(tmp_path, settings, nginx_server):
+    from provisioning import proxy
+    from provisioning.exceptions import ProvisioningError
+
+    settings.NGINX_RELOAD_REQUEST_FILE = str(tmp_path / "nginx-reload.request")
+    settings.NGINX_RELOAD_STATUS_FILE = str(tmp_path / "nginx-reload.status")
+    with ReloadUnit(
+        tmp_path / "nginx-reload.request", tmp_path / "nginx-reload.status", settings.NGINX_COMMAND
+    ) as unit:
+        path = proxy.vhost_write(store_id=1, domain="through-unit.test", upstream="127.0.0.1:29999")
+        assert unit.runs == 1  # and vhost_write waited until nginx really routed the domain
+        good = path.read_text()
+        with pytest.raises(ProvisioningError, match="nginx rejected the vhost for through-unit.test; rolled back"):
+            proxy.vhost_write(store_id=1, domain="through-unit.test", upstream="127.0.0.1:notaport")
+        assert path.read_text() == good
+        assert proxy.nginx_status()["config"] == "ok"  # the last answer of the unit, after the rollback
+        assert proxy.vhost_remove(domain="through-unit.test") is True
+    settings.NGINX_RELOAD_STATUS_FILE = str(tmp_path / "nobody-answers")
+    settings.NGINX_RELOAD_TIMEOUT = 1
+    with pytest.raises(ProvisioningError, match="shophosting-nginx-reload.path"):
+        proxy.vhost_write(store_id=1, domain="unanswered.test", upstream="127.0.0.1:29999")
+    assert not proxy.vhost_path("unanswered.test").exists()
