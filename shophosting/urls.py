@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from wagtail import urls as wagtail_urls
 from wagtail.admin import urls as wagtailadmin_urls
 from wagtail.admin.views.account import LoginView as WagtailLoginView
@@ -41,5 +42,7 @@ urlpatterns = [
     # Wagtail serves every remaining path: it must stay last.
     path("sitemap.xml", sitemap, name="sitemap"),
     path("robots.txt", robots_txt, name="robots_txt"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admins); it is the site's SVG icon.
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True)),
     path("", include(wagtail_urls)),
 ]

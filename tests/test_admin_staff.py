@@ -388,3 +388,20 @@ def test_customer_store_and_job_lists_use_as_many_queries_for_1000_rows_as_for_1
     large = {url: _queries_for(client, url) for url in urls}
 
     assert large == small
+
+
+def test_store_operations_refuse_bad_input_with_a_clear_message(client, staff_user, woo_plan, user_factory):
+    store = Store.objects.create(customer=user_factory(), plan=woo_plan, platform="woocommerce", domain="op.test")
+    client.force_login(staff_user)
+    operate = reverse("admin:store_operate")
+
+    unknown = client.post(operate, {"store": store.pk, "operation": "explode"}, follow=True).content.decode()
+    missing = client.post(operate, {"store": 999_999, "operation": "restart"}, follow=True).content.decode()
+    wrong_state = client.post(operate, {"store": store.pk, "operation": "resume"}, follow=True).content.decode()
+    elsewhere = client.post(operate, {"store": store.pk, "operation": "x", "next": "https://evil.example/"})
+
+    assert "Choose a store and an operation" in unknown and "Choose a store and an operation" in missing
+    assert "Not started:" in wrong_state and "a resume job needs it to be suspended" in wrong_state
+    assert elsewhere["Location"] == reverse("admin:index")  # never redirected off-site
+    assert not ProvisioningJob.objects.filter(store=store).exists()
+    assert not AuditEvent.objects.filter(event__startswith="store_").exists()

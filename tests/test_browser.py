@@ -338,6 +338,42 @@ def test_every_public_page_loads_in_chromium_without_console_errors_or_csp_viola
     tab.context.close()
 
 
+STAFF_PAGES = {
+    "dashboard": "/admin/",
+    "customers": "/admin/accounts/customer/",
+    "stores": "/admin/stores/store/",
+    "new-store": "/admin/stores/store/add/",
+    "jobs": "/admin/provisioning/provisioningjob/",
+    "health": "/admin/operations/health/",
+    "logs": "/admin/operations/logs/?log=web&level=WARNING",
+    "audit": "/admin/accounts/auditevent/",
+    "admin-users": "/admin/accounts/staffuser/",
+    "cms-pages": "/cms-admin/pages/",
+}
+
+
+def test_the_staff_pages_render_in_chromium_without_console_errors(browser, platform):
+    from accounts.roles import Role
+    from accounts.services import staff_user_ensure
+
+    staff_user_ensure(email="browser-staff@example.com", role=Role.SUPER_ADMIN, password="browser staff pass 7")
+    tab = Tab(browser, platform["url"])
+    tab.page.goto("/admin/login/")
+    tab.page.fill("input[name=username]", "browser-staff@example.com")
+    tab.page.fill("input[name=password]", "browser staff pass 7")
+    tab.page.click("input[type=submit]")
+    tab.page.wait_for_url(f"{platform['url']}/admin/")
+    for name, path in STAFF_PAGES.items():
+        response = tab.page.goto(path)
+        assert response.status == 200, path
+        tab.shot(f"staff-{name}")
+    assert tab.page.locator("#staff-dashboard").count() == 0  # (the last page is Wagtail's, not the dashboard)
+    tab.page.goto("/admin/")
+    assert tab.page.locator("#dashboard-stores").is_visible() and tab.page.locator("#dashboard-actions").is_visible()
+    assert tab.errors == [], tab.errors
+    tab.context.close()
+
+
 @pytest.mark.django_db
 def test_the_signup_page_the_journey_starts_from_renders(client, woo_plan):
     """(Also makes pytest-django set up the test database when this module runs alone.)"""

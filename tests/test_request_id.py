@@ -28,8 +28,9 @@ def test_the_id_from_nginx_is_echoed_and_a_bad_one_is_replaced(client):
 
 
 def test_log_lines_of_a_request_carry_its_id(client):
-    client.get("/no-such-page-at-all/", HTTP_X_REQUEST_ID="req-404-0000000001")
-    [line] = [line for line in json_lines("web") if line.get("request_id") == "req-404-0000000001"]
+    request = f"req-404-{uuid.uuid4().hex}"
+    client.get("/no-such-page-at-all/", HTTP_X_REQUEST_ID=request)
+    [line] = [line for line in json_lines("web") if line.get("request_id") == request]
     assert line["level"] == "WARNING" and line["logger"] == "django.request" and "Not Found" in line["message"]
 
 

@@ -217,6 +217,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ADMIN_URL = env("DJANGO_ADMIN_URL", default="admin/")
 WAGTAIL_ADMIN_URL = "cms-admin/"
 WAGTAIL_SITE_NAME = "ShopHosting"
+# No avatars from gravatar.com: the admin loads nothing from third parties (and the CSP would block it).
+WAGTAIL_GRAVATAR_PROVIDER_URL = None
 WAGTAILADMIN_BASE_URL = SITE_URL
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
 WAGTAILDOCS_EXTENSIONS = ["csv", "docx", "key", "odt", "pdf", "pptx", "rtf", "txt", "xlsx", "zip"]

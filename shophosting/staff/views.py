@@ -89,8 +89,9 @@ def job_retry_view(request, job_id: int):
     return redirect("admin:provisioning_provisioningjob_change", job.pk)
 
 
-# The store operations staff start from the dashboard and the store page: each is a provisioning job.
-STORE_OPERATIONS = {"suspend": "suspend", "resume": "resume", "retry": "retry", "restart": "restart"}
+# The store operations staff start from the dashboard and the store page: each is the provisioning job kind
+# of the same name.
+STORE_OPERATIONS = ("suspend", "resume", "retry", "restart")
 
 
 @require_POST
@@ -106,9 +107,10 @@ def store_operate_view(request):
     back = back if url_has_allowed_host_and_scheme(back, allowed_hosts=None) and back.startswith("/") else None
     try:
         store_id = int(request.POST.get("store", ""))
-        kind = STORE_OPERATIONS[operation]
-        job = job_enqueue(store_id=store_id, kind=kind, actor=request.user)
-    except (ValueError, KeyError, Store.DoesNotExist):
+        if operation not in STORE_OPERATIONS:
+            raise ValueError(operation)
+        job = job_enqueue(store_id=store_id, kind=operation, actor=request.user)
+    except (ValueError, Store.DoesNotExist):
         messages.error(request, "Choose a store and an operation (suspend, resume, retry or restart).")
         return redirect(back or "admin:index")
     except (JobConflict, InvalidTransition) as exc:
