@@ -279,7 +279,9 @@ class ActorFilter(admin.SimpleListFilter):
         return [(u.pk, u.email) for u in StaffUser.objects.only("pk", "email")]
 
     def queryset(self, request, queryset):
-        return queryset.filter(actor_id=self.value()) if self.value() else queryset
+        if not self.value():
+            return queryset
+        return queryset.filter(actor_id=self.value()) if self.value().isdigit() else queryset.none()
 
 
 @admin.register(AuditEvent)

@@ -115,7 +115,9 @@ def _roles_sync_after_migrate(sender, **kwargs):
     from django.apps import apps
     from django.contrib.auth.management import create_permissions
 
-    if sender.name == list(apps.get_app_configs())[-1].name:
+    # post_migrate is sent only for apps with a models module (the project package has none).
+    with_models = [config for config in apps.get_app_configs() if config.models_module is not None]
+    if sender.name == with_models[-1].name:
         # Receivers of one signal run in connection order, which is not guaranteed to put auth's own
         # create_permissions for this last app before us: create them all first (idempotent).
         for app_config in apps.get_app_configs():

@@ -566,7 +566,7 @@ def _platform_database_dump(into: Path) -> None:
 def system_backup_paths() -> list[str]:
     """Directories and files the system backup holds besides the database dump, where they exist."""
     candidates = [settings.NGINX_SITES_DIR, settings.TLS_CERT_DIR, str(Path(settings.ACME_ACCOUNT_KEY_PATH).parent)]
-    candidates += [str(settings.BASE_DIR / ".env"), *settings.SYSTEM_BACKUP_EXTRA_PATHS]
+    candidates += [str(settings.BASE_DIR / ".env"), settings.PLATFORM_ENV_FILE, *settings.SYSTEM_BACKUP_EXTRA_PATHS]
     return sorted({str(Path(p).resolve()) for p in candidates if p and Path(p).exists()})
 
 

@@ -647,18 +647,27 @@ def store_delete(*, store_id: int, actor: User) -> Job:
     """Staff delete a store now: its containers and volumes are torn down, and when it is the last live store of
     its subscription the Stripe subscription is canceled first, so the customer is never charged for nothing.
 
-    Stripe is called before anything changes here and outside any transaction: when Stripe refuses, the
-    store and the subscription stay as they were and the caller shows the error."""
-    from provisioning.services import job_enqueue
+    Whether the teardown can start is checked before Stripe is called, so a store that is busy is refused with
+    billing untouched. Stripe is called outside any transaction: when it refuses, nothing changes here and the
+    caller shows the error."""
+    from provisioning.exceptions import JobConflict
+    from provisioning.services import STORE_STATUS_REQUIRED, job_enqueue
 
     store = Store.objects.select_related("subscription").get(pk=store_id)
+    if store.status not in STORE_STATUS_REQUIRED[Job.Kind.TEARDOWN]:
+        raise InvalidTransition(f"{store.domain} is {store.get_status_display().lower()}; delete it once that is done")
+    running = store.jobs.filter(status__in=Job.ACTIVE).first()
+    if running is not None:
+        raise JobConflict(
+            f"{store.domain} has a job running (#{running.pk}, {running.kind}); delete it when it is done"
+        )
     subscription = store.subscription
     last_store = subscription is not None and not _live_stores(subscription).exclude(pk=store.pk).exists()
     if last_store and subscription.status in (SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED):
         if subscription.stripe_subscription_id:
             stripe_gateway.subscription_cancel(subscription_id=subscription.stripe_subscription_id)
         now = timezone.now()
-        with transaction.atomic():
+        try:
             subscription_transition(
                 subscription_id=subscription.pk,
                 to=SS.CANCELED,
@@ -667,9 +676,14 @@ def store_delete(*, store_id: int, actor: User) -> Job:
                 canceled_at=now,
                 teardown_at=now,
             )
+        except InvalidTransition:
+            # Stripe's customer.subscription.deleted webhook got here first: the outcome is the same.
+            if Subscription.objects.get(pk=subscription.pk).status != SS.CANCELED:
+                raise
     elif last_store and subscription.status == SS.CHECKOUT:
         if subscription.checkout_session_id:
-            stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
+            if stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id) == "complete":
+                raise BillingRefused(f"The customer has just paid for {store.domain}; it is being set up. Reload.")
         subscription_transition(
             subscription_id=subscription.pk, to=SS.ABANDONED, actor=actor, note=f"{store.domain} deleted by staff"
         )
@@ -738,7 +752,11 @@ def staff_store_create(
         "set_password_path": _set_password_path(customer) if customer_created else "",
         "login_path": reverse("accounts:login"),
     }
-    email_send(template="store_opened_by_staff", to=[customer.email], context=context)
+    try:
+        email_send(template="store_opened_by_staff", to=[customer.email], context=context)
+    except Exception as exc:  # noqa: BLE001 - the store exists either way; staff are told to reach the customer
+        logger.warning("store %s opened by staff, but the e-mail to %s failed: %s", store.pk, customer.email, exc)
+        payment_note = f"{payment_note + '; ' if payment_note else ''}the e-mail to {customer.email} failed: {exc}"
     return StaffOrder(subscription, store, customer_created, checkout_url, payment_note)
 
 

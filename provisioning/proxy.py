@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -46,21 +47,29 @@ def _apply() -> str | None:
     return None
 
 
+@contextmanager
+def _vhosts_locked():
+    """Workers on one host take turns to change vhosts: one worker's `nginx -t` must never judge (and roll
+    back) another's half-finished change, and one reload request never overwrites another still waiting."""
+    sites = Path(settings.NGINX_SITES_DIR)
+    sites.mkdir(parents=True, exist_ok=True)
+    with open(sites / ".shophosting.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _apply_through_reload_unit() -> str | None:
-    """Write a request id, wait for the root unit's answer carrying the same id. Workers on one host take turns
-    (a lock file beside the request), so no request overwrites another that is still waiting."""
+    """Write a request id, wait for the root unit's answer carrying the same id (the caller holds the lock)."""
     request = Path(settings.NGINX_RELOAD_REQUEST_FILE)
     status = Path(settings.NGINX_RELOAD_STATUS_FILE)
     request_id = secrets.token_hex(8)
-    with open(request.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        _write_atomic(request, request_id + "\n")
-        deadline = time.monotonic() + settings.NGINX_RELOAD_TIMEOUT
-        while time.monotonic() < deadline:
-            answered_id, _, answer = (status.read_text().strip() if status.exists() else "").partition(" ")
-            if answered_id == request_id:
-                return None if answer == "ok" else answer.removeprefix("failed").strip()
-            time.sleep(0.05)
+    _write_atomic(request, request_id + "\n")
+    deadline = time.monotonic() + settings.NGINX_RELOAD_TIMEOUT
+    while time.monotonic() < deadline:
+        answered_id, _, answer = (status.read_text().strip() if status.exists() else "").partition(" ")
+        if answered_id == request_id:
+            return None if answer == "ok" else answer.removeprefix("failed").strip()
+        time.sleep(0.05)
     raise ProvisioningError(
         f"nginx did not answer the reload request within {settings.NGINX_RELOAD_TIMEOUT} s: is "
         "shophosting-nginx-reload.path enabled (systemctl status shophosting-nginx-reload.path)?"
@@ -125,20 +134,21 @@ def vhost_write(
         tls_cert=str(certificate.fullchain_path) if certificate else None,
         tls_key=str(certificate.key_path) if certificate else None,
     )
-    previous = path.read_text() if path.exists() else None
-    if previous == content and not force_reload:
-        return path
-    _write_atomic(path, content)
-    try:
-        complaint = _apply()
-    except ProvisioningError:
-        _restore(path, previous)
-        raise
-    if complaint is not None:
-        _restore(path, previous)
-        if settings.NGINX_RELOAD_REQUEST_FILE:
-            _apply()  # so the unit's last answer describes the configuration in force again
-        raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")
+    with _vhosts_locked():
+        previous = path.read_text() if path.exists() else None
+        if previous == content and not force_reload:
+            return path
+        _write_atomic(path, content)
+        try:
+            complaint = _apply()
+        except ProvisioningError:
+            _restore(path, previous)
+            raise
+        if complaint is not None:
+            _restore(path, previous)
+            if settings.NGINX_RELOAD_REQUEST_FILE:
+                _apply()  # so the unit's last answer describes the configuration in force again
+            raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")
     vhost_wait_routed(domain=domain)
     return path
 
@@ -190,10 +200,11 @@ def vhost_wait_routed(*, domain: str, timeout: float = 10.0) -> None:
 
 def vhost_remove(*, domain: str) -> bool:
     path = vhost_path(domain)
-    if not path.exists():
-        return False
-    path.unlink()
-    complaint = _apply()
+    with _vhosts_locked():
+        if not path.exists():
+            return False
+        path.unlink()
+        complaint = _apply()
     if complaint is not None:
         raise ProvisioningError(f"nginx refused its configuration after removing {domain}'s vhost: {complaint}")
     return True

@@ -46,10 +46,14 @@ class DeployTarget:
     user: str = "shophosting"
     env_file: str = "/etc/shophosting/env"
     run_dir: str = "/run/shophosting"
+    nginx_status_dir: str = "/run/shophosting-nginx"
+    # Root runs it, so it is a root-owned copy outside the checkout (deploy/README.md, step 7).
+    nginx_reload_bin: str = "/usr/local/sbin/shophosting-nginx-reload"
     data_dir: str = "/var/lib/shophosting"
     log_dir: str = field(default_factory=lambda: str(settings.LOG_DIR))
     backup_dir: str = "/var/backups/shophosting"
     static_root: str = field(default_factory=lambda: str(settings.STATIC_ROOT))
+    media_root: str = field(default_factory=lambda: str(settings.MEDIA_ROOT))
     stores_dir: str = field(default_factory=lambda: str(settings.NGINX_SITES_DIR))
     acme_webroot: str = field(default_factory=lambda: str(settings.NGINX_ACME_WEBROOT))
     snippets_dir: str = "/etc/nginx/snippets"

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Prefetch, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -148,6 +149,8 @@ class StoreAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from provisioning.models import JobStep, ProvisioningJob
 
+        if not str(object_id).isdigit():
+            return super().change_view(request, object_id, form_url, extra_context)  # the admin's "not found"
         jobs = (
             ProvisioningJob.objects.filter(store_id=object_id)
             .select_related("created_by")
@@ -248,6 +251,8 @@ class StoreAdmin(admin.ModelAdmin):
         from provisioning.exceptions import JobConflict
         from stores.exceptions import InvalidTransition
 
+        if not str(object_id).isdigit():
+            raise Http404("No such store.")
         store = get_object_or_404(Store.objects.select_related("customer", "subscription", "plan"), pk=object_id)
         if not self.has_delete_permission(request, store):
             raise PermissionDenied

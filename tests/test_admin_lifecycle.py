@@ -122,20 +122,31 @@ def test_staff_run_a_customer_lifecycle_from_the_admin(
     assert audited("store_delete_requested")[0]["store_id"] == store.pk
 
 
-def test_a_refused_stripe_cancel_deletes_nothing(client, staff_user, priced_plan, stripe_api, stripe_webhook):
+def test_a_busy_store_or_a_refused_stripe_cancel_deletes_nothing(
+    client, staff_user, priced_plan, stripe_api, stripe_webhook
+):
     from tests.billing_helpers import paid_signup
 
     subscription, stripe_subscription = paid_signup(client, priced_plan, stripe_api, stripe_webhook)
     store = subscription.stores.get()
     client.force_login(staff_user)
-    stripe_api.fail_next("DELETE", f"subscriptions/{stripe_subscription['id']}", status=400, message="No such thing")
+    delete = reverse("admin:stores_store_delete", args=[store.pk])
 
-    page = client.post(reverse("admin:stores_store_delete", args=[store.pk]), {"confirm": store.domain}, follow=True)
+    # Still being set up: refused before Stripe is asked anything.
+    busy = client.post(delete, {"confirm": store.domain}, follow=True).content.decode()
+    assert "Not deleted: shop.example.com is queued" in busy
+    assert stripe_api.requests_to("DELETE", "subscriptions/") == []
+
+    # Set up, then Stripe refuses the cancel: nothing changes here either.
+    store.jobs.update(status=ProvisioningJob.Status.SUCCEEDED)
+    Store.objects.filter(pk=store.pk).update(status=Store.Status.ACTIVE)
+    stripe_api.fail_next("DELETE", f"subscriptions/{stripe_subscription['id']}", status=400, message="No such thing")
+    page = client.post(delete, {"confirm": store.domain}, follow=True)
 
     assert "Nothing was deleted: Stripe said" in page.content.decode()
     store.refresh_from_db()
     subscription.refresh_from_db()
-    assert store.status == Store.Status.QUEUED and subscription.status == Subscription.Status.ACTIVE
+    assert store.status == Store.Status.ACTIVE and subscription.status == Subscription.Status.ACTIVE
     assert not store.jobs.filter(kind="teardown").exists()
 
 

@@ -217,6 +217,7 @@ def test_the_rq_dashboard_and_the_cms_admin_follow_the_roles(client, staff):
         client.force_login(staff[role])
         assert client.get("/django-rq/").status_code == (200 if rq_allowed else 403), role
         assert client.post("/django-rq/queues/0/empty/").status_code != 403 or not rq_allowed
+        assert client.get("/django-rq/stats.json").status_code == (200 if rq_allowed else 403), role
     for role in (ADMIN, SUPPORT):
         client.force_login(staff[role])
         assert client.get("/cms-admin/").status_code != 200, role  # the CMS is for super admins and editors

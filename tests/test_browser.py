@@ -370,6 +370,27 @@ def test_the_staff_pages_render_in_chromium_without_console_errors(browser, plat
     assert tab.page.locator("#staff-dashboard").count() == 0  # (the last page is Wagtail's, not the dashboard)
     tab.page.goto("/admin/")
     assert tab.page.locator("#dashboard-stores").is_visible() and tab.page.locator("#dashboard-actions").is_visible()
+
+    # The buttons on a store's and a job's page are forms of their own (not nested in the change form).
+    from accounts.services import customer_create
+    from billing.models import Plan
+    from provisioning.models import ProvisioningJob
+    from stores.services import store_create
+
+    customer = customer_create(email="browser-shop@example.com", password="browser shop pass 7")
+    store = store_create(customer=customer, plan=Plan.objects.get(slug="woocommerce-commerce-core"), domain="b.test")
+    Store.objects.filter(pk=store.pk).update(status=Store.Status.ACTIVE)
+    # A failed resume of a store that is active again: the retry is refused (and nothing is queued).
+    job = ProvisioningJob.objects.create(store=store, kind="resume", status="failed", error="boom")
+    tab.page.goto(f"/admin/stores/store/{store.pk}/change/")
+    tab.page.click("#store-operations input[value='Reveal credentials (audited)']")
+    tab.page.wait_for_url(f"{platform['url']}/admin/stores/store/{store.pk}/credentials/")
+    assert "recorded in the audit trail" in tab.page.content()
+    tab.page.goto(f"/admin/provisioning/provisioningjob/{job.pk}/change/")
+    tab.page.click("#job-retry input[type=submit]")
+    tab.page.wait_for_load_state()
+    assert f"Job #{job.pk} was not retried" in tab.page.content()
+    tab.shot("staff-job-retried")
     assert tab.errors == [], tab.errors
     tab.context.close()
 

@@ -21,7 +21,8 @@ from consultations.models import ConsultationRequest, ContactMessage
 from shophosting.jobs import pages_publish_scheduled
 from tests.consultation_slots import business_slot
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("site_pages")]
+# The plan catalogue (woo_plan seeds it) and the marketing site, as site_seed and plans_seed make them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("woo_plan", "site_pages")]
 
 
 def visitor(path: str) -> str:

@@ -37,6 +37,8 @@ def render(out: Path, **overrides) -> Path:
         "stores_dir": str(out.parent / "stores"),
         "acme_webroot": str(out.parent / "acme"),
         "snippets_dir": str(out / "nginx" / "snippets"),
+        "nginx_status_dir": str(out.parent / "nginx-status"),
+        "nginx_reload_bin": str(ROOT / "deploy" / "bin" / "nginx-reload"),
         **overrides,
     }
     call_command("deploy_render", out=str(out), **options)
@@ -273,6 +275,8 @@ def test_the_install_guide_gives_a_working_platform(tmp_path, scratch_database):
         "RESTIC_REPOSITORY": dirs["backups"] / "restic",
         "RESTIC_PASSWORD_FILE": scratch / "etc" / "restic-password",
         "BACKUP_STAGING_DIR": dirs["backups"] / "staging",
+        "RESTIC_CACHE_DIR": dirs["backups"] / "cache",
+        "PLATFORM_ENV_FILE": env_file,
         "PLATFORM_TIMERS_EXTERNAL": "true",
     }
     guide_keys = {line.split("=")[0] for line in guide_commands("5. The env file") if re.match(r"^[A-Z_]+=", line)}

@@ -11,7 +11,8 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from consultations.models import ContactMessage
 
-pytestmark = pytest.mark.django_db
+# /contact/ is the CMS contact page.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("site_pages")]
 
 CONTACT = {"name": "Ada", "email": "ada@example.com", "subject": "Hello", "message": "Is Magento supported?"}
 

@@ -204,6 +204,9 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Messages live in the session, not in a cookie: a temporary password shown once (when its e-mail failed)
+# must never travel in a cookie, signed or not.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -430,6 +433,9 @@ BACKUP_RETENTION_DAYS_DAILY_PLANS = env.int("BACKUP_RETENTION_DAYS_DAILY_PLANS",
 BACKUP_SYSTEM_RETENTION_DAYS = env.int("BACKUP_SYSTEM_RETENTION_DAYS", default=30)
 # More paths for the daily system backup, comma separated (nginx sites, certificates and .env are included).
 SYSTEM_BACKUP_EXTRA_PATHS = env.list("SYSTEM_BACKUP_EXTRA_PATHS", default=[])
+# The server's env file (deploy/README.md: /etc/shophosting/env), in the system backup: it holds the keys that
+# decrypt store credentials. Empty: only a .env in the checkout.
+PLATFORM_ENV_FILE = env("PLATFORM_ENV_FILE", default="")
 
 # --- Support tickets ----------------------------------------------------------------------------
 # Attachments live here, outside the web root and MEDIA_ROOT; only the download view serves them.

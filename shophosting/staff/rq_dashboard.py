@@ -5,6 +5,7 @@ from functools import wraps
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
+from django.urls import URLPattern
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 
@@ -20,4 +21,10 @@ def _rq_permission_required(view):
 
 
 def rq_dashboard_urlpatterns():
-    return get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=_rq_permission_required)
+    # django-rq leaves its stats.json and metrics endpoints unwrapped (they also take an API token, which we do
+    # not issue); they get the same guard as the rest, and the dashboard's own pages link to them.
+    api = [
+        URLPattern(pattern.pattern, _rq_permission_required(pattern.callback), pattern.default_args, pattern.name)
+        for pattern in get_api_urlpatterns()
+    ]
+    return api + get_admin_urlpatterns(view_wrapper=_rq_permission_required)
