@@ -9,11 +9,9 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django_otp import user_has_device
 
+from shophosting.middleware import is_staff_path
+
 ALLOWED_PREFIXES = ("/static/", "/healthz", "/readyz")
-
-
-def _admin_prefixes() -> tuple[str, ...]:
-    return (f"/{settings.ADMIN_URL}", f"/{settings.WAGTAIL_ADMIN_URL}", "/django-rq/")
 
 
 class SecondFactorRequiredMiddleware:
@@ -35,7 +33,7 @@ class SecondFactorRequiredMiddleware:
         back = quote(request.get_full_path())
         if user_has_device(user, confirmed=True):
             return redirect(f"{reverse('accounts:second_factor')}?next={back}")
-        if user.is_staff and settings.STAFF_TWO_FACTOR_REQUIRED and request.path.startswith(_admin_prefixes()):
+        if user.is_staff and settings.STAFF_TWO_FACTOR_REQUIRED and is_staff_path(request.path):
             return redirect(f"{reverse('accounts:two_factor')}?next={back}")
         return self.get_response(request)
 
@@ -50,6 +48,6 @@ class ForcedPasswordChangeMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and user.must_change_password:
             allowed = (reverse("admin:password_change"), reverse("admin:logout"))
-            if request.path.startswith(_admin_prefixes()) and not request.path.startswith(allowed):
+            if is_staff_path(request.path) and not request.path.startswith(allowed):
                 return redirect("admin:password_change")
         return self.get_response(request)

@@ -61,17 +61,8 @@ class ConsultationRequestAdmin(admin.ModelAdmin):
         "staff_notes",
         "created_at",
     ]
-    readonly_fields = [
-        "name",
-        "contact",
-        "company",
-        "platform",
-        "preferred_time",
-        "timezone",
-        "message",
-        "status",
-        "created_at",
-    ]
+    # Staff work on the assignee and the notes; the status moves only through the actions (the workflow).
+    readonly_fields = [name for name in fields if name not in ("assignee", "staff_notes")]
     actions = [
         _consultation_action(ConsultationRequest.Status.CONFIRMED, "Confirm"),
         _consultation_action(ConsultationRequest.Status.COMPLETED, "Mark completed"),

@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from billing.models import Subscription
 from provisioning.models import JobStep, ProvisioningJob
+from shophosting.health import timed_check
 from stores.models import Host, Store
 from stores.selectors import host_usage_list
 
@@ -124,12 +125,6 @@ def dashboard(user) -> dict:
 # --- System health ---------------------------------------------------------------------------------------
 
 
-def _check(fn):
-    from shophosting.health import _timed
-
-    return _timed(fn)
-
-
 def disk_usage() -> list[dict]:
     """Free space where the platform writes: settings.STAFF_DISK_PATHS, by label."""
     rows = []
@@ -184,7 +179,7 @@ def backup_status() -> dict:
         last_good=Subquery(runs.filter(status=RunStatus.SUCCEEDED).values("finished_at")[:1]),
     )
     attention = [s for s in stores if s.last_status == RunStatus.FAILED or not s.last_good or s.last_good < cutoff]
-    return {"system": _check(check_system_backup), "stores_needing_attention": attention}
+    return {"system": timed_check(check_system_backup), "stores_needing_attention": attention}
 
 
 def system_health() -> dict:
@@ -199,10 +194,10 @@ def system_health() -> dict:
         hosts.append(
             {
                 "capacity": capacity,
-                "engine": _check(lambda host=host: docker_client.engine_info(base_url=host.docker_url).__dict__),
+                "engine": timed_check(lambda host=host: docker_client.engine_info(base_url=host.docker_url).__dict__),
             }
         )
-    nginx = _check(proxy.nginx_status) if settings.NGINX_ENABLED else {"ok": True, "disabled": True, "ms": 0}
+    nginx = timed_check(proxy.nginx_status) if settings.NGINX_ENABLED else {"ok": True, "disabled": True, "ms": 0}
     try:
         workers = queues.workers()
     except Exception:  # noqa: BLE001 - reported by the redis check above
