@@ -1,6 +1,7 @@
 """Production: no defaults for secrets. Start-up fails, naming the variable, when one is missing."""
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -20,8 +21,17 @@ if not required("DATABASE_URL").startswith(("mysql://", "mysql2://", "mysqlgis:/
     raise ImproperlyConfigured("DATABASE_URL must be a MySQL/MariaDB URL (mysql://user:pass@host:3306/name)")
 required("REDIS_URL")
 required("CREDENTIALS_KEY")
+# Stores may not take the platform's own domain or its subdomains (stores/domains.py): base.py's
+# "shophosting.local" fallback would leave the real one unprotected.
+_platform_domain = required("PLATFORM_DOMAIN").lower()
+if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]*[a-z][a-z0-9-]*", _platform_domain):
+    raise ImproperlyConfigured(
+        "PLATFORM_DOMAIN must be a domain name such as shophosting.example.com (no scheme, port or path)"
+    )
 
 from .base import *  # noqa: E402,F403
+
+PLATFORM_DOMAIN = _platform_domain
 
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
