@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-SNAPSHOT_ID = re.compile(r"^[0-9a-f]{8,64}$")
+SNAPSHOT_ID = re.compile(r"\A[0-9a-f]{8,64}\Z")  # \Z, not $: `$` also matches before a trailing "\n"
 
 
 class ResticError(Exception):

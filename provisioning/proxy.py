@@ -30,7 +30,25 @@ def _nginx(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*settings.NGINX_COMMAND, *args], capture_output=True, text=True, timeout=30)
 
 
+# The vhost template has autoescape off: nginx, not HTML, reads it. Whitespace ends a directive's value
+# (`server_name victim.example\n.x.example` would claim another store's name), `;` ends the directive,
+# braces open or close blocks, `#` starts a comment, quotes and `$` are parsed. No value may carry one.
+_NGINX_SYNTAX = frozenset(";{}#\"'`\\$")
+
+
+def _nginx_word(field: str, value: str) -> str:
+    """`value` unchanged when nginx reads it as one plain word; else ProvisioningError naming the field."""
+    if not value or any(c.isspace() or not c.isprintable() or c in _NGINX_SYNTAX for c in value):
+        raise ProvisioningError(
+            f"refusing to write an nginx vhost: the {field} {value!r} is empty or contains whitespace, "
+            "a control character or nginx syntax"
+        )
+    return value
+
+
 def vhost_path(domain: str) -> Path:
+    if "/" in _nginx_word("domain", domain) or domain.startswith("."):
+        raise ProvisioningError(f"refusing to name an nginx vhost file after {domain!r}")
     return Path(settings.NGINX_SITES_DIR) / f"{domain}.conf"
 
 
@@ -96,22 +114,24 @@ def vhost_render(
     tls_cert: str | None,
     tls_key: str | None,
 ) -> str:
-    """A store's vhost from deploy/nginx/store-vhost.conf (NGINX_VHOST_TEMPLATE), the single template of one."""
+    """A store's vhost from deploy/nginx/store-vhost.conf (NGINX_VHOST_TEMPLATE), the single template of one.
+    Raises ProvisioningError when a value is not one plain nginx word (see _nginx_word)."""
+    words = {
+        "domain": domain,
+        "upstream": upstream,
+        "mode": mode,
+        "listen_http": listen_http,
+        "listen_https": listen_https,
+        "acme_webroot": acme_webroot,
+        "maintenance_root": str(settings.NGINX_MAINTENANCE_ROOT),
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+    }
+    for field, value in words.items():
+        if value is not None or field not in ("tls_cert", "tls_key"):
+            _nginx_word(field, str(value))
     template = engines["django"].from_string(Path(settings.NGINX_VHOST_TEMPLATE).read_text())
-    return template.render(
-        {
-            "store_id": store_id,
-            "domain": domain,
-            "upstream": upstream,
-            "mode": mode,
-            "listen_http": listen_http,
-            "listen_https": listen_https,
-            "acme_webroot": acme_webroot,
-            "maintenance_root": settings.NGINX_MAINTENANCE_ROOT,
-            "tls_cert": tls_cert,
-            "tls_key": tls_key,
-        }
-    )
+    return template.render({"store_id": int(store_id), **words})
 
 
 def vhost_write(
@@ -120,9 +140,7 @@ def vhost_write(
     """Write (or replace) the store's vhost; `mode` is "proxy" or "maintenance". With a certificate
     (acme_client.Certificate) the same routes are served on HTTPS as well. `force_reload` reloads even
     when the file is unchanged: a renewed certificate has the same paths, and nginx reads it on reload."""
-    path = vhost_path(domain)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Path(settings.NGINX_ACME_WEBROOT).mkdir(parents=True, exist_ok=True)
+    # Rendered first: a refused value raises before any directory or file is touched.
     content = vhost_render(
         store_id=store_id,
         domain=domain,
@@ -134,6 +152,9 @@ def vhost_write(
         tls_cert=str(certificate.fullchain_path) if certificate else None,
         tls_key=str(certificate.key_path) if certificate else None,
     )
+    path = vhost_path(domain)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Path(settings.NGINX_ACME_WEBROOT).mkdir(parents=True, exist_ok=True)
     with _vhosts_locked():
         previous = path.read_text() if path.exists() else None
         if previous == content and not force_reload:

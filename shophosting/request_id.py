@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from rq.job import Job
 
 current: ContextVar[str] = ContextVar("request_id", default="")
-_VALID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_VALID = re.compile(r"[A-Za-z0-9-]{8,64}")  # fullmatch: `$` would let a trailing line break through
 
 
 class RequestIdMiddleware:
@@ -20,7 +20,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         offered = request.headers.get("X-Request-ID", "")
-        request_id = offered if _VALID.match(offered) else uuid.uuid4().hex
+        request_id = offered if _VALID.fullmatch(offered) else uuid.uuid4().hex
         request.request_id = request_id
         # Not reset on the way out: Django logs the response (django.request: 404s, 500s) after the middleware
         # chain has returned, and that line belongs to this request too. The next request sets its own.

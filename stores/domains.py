@@ -7,7 +7,8 @@ import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Used with fullmatch: `$` alone would also match before a trailing line break.
+LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def domain_normalize(value: str) -> str:
@@ -15,6 +16,8 @@ def domain_normalize(value: str) -> str:
     domain = (value or "").strip().lower().rstrip(".")
     if not domain:
         raise ValidationError("Enter your store's domain, for example shop.example.com.")
+    if not domain.isprintable():
+        raise ValidationError("A domain cannot contain line breaks, tabs or other control characters.")
     if "*" in domain:
         raise ValidationError("Wildcard domains are not supported; enter one exact domain.")
     if "/" in domain or (":" in domain and not _is_ip(domain)):
@@ -34,7 +37,7 @@ def domain_normalize(value: str) -> str:
     for label in labels:
         if len(label) > 63:
             raise ValidationError(f"“{label}” is longer than the 63 characters a domain label may have.")
-        if not LABEL.match(label):
+        if not LABEL.fullmatch(label):
             raise ValidationError(
                 f"“{label}” is not a valid part of a domain: use letters, digits and hyphens, "
                 "not starting or ending with a hyphen."

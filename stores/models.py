@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
@@ -33,6 +34,13 @@ class Host(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # The validator checks only the scheme at the start; the rest must be one address with nothing after.
+        if any(character.isspace() or not character.isprintable() for character in self.docker_url or ""):
+            raise ValidationError(
+                {"docker_url": "The engine URL cannot contain spaces, line breaks or control characters."}
+            )
 
 
 class Store(models.Model):
