@@ -40,5 +40,8 @@ cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
 if not settings.PLATFORM_TIMERS_EXTERNAL:
     cron.register(backup_jobs.system_backup, "backups", cron="17 2 * * *")
     cron.register(backup_jobs.code_backup, "backups", cron="37 2 * * *")
+# The Docker engines as a worker sees them, recorded for /healthz and the staff health page (the web tier
+# has no docker group).
+cron.register(jobs.docker_engines_check, "default", interval=60)
 # Memory and CPU of each active store, for the chart on its page.
 cron.register(stores_usage_sample, "default", interval=5 * 60)

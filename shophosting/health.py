@@ -1,5 +1,20 @@
-"""/readyz: the process answers. /healthz: every dependency answers, as JSON, 200 or 503."""
+"""Health checks, for three audiences.
 
+- `/healthz` (public: load balancers, uptime monitors) answers only whether the platform is healthy: the
+  status code (200 or 503) and `{"status": "ok" | "unavailable"}`. No versions, endpoints or errors: those
+  help an attacker and belong to staff.
+- `/readyz` (public) answers that this web process serves requests; it asks no dependency.
+- Staff get every check with its details: the admin's System health page and `manage.py check_health`.
+
+The web tier never talks to Docker (its unit has no `docker` group). A worker checks the Docker engines
+(`docker_engines_record`, every minute through rqcron) and `check_health` checks them too; both write what
+they found to Redis (`ENGINES_KEY`), and `/healthz` and the staff page read that record. A record older
+than `ENGINES_RECORD_MAX_AGE` counts as Docker down: nobody with access to the engine has looked lately.
+"""
+
+import json
+import os
+import socket
 import time
 
 import redis
@@ -8,8 +23,15 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
-from provisioning import docker_client
 from shophosting import queues
+
+ENGINES_KEY = "shophosting:health:docker-engines"
+# The worker records every minute; a few missed runs (a busy default queue) are not yet an outage.
+ENGINES_RECORD_MAX_AGE = 300
+
+
+class Reported(RuntimeError):
+    """A failure another process already described: its message is shown as it is."""
 
 
 def timed_check(check) -> dict:
@@ -17,6 +39,8 @@ def timed_check(check) -> dict:
     started = time.monotonic()
     try:
         result = {"ok": True, **(check() or {})}
+    except Reported as exc:
+        result = {"ok": False, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - a health check reports every failure, it never raises
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     result["ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -36,14 +60,6 @@ def check_database():
 
 def check_redis():
     _redis_connection().ping()
-
-
-def check_docker():
-    try:
-        info = docker_client.engine_info()
-    except docker_client.DockerUnavailable as exc:
-        raise RuntimeError(f"{exc}; provisioning is unavailable") from exc
-    return {"server_version": info.server_version, "api_version": info.api_version}
 
 
 def check_worker():
@@ -69,24 +85,99 @@ def check_system_backup():
     return {"finished_at": last.finished_at.isoformat(), "age_hours": age_hours, "snapshot": last.snapshot_id[:8]}
 
 
-CHECKS = {"database": check_database, "redis": check_redis, "docker": check_docker, "worker": check_worker}
-# Shown in /healthz but not part of its status code: a stale backup is staff's problem, not the load balancer's.
+# --- Docker: checked where the docker group is, read everywhere else --------------------------------------
+
+
+def _engine(base_url: str | None = None):
+    from provisioning import docker_client
+
+    try:
+        info = docker_client.engine_info(base_url=base_url)
+    except docker_client.DockerUnavailable as exc:
+        raise RuntimeError(f"{exc}; provisioning is unavailable") from exc
+    return info.__dict__
+
+
+def docker_engines_check() -> dict:
+    """Ask the platform's Docker engine (DOCKER_HOST) and every host's. Only for processes that may talk to
+    Docker (the workers, `check_health`); the web tier reads the record instead."""
+    from stores.models import Host
+
+    return {
+        "checked_at": time.time(),
+        "checked_by": f"{socket.gethostname()}:{os.getpid()}",
+        "docker": timed_check(_engine),
+        "hosts": {str(host.pk): timed_check(lambda host=host: _engine(host.docker_url)) for host in Host.objects.all()},
+    }
+
+
+def docker_engines_record() -> dict:
+    """Check the engines and record the result for the web tier (the periodic job and `check_health`)."""
+    report = docker_engines_check()
+    _engines_save(report)
+    return report
+
+
+def _engines_save(report: dict) -> None:
+    # Kept a day at most: an old record is reported as stale, a missing one as never written.
+    _redis_connection().set(ENGINES_KEY, json.dumps(report), ex=24 * 3600)
+
+
+def docker_engines_recorded() -> dict | None:
+    """The last recorded engine report with its age in seconds, or None when none was written."""
+    raw = _redis_connection().get(ENGINES_KEY)
+    if raw is None:
+        return None
+    report = json.loads(raw)
+    report["age_seconds"] = round(max(time.time() - report["checked_at"], 0), 1)
+    return report
+
+
+def check_docker_recorded():
+    """Docker as the workers last saw it."""
+    report = docker_engines_recorded()
+    if report is None:
+        raise RuntimeError("no worker has reported on the Docker engine yet (the docker_engines_check job)")
+    if report["age_seconds"] > ENGINES_RECORD_MAX_AGE:
+        raise RuntimeError(f"the last Docker report is {report['age_seconds']:.0f} s old: is the default worker up?")
+    docker = report["docker"]
+    if not docker["ok"]:
+        raise Reported(docker["error"])
+    details = {key: value for key, value in docker.items() if key not in ("ok", "ms")}
+    return {**details, "checked_by": report["checked_by"], "age_seconds": report["age_seconds"]}
+
+
+# --- Reports --------------------------------------------------------------------------------------------
+
+CHECKS = {"database": check_database, "redis": check_redis, "docker": check_docker_recorded, "worker": check_worker}
+# Reported to staff but not part of the status: a stale backup is staff's problem, not the load balancer's.
 INFORMATIONAL = {"system_backup": check_system_backup}
 
 
-def health_report() -> tuple[bool, dict, dict]:
-    """(healthy, checks, informational checks): what /healthz and `manage.py check_health` report."""
-    results = {name: timed_check(check) for name, check in CHECKS.items()}
+def health_report(*, check_docker: bool = False) -> tuple[bool, dict, dict]:
+    """(healthy, checks, informational checks), with every detail: for staff and `check_health` only.
+
+    check_docker=True asks the engines here and records the answer (for processes with the docker group);
+    otherwise Docker is what the workers last recorded."""
+    live = None
+    if check_docker:
+        engines = docker_engines_check()
+        try:
+            _engines_save(engines)
+        except redis.RedisError:
+            pass  # the redis check below reports it
+        live = engines["docker"]
+    results = {
+        name: live if name == "docker" and live is not None else timed_check(check) for name, check in CHECKS.items()
+    }
     info = {name: timed_check(check) for name, check in INFORMATIONAL.items()}
     return all(result["ok"] for result in results.values()), results, info
 
 
 @never_cache
 def healthz(request):
-    healthy, results, info = health_report()
-    return JsonResponse(
-        {"status": "ok" if healthy else "degraded", "checks": results, "info": info}, status=200 if healthy else 503
-    )
+    healthy, _checks, _info = health_report()
+    return JsonResponse({"status": "ok" if healthy else "unavailable"}, status=200 if healthy else 503)
 
 
 @never_cache

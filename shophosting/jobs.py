@@ -15,3 +15,11 @@ def axes_attempts_expire() -> None:
 def pages_publish_scheduled() -> None:
     # Wagtail's scheduled publishing and expiry: drafts whose go-live time has passed go live, expired pages go.
     call_command("publish_scheduled")
+
+
+def docker_engines_check() -> None:
+    # The web tier may not talk to Docker: a worker asks the engines and records the answer for /healthz
+    # and the staff's System health page.
+    from shophosting.health import docker_engines_record
+
+    docker_engines_record()
