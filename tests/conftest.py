@@ -10,6 +10,55 @@ from django.conf import settings
 from django.core.cache import cache
 
 ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_or_skip(what: str, reason: str) -> None:
+    """`what` is missing: skip locally, but fail under CI=true, where a green run must not hide tests that
+    never ran (bin/test installs and starts everything the tests need)."""
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"{what} is missing: {reason}")
+
+
+def require_tool(name: str) -> str:
+    """The path of the program `name`, or require_or_skip when it is not installed."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        require_or_skip(name, f"`{name}` is not on PATH; bin/test installs it")
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true any skip (pytest.skip, skipif, importorskip, from any plugin) is reported as a failure,
+    unless the test carries @pytest.mark.ci_may_skip(reason=...) saying why skipping there is fine."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (IN_CI and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    allowed = item.get_closest_marker("ci_may_skip")
+    if allowed is not None and allowed.kwargs.get("reason"):
+        return
+    _fail_skip_under_ci(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped while it is collected (a module-level importorskip or skip)."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:
+        _fail_skip_under_ci(report)
+
+
+def _fail_skip_under_ci(report) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +123,7 @@ def docker_engine():
     try:
         return docker_client.engine_info()
     except docker_client.DockerUnavailable as exc:
-        pytest.skip(f"no Docker engine answers ({exc}); bin/test starts one")
+        require_or_skip("a Docker engine", f"none answers ({exc}); bin/test starts one")
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +168,7 @@ def store_images(docker_engine):
 
 
 NGINX_CONF = """
+{user}
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -142,16 +192,29 @@ http {{
 """
 
 
+def nginx_test_conf(*, prefix: Path, listen: str) -> str:
+    """The test nginx's main config. Started by root, nginx would run its workers as `nobody`, who cannot
+    enter a checkout under a 0700 directory (/root/...) to read the ACME webroot or its temp paths: so its
+    workers run as the invoking user. Not root, nginx cannot switch users and its workers are already us."""
+    user = ""
+    if os.geteuid() == 0:
+        import grp
+        import pwd
+
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+    return NGINX_CONF.format(user=user, prefix=prefix, listen=listen)
+
+
 @pytest.fixture(scope="session")
 def nginx_server():
     """A real nginx on 127.0.0.1:18080 with the test settings' prefix; the vhosts tests write are routed."""
+    require_tool(settings.NGINX_COMMAND[0])
     prefix = Path(settings.NGINX_SITES_DIR).parent
     for directory in ("sites", "acme", "tmp"):
         (prefix / directory).mkdir(parents=True, exist_ok=True)
-    (prefix / "tmp").chmod(0o777)  # nginx workers run unprivileged
     for stale in (prefix / "sites").glob("*.conf"):
         stale.unlink()
-    (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, listen=settings.NGINX_LISTEN_HTTP))
+    (prefix / "nginx.conf").write_text(nginx_test_conf(prefix=prefix, listen=settings.NGINX_LISTEN_HTTP))
     subprocess.run([*settings.NGINX_COMMAND, "-s", "quit"], capture_output=True)  # a leftover from a killed run
     time.sleep(0.2)
     subprocess.run(settings.NGINX_COMMAND, check=True)
@@ -249,6 +312,8 @@ def acme_server(nginx_server):
     pebble-challtestsrv as its DNS (every name resolves to 127.0.0.1; the machine's resolver is never used)."""
     import requests
 
+    require_tool("pebble")
+    require_tool("pebble-challtestsrv")
     directory = Path(settings.ACME_CA_BUNDLE).parent
     _pebble_tls_files(directory)
     config = {
@@ -366,6 +431,7 @@ def restic_repository():
 
     from backups import restic
 
+    require_tool(settings.RESTIC_BINARY)
     root = Path(settings.RESTIC_REPOSITORY).parent
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
