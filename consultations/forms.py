@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from consultations.attachments import attachment_check
 from consultations.models import ConsultationRequest, ContactMessage, Ticket
+from shophosting.validators import single_line
 
 
 class ContactForm(forms.ModelForm):
@@ -98,7 +99,7 @@ class AttachmentsField(forms.FileField):
 class TicketForm(forms.Form):
     category = forms.ChoiceField(choices=Ticket.Category.choices)
     store = forms.ModelChoiceField(queryset=None, required=False, empty_label="Not about one store")
-    subject = forms.CharField(max_length=200)
+    subject = forms.CharField(max_length=200, validators=[single_line])
     body = forms.CharField(label="Message", widget=forms.Textarea(attrs={"rows": 6}), max_length=20_000)
     attachments = AttachmentsField()
 

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from shophosting.validators import single_line
+
 
 class ContactMessage(models.Model):
     class Status(models.TextChoices):
@@ -9,10 +11,10 @@ class ContactMessage(models.Model):
         CLOSED = "closed", "Closed"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[single_line])
     email = models.EmailField()
     company = models.CharField(max_length=200, blank=True)
-    subject = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200, validators=[single_line])  # becomes the notice's Subject
     message = models.TextField(max_length=5000)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEW, db_index=True)
 
@@ -39,7 +41,7 @@ class ConsultationRequest(models.Model):
         UNSURE = "unsure", "Not sure yet"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[single_line])  # in the sales notice's Subject
     email = models.EmailField()
     phone = models.CharField(max_length=40, blank=True)
     company = models.CharField(max_length=200, blank=True)
@@ -106,7 +108,7 @@ class Ticket(models.Model):
     customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets")
     store = models.ForeignKey("stores.Store", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     category = models.CharField(max_length=20, choices=Category.choices, default=Category.TECHNICAL)
-    subject = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200, validators=[single_line])  # in every ticket mail's Subject
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL, db_index=True)
     assignee = models.ForeignKey(

@@ -17,10 +17,12 @@ from consultations.models import (
     TicketMessage,
 )
 from shophosting.emails import email_send
+from shophosting.validators import header_safe
 
 
 def _notify_staff(subject: str, body: str) -> None:
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [settings.SUPPORT_EMAIL], fail_silently=True)
+    # header_safe: the forms refuse line breaks, but rows saved before that check (or by staff) still arrive.
+    send_mail(header_safe(subject), body, settings.DEFAULT_FROM_EMAIL, [settings.SUPPORT_EMAIL], fail_silently=True)
 
 
 @transaction.atomic
@@ -53,7 +55,7 @@ def consultation_request_create(**fields) -> ConsultationRequest:
     )
     transaction.on_commit(
         lambda: send_mail(
-            f"[consultation] {consultation.name} at {consultation.preferred_time:%Y-%m-%d %H:%M} UTC",
+            header_safe(f"[consultation] {consultation.name} at {consultation.preferred_time:%Y-%m-%d %H:%M} UTC"),
             f"{consultation.name} <{consultation.email}> {consultation.phone}\n"
             f"Their time: {local:%Y-%m-%d %H:%M} {consultation.timezone}\n"
             f"Platform: {consultation.get_platform_display()}\n\n{consultation.message}",

@@ -9,6 +9,7 @@ from django.urls import reverse
 from backups import restic
 from provisioning import proxy
 from provisioning.exceptions import ProvisioningError
+from shophosting.validators import header_safe, single_line
 from stores.domains import LABEL, domain_normalize
 from stores.models import Host, Store
 from stores.services import store_create
@@ -20,6 +21,9 @@ HIJACK = "victim.example\n.x.example"
 @pytest.mark.parametrize("value", LINE_BREAKS)
 def test_each_pattern_validator_refuses_line_breaks(value):
     assert LABEL.fullmatch(value) is None
+    with pytest.raises(ValidationError):
+        single_line(value)
+    assert "\n" not in header_safe(value) and "\r" not in header_safe(value)
 
 
 @pytest.mark.parametrize("snapshot_id", ["0123abcd\n", "0123abcd\r\n", "0123\nabcd", "\n0123abcd", "0123abcd\nffff"])
@@ -30,6 +34,7 @@ def test_a_snapshot_id_with_a_line_break_is_refused(snapshot_id):
 
 def test_the_patterns_still_take_what_they_should():
     assert LABEL.fullmatch("shop-1") and restic.SNAPSHOT_ID.match("0123abcd")
+    single_line("Pricing\tquestion: “Magento” — 2 stores")  # a tab and typography are fine in a subject
 
 
 @pytest.mark.parametrize(

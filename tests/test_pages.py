@@ -32,6 +32,38 @@ def test_contact_form_with_a_bad_email_keeps_what_was_typed(client):
     assert ContactMessage.objects.count() == 0
 
 
+def test_a_line_break_in_the_contact_subject_is_refused_before_anything_is_saved(
+    client, django_capture_on_commit_callbacks
+):
+    typed = {
+        "name": "Ada",
+        "email": "ada@example.com",
+        "subject": "Pricing\nBcc: all@example.com",
+        "message": "Keep me",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/contact/", typed)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Please keep this to one line: line breaks and control characters are not allowed." in body
+    assert "Keep me" in body and "Bcc: all@example.com" in body
+    assert not ContactMessage.objects.exists() and mail.outbox == []
+
+
+def test_a_line_break_in_the_consultation_name_is_refused_before_anything_is_saved(
+    client, django_capture_on_commit_callbacks
+):
+    # The name goes into the subject of the notice to sales.
+    typed = {"name": "Ada\r\nBcc: all@example.com", "email": "a@example.com", "platform": "woocommerce"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/consultation/", {**typed, "message": "Migrating 3 shops", **business_slot()})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Please keep this to one line: line breaks and control characters are not allowed." in body
+    assert "Migrating 3 shops" in body
+    assert not ConsultationRequest.objects.exists() and mail.outbox == []
+
+
 def test_consultation_in_the_past_is_refused_with_a_reason(client):
     past = {**business_slot(days_ahead=-7), "name": "Ada", "email": "a@example.com", "platform": "magento"}
     response = client.post("/consultation/", past)

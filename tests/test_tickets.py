@@ -139,3 +139,25 @@ def test_support_staff_see_ticket_counts_and_filters(client, user_factory):
     assert '<strong data-count="unassigned">3</strong>' in page
     filtered = client.get(reverse("admin:consultations_ticket_changelist") + "?priority__exact=urgent").content.decode()
     assert "T0" in filtered and "T1" not in filtered
+
+
+def test_a_line_break_in_a_ticket_subject_is_refused_before_anything_is_saved(
+    client, user_factory, django_capture_on_commit_callbacks
+):
+    client.force_login(user_factory())
+    with django_capture_on_commit_callbacks(execute=True):
+        response = new_ticket(client, subject="The shop is slow\r\nBcc: everyone@example.com")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Please keep this to one line: line breaks and control characters are not allowed." in page
+    assert "Since this morning, pages take 10 s." in page and "Bcc: everyone@example.com" in page  # kept
+    assert not Ticket.objects.exists() and mail.outbox == []
+
+
+def test_a_subject_saved_with_a_line_break_before_the_check_still_mails_on_one_line(
+    user_factory, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = ticket_create(customer=user_factory(), category="other", subject="Old\nsubject", body="From before.")
+    [notice] = mail.outbox
+    assert notice.subject == f"[{ticket.number}] Old subject"
