@@ -1,8 +1,10 @@
 import zoneinfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Sum
 
 from accounts.models import User
 from accounts.services import audit_record
@@ -99,9 +101,41 @@ def ticket_transition(*, ticket_id: int, to: str, actor: User | None = None, not
         return ticket
 
 
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+def _attachments_quota_check(*, ticket: Ticket, uploads) -> None:
+    """Refuse uploads that would take the ticket or its customer over TICKET_ATTACHMENT_QUOTA_PER_TICKET or
+    _PER_CUSTOMER (bytes). Runs before any file is written. The customer's row is locked, so two uploads
+    at once cannot both fit into the last free space."""
+    incoming = sum(upload.size for upload in uploads)
+    if not incoming:
+        return
+    User.objects.select_for_update().only("pk").get(pk=ticket.customer_id)
+    attachments = TicketAttachment.objects.filter(message__ticket__customer_id=ticket.customer_id)
+    on_ticket = attachments.filter(message__ticket=ticket).aggregate(total=Sum("size"))["total"] or 0
+    on_account = attachments.aggregate(total=Sum("size"))["total"] or 0
+    per_ticket = settings.TICKET_ATTACHMENT_QUOTA_PER_TICKET
+    per_customer = settings.TICKET_ATTACHMENT_QUOTA_PER_CUSTOMER
+    if on_ticket + incoming > per_ticket:
+        raise ValidationError(
+            f"These files ({_megabytes(incoming)}) would take this ticket's attachments over its "
+            f"{_megabytes(per_ticket)} limit ({_megabytes(on_ticket)} used). Send fewer or smaller files, "
+            "or a link to them."
+        )
+    if on_account + incoming > per_customer:
+        raise ValidationError(
+            f"These files ({_megabytes(incoming)}) would take your tickets' attachments over your "
+            f"{_megabytes(per_customer)} limit ({_megabytes(on_account)} used). Send a link to them instead."
+        )
+
+
 def _attachments_save(message: TicketMessage, uploads) -> None:
-    for upload in uploads:
-        checked = attachment_check(upload)
+    # Every check before the first file is written: a refusal leaves nothing behind on disk.
+    checked_files = [attachment_check(upload) for upload in uploads]
+    _attachments_quota_check(ticket=message.ticket, uploads=uploads)
+    for upload, checked in zip(uploads, checked_files, strict=True):
         stored_name, digest = attachment_store(upload)
         TicketAttachment.objects.create(
             message=message,

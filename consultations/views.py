@@ -41,6 +41,7 @@ def ticket_list_view(request):
 
 
 @login_required
+@rate_limited("ticket_post", key="user")
 def ticket_create_view(request):
     form = TicketForm(request.POST or None, request.FILES or None, customer=request.user)
     if request.method == "POST" and form.is_valid():
@@ -63,6 +64,7 @@ def ticket_create_view(request):
 
 
 @login_required
+@rate_limited("ticket_post", key="user")
 def ticket_detail_view(request, number: str):
     ticket = _own_ticket(request, number)
     form = TicketReplyForm(request.POST or None, request.FILES or None)

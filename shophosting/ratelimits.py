@@ -19,6 +19,7 @@ RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "contact": ("5/h",),
     "consultation": ("5/h",),
     "backup": ("3/h",),
+    "ticket_post": ("5/m", "30/h"),  # new tickets and customer replies, with their attachments; per account
 }
 
 HUMAN_NAMES = {
@@ -28,11 +29,13 @@ HUMAN_NAMES = {
     "contact": "contact messages",
     "consultation": "consultation requests",
     "backup": "backup and restore requests",
+    "ticket_post": "support messages",
 }
 
 
-def rate_limited(group: str, methods: tuple[str, ...] = ("POST",)):
-    """Decorate a view so that `methods` requests count against RATE_LIMITS[group]."""
+def rate_limited(group: str, methods: tuple[str, ...] = ("POST",), key=client_ip_key):
+    """Decorate a view so that `methods` requests count against RATE_LIMITS[group], per `key` (a
+    django-ratelimit key: the client IP by default; "user" counts per signed-in account)."""
     rates = RATE_LIMITS[group]
 
     def decorator(view):
@@ -44,7 +47,7 @@ def rate_limited(group: str, methods: tuple[str, ...] = ("POST",)):
                     get_usage(
                         request,
                         group=f"{group}:{rate}",
-                        key=client_ip_key,
+                        key=key,
                         rate=rate,
                         method=list(methods),
                         increment=True,

@@ -161,3 +161,49 @@ def test_a_subject_saved_with_a_line_break_before_the_check_still_mails_on_one_l
         ticket = ticket_create(customer=user_factory(), category="other", subject="Old\nsubject", body="From before.")
     [notice] = mail.outbox
     assert notice.subject == f"[{ticket.number}] Old subject"
+
+
+def pdf_of(size: int) -> bytes:
+    return PDF + b"%" * (size - len(PDF))
+
+
+def test_attachments_have_a_quota_per_ticket_and_per_customer_and_a_refusal_keeps_the_message(
+    client, user_factory, settings
+):
+    settings.TICKET_ATTACHMENT_QUOTA_PER_TICKET = 100_000
+    settings.TICKET_ATTACHMENT_QUOTA_PER_CUSTOMER = 150_000
+    customer = user_factory()
+    client.force_login(customer)
+    new_ticket(client, attachments=[SimpleUploadedFile("a.pdf", pdf_of(60_000))])
+    ticket = Ticket.objects.get()
+
+    over_ticket = client.post(
+        reverse("consultations:ticket", args=[ticket.number]),
+        {"body": "Here is the second log, the long one.", "attachments": [SimpleUploadedFile("b.pdf", pdf_of(60_000))]},
+    )
+    assert over_ticket.status_code == 200
+    page = over_ticket.content.decode()
+    assert "would take this ticket&#x27;s attachments over its 0.1 MB limit" in page
+    assert "Here is the second log, the long one." in page  # what was typed is kept
+    assert ticket.messages.count() == 1 and TicketAttachment.objects.count() == 1
+
+    new_ticket(client, attachments=[SimpleUploadedFile("c.pdf", pdf_of(60_000))])  # 120 000 bytes in all: fits
+    over_customer = new_ticket(client, attachments=[SimpleUploadedFile("d.pdf", pdf_of(60_000))])
+    assert over_customer.status_code == 200
+    page = over_customer.content.decode()
+    assert "would take your tickets&#x27; attachments over your 0.1 MB limit" in page
+    assert 'value="The shop is slow"' in page
+    assert Ticket.objects.count() == 2 and TicketAttachment.objects.count() == 2
+
+
+def test_new_tickets_and_replies_are_rate_limited_per_account(client, user_factory):
+    customer = user_factory()
+    ticket = ticket_create(customer=customer, category="store", subject="Theme", body="Which theme?")
+    client.force_login(customer)
+    url = reverse("consultations:ticket", args=[ticket.number])
+    # 5 a minute: 11 posts see a 429 however a minute boundary splits them; the first 5 never do.
+    responses = [client.post(url, {"body": f"Reply {n}"}) for n in range(11)]
+    assert all(response.status_code == 302 for response in responses[:5])
+    limited = [response for response in responses if response.status_code == 429]
+    assert limited and b"Too many support messages" in limited[0].content and limited[0]["Retry-After"]
+    assert ticket.messages.count() == 1 + 11 - len(limited)

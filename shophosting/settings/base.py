@@ -440,6 +440,9 @@ PLATFORM_ENV_FILE = env("PLATFORM_ENV_FILE", default="")
 # --- Support tickets ----------------------------------------------------------------------------
 # Attachments live here, outside the web root and MEDIA_ROOT; only the download view serves them.
 TICKET_ATTACHMENT_DIR = env("TICKET_ATTACHMENT_DIR", default=str(BASE_DIR / "var" / "private" / "attachments"))
+# Totals (bytes) a ticket's and a customer's attachments may reach; each file is at most 10 MB besides.
+TICKET_ATTACHMENT_QUOTA_PER_TICKET = 50 * 1024 * 1024
+TICKET_ATTACHMENT_QUOTA_PER_CUSTOMER = 250 * 1024 * 1024
 
 # --- Consultations ------------------------------------------------------------------------------
 # Sales gets consultation requests; calls are booked on these weekdays (0 = Monday) and hours, in this zone.
