@@ -2,12 +2,14 @@
 the rendered nginx configs pass `nginx -t`, nothing uses sudo, and the install guide (deploy/README.md),
 followed on this machine in a scratch directory, gives a working platform behind a real nginx."""
 
+import json
 import os
 import re
 import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -477,3 +479,68 @@ def test_workers_reload_nginx_through_the_root_unit_and_roll_back_what_it_refuse
     with pytest.raises(ProvisioningError, match="shophosting-nginx-reload.path"):
         proxy.vhost_write(store_id=1, domain="unanswered.test", upstream="127.0.0.1:29999")
     assert not proxy.vhost_path("unanswered.test").exists()
+
+
+# --- gunicorn's access log ---------------------------------------------------------------------------------
+
+
+def test_the_access_log_is_one_valid_json_line_per_request_whatever_the_client_sends(tmp_path):
+    """Real gunicorn with deploy/gunicorn.conf.py (its logger class) in front of a tiny WSGI app: header
+    values with quotes and backslashes, and a path with an encoded line break, stay inside their strings."""
+    (tmp_path / "probe_app.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n"
+    )
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {
+        "PATH": os.environ["PATH"],
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_THREADS": "1",
+    }
+    server = subprocess.Popen(
+        [
+            str(VENV / "bin" / "gunicorn"),
+            "--config",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "--pythonpath",
+            str(tmp_path),
+            "probe_app:app",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    hostile = {
+        "User-Agent": 'Mozilla/5.0 ", "status": 200, "forged": "yes \\ end',
+        "Referer": 'https://evil.example/"}\\u000a{"forged": true',
+        "X-Request-ID": 'abc", "remote": "10.0.0.1',
+        "X-Forwarded-For": '203.0.113.9"',
+    }
+    path = "/shop%22%0A%7B%22forged%22:%20true%7D"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/ready", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+        answer = requests.get(f"http://127.0.0.1:{port}{path}", headers=hostile, timeout=5)
+        assert answer.status_code == 200
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 2, output  # the readiness probe and the hostile request, nothing forged
+    record = json.loads(lines[1])
+    assert record["user_agent"] == hostile["User-Agent"] and record["referer"] == hostile["Referer"]
+    assert record["request_id"] == hostile["X-Request-ID"] and record["remote"] == hostile["X-Forwarded-For"]
+    assert record["path"] == '/shop"\n{"forged": true}' and record["status"] == 200 and record["method"] == "GET"
+    assert "forged" not in json.loads(lines[0]).get("path", "") and set(record) >= {"time", "duration_ms", "bytes"}
