@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from billing import selectors, services, stripe_gateway
 from billing.forms import PlanSignupForm, SignupForm, StoreAddForm
 from billing.models import Subscription
-from provisioning.selectors import job_latest_for_store, job_progress
+from provisioning.selectors import job_latest_for_store, job_progress_for_customer
 from shophosting.ratelimits import rate_limited
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,12 @@ def checkout_success_view(request):
     return render(
         request,
         "billing/checkout_success.html",
-        {"subscription": subscription, "store": store, "job": job, "progress": job_progress(job) if job else None},
+        {
+            "subscription": subscription,
+            "store": store,
+            "job": job,
+            "progress": job_progress_for_customer(job) if job else None,
+        },
     )
 
 

@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path
 
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
-from provisioning.selectors import job_progress
+from provisioning.selectors import job_progress_for_staff
 
 
 class JobStepInline(admin.TabularInline):
@@ -113,6 +113,6 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         return JsonResponse(
             {
                 "store": {"status": store.status, "status_display": store.get_status_display(), "message": job.error},
-                "progress": job_progress(job),
+                "progress": job_progress_for_staff(job),
             }
         )

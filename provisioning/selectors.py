@@ -27,9 +27,8 @@ def step_median_durations(names: list[str]) -> dict[str, float]:
     return medians
 
 
-def job_progress(job: ProvisioningJob) -> dict:
-    """Everything a progress checklist shows: steps with status and duration, the log tail and an ETA."""
-    steps = list(job.steps.order_by("order"))
+def _progress_common(job: ProvisioningJob, steps: list[JobStep], *, title) -> dict:
+    """The checklist and ETA: step names, statuses and timings, with each step's title from `title(step)`."""
     now = timezone.now()
     medians = step_median_durations([s.name for s in steps if s.status in ("pending", "running")])
     eta = None
@@ -42,16 +41,11 @@ def job_progress(job: ProvisioningJob) -> dict:
             elif step.status == JobStep.Status.RUNNING and eta is not None:
                 elapsed = (now - step.started_at).total_seconds() if step.started_at else 0
                 eta = None if expected is None else eta + max(expected - elapsed, 0)
-    tail = list(
-        JobLogLine.objects.filter(step__job=job)
-        .order_by("-id")
-        .values("created_at", "message", "step__title")[:LOG_TAIL_LINES]
-    )
     return {
         "job": {"id": job.pk, "kind": job.get_kind_display(), "status": job.status, "active": job.status in job.ACTIVE},
         "steps": [
             {
-                "title": s.title,
+                "title": title(s),
                 "status": s.status,
                 "seconds": round(s.duration_seconds, 1)
                 if s.duration_seconds is not None
@@ -59,9 +53,55 @@ def job_progress(job: ProvisioningJob) -> dict:
             }
             for s in steps
         ],
+        "eta_seconds": round(eta) if eta is not None else None,
+    }
+
+
+def job_progress_for_staff(job: ProvisioningJob) -> dict:
+    """The checklist, the ETA and the log tail as the steps wrote it: hosts, ports, container names and
+    engine errors included. Staff pages only."""
+    steps = list(job.steps.order_by("order"))
+    tail = list(
+        JobLogLine.objects.filter(step__job=job)
+        .order_by("-id")
+        .values("created_at", "message", "step__title")[:LOG_TAIL_LINES]
+    )
+    return {
+        **_progress_common(job, steps, title=lambda step: step.title),
         "log": [
             {"time": line["created_at"].strftime("%H:%M:%S"), "step": line["step__title"], "message": line["message"]}
             for line in reversed(tail)
         ],
-        "eta_seconds": round(eta) if eta is not None else None,
     }
+
+
+# What a customer reads about a step, by its status. The customer's view is built only from these words,
+# the step titles in the code (provisioning/steps.py) and timings: never from log lines, step output or
+# errors, which name hosts, ports, containers and the engine's own words.
+CUSTOMER_STEP_WORDS = {
+    JobStep.Status.RUNNING: "in progress",
+    JobStep.Status.SUCCEEDED: "done",
+    JobStep.Status.SKIPPED: "not needed",
+    JobStep.Status.FAILED: "stopped here; our team has been told and will look into it",
+}
+
+
+def _customer_title(step: JobStep) -> str:
+    from provisioning.steps import STEPS_BY_NAME
+
+    known = STEPS_BY_NAME.get(step.name)
+    return known.title if known else f"Step {step.order}"
+
+
+def job_progress_for_customer(job: ProvisioningJob) -> dict:
+    """What the store's owner sees of a job (the store page and the progress.json it polls): the checklist,
+    the ETA and one plain line per step that has started. No host names, ports, container names or raw
+    errors can reach it: nothing here reads the log lines, the step output or the job's error."""
+    steps = list(job.steps.order_by("order"))
+    log = []
+    for step in steps:
+        when = step.finished_at or step.started_at
+        if step.status in CUSTOMER_STEP_WORDS and when is not None:
+            words = CUSTOMER_STEP_WORDS[step.status]
+            log.append({"time": when.strftime("%H:%M:%S"), "step": _customer_title(step), "message": words})
+    return {**_progress_common(job, steps, title=_customer_title), "log": log}

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from accounts.services import audit_record
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
-from provisioning.selectors import job_latest_for_store, job_progress
+from provisioning.selectors import job_latest_for_store, job_progress_for_customer
 from provisioning.services import job_enqueue
 from stores.exceptions import InvalidTransition
 from stores.models import Store
@@ -27,7 +27,12 @@ def store_detail_view(request, store_id: int):
     return render(
         request,
         "stores/store_detail.html",
-        {"store": store, "job": job, "progress": job_progress(job) if job else None, "usage": store_usage_chart(store)},
+        {
+            "store": store,
+            "job": job,
+            "progress": job_progress_for_customer(job) if job else None,
+            "usage": store_usage_chart(store),
+        },
     )
 
 
@@ -43,7 +48,7 @@ def store_progress_view(request, store_id: int):
                 "status_display": store.get_status_display(),
                 "message": store.status_message,
             },
-            "progress": job_progress(job) if job else None,
+            "progress": job_progress_for_customer(job) if job else None,
         }
     )
 

@@ -39,14 +39,72 @@ def test_customer_sees_the_checklist_log_and_eta(client, store_with_job):
     page = client.get(f"/stores/{store.pk}/")
     assert page.status_code == 200
     body = page.content.decode()
-    assert "Reserve a host and a port" in body and "allocate done" in body
+    assert "Reserve a host and a port" in body and "[Reserve a host and a port] done" in body
+    assert "allocate done" not in body  # the steps' own log lines are for staff
     assert 'src="/static/js/progress.js"' in body
 
     progress = client.get(f"/stores/{store.pk}/progress.json").json()
     assert [s["status"] for s in progress["progress"]["steps"]][:4] == ["succeeded", "succeeded", "running", "pending"]
-    assert progress["progress"]["log"][-1]["message"] == "network done"
+    assert [(line["step"], line["message"]) for line in progress["progress"]["log"]] == [
+        ("Reserve a host and a port", "done"),
+        ("Create the network and volumes", "done"),
+        ("Start the database and cache", "in progress"),
+    ]
     assert progress["progress"]["job"]["active"] is True
     assert progress["store"]["status"] == "queued"
+
+
+# What a customer may never read about a job: where it runs and what the engine said.
+INTERNALS = ("127.0.0.1", "port=1", "engine-7.internal", "23007", "shtest-store", "docker", "Traceback", "refused")
+
+
+def test_a_failed_job_tells_the_customer_plain_words_and_staff_the_details(client, user_factory, woo_plan, staff_user):
+    from billing.models import Subscription
+    from provisioning.services import job_execute
+    from stores.models import Host
+
+    # The engine of the only active host is down: nothing listens where it should answer.
+    Host.objects.update(active=False)
+    Host.objects.create(
+        name="engine-7.internal",
+        docker_url="tcp://127.0.0.1:1",
+        port_range_start=23007,
+        port_range_end=23009,
+        memory_capacity_mb=8192,
+        cpu_capacity=4,
+    )
+    owner = user_factory(email="unlucky@example.com")
+    subscription = Subscription.objects.create(customer=owner, plan=woo_plan, status=Subscription.Status.ACTIVE)
+    store = store_create(customer=owner, plan=woo_plan, domain="unlucky.example.com", subscription=subscription)
+    store_transition(store_id=store.pk, to=Store.Status.QUEUED)
+    job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.PROVISION)
+    with pytest.raises(Exception, match="Connection refused"):
+        job_execute(job_id=job.pk)  # what the provisioning worker runs
+    store.refresh_from_db()
+    assert store.status == Store.Status.FAILED and store.port == 23007
+    assert "placed on host engine-7.internal, web port 127.0.0.1:23007" in [
+        line.message for line in JobLogLine.objects.filter(step__job=job)
+    ]
+
+    client.force_login(owner)
+    for url in (f"/stores/{store.pk}/", f"/stores/{store.pk}/progress.json", "/billing/checkout/success/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        body = response.content.decode()
+        assert [leak for leak in INTERNALS if leak.lower() in body.lower()] == [], url
+    progress = client.get(f"/stores/{store.pk}/progress.json").json()
+    assert progress["progress"]["log"][-1] == {
+        "time": progress["progress"]["log"][-1]["time"],
+        "step": "Create the network and volumes",
+        "message": "stopped here; our team has been told and will look into it",
+    }
+    assert "Setting up your store stopped at “Create the network and volumes”" in progress["store"]["message"]
+
+    client.force_login(staff_user)
+    staff = client.get(f"/admin/provisioning/provisioningjob/{job.pk}/progress.json").json()
+    staff_log = "\n".join(line["message"] for line in staff["progress"]["log"])
+    assert "engine-7.internal, web port 127.0.0.1:23007" in staff_log and "Connection refused" in staff_log
+    assert "port=1" in staff["store"]["message"] and "Traceback" in staff["store"]["message"]
 
 
 def test_eta_comes_from_the_median_of_past_step_durations(client, store_with_job, user_factory, woo_plan):
