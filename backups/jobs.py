@@ -13,6 +13,12 @@ def restore_run_job(restore_id: int):
     restore_execute(restore_id=restore_id)
 
 
+def backup_runs_recover():
+    from backups.services import runs_recover
+
+    return runs_recover()
+
+
 def backups_enqueue_due():
     from backups.services import backups_enqueue_due
 

@@ -25,7 +25,9 @@ from backups import jobs, restic
 from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
 from provisioning import docker_client
 from provisioning.stacks import stack_for
+from stores.exceptions import StoreBusy
 from stores.models import Store
+from stores.operations import store_lock_for_operation
 
 logger = logging.getLogger(__name__)
 Kind = BackupRun.Kind
@@ -47,8 +49,8 @@ IMPORT_COMMAND = [
 ]
 
 
-class BackupConflict(Exception):
-    """A backup or restore of this store is already queued or running."""
+class BackupConflict(StoreBusy):
+    """Another operation on this store (a backup, a restore, a provisioning job) is queued or running."""
 
 
 class SnapshotNotFound(Exception):
@@ -73,23 +75,29 @@ def _transition(model, run_id: int, to: str, *, note: str = "", **fields):
         return run
 
 
-def _busy(store: Store) -> str | None:
-    running = store.backup_runs.filter(status__in=ACTIVE_STATUSES).first()
+def store_active_run(store_id: int) -> str | None:
+    """This app's active operations on a store, for stores.operations (registered in apps.py)."""
+    running = BackupRun.objects.filter(store_id=store_id, status__in=ACTIVE_STATUSES).first()
     if running:
         return f"A backup of this store is already {running.status} (since {running.created_at:%H:%M} UTC)."
-    restoring = store.restore_runs.filter(status__in=ACTIVE_STATUSES).first()
+    restoring = RestoreRun.objects.filter(store_id=store_id, status__in=ACTIVE_STATUSES).first()
     if restoring:
         return f"A restore of this store is already {restoring.status} (since {restoring.created_at:%H:%M} UTC)."
     return None
 
 
+def _lock_store(store_id: int) -> Store:
+    """The store's row, locked, once no other operation on it (of any app) is active."""
+    try:
+        return store_lock_for_operation(store_id=store_id)
+    except StoreBusy as exc:
+        raise BackupConflict(str(exc)) from None
+
+
 def backup_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> BackupRun:
     """Queue a backup of one store; refused with BackupConflict while another backup or restore runs."""
     with transaction.atomic():
-        store = Store.objects.select_for_update().get(pk=store_id)
-        busy = _busy(store)
-        if busy:
-            raise BackupConflict(busy)
+        store = _lock_store(store_id)
         run = BackupRun.objects.create(store=store, kind=kind, created_by=actor)
         BackupEvent.objects.create(backup_run=run, new_status=run.status, note=f"{kind} backup requested")
         transaction.on_commit(lambda: _rq_enqueue(jobs.backup_run_job, run.pk, f"backup-{run.pk}"))
@@ -274,10 +282,7 @@ def restore_request(
     source = Store.objects.get(pk=source_store_id or store_id)
     snapshot = snapshot_for_store(store=source, snapshot_id=snapshot_id)
     with transaction.atomic():
-        store = Store.objects.select_for_update().get(pk=store_id)
-        busy = _busy(store)
-        if busy:
-            raise BackupConflict(busy)
+        store = _lock_store(store_id)
         if store.status not in (Store.Status.ACTIVE, Store.Status.SUSPENDED):
             raise BackupConflict(f"The store is {store.get_status_display().lower()}; it cannot be restored now.")
         run = RestoreRun.objects.create(store=store, snapshot_id=snapshot["id"], scope=scope, created_by=actor)
@@ -332,8 +337,11 @@ def volume_restore(
 
 
 def restore_execute(*, restore_id: int) -> RestoreRun | None:
-    """Pre-restore backup, stop the app, restore the database and/or files, start, and check over HTTP."""
-    from provisioning.steps import app_stop, containers_start, wait_http
+    """Pre-restore backup, stop the app, restore the database and/or files, start, and check over HTTP.
+
+    A suspended store's database is started for the pre-restore dump and the import, and the store ends
+    stopped again. Whether to start it at the end is decided on the store as it is then, read afresh."""
+    from provisioning.steps import app_stop, containers_start, containers_stop, wait_http
 
     run = _claim(RestoreRun, restore_id)
     if run is None:
@@ -347,6 +355,9 @@ def restore_execute(*, restore_id: int) -> RestoreRun | None:
         _restore_log(run.pk, step, message)
 
     try:
+        # Before the pre-restore backup, which would otherwise stop a stopped database again after its dump.
+        if _ensure_db_running(store):
+            log("the store is stopped: its database was started for the restore")
         pre = BackupRun.objects.create(store=store, kind=Kind.PRE_RESTORE, created_by=run.created_by)
         BackupEvent.objects.create(backup_run=pre, new_status=pre.status, note=f"before restore {run.pk}")
         RestoreRun.objects.filter(pk=run.pk).update(pre_restore_backup=pre)
@@ -381,20 +392,25 @@ def restore_execute(*, restore_id: int) -> RestoreRun | None:
                 log(f"{suffix}: files replaced by the snapshot's")
 
         step = "start"
-        if store.status == Store.Status.ACTIVE:
+        ending = _restore_ending(run.pk, store.pk)
+        if ending == "start":
             containers_start(store, log)
             step = "check"
             wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
-        else:
-            log("the store is suspended, so it stays stopped")
+        elif ending == "stop":
+            containers_stop(store, log)
+            log("the store is not live, so it stays stopped")
     except Exception as exc:
         logger.exception("restore %s of store %s failed at %s", run.pk, store.pk, step)
         _restore_log(run.pk, step, f"failed: {exc}")
-        if store.status == Store.Status.ACTIVE and step not in ("pre_backup",):
-            try:  # never leave a live store down
+        try:  # never leave a live store down, nor a suspended one running
+            ending = _restore_ending(run.pk, store.pk)
+            if ending == "start" and step != "pre_backup":
                 containers_start(store, lambda message: None)
-            except Exception:
-                logger.exception("could not restart store %s after a failed restore", store.pk)
+            elif ending == "stop":
+                containers_stop(store, lambda message: None)
+        except Exception:
+            logger.exception("could not return store %s to its state after a failed restore", store.pk)
         return _transition(
             RestoreRun,
             run.pk,
@@ -407,6 +423,68 @@ def restore_execute(*, restore_id: int) -> RestoreRun | None:
         shutil.rmtree(staging, ignore_errors=True)
     _restore_log(run.pk, "done", "restore finished")
     return _transition(RestoreRun, run.pk, RunStatus.SUCCEEDED, finished_at=timezone.now())
+
+
+def _restore_ending(run_id: int, store_id: int) -> str:
+    """What the end of a restore does with the store's containers, decided on fresh rows: "start" a live
+    store, "stop" any other (a suspended store stays suspended), or "leave" them alone when the run is no
+    longer running (reaped: another operation may own the store by now)."""
+    if not RestoreRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists():
+        return "leave"
+    status = Store.objects.values_list("status", flat=True).get(pk=store_id)
+    return "start" if status == Store.Status.ACTIVE else "stop"
+
+
+# --- Runs whose worker or enqueue was lost -----------------------------------------------------------------
+
+
+def runs_recover(*, now=None, grace_seconds: int = 60) -> dict[str, list[int]]:
+    """Run every minute: a recorded run always runs or ends, so it never holds its store for ever.
+
+    - queued runs whose RQ job is gone (the web process died between the commit and the enqueue, or Redis
+      lost its data) are enqueued again under the same job id; `_claim` makes a second delivery harmless;
+    - running runs past their job's timeout (the worker died) are failed;
+    - a pre-restore backup left queued by a restore that stopped is failed (it runs inside its restore)."""
+    from shophosting.queues import rq_job_pending
+
+    now = now or timezone.now()
+    settled = now - timedelta(seconds=grace_seconds)
+    stale = now - timedelta(seconds=settings.RESTIC_TIMEOUT + 600 + grace_seconds)
+    done: dict[str, list[int]] = {"requeued": [], "reaped": []}
+    for model in (RestoreRun, BackupRun):
+        for run in model.objects.filter(status=RunStatus.RUNNING, started_at__lt=stale):
+            with transaction.atomic():
+                if model.objects.select_for_update().get(pk=run.pk).status != RunStatus.RUNNING:
+                    continue
+                _transition(
+                    model,
+                    run.pk,
+                    RunStatus.FAILED,
+                    note="ran past its timeout; the worker probably died",
+                    error="ran past its timeout; the worker probably died",
+                    finished_at=now,
+                )
+            done["reaped"].append(run.pk)
+    for model, prefix in ((BackupRun, "backup"), (RestoreRun, "restore")):
+        for run in model.objects.filter(status=RunStatus.QUEUED, created_at__lt=settled):
+            if model is BackupRun and run.kind == Kind.PRE_RESTORE:
+                owner_running = RestoreRun.objects.filter(pre_restore_backup=run, status=RunStatus.RUNNING).exists()
+                if not owner_running:
+                    _transition(model, run.pk, RunStatus.FAILED, note="its restore stopped", finished_at=now)
+                    done["reaped"].append(run.pk)
+                continue
+            if rq_job_pending(queue="backups", job_id=f"{prefix}-{run.pk}"):
+                continue
+            if model is RestoreRun:
+                function = jobs.restore_run_job
+            elif run.store_id is None:
+                function = jobs.system_backup_run_job
+            else:
+                function = jobs.backup_run_job
+            logger.warning("%s %s was queued but its RQ job is gone; enqueued again", prefix, run.pk)
+            _rq_enqueue(function, run.pk, f"{prefix}-{run.pk}")
+            done["requeued"].append(run.pk)
+    return done
 
 
 # --- Schedules and retention ------------------------------------------------------------------------------
@@ -500,7 +578,11 @@ def backups_verify(*, store_id: int | None = None, now=None, dry_run: bool = Fal
         if dry_run:
             checked.append(latest)
             continue
-        result = snapshot_verify(run_id=latest.pk)
+        try:
+            result = snapshot_verify(run_id=latest.pk)
+        except StoreBusy as exc:  # a job, backup or restore of the store runs now: checked next time
+            logger.info("verification of store %s skipped: %s", store.pk, exc)
+            continue
         if result.verify_error:
             mail_admins(
                 f"Backup verification failed for {store.domain}",

@@ -86,6 +86,20 @@ def _front_page_status(container: str, domain: str, base_url: str | None) -> str
 
 
 def snapshot_verify(*, run_id: int) -> BackupRun:
+    """Verify one backup while holding its store's lease, so no job, backup or restore of the store runs
+    beside it (a teardown would remove the throwaway containers, which carry the store's label). StoreBusy
+    when another operation is active: the snapshot is neither marked verified nor failed."""
+    from stores.operations import store_lease
+
+    store_id = BackupRun.objects.values_list("store_id", flat=True).get(pk=run_id)
+    if store_id is None:
+        raise VerificationFailed(f"backup {run_id} has no store snapshot to verify")
+    seconds = settings.RESTIC_TIMEOUT + 2 * settings.STORE_WEB_READY_TIMEOUT + 600
+    with store_lease(store_id=store_id, holder="A check that a backup restores", seconds=seconds):
+        return _snapshot_verify(run_id=run_id)
+
+
+def _snapshot_verify(*, run_id: int) -> BackupRun:
     from backups.services import DB_DUMP, _web_volumes, database_import, volume_restore
     from provisioning.steps import wait_db
 

@@ -652,15 +652,14 @@ def store_delete(*, store_id: int, actor: User) -> Job:
     caller shows the error."""
     from provisioning.exceptions import JobConflict
     from provisioning.services import STORE_STATUS_REQUIRED, job_enqueue
+    from stores.operations import store_operation_active
 
     store = Store.objects.select_related("subscription").get(pk=store_id)
     if store.status not in STORE_STATUS_REQUIRED[Job.Kind.TEARDOWN]:
         raise InvalidTransition(f"{store.domain} is {store.get_status_display().lower()}; delete it once that is done")
-    running = store.jobs.filter(status__in=Job.ACTIVE).first()
-    if running is not None:
-        raise JobConflict(
-            f"{store.domain} has a job running (#{running.pk}, {running.kind}); delete it when it is done"
-        )
+    busy = store_operation_active(store_id=store.pk)  # a job, a backup or a restore: job_enqueue re-checks
+    if busy:
+        raise JobConflict(f"{store.domain}: {busy} Delete it once that is done.")
     subscription = store.subscription
     last_store = subscription is not None and not _live_stores(subscription).exclude(pk=store.pk).exists()
     if last_store and subscription.status in (SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED):

@@ -1,3 +1,6 @@
+from stores.exceptions import StoreBusy
+
+
 class ProvisioningError(Exception):
     """A provisioning step failed; the message is shown to staff."""
 
@@ -6,5 +9,5 @@ class DockerUnavailable(ProvisioningError):
     """The Docker engine does not answer; provisioning cannot run at all."""
 
 
-class JobConflict(ProvisioningError):
-    """The store already has an active job."""
+class JobConflict(ProvisioningError, StoreBusy):
+    """Another operation on the store is active (a job, a backup, a restore): stores.operations said so."""

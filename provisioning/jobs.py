@@ -17,6 +17,13 @@ def provisioning_jobs_reap() -> None:
     jobs_reap_stale()
 
 
+@job("default", timeout=60)
+def provisioning_jobs_requeue() -> None:
+    from provisioning.services import jobs_requeue_lost
+
+    jobs_requeue_lost()
+
+
 @job("provisioning", timeout=5 * 60)
 def store_tls_retry(store_id: int) -> None:
     from provisioning.services import store_tls_ensure

@@ -13,8 +13,9 @@ from provisioning import jobs
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.steps import PLANS, STEPS_BY_NAME
-from stores.exceptions import InvalidTransition
+from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store
+from stores.operations import store_lock_for_operation
 from stores.services import store_transition
 
 logger = logging.getLogger(__name__)
@@ -49,12 +50,12 @@ FAILS_STORE = {Job.Kind.PROVISION, Job.Kind.RETRY}
 def job_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> ProvisioningJob:
     """Create a job with its steps and put it on the `provisioning` queue after commit.
 
-    At most one active job per store: checked while the store row is locked (MariaDB has no partial
-    unique index to do it)."""
-    store = Store.objects.select_for_update().get(pk=store_id)
-    active = store.jobs.filter(status__in=Job.ACTIVE).first()
-    if active is not None:
-        raise JobConflict(f"store {store.pk} already has an active job (#{active.pk}, {active.kind})")
+    At most one active operation per store, whatever its kind (a job, a backup, a restore): checked by
+    stores.operations while the store row is locked (MariaDB has no partial unique index to do it)."""
+    try:
+        store = store_lock_for_operation(store_id=store_id)
+    except StoreBusy as exc:
+        raise JobConflict(str(exc)) from None
     if store.status not in STORE_STATUS_REQUIRED[kind]:
         allowed = ", ".join(sorted(STORE_STATUS_REQUIRED[kind]))
         raise InvalidTransition(f"store {store.pk} is {store.status}; a {kind} job needs it to be {allowed}")
@@ -66,6 +67,18 @@ def job_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> Provi
     )
     transaction.on_commit(lambda: _rq_enqueue(job.pk))
     return job
+
+
+def store_active_job(store_id: int) -> str | None:
+    """This app's active operations on a store, for stores.operations (registered in apps.py)."""
+    job = Job.objects.filter(store_id=store_id, status__in=Job.ACTIVE).order_by("pk").first()
+    if job is None:
+        return None
+    since = job.started_at or job.created_at  # aware, in UTC
+    return (
+        f"This store already has an active job (#{job.pk}, {job.get_kind_display().lower()}, "
+        f"{job.get_status_display().lower()} since {since:%H:%M} UTC)."
+    )
 
 
 def _rq_enqueue(job_id: int) -> None:
@@ -100,8 +113,10 @@ def job_execute(*, job_id: int) -> None:
     for step in job.steps.order_by("order"):
         if step.status == JobStep.Status.SUCCEEDED:
             continue
-        JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
         store = Store.objects.select_related("host", "plan", "customer").get(pk=job.store_id)
+        if not _job_may_continue(job, store, step):
+            return
+        JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
         try:
             STEPS_BY_NAME[step.name].run(store, lambda message, step=step: _step_log(step, message))
         except Exception as exc:
@@ -109,6 +124,23 @@ def job_execute(*, job_id: int) -> None:
             raise
         JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.SUCCEEDED, finished_at=timezone.now())
     _job_succeed(job_id=job.pk)
+
+
+def _job_may_continue(job: ProvisioningJob, store: Store, step: JobStep) -> bool:
+    """Before every step, on fresh rows: the job must still be running (not reaped while this worker was
+    presumed dead, after which another operation may own the store) and the store still in a status this
+    kind of job works on, so a resume never starts a store that was deleted meanwhile."""
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
+        logger.warning("job %s was reaped before step %s; nothing more is done", job.pk, step.name)
+        return False
+    if store.status in STORE_STATUS_REQUIRED[job.kind] or store.status == STORE_STATUS_ON_START.get(job.kind):
+        return True
+    _job_fail(
+        job_id=job.pk,
+        step_id=step.pk,
+        error=f"the store became {store.get_status_display().lower()} before this step; nothing more was done",
+    )
+    return False
 
 
 @transaction.atomic
@@ -173,6 +205,22 @@ def jobs_reap_stale(*, now=None) -> list[int]:
             )
             reaped.append(job.pk)
     return reaped
+
+
+def jobs_requeue_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
+    """Enqueue again the jobs recorded as queued whose RQ job is gone (the process that created them died
+    between the commit and the enqueue, or Redis lost its data), so a recorded job always runs and never
+    holds its store for ever. `_job_claim` makes a second delivery harmless."""
+    from shophosting.queues import rq_job_pending
+
+    settled = (now or timezone.now()) - timedelta(seconds=grace_seconds)
+    requeued = []
+    for job_id in Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=settled).values_list("pk", flat=True):
+        if not rq_job_pending(queue="provisioning", job_id=f"provisioning-job-{job_id}"):
+            logger.warning("job %s was queued but its RQ job is gone; enqueued again", job_id)
+            _rq_enqueue(job_id)
+            requeued.append(job_id)
+    return requeued
 
 
 def store_retry(*, store_id: int, actor: User | None = None) -> ProvisioningJob:

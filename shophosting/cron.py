@@ -9,7 +9,7 @@ from rq import cron
 
 from backups import jobs as backup_jobs
 from billing import jobs as billing_jobs
-from provisioning.jobs import provisioning_jobs_reap, stores_tls_renew, stores_usage_sample
+from provisioning.jobs import provisioning_jobs_reap, provisioning_jobs_requeue, stores_tls_renew, stores_usage_sample
 from shophosting import jobs
 
 if not settings.PLATFORM_TIMERS_EXTERNAL:
@@ -20,6 +20,11 @@ if not settings.PLATFORM_TIMERS_EXTERNAL:
 cron.register(jobs.pages_publish_scheduled, "default", interval=60)
 # Fails provisioning jobs whose worker died mid-job, so the store shows failed and can be retried.
 cron.register(provisioning_jobs_reap, "default", interval=60)
+# A job or backup/restore run recorded but never enqueued (its process died after the commit), or lost by
+# Redis, is enqueued again; a backup or restore run whose worker died is failed. Either way the store's
+# one-operation lock (stores.operations) is never held for ever.
+cron.register(provisioning_jobs_requeue, "default", interval=60)
+cron.register(backup_jobs.backup_runs_recover, "default", interval=60)
 # Renews store certificates in their last 30 days.
 cron.register(stores_tls_renew, "provisioning", cron="41 4 * * *")
 # Dunning: subscriptions unpaid past the grace period have their stores suspended.

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import django_rq
 from django.conf import settings
 from rq import Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
+
+# RQ statuses in which a job will still run, or runs now.
+PENDING_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
 
 
 @dataclass(frozen=True)
@@ -72,3 +77,14 @@ def failed_jobs_clear() -> int:
             registry.remove(job_id, delete_job=True)
             cleared += 1
     return cleared
+
+
+def rq_job_pending(*, queue: str, job_id: str) -> bool:
+    """Whether RQ still holds `job_id` to run, or runs it now. False when the enqueue never happened (the
+    process died between the commit and the enqueue), Redis lost it, or it ended without running to the end;
+    the services that own each kind of run then enqueue it again (their claim makes that harmless)."""
+    try:
+        status = Job.fetch(job_id, connection=django_rq.get_queue(queue).connection).get_status()
+    except (NoSuchJobError, InvalidJobOperation):
+        return False
+    return status in PENDING_STATUSES

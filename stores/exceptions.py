@@ -4,3 +4,8 @@ class InvalidTransition(Exception):
 
 class NoCapacity(Exception):
     """No active host has the memory, CPU and a free port for this store."""
+
+
+class StoreBusy(Exception):
+    """Another operation on this store (a job, a backup, a restore, a verification) is active; the message
+    says which, in words fit for the customer."""
