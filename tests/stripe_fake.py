@@ -82,6 +82,7 @@ class StripeFake:
         self._ids = itertools.count(1)
         self.account = fixture("account")
         self._failures: list[tuple[str, str, int, str]] = []
+        self._latency: dict[tuple[str, str], float] = {}
         pattern = re.compile(re.escape(self.base) + r"/v1/.*")
         # Everything that is not Stripe (the Docker engine, pebble, the stores) goes through untouched.
         mock.add_passthru(re.compile(r"^(?!" + re.escape(self.base) + r"/)"))
@@ -147,7 +148,17 @@ class StripeFake:
 
     # --- webhooks --------------------------------------------------------------------------------------
 
-    def event(self, event_type: str, obj: dict, *, event_id: str | None = None, previous: dict | None = None) -> dict:
+    def event(
+        self,
+        event_type: str,
+        obj: dict,
+        *,
+        event_id: str | None = None,
+        previous: dict | None = None,
+        created: int | None = None,
+    ) -> dict:
+        """A webhook event as Stripe sends it. `created` (Unix seconds, default now) orders events: Stripe
+        delivers them in any order."""
         data = {"object": copy.deepcopy(obj)}
         if previous is not None:
             data["previous_attributes"] = previous
@@ -155,7 +166,7 @@ class StripeFake:
             "id": event_id or f"evt_{next(self._ids):06d}fake",
             "object": "event",
             "api_version": "2026-08-26.dahlia",
-            "created": int(time.time()),
+            "created": created or int(time.time()),
             "data": data,
             "livemode": False,
             "pending_webhooks": 1,
@@ -178,6 +189,11 @@ class StripeFake:
         stripe-python retries 5xx answers by itself, so an outage needs more than one."""
         self._failures.extend([(method, path, status, message)] * times)
 
+    def slow(self, method: str, path_pattern: str, seconds: float) -> None:
+        """Stripe takes `seconds` to answer `method` requests whose path matches `path_pattern` (a regex), so
+        concurrent requests overlap as they would against the real API."""
+        self._latency[(method, path_pattern)] = seconds
+
     def requests_to(self, method: str, path_prefix: str) -> list[dict]:
         return [params for m, path, params in self.calls if m == method and path.startswith(path_prefix)]
 
@@ -186,6 +202,9 @@ class StripeFake:
         path = url.path.removeprefix("/v1/")
         params = form_decode(request.body) if request.method == "POST" else dict(parse_qsl(url.query))
         self.calls.append((request.method, path, params))
+        for (method, pattern), seconds in self._latency.items():
+            if method == request.method and re.fullmatch(pattern, path):
+                time.sleep(seconds)
         for failure in self._failures:
             if failure[:2] == (request.method, path):
                 self._failures.remove(failure)
