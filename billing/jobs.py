@@ -13,3 +13,7 @@ def subscriptions_teardown_due():
 
 def checkouts_abandoned_cleanup():
     return services.checkouts_abandoned_cleanup()
+
+
+def store_holds_enforce():
+    return services.store_holds_enforce()

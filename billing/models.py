@@ -92,6 +92,7 @@ class Subscription(models.Model):
 
     class Status(models.TextChoices):
         CHECKOUT = "checkout", "Awaiting checkout"
+        PAYMENT_PENDING = "payment_pending", "Payment processing"
         ACTIVE = "active", "Active"
         PAST_DUE = "past_due", "Past due"
         SUSPENDED = "suspended", "Suspended for non-payment"
@@ -110,6 +111,13 @@ class Subscription(models.Model):
     past_due_since = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
     teardown_at = models.DateTimeField(null=True, blank=True, help_text="When a canceled subscription's stores go.")
+    # When the current Checkout Session was opened: a second "pay now" click within CHECKOUT_REUSE_SECONDS
+    # gets the same session instead of a second one.
+    checkout_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Stripe's `created` time of the newest payment and payment-failure events applied. Stripe does not deliver
+    # in order: an event older than the newest one that said the opposite is recorded and otherwise ignored.
+    paid_event_at = models.DateTimeField(null=True, blank=True, editable=False)
+    payment_failed_event_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -137,3 +145,20 @@ class SubscriptionEvent(models.Model):
 
     def __str__(self):
         return f"{self.subscription_id}: {self.old_status or '∅'} → {self.new_status}"
+
+
+class StoreHold(models.Model):
+    """A store billing stopped because its subscription's plan no longer covers it (a downgrade to fewer
+    stores). It stays suspended, and is never deleted for it, until the plan covers it again."""
+
+    store = models.OneToOneField("stores.Store", on_delete=models.CASCADE, related_name="billing_hold")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="store_holds")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+", help_text="The plan that left it out.")
+    stripe_event_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["store_id"]
+
+    def __str__(self):
+        return f"store {self.store_id} held: beyond the {self.plan} store limit"

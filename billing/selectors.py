@@ -138,6 +138,18 @@ def _invoice_row(invoice) -> InvoiceRow:
     )
 
 
+def checkout_state(subscription: Subscription) -> str:
+    """What the checkout return page tells the customer: "paid", "processing" (a bank debit that has not
+    cleared), "failed" (a delayed payment bounced; they can pay again) or "waiting" (Stripe's confirmation
+    has not arrived yet)."""
+    SS = Subscription.Status
+    if subscription.status == SS.PAYMENT_PENDING:
+        return "processing"
+    if subscription.status == SS.CHECKOUT:
+        return "failed" if subscription.payment_failed_event_at else "waiting"
+    return "paid"
+
+
 def customer_billing(customer) -> CustomerBilling:
     subscriptions = list(
         Subscription.objects.filter(customer=customer)

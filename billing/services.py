@@ -12,7 +12,7 @@ from accounts.models import User
 from accounts.services import audit_record, customer_create
 from backups.services import final_backup_request, store_has_final_backup
 from billing import stripe_gateway
-from billing.models import Plan, Platform, Subscription, SubscriptionEvent, money_text
+from billing.models import Plan, Platform, StoreHold, Subscription, SubscriptionEvent, money_text
 from provisioning.models import ProvisioningJob as Job
 from shophosting.emails import email_send
 from stores.exceptions import InvalidTransition
@@ -116,13 +116,17 @@ def plan_catalogue_seed() -> list[tuple[Plan, bool]]:
 SS = Subscription.Status
 # to-status -> the statuses it may be reached from.
 SUBSCRIPTION_ALLOWED_FROM: dict[str, set[str]] = {
-    SS.ACTIVE: {SS.CHECKOUT, SS.PAST_DUE, SS.SUSPENDED},
+    SS.CHECKOUT: {SS.PAYMENT_PENDING},  # a delayed payment (SEPA, ACH) failed: the customer can pay another way
+    SS.PAYMENT_PENDING: {SS.CHECKOUT},
+    SS.ACTIVE: {SS.CHECKOUT, SS.PAYMENT_PENDING, SS.PAST_DUE, SS.SUSPENDED},
     SS.PAST_DUE: {SS.ACTIVE},
     SS.SUSPENDED: {SS.PAST_DUE},
     SS.CANCELED: {SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED},
     SS.ENDED: {SS.CANCELED},
     SS.ABANDONED: {SS.CHECKOUT},
 }
+# A second "pay now" within this many seconds of the last (a double click, a reload) gets the same session.
+CHECKOUT_REUSE_SECONDS = 60
 # Stores that still count against the plan's store limit.
 LIVE_STORE_STATUSES = [s for s in Store.Status.values if s not in (Store.Status.DELETING, Store.Status.DELETED)]
 
@@ -210,31 +214,48 @@ def signup_create(
 def checkout_start(*, subscription_id: int, success_url: str, cancel_url: str) -> str:
     """Open a Stripe Checkout Session for a subscription awaiting checkout; returns the URL to send the customer to.
 
-    Called after the signup transaction committed: no transaction is held across the Stripe call. A previous
-    open session is expired first, so one subscription is never paid twice."""
-    subscription = Subscription.objects.select_related("plan", "customer").get(pk=subscription_id)
-    if subscription.status != SS.CHECKOUT:
-        raise BillingRefused("This subscription is already paid for.")
-    if subscription.plan.stripe_price_id is None:
-        raise BillingRefused("This plan cannot be bought online yet. Please contact sales.")
-    store = subscription.stores.order_by("pk").first()
-    if subscription.checkout_session_id:
-        stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
-    metadata = {
-        "subscription_id": str(subscription.pk),
-        "store_id": str(store.pk),
-        "customer_id": str(subscription.customer_id),
-        "plan": subscription.plan.slug,
-    }
-    session = stripe_gateway.checkout_session_create(
-        price_id=subscription.plan.stripe_price_id,
-        customer_email=subscription.customer.email,
-        client_reference_id=str(store.pk),
-        metadata=metadata,
-        success_url=success_url,
-        cancel_url=cancel_url,
-    )
-    Subscription.objects.filter(pk=subscription.pk).update(checkout_session_id=session["id"])
+    A previous open session is expired first, so one subscription is never paid twice. Requests for the same
+    subscription are serialised on its row: the row lock is held across the Stripe calls on purpose, because
+    two requests interleaving here (a double click) would each open a session, and the one not recorded could
+    still be paid, leaving a Stripe subscription the platform does not know. The second request finds the
+    session the first just opened and sends the customer to it."""
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update().select_related("plan", "customer").get(pk=subscription_id)
+        )
+        if subscription.status != SS.CHECKOUT:
+            raise BillingRefused("This subscription is already paid for.")
+        if subscription.plan.stripe_price_id is None:
+            raise BillingRefused("This plan cannot be bought online yet. Please contact sales.")
+        store = subscription.stores.order_by("pk").first()
+        if subscription.checkout_session_id:
+            started = subscription.checkout_started_at
+            if started and timezone.now() - started < timedelta(seconds=CHECKOUT_REUSE_SECONDS):
+                current = stripe_gateway.checkout_session_retrieve(session_id=subscription.checkout_session_id)
+                if current["status"] == "open" and current.get("url"):
+                    return current["url"]
+            status = stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
+            if status == "complete":
+                # Paid a moment ago; checkout.session.completed is on its way. A new session could be paid again.
+                raise BillingRefused("Your payment was received; your store is being set up. Reload in a moment.")
+        metadata = {
+            "subscription_id": str(subscription.pk),
+            "store_id": str(store.pk),
+            "customer_id": str(subscription.customer_id),
+            "plan": subscription.plan.slug,
+        }
+        session = stripe_gateway.checkout_session_create(
+            price_id=subscription.plan.stripe_price_id,
+            customer_email=subscription.customer.email,
+            client_reference_id=str(store.pk),
+            metadata=metadata,
+            success_url=success_url,
+            cancel_url=cancel_url,
+        )
+        # update(), not save(): updated_at is the abandonment clock and opening a session does not reset it.
+        Subscription.objects.filter(pk=subscription.pk).update(
+            checkout_session_id=session["id"], checkout_started_at=timezone.now()
+        )
     return session["url"]
 
 
@@ -244,11 +265,46 @@ def _refuse(*, stripe_event_id: str, reason: str, **detail) -> None:
     audit_record(event="billing_event_refused", stripe_event_id=stripe_event_id, reason=reason, **detail)
 
 
-def checkout_completed(*, session: dict, stripe_event_id: str) -> Subscription | None:
-    """checkout.session.completed: the first payment. The subscription goes active and its store is queued.
+def _payment_event_fresh(
+    *, subscription_id: int, created, outcome: str, stripe_event_id: str, what: str
+) -> Subscription | None:
+    """Lock the subscription and decide whether a payment event still applies; None when it does not.
 
-    The session must be the one we opened, and its client_reference_id and metadata must name that
-    subscription's store and customer; anything else is refused."""
+    Stripe does not deliver events in order. A "paid" event older than the newest applied payment failure
+    (or a failure older than the newest applied payment) is stale: it is recorded on the subscription and
+    changes nothing. `outcome` is "paid", "failed" or "pending" (a checkout whose payment is processing,
+    stale against either). Call inside a transaction; the lock is held until it ends."""
+    subscription = Subscription.objects.select_for_update().select_related("plan", "customer").get(pk=subscription_id)
+    if created is None:
+        return subscription
+    newer = None
+    if (
+        outcome in ("paid", "pending")
+        and subscription.payment_failed_event_at
+        and subscription.payment_failed_event_at > created
+    ):
+        newer = ("payment failure", subscription.payment_failed_event_at)
+    if outcome in ("failed", "pending") and subscription.paid_event_at and subscription.paid_event_at > created:
+        newer = ("payment", subscription.paid_event_at)
+    if newer is not None:
+        _subscription_note(
+            subscription,
+            f"{what}: ignored, Stripe sent it at {created:%Y-%m-%d %H:%M:%S}, before the newer {newer[0]} "
+            f"({newer[1]:%Y-%m-%d %H:%M:%S}) already applied",
+            stripe_event_id=stripe_event_id,
+        )
+        return None
+    field = {"paid": "paid_event_at", "failed": "payment_failed_event_at"}.get(outcome)
+    if field and (getattr(subscription, field) is None or getattr(subscription, field) < created):
+        setattr(subscription, field, created)
+        Subscription.objects.filter(pk=subscription.pk).update(**{field: created})
+    return subscription
+
+
+def _checkout_subscription(*, session: dict, stripe_event_id: str) -> Subscription | None:
+    """The subscription a Checkout Session event is about. The session must be the one we opened, and its
+    client_reference_id and metadata must name that subscription's store and customer; anything else is
+    refused (audited) and None returned."""
     subscription = Subscription.objects.filter(checkout_session_id=session.get("id")).first()
     if subscription is None:
         _refuse(stripe_event_id=stripe_event_id, reason="unknown checkout session", session=session.get("id"))
@@ -272,18 +328,133 @@ def checkout_completed(*, session: dict, stripe_event_id: str) -> Subscription |
             subscription=subscription.pk,
         )
         return None
-    if subscription.status != SS.CHECKOUT:
-        return subscription  # already handled (the same fact delivered under another event id)
+    return subscription
+
+
+def checkout_completed(*, session: dict, stripe_event_id: str, event_created=None) -> Subscription | None:
+    """checkout.session.completed: the customer finished Checkout. Paid (or nothing to pay): the subscription
+    goes active and its store is queued. A delayed method (SEPA, ACH) arrives with payment_status "unpaid":
+    the subscription waits in PAYMENT_PENDING for checkout.session.async_payment_succeeded or _failed."""
+    subscription = _checkout_subscription(session=session, stripe_event_id=stripe_event_id)
+    if subscription is None:
+        return None
+    if session.get("payment_status") == "unpaid":
+        with transaction.atomic():
+            subscription = _payment_event_fresh(
+                subscription_id=subscription.pk,
+                created=event_created,
+                outcome="pending",
+                stripe_event_id=stripe_event_id,
+                what="checkout completed, payment processing",
+            )
+            if subscription is None or subscription.status != SS.CHECKOUT:
+                return subscription  # stale, or already handled
+            return subscription_transition(
+                subscription_id=subscription.pk,
+                to=SS.PAYMENT_PENDING,
+                stripe_event_id=stripe_event_id,
+                note="checkout completed; the payment is still processing at the bank",
+                stripe_customer_id=session.get("customer") or "",
+                stripe_subscription_id=session.get("subscription"),
+            )
+    return _checkout_paid(
+        subscription,
+        session=session,
+        stripe_event_id=stripe_event_id,
+        event_created=event_created,
+        note="checkout completed",
+    )
+
+
+def checkout_async_payment_succeeded(*, session: dict, stripe_event_id: str, event_created=None) -> Subscription | None:
+    """checkout.session.async_payment_succeeded: a delayed payment cleared; the store is queued."""
+    subscription = _checkout_subscription(session=session, stripe_event_id=stripe_event_id)
+    if subscription is None:
+        return None
+    if session.get("payment_status") != "paid":
+        _refuse(
+            stripe_event_id=stripe_event_id,
+            reason="payment succeeded event for a session that is not paid",
+            session=session.get("id"),
+            payment_status=session.get("payment_status"),
+        )
+        return subscription
+    return _checkout_paid(
+        subscription,
+        session=session,
+        stripe_event_id=stripe_event_id,
+        event_created=event_created,
+        note="delayed payment succeeded",
+    )
+
+
+def _checkout_paid(
+    subscription: Subscription, *, session: dict, stripe_event_id: str, event_created, note: str
+) -> Subscription | None:
     with transaction.atomic():
+        locked = _payment_event_fresh(
+            subscription_id=subscription.pk,
+            created=event_created,
+            outcome="paid",
+            stripe_event_id=stripe_event_id,
+            what=note,
+        )
+        if locked is None or locked.status not in (SS.CHECKOUT, SS.PAYMENT_PENDING):
+            return locked  # stale, or already handled (the same fact delivered under another event id)
         subscription = subscription_transition(
             subscription_id=subscription.pk,
             to=SS.ACTIVE,
             stripe_event_id=stripe_event_id,
-            note="checkout completed",
-            stripe_customer_id=session.get("customer") or "",
-            stripe_subscription_id=session.get("subscription"),
+            note=note,
+            stripe_customer_id=session.get("customer") or locked.stripe_customer_id,
+            stripe_subscription_id=session.get("subscription") or locked.stripe_subscription_id,
         )
-        store_order_paid(store_id=store.pk)
+        store_order_paid(store_id=subscription.stores.order_by("pk").first().pk)
+    return subscription
+
+
+def checkout_async_payment_failed(*, session: dict, stripe_event_id: str, event_created=None) -> Subscription | None:
+    """checkout.session.async_payment_failed: a delayed payment bounced. Nothing is built; the Stripe
+    subscription it opened is canceled, so it never bills, and the customer is told and can pay another way
+    (the store keeps its domain for BILLING_CHECKOUT_ABANDON_HOURS from now)."""
+    subscription = _checkout_subscription(session=session, stripe_event_id=stripe_event_id)
+    if subscription is None:
+        return None
+    with transaction.atomic():
+        locked = _payment_event_fresh(
+            subscription_id=subscription.pk,
+            created=event_created,
+            outcome="failed",
+            stripe_event_id=stripe_event_id,
+            what="delayed payment failed",
+        )
+        if locked is None or locked.status not in (SS.CHECKOUT, SS.PAYMENT_PENDING):
+            return locked
+        stripe_subscription_id = session.get("subscription") or locked.stripe_subscription_id
+        if stripe_subscription_id:
+            # Inside the webhook's transaction: if Stripe cannot be reached, nothing here is kept and Stripe
+            # delivers the event again.
+            stripe_gateway.subscription_cancel(subscription_id=stripe_subscription_id)
+        # The session is spent (Stripe keeps it "complete"); forgetting it lets a new one be opened and lets
+        # checkouts_abandoned_cleanup release the store if the customer never pays.
+        fields = {"stripe_subscription_id": None, "checkout_session_id": None, "checkout_started_at": None}
+        note = "delayed payment failed; the Stripe subscription was canceled and the customer asked to pay again"
+        if locked.status == SS.PAYMENT_PENDING:
+            subscription = subscription_transition(
+                subscription_id=locked.pk, to=SS.CHECKOUT, stripe_event_id=stripe_event_id, note=note, **fields
+            )
+        else:  # the failure overtook checkout.session.completed
+            Subscription.objects.filter(pk=locked.pk).update(**fields)
+            _subscription_note(locked, note, stripe_event_id=stripe_event_id)
+            subscription = Subscription.objects.select_related("plan", "customer").get(pk=locked.pk)
+        store = subscription.stores.order_by("pk").first()
+        context = {
+            "plan": subscription.plan,
+            "store": store,
+            "release_at": timezone.now() + timedelta(hours=settings.BILLING_CHECKOUT_ABANDON_HOURS),
+        }
+        email = subscription.customer.email
+        transaction.on_commit(lambda: email_send(template="checkout_payment_failed", to=[email], context=context))
     return subscription
 
 
@@ -305,39 +476,74 @@ def invoice_subscription_id(invoice: dict) -> str | None:
     return found.get("id") if isinstance(found, dict) else found
 
 
-def invoice_paid(*, invoice: dict, stripe_event_id: str) -> Subscription | None:
-    """invoice.paid: recorded; a past-due subscription is current again, and stores suspended for it resume."""
+def invoice_paid(*, invoice: dict, stripe_event_id: str, event_created=None) -> Subscription | None:
+    """invoice.paid: recorded; a past-due subscription is current again, and stores suspended for it resume
+    (not those held beyond the plan's store limit). Ignored when a newer payment failure was applied."""
     subscription = _subscription_for_stripe_id(invoice_subscription_id(invoice))
     if subscription is None:
         return None  # the first invoice is paid before checkout.session.completed links the subscription
     amount = _money(invoice.get("amount_paid"))
+    note = f"invoice {invoice.get('id')} paid ({amount})"
     with transaction.atomic():
+        subscription = _payment_event_fresh(
+            subscription_id=subscription.pk,
+            created=event_created,
+            outcome="paid",
+            stripe_event_id=stripe_event_id,
+            what=note,
+        )
+        if subscription is None:
+            return None
         if subscription.status not in (SS.PAST_DUE, SS.SUSPENDED):
-            _subscription_note(
-                subscription, f"invoice {invoice.get('id')} paid ({amount})", stripe_event_id=stripe_event_id
-            )
+            _subscription_note(subscription, note, stripe_event_id=stripe_event_id)
             return subscription
         was_suspended = subscription.status == SS.SUSPENDED
         subscription = subscription_transition(
             subscription_id=subscription.pk,
             to=SS.ACTIVE,
             stripe_event_id=stripe_event_id,
-            note=f"invoice {invoice.get('id')} paid ({amount})",
+            note=note,
             past_due_since=None,
         )
         if was_suspended:
-            _jobs_enqueue(subscription, kind=Job.Kind.RESUME, from_status=Store.Status.SUSPENDED, note="resume")
+            for store in subscription.stores.filter(status=Store.Status.SUSPENDED, billing_hold__isnull=True).order_by(
+                "pk"
+            ):
+                _jobs_enqueue_one(subscription, store_id=store.pk, kind=Job.Kind.RESUME, note="resume")
     return subscription
 
 
-def invoice_payment_failed(*, invoice: dict, stripe_event_id: str, now=None) -> Subscription | None:
-    """invoice.payment_failed: the subscription is past due from the first failure, and the customer is told."""
+def _mirrored_invoice_status(invoice_id: str | None) -> str:
+    """The invoice's status in dj-stripe's mirror, which dj-stripe re-reads from Stripe for each event."""
+    from djstripe.models import Invoice
+
+    mirrored = Invoice.objects.filter(id=invoice_id).first() if invoice_id else None
+    return (mirrored.stripe_data.get("status") or "") if mirrored else ""
+
+
+def invoice_payment_failed(*, invoice: dict, stripe_event_id: str, event_created=None, now=None) -> Subscription | None:
+    """invoice.payment_failed: the subscription is past due from the first failure, and the customer is told.
+
+    Ignored when a newer payment was applied, or when Stripe has the invoice paid by now (the failure was
+    followed by a successful retry whose event is still on its way)."""
     now = now or timezone.now()
     subscription = _subscription_for_stripe_id(invoice_subscription_id(invoice))
     if subscription is None or subscription.status not in (SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED):
         return None
     note = f"invoice {invoice.get('id')} payment failed (attempt {invoice.get('attempt_count') or 1})"
+    if _mirrored_invoice_status(invoice.get("id")) == "paid":
+        _subscription_note(subscription, f"{note}: ignored, Stripe has it paid by now", stripe_event_id=stripe_event_id)
+        return subscription
     with transaction.atomic():
+        subscription = _payment_event_fresh(
+            subscription_id=subscription.pk,
+            created=event_created,
+            outcome="failed",
+            stripe_event_id=stripe_event_id,
+            what=note,
+        )
+        if subscription is None:
+            return None
         if subscription.status == SS.ACTIVE:
             subscription = subscription_transition(
                 subscription_id=subscription.pk,
@@ -398,25 +604,47 @@ def _plan_for_price(price: dict | str | None) -> Plan | None:
     return plan
 
 
-def subscription_updated(*, stripe_subscription: dict, stripe_event_id: str) -> Subscription | None:
-    """customer.subscription.updated: a plan change moves the stores to the new plan and applies its limits."""
+def _stripe_subscription_current(stripe_subscription: dict) -> dict:
+    """The subscription as dj-stripe's mirror has it. dj-stripe re-reads it from Stripe for each event before
+    our handler runs, so a late, older event is judged by the subscription's state now, not by its payload."""
+    from djstripe.models import Subscription as MirroredSubscription
+
+    mirrored = MirroredSubscription.objects.filter(id=stripe_subscription.get("id")).first()
+    return mirrored.stripe_data if mirrored is not None and mirrored.stripe_data else stripe_subscription
+
+
+def _first_item_price(stripe_subscription: dict | None):
+    items = ((stripe_subscription or {}).get("items") or {}).get("data") or []
+    return items[0].get("price") if items and isinstance(items[0], dict) else None
+
+
+def subscription_updated(
+    *, stripe_subscription: dict, stripe_event_id: str, previous: dict | None = None
+) -> Subscription | None:
+    """customer.subscription.updated: a plan change moves the stores to the new plan, applies its limits and
+    fits the stores into its store limit (_stores_fit_plan). A change to another platform's plan is refused
+    and undone in Stripe (_plan_change_refuse); a price that is none of our plans is refused for staff."""
     subscription = _subscription_for_stripe_id(stripe_subscription.get("id"))
-    if subscription is None:
-        return None
-    items = (stripe_subscription.get("items") or {}).get("data") or []
-    new_plan = _plan_for_price(items[0].get("price")) if items else None
-    if new_plan is None or new_plan.pk == subscription.plan_id:
+    if subscription is None or subscription.status not in (SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED):
         return subscription
-    if new_plan.platform != subscription.plan.platform:
+    price = _first_item_price(_stripe_subscription_current(stripe_subscription))
+    new_plan = _plan_for_price(price)
+    if new_plan is None:
         _refuse(
             stripe_event_id=stripe_event_id,
-            reason="a subscription cannot move between platforms",
+            reason="the subscription's price is none of our plans; check it in Stripe",
             subscription=subscription.pk,
-            plan=new_plan.slug,
+            price=price.get("id") if isinstance(price, dict) else price,
         )
         return subscription
+    if new_plan.pk == subscription.plan_id:
+        return subscription
+    if new_plan.platform != subscription.plan.platform:
+        return _plan_change_refuse(subscription, new_plan=new_plan, previous=previous, stripe_event_id=stripe_event_id)
     with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        subscription = (
+            Subscription.objects.select_for_update().select_related("plan", "customer").get(pk=subscription.pk)
+        )
         old_plan = subscription.plan
         subscription.plan = new_plan
         subscription.save(update_fields=["plan", "updated_at"])
@@ -425,9 +653,117 @@ def subscription_updated(*, stripe_subscription: dict, stripe_event_id: str) -> 
         )
         for store in _live_stores(subscription):
             store_plan_change(store_id=store.pk, plan=new_plan)
-        for status in (Store.Status.ACTIVE, Store.Status.SUSPENDED):
-            _jobs_enqueue(subscription, kind=Job.Kind.UPDATE_LIMITS, from_status=status, note="new limits")
+        changed = _stores_fit_plan(subscription, stripe_event_id=stripe_event_id)
+        for store in subscription.stores.filter(status__in=[Store.Status.ACTIVE, Store.Status.SUSPENDED]):
+            if store.pk not in changed:
+                _jobs_enqueue_one(subscription, store_id=store.pk, kind=Job.Kind.UPDATE_LIMITS, note="new limits")
     return subscription
+
+
+def _plan_change_refuse(
+    subscription: Subscription, *, new_plan: Plan, previous: dict | None, stripe_event_id: str
+) -> Subscription:
+    """A plan the platform cannot give this subscription (another platform: its stores cannot move between
+    WooCommerce and Magento). Stripe already bills the new price, so the subscription is switched back to
+    the previous one, with prorations that credit the refused change; staff get an audit row and the
+    customer an e-mail. If Stripe cannot be reached the webhook fails and Stripe delivers it again."""
+    previous_plan = _plan_for_price(_first_item_price(previous))
+    if previous_plan is not None and previous_plan.pk == subscription.plan_id:
+        price = _first_item_price(previous)
+        revert_to = price.get("id") if isinstance(price, dict) else price
+    else:
+        revert_to = subscription.plan.stripe_price_id
+    reason = "a subscription cannot move between platforms"
+    if revert_to:
+        stripe_gateway.subscription_price_set(
+            subscription_id=subscription.stripe_subscription_id, price_id=revert_to, prorate=True
+        )
+        outcome = f"switched back to {revert_to} in Stripe"
+    else:
+        outcome = "NOT switched back: the plan has no Stripe price; fix the subscription in Stripe by hand"
+    _refuse(
+        stripe_event_id=stripe_event_id,
+        reason=f"{reason}; {outcome}",
+        subscription=subscription.pk,
+        plan=new_plan.slug,
+        reverted_to=revert_to or "",
+    )
+    _subscription_note(
+        subscription, f"plan change to {new_plan.slug} refused: {reason}; {outcome}", stripe_event_id=stripe_event_id
+    )
+    context = {"plan": subscription.plan, "refused_plan": new_plan, "reverted": bool(revert_to)}
+    email = subscription.customer.email
+    transaction.on_commit(lambda: email_send(template="plan_change_refused", to=[email], context=context))
+    return subscription
+
+
+def _stores_fit_plan(subscription: Subscription, *, stripe_event_id: str = "") -> set[int]:
+    """Fit the subscription's stores into its plan's store limit. Returns the ids of the stores given a job.
+
+    Beyond the limit, the newest stores are held: suspended (a suspend job), never deleted, each audited,
+    and the customer is e-mailed the list. A held store keeps its data and backups and is not resumed by a
+    paid invoice. When a later plan covers more stores, the oldest held stores are released and resumed."""
+    live = list(_live_stores(subscription))
+    held = {hold.store_id: hold for hold in StoreHold.objects.filter(store__in=live)}
+    covered = [store for store in live if store.pk not in held]
+    limit = subscription.plan.store_limit
+    jobs, newly_held = set(), []
+    for store in covered[limit:]:  # oldest first, so the newest are the ones left out
+        StoreHold.objects.create(
+            store=store, subscription=subscription, plan=subscription.plan, stripe_event_id=stripe_event_id
+        )
+        newly_held.append(store)
+        note = (
+            f"{store.domain} held: beyond the {subscription.plan.store_limit}-store limit of {subscription.plan.slug}"
+        )
+        _subscription_note(subscription, note, stripe_event_id=stripe_event_id)
+        audit_record(
+            event="store_held_for_plan_limit", subscription=subscription.pk, store=store.pk, plan=subscription.plan.slug
+        )
+        if store.status == Store.Status.ACTIVE and _jobs_enqueue_one(
+            subscription, store_id=store.pk, kind=Job.Kind.SUSPEND, note="held for the plan's store limit"
+        ):
+            jobs.add(store.pk)
+        # A store that is not running yet is suspended by store_holds_enforce once it is.
+    room = limit - len(covered)
+    for store_id in sorted(held)[: max(room, 0)]:
+        store = next(s for s in live if s.pk == store_id)
+        held[store_id].delete()
+        _subscription_note(
+            subscription, f"{store.domain} released: the plan covers it again", stripe_event_id=stripe_event_id
+        )
+        audit_record(
+            event="store_released_for_plan_limit",
+            subscription=subscription.pk,
+            store=store.pk,
+            plan=subscription.plan.slug,
+        )
+        if (
+            store.status == Store.Status.SUSPENDED
+            and subscription.status in (SS.ACTIVE, SS.PAST_DUE)
+            and _jobs_enqueue_one(subscription, store_id=store.pk, kind=Job.Kind.RESUME, note="released from hold")
+        ):
+            jobs.add(store.pk)
+    if newly_held:
+        context = {"plan": subscription.plan, "stores": newly_held, "kept": covered[:limit]}
+        email = subscription.customer.email
+        transaction.on_commit(lambda: email_send(template="stores_over_plan_limit", to=[email], context=context))
+    return jobs
+
+
+def store_holds_enforce() -> list[int]:
+    """Held stores that are running (one that was still being built, or was busy, when it was held) get their
+    suspend job. Run periodically; returns the stores queued. A store busy with another operation (a job, a
+    backup) is left for the next run."""
+    from stores.operations import store_operation_active
+
+    queued = []
+    for hold in StoreHold.objects.filter(store__status=Store.Status.ACTIVE).select_related("subscription"):
+        if store_operation_active(store_id=hold.store_id):
+            continue
+        if _jobs_enqueue_one(hold.subscription, store_id=hold.store_id, kind=Job.Kind.SUSPEND, note="held store"):
+            queued.append(hold.store_id)
+    return queued
 
 
 def subscription_deleted(*, stripe_subscription: dict, stripe_event_id: str, now=None) -> Subscription | None:
@@ -485,12 +821,13 @@ def subscriptions_teardown_due(*, now=None) -> list[int]:
 
 
 def checkouts_abandoned_cleanup(*, now=None) -> list[int]:
-    """Signups that never paid within BILLING_CHECKOUT_ABANDON_HOURS: the Checkout Session is expired and the
-    store deleted, which frees its domain. The customer's account is kept. Run periodically."""
+    """Signups that never paid within BILLING_CHECKOUT_ABANDON_HOURS (counted again from a delayed payment that
+    failed): the Checkout Session is expired and the store deleted, which frees its domain. The customer's
+    account is kept. Run periodically."""
     now = now or timezone.now()
     cutoff = now - timedelta(hours=settings.BILLING_CHECKOUT_ABANDON_HOURS)
     abandoned = []
-    for subscription in Subscription.objects.filter(status=SS.CHECKOUT, created_at__lte=cutoff):
+    for subscription in Subscription.objects.filter(status=SS.CHECKOUT, created_at__lte=cutoff, updated_at__lte=cutoff):
         if subscription.checkout_session_id:
             status = stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id)
             if status == "complete":
@@ -679,6 +1016,12 @@ def store_delete(*, store_id: int, actor: User) -> Job:
             # Stripe's customer.subscription.deleted webhook got here first: the outcome is the same.
             if Subscription.objects.get(pk=subscription.pk).status != SS.CANCELED:
                 raise
+    elif last_store and subscription.status == SS.PAYMENT_PENDING:
+        # The bank debit cannot be stopped; deleting now could charge the customer for a store that is gone.
+        raise BillingRefused(
+            f"The customer's payment for {store.domain} is still processing at the bank. "
+            "Delete the store once it has cleared (then it is canceled in Stripe) or failed."
+        )
     elif last_store and subscription.status == SS.CHECKOUT:
         if subscription.checkout_session_id:
             if stripe_gateway.checkout_session_expire(session_id=subscription.checkout_session_id) == "complete":

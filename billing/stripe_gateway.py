@@ -74,6 +74,11 @@ def checkout_session_expire(*, session_id: str) -> str:
         return _call(stripe.checkout.Session.retrieve, session_id)["status"]
 
 
+def checkout_session_retrieve(*, session_id: str) -> dict:
+    """The session as Stripe has it now: `status` (open, complete, expired), `payment_status` and `url`."""
+    return _call(stripe.checkout.Session.retrieve, session_id).to_dict()
+
+
 def billing_portal_url(*, customer_id: str, return_url: str) -> str:
     return _call(stripe.billing_portal.Session.create, customer=customer_id, return_url=return_url)["url"]
 
@@ -115,16 +120,19 @@ def price_update(*, price_id: str, nickname: str | None = None, active: bool | N
     return djstripe_models.Price.sync_from_stripe_data(price, api_key=_api_key())
 
 
-def subscription_price_set(*, subscription_id: str, price_id: str) -> dict:
-    """Move a subscription's single item to another price, from the next period on (no proration)."""
+def subscription_price_set(*, subscription_id: str, price_id: str, prorate: bool = False) -> dict:
+    """Move a subscription's single item to another price. By default from the next period on (no proration);
+    with `prorate`, Stripe credits the unused time of the current price and charges the new one for the rest,
+    which is how a change the platform refused is undone without the customer paying for it."""
     subscription = _call(stripe.Subscription.retrieve, subscription_id)
     item_id = subscription["items"]["data"][0]["id"]
     updated = _call(
         stripe.Subscription.modify,
         subscription_id,
         items=[{"id": item_id, "price": price_id}],
-        proration_behavior="none",
+        proration_behavior="create_prorations" if prorate else "none",
     )
+    djstripe_models.Subscription.sync_from_stripe_data(updated, api_key=_api_key())
     return updated.to_dict()
 
 

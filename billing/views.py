@@ -99,6 +99,7 @@ def checkout_success_view(request):
         "billing/checkout_success.html",
         {
             "subscription": subscription,
+            "state": selectors.checkout_state(subscription),
             "store": store,
             "job": job,
             "progress": job_progress_for_customer(job) if job else None,

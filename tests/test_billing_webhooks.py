@@ -119,7 +119,9 @@ def test_cancel_page_keeps_the_account_and_offers_to_complete_the_payment(client
     page = client.get("/billing/checkout/cancel/")
     assert page.status_code == 200
     assert "Your account is kept" in page.content.decode()
-    response = client.post(f"/billing/checkout/{subscription.pk}/")
+    # Minutes later, not a double click (that gets the same session: test_billing_trust).
+    with time_machine.travel(timezone.now() + timedelta(minutes=5)):
+        response = client.post(f"/billing/checkout/{subscription.pk}/")
 
     subscription.refresh_from_db()
     assert response.status_code == 302 and subscription.checkout_session_id != first_session
