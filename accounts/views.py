@@ -6,8 +6,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 
 from accounts import two_factor
+from accounts.exceptions import TwoFactorRefused
 from accounts.forms import EmailChangeForm, LoginForm
 from accounts.services import EmailChangeRefused, audit_record, email_change_confirm, email_change_request
 from billing.selectors import subscriptions_with_room
@@ -119,48 +121,53 @@ def email_change_confirm_view(request, token: str):
     )
 
 
+@never_cache  # the recovery codes are on this page: no cache, browser or proxy, may keep a copy
 @login_required
 def two_factor_view(request):
-    """Turn two-factor sign-in on (scan, type a code, keep the recovery codes) or off (with the password)."""
+    """Turn two-factor sign-in on (scan, type a code, keep the recovery codes), move it to a new app, or turn
+    it off. The sign-in gate lets a session here only once it has passed its second factor, if it has one."""
     staff_must_keep = request.user.is_staff and settings.STAFF_TWO_FACTOR_REQUIRED
     next_url = request.GET.get("next", "")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}) or not next_url:
         next_url = f"/{settings.ADMIN_URL}" if request.user.is_staff else reverse("accounts:home")
     context = {"enabled": two_factor.is_enabled(request.user), "staff_must_keep": staff_must_keep, "next": next_url}
-    if request.method == "POST" and request.POST.get("action") == "start":
-        two_factor.setup_start(user=request.user)
-        return redirect(request.get_full_path())
-    if request.method == "POST" and request.POST.get("action") == "confirm":
-        codes = two_factor.setup_confirm(user=request.user, token=request.POST.get("token", ""), request=request)
-        if codes:
+    action = request.POST.get("action") if request.method == "POST" else None
+    token = request.POST.get("token", "")
+    try:
+        if action == "start":
+            two_factor.setup_start(request=request, token=token)
+            return redirect(request.get_full_path())
+        if action == "confirm":
+            codes = two_factor.setup_confirm(request=request, token=token)
             return render(request, "accounts/two_factor.html", {**context, "enabled": True, "recovery_codes": codes})
-        messages.error(request, "That code did not match. Check the time on your phone and try the newest code.")
-    if request.method == "POST" and request.POST.get("action") == "disable" and staff_must_keep:
-        messages.error(request, "Staff accounts keep two-factor sign-in on.")
-    elif request.method == "POST" and request.POST.get("action") == "disable":
-        if request.user.check_password(request.POST.get("password", "")):
-            two_factor.disable(user=request.user, request=request)
+        if action == "disable":
+            two_factor.disable(request=request, token=token, password=request.POST.get("password", ""))
             messages.success(request, "Two-factor sign-in is off.")
             return redirect("accounts:two_factor")
-        messages.error(request, "That is not your password; two-factor sign-in stays on.")
-    pending = None if context["enabled"] else two_factor.setup_pending(user=request.user)
+    except TwoFactorRefused as exc:
+        messages.error(request, str(exc))
+    pending = two_factor.setup_pending(user=request.user)
     if pending is not None:
         uri = two_factor.provisioning_uri(pending)
         context.update(pending=True, qr_svg=two_factor.qr_svg(uri), secret=uri.split("secret=")[1].split("&")[0])
     return render(request, "accounts/two_factor.html", context)
 
 
+@never_cache
 @login_required
 @rate_limited("customer_login")
 def second_factor_view(request):
-    """The code page after the password, for customers who turned two-factor on."""
+    """The code page after the password, for everyone with a confirmed device."""
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         next_url = reverse("accounts:home")
     if request.method == "POST":
-        if two_factor.verify(request=request, token=request.POST.get("token", "")):
+        try:
+            two_factor.verify(request=request, token=request.POST.get("token", ""))
+        except TwoFactorRefused as exc:
+            messages.error(request, str(exc))
+        else:
             return redirect(next_url)
-        messages.error(request, "That code is not right. Use the newest code from your app, or a recovery code.")
     return render(request, "accounts/second_factor.html", {"next": next_url})

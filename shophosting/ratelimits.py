@@ -32,6 +32,13 @@ HUMAN_NAMES = {
     "ticket_post": "support messages",
 }
 
+# Budgets of FAILED attempts per account (not per IP or session): a new session, address or device does
+# not reset them, and the account's owner is not slowed down by their own successes.
+FAILURE_LIMITS: dict[str, tuple[str, ...]] = {
+    # Two-factor codes: the code page, enrolment confirm, and the code asked before disabling or replacing.
+    "two_factor_code": ("5/15m", "20/d"),
+}
+
 
 def rate_limited(group: str, methods: tuple[str, ...] = ("POST",), key=client_ip_key):
     """Decorate a view so that `methods` requests count against RATE_LIMITS[group], per `key` (a
@@ -80,3 +87,18 @@ def too_many_requests(request, *, group: str, rate: str, retry_after: int):
     )
     response["Retry-After"] = str(max(1, retry_after))
     return response
+
+
+def failures_exhausted(request, *, group: str, key: str) -> int | None:
+    """Seconds until `key` may try again when it has used up a budget of FAILURE_LIMITS[group], else None."""
+    for rate in FAILURE_LIMITS[group]:
+        usage = get_usage(request, group=f"{group}:{rate}", key=lambda _g, _r: key, rate=rate, increment=False)
+        if usage and usage["count"] >= usage["limit"]:
+            return max(1, usage["time_left"])
+    return None
+
+
+def failure_count(request, *, group: str, key: str) -> None:
+    """Count one failed attempt of `key` against every budget of FAILURE_LIMITS[group]."""
+    for rate in FAILURE_LIMITS[group]:
+        get_usage(request, group=f"{group}:{rate}", key=lambda _g, _r: key, rate=rate, increment=True)

@@ -1,6 +1,15 @@
+import re
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from django_otp.oath import totp
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import AuditEvent, User
 from accounts.roles import ROLE_PERMISSIONS, Role
@@ -74,3 +83,162 @@ def test_demo_seed_dry_run_writes_nothing(capsys):
     call_command("demo_seed", dry_run=True)
     assert "would load" in capsys.readouterr().out
     assert not User.objects.exists()
+
+
+# --- Two-factor: an unverified session, disabling and replacing, the failure budget (issue #14, item 1) ------
+
+
+def _enrol(client, user) -> tuple[TOTPDevice, list[str]]:
+    """Turn two-factor on through the pages (this session is then verified); returns the device and codes."""
+    url = reverse("accounts:two_factor")
+    client.force_login(user)
+    client.post(url, {"action": "start"})
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    done = client.post(url, {"action": "confirm", "token": _code(device)})
+    return device, re.findall(r"<li><code>([^<]+)</code></li>", done.content.decode())
+
+
+def _code(device: TOTPDevice) -> str:
+    return f"{totp(device.bin_key):06d}"
+
+
+def _password_only(client, user, password="correct horse battery"):
+    client.post(reverse("accounts:logout"))
+    client.post(reverse("accounts:login"), {"username": user.email, "password": password})
+    assert client.session.get("_auth_user_id") == str(user.pk)
+
+
+def test_a_session_that_gave_only_the_password_reaches_only_the_code_page_and_sign_out(client, user_factory):
+    user = user_factory(email="guarded@example.com")
+    device, _ = _enrol(client, user)
+    _password_only(client, user)
+    url = reverse("accounts:two_factor")
+
+    for page in (url, reverse("accounts:home"), reverse("accounts:password_change"), reverse("accounts:email_change")):
+        response = client.get(page)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:second_factor"))
+    disable = client.post(url, {"action": "disable", "password": "correct horse battery"})
+    assert disable["Location"].startswith(reverse("accounts:second_factor"))
+    client.post(url, {"action": "start"})
+    assert TOTPDevice.objects.filter(user=user).count() == 1 and StaticDevice.objects.filter(user=user).exists()
+
+    # Even a new app left waiting from an earlier session (its code known to whoever holds the phone) does not
+    # replace the confirmed one from here, nor verify this session.
+    waiting = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+    client.post(url, {"action": "confirm", "token": _code(waiting)})
+    waiting.refresh_from_db()
+    assert not waiting.confirmed and TOTPDevice.objects.get(confirmed=True) == device
+    assert client.get(reverse("accounts:home")).status_code == 302
+
+    assert client.get(reverse("accounts:second_factor")).status_code == 200
+    client.post(reverse("accounts:logout"))
+    assert "_auth_user_id" not in client.session
+
+
+def test_turning_two_factor_off_needs_a_verified_session_and_a_current_code(client, user_factory):
+    user = user_factory(email="leaving@example.com")
+    device, codes = _enrol(client, user)
+    url = reverse("accounts:two_factor")
+
+    no_code = client.post(url, {"action": "disable", "password": "correct horse battery"}, follow=True)
+    assert "That code is not right" in no_code.content.decode()
+    wrong = client.post(url, {"action": "disable", "password": "correct horse battery", "token": "000000"})
+    assert wrong.status_code == 200 and TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    bad_password = client.post(url, {"action": "disable", "password": "nope nope nope", "token": codes[0]})
+    assert "not your password" in bad_password.content.decode()
+    failed = AuditEvent.objects.filter(event="two_factor_failed", actor=user)
+    assert [event.detail.get("step") for event in failed.order_by("pk")] == ["disable", "disable", "disable"]
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=10)):  # past django-otp's own short throttle
+        off = client.post(url, {"action": "disable", "password": "correct horse battery", "token": codes[0]})
+    assert off.status_code == 302
+    assert not TOTPDevice.objects.filter(user=user).exists() and not StaticDevice.objects.filter(user=user).exists()
+    assert AuditEvent.objects.filter(event="two_factor_disabled", actor=user).exists()
+
+
+def test_moving_to_a_new_app_needs_a_current_code_and_retires_the_old_app_and_codes(client, user_factory):
+    user = user_factory(email="newphone@example.com")
+    old, old_codes = _enrol(client, user)
+    url = reverse("accounts:two_factor")
+
+    client.post(url, {"action": "start"})  # no current code
+    assert not TOTPDevice.objects.filter(user=user, confirmed=False).exists()
+    with time_machine.travel(timezone.now() + timedelta(seconds=40)):  # the next code of the 30 s window
+        client.post(url, {"action": "start", "token": _code(old)})
+        new = TOTPDevice.objects.get(user=user, confirmed=False)
+        page = client.get(url).content.decode()
+        assert "keeps working until the new one" in page
+        done = client.post(url, {"action": "confirm", "token": _code(new)})
+    new_codes = re.findall(r"<li><code>([^<]+)</code></li>", done.content.decode())
+    assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+    assert list(TOTPDevice.objects.filter(user=user)) == [new] and TOTPDevice.objects.get(pk=new.pk).confirmed
+    assert AuditEvent.objects.filter(event="two_factor_replaced", actor=user).exists()
+
+    _password_only(client, user)
+    assert (
+        "That code is not right"
+        in client.post(reverse("accounts:second_factor"), {"token": old_codes[0]}, follow=True).content.decode()
+    )
+
+
+def test_the_recovery_codes_page_is_never_cached(client, user_factory):
+    user = user_factory(email="cache@example.com")
+    client.force_login(user)
+    url = reverse("accounts:two_factor")
+    client.post(url, {"action": "start"})
+    device = TOTPDevice.objects.get(user=user)
+
+    done = client.post(url, {"action": "confirm", "token": _code(device)})
+
+    assert "<li><code>" in done.content.decode()
+    assert "no-store" in done["Cache-Control"] and "private" in done["Cache-Control"]
+    assert "no-store" in client.get(reverse("accounts:second_factor"))["Cache-Control"]
+
+
+def test_staff_enrolling_with_the_password_alone_get_five_wrong_codes_whatever_they_restart(
+    client, staff_user, settings
+):
+    settings.STAFF_TWO_FACTOR_REQUIRED = True
+    client.post(reverse("staff_login"), {"username": staff_user.email, "password": "staff password 123"})
+    url = reverse("accounts:two_factor")
+
+    # Each `start` is a new device with django-otp's own throttle fresh; the account's budget is not.
+    for _ in range(5):
+        client.post(url, {"action": "start"})
+        wrong = client.post(url, {"action": "confirm", "token": "000000"})
+        assert "did not match" in wrong.content.decode()
+    client.post(url, {"action": "start"})
+    device = TOTPDevice.objects.get(user=staff_user, confirmed=False)
+    refused = client.post(url, {"action": "confirm", "token": _code(device)})
+
+    assert "Too many wrong codes" in refused.content.decode()
+    device.refresh_from_db()
+    assert not device.confirmed
+    assert client.get("/admin/")["Location"].startswith(url)  # not verified
+    failures = AuditEvent.objects.filter(event="two_factor_failed", actor=staff_user).order_by("pk")
+    assert len(failures) == 6 and all(event.detail["step"] == "confirm" for event in failures)
+    assert failures.last().detail.get("throttled") is True
+
+    # The staff member with the real phone still enrols once the window has passed.
+    with time_machine.travel(timezone.now() + timedelta(minutes=16)):
+        done = client.post(url, {"action": "confirm", "token": _code(device)})
+        assert "Two-factor sign-in is on" in done.content.decode()
+        assert client.get("/admin/").status_code == 200
+
+
+def test_the_code_page_shares_the_account_budget_across_sessions(client, user_factory):
+    from django.test import Client
+
+    user = user_factory(email="budget@example.com")
+    device, _ = _enrol(client, user)
+    for n in range(5):
+        other = Client(REMOTE_ADDR=f"127.0.1.{n}")  # a new session and address each time
+        _password_only(other, user)
+        other.post(reverse("accounts:second_factor"), {"token": "000000"})
+    last = Client(REMOTE_ADDR="127.0.2.1")
+    _password_only(last, user)
+    with time_machine.travel(timezone.now() + timedelta(seconds=40)):
+        refused = last.post(reverse("accounts:second_factor"), {"token": _code(device)}, follow=True)
+    assert "Too many wrong codes" in refused.content.decode()
+    assert last.get(reverse("accounts:home")).status_code == 302
+
