@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
+from accounts.selectors import staff_session_trusted
 from consultations.attachments import attachment_path
 from consultations.forms import ConsultationForm, TicketForm, TicketReplyForm
 from consultations.models import Ticket, TicketAttachment
@@ -90,10 +91,12 @@ def ticket_detail_view(request, number: str):
 
 @login_required
 def attachment_download_view(request, attachment_id: int):
-    """Only the ticket's customer (never on an internal note) and staff get the file, always as a download."""
+    """Only the ticket's customer (never on an internal note) and staff who may view tickets, in a session that
+    passed every staff gate (second factor, no temporary password), get the file, always as a download."""
     attachment = get_object_or_404(TicketAttachment.objects.select_related("message__ticket"), pk=attachment_id)
     message = attachment.message
-    allowed = request.user.is_staff or (message.ticket.customer_id == request.user.pk and not message.internal)
+    staff_allowed = request.user.has_perm("consultations.view_ticket") and staff_session_trusted(request)
+    allowed = staff_allowed or (message.ticket.customer_id == request.user.pk and not message.internal)
     if not allowed:
         raise Http404
     path = attachment_path(attachment.stored_name)

@@ -15,6 +15,8 @@ ACTIVITY_WRITE_INTERVAL = 60
 
 
 def is_staff_path(path: str) -> bool:
+    """The admins' prefixes: which login page and which CSP a path gets. Never an access decision: the staff
+    gates (accounts/middleware.py) apply to every path, since customer data is shown outside these too."""
     return path.startswith((f"/{settings.ADMIN_URL}", f"/{settings.WAGTAIL_ADMIN_URL}", "/django-rq/"))
 
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.contrib.auth.models import Group, Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -13,6 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import AuditEvent, User
 from accounts.roles import ROLE_PERMISSIONS, Role
+from accounts.services import staff_user_ensure
 
 pytestmark = pytest.mark.django_db
 
@@ -241,4 +243,80 @@ def test_the_code_page_shares_the_account_budget_across_sessions(client, user_fa
         refused = last.post(reverse("accounts:second_factor"), {"token": _code(device)}, follow=True)
     assert "Too many wrong codes" in refused.content.decode()
     assert last.get(reverse("accounts:home")).status_code == 302
+
+
+# --- Staff gates on every page with customer data; ticket attachments (issue #14, item 3) --------------------
+
+
+def _attachment_url(user_factory) -> str:
+    from consultations.models import TicketAttachment
+    from consultations.services import ticket_create
+
+    customer = user_factory(email="ticket-owner@example.com")
+    pdf = SimpleUploadedFile("contract.pdf", b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n")
+    ticket_create(customer=customer, category="billing", subject="Invoice", body="See file.", attachments=[pdf])
+    return reverse("consultations:attachment", args=[TicketAttachment.objects.get().pk])
+
+
+def test_staff_without_a_second_factor_see_no_customer_file_outside_the_admin(client, user_factory, settings):
+    settings.STAFF_TWO_FACTOR_REQUIRED = True
+    url = _attachment_url(user_factory)
+    support, _ = staff_user_ensure(email="desk@example.com", role=Role.SUPPORT, password="support pass 123")
+    client.post(reverse("staff_login"), {"username": support.email, "password": "support pass 123"})
+
+    for page in (url, reverse("accounts:home"), "/"):
+        response = client.get(page)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:two_factor")), page
+    # What enrolment needs stays open: the set-up page itself, the password change, sign-out.
+    assert client.get(reverse("accounts:two_factor")).status_code == 200
+    assert client.get(reverse("admin:password_change")).status_code == 200
+
+    client.post(reverse("accounts:two_factor"), {"action": "start"})
+    device = TOTPDevice.objects.get(user=support)
+    client.post(reverse("accounts:two_factor"), {"action": "confirm", "token": _code(device)})
+    assert client.get(url).status_code == 200
+
+
+def test_staff_on_a_temporary_password_see_no_customer_file_until_they_change_it(client, user_factory):
+    url = _attachment_url(user_factory)
+    support, _ = staff_user_ensure(email="fresh@example.com", role=Role.SUPPORT, password="temporary pass 1")
+    User.objects.filter(pk=support.pk).update(must_change_password=True)
+    client.force_login(support)
+
+    for page in (url, reverse("accounts:home"), "/"):
+        response = client.get(page)
+        assert response.status_code == 302 and response["Location"] == reverse("admin:password_change"), page
+
+    change = {
+        "old_password": "temporary pass 1",
+        "new_password1": "my own pass 4242",
+        "new_password2": "my own pass 4242",
+    }
+    client.post(reverse("admin:password_change"), change)
+    assert client.get(url).status_code == 200
+
+
+def test_ticket_files_need_the_ticket_view_permission_not_just_a_staff_account(client, user_factory):
+    url = _attachment_url(user_factory)
+    editor, _ = staff_user_ensure(email="editor@example.com", role=Role.EDITOR, password="editor pass 123")
+    support, _ = staff_user_ensure(email="helper@example.com", role=Role.SUPPORT, password="support pass 123")
+
+    client.force_login(editor)
+    assert client.get(url).status_code == 404
+    client.force_login(support)
+    assert client.get(url).status_code == 200
+
+
+def test_a_staff_member_with_a_device_opens_a_customer_file_only_after_the_code(client, user_factory, settings):
+    url = _attachment_url(user_factory)
+    support, _ = staff_user_ensure(email="coded@example.com", role=Role.SUPPORT, password="support pass 123")
+    device, _ = _enrol(client, support)
+    client.post(reverse("admin:logout"))
+    client.post(reverse("staff_login"), {"username": support.email, "password": "support pass 123"})
+
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:second_factor"))
+    with time_machine.travel(timezone.now() + timedelta(seconds=40)):
+        client.post(reverse("accounts:second_factor"), {"token": _code(device)})
+        assert client.get(url).status_code == 200
 
