@@ -14,8 +14,10 @@ def _audit_login(sender, request, user, **kwargs):
 
 @receiver(user_login_failed)
 def _audit_login_failed(sender, credentials, request=None, **kwargs):
-    # credentials holds the password too; only the username is kept.
-    audit_record(event="login_failed", request=request, username=(credentials or {}).get("username", ""))
+    # credentials holds the password too; only the username is kept. `reason` comes from our own senders
+    # (a staff account at the customer login); Django's own failures carry none.
+    detail = {"reason": kwargs["reason"]} if kwargs.get("reason") else {}
+    audit_record(event="login_failed", request=request, username=(credentials or {}).get("username", ""), **detail)
 
 
 @receiver(user_logged_out)

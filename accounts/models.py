@@ -3,13 +3,18 @@ from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
 
+def email_normalise(email: str) -> str:
+    """An address as accounts store it, and as sign-in, lockouts and look-ups compare it: trimmed, lower-cased."""
+    return BaseUserManager.normalize_email((email or "").strip()).lower()
+
+
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
     def _create_user(self, email, password, **extra_fields):
         if not email:
             raise ValueError("An e-mail address is required")
-        user = self.model(email=self.normalize_email(email).lower(), **extra_fields)
+        user = self.model(email=email_normalise(email), **extra_fields)
         user.set_password(password)
         user.save(using=self._db)
         return user

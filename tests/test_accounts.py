@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from axes.models import AccessAttempt
 from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -320,3 +321,50 @@ def test_a_staff_member_with_a_device_opens_a_customer_file_only_after_the_code(
         client.post(reverse("accounts:second_factor"), {"token": _code(device)})
         assert client.get(url).status_code == 200
 
+
+# --- Sign-in: the lockout ignores case; staff are sent to the staff login (issue #14, item 9) ----------------
+
+
+def test_the_lockout_counts_every_spelling_of_an_address_as_one_account(client, user_factory, settings):
+    """The lockout, its audit and the sign-in all key on the address as accounts store it (lower-cased), not
+    on what was typed; so the lockout holds whatever the database's collation compares."""
+    from django.core.cache import cache
+
+    user_factory(email="v@example.com")
+    spellings = ["V@Example.Com", "v@example.com", "V@example.com", "v@EXAMPLE.com"]
+    for n in range(settings.AXES_FAILURE_LIMIT - 1):
+        wrong = {"username": spellings[n % len(spellings)], "password": "wrong password"}
+        assert client.post(reverse("accounts:login"), wrong).status_code == 200
+    assert list(AccessAttempt.objects.values_list("username", "failures_since_start")) == [
+        ("v@example.com", settings.AXES_FAILURE_LIMIT - 1)
+    ]
+    failed = AuditEvent.objects.filter(event="login_failed")
+    assert {event.detail["username"] for event in failed} == {"v@example.com"}
+    locked = client.post(reverse("accounts:login"), {"username": "V@EXAMPLE.COM", "password": "wrong password"})
+    assert locked.status_code == 429
+    assert AuditEvent.objects.get(event="lockout").detail["username"] == "v@example.com"
+
+    cache.delete_pattern("*")  # the per-IP rate limit, so only the lockout answers
+    right = client.post(reverse("accounts:login"), {"username": "V@example.com", "password": "correct horse battery"})
+    assert right.status_code == 429 and "_auth_user_id" not in client.session
+
+
+def test_staff_are_refused_at_the_customer_login_and_pointed_to_the_staff_login(client, staff_user):
+    login = reverse("accounts:login")
+
+    wrong = client.post(login, {"username": staff_user.email, "password": "not the password"}).content.decode()
+    assert "Please enter a correct e-mail address and password" in wrong and reverse("staff_login") not in wrong
+    refused = client.post(login, {"username": "Staff@Example.com", "password": "staff password 123"})
+
+    page = refused.content.decode()
+    assert refused.status_code == 200 and "_auth_user_id" not in client.session
+    assert f'<a href="{reverse("staff_login")}">staff login</a>' in page
+    assert "This sign-in is for customers" in page
+    [attempt] = AccessAttempt.objects.all()
+    assert attempt.username == "staff@example.com" and attempt.failures_since_start == 2
+    reasons = [e.detail.get("reason") for e in AuditEvent.objects.filter(event="login_failed").order_by("pk")]
+    assert reasons == [None, "staff_at_customer_login"]
+    assert not AuditEvent.objects.filter(event="login_success").exists()
+
+    staff = client.post(reverse("staff_login"), {"username": staff_user.email, "password": "staff password 123"})
+    assert staff.status_code == 302 and client.session["_auth_user_id"] == str(staff_user.pk)

@@ -286,6 +286,8 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = 0.5  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "username"
+# The address as accounts store it (lower-cased), so a change of case does not buy fresh attempts.
+AXES_USERNAME_CALLABLE = "accounts.lockout.lockout_username"
 AXES_CLIENT_IP_CALLABLE = "shophosting.client_ip.client_ip"
 AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
 AXES_RESET_ON_SUCCESS = True
