@@ -7,6 +7,7 @@ what a provisioning worker records when a job's steps succeed (the steps themsel
 in test_billing_lifecycle)."""
 
 import copy
+import json
 import threading
 import time
 from datetime import timedelta
@@ -36,6 +37,7 @@ from tests.billing_helpers import complete_checkout, paid_signup, signup
 pytestmark = pytest.mark.django_db
 SS = Subscription.Status
 Job = ProvisioningJob
+SECRET = "whsec_test_shophosting_webhook_secret"  # the endpoint's, as in tests/conftest.py
 
 
 @pytest.fixture(autouse=True)
@@ -193,6 +195,40 @@ def test_a_refused_platform_switch_is_undone_in_stripe_and_the_merchant_told(
     # Stripe's own event for the switch back changes nothing more.
     stripe_webhook.post(stripe_api.event("customer.subscription.updated", stripe_subscription))
     assert len(stripe_api.requests_to("POST", "subscriptions/")) == 1
+
+
+def test_a_switch_back_that_stripe_cannot_take_fails_the_delivery_and_its_redelivery_applies_it(
+    client, priced_plan, stripe_api, stripe_webhook
+):
+    from djstripe.models import Event, WebhookEventTrigger
+
+    from tests.stripe_fake import StripeFake
+
+    subscription, stripe_subscription = paid_signup(client, priced_plan, stripe_api, stripe_webhook)
+    magento = priced("magento-commerce-core")
+    previous = price_switch(stripe_api, stripe_subscription, magento)
+    event = stripe_api.event("customer.subscription.updated", stripe_subscription, previous=previous)
+    payload = json.dumps(event)
+    stripe = Client(raise_request_exception=False)  # what Stripe sees: a status code, not our traceback
+    path = stripe_webhook.url
+    stripe_api.fail_next("POST", f"subscriptions/{stripe_subscription['id']}", status=503, times=5)
+
+    down = stripe.post(path, payload, content_type="application/json", **StripeFake.signed_headers(payload, SECRET))
+
+    assert down.status_code == 500
+    trigger = WebhookEventTrigger.objects.get(body=payload)
+    assert not trigger.processed and trigger.exception  # kept, with what went wrong, for staff
+    assert not Event.objects.filter(id=event["id"]).exists()  # so the redelivery is processed afresh
+    assert not AuditEvent.objects.filter(event="billing_event_refused").exists()
+    assert stripe_subscription["items"]["data"][0]["price"]["id"] == magento.stripe_price_id
+
+    again = stripe.post(path, payload, content_type="application/json", **StripeFake.signed_headers(payload, SECRET))
+
+    assert again.status_code == 200
+    assert stripe_subscription["items"]["data"][0]["price"]["id"] == priced_plan.stripe_price_id
+    assert AuditEvent.objects.filter(event="billing_event_refused").count() == 1
+    subscription.refresh_from_db()
+    assert subscription.plan == priced_plan
 
 
 def test_a_price_that_is_none_of_our_plans_is_refused_for_staff_and_changes_nothing(
