@@ -773,6 +773,18 @@ def subscription_deleted(*, stripe_subscription: dict, stripe_event_id: str, now
     subscription = _subscription_for_stripe_id(stripe_subscription.get("id"))
     if subscription is None or subscription.status in (SS.CANCELED, SS.ENDED):
         return subscription
+    if subscription.status == SS.PAYMENT_PENDING:
+        # Ended before its first payment cleared: nothing was built, and the signup waits for a payment again
+        # (checkouts_abandoned_cleanup releases it if none comes).
+        return subscription_transition(
+            subscription_id=subscription.pk,
+            to=SS.CHECKOUT,
+            stripe_event_id=stripe_event_id,
+            note="subscription deleted in Stripe before its first payment cleared",
+            stripe_subscription_id=None,
+            checkout_session_id=None,
+            checkout_started_at=None,
+        )
     teardown_at = now + timedelta(days=settings.BILLING_CANCELED_RETENTION_DAYS)
     with transaction.atomic():
         subscription = subscription_transition(

@@ -374,6 +374,21 @@ def test_a_bank_debit_that_fails_builds_nothing_cancels_stripe_and_lets_the_merc
     assert response.status_code == 302 and response["Location"].startswith("https://checkout.stripe.com/")
 
 
+def test_a_subscription_ended_in_stripe_while_its_payment_is_processing_waits_for_a_payment_again(
+    client, priced_plan, stripe_api, stripe_webhook
+):
+    subscription, session, stripe_subscription = bank_debit_checkout(client, priced_plan, stripe_api)
+    stripe_webhook.post(stripe_api.event("checkout.session.completed", session))
+    stripe_subscription["status"] = "canceled"
+
+    response = stripe_webhook.post(stripe_api.event("customer.subscription.deleted", stripe_subscription))
+
+    assert response.status_code == 200
+    subscription.refresh_from_db()
+    assert subscription.status == SS.CHECKOUT and subscription.stripe_subscription_id is None
+    assert subscription.stores.get().status == Store.Status.AWAITING_PAYMENT and not Job.objects.exists()
+
+
 def test_a_payment_succeeded_event_for_an_unpaid_session_is_refused(client, priced_plan, stripe_api, stripe_webhook):
     subscription, session, _ = bank_debit_checkout(client, priced_plan, stripe_api)
 
