@@ -21,12 +21,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls"), pytest.mark
 CLIENT_IP = "127.0.0.1"  # Django's test client
 
 
-def fresh_window_start(rate: str) -> datetime:
-    """A moment one second into a new window of `rate` for CLIENT_IP (windows are staggered per key)."""
+def fresh_window_start(rate: str, key: str = CLIENT_IP) -> datetime:
+    """A moment one second into a new window of `rate` for `key` (windows are staggered per key)."""
     _, period = _split_rate(rate)
     now = int(datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp())
     with time_machine.travel(now, tick=False):
-        window_end = _get_window(CLIENT_IP, period)
+        window_end = _get_window(key, period)
     return datetime.fromtimestamp(window_end - period + 1, tz=UTC)
 
 
@@ -42,6 +42,10 @@ def consultation_payload(n):
     return {"name": "Ada", "email": "ada@example.com", "platform": "magento", "message": f"Call {n}", **SLOT}
 
 
+def ticket_payload(n):
+    return {"category": "technical", "subject": f"Ticket {n}", "body": "The shop is slow."}
+
+
 SLOT = business_slot(days_ahead=10)
 ENDPOINTS = {
     "customer_login": ("/accounts/login/", login_payload),
@@ -50,7 +54,9 @@ ENDPOINTS = {
     "contact": ("/contact/", contact_payload),
     "consultation": ("/consultation/", consultation_payload),
     "backup": ("/test-only/backup/", lambda n: {}),
+    "ticket_post": ("/support/new/", ticket_payload),
 }
+PER_ACCOUNT = {"ticket_post"}  # counted per signed-in account (the key is the user's id), not per address
 CASES = [(group, rate) for group, rates in RATE_LIMITS.items() for rate in rates]
 
 
@@ -59,14 +65,19 @@ def test_every_limit_has_an_endpoint_under_test():
 
 
 @pytest.mark.parametrize(("group", "rate"), CASES, ids=[f"{g}-{r}" for g, r in CASES])
-def test_request_after_the_limit_gets_429_and_is_audited(client, group, rate, security_log):
+def test_request_after_the_limit_gets_429_and_is_audited(client, group, rate, security_log, user_factory):
     path, payload = ENDPOINTS[group]
+    key = CLIENT_IP
+    if group in PER_ACCOUNT:
+        user = user_factory()
+        client.force_login(user)
+        key = str(user.pk)
     limit, period = _split_rate(rate)
     # Requests per minute that stay under every shorter window of the same group.
     per_minute = min(
         [limit] + [_split_rate(other)[0] for other in RATE_LIMITS[group] if _split_rate(other)[1] < period]
     )
-    with time_machine.travel(fresh_window_start(rate), tick=False) as clock:
+    with time_machine.travel(fresh_window_start(rate, key), tick=False) as clock:
         for n in range(limit + 1):
             if n and n % per_minute == 0 and per_minute < limit:
                 clock.shift(timedelta(seconds=60))  # a new minute window; the longer window keeps counting
