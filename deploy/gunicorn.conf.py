@@ -7,7 +7,8 @@ import traceback
 
 from gunicorn.glogging import Logger
 
-# A unix socket that only nginx (in the shophosting group) can reach; or 127.0.0.1:PORT.
+# A unix socket that only nginx can reach (its group owns the setgid run directory, deploy/tmpfiles); or
+# 127.0.0.1:PORT.
 bind = os.environ.get("GUNICORN_BIND", "unix:/run/shophosting/gunicorn.sock")
 umask = 0o007
 workers = int(os.environ.get("GUNICORN_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 9)))

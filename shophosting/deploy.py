@@ -44,6 +44,9 @@ class DeployTarget:
     app_dir: str = "/srv/shophosting/app"
     venv: str = "/srv/shophosting/venv"
     user: str = "shophosting"
+    # nginx's group (Debian's www-data): it reaches gunicorn's socket and what nginx serves, and nothing else.
+    # Never the user's own group, which may read the env file with every secret.
+    web_group: str = "www-data"
     env_file: str = "/etc/shophosting/env"
     run_dir: str = "/run/shophosting"
     nginx_status_dir: str = "/run/shophosting-nginx"

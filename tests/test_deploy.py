@@ -84,7 +84,7 @@ def nginx_main_conf(prefix: Path, site: Path) -> Path:
     (prefix / "temp").chmod(0o777)
     conf = prefix / "nginx.conf"
     # Workers as root: the scratch directories are private to the test runner (on a server nginx's www-data
-    # is in the shophosting group instead, deploy/README.md step 2).
+    # reaches what it serves through directories of its own group, deploy/README.md step 2).
     conf.write_text(
         f"""user root;
 worker_processes 1;
@@ -158,6 +158,34 @@ def test_every_rendered_unit_and_timer_passes_systemd_analyze_verify(tmp_path):
     assert "shophosting-worker-provisioning@1.service shophosting-worker-provisioning@2.service" in target
 
 
+def unit_groups(path: Path) -> set[str]:
+    """The groups a rendered unit runs with (Group= and SupplementaryGroups=), besides the user's own."""
+    groups = set()
+    for value in re.findall(r"^(?:Group|SupplementaryGroups)=(.*)$", path.read_text(), re.M):
+        groups |= set(value.split())
+    return groups
+
+
+def test_only_the_workers_and_housekeeping_get_the_docker_group_never_the_web_tier(tmp_path):
+    out = render(tmp_path / "out")
+    units = out / "systemd"
+    web = units / "shophosting-web.service"
+    verified = subprocess.run(["systemd-analyze", "verify", "--man=no", str(web)], capture_output=True, text=True)
+    assert verified.returncode == 0 and "shophosting" not in verified.stderr, verified.stderr
+
+    with_docker = {path.name for path in units.iterdir() if "docker" in unit_groups(path)}
+
+    assert unit_groups(web) == {"shophosting"}
+    # The user itself joins no docker group: every unit, the web one too, would inherit it.
+    assert "docker" not in guide_group_members().get("shophosting", set())
+    assert with_docker == {
+        "shophosting-worker-provisioning@.service",
+        "shophosting-worker-default.service",
+        "shophosting-worker-backups.service",
+        "shophosting-housekeeping.service",
+    }
+
+
 def test_deploy_render_refuses_a_directory_with_files_in_it(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
@@ -219,6 +247,71 @@ def guide_commands(section: str) -> list[str]:
     text = (ROOT / "deploy" / "README.md").read_text()
     body = text.split(f"\n## {section}")[1].split("\n## ")[0]
     return [line for block in re.findall(r"```sh\n(.*?)```", body, re.S) for line in block.splitlines()]
+
+
+def guide_words(section: str) -> list[list[str]]:
+    """The commands of one section, split as the shell would: continuation lines and quotes that span lines
+    joined, comments dropped."""
+    commands, pending = [], ""
+    for line in "\n".join(guide_commands(section)).replace("\\\n", " ").splitlines():
+        pending = f"{pending}\n{line}" if pending else line
+        try:
+            words = shlex.split(pending, comments=True)
+        except ValueError:  # a quote still open: the command goes on on the next line
+            continue
+        pending = ""
+        if words:
+            commands.append(words)
+    return commands
+
+
+def guide_group_members() -> dict[str, set[str]]:
+    """Who the guide puts in which group (usermod -aG, gpasswd -a, adduser USER GROUP), across every step."""
+    text = (ROOT / "deploy" / "README.md").read_text()
+    sections = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    members: dict[str, set[str]] = {}
+    for section in sections:
+        for words in guide_words(section):
+            if words[0] == "usermod" and "-aG" in words:
+                members.setdefault(words[-1], set()).update(words[words.index("-aG") + 1].split(","))
+            elif words[:2] == ["gpasswd", "-a"]:
+                members.setdefault(words[2], set()).add(words[3])
+            elif words[0] == "adduser" and len(words) == 3 and not words[1].startswith("-"):
+                members.setdefault(words[1], set()).add(words[2])
+    return members
+
+
+def install_options(words: list[str]) -> dict[str, str]:
+    return {flag: words[words.index(flag) + 1] for flag in ("-m", "-o", "-g") if flag in words}
+
+
+def test_the_env_file_with_every_secret_is_for_root_and_the_application_never_nginx(tmp_path):
+    """deploy/README.md as an operator follows it: nginx (www-data, and any group the guide adds it to) can
+    neither read /etc/shophosting/env nor enter /etc/shophosting, and reaches gunicorn's socket by its own
+    group, not the application's."""
+    nginx_groups = {"www-data"} | guide_group_members().get("www-data", set())
+    step2, step5 = guide_words("2. User and directories"), guide_words("5. The env file")
+
+    [env] = [words for words in step5 if words[0] == "install" and words[-1] == "/etc/shophosting/env"]
+    env = install_options(env)
+    assert env["-o"] == "root" and env["-g"] not in nginx_groups
+    assert int(env["-m"], 8) & 0o007 == 0  # nothing for others
+    [etc] = [words for words in step2 if words[:2] == ["install", "-d"] and words[-1] == "/etc/shophosting"]
+    etc = install_options(etc)
+    assert etc["-g"] not in nginx_groups and int(etc["-m"], 8) & 0o007 == 0
+    password_groups = {words[1] for words in step5 if words[0] == "chgrp" and "restic-password" in words[-1]}
+    assert password_groups and not password_groups & nginx_groups
+
+    # nginx's way in: the runtime directory (gunicorn's socket) is setgid to nginx's group.
+    out = render(tmp_path / "out")
+    [run_dir] = [
+        line.split()
+        for line in (out / "tmpfiles" / "shophosting.conf").read_text().splitlines()
+        if line.startswith(f"d {tmp_path / 'run'} ")
+    ]
+    assert run_dir[2:5] == ["2750", "shophosting", "www-data"]
+    socket_dirs = [words for words in step2 if words[:2] == ["install", "-d"] and "/srv/shophosting/static" in words]
+    assert socket_dirs and install_options(socket_dirs[0])["-g"] == "www-data"
 
 
 @pytest.fixture
@@ -378,8 +471,15 @@ def test_the_install_guide_gives_a_working_platform(tmp_path, scratch_database):
         static = get("/static/css/site.css")
         assert static.status_code == 200 and "immutable" in static.headers["Cache-Control"]
         assert get("/pricing/").status_code == 200
+        # No worker runs in this scratch install: /healthz says only that something is down, check_health what.
         health = get("/healthz")
-        assert health.json()["checks"]["database"]["ok"] and health.json()["checks"]["redis"]["ok"]
+        assert health.status_code == 503 and health.json() == {"status": "unavailable"}
+        checked = subprocess.run(
+            [manage, "check_health", "--json"], env=manage_env, capture_output=True, text=True, timeout=120
+        )
+        report = json.loads(checked.stdout)
+        assert checked.returncode == 1 and not report["checks"]["worker"]["ok"], checked.stderr[-3000:]
+        assert report["checks"]["database"]["ok"] and report["checks"]["redis"]["ok"]
         plain = requests.get("http://127.0.0.1:18380/", headers={"Host": DOMAIN}, allow_redirects=False, timeout=10)
         assert plain.status_code == 301 and plain.headers["Location"] == f"https://{DOMAIN}/"
         web_log = (dirs["log"] / "web.log").read_text().splitlines()

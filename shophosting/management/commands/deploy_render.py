@@ -19,6 +19,7 @@ class Command(BaseCommand):
             "app_dir",
             "venv",
             "user",
+            "web_group",
             "env_file",
             "run_dir",
             "nginx_status_dir",
