@@ -41,7 +41,14 @@ def store_snapshot_list(store: Store) -> SnapshotList:
     )
 
 
+# What a store's owner reads about a restore step, by its status. The customer's view is built from these
+# words, the step titles (RestoreRun.STEPS) and the run's own fields, never from its log or error: those
+# carry restic's and the engine's words (paths, hosts, container names), for staff.
+RESTORE_STEP_WORDS = {"succeeded": "done", "running": "in progress", "failed": "stopped here"}
+
+
 def restore_progress(run: RestoreRun) -> dict:
+    """A restore as its store's owner sees it (the restore page and the JSON it polls): plain words only."""
     steps = []
     reached = [name for name, _ in RestoreRun.STEPS].index(run.step) if run.step in dict(RestoreRun.STEPS) else -1
     for index, (name, title) in enumerate(RestoreRun.STEPS):
@@ -56,10 +63,18 @@ def restore_progress(run: RestoreRun) -> dict:
         else:
             status = "pending"
         steps.append({"name": name, "title": title, "status": status})
+    log = [f"{step['title']}: {RESTORE_STEP_WORDS[step['status']]}" for step in steps if step["status"] != "pending"]
+    pre = run.pre_restore_backup
+    if pre is not None and pre.snapshot_id:
+        log.insert(1, f"snapshot {pre.snapshot_id[:8]} keeps the store as it was before this restore")
+    error = ""
+    if run.status == RunStatus.FAILED:
+        failed = next((step["title"] for step in steps if step["status"] == "failed"), "a step")
+        error = f"The restore stopped at “{failed}”. Our team has been told and will look into it."
     return {
         "status": run.status,
         "active": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
         "steps": steps,
-        "log": run.log.splitlines()[-40:],
-        "error": run.error if run.status == RunStatus.FAILED else "",
+        "log": log,
+        "error": error,
     }

@@ -56,8 +56,13 @@ def test_restore_progress_is_shown_to_its_owner_only(client, active_store, user_
         ("start", "pending"),
         ("check", "pending"),
     ]
+    assert progress["log"] == [
+        "Back up the store as it is now: done",
+        "Stop the store: done",
+        "Restore the database: in progress",
+    ]
     page = client.get(reverse("backups:restore_progress", args=[active_store.pk, run.pk])).content.decode()
-    assert "Restore the database" in page and "snapshot abcd1234 taken" in page
+    assert "Restore the database" in page and "Back up the store as it is now: done" in page
 
     stranger = user_factory(email="stranger@example.com")
     client.force_login(stranger)
@@ -70,6 +75,48 @@ def test_restore_progress_is_shown_to_its_owner_only(client, active_store, user_
     assert [client.get(url).status_code for url in urls] == [404, 404, 404, 404]
     assert client.post(reverse("backups:create", args=[active_store.pk])).status_code == 404
     assert not BackupRun.objects.exists()
+
+
+def test_a_failed_restore_tells_its_owner_plain_words_never_the_engines(client, active_store):
+    pre = BackupRun.objects.create(
+        store=active_store,
+        kind=BackupRun.Kind.PRE_RESTORE,
+        status=RunStatus.SUCCEEDED,
+        snapshot_id="beef1234" + "0" * 56,
+    )
+    engine_words = (
+        "ProvisioningError: the dump does not import: ERROR 2002 (HY000): Can't connect to server on "
+        "'shtest-store-7-db' (115) via tcp://10.0.3.7:2376"
+    )
+    run = RestoreRun.objects.create(
+        store=active_store,
+        snapshot_id="a" * 64,
+        scope=RestoreRun.Scope.DATABASE,
+        status=RunStatus.FAILED,
+        step="database",
+        pre_restore_backup=pre,
+        log=f"10:00:00 [pre_backup] snapshot beef1234 taken\n10:00:09 [database] failed: {engine_words}\n",
+        error=f"database: {engine_words}",
+    )
+    client.force_login(active_store.customer)
+
+    progress = client.get(reverse("backups:restore_progress_json", args=[active_store.pk, run.pk]))
+    page = client.get(reverse("backups:restore_progress", args=[active_store.pk, run.pk]))
+
+    for body in (progress.content.decode(), page.content.decode()):
+        leaks = [
+            word for word in ("shtest-store", "10.0.3.7", "tcp://", "ERROR 2002", "ProvisioningError") if word in body
+        ]
+        assert leaks == []
+    assert progress.json()["error"] == (
+        "The restore stopped at “Restore the database”. Our team has been told and will look into it."
+    )
+    assert progress.json()["log"] == [
+        "Back up the store as it is now: done",
+        "snapshot beef1234 keeps the store as it was before this restore",
+        "Stop the store: done",
+        "Restore the database: stopped here",
+    ]
 
 
 def test_staff_store_list_shows_backup_age_size_and_failures(client, staff_user, active_store, user_factory, woo_plan):
