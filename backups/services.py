@@ -583,6 +583,12 @@ def backups_verify(*, store_id: int | None = None, now=None, dry_run: bool = Fal
         except StoreBusy as exc:  # a job, backup or restore of the store runs now: checked next time
             logger.info("verification of store %s skipped: %s", store.pk, exc)
             continue
+        except Exception as exc:  # one store's failure is recorded and mailed; the others are still checked
+            logger.exception("verification of store %s failed", store.pk)
+            BackupRun.objects.filter(pk=latest.pk).update(
+                verify_error=f"{type(exc).__name__}: {exc}"[:5000], verified_at=None
+            )
+            result = BackupRun.objects.get(pk=latest.pk)
         if result.verify_error:
             mail_admins(
                 f"Backup verification failed for {store.domain}",

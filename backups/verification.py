@@ -21,7 +21,8 @@ from stores.services import store_credentials
 
 logger = logging.getLogger(__name__)
 MB = 1024 * 1024
-INSERT = re.compile(rb"^INSERT INTO `([^`]+)` VALUES ")
+# mariadb-dump quotes table names in backticks, doubling any backtick inside a name.
+INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)` VALUES ")
 
 
 class VerificationFailed(Exception):
@@ -38,7 +39,7 @@ def dump_row_counts(path: Path) -> Counter:
             match = INSERT.match(line)
             if not match:
                 continue
-            table = match.group(1).decode()
+            table = match.group(1).replace(b"``", b"`").decode()
             depth, quoted, escaped = 0, False, False
             for byte in line[match.end() :]:
                 if quoted:
@@ -59,10 +60,22 @@ def dump_row_counts(path: Path) -> Counter:
     return counts
 
 
+def quote_identifier(name: str) -> str:
+    """A MariaDB identifier for any table name a tenant can create (backticks doubled inside backticks)."""
+    if not name or "\0" in name:
+        raise VerificationFailed(f"not a table name: {name!r}")
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _row_counts(container: str, tables: list[str], base_url: str | None) -> Counter:
+    """Rows per table, counted by the restored database. Table names come from the tenant's dump, so each
+    is quoted as an identifier, and the rows are labelled by position rather than by echoing names back."""
     if not tables:
         return Counter()
-    union = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM `{t}`" for t in tables)  # noqa: S608 - names from the dump
+    union = " UNION ALL ".join(
+        f"SELECT {index}, COUNT(*) FROM {quote_identifier(table)}"  # noqa: S608 - quoted identifiers
+        for index, table in enumerate(tables)
+    )
     code, output = docker_client.container_exec(
         name=container,
         command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" "$MARIADB_DATABASE" -N -B -e "$0"', union],
@@ -70,7 +83,11 @@ def _row_counts(container: str, tables: list[str], base_url: str | None) -> Coun
     )
     if code != 0:
         raise VerificationFailed(f"counting rows failed: {output[-1000:]}")
-    return Counter({name: int(count) for name, count in (line.split("\t") for line in output.strip().splitlines())})
+    counts = Counter()
+    for line in output.strip().splitlines():
+        index, count = line.split("\t")
+        counts[tables[int(index)]] = int(count)
+    return counts
 
 
 def _front_page_status(container: str, domain: str, base_url: str | None) -> str:
@@ -114,10 +131,9 @@ def _snapshot_verify(*, run_id: int) -> BackupRun:
     labels = {**stack.labels, "shophosting.verify": str(run.pk)}
     staging = Path(settings.BACKUP_STAGING_DIR) / f"verify-{run.pk}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    creds = store_credentials(store)
-    services = {s.role: s for s in stack.services(credentials=creds)}
     try:
+        staging.mkdir(parents=True)
+        services = {s.role: s for s in stack.services(credentials=store_credentials(store))}
         docker_client.labelled_objects_remove(label=label, base_url=base_url)
         restic.dump(run.snapshot_id, f"/{DB_DUMP}", into=staging / DB_DUMP)
         expected = dump_row_counts(staging / DB_DUMP)
@@ -179,6 +195,9 @@ def _snapshot_verify(*, run_id: int) -> BackupRun:
     except (VerificationFailed, restic.ResticError, docker_client.ProvisioningError) as exc:
         logger.warning("verification of backup %s failed: %s", run.pk, exc)
         BackupRun.objects.filter(pk=run.pk).update(verify_error=str(exc)[:5000], verified_at=None)
+    except Exception as exc:  # anything else about this snapshot is its failure, recorded, not the run's end
+        logger.exception("verification of backup %s failed", run.pk)
+        BackupRun.objects.filter(pk=run.pk).update(verify_error=f"{type(exc).__name__}: {exc}"[:5000], verified_at=None)
     else:
         BackupRun.objects.filter(pk=run.pk).update(verified_at=timezone.now(), verify_error="")
     finally:

@@ -332,3 +332,67 @@ def test_a_deleted_stores_backups_are_kept_for_the_retention_period_after_teardo
     assert restic.snapshots(tags=[f"store-{gone.pk}"]) == []
     assert BackupRun.objects.get(snapshot_id=gone_snapshot).forgotten_at is not None
     assert [s["id"] for s in restic.snapshots(tags=[f"store-{recent.pk}"])] == [recent_snapshot]
+
+
+# Tenant table names that break naive SQL: a backtick, spaces, semicolons, a quote, and one that would drop
+# a table if it were pasted into a statement.
+ODD_TABLES = {"we`ird tab; le": 2, "it's; x": 3, "x' ; DROP TABLE wp_options; #": 1}
+
+
+def quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+@pytest.fixture
+def unreadable_store(user_factory, woo_plan):
+    """An active store whose credentials no CREDENTIALS_KEY decrypts any more (a lost key), with a snapshot
+    on record: its verification cannot even start."""
+    from stores.services import store_transition
+
+    store = store_create(customer=user_factory(email="lost-key@example.com"), plan=woo_plan, domain="lostkey.test")
+    for status in (Store.Status.QUEUED, Store.Status.PROVISIONING, Store.Status.ACTIVE):
+        store_transition(store_id=store.pk, to=status)
+    Store.objects.filter(pk=store.pk).update(credentials_encrypted="gAAAAABnot-a-valid-token")
+    BackupRun.objects.create(
+        store=store, kind="scheduled", status="succeeded", snapshot_id="f" * 64, finished_at=timezone.now()
+    )
+    return store
+
+
+def test_verification_quotes_tenant_table_names_and_one_broken_store_never_stops_the_others(
+    unreadable_store, live_store, run_backups_worker, django_capture_on_commit_callbacks, mailoutbox, settings
+):
+    from backups.verification import _row_counts
+
+    settings.ADMINS = [("Operations", "ops@example.com")]
+
+    assert unreadable_store.pk < live_store.pk  # verified first: its failure must not end the run
+    for name, rows in ODD_TABLES.items():
+        values = ",".join(f"({n})" for n in range(rows))
+        sql(live_store, f"CREATE TABLE {quoted(name)} (id INT); INSERT INTO {quoted(name)} VALUES {values}")  # noqa: S608
+    back_up(live_store, BackupRun.Kind.MANUAL, run_backups_worker, django_capture_on_commit_callbacks)
+
+    checked = services.backups_verify()
+
+    by_store = {run.store_id: run for run in checked}
+    assert "cannot be decrypted" in by_store[unreadable_store.pk].verify_error
+    assert by_store[live_store.pk].verify_error == "" and by_store[live_store.pk].verified_at is not None
+    failures = [m.subject for m in mailoutbox if "verification failed" in m.subject]
+    assert len(failures) == 1 and "lostkey.test" in failures[0]  # the broken one, to the admins
+    # Counted by the store's own database: each name is one identifier, and nothing else ran.
+    counts = _row_counts(f"{live_store.slug}-db", sorted(ODD_TABLES), None)
+    assert counts == ODD_TABLES
+    assert sql(live_store, "SHOW TABLES LIKE 'wp_options'") == "wp_options"
+
+
+def test_dump_row_counts_read_table_names_with_doubled_backticks(tmp_path):
+    from backups.verification import dump_row_counts
+
+    dump = tmp_path / "db.sql"
+    dump.write_bytes(
+        b"INSERT INTO `we``ird tab; le` VALUES (1),(2);\n"
+        b"INSERT INTO `it's; x` VALUES (1),(2),(3);\n"
+        b"INSERT INTO `plain` VALUES (1);\n"
+    )
+
+    assert dump_row_counts(dump) == {"we`ird tab; le": 2, "it's; x": 3, "plain": 1}
