@@ -31,6 +31,12 @@ def backups_prune():
     return backups_prune()
 
 
+def snapshots_reconcile():
+    from backups.services import snapshots_reconcile
+
+    return snapshots_reconcile()
+
+
 def repository_check():
     from backups import restic
 

@@ -24,6 +24,8 @@ class BackupRun(models.Model):
         FINAL = "final", "Final (subscription ended)"
         SYSTEM = "system", "System"
         CODE = "code", "Application code"
+        # A snapshot the reconcile job found in the repository with no run recorded here (e.g. made by hand).
+        FOUND = "found", "Found in the repository"
 
     store = models.ForeignKey(
         "stores.Store", null=True, blank=True, on_delete=models.SET_NULL, related_name="backup_runs"
@@ -107,3 +109,14 @@ class BackupEvent(models.Model):
 
     def __str__(self):
         return f"{self.old_status or '∅'} → {self.new_status}"
+
+
+class Installation(models.Model):
+    """This installation's id, made once and kept in the platform database (so a restore of the database on a
+    new server keeps it). Every restic tag is namespaced by it; BACKUP_INSTALLATION_ID overrides it."""
+
+    backup_namespace = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.backup_namespace

@@ -2,6 +2,10 @@
 parsed, a timeout on every call, and a failure raised as ResticError carrying restic's stderr.
 
 The repository is `settings.RESTIC_REPOSITORY`: a local path, `sftp:user@host:/path` or `s3:...`.
+
+Several installations may share one repository, so every tag is namespaced by this installation's id
+(`installation_id()`): a snapshot carries `installation:<id>` and `<id>:<tag>` for each of its tags, every
+listing and forget filters on them, and callers only ever see and pass their tags without the prefix.
 """
 
 import json
@@ -34,6 +38,39 @@ class BackupSummary:
     data_added_bytes: int
     total_bytes: int
     seconds: float
+
+
+INSTALLATION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+
+def installation_id() -> str:
+    """BACKUP_INSTALLATION_ID, or the id made once for this installation and kept in its database."""
+    from backups.selectors import installation_id as stored
+
+    value = settings.BACKUP_INSTALLATION_ID or stored()
+    if not INSTALLATION_ID.fullmatch(value):
+        raise ResticError(f"BACKUP_INSTALLATION_ID must be 1-40 lowercase letters, digits or dashes, not {value!r}")
+    return value
+
+
+def _tags_written(tags: list[str]) -> list[str]:
+    namespace = installation_id()
+    for tag in tags:
+        if not tag or "," in tag or tag != tag.strip():
+            raise ResticError(f"not a tag: {tag!r}")  # restic's --tag splits on commas
+    return [f"installation:{namespace}", *(f"{namespace}:{tag}" for tag in tags)]
+
+
+def _tag_filter(tags: list[str]) -> str:
+    """One --tag value: this installation's snapshots carrying all of `tags` (commas mean "and")."""
+    return ",".join(_tags_written(tags))
+
+
+def _ours(snapshot: dict) -> dict:
+    """The snapshot as callers see it: its own tags without the namespace."""
+    prefix = f"{installation_id()}:"
+    tags = snapshot.get("tags") or []
+    return {**snapshot, "tags": [tag.removeprefix(prefix) for tag in tags if tag.startswith(prefix)]}
 
 
 def _environment() -> dict[str, str]:
@@ -98,7 +135,7 @@ def backup(
     args = ["backup", "--json", "--host", settings.RESTIC_HOSTNAME]
     for pattern in excludes:
         args += ["--exclude", pattern]
-    for tag in tags:
+    for tag in _tags_written(tags):
         args += ["--tag", tag]
     if time is not None:
         args += ["--time", time.strftime("%Y-%m-%d %H:%M:%S")]
@@ -129,17 +166,43 @@ def _full_id(snapshot_id: str) -> str:
 
 
 def snapshots(*, tags: list[str] | None = None) -> list[dict]:
-    """Snapshots, oldest first. `tags` must all be present on a snapshot (restic's comma syntax)."""
-    args = ["snapshots", "--json"]
-    if tags:
-        args += ["--tag", ",".join(tags)]
-    return json.loads(run(args, timeout=300) or "[]") or []
+    """This installation's snapshots, oldest first; with `tags`, those carrying all of them."""
+    args = ["snapshots", "--json", "--tag", _tag_filter(tags or [])]
+    return [_ours(snapshot) for snapshot in json.loads(run(args, timeout=300) or "[]") or []]
+
+
+def snapshots_by_id(snapshot_ids: list[str]) -> list[dict]:
+    """The snapshots with these ids, whatever their tags (ids this installation recorded, e.g. snapshots made
+    before tags were namespaced); missing ids are left out. Tags are returned as restic has them."""
+    for snapshot_id in snapshot_ids:
+        if not SNAPSHOT_ID.match(snapshot_id):
+            raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    found = []
+    for start in range(0, len(snapshot_ids), 100):  # restic ignores filters once ids are given
+        output = run(["snapshots", "--json", *snapshot_ids[start : start + 100]], timeout=300)
+        found += json.loads(output or "[]") or []
+    return found
+
+
+def tags_adopt(snapshot_id: str, *, tags: list[str]) -> str:
+    """Add this installation's namespace and `tags` to a snapshot made before tags were namespaced. restic
+    writes the snapshot anew under a new id (its `original` names the old one); returns the new id."""
+    if not SNAPSHOT_ID.match(snapshot_id):
+        raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    args = ["tag"]
+    for tag in _tags_written(tags):
+        args += ["--add", tag]
+    run([*args, snapshot_id], timeout=300)
+    for snapshot in snapshots(tags=tags):
+        if snapshot_id in (snapshot["id"], snapshot.get("original")):
+            return snapshot["id"]
+    raise ResticError(f"snapshot {snapshot_id[:8]} was not found after tagging it")
 
 
 def forget(*, tags: list[str], keep_within: str, prune: bool = True) -> list[str]:
-    """Forget the snapshots carrying all `tags` that are older than `keep_within` (e.g. "14d") counted back
-    from the newest of them; so the newest is always kept. Returns the ids removed."""
-    args = ["forget", "--json", "--tag", ",".join(tags), "--keep-within", keep_within]
+    """Forget this installation's snapshots carrying all `tags` that are older than `keep_within` (e.g.
+    "14d") counted back from the newest of them; so the newest is always kept. Returns the ids removed."""
+    args = ["forget", "--json", "--tag", _tag_filter(tags), "--keep-within", keep_within]
     if prune:
         args.append("--prune")
     output = run(args)
@@ -153,10 +216,15 @@ def forget(*, tags: list[str], keep_within: str, prune: bool = True) -> list[str
 
 
 def forget_ids(snapshot_ids: list[str], *, prune: bool = True) -> None:
-    """Forget these snapshots (ids checked first), then prune."""
+    """Forget these snapshots, then prune. Each must be this installation's: restic ignores tag filters
+    once ids are given, so ownership is checked against the namespaced listing first."""
     for snapshot_id in snapshot_ids:
         if not SNAPSHOT_ID.match(snapshot_id):
             raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    ours = {snapshot["id"] for snapshot in snapshots()}
+    foreign = [snapshot_id for snapshot_id in snapshot_ids if snapshot_id not in ours]
+    if foreign:
+        raise ResticError(f"not this installation's snapshots, nothing forgotten: {', '.join(foreign)}")
     run(["forget", *(["--prune"] if prune else []), *snapshot_ids])
 
 

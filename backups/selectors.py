@@ -1,13 +1,11 @@
-"""Reads for the backup pages: a store's snapshots (BackupRun rows reconciled with restic) and restore progress."""
+"""Reads for the backup pages: a store's snapshots and restore progress, from the database only (the
+`snapshots_reconcile` job keeps the BackupRun rows matching the repository); and this installation's id."""
 
-import logging
+import secrets
 from dataclasses import dataclass
 
-from backups import restic
-from backups.models import BackupRun, RestoreRun, RunStatus
+from backups.models import BackupRun, Installation, RestoreRun, RunStatus
 from stores.models import Store
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -15,19 +13,11 @@ class SnapshotList:
     runs: list[BackupRun]
     active_backup: BackupRun | None
     active_restore: RestoreRun | None
-    repository_error: str = ""
 
 
 def store_snapshot_list(store: Store) -> SnapshotList:
-    """Succeeded runs whose snapshot restic still has, newest first, plus what is running now."""
-    from backups.services import store_snapshots_reconcile
-
-    error = ""
-    try:
-        store_snapshots_reconcile(store=store)
-    except restic.ResticError as exc:
-        logger.warning("could not reconcile the snapshots of store %s: %s", store.pk, exc)
-        error = "The backup repository could not be read just now; the list may be out of date."
+    """Succeeded runs whose snapshot the repository still had at the last reconcile, newest first, plus what
+    is running now. Runs no restic: a page view must not cost a repository listing."""
     runs = list(
         store.backup_runs.filter(status=RunStatus.SUCCEEDED, forgotten_at=None)
         .exclude(snapshot_id="")
@@ -37,8 +27,25 @@ def store_snapshot_list(store: Store) -> SnapshotList:
         runs=runs,
         active_backup=store.backup_runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).first(),
         active_restore=store.restore_runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).first(),
-        repository_error=error,
     )
+
+
+def store_snapshot(store: Store, snapshot_id: str) -> BackupRun | None:
+    """The store's kept snapshot with this full id, as last reconciled; None for anything else."""
+    if not snapshot_id:
+        return None
+    return (
+        store.backup_runs.filter(status=RunStatus.SUCCEEDED, forgotten_at=None, snapshot_id=snapshot_id)
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def installation_id() -> str:
+    """The id this installation namespaces its restic tags with: made once (random) and kept in the database,
+    so it stays the same across restarts and a move of the database to another server."""
+    row, _ = Installation.objects.get_or_create(pk=1, defaults={"backup_namespace": secrets.token_hex(6)})
+    return row.backup_namespace
 
 
 # What a store's owner reads about a restore step, by its status. The customer's view is built from these

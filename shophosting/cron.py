@@ -40,6 +40,9 @@ cron.register(billing_jobs.checkouts_abandoned_cleanup, "default", cron="47 * * 
 cron.register(backup_jobs.backups_enqueue_due, "default", interval=15 * 60)
 cron.register(backup_jobs.backups_prune, "backups", cron="13 5 * * *")
 cron.register(backup_jobs.repository_check, "backups", cron="23 6 * * 0")
+# The backup pages read snapshots from the database; this keeps it matching the repository (snapshots
+# made or forgotten outside the platform) without a restic call in any web request.
+cron.register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *")
 # Weekly proof that each store's newest snapshot restores (throwaway containers, front page and row counts).
 cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
 # The platform itself: database, nginx sites, certificates and env file; and the application code. Daily.

@@ -425,6 +425,9 @@ RESTIC_REPOSITORY = env("RESTIC_REPOSITORY", default=str(BASE_DIR / "var" / "bac
 RESTIC_PASSWORD_FILE = env("RESTIC_PASSWORD_FILE", default=str(BASE_DIR / "var" / "backups" / "restic-password"))
 RESTIC_CACHE_DIR = env("RESTIC_CACHE_DIR", default=str(BASE_DIR / "var" / "backups" / "cache"))
 RESTIC_HOSTNAME = env("RESTIC_HOSTNAME", default="shophosting")
+# Namespaces every restic tag, so installations sharing a repository never list or prune each other's
+# snapshots (backups/README.md). Empty: a random id made once and kept in the platform database.
+BACKUP_INSTALLATION_ID = env("BACKUP_INSTALLATION_ID", default="")
 RESTIC_TIMEOUT = env.int("RESTIC_TIMEOUT", default=3600)
 BACKUP_STAGING_DIR = env("BACKUP_STAGING_DIR", default=str(BASE_DIR / "var" / "backups" / "staging"))
 # Every active store is backed up this often; snapshots are kept this many days (longer on plans with
