@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
-from backups import restic, selectors, services
+from backups import selectors, services
 from backups.models import BackupRun, RestoreRun
 from shophosting.ratelimits import rate_limited
 from stores.models import Store
@@ -24,18 +24,17 @@ def _own_store(request, store_id: int) -> Store:
 
 
 def _own_snapshot(store: Store, snapshot_id: str) -> BackupRun:
-    """The store's backup run for `snapshot_id`, confirmed by restic's tag; anything else is a 404."""
-    run = store.backup_runs.filter(snapshot_id=snapshot_id, forgotten_at=None).first()
+    """The store's kept snapshot `snapshot_id`, from the records; anything else is a 404. The restore itself
+    (restore_request) checks the snapshot's tags with restic once more."""
+    run = selectors.store_snapshot(store, snapshot_id)
     if run is None:
         raise Http404
-    try:
-        services.snapshot_for_store(store=store, snapshot_id=snapshot_id)
-    except (services.SnapshotNotFound, restic.ResticError) as exc:
-        raise Http404 from exc
     return run
 
 
+# Page views read the database only; the limits keep a client from turning them into load all the same.
 @login_required
+@rate_limited("backup_pages", methods=("GET",))
 def backup_list_view(request, store_id: int):
     store = _own_store(request, store_id)
     return render(
@@ -71,6 +70,7 @@ def backup_create_view(request, store_id: int):
 
 @login_required
 @rate_limited("backup")
+@rate_limited("backup_pages", methods=("GET",))
 def restore_view(request, store_id: int, snapshot_id: str):
     """GET: the confirmation page with the snapshot's date and the three choices. POST: start the restore."""
     store = _own_store(request, store_id)
@@ -104,6 +104,7 @@ def _own_restore(request, store_id: int, restore_id: int) -> RestoreRun:
 
 
 @login_required
+@rate_limited("backup_pages", methods=("GET",))
 def restore_progress_view(request, store_id: int, restore_id: int):
     run = _own_restore(request, store_id, restore_id)
     return render(
@@ -115,5 +116,6 @@ def restore_progress_view(request, store_id: int, restore_id: int):
 
 @never_cache
 @login_required
+@rate_limited("backup_progress", methods=("GET",))
 def restore_progress_json_view(request, store_id: int, restore_id: int):
     return JsonResponse(selectors.restore_progress(_own_restore(request, store_id, restore_id)))

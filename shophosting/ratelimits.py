@@ -19,6 +19,8 @@ RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "contact": ("5/h",),
     "consultation": ("5/h",),
     "backup": ("3/h",),
+    "backup_pages": ("30/m", "300/h"),  # the backups list, restore confirmation and progress pages
+    "backup_progress": ("90/m",),  # the restore progress JSON, polled every 2 s by the page
     "ticket_post": ("5/m", "30/h"),  # new tickets and customer replies, with their attachments; per account
 }
 
@@ -29,6 +31,8 @@ HUMAN_NAMES = {
     "contact": "contact messages",
     "consultation": "consultation requests",
     "backup": "backup and restore requests",
+    "backup_pages": "backup page views",
+    "backup_progress": "restore progress checks",
     "ticket_post": "support messages",
 }
 

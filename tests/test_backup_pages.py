@@ -173,3 +173,53 @@ def test_due_backups_are_queued_by_interval_and_commands_refuse_bad_input(active
         call_command("restore_store", active_store.pk, "../../etc", "all")
     with pytest.raises(CommandError, match="invalid choice"):
         call_command("restore_store", active_store.pk, "a" * 64, "everything")
+
+
+def test_the_backups_pages_run_no_restic_and_read_snapshots_from_the_database(client, active_store, settings, tmp_path):
+    """restic is replaced by a wrapper that logs every start and then runs the real restic, and the repository
+    is moved out of reach: the pages must render the recorded snapshots without starting restic once."""
+    import shutil
+
+    calls = tmp_path / "restic-calls.log"
+    wrapper = tmp_path / "restic"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("restic")} "$@"\n')
+    wrapper.chmod(0o755)
+    settings.RESTIC_BINARY = str(wrapper)
+    settings.RESTIC_REPOSITORY = str(tmp_path / "moved-away")
+    kept = BackupRun.objects.create(
+        store=active_store, kind="manual", status=RunStatus.SUCCEEDED, snapshot_id="c" * 64, finished_at=timezone.now()
+    )
+    BackupRun.objects.create(
+        store=active_store,
+        kind="scheduled",
+        status=RunStatus.SUCCEEDED,
+        snapshot_id="d" * 64,
+        forgotten_at=timezone.now(),  # the reconcile job found it gone
+    )
+    client.force_login(active_store.customer)
+
+    listing = client.get(reverse("backups:list", args=[active_store.pk]))
+    confirm = client.get(reverse("backups:restore", args=[active_store.pk, kept.snapshot_id]))
+    forgotten = client.get(reverse("backups:restore", args=[active_store.pk, "d" * 64]))
+
+    assert listing.status_code == 200 and kept.snapshot_id in listing.content.decode()
+    assert "d" * 64 not in listing.content.decode()
+    assert confirm.status_code == 200 and f"<code>{kept.snapshot_id[:8]}</code>" in confirm.content.decode()
+    assert forgotten.status_code == 404
+    assert not calls.exists(), f"restic ran during a page view: {calls.read_text()}"
+
+
+def test_backup_page_views_are_rate_limited_with_a_429(client, active_store):
+    run = BackupRun.objects.create(
+        store=active_store, kind="manual", status=RunStatus.SUCCEEDED, snapshot_id="e" * 64, finished_at=timezone.now()
+    )
+    client.force_login(active_store.customer)
+    listing = reverse("backups:list", args=[active_store.pk])
+
+    statuses = [client.get(listing).status_code for _ in range(31)]
+
+    assert statuses[:30] == [200] * 30
+    assert statuses[30] == 429
+    # The restore confirmation counts against the same budget.
+    blocked = client.get(reverse("backups:restore", args=[active_store.pk, run.snapshot_id]))
+    assert blocked.status_code == 429 and int(blocked["Retry-After"]) > 0 and b"Too many" in blocked.content
