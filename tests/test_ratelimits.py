@@ -55,8 +55,11 @@ ENDPOINTS = {
     "consultation": ("/consultation/", consultation_payload),
     "backup": ("/test-only/backup/", lambda n: {}),
     "ticket_post": ("/support/new/", ticket_payload),
+    "backup_pages": ("/test-only/backup-pages/", lambda n: {}),
+    "backup_progress": ("/test-only/backup-progress/", lambda n: {}),
 }
 PER_ACCOUNT = {"ticket_post"}  # counted per signed-in account (the key is the user's id), not per address
+READS = {"backup_pages", "backup_progress"}  # pages whose GETs are limited (backups/views.py)
 CASES = [(group, rate) for group, rates in RATE_LIMITS.items() for rate in rates]
 
 
@@ -81,7 +84,7 @@ def test_request_after_the_limit_gets_429_and_is_audited(client, group, rate, se
         for n in range(limit + 1):
             if n and n % per_minute == 0 and per_minute < limit:
                 clock.shift(timedelta(seconds=60))  # a new minute window; the longer window keeps counting
-            response = client.post(path, payload(n))
+            response = (client.get if group in READS else client.post)(path, payload(n))
             if n < limit:
                 assert response.status_code != 429, f"request {n + 1} of {limit} was blocked"
         blocked = response

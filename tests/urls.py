@@ -16,7 +16,19 @@ def backup_probe(request):
     return HttpResponse("backup queued")
 
 
+@rate_limited("backup_pages", methods=("GET",))
+def backup_pages_probe(request):
+    return HttpResponse("a backup page")
+
+
+@rate_limited("backup_progress", methods=("GET",))
+def backup_progress_probe(request):
+    return HttpResponse("{}")
+
+
 urlpatterns = [
     path("test-only/backup/", backup_probe),
+    path("test-only/backup-pages/", backup_pages_probe),
+    path("test-only/backup-progress/", backup_progress_probe),
     *project_urlpatterns,
 ]
