@@ -30,7 +30,11 @@ ensure_venv() {
     local python=python3.11
     command -v "$python" >/dev/null || python=python3
     "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || die "Python 3.11 is required ($python is $("$python" -V))"
-    [[ -x "$PY" ]] || { say "creating $VENV"; "$python" -m venv "$VENV"; }
+    if [[ ! -x "$PY" ]]; then
+        say "creating $VENV"
+        "$python" -m venv "$VENV"
+        "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements/venv.txt" 2>&1 | grep -v "is ignored" || true
+    fi
     local stamp="$VENV/.installed-$1-$(cat "$ROOT"/requirements/*.txt | sha256sum | cut -c1-16)"
     if [[ ! -f "$stamp" ]]; then
         say "pip install -r requirements/$1.txt"
