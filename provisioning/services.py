@@ -1,15 +1,17 @@
 """Provisioning jobs: enqueue under the store's lock, execute step by step, fail loudly, reap the stale."""
 
 import logging
+import time
 import traceback
+from contextlib import suppress
 from datetime import timedelta
 
 import django_rq
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from provisioning import jobs
+from provisioning import jobs, liveness
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.steps import PLANS, STEPS_BY_NAME
@@ -106,7 +108,42 @@ def _step_log(step: JobStep, message: str) -> None:
 
 
 def job_execute(*, job_id: int) -> None:
-    """Run a claimed job's steps in order. No transaction is held while a step talks to Docker."""
+    """Run a claimed job's steps in order. No transaction is held while a step talks to Docker.
+
+    The worker holds the job's liveness lock meanwhile (provisioning.liveness), so the reaper fails the job
+    as soon as the worker is gone instead of after its timeout. If the database goes away under the job (a
+    MariaDB restart), the failure is recorded once it answers again."""
+    with liveness.job_hold(job_id=job_id) as held:
+        if not held:
+            return  # another live worker runs it
+        try:
+            _job_run(job_id)
+        except (OperationalError, InterfaceError) as exc:
+            _job_fail_when_database_returns(job_id=job_id, error=exc)
+            raise
+
+
+def _job_fail_when_database_returns(*, job_id: int, error: BaseException, wait_seconds: float = 60) -> None:
+    """Record the failure of a job whose database connection failed: reconnect and try again for a while (a
+    restart takes seconds). If the database stays away, the reaper fails the job once it is back: this
+    worker's liveness lock went with its old connection."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if not connection.in_atomic_block:
+            with suppress(DatabaseError):
+                connection.close()  # Django would go on using the dead connection
+        try:
+            step_id = JobStep.objects.filter(job_id=job_id, status=JobStep.Status.RUNNING).values_list("pk", flat=True)
+            _job_fail(job_id=job_id, step_id=step_id.first(), error=error)
+            return
+        except (OperationalError, InterfaceError):
+            if time.monotonic() > deadline:
+                logger.exception("job %s: the database did not come back; the reaper will fail the job", job_id)
+                return
+            time.sleep(1)
+
+
+def _job_run(job_id: int) -> None:
     job = _job_claim(job_id)
     if job is None:
         return
@@ -192,18 +229,20 @@ def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str) -
 
 
 def jobs_reap_stale(*, now=None) -> list[int]:
-    """Fail jobs left running past their timeout (for example after the worker died)."""
+    """Fail running jobs whose worker is gone (nothing holds their liveness lock: the process died, or the
+    database restarted under it) or that ran past their timeout (a worker that hangs)."""
     now = now or timezone.now()
     reaped = []
     for job in Job.objects.filter(status=Job.Status.RUNNING).only("pk", "started_at", "timeout_seconds"):
         if job.started_at and job.started_at + timedelta(seconds=job.timeout_seconds) < now:
-            running = job.steps.filter(status=JobStep.Status.RUNNING).first()
-            _job_fail(
-                job_id=job.pk,
-                step_id=running.pk if running else None,
-                error=f"the job ran past its {job.timeout_seconds} s timeout; the worker probably died",
-            )
-            reaped.append(job.pk)
+            error = f"the job ran past its {job.timeout_seconds} s timeout; the worker probably died"
+        elif liveness.job_holder_alive(job_id=job.pk) is False:
+            error = "the worker running the job is gone (it stopped, or lost its database connection)"
+        else:
+            continue
+        running = job.steps.filter(status=JobStep.Status.RUNNING).first()
+        _job_fail(job_id=job.pk, step_id=running.pk if running else None, error=error)
+        reaped.append(job.pk)
     return reaped
 
 
