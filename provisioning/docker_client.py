@@ -4,6 +4,7 @@ The engine is `settings.DOCKER_HOST` (unix://, ssh:// or tcp://). Every publishe
 explicit address (127.0.0.1 by default), never to all interfaces.
 """
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,8 +47,34 @@ def _starting(name: str, image: str):
         raise ProvisioningError(f"image {image} is not on the engine; build it with manage.py images_build") from exc
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"could not start container {name}: {exc.explanation or exc}") from exc
-    except (requests.exceptions.RequestException, OSError) as exc:
-        raise DockerUnavailable(str(exc)) from exc
+
+
+# What a call meets when the engine is not there to answer (stopped, restarting, its socket gone) or cuts a
+# stream off. The engine's own refusals are APIError (an HTTPError, so not among these).
+_TRANSPORT_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    ConnectionError,
+)
+
+
+def _unavailable(exc: BaseException, base_url: str | None) -> DockerUnavailable:
+    return DockerUnavailable(f"the Docker engine at {base_url or settings.DOCKER_HOST} does not answer: {exc}")
+
+
+def _engine_call(function):
+    """For every function that calls the engine: an engine that does not answer is DockerUnavailable, naming
+    the engine, instead of a transport error that names neither Docker nor the engine."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except _TRANSPORT_ERRORS as exc:
+            raise _unavailable(exc, kwargs.get("base_url")) from exc
+
+    return call
 
 
 @lru_cache(maxsize=8)
@@ -56,9 +83,13 @@ def _client(base_url: str) -> docker.DockerClient:
 
 
 def client(base_url: str | None = None) -> docker.DockerClient:
-    return _client(base_url or settings.DOCKER_HOST)
+    try:
+        return _client(base_url or settings.DOCKER_HOST)
+    except docker.errors.DockerException as exc:  # the SDK asks the engine its API version first
+        raise _unavailable(exc, base_url) from exc
 
 
+@_engine_call
 def engine_info(*, base_url: str | None = None) -> EngineInfo:
     try:
         docker_client = client(base_url)
@@ -88,6 +119,7 @@ def _container_info(container) -> ContainerInfo:
     )
 
 
+@_engine_call
 def container_run(
     *,
     name: str,
@@ -119,6 +151,7 @@ def container_run(
     return _container_info(container)
 
 
+@_engine_call
 def container_get(*, name: str, base_url: str | None = None) -> ContainerInfo | None:
     try:
         return _container_info(client(base_url).containers.get(name))
@@ -128,6 +161,7 @@ def container_get(*, name: str, base_url: str | None = None) -> ContainerInfo | 
         raise ProvisioningError(str(exc)) from exc
 
 
+@_engine_call
 def container_remove(*, name: str, base_url: str | None = None) -> bool:
     """Force-remove a container and its anonymous volumes; False when it did not exist."""
     try:
@@ -139,6 +173,7 @@ def container_remove(*, name: str, base_url: str | None = None) -> bool:
     return True
 
 
+@_engine_call
 def image_exists(*, tag: str, base_url: str | None = None) -> bool:
     try:
         client(base_url).images.get(tag)
@@ -147,6 +182,7 @@ def image_exists(*, tag: str, base_url: str | None = None) -> bool:
     return True
 
 
+@_engine_call
 def image_build(*, path: str, tags: list[str], base_url: str | None = None) -> str:
     """Build an image from a local directory with the classic builder (no BuildKit, no registry)."""
     engine = client(base_url)
@@ -164,6 +200,7 @@ def image_build(*, path: str, tags: list[str], base_url: str | None = None) -> s
 # Every function looks up what exists (by name) before it creates anything, so a retried step resumes.
 
 
+@_engine_call
 def network_ensure(*, name: str, labels: dict[str, str], internal: bool = False, base_url: str | None = None) -> str:
     """A bridge network; `internal` ones have no route out (and so no published ports)."""
     engine = client(base_url)
@@ -177,6 +214,7 @@ def network_ensure(*, name: str, labels: dict[str, str], internal: bool = False,
         raise ProvisioningError(f"could not create network {name}: {exc.explanation or exc}") from exc
 
 
+@_engine_call
 def volume_ensure(*, name: str, labels: dict[str, str], base_url: str | None = None) -> str:
     engine = client(base_url)
     try:
@@ -187,6 +225,7 @@ def volume_ensure(*, name: str, labels: dict[str, str], base_url: str | None = N
         raise ProvisioningError(f"could not create volume {name}: {exc.explanation or exc}") from exc
 
 
+@_engine_call
 def stack_container_ensure(
     *,
     name: str,
@@ -250,6 +289,7 @@ def stack_container_ensure(
     return _container_info(container), True
 
 
+@_engine_call
 def container_exec(
     *, name: str, command: list[str], environment: dict[str, str] | None = None, base_url: str | None = None
 ) -> tuple[int, str]:
@@ -263,6 +303,7 @@ def container_exec(
     return result.exit_code, (result.output or b"").decode(errors="replace")
 
 
+@_engine_call
 def container_stop(*, name: str, timeout: int = 10, base_url: str | None = None) -> bool:
     try:
         client(base_url).containers.get(name).stop(timeout=timeout)
@@ -273,6 +314,7 @@ def container_stop(*, name: str, timeout: int = 10, base_url: str | None = None)
     return True
 
 
+@_engine_call
 def container_update_limits(*, name: str, memory_bytes: int, cpus: float, base_url: str | None = None) -> None:
     api = client(base_url).api
     try:
@@ -288,6 +330,7 @@ def container_update_limits(*, name: str, memory_bytes: int, cpus: float, base_u
         raise ProvisioningError(f"could not update limits of {name}: {exc.explanation or exc}") from exc
 
 
+@_engine_call
 def labelled_objects(*, label: str, base_url: str | None = None) -> dict[str, list[str]]:
     """Names of the containers, networks and volumes carrying `label` (key=value)."""
     engine = client(base_url)
@@ -298,6 +341,7 @@ def labelled_objects(*, label: str, base_url: str | None = None) -> dict[str, li
     }
 
 
+@_engine_call
 def labelled_objects_remove(*, label: str, base_url: str | None = None) -> dict[str, list[str]]:
     """Remove every container, then network and volume, carrying `label`. Idempotent."""
     engine = client(base_url)
@@ -316,6 +360,7 @@ def labelled_objects_remove(*, label: str, base_url: str | None = None) -> dict[
     return removed
 
 
+@_engine_call
 def container_exec_to_file(
     *, name: str, command: list[str], path: str, environment: dict[str, str] | None = None, base_url: str | None = None
 ) -> int:
@@ -343,6 +388,7 @@ def container_exec_to_file(
     return written
 
 
+@_engine_call
 def container_archive_get(*, name: str, path: str, tar_path: str, base_url: str | None = None) -> int:
     """Copy `path` out of a container (running or stopped) as a tar file; returns its size in bytes."""
     try:
@@ -359,6 +405,7 @@ def container_archive_get(*, name: str, path: str, tar_path: str, base_url: str 
     return size
 
 
+@_engine_call
 def container_state(*, name: str, base_url: str | None = None) -> tuple[str, str]:
     """(status, health) of a container: ("running", "healthy"), ("exited", "")…; ("missing", "") if absent."""
     try:
@@ -368,6 +415,7 @@ def container_state(*, name: str, base_url: str | None = None) -> tuple[str, str
     return state.get("Status", ""), (state.get("Health") or {}).get("Status", "")
 
 
+@_engine_call
 def container_start(*, name: str, base_url: str | None = None) -> None:
     try:
         client(base_url).containers.get(name).start()
@@ -375,6 +423,7 @@ def container_start(*, name: str, base_url: str | None = None) -> None:
         raise ProvisioningError(f"could not start {name}: {exc.explanation or exc}") from exc
 
 
+@_engine_call
 def volume_contents_replace(
     *, volume: str, top_directory: str, tar_path: str, image: str, labels: dict[str, str], base_url: str | None = None
 ) -> None:
@@ -411,6 +460,7 @@ def volume_contents_replace(
         helper.remove(force=True)
 
 
+@_engine_call
 def container_archive_put(*, name: str, path: str, tar_path: str, base_url: str | None = None) -> None:
     """Unpack a tar file into `path` of a container (the engine keeps the tar's ownership)."""
     try:
@@ -430,6 +480,7 @@ class ContainerUsage:
     cpu_percent: float  # of one CPU
 
 
+@_engine_call
 def container_usage(*, name: str, base_url: str | None = None) -> ContainerUsage | None:
     """One stats reading (the engine takes two samples a second apart); None if the container is not running."""
     try:
