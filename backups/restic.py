@@ -66,9 +66,8 @@ def _tag_filter(tags: list[str]) -> str:
     return ",".join(_tags_written(tags))
 
 
-def _ours(snapshot: dict) -> dict:
-    """The snapshot as callers see it: its own tags without the namespace."""
-    prefix = f"{installation_id()}:"
+def _ours(snapshot: dict, *, prefix: str) -> dict:
+    """The snapshot as callers see it: its own tags without the namespace (`prefix`, "<id>:")."""
     tags = snapshot.get("tags") or []
     return {**snapshot, "tags": [tag.removeprefix(prefix) for tag in tags if tag.startswith(prefix)]}
 
@@ -168,7 +167,8 @@ def _full_id(snapshot_id: str) -> str:
 def snapshots(*, tags: list[str] | None = None) -> list[dict]:
     """This installation's snapshots, oldest first; with `tags`, those carrying all of them."""
     args = ["snapshots", "--json", "--tag", _tag_filter(tags or [])]
-    return [_ours(snapshot) for snapshot in json.loads(run(args, timeout=300) or "[]") or []]
+    prefix = f"{installation_id()}:"
+    return [_ours(snapshot, prefix=prefix) for snapshot in json.loads(run(args, timeout=300) or "[]") or []]
 
 
 def snapshots_by_id(snapshot_ids: list[str]) -> list[dict]:

@@ -42,7 +42,7 @@ cron.register(backup_jobs.backups_prune, "backups", cron="13 5 * * *")
 cron.register(backup_jobs.repository_check, "backups", cron="23 6 * * 0")
 # The backup pages read snapshots from the database; this keeps it matching the repository (snapshots
 # made or forgotten outside the platform) without a restic call in any web request.
-cron.register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *")
+cron.register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *", job_timeout=30 * 60)
 # Weekly proof that each store's newest snapshot restores (throwaway containers, front page and row counts).
 cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
 # The platform itself: database, nginx sites, certificates and env file; and the application code. Daily.
