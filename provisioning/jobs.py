@@ -31,6 +31,13 @@ def store_tls_retry(store_id: int) -> None:
     store_tls_ensure(store_id=store_id)
 
 
+@job("default", timeout=60)
+def stores_tls_retry_lost() -> None:
+    from provisioning.services import stores_tls_retry_lost
+
+    stores_tls_retry_lost()
+
+
 @job("provisioning", timeout=30 * 60)
 def stores_tls_renew() -> None:
     from provisioning.services import stores_tls_renew_due

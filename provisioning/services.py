@@ -299,7 +299,7 @@ def store_tls_ensure(*, store_id: int) -> Store:
         )
         transaction.on_commit(
             lambda: django_rq.get_queue("provisioning").enqueue_in(
-                timedelta(seconds=delay), jobs.store_tls_retry, store.pk
+                timedelta(seconds=delay), jobs.store_tls_retry, store.pk, job_id=_tls_retry_job_id(store.pk, attempts)
             )
         )
         return Store.objects.get(pk=store.pk)
@@ -315,6 +315,29 @@ def store_tls_ensure(*, store_id: int) -> Store:
         tls_status=Store.TLS.ISSUED, tls_error="", tls_attempts=0, tls_next_attempt_at=None
     )
     return Store.objects.get(pk=store.pk)
+
+
+def _tls_retry_job_id(store_id: int, attempt: int) -> str:
+    return f"store-tls-retry-{store_id}-{attempt}"
+
+
+def stores_tls_retry_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
+    """Enqueue now the certificate retries that are overdue and that RQ no longer holds: a scheduled job lives
+    only in Redis, which a restart empties, and nothing else would ever try again (the store stays on HTTP).
+    Each retry's RQ job id names its attempt, so one that is only late is not run twice."""
+    from shophosting.queues import rq_job_pending
+
+    overdue = (now or timezone.now()) - timedelta(seconds=grace_seconds)
+    live = (S.PROVISIONING, S.ACTIVE, S.SUSPENDED)  # the statuses store_tls_ensure works on
+    pending = Store.objects.filter(tls_status=Store.TLS.PENDING, tls_next_attempt_at__lt=overdue, status__in=live)
+    requeued = []
+    for store_id, attempt in pending.values_list("pk", "tls_attempts"):
+        job_id = _tls_retry_job_id(store_id, attempt)
+        if not rq_job_pending(queue="provisioning", job_id=job_id):
+            logger.warning("store %s: its certificate retry was lost from RQ; enqueued again", store_id)
+            django_rq.get_queue("provisioning").enqueue(jobs.store_tls_retry, store_id, job_id=job_id)
+            requeued.append(store_id)
+    return requeued
 
 
 def stores_tls_renew_due(*, within: timedelta = timedelta(days=30)) -> list[int]:

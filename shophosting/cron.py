@@ -9,7 +9,13 @@ from rq import cron
 
 from backups import jobs as backup_jobs
 from billing import jobs as billing_jobs
-from provisioning.jobs import provisioning_jobs_reap, provisioning_jobs_requeue, stores_tls_renew, stores_usage_sample
+from provisioning.jobs import (
+    provisioning_jobs_reap,
+    provisioning_jobs_requeue,
+    stores_tls_renew,
+    stores_tls_retry_lost,
+    stores_usage_sample,
+)
 from shophosting import jobs
 
 if not settings.PLATFORM_TIMERS_EXTERNAL:
@@ -25,6 +31,8 @@ cron.register(provisioning_jobs_reap, "default", interval=60)
 # one-operation lock (stores.operations) is never held for ever.
 cron.register(provisioning_jobs_requeue, "default", interval=60)
 cron.register(backup_jobs.backup_runs_recover, "default", interval=60)
+# A store's certificate retry is scheduled in Redis; one that a Redis restart lost is enqueued again.
+cron.register(stores_tls_retry_lost, "default", interval=5 * 60)
 # Renews store certificates in their last 30 days.
 cron.register(stores_tls_renew, "provisioning", cron="41 4 * * *")
 # Dunning: subscriptions unpaid past the grace period have their stores suspended.

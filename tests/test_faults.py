@@ -26,7 +26,14 @@ from django.utils import timezone
 
 from provisioning import docker_client, liveness
 from provisioning.models import JobStep, ProvisioningJob
-from provisioning.services import job_enqueue, jobs_reap_stale, jobs_requeue_lost, store_retry
+from provisioning.services import (
+    job_enqueue,
+    jobs_reap_stale,
+    jobs_requeue_lost,
+    store_retry,
+    store_tls_ensure,
+    stores_tls_retry_lost,
+)
 from stores.models import Store
 from stores.services import store_create, store_order_paid
 from tests.conftest import ROOT
@@ -273,7 +280,9 @@ def test_redis_restart_loses_no_job_and_the_running_one_is_reaped_then_retried(
     assert {job_status(job.pk) for job in queued_jobs} == {Job.Status.QUEUED}
 
     # What the minute's cron runs: nothing queued in the database stays lost, nothing running stays orphaned.
-    assert jobs_reap_stale() == [running_job.pk]
+    reaped = []
+    wait_for(lambda: reaped.extend(jobs_reap_stale()) or reaped, 10, "the reaper to see the worker gone")
+    assert reaped == [running_job.pk]
     assert sorted(jobs_requeue_lost(now=timezone.now() + timedelta(minutes=2))) == sorted(j.pk for j in queued_jobs)
     start_worker(redis_url=private_redis.url)
     wait_for(
@@ -295,6 +304,27 @@ def test_redis_restart_loses_no_job_and_the_running_one_is_reaped_then_retried(
     retry.refresh_from_db()
     assert retry.status == Job.Status.SUCCEEDED, retry.error
     assert_live_without_leaks(running, port=running.port)
+
+
+def test_redis_restart_loses_no_scheduled_tls_retry(committed, private_redis, settings):  # noqa: F811
+    # The CA does not answer, so the certificate waits for a retry that RQ schedules in Redis.
+    settings.ACME_DIRECTORY_URL = f"https://127.0.0.1:{free_port()}/dir"
+    store = store_create(customer=committed["customer"](), plan=committed["plan"], domain="tls-later.test")
+    Store.objects.filter(pk=store.pk).update(status=Store.Status.ACTIVE)
+    store = store_tls_ensure(store_id=store.pk)
+    assert store.tls_status == Store.TLS.PENDING
+    queue = django_rq.get_queue("provisioning")
+    assert queue.scheduled_job_registry.count == 1
+    overdue = store.tls_next_attempt_at + timedelta(minutes=2)
+    assert stores_tls_retry_lost(now=overdue) == []  # RQ still holds it: nothing twice
+
+    private_redis.crash()
+    private_redis.start()
+    assert queue.scheduled_job_registry.count == 0
+
+    assert stores_tls_retry_lost(now=overdue) == [store.pk]
+    assert [(job.func_name, job.args) for job in queue.jobs] == [("provisioning.jobs.store_tls_retry", (store.pk,))]
+    assert stores_tls_retry_lost(now=overdue) == []
 
 
 # --- MariaDB -------------------------------------------------------------------------------------
