@@ -110,11 +110,18 @@ def data_services_start(store: Store, log: Log) -> None:
 
 
 def wait_http(store: Store, log: Log, *, timeout: float) -> None:
-    """Poll the published web port (never following redirects: those point at the store's real domain)."""
+    """Poll the published web port (never following redirects: those point at the store's real domain).
+
+    While it does not answer, the engine is asked about the web container every few seconds: an engine
+    that went away (stopped, restarting) fails the wait at once, naming the engine, not after `timeout`."""
     address = f"{store.host.bind_address}:{store.port}"
     deadline = time.monotonic() + timeout
+    engine_checked = time.monotonic()
     last_error = ""
     while time.monotonic() < deadline:
+        if time.monotonic() - engine_checked > 2:
+            docker_client.container_state(name=_stack(store).container_name("web"), base_url=store.host.docker_url)
+            engine_checked = time.monotonic()
         connection = http.client.HTTPConnection(store.host.bind_address, store.port, timeout=2)
         try:
             connection.request("GET", "/", headers={"Host": store.domain, "Connection": "close"})

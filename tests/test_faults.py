@@ -24,7 +24,8 @@ import requests
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from provisioning import docker_client, liveness
+from provisioning import docker_client, liveness, steps
+from provisioning.exceptions import DockerUnavailable
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import (
     job_enqueue,
@@ -189,6 +190,14 @@ def test_dockerd_stopped_mid_provision_fails_the_step_clearly_and_a_retry_leaves
     dockerd.stop()
     try:
         wait_for(lambda: job_status(job.pk) == Job.Status.FAILED, 60, "the job to fail")
+        store.refresh_from_db()
+        if not answers_http(store):  # its containers stopped with the engine (a dockerd without --live-restore)
+            # What the app step meets when the engine stops under it: the engine is named within seconds,
+            # not after the wait for HTTP times out.
+            started = time.monotonic()
+            with pytest.raises(DockerUnavailable, match="the Docker engine at .* does not answer"):
+                steps.wait_http(store, lambda message: None, timeout=60)
+            assert time.monotonic() - started < 10
     finally:
         dockerd.start()
 
