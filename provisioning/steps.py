@@ -166,20 +166,8 @@ def app_install(store: Store, log: Log) -> None:
     wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
     creds = store_services.store_credentials(store)
     stack = _stack(store)
-    if store.platform == "magento":
-        commands = [(command, {}) for command in stack.install_commands(creds)]
-        what = "Magento setup:install"
-    else:
-        environment = {
-            "WORDPRESS_URL": f"http://{store.domain}",
-            "WP_TITLE": store.site_title,
-            "WP_ADMIN_USER": creds["admin_user"],
-            "WP_ADMIN_EMAIL": creds["admin_email"],
-            "WP_ADMIN_PASSWORD": creds["admin_password"],
-        }
-        commands = [(["php", "/usr/local/share/shophosting/wp-install.php"], environment)]
-        what = "WordPress install"
-    for command, environment in commands:
+    what = stack.install_name
+    for command, environment in stack.install_commands(creds):
         code, output = docker_client.container_exec(
             name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.docker_url
         )

@@ -141,3 +141,56 @@ def test_an_engine_url_with_a_line_break_is_refused():
     assert "docker_url" in error.value.message_dict
     host.docker_url = "unix:///var/run/docker.sock"
     host.full_clean()
+
+
+# --- installers: no password on a command line, no customer value read as an option ---------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("title", ["--help", "--admin-password=x", "-q \"quoted\" 'title'"])
+def test_installer_command_lines_carry_no_password_and_no_option_a_customer_chose(user_factory, title):
+    from billing.models import Plan
+    from billing.services import plan_catalogue_seed
+    from provisioning.stacks import stack_for
+
+    plan_catalogue_seed()
+    customer = user_factory(first_name="--admin-user=root", last_name="-q")
+    creds = {
+        "db_password": "db-secret-1",
+        "db_root_password": "root-secret-2",
+        "admin_password": "admin-secret-3",
+        "admin_email": "owner@example.com",
+        "admin_user": "owner",
+    }
+    for platform in ("magento", "woocommerce"):
+        plan = Plan.objects.get(slug=f"{platform}-commerce-core")
+        store = store_create(customer=customer, plan=plan, domain=f"{platform}.test", site_title=title)
+        commands = stack_for(store).install_commands(creds)
+        for argv, _environment in commands:
+            line = " ".join(argv)
+            assert not any(secret in line for secret in ("db-secret-1", "root-secret-2", "admin-secret-3")), line
+            # Before a `--` separator every token is read as a possible option: none may be a customer's value.
+            options = argv[: argv.index("--")] if "--" in argv else argv
+            assert not {title, "--admin-user=root", "-q"} & set(options), argv
+        environments = " ".join(str(environment) for _argv, environment in commands)
+        assert "admin-secret-3" in environments  # the password still reaches the installer
+
+
+def test_the_magento_standin_reads_argv_as_symfony_console_does():
+    """The stand-in's parser is what the Magento test relies on: without `--`, `--help` shows help and sets
+    nothing, and `--admin-password=x` is an unknown option."""
+    import importlib.util
+
+    from django.conf import settings
+
+    path = settings.BASE_DIR / "deploy" / "images" / "magento-standin-web" / "standin.py"
+    spec = importlib.util.spec_from_file_location("magento_standin", path)
+    standin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(standin)
+    parse = standin.console_parse
+    assert parse(["general/store_information/name", "--help"]) == ({"help": ""}, ["general/store_information/name"])
+    assert parse(["--", "general/store_information/name", "--admin-password=x"]) == (
+        {},
+        ["general/store_information/name", "--admin-password=x"],
+    )
+    assert parse(["--admin-firstname=--x"]) == ({"admin-firstname": "--x"}, [])

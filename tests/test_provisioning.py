@@ -270,7 +270,8 @@ def test_magento_stack_wiring_with_standin_web_and_search_images(
     from billing.models import Plan
 
     plan = Plan.objects.get(slug="magento-commerce-core")  # woo_plan seeded the whole catalogue
-    store = store_create(customer=user_factory(), plan=plan, domain="magento.test", site_title="Mage Shop")
+    # A store name that reads like an option is set literally (after `--`), not taken for `--help`.
+    store = store_create(customer=user_factory(), plan=plan, domain="magento.test", site_title="--help")
     with django_capture_on_commit_callbacks(execute=True):
         job = store_order_paid(store_id=store.pk)
     with django_capture_on_commit_callbacks(execute=True):
@@ -282,8 +283,8 @@ def test_magento_stack_wiring_with_standin_web_and_search_images(
 
     # Varnish answers (published port and through nginx) and forwards to web:8080, whose page shows it
     # reaches the database, Redis and search.
-    page = fetch_until(NGINX_PORT, "magento.test", "Mage Shop")
-    assert page.status == 200 and "<title>Mage Shop</title>" in page.text
+    page = fetch_until(NGINX_PORT, "magento.test", "<title>--help")
+    assert page.status == 200 and "<title>--help</title>" in page.text
     assert page.headers["X-Varnish-Backend"] == "web:8080" and page.headers["X-Varnish"]
     assert re.search(r"database: ok: [^<]*10\.11", page.text)
     assert "redis: ok: PONG" in page.text
@@ -308,6 +309,15 @@ def test_magento_stack_wiring_with_standin_web_and_search_images(
     log = " ".join(line.message for step in job.steps.all() for line in step.log_lines.all())
     assert "Magento installation complete" in log
     assert store_credentials(store)["admin_password"] not in log
+
+    # Renamed to what Magento's console would take for an option of its own: still set literally.
+    from provisioning.stacks import stack_for
+
+    store.site_title = '--admin-password=x "Mage" Shop'
+    [_, (command, environment)] = stack_for(store).install_commands(store_credentials(store))
+    code, output = docker_client.container_exec(name=f"{store.slug}-web", command=command, environment=environment)
+    assert code == 0, output
+    assert "<title>--admin-password=x &quot;Mage&quot; Shop</title>" in fetch(store.port, "magento.test").text
 
 
 def test_update_limits_applies_a_new_plans_memory_and_cpu_to_running_containers(
@@ -336,7 +346,10 @@ def test_optional_phpmyadmin_is_loopback_only_and_asks_for_a_login(
     django_capture_on_commit_callbacks,
     run_provisioning_worker,
 ):
-    store = store_create(customer=user_factory(), plan=woo_plan, domain="pma.test", site_title="PMA Shop")
+    # The WordPress installer takes the title from its environment: one that reads like an option, with
+    # quotes, is stored as typed (escaped for HTML, as WordPress stores every title).
+    title = '--help "PMA" Shop'
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="pma.test", site_title=title)
     Store.objects.filter(pk=store.pk).update(phpmyadmin_enabled=True)
     with django_capture_on_commit_callbacks(execute=True):
         job = store_order_paid(store_id=store.pk)
@@ -352,6 +365,21 @@ def test_optional_phpmyadmin_is_loopback_only_and_asks_for_a_login(
     page = fetch_until(int(binding["HostPort"]), "localhost", "pma_username")
     assert page.status == 200
     assert 'name="pma_username"' in page.text and 'name="pma_password"' in page.text  # no auto-login
+
+    store.refresh_from_db()  # the credentials the job saved
+    code, stored = docker_client.container_exec(
+        name=f"{store.slug}-db",
+        command=[
+            "mariadb",
+            "-uwordpress",
+            "wordpress",
+            "-N",
+            "-e",
+            "SELECT option_value FROM wp_options WHERE option_name='blogname'",
+        ],
+        environment={"MYSQL_PWD": store_credentials(store)["db_password"]},
+    )
+    assert code == 0 and stored.strip() == "--help &quot;PMA&quot; Shop", stored
 
 
 def test_a_failing_step_fails_the_job_and_store_with_reasons_and_a_retry_resumes(

@@ -28,6 +28,7 @@ class ServiceSpec:
 
 class StackSpec:
     platform = ""
+    install_name = ""  # how job errors name the installer
 
     def __init__(self, store):
         self.store = store
@@ -38,6 +39,11 @@ class StackSpec:
     def services(
         self, *, include_optional: bool = False, credentials: dict[str, str] | None = None
     ) -> list[ServiceSpec]:
+        raise NotImplementedError
+
+    def install_commands(self, creds: dict[str, str]) -> list[tuple[list[str], dict[str, str]]]:
+        """The platform's installer, run in the web container: (argument list, exec environment) pairs.
+        Secrets travel in the environment, never on a command line."""
         raise NotImplementedError
 
     def container_name(self, role: str) -> str:

@@ -1,3 +1,5 @@
+import json
+
 from provisioning.stacks.base import ServiceSpec, StackSpec, mariadb_service, redis_service, tcp_healthcheck
 
 WEB_PORT = 8080  # web listens here; Varnish's backend must match it
@@ -8,6 +10,7 @@ class MagentoStack(StackSpec):
 
     platform = "magento"
     web_port = 80
+    install_name = "Magento setup:install"
 
     def services(self, *, include_optional=False, credentials=None):
         creds = credentials or {}
@@ -57,32 +60,38 @@ class MagentoStack(StackSpec):
             ),
         ]
 
-    def install_commands(self, creds: dict[str, str]) -> list[list[str]]:
-        """Magento's own installer, then the store name. Argument lists: nothing passes through a shell."""
+    def install_commands(self, creds: dict[str, str]) -> list[tuple[list[str], dict[str, str]]]:
+        """Magento's installer, then the store name: (argument list, exec environment) pairs.
+
+        Passwords go through the exec's environment to shophosting-magento-install, which hands them to
+        setup:install in-process: a command line is visible to every user of the host (`ps`), an exec's
+        environment is not. Values a customer chose are never a token of their own that Magento's console
+        could read as an option: they sit inside `--name=value` or after `--`."""
         store = self.store
-        magento = "/var/www/html/bin/magento"
+        options = {
+            "base-url": f"http://{store.domain}/",
+            "db-host": "db",
+            "db-name": "magento",
+            "db-user": "magento",
+            "db-password": creds["db_password"],
+            "admin-firstname": store.customer.first_name or "Store",
+            "admin-lastname": store.customer.last_name or "Owner",
+            "admin-email": creds["admin_email"],
+            "admin-user": creds["admin_user"],
+            "admin-password": creds["admin_password"],
+            "search-engine": "opensearch",
+            "opensearch-host": "search",
+            "opensearch-port": "9200",
+            "cache-backend": "redis",
+            "cache-backend-redis-server": "cache",
+            "session-save": "redis",
+            "session-save-redis-host": "cache",
+            "use-rewrites": "1",
+        }
         return [
-            [
-                magento,
-                "setup:install",
-                f"--base-url=http://{store.domain}/",
-                "--db-host=db",
-                "--db-name=magento",
-                "--db-user=magento",
-                f"--db-password={creds['db_password']}",
-                f"--admin-firstname={store.customer.first_name or 'Store'}",
-                f"--admin-lastname={store.customer.last_name or 'Owner'}",
-                f"--admin-email={creds['admin_email']}",
-                f"--admin-user={creds['admin_user']}",
-                f"--admin-password={creds['admin_password']}",
-                "--search-engine=opensearch",
-                "--opensearch-host=search",
-                "--opensearch-port=9200",
-                "--cache-backend=redis",
-                "--cache-backend-redis-server=cache",
-                "--session-save=redis",
-                "--session-save-redis-host=cache",
-                "--use-rewrites=1",
-            ],
-            [magento, "config:set", "general/store_information/name", store.site_title],
+            (["shophosting-magento-install"], {"SHOPHOSTING_MAGENTO_INSTALL": json.dumps(options)}),
+            (
+                ["/var/www/html/bin/magento", "config:set", "--", "general/store_information/name", store.site_title],
+                {},
+            ),
         ]

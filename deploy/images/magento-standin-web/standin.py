@@ -66,22 +66,64 @@ def state() -> dict:
     return json.load(open(STATE)) if os.path.exists(STATE) else {}
 
 
+# The options each command takes besides Symfony Console's global ones, as bin/magento defines them.
+COMMAND_OPTIONS = {
+    "config:set": {"scope", "scope-code", "lock-env", "le", "lock-config", "lc"},
+    "setup:install": None,  # dozens; the stand-in takes any --name=value
+}
+GLOBAL_OPTIONS = {"quiet", "q", "verbose", "v", "vv", "vvv", "ansi", "no-ansi", "no-interaction", "n"}
+
+
+def console_parse(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """argv as Symfony Console's ArgvInput reads it: a token starting with `-` is an option until a bare
+    `--`, after which every token is an argument. So a value that may start with `-` must come after `--`
+    or inside `--name=value`."""
+    options, arguments, only_arguments = {}, [], False
+    for word in args:
+        if only_arguments or word == "-" or not word.startswith("-"):
+            arguments.append(word)
+        elif word == "--":
+            only_arguments = True
+        elif word.startswith("--"):
+            name, _, value = word[2:].partition("=")
+            options[name] = value
+        else:
+            options[word[1:]] = ""
+    return options, arguments
+
+
 def cli(args: list[str]) -> int:
-    if args[:2] == ["config:set", "general/store_information/name"] and len(args) == 3:
+    if not args or args[0] not in COMMAND_OPTIONS:
+        print(
+            "stand-in bin/magento supports setup:install and config:set general/store_information/name", file=sys.stderr
+        )
+        return 2
+    command = args[0]
+    options, arguments = console_parse(args[1:])
+    if "help" in options or "h" in options:
+        print(f"Usage:\n  {command} [options]  (stand-in: nothing done)")  # as Magento: help, exit 0, no change
+        return 0
+    allowed = COMMAND_OPTIONS[command]
+    unknown = [name for name in options if allowed is not None and name not in allowed | GLOBAL_OPTIONS]
+    if unknown:
+        dashes = "--" if len(unknown[0]) > 1 else "-"
+        print(f'The "{dashes}{unknown[0]}" option does not exist.', file=sys.stderr)
+        return 1
+    if command == "config:set":
+        if len(arguments) != 2 or arguments[0] != "general/store_information/name":
+            print("stand-in config:set takes general/store_information/name and a value", file=sys.stderr)
+            return 1
         current = state()
         if not current:
             print("Magento is not installed", file=sys.stderr)
             return 1
         with open(STATE, "w") as handle:
-            json.dump({**current, "title": args[2]}, handle)
+            json.dump({**current, "title": arguments[1]}, handle)
         print("Value was saved.")
         return 0
-    if not args or args[0] != "setup:install":
-        print(
-            "stand-in bin/magento supports setup:install and config:set general/store_information/name", file=sys.stderr
-        )
-        return 2
-    options = dict(arg[2:].split("=", 1) for arg in args[1:] if arg.startswith("--") and "=" in arg)
+    if arguments:
+        print(f'No arguments expected for "setup:install" command, got "{arguments[0]}".', file=sys.stderr)
+        return 1
     missing = [
         k
         for k in (
@@ -111,7 +153,17 @@ def cli(args: list[str]) -> int:
     return 0
 
 
+def install_from_environment() -> int:
+    """shophosting-magento-install: `setup:install` with its options from SHOPHOSTING_MAGENTO_INSTALL (a JSON
+    object, name -> value), passed to the console in-process. The admin and database passwords never appear
+    on a command line, where `ps` on the host shows them to every user."""
+    options = json.loads(os.environ.pop("SHOPHOSTING_MAGENTO_INSTALL"))
+    return cli(["setup:install", *(f"--{name}={value}" for name, value in options.items())])
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "install":
+        sys.exit(install_from_environment())
     if sys.argv[1] == "serve":
         ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("MAGENTO_LISTEN_PORT", "8080"))), Handler).serve_forever()  # noqa: S104
     sys.exit(cli(sys.argv[2:]))
