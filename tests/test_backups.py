@@ -379,10 +379,12 @@ def test_verification_quotes_tenant_table_names_and_one_broken_store_never_stops
     assert by_store[live_store.pk].verify_error == "" and by_store[live_store.pk].verified_at is not None
     failures = [m.subject for m in mailoutbox if "verification failed" in m.subject]
     assert len(failures) == 1 and "lostkey.test" in failures[0]  # the broken one, to the admins
-    # Counted by the store's own database: each name is one identifier, and nothing else ran.
-    counts = _row_counts(f"{live_store.slug}-db", sorted(ODD_TABLES), None)
-    assert counts == ODD_TABLES
+    # Counted by the store's own database: each name is one identifier, and nothing else runs (pasted into
+    # the statement, the last name would drop wp_options).
+    payload = "x' ; DROP TABLE wp_options; #"
+    assert _row_counts(f"{live_store.slug}-db", [payload], None) == {payload: 1}
     assert sql(live_store, "SHOW TABLES LIKE 'wp_options'") == "wp_options"
+    assert _row_counts(f"{live_store.slug}-db", sorted(ODD_TABLES), None) == ODD_TABLES
 
 
 def test_dump_row_counts_read_table_names_with_doubled_backticks(tmp_path):
