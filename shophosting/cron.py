@@ -46,13 +46,16 @@ cron.register(billing_jobs.checkouts_abandoned_cleanup, "default", cron="47 * * 
 # Backups: queue the stores whose last backup is older than BACKUP_INTERVAL_HOURS; apply retention daily;
 # check the repository's integrity weekly.
 cron.register(backup_jobs.backups_enqueue_due, "default", interval=15 * 60)
-cron.register(backup_jobs.backups_prune, "backups", cron="13 5 * * *")
-cron.register(backup_jobs.repository_check, "backups", cron="23 6 * * 0")
+# rq's cron enqueues on a plain Queue (180 s unless told, not RQ_QUEUES' timeout): restic needs far longer.
+RESTIC_JOB_TIMEOUT = settings.RESTIC_TIMEOUT + 600
+cron.register(backup_jobs.backups_prune, "backups", cron="13 5 * * *", job_timeout=4 * RESTIC_JOB_TIMEOUT)
+cron.register(backup_jobs.repository_check, "backups", cron="23 6 * * 0", job_timeout=RESTIC_JOB_TIMEOUT)
 # The backup pages read snapshots from the database; this keeps it matching the repository (snapshots
 # made or forgotten outside the platform) without a restic call in any web request.
-cron.register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *", job_timeout=30 * 60)
+cron.register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *", job_timeout=RESTIC_JOB_TIMEOUT)
 # Weekly proof that each store's newest snapshot restores (throwaway containers, front page and row counts).
-cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
+# One store after another, each a restore into throwaway containers: hours on a large installation.
+cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1", job_timeout=12 * 60 * 60)
 # The platform itself: database, nginx sites, certificates and env file; and the application code. Daily.
 # On a server: shophosting-backup-system.timer and shophosting-backup-code.timer.
 if not settings.PLATFORM_TIMERS_EXTERNAL:

@@ -149,3 +149,22 @@ def test_installations_sharing_a_repository_never_list_or_prune_each_others_snap
         assert not set(changes["recorded"]) & theirs
     with override_settings(BACKUP_INSTALLATION_ID="inst-b"):
         assert {s["id"] for s in restic.snapshots()} == theirs  # all of the other installation's are still there
+
+
+def test_the_backups_cron_jobs_are_enqueued_with_time_enough_for_restic():
+    """rq's cron scheduler enqueues on a plain Queue, whose default timeout is 180 s, not RQ_QUEUES'."""
+    import django_rq
+    from django_rq.cron import DjangoCronScheduler
+
+    scheduler = DjangoCronScheduler()
+    scheduler.load_config_from_file("shophosting.cron")
+    cron_jobs = {job.func_name.rsplit(".", 1)[-1]: job for job in scheduler.get_jobs() if job.queue_name == "backups"}
+    long_running = {"backups_prune", "repository_check", "backups_verify", "snapshots_reconcile"}
+    assert long_running <= set(cron_jobs)
+    connection = django_rq.get_connection("backups")
+    for name in sorted(long_running):
+        job = cron_jobs[name].enqueue(connection)  # as the scheduler enqueues it
+        try:
+            assert job.timeout >= settings.RESTIC_TIMEOUT, f"{name}: {job.timeout} s"
+        finally:
+            job.delete()
