@@ -41,6 +41,9 @@ def job_hold(*, job_id: int) -> Iterator[bool]:
     holder = connections.create_connection(DEFAULT_DB_ALIAS)
     try:
         with holder.cursor() as cursor:
+            # The connection idles while the job runs; a server with a short wait_timeout would otherwise
+            # end it and free the lock under a live worker. A worker that hangs is reaped by its timeout.
+            cursor.execute("SET SESSION wait_timeout = 86400")
             cursor.execute("SELECT GET_LOCK(%s, 0)", [_lock_name(job_id)])
             held = cursor.fetchone()[0] == 1
         yield held

@@ -150,7 +150,7 @@ class Dockerd:
         return True
 
     def stop(self) -> None:
-        os.kill(self.pid, signal.SIGTERM)
+        os.kill(self.pid, signal.SIGTERM)  # as `systemctl stop docker`: the API closes, then the containers stop
         wait_for(lambda: not Path(f"/proc/{self.pid}").exists(), 60, "dockerd to exit", every=0.2)
 
     def start(self) -> None:
@@ -185,7 +185,7 @@ def test_dockerd_stopped_mid_provision_fails_the_step_clearly_and_a_retry_leaves
     store = store_create(customer=committed["customer"](), plan=committed["plan"], domain="engine-stop.test")
     job = store_order_paid(store_id=store.pk)
     start_worker()
-    wait_for(lambda: step_running(job.pk, "install"), 120, "the job to reach the install step")
+    wait_for(lambda: step_running(job.pk, "install"), 120, "the job to reach the install step", every=0.05)
 
     dockerd.stop()
     try:
