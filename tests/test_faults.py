@@ -4,7 +4,8 @@ provisioning, Redis restarted (empty) with jobs queued and one running, MariaDB 
 Worker processes must see the test's data, so these tests write for real (`committed`, as in
 tests/test_provisioning_workers.py) and delete what they made afterwards. Redis and MariaDB are private
 instances started here, so restarting them disturbs no other run; dockerd is the machine's, so run this
-module only under the Docker tests' lock (`flock /tmp/docker-tests.lock bin/test tests/test_faults.py`).
+module only under the Docker tests' lock (`flock /tmp/docker-tests.lock bin/test tests/test_faults.py`), and
+select it whole: its one database test is what makes pytest-django set up the test database.
 """
 
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import django_rq
 import pytest
+import redis
 import requests
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -141,11 +143,9 @@ class Dockerd:
 
     @staticmethod
     def answers() -> bool:
-        import docker
-
         try:
-            docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=3).ping()
-        except Exception:  # noqa: BLE001 (any failure means "not answering")
+            docker_client.engine_info()
+        except docker_client.DockerUnavailable:
             return False
         return True
 
@@ -236,7 +236,6 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        import redis
 
         def answers() -> bool:
             try:
