@@ -278,8 +278,9 @@ def test_redis_restart_loses_no_job_and_the_running_one_is_reaped_then_retried(
     queued_jobs = [job_enqueue(store_id=store.pk, kind=Job.Kind.TEARDOWN) for store in waiting]
     assert django_rq.get_queue("provisioning").count == 2
 
-    # Redis dies and comes back empty. A worker whose Redis connection fails exits, and systemd then stops
-    # its whole unit, work horse included, before starting it again (KillMode=control-group).
+    # Redis dies and comes back empty. A busy worker meets the outage when it next sends its heartbeat and
+    # exits (rq does not catch that); systemd then stops the unit's whole cgroup, work horse included
+    # (KillMode=control-group), and starts the worker again.
     private_redis.crash()
     kill_with_work_horse(worker)
     private_redis.start()
