@@ -277,6 +277,7 @@ def test_redis_restart_loses_no_job_and_the_running_one_is_reaped_then_retried(
     ]
     queued_jobs = [job_enqueue(store_id=store.pk, kind=Job.Kind.TEARDOWN) for store in waiting]
     assert django_rq.get_queue("provisioning").count == 2
+    assert jobs_reap_stale() == []  # its worker, another process, holds it: nothing to reap
 
     # Redis dies and comes back empty. A busy worker meets the outage when it next sends its heartbeat and
     # exits (rq does not catch that); systemd then stops the unit's whole cgroup, work horse included
@@ -444,6 +445,7 @@ def test_mariadb_restart_while_a_job_runs_leaves_no_store_stuck(
     job = store_order_paid(store_id=store.pk)
     start_worker(database_port=private_mariadb.port)
     wait_for(lambda: step_running(job.pk, "app"), 120, "the job to reach the app step")
+    assert jobs_reap_stale() == []
 
     private_mariadb.stop()
     private_mariadb.start()
