@@ -16,7 +16,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -26,6 +25,7 @@ from backups import jobs, restic
 from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
 from provisioning import docker_client
 from provisioning.stacks import stack_for
+from shophosting.queues import enqueue_recorded
 from stores.exceptions import StoreBusy
 from stores.models import Store
 from stores.operations import store_lock_for_operation
@@ -106,7 +106,9 @@ def backup_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> Ba
 
 
 def _rq_enqueue(function, run_id: int, job_id: str) -> None:
-    django_rq.get_queue("backups").enqueue(function, run_id, job_id=job_id, job_timeout=settings.RESTIC_TIMEOUT + 600)
+    enqueue_recorded(
+        queue="backups", function=function, args=(run_id,), job_id=job_id, job_timeout=settings.RESTIC_TIMEOUT + 600
+    )
 
 
 def _claim(model, run_id: int):

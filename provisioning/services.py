@@ -15,6 +15,7 @@ from provisioning import jobs, liveness
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.steps import PLANS, STEPS_BY_NAME
+from shophosting.queues import enqueue_recorded
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store
 from stores.operations import store_lock_for_operation
@@ -84,9 +85,15 @@ def store_active_job(store_id: int) -> str | None:
 
 
 def _rq_enqueue(job_id: int) -> None:
-    queue = django_rq.get_queue("provisioning")
-    rq_job = queue.enqueue(jobs.provisioning_job_run, job_id, job_id=f"provisioning-job-{job_id}", job_timeout=15 * 60)
-    Job.objects.filter(pk=job_id).update(rq_job_id=rq_job.id)
+    rq_job_id = enqueue_recorded(
+        queue="provisioning",
+        function=jobs.provisioning_job_run,
+        args=(job_id,),
+        job_id=f"provisioning-job-{job_id}",
+        job_timeout=15 * 60,
+    )
+    if rq_job_id:
+        Job.objects.filter(pk=job_id).update(rq_job_id=rq_job_id)
 
 
 @transaction.atomic

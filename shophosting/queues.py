@@ -1,15 +1,20 @@
 """What the staff pages read from RQ (queue lengths, failed jobs, worker heartbeats) and the one thing they
-change there: clearing failed jobs. Enqueuing stays with the services that own each job."""
+change there: clearing failed jobs. Enqueuing stays with the services that own each job; they enqueue
+committed work through `enqueue_recorded`."""
 
+import logging
 import time
 from dataclasses import dataclass
 
 import django_rq
 from django.conf import settings
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
+
+logger = logging.getLogger(__name__)
 
 # RQ statuses in which a job will still run, or runs now.
 PENDING_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
@@ -77,6 +82,20 @@ def failed_jobs_clear() -> int:
             registry.remove(job_id, delete_job=True)
             cleared += 1
     return cleared
+
+
+def enqueue_recorded(*, queue: str, function, args: tuple, job_id: str, job_timeout: int) -> str | None:
+    """Enqueue work whose row is already committed; the RQ job id, or None when Redis did not take it.
+
+    The committed row is the record, and each owner's recovery check (provisioning's `jobs_requeue_lost`,
+    backups' `runs_recover`) enqueues a recorded job that RQ lacks within a minute. So a Redis outage must
+    not turn the request that committed the work into a 500 (a customer would press again, Stripe would
+    redeliver) for work that will run anyway."""
+    try:
+        return django_rq.get_queue(queue).enqueue(function, *args, job_id=job_id, job_timeout=job_timeout).id
+    except RedisError as exc:
+        logger.warning("Redis did not take %s (%s); the recovery check enqueues it within a minute", job_id, exc)
+        return None
 
 
 def rq_job_pending(*, queue: str, job_id: str) -> bool:

@@ -161,6 +161,34 @@ def test_runs_and_jobs_that_lost_their_enqueue_run_and_dead_workers_release_the_
 # --- On a real store: Docker, restic, nginx ---------------------------------------------------------------
 
 
+@pytest.mark.django_db
+def test_a_redis_outage_at_enqueue_keeps_the_request_working_and_the_job_runs_once_redis_is_back(
+    active_store, client, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The job row commits first; Redis refusing the enqueue must not turn the customer's click into a 500,
+    and the recovery check enqueues the recorded job once Redis answers again."""
+    import django_rq.settings
+
+    store = active_store
+    queue = django_rq.get_queue("provisioning")
+    # A Redis that is down: the provisioning queue points at a closed loopback port for the request.
+    monkeypatch.setitem(django_rq.settings.QUEUES, "provisioning", {"URL": "redis://127.0.0.1:9/0"})
+    client.force_login(store.customer)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(reverse("stores:restart", args=[store.pk]))
+        assert response.status_code == 302
+        [job] = store.jobs.all()
+        assert job.status == ProvisioningJob.Status.QUEUED and not job.rq_job_id
+
+        monkeypatch.undo()  # Redis answers again
+        assert not rq_job_pending(queue="provisioning", job_id=f"provisioning-job-{job.pk}")
+        assert jobs_requeue_lost(now=timezone.now() + timedelta(minutes=2)) == [job.pk]
+        assert rq_job_pending(queue="provisioning", job_id=f"provisioning-job-{job.pk}")
+    finally:
+        queue.empty()
+
+
 def container_states(store: Store) -> dict[str, str]:
     found = docker_client.client().containers.list(all=True, filters={"label": f"shophosting.store={store.pk}"})
     return {c.name.removeprefix(f"{store.slug}-"): c.status for c in found}
