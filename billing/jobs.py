@@ -15,5 +15,5 @@ def checkouts_abandoned_cleanup():
     return services.checkouts_abandoned_cleanup()
 
 
-def store_holds_enforce():
-    return services.store_holds_enforce()
+def stores_billing_enforce():
+    return services.stores_billing_enforce()

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -724,7 +725,7 @@ def _stores_fit_plan(subscription: Subscription, *, stripe_event_id: str = "") -
             subscription, store_id=store.pk, kind=Job.Kind.SUSPEND, note="held for the plan's store limit"
         ):
             jobs.add(store.pk)
-        # A store that is not running yet is suspended by store_holds_enforce once it is.
+        # A store that is not running yet is suspended by stores_billing_enforce once it is.
     room = limit - len(covered)
     for store_id in sorted(held)[: max(room, 0)]:
         store = next(s for s in live if s.pk == store_id)
@@ -751,19 +752,48 @@ def _stores_fit_plan(subscription: Subscription, *, stripe_event_id: str = "") -
     return jobs
 
 
-def store_holds_enforce() -> list[int]:
-    """Held stores that are running (one that was still being built, or was busy, when it was held) get their
-    suspend job. Run periodically; returns the stores queued. A store busy with another operation (a job, a
-    backup) is left for the next run."""
+# Subscriptions whose stores must not run, and the one whose suspended stores may run again.
+STOPS_STORES = (SS.SUSPENDED, SS.CANCELED)
+
+
+def stores_billing_enforce() -> list[int]:
+    """Every store in the state its billing asks for; returns the stores queued. Run every ten minutes.
+
+    A billing job refused because its store was busy (a backup, a restore, a verification, another job) is
+    only noted on the subscription when the event arrives; this queues it once the store is free. So a store
+    busy at the moment of a suspension never escapes it, and one busy when its payment arrived does not stay
+    stopped. Covers: running stores held beyond the plan's limit (or still being built when held), running
+    stores of a suspended or canceled subscription, and stores that billing suspended whose subscription is
+    paid again. A store that staff suspended (its last suspend job has an actor) is left as it is."""
     from stores.operations import store_operation_active
 
+    must_stop = (
+        Store.objects.filter(status=Store.Status.ACTIVE, subscription__isnull=False)
+        .filter(Q(billing_hold__isnull=False) | Q(subscription__status__in=STOPS_STORES))
+        .select_related("subscription")
+        .order_by("pk")
+    )
+    may_run = (
+        Store.objects.filter(status=Store.Status.SUSPENDED, subscription__status=SS.ACTIVE, billing_hold__isnull=True)
+        .select_related("subscription")
+        .order_by("pk")
+    )
     queued = []
-    for hold in StoreHold.objects.filter(store__status=Store.Status.ACTIVE).select_related("subscription"):
-        if store_operation_active(store_id=hold.store_id):
-            continue
-        if _jobs_enqueue_one(hold.subscription, store_id=hold.store_id, kind=Job.Kind.SUSPEND, note="held store"):
-            queued.append(hold.store_id)
+    for kind, stores in ((Job.Kind.SUSPEND, must_stop), (Job.Kind.RESUME, may_run)):
+        for store in stores:
+            if store_operation_active(store_id=store.pk):
+                continue  # the next run, once the store is free
+            if kind == Job.Kind.RESUME and not _suspended_by_billing(store):
+                continue
+            if _jobs_enqueue_one(store.subscription, store_id=store.pk, kind=kind, note="billing enforced"):
+                queued.append(store.pk)
     return queued
+
+
+def _suspended_by_billing(store: Store) -> bool:
+    """Billing and the periodic jobs queue their jobs without an actor; staff suspend with their name."""
+    last = store.jobs.filter(kind=Job.Kind.SUSPEND, status=Job.Status.SUCCEEDED).order_by("-pk").first()
+    return last is not None and last.created_by_id is None
 
 
 def subscription_deleted(*, stripe_subscription: dict, stripe_event_id: str, now=None) -> Subscription | None:

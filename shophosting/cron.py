@@ -38,7 +38,7 @@ cron.register(stores_tls_renew, "provisioning", cron="41 4 * * *")
 # Dunning: subscriptions unpaid past the grace period have their stores suspended.
 cron.register(billing_jobs.dunning_enforce, "default", cron="7 * * * *")
 # Stores held beyond their plan's store limit that are running (they were still being built) are suspended.
-cron.register(billing_jobs.store_holds_enforce, "default", cron="27 * * * *")
+cron.register(billing_jobs.stores_billing_enforce, "default", cron="*/10 * * * *")
 # Canceled subscriptions whose retention period is over have their stores torn down.
 cron.register(billing_jobs.subscriptions_teardown_due, "default", cron="37 * * * *")
 # Signups that never paid: the checkout is expired and the domain freed after 24 h.

@@ -27,7 +27,7 @@ from billing.services import (
     checkouts_abandoned_cleanup,
     dunning_enforce,
     plan_price_create,
-    store_holds_enforce,
+    stores_billing_enforce,
     subscription_store_add,
 )
 from provisioning.models import ProvisioningJob
@@ -153,13 +153,61 @@ def test_a_store_still_being_built_when_it_is_held_is_suspended_once_it_runs(
     stripe_webhook.post(stripe_api.event("customer.subscription.updated", stripe_subscription, previous=previous))
 
     assert StoreHold.objects.get().store == building
-    assert store_holds_enforce() == []  # still provisioning: nothing to suspend yet
+    assert stores_billing_enforce() == []  # still provisioning: nothing to suspend yet
     worker_finished(building)
     assert statuses(building) == [Store.Status.ACTIVE]
-    assert store_holds_enforce() == [building.pk]
-    assert store_holds_enforce() == []  # its suspend job is queued; not twice
+    assert stores_billing_enforce() == [building.pk]
+    assert stores_billing_enforce() == []  # its suspend job is queued; not twice
     worker_finished(building)
     assert statuses(first, building) == [Store.Status.ACTIVE, Store.Status.SUSPENDED]
+
+
+def test_a_store_busy_when_billing_acts_is_suspended_and_resumed_once_free_but_a_staff_suspension_stays(
+    client, priced_plan, stripe_api, stripe_webhook, staff_user
+):
+    """A customer whose store is being backed up when dunning runs must not keep a running store for free,
+    and one whose store is busy when the payment arrives must not stay stopped."""
+    from backups.models import BackupRun, RunStatus
+    from provisioning.services import job_enqueue
+
+    subscription, stripe_subscription = paid_signup(client, priced_plan, stripe_api, stripe_webhook)
+    store = subscription.stores.get()
+    worker_finished(store)
+    now = int(time.time())
+    failed = stripe_api.invoice(subscription=stripe_subscription, status="open")
+    stripe_webhook.post(stripe_api.event("invoice.payment_failed", failed, created=now + 10))
+
+    backup = BackupRun.objects.create(store=store, kind=BackupRun.Kind.MANUAL)  # queued: the store is busy
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        assert dunning_enforce() == [subscription.pk]
+    subscription.refresh_from_db()
+    assert subscription.status == SS.SUSPENDED
+    assert statuses(store) == [Store.Status.ACTIVE] and not store.jobs.filter(kind=Job.Kind.SUSPEND).exists()
+    assert stores_billing_enforce() == []  # still busy
+
+    BackupRun.objects.filter(pk=backup.pk).update(status=RunStatus.SUCCEEDED)
+    assert stores_billing_enforce() == [store.pk]
+    assert stores_billing_enforce() == []  # queued once, not twice
+    worker_finished(store)
+    assert statuses(store) == [Store.Status.SUSPENDED]
+
+    # The payment arrives while the store is busy again: the resume is refused, then queued once it is free.
+    busy = BackupRun.objects.create(store=store, kind=BackupRun.Kind.MANUAL)
+    failed.update(status="paid", amount_paid=failed["amount_due"])
+    stripe_webhook.post(stripe_api.event("invoice.paid", failed, created=now + 100))
+    subscription.refresh_from_db()
+    assert subscription.status == SS.ACTIVE and statuses(store) == [Store.Status.SUSPENDED]
+    assert not store.jobs.filter(kind=Job.Kind.RESUME).exists()
+    BackupRun.objects.filter(pk=busy.pk).update(status=RunStatus.SUCCEEDED)
+    assert stores_billing_enforce() == [store.pk]
+    worker_finished(store)
+    assert statuses(store) == [Store.Status.ACTIVE]
+
+    # Staff suspend it by hand: billing never resumes that.
+    job_enqueue(store_id=store.pk, kind=Job.Kind.SUSPEND, actor=staff_user)
+    worker_finished(store)
+    assert statuses(store) == [Store.Status.SUSPENDED]
+    assert stores_billing_enforce() == []
 
 
 def test_a_refused_platform_switch_is_undone_in_stripe_and_the_merchant_told(
