@@ -58,6 +58,10 @@ class SnapshotNotFound(Exception):
     """The snapshot id is malformed, unknown, or belongs to another store."""
 
 
+class RepositoryUnavailable(Exception):
+    """restic could not answer (the repository is locked, unreachable or broken); nothing was changed."""
+
+
 def store_tags(store: Store) -> list[str]:
     return [f"store-{store.pk}", f"customer-{store.customer_id}"]
 
@@ -283,7 +287,13 @@ def restore_request(
     if scope not in RestoreRun.Scope.values:
         raise ValueError(f"unknown restore scope {scope!r}")
     source = Store.objects.get(pk=source_store_id or store_id)
-    snapshot = snapshot_for_store(store=source, snapshot_id=snapshot_id)
+    try:
+        snapshot = snapshot_for_store(store=source, snapshot_id=snapshot_id)
+    except restic.ResticError as exc:
+        logger.warning("restore of store %s refused: the repository did not answer: %s", store_id, exc)
+        raise RepositoryUnavailable(
+            "The backup storage did not answer, so nothing was changed. Try again in a few minutes."
+        ) from exc
     with transaction.atomic():
         store = _lock_store(store_id)
         if store.status not in (Store.Status.ACTIVE, Store.Status.SUSPENDED):

@@ -86,8 +86,11 @@ def restore_view(request, store_id: int, snapshot_id: str):
                 restore = services.restore_request(
                     store_id=store.pk, snapshot_id=run.snapshot_id, scope=scope, actor=request.user
                 )
-            except services.BackupConflict as exc:
+            except (services.BackupConflict, services.RepositoryUnavailable) as exc:
                 messages.error(request, str(exc))
+            except services.SnapshotNotFound:
+                # Forgotten by retention since the page was drawn; the hourly reconcile marks its row.
+                messages.error(request, "This backup is no longer in the backup storage. Choose a newer one.")
             else:
                 audit_record(event="restore_requested", request=request, store_id=store.pk, scope=scope)
                 return redirect("backups:restore_progress", store.pk, restore.pk)

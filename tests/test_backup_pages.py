@@ -209,6 +209,28 @@ def test_the_backups_pages_run_no_restic_and_read_snapshots_from_the_database(cl
     assert not calls.exists(), f"restic ran during a page view: {calls.read_text()}"
 
 
+def test_a_restore_of_a_snapshot_gone_from_the_repository_or_an_unreachable_repository_is_refused_in_words(
+    client, active_store, restic_repository, settings, tmp_path
+):
+    """The page reads the database, so a snapshot forgotten since the last reconcile, or a repository that
+    does not answer, is only found out by the restore request: a clear message, no restore, never a 500."""
+    run = BackupRun.objects.create(
+        store=active_store, kind="manual", status=RunStatus.SUCCEEDED, snapshot_id="f" * 64, finished_at=timezone.now()
+    )
+    client.force_login(active_store.customer)
+    url = reverse("backups:restore", args=[active_store.pk, run.snapshot_id])
+    form = {"scope": "db", "confirm": run.snapshot_id[:8]}
+
+    gone = client.post(url, form, follow=True)  # a real, empty repository: the snapshot is not in it
+    settings.RESTIC_REPOSITORY = str(tmp_path / "unreachable")
+    unreachable = client.post(url, form, follow=True)
+
+    assert gone.status_code == 200 and "no longer in the backup storage" in gone.content.decode()
+    assert unreachable.status_code == 200 and "The backup storage did not answer" in unreachable.content.decode()
+    assert "unreachable" not in unreachable.content.decode()  # restic's own words are for staff logs
+    assert not RestoreRun.objects.filter(store=active_store).exists()
+
+
 def test_backup_page_views_are_rate_limited_with_a_429(client, active_store):
     run = BackupRun.objects.create(
         store=active_store, kind="manual", status=RunStatus.SUCCEEDED, snapshot_id="e" * 64, finished_at=timezone.now()
