@@ -44,13 +44,19 @@ def _code_attempt(request, *, step: str, check: Callable[[], Device | None], wro
     """Run one code check within the account's failure budget; audit and count it when it fails."""
     user = request.user
     key = f"user:{user.pk}"
-    wait = failures_exhausted(request, group=CODE_BUDGET, key=key)
+    with transaction.atomic():
+        # One code check per account at a time: parallel requests would otherwise each pass the budget check
+        # before any of them counted its failure, and get more guesses than the budget allows.
+        User.objects.select_for_update().only("pk").get(pk=user.pk)
+        wait = failures_exhausted(request, group=CODE_BUDGET, key=key)
+        device = check() if wait is None else None
+        if wait is None and device is None:
+            failure_count(request, group=CODE_BUDGET, key=key)
+    # Audited after the commit, so a refusal (raised below) never rolls its audit row back.
     if wait is not None:
         audit_record(event="two_factor_failed", request=request, actor=user, step=step, throttled=True)
         raise TwoFactorRefused(f"Too many wrong codes. Try again in {max(1, round(wait / 60))} minutes.")
-    device = check()
     if device is None:
-        failure_count(request, group=CODE_BUDGET, key=key)
         audit_record(event="two_factor_failed", request=request, actor=user, step=step)
         raise TwoFactorRefused(wrong)
     return device
