@@ -40,7 +40,7 @@ def _clean(token: str) -> str:
     return (token or "").strip().replace(" ", "")
 
 
-def _code_attempt(request, *, step: str, check: Callable[[], Device | None], wrong: str = WRONG_CODE) -> Device:
+def _code_attempt(request, *, step: str, check: Callable[[], Device | bool | None], wrong: str = WRONG_CODE):
     """Run one code check within the account's failure budget; audit and count it when it fails."""
     user = request.user
     key = f"user:{user.pk}"
@@ -139,9 +139,14 @@ def disable(*, request, token: str, password: str) -> None:
     user = request.user
     if user.is_staff and settings.STAFF_TWO_FACTOR_REQUIRED:
         raise TwoFactorRefused("Staff accounts keep two-factor sign-in on.")
-    if not user.check_password(password):
-        audit_record(event="two_factor_failed", request=request, actor=user, step="disable", reason="password")
-        raise TwoFactorRefused("That is not your password; two-factor sign-in stays on.")
+    # A wrong password spends the same failure budget as a wrong code: a stolen verified session must not
+    # become an unlimited password oracle that django-axes never sees.
+    _code_attempt(
+        request,
+        step="disable_password",
+        check=lambda: True if user.check_password(password) else None,
+        wrong="That is not your password; two-factor sign-in stays on.",
+    )
     _current_code(request, token=token, step="disable")
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()

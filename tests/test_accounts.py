@@ -150,13 +150,28 @@ def test_turning_two_factor_off_needs_a_verified_session_and_a_current_code(clie
     bad_password = client.post(url, {"action": "disable", "password": "nope nope nope", "token": codes[0]})
     assert "not your password" in bad_password.content.decode()
     failed = AuditEvent.objects.filter(event="two_factor_failed", actor=user)
-    assert [event.detail.get("step") for event in failed.order_by("pk")] == ["disable", "disable", "disable"]
+    assert [event.detail.get("step") for event in failed.order_by("pk")] == ["disable", "disable", "disable_password"]
 
     with time_machine.travel(timezone.now() + timedelta(seconds=10)):  # past django-otp's own short throttle
         off = client.post(url, {"action": "disable", "password": "correct horse battery", "token": codes[0]})
     assert off.status_code == 302
     assert not TOTPDevice.objects.filter(user=user).exists() and not StaticDevice.objects.filter(user=user).exists()
     assert AuditEvent.objects.filter(event="two_factor_disabled", actor=user).exists()
+
+
+def test_wrong_passwords_when_turning_two_factor_off_spend_the_failure_budget(client, user_factory):
+    """A verified session must not be a password oracle: wrong passwords count like wrong codes."""
+    user = user_factory(email="oracle@example.com")
+    device, codes = _enrol(client, user)
+    url = reverse("accounts:two_factor")
+
+    for guess in range(5):
+        client.post(url, {"action": "disable", "password": f"guess {guess}", "token": codes[0]})
+    right = client.post(url, {"action": "disable", "password": "correct horse battery", "token": codes[0]})
+
+    assert "Too many wrong codes" in right.content.decode()
+    assert TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    assert AuditEvent.objects.filter(event="two_factor_failed", actor=user, detail__throttled=True).exists()
 
 
 def test_moving_to_a_new_app_needs_a_current_code_and_retires_the_old_app_and_codes(client, user_factory):
