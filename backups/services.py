@@ -249,9 +249,9 @@ def _final_backup_done(store: Store) -> None:
 def final_backup_request(*, store_id: int) -> BackupRun | None:
     """When a subscription ends: back the store up one last time; the store is stopped when that succeeded.
 
-    A store that was never built has nothing to back up and returns None."""
+    A store that never went live has nothing to back up and returns None."""
     store = Store.objects.get(pk=store_id)
-    if store.host_id is None:
+    if _never_live(store):
         return None
     try:
         return backup_enqueue(store_id=store_id, kind=Kind.FINAL)
@@ -260,8 +260,15 @@ def final_backup_request(*, store_id: int) -> BackupRun | None:
         return None
 
 
+def _never_live(store: Store) -> bool:
+    """A store that never went live holds nothing of the merchant's: it was never placed on a host, or its
+    provisioning failed before it first answered (perhaps before its database container existed). A final
+    backup of it could only fail, and would hold its teardown (and its port and volumes) for ever."""
+    return store.host_id is None or not store.events.filter(new_status=Store.Status.ACTIVE).exists()
+
+
 def store_has_final_backup(store: Store) -> bool:
-    return store.host_id is None or store.backup_runs.filter(kind=Kind.FINAL, status=RunStatus.SUCCEEDED).exists()
+    return _never_live(store) or store.backup_runs.filter(kind=Kind.FINAL, status=RunStatus.SUCCEEDED).exists()
 
 
 # --- Restores ---------------------------------------------------------------------------------------------

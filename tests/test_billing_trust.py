@@ -210,6 +210,35 @@ def test_a_store_busy_when_billing_acts_is_suspended_and_resumed_once_free_but_a
     assert stores_billing_enforce() == []
 
 
+def test_a_canceled_store_whose_provisioning_failed_before_it_went_live_is_torn_down_without_a_final_backup(
+    client, priced_plan, stripe_api, stripe_webhook
+):
+    """Its host and port were allocated but no database ever ran: a final backup could only fail, and used to
+    hold the teardown, the port and the volumes for ever."""
+    from backups.models import BackupRun
+    from billing.services import subscriptions_teardown_due
+    from provisioning.services import _job_claim, _job_fail
+    from stores.models import Host
+
+    subscription, stripe_subscription = paid_signup(client, priced_plan, stripe_api, stripe_webhook)
+    store = subscription.stores.get()
+    job = store.jobs.get()
+    assert _job_claim(job.pk) is not None
+    Store.objects.filter(pk=store.pk).update(host=Host.objects.first(), port=18999)  # the allocate step ran
+    _job_fail(job_id=job.pk, step_id=None, error="the database step failed")
+    assert statuses(store) == [Store.Status.FAILED]
+
+    stripe_subscription["status"] = "canceled"
+    stripe_webhook.post(stripe_api.event("customer.subscription.deleted", stripe_subscription))
+    with time_machine.travel(timezone.now() + timedelta(days=60)):
+        assert subscriptions_teardown_due() == [subscription.pk]
+
+    assert not BackupRun.objects.filter(store=store).exists()
+    assert store.jobs.filter(kind=Job.Kind.TEARDOWN).exists()
+    subscription.refresh_from_db()
+    assert subscription.status == SS.ENDED
+
+
 def test_a_refused_platform_switch_is_undone_in_stripe_and_the_merchant_told(
     client, priced_plan, stripe_api, stripe_webhook, django_capture_on_commit_callbacks
 ):
