@@ -17,6 +17,7 @@ from backups import restic
 from backups.models import BackupRun, RunStatus
 from provisioning import docker_client
 from provisioning.stacks import stack_for
+from stores.models import Store
 from stores.services import store_credentials
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,14 @@ def snapshot_verify(*, run_id: int) -> BackupRun:
     store_id = BackupRun.objects.values_list("store_id", flat=True).get(pk=run_id)
     if store_id is None:
         raise VerificationFailed(f"backup {run_id} has no store snapshot to verify")
-    seconds = settings.RESTIC_TIMEOUT + 2 * settings.STORE_WEB_READY_TIMEOUT + 600
-    with store_lease(store_id=store_id, holder="A check that a backup restores", seconds=seconds):
+    from backups.services import _web_volumes
+
+    # One restic dump for the database and one per web volume, each within RESTIC_TIMEOUT: the lease must
+    # outlast them all, or a teardown or restore could start beside a check still running.
+    dumps = 1 + len(_web_volumes(Store.objects.get(pk=store_id)))
+    seconds = dumps * settings.RESTIC_TIMEOUT + 2 * settings.STORE_WEB_READY_TIMEOUT + 600
+    holder = f"A check that backup #{run_id} restores"  # one per run: a lease never clears another's
+    with store_lease(store_id=store_id, holder=holder, seconds=seconds):
         return _snapshot_verify(run_id=run_id)
 
 
