@@ -23,7 +23,7 @@ from django.utils import timezone
 from accounts.models import User
 from backups import jobs, restic
 from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
-from provisioning import docker_client
+from provisioning import docker_client, liveness
 from provisioning.stacks import stack_for
 from shophosting.queues import enqueue_recorded
 from stores.exceptions import StoreBusy
@@ -179,7 +179,15 @@ def _backup_succeeded(
 
 
 def backup_execute(*, run_id: int) -> BackupRun | None:
-    """Dump the database, copy the file volumes, and store all of it as one restic snapshot."""
+    """Dump the database, copy the file volumes, and store all of it as one restic snapshot.
+
+    The worker holds the run's liveness lock meanwhile (provisioning.liveness), so `runs_recover` fails the
+    run, and frees its store, within a minute of the worker dying instead of after the restic timeout."""
+    with liveness.operation_hold(key=f"backup.{run_id}") as held:
+        return _backup_execute_held(run_id) if held else None
+
+
+def _backup_execute_held(run_id: int) -> BackupRun | None:
     run = _claim(BackupRun, run_id)
     if run is None:
         return None
@@ -361,6 +369,11 @@ def restore_execute(*, restore_id: int) -> RestoreRun | None:
 
     A suspended store's database is started for the pre-restore dump and the import, and the store ends
     stopped again. Whether to start it at the end is decided on the store as it is then, read afresh."""
+    with liveness.operation_hold(key=f"restore.{restore_id}") as held:
+        return _restore_execute_held(restore_id) if held else None
+
+
+def _restore_execute_held(restore_id: int) -> RestoreRun | None:
     from provisioning.steps import app_stop, containers_start, containers_stop, wait_http
 
     run = _claim(RestoreRun, restore_id)
@@ -463,7 +476,8 @@ def runs_recover(*, now=None, grace_seconds: int = 60) -> dict[str, list[int]]:
 
     - queued runs whose RQ job is gone (the web process died between the commit and the enqueue, or Redis
       lost its data) are enqueued again under the same job id; `_claim` makes a second delivery harmless;
-    - running runs past their job's timeout (the worker died) are failed;
+    - running runs whose worker is gone (nothing holds their liveness lock) or that ran past their job's
+      timeout (a worker that hangs) are failed;
     - a pre-restore backup left queued by a restore that stopped is failed (it runs inside its restore)."""
     from shophosting.queues import rq_job_pending
 
@@ -471,19 +485,19 @@ def runs_recover(*, now=None, grace_seconds: int = 60) -> dict[str, list[int]]:
     settled = now - timedelta(seconds=grace_seconds)
     stale = now - timedelta(seconds=settings.RESTIC_TIMEOUT + 600 + grace_seconds)
     done: dict[str, list[int]] = {"requeued": [], "reaped": []}
-    for model in (RestoreRun, BackupRun):
-        for run in model.objects.filter(status=RunStatus.RUNNING, started_at__lt=stale):
+    for model, prefix in ((RestoreRun, "restore"), (BackupRun, "backup")):
+        for run in model.objects.filter(status=RunStatus.RUNNING):
+            if run.started_at and run.started_at < stale:
+                why = "ran past its timeout; the worker probably died"
+            elif run.store_id and liveness.operation_holder_alive(key=f"{prefix}.{run.pk}") is False:
+                # Store runs only: system backups hold no store, and the timeout alone reaps them.
+                why = "the worker running it is gone (it stopped, or lost its database connection)"
+            else:
+                continue
             with transaction.atomic():
                 if model.objects.select_for_update().get(pk=run.pk).status != RunStatus.RUNNING:
                     continue
-                _transition(
-                    model,
-                    run.pk,
-                    RunStatus.FAILED,
-                    note="ran past its timeout; the worker probably died",
-                    error="ran past its timeout; the worker probably died",
-                    finished_at=now,
-                )
+                _transition(model, run.pk, RunStatus.FAILED, note=why, error=why, finished_at=now)
             done["reaped"].append(run.pk)
     for model, prefix in ((BackupRun, "backup"), (RestoreRun, "restore")):
         for run in model.objects.filter(status=RunStatus.QUEUED, created_at__lt=settled):

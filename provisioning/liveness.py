@@ -1,4 +1,4 @@
-"""Whether the process running a job is still there, as the database itself knows it.
+"""Whether the process running a job (or a backup or restore run) is still there, as the database knows it.
 
 The worker that claims a job holds a MariaDB named lock (GET_LOCK), on a connection of its own, for as long
 as it runs the job. The server frees a named lock when the session holding it ends, so a running job whose
@@ -20,18 +20,27 @@ from contextlib import contextmanager, suppress
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 
-def _lock_name(job_id: int) -> str:
+def _lock_name(key: str) -> str:
     database = hashlib.sha256(str(connection.settings_dict["NAME"]).encode()).hexdigest()[:16]
-    return f"shophosting.job.{job_id}.{database}"  # at most 64 characters, MariaDB's limit
+    return f"shophosting.{key}.{database}"  # at most 64 characters, MariaDB's limit
 
 
 def _named_locks() -> bool:
     return connection.vendor == "mysql"
 
 
+def job_hold(*, job_id: int):
+    return operation_hold(key=f"job.{job_id}")
+
+
+def job_holder_alive(*, job_id: int) -> bool | None:
+    return operation_holder_alive(key=f"job.{job_id}")
+
+
 @contextmanager
-def job_hold(*, job_id: int) -> Iterator[bool]:
-    """Hold the job's lock while the block runs; yields False when another live process holds it.
+def operation_hold(*, key: str) -> Iterator[bool]:
+    """Hold the lock of `key` ("job.12", "restore.3") while the block runs; yields False when another live
+    process holds it.
 
     The lock lives on a connection of its own, so nothing the job does with Django's connection (closing
     it after an error, for one) can drop it; closing that connection at the end releases it."""
@@ -44,7 +53,7 @@ def job_hold(*, job_id: int) -> Iterator[bool]:
             # The connection idles while the job runs; a server with a short wait_timeout would otherwise
             # end it and free the lock under a live worker. A worker that hangs is reaped by its timeout.
             cursor.execute("SET SESSION wait_timeout = 86400")
-            cursor.execute("SELECT GET_LOCK(%s, 0)", [_lock_name(job_id)])
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [_lock_name(key)])
             held = cursor.fetchone()[0] == 1
         yield held
     finally:
@@ -52,10 +61,10 @@ def job_hold(*, job_id: int) -> Iterator[bool]:
             holder.close()
 
 
-def job_holder_alive(*, job_id: int) -> bool | None:
-    """True while a process holds the job's lock, False when none does, None where it cannot be known."""
+def operation_holder_alive(*, key: str) -> bool | None:
+    """True while a process holds the lock of `key`, False when none does, None where it cannot be known."""
     if not _named_locks():
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT IS_USED_LOCK(%s)", [_lock_name(job_id)])
+        cursor.execute("SELECT IS_USED_LOCK(%s)", [_lock_name(key)])
         return cursor.fetchone()[0] is not None

@@ -162,6 +162,29 @@ def test_runs_and_jobs_that_lost_their_enqueue_run_and_dead_workers_release_the_
 
 
 @pytest.mark.django_db
+def test_a_running_backup_or_restore_is_reaped_as_soon_as_no_worker_holds_it_and_not_before(active_store):
+    """A backup or restore whose worker died used to hold its store for the restic timeout (over an hour)."""
+    from provisioning import liveness
+
+    store = active_store
+    now = timezone.now()
+    backup = BackupRun.objects.create(store=store, kind=BackupRun.Kind.MANUAL, status=RunStatus.RUNNING, started_at=now)
+    restore = RestoreRun.objects.create(
+        store=store, snapshot_id="b" * 64, scope="db", status=RunStatus.RUNNING, started_at=now
+    )
+    with (
+        liveness.operation_hold(key=f"backup.{backup.pk}") as backup_held,
+        liveness.operation_hold(key=f"restore.{restore.pk}") as restore_held,
+    ):
+        assert backup_held and restore_held
+        assert backup_services.runs_recover()["reaped"] == []  # their workers are alive
+    assert sorted(backup_services.runs_recover()["reaped"]) == sorted([backup.pk, restore.pk])
+    restore.refresh_from_db()
+    assert restore.status == RunStatus.FAILED and "the worker running it is gone" in restore.error
+    assert store_operation_active(store_id=store.pk) is None
+
+
+@pytest.mark.django_db
 def test_a_redis_outage_at_enqueue_keeps_the_request_working_and_the_job_runs_once_redis_is_back(
     active_store, client, monkeypatch, django_capture_on_commit_callbacks
 ):
