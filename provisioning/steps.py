@@ -34,10 +34,9 @@ def _stack(store: Store):
     return stack_for(store)
 
 
-def _services(store: Store, *, roles: set[str] | None = None):
+def _services(store: Store):
     creds = store_services.store_credentials(store)
-    services = _stack(store).services(credentials=creds, include_optional=store.phpmyadmin_enabled)
-    return [s for s in services if roles is None or s.role in roles]
+    return _stack(store).services(credentials=creds, include_optional=store.phpmyadmin_enabled)
 
 
 def allocate(store: Store, log: Log) -> None:
@@ -48,7 +47,7 @@ def allocate(store: Store, log: Log) -> None:
         store_services.store_credentials_save(
             store_id=store.pk,
             credentials={
-                "db_user": "wordpress" if store.platform == "woocommerce" else "magento",
+                "db_user": _stack(store).database_user,
                 "db_password": secrets.token_urlsafe(24),
                 "db_root_password": secrets.token_urlsafe(24),
                 "admin_user": store.customer.email.split("@")[0][:50] or "admin",
@@ -74,9 +73,9 @@ def network_and_volumes(store: Store, log: Log) -> None:
             log(f"volume {name} ready")
 
 
-def _start(store: Store, roles: set[str], log: Log) -> None:
+def _start(store: Store, services, log: Log) -> None:
     stack = _stack(store)
-    for service in _services(store, roles=roles):
+    for service in services:
         info, created = docker_client.stack_container_ensure(
             name=stack.container_name(service.role),
             image=service.image,
@@ -105,8 +104,8 @@ def _publish(store: Store, service) -> tuple[str | int, ...] | None:
 
 
 def data_services_start(store: Store, log: Log) -> None:
-    roles = {"db", "cache", "phpmyadmin"} | ({"search"} if store.platform == "magento" else set())
-    _start(store, roles, log)
+    app_roles = _stack(store).app_roles
+    _start(store, [s for s in _services(store) if s.role not in app_roles], log)
 
 
 def wait_http(store: Store, log: Log, *, timeout: float) -> None:
@@ -156,9 +155,8 @@ def wait_db(store: Store, log: Log, *, timeout: float, container: str | None = N
 
 
 def app_start(store: Store, log: Log) -> None:
-    _start(store, {"web"}, log)
-    if store.platform == "magento":
-        _start(store, {"varnish"}, log)  # after web: Varnish resolves its backend when it loads the VCL
+    by_role = {s.role: s for s in _services(store)}
+    _start(store, [by_role[role] for role in _stack(store).app_roles], log)  # in the stack's order
     wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
 
 
@@ -258,9 +256,9 @@ def containers_stop(store: Store, log: Log) -> None:
 
 
 def app_stop(store: Store, log: Log) -> None:
-    """Stop what serves requests (web, and Varnish on Magento); the data services keep running."""
+    """Stop what serves requests (the stack's app roles, last started first); the data services keep running."""
     stack = _stack(store)
-    for role in ("varnish", "web"):
+    for role in reversed(stack.app_roles):
         if docker_client.container_stop(name=stack.container_name(role), base_url=store.host.docker_url):
             log(f"{role} stopped")
 

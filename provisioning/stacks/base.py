@@ -27,8 +27,14 @@ class ServiceSpec:
 
 
 class StackSpec:
+    """What a platform differs in; steps.py reads these and never branches on the platform itself."""
+
     platform = ""
     install_name = ""  # how job errors name the installer
+    database_user = ""  # the application's MariaDB user (and database), as its services() configure it
+    # The services that serve requests, in start order; every other service is a data service, started
+    # before them and left running when they stop (suspend stops everything, app_stop only these).
+    app_roles: tuple[str, ...] = ("web",)
 
     def __init__(self, store):
         self.store = store

@@ -11,12 +11,14 @@ class MagentoStack(StackSpec):
     platform = "magento"
     web_port = 80
     install_name = "Magento setup:install"
+    database_user = "magento"
+    app_roles = ("web", "varnish")  # Varnish after web: it resolves its backend when it loads the VCL
 
     def services(self, *, include_optional=False, credentials=None):
         creds = credentials or {}
         store = self.store
         return [
-            mariadb_service(self, database="magento", memory_mb=1024, cpus=1.0, creds=creds),
+            mariadb_service(self, database=self.database_user, memory_mb=1024, cpus=1.0, creds=creds),
             redis_service(self),
             ServiceSpec(
                 role="search",

@@ -4,12 +4,13 @@ from provisioning.stacks.base import ServiceSpec, StackSpec, mariadb_service, re
 class WooCommerceStack(StackSpec):
     platform = "woocommerce"
     web_port = 80
+    database_user = "wordpress"
 
     def services(self, *, include_optional=False, credentials=None):
         creds = credentials or {}
         store = self.store
         services = [
-            mariadb_service(self, database="wordpress", memory_mb=512, cpus=0.5, creds=creds),
+            mariadb_service(self, database=self.database_user, memory_mb=512, cpus=0.5, creds=creds),
             redis_service(self),
             ServiceSpec(
                 role="web",
@@ -18,8 +19,8 @@ class WooCommerceStack(StackSpec):
                 cpus=store.cpus,
                 environment={
                     "WORDPRESS_DB_HOST": "db",
-                    "WORDPRESS_DB_NAME": "wordpress",
-                    "WORDPRESS_DB_USER": "wordpress",
+                    "WORDPRESS_DB_NAME": self.database_user,
+                    "WORDPRESS_DB_USER": self.database_user,
                     "WORDPRESS_DB_PASSWORD": creds.get("db_password", ""),
                     "WORDPRESS_URL": f"http://{store.domain}",
                     "WORDPRESS_REDIS_HOST": "cache",
