@@ -264,7 +264,8 @@ def final_backup_request(*, store_id: int) -> BackupRun | None:
     try:
         return backup_enqueue(store_id=store_id, kind=Kind.FINAL)
     except BackupConflict:
-        # A backup is running now; the final one is taken by the next teardown check (stores_final_backed_up).
+        # A backup is running now: the store is stopped without it, and subscriptions_teardown_due asks for
+        # the final backup again before it tears anything down.
         return None
 
 

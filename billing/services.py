@@ -507,10 +507,10 @@ def invoice_paid(*, invoice: dict, stripe_event_id: str, event_created=None) -> 
             past_due_since=None,
         )
         if was_suspended:
-            for store in subscription.stores.filter(status=Store.Status.SUSPENDED, billing_hold__isnull=True).order_by(
-                "pk"
-            ):
-                _jobs_enqueue_one(subscription, store_id=store.pk, kind=Job.Kind.RESUME, note="resume")
+            suspended = subscription.stores.filter(status=Store.Status.SUSPENDED, billing_hold__isnull=True)
+            for store in suspended.order_by("pk"):
+                if _suspended_by_billing(store):  # a store staff suspended stays suspended
+                    _jobs_enqueue_one(subscription, store_id=store.pk, kind=Job.Kind.RESUME, note="resume")
     return subscription
 
 

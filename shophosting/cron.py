@@ -37,7 +37,8 @@ cron.register(stores_tls_retry_lost, "default", interval=5 * 60)
 cron.register(stores_tls_renew, "provisioning", cron="41 4 * * *")
 # Dunning: subscriptions unpaid past the grace period have their stores suspended.
 cron.register(billing_jobs.dunning_enforce, "default", cron="7 * * * *")
-# Stores held beyond their plan's store limit that are running (they were still being built) are suspended.
+# Every store in the state its billing asks for: a suspend or resume refused while the store was busy is
+# queued once it is free (held stores, suspended or canceled subscriptions, payments that came back).
 cron.register(billing_jobs.stores_billing_enforce, "default", cron="*/10 * * * *")
 # Canceled subscriptions whose retention period is over have their stores torn down.
 cron.register(billing_jobs.subscriptions_teardown_due, "default", cron="37 * * * *")
