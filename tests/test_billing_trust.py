@@ -203,11 +203,20 @@ def test_a_store_busy_when_billing_acts_is_suspended_and_resumed_once_free_but_a
     worker_finished(store)
     assert statuses(store) == [Store.Status.ACTIVE]
 
-    # Staff suspend it by hand: billing never resumes that.
+    # Staff suspend it by hand: billing never resumes that, neither the periodic check nor a later payment.
     job_enqueue(store_id=store.pk, kind=Job.Kind.SUSPEND, actor=staff_user)
     worker_finished(store)
     assert statuses(store) == [Store.Status.SUSPENDED]
     assert stores_billing_enforce() == []
+    again = stripe_api.invoice(subscription=stripe_subscription, status="open")
+    stripe_webhook.post(stripe_api.event("invoice.payment_failed", again, created=now + 200))
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        assert dunning_enforce() == [subscription.pk]
+    again.update(status="paid", amount_paid=again["amount_due"])
+    stripe_webhook.post(stripe_api.event("invoice.paid", again, created=now + 300))
+    subscription.refresh_from_db()
+    assert subscription.status == SS.ACTIVE and statuses(store) == [Store.Status.SUSPENDED]
+    assert not store.jobs.filter(kind=Job.Kind.RESUME, status=Job.Status.QUEUED).exists()
 
 
 def test_a_canceled_store_whose_provisioning_failed_before_it_went_live_is_torn_down_without_a_final_backup(
