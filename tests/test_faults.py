@@ -473,9 +473,8 @@ def test_mariadb_restart_while_a_job_runs_leaves_no_store_stuck(
 
 
 @pytest.mark.django_db
-def test_a_running_job_is_reaped_as_soon_as_no_worker_holds_it_and_not_before(woo_plan, user_factory):
-    store = store_create(customer=user_factory(), plan=woo_plan, domain="held.test")
-    Store.objects.filter(pk=store.pk).update(status=Store.Status.ACTIVE)
+def test_a_running_job_is_reaped_as_soon_as_no_worker_holds_it_and_not_before(recorded_active_store):
+    store = recorded_active_store
     job = Job.objects.create(store=store, kind=Job.Kind.RESTART, status=Job.Status.RUNNING, started_at=timezone.now())
     with liveness.job_hold(job_id=job.pk) as held:
         assert held

@@ -15,7 +15,7 @@ from provisioning import docker_client
 from provisioning.models import ProvisioningJob
 from provisioning.services import stores_usage_sample
 from stores.models import Store, StoreUsageSample
-from stores.services import store_create, store_order_paid, store_transition
+from stores.services import store_create, store_order_paid
 
 pytestmark = pytest.mark.django_db
 
@@ -67,11 +67,11 @@ def test_password_change_checks_the_old_one_and_the_validators(client, user_fact
     assert user.check_password("another good one 42")
 
 
-def test_dashboard_shows_address_plan_created_and_last_backup_with_next_steps(client, user_factory, woo_plan):
+def test_dashboard_shows_address_plan_created_and_last_backup_with_next_steps(
+    client, user_factory, woo_plan, store_in_status
+):
     customer = user_factory()
-    live = store_create(customer=customer, plan=woo_plan, domain="live.test", site_title="Live Shop")
-    for status in (Store.Status.QUEUED, Store.Status.PROVISIONING, Store.Status.ACTIVE):
-        store_transition(store_id=live.pk, to=status)
+    live = store_in_status("active", customer=customer, domain="live.test", site_title="Live Shop")
     BackupRun.objects.create(store=live, kind="scheduled", status="succeeded", snapshot_id="f" * 64)
     BackupRun.objects.filter(store=live).update(finished_at=live.created_at)
     store_create(customer=customer, plan=woo_plan, domain="unpaid.test")
