@@ -37,7 +37,7 @@ from tests.billing_helpers import complete_checkout, paid_signup, signup
 pytestmark = pytest.mark.django_db
 SS = Subscription.Status
 Job = ProvisioningJob
-SECRET = "whsec_test_shophosting_webhook_secret"  # the endpoint's, as in tests/conftest.py
+SECRET = "whsec_test_shophosting_webhook_secret"  # the endpoint's, as in tests/plugins/stripe.py
 
 
 @pytest.fixture(autouse=True)
