@@ -1,5 +1,6 @@
-class InvalidTransition(Exception):
-    """A status change that the store's state machine does not allow."""
+from shophosting.transitions import InvalidTransition
+
+__all__ = ["InvalidTransition", "NoCapacity", "StoreBusy"]  # InvalidTransition: the one shared class, re-exported
 
 
 class NoCapacity(Exception):

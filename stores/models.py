@@ -4,6 +4,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from billing.models import Platform
+from shophosting.transitions import StatusEvent
 
 
 class Host(models.Model):
@@ -116,21 +117,15 @@ class Store(models.Model):
         return float(self.plan.cpu_limit)
 
 
-class StoreEvent(models.Model):
+class StoreEvent(StatusEvent):
     """One row per status change, written by stores.services.store_transition only."""
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="events")
-    created_at = models.DateTimeField(auto_now_add=True)
     old_status = models.CharField(max_length=20, choices=Store.Status.choices)
     new_status = models.CharField(max_length=20, choices=Store.Status.choices)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    note = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
 
     def __str__(self):
-        return f"{self.store_id}: {self.old_status} → {self.new_status}"
+        return f"{self.store_id}: {super().__str__()}"
 
 
 class StoreUsageSample(models.Model):

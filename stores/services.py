@@ -4,6 +4,7 @@ from django.db import transaction
 
 from accounts.models import User
 from billing.models import Plan
+from shophosting.transitions import transition
 from stores import crypto
 from stores.domains import domain_normalize
 from stores.exceptions import InvalidTransition, NoCapacity
@@ -24,22 +25,22 @@ ALLOWED_FROM: dict[str, set[str]] = {
 }
 
 
-@transaction.atomic
 def store_transition(*, store_id: int, to: str, actor: User | None = None, note: str = "", message: str = "") -> Store:
     """Lock the row, check the edge, write the status and a StoreEvent. `message` is shown to the customer."""
-    store = Store.objects.select_for_update().get(pk=store_id)
-    if store.status not in ALLOWED_FROM[to]:
-        raise InvalidTransition(f"store {store.pk}: {store.status} -> {to} is not allowed")
-    old = store.status
-    store.status = to
-    store.status_message = message
-    fields = ["status", "status_message", "updated_at"]
+    fields = {"status_message": message}
     if to == S.DELETED:
-        store.live_domain = None
-        fields.append("live_domain")
-    store.save(update_fields=fields)
-    StoreEvent.objects.create(store=store, old_status=old, new_status=to, actor=actor, note=note)
-    return store
+        fields["live_domain"] = None  # frees the domain for a new store
+    return transition(
+        Store,
+        store_id,
+        to,
+        allowed_from=ALLOWED_FROM,
+        event_model=StoreEvent,
+        event_link="store",
+        actor=actor,
+        note=note,
+        **fields,
+    )
 
 
 @transaction.atomic
