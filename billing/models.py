@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from shophosting.transitions import StatusEvent
+
 
 def money_text(cents) -> str:
     """Stripe amounts are integer cents: 14900 -> "$149.00"."""
@@ -129,22 +131,16 @@ class Subscription(models.Model):
         return f"{self.customer} · {self.plan} ({self.get_status_display()})"
 
 
-class SubscriptionEvent(models.Model):
+class SubscriptionEvent(StatusEvent):
     """One row per status change or notable billing fact, with the Stripe event that caused it."""
 
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="events")
-    created_at = models.DateTimeField(auto_now_add=True)
     old_status = models.CharField(max_length=20, choices=Subscription.Status.choices, blank=True)
     new_status = models.CharField(max_length=20, choices=Subscription.Status.choices)
     stripe_event_id = models.CharField(max_length=255, blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    note = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
 
     def __str__(self):
-        return f"{self.subscription_id}: {self.old_status or '∅'} → {self.new_status}"
+        return f"{self.subscription_id}: {super().__str__()}"
 
 
 class StoreHold(models.Model):

@@ -16,7 +16,7 @@ from billing import stripe_gateway
 from billing.models import Plan, Platform, StoreHold, Subscription, SubscriptionEvent, money_text
 from provisioning.models import ProvisioningJob as Job
 from shophosting.emails import email_send
-from stores.exceptions import InvalidTransition
+from shophosting.transitions import InvalidTransition, transition
 from stores.models import Store
 from stores.services import store_create, store_order_paid, store_plan_change, store_transition
 
@@ -143,24 +143,18 @@ BILLING_FAILURES = (BillingRefused, stripe_gateway.StripeFailure, stripe_gateway
 def subscription_transition(
     *, subscription_id: int, to: str, stripe_event_id: str = "", actor: User | None = None, note: str = "", **fields
 ) -> Subscription:
-    with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
-        if subscription.status not in SUBSCRIPTION_ALLOWED_FROM[to]:
-            raise InvalidTransition(f"subscription {subscription.pk}: {subscription.status} -> {to} is not allowed")
-        old = subscription.status
-        subscription.status = to
-        for name, value in fields.items():
-            setattr(subscription, name, value)
-        subscription.save(update_fields=["status", "updated_at", *fields])
-        SubscriptionEvent.objects.create(
-            subscription=subscription,
-            old_status=old,
-            new_status=to,
-            stripe_event_id=stripe_event_id,
-            actor=actor,
-            note=note,
-        )
-        return subscription
+    return transition(
+        Subscription,
+        subscription_id,
+        to,
+        allowed_from=SUBSCRIPTION_ALLOWED_FROM,
+        event_model=SubscriptionEvent,
+        event_link="subscription",
+        actor=actor,
+        note=note,
+        event_fields={"stripe_event_id": stripe_event_id},
+        **fields,
+    )
 
 
 def _subscription_note(subscription: Subscription, note: str, *, stripe_event_id: str = "") -> None:
