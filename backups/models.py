@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from shophosting.transitions import StatusEvent
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -10,6 +12,13 @@ class RunStatus(models.TextChoices):
 
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# to-status -> the statuses a backup or restore run may reach it from. A run that ended stays ended: a worker
+# that comes back after its run was reaped cannot mark it succeeded.
+RUN_ALLOWED_FROM: dict[str, set[str]] = {
+    RunStatus.RUNNING: {RunStatus.QUEUED},
+    RunStatus.SUCCEEDED: {RunStatus.RUNNING},
+    RunStatus.FAILED: {RunStatus.QUEUED, RunStatus.RUNNING},
+}
 
 
 class BackupRun(models.Model):
@@ -94,21 +103,11 @@ class RestoreRun(models.Model):
         return f"restore of store {self.store_id} from {self.snapshot_id[:8]} ({self.status})"
 
 
-class BackupEvent(models.Model):
+class BackupEvent(StatusEvent):
     """A status change of a backup or restore run."""
 
     backup_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     restore_run = models.ForeignKey(RestoreRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
-    created_at = models.DateTimeField(auto_now_add=True)
-    old_status = models.CharField(max_length=20, blank=True)
-    new_status = models.CharField(max_length=20)
-    note = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self):
-        return f"{self.old_status or '∅'} → {self.new_status}"
 
 
 class Installation(models.Model):

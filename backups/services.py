@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from accounts.models import User
 from backups import jobs, restic
-from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
+from backups.models import ACTIVE_STATUSES, RUN_ALLOWED_FROM, BackupEvent, BackupRun, RestoreRun, RunStatus
 from provisioning import docker_client, liveness
 from provisioning.stacks import stack_for
 from shophosting.queues import enqueue_recorded
+from shophosting.transitions import transition
 from stores.exceptions import StoreBusy
 from stores.models import Store
 from stores.operations import store_lock_for_operation
@@ -67,17 +68,17 @@ def store_tags(store: Store) -> list[str]:
 
 
 def _transition(model, run_id: int, to: str, *, note: str = "", **fields):
-    """The one writer of BackupRun/RestoreRun.status: under the row lock, with a BackupEvent."""
-    with transaction.atomic():
-        run = model.objects.select_for_update().get(pk=run_id)
-        old = run.status
-        run.status = to
-        for name, value in fields.items():
-            setattr(run, name, value)
-        run.save(update_fields=["status", *fields])
-        link = {"backup_run": run} if model is BackupRun else {"restore_run": run}
-        BackupEvent.objects.create(old_status=old, new_status=to, note=note[:5000], **link)
-        return run
+    """The one writer of BackupRun/RestoreRun.status: the shared transition, along RUN_ALLOWED_FROM."""
+    return transition(
+        model,
+        run_id,
+        to,
+        allowed_from=RUN_ALLOWED_FROM,
+        event_model=BackupEvent,
+        event_link="backup_run" if model is BackupRun else "restore_run",
+        note=note[:5000],
+        **fields,
+    )
 
 
 def store_active_run(store_id: int) -> str | None:
