@@ -9,12 +9,48 @@ from django.utils.html import format_html, format_html_join
 
 from consultations.models import ConsultationRequest, ContactMessage, Ticket
 from consultations.services import (
-    IllegalTransition,
     TicketClosed,
     consultation_transition,
+    contact_message_transition,
     ticket_reply_staff,
     ticket_transition,
 )
+from shophosting.transitions import InvalidTransition
+
+
+def _status_action(change, to: str, label: str, noun: str):
+    """An admin action that moves each selected row to `to` through `change(pk, to, actor)` (the app's
+    transition service); a row that may not make that move is named in an error and left as it is."""
+
+    @admin.action(description=label, permissions=["change"])
+    def action(modeladmin, request, queryset):
+        done = 0
+        for row in queryset:
+            try:
+                change(row.pk, to, request.user)
+                done += 1
+            except InvalidTransition as exc:
+                modeladmin.message_user(request, str(exc), messages.ERROR)
+        if done:
+            modeladmin.message_user(request, f"{done} {noun}(s): {label.lower()}.", messages.SUCCESS)
+
+    action.__name__ = f"mark_{to}"
+    return action
+
+
+def _contact_action(to: str, label: str):
+    return _status_action(
+        lambda pk, to, actor: contact_message_transition(message_id=pk, to=to, actor=actor), to, label, "message"
+    )
+
+
+def _consultation_action(to: str, label: str):
+    return _status_action(
+        lambda pk, to, actor: consultation_transition(consultation_id=pk, to=to, actor=actor),
+        to,
+        label,
+        "consultation",
+    )
 
 
 @admin.register(ContactMessage)
@@ -22,24 +58,13 @@ class ContactMessageAdmin(admin.ModelAdmin):
     list_display = ["created_at", "name", "email", "subject", "status"]
     list_filter = ["status"]
     search_fields = ["name", "email", "subject", "message"]
-    readonly_fields = ["created_at", "name", "email", "company", "subject", "message"]
-
-
-def _consultation_action(to: str, label: str):
-    @admin.action(description=label, permissions=["change"])
-    def action(modeladmin, request, queryset):
-        done = 0
-        for consultation in queryset:
-            try:
-                consultation_transition(consultation_id=consultation.pk, to=to, actor=request.user)
-                done += 1
-            except IllegalTransition as exc:
-                modeladmin.message_user(request, str(exc), messages.ERROR)
-        if done:
-            modeladmin.message_user(request, f"{done} consultation(s): {label.lower()}.", messages.SUCCESS)
-
-    action.__name__ = f"mark_{to}"
-    return action
+    # The status moves only through the actions, along the allowed edges (consultations.services).
+    readonly_fields = ["created_at", "name", "email", "company", "subject", "message", "status"]
+    actions = [
+        _contact_action(ContactMessage.Status.ANSWERED, "Mark answered"),
+        _contact_action(ContactMessage.Status.CLOSED, "Close"),
+        _contact_action(ContactMessage.Status.NEW, "Reopen as new"),
+    ]
 
 
 @admin.register(ConsultationRequest)
@@ -178,7 +203,7 @@ class TicketAdmin(admin.ModelAdmin):
             new_status = form.cleaned_data["new_status"]
             if new_status != obj.status:  # obj still holds the status the page was opened with
                 ticket_transition(ticket_id=obj.pk, to=new_status, actor=request.user, note="set by staff")
-        except (TicketClosed, ValueError) as exc:
+        except (TicketClosed, InvalidTransition) as exc:
             self.message_user(request, str(exc), messages.ERROR)
 
     def changelist_view(self, request, extra_context=None):

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from shophosting.transitions import StatusEvent
 from shophosting.validators import single_line
 
 
@@ -67,18 +68,11 @@ class ConsultationRequest(models.Model):
         return f"{self.name} <{self.email}> {self.preferred_time:%Y-%m-%d %H:%M}"
 
 
-class ConsultationEvent(models.Model):
+class ConsultationEvent(StatusEvent):
     consultation = models.ForeignKey(ConsultationRequest, on_delete=models.CASCADE, related_name="events")
-    created_at = models.DateTimeField(auto_now_add=True)
-    old_status = models.CharField(max_length=20, blank=True)
-    new_status = models.CharField(max_length=20)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-
-    class Meta:
-        ordering = ["created_at", "id"]
 
     def __str__(self):
-        return f"{self.consultation_id}: {self.old_status or '∅'} → {self.new_status}"
+        return f"{self.consultation_id}: {super().__str__()}"
 
 
 class Ticket(models.Model):
@@ -160,16 +154,8 @@ class TicketAttachment(models.Model):
         return self.original_name
 
 
-class TicketEvent(models.Model):
+class TicketEvent(StatusEvent):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
-    created_at = models.DateTimeField(auto_now_add=True)
-    old_status = models.CharField(max_length=20, blank=True)
-    new_status = models.CharField(max_length=20)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    note = models.CharField(max_length=255, blank=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
 
     def __str__(self):
-        return f"{self.ticket_id}: {self.old_status or '∅'} → {self.new_status}"
+        return f"{self.ticket_id}: {super().__str__()}"
