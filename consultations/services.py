@@ -49,22 +49,37 @@ CONTACT_ALLOWED_FROM = {
 }
 
 
+def _staff_transition(model, pk: int, to: str, *, actor: User | None, noun: str, title, **options):
+    """A status staff move in the admin: the shared transition, refused in words for staff ("Ada: a pending
+    consultation cannot become completed."), and audited as `<noun>_status_changed`."""
+    key = noun.replace(" ", "_")
+    return transition(
+        model,
+        pk,
+        to,
+        actor=actor,
+        refusal=lambda row, to: (
+            f"{title(row)}: a {row.get_status_display().lower()} {noun} cannot become {model.Status(to).label.lower()}."
+        ),
+        on_change=lambda row, old: audit_record(
+            event=f"{key}_status_changed", actor=actor, old=old, new=to, **{key: row.pk}
+        ),
+        **options,
+    )
+
+
 def contact_message_transition(*, message_id: int, to: str, actor: User | None = None) -> ContactMessage:
     """The one writer of ContactMessage.status (staff, in the admin). It has no event table of its own: the
     change goes into the audit log."""
-    return transition(
+    return _staff_transition(
         ContactMessage,
         message_id,
         to,
+        actor=actor,
+        noun="contact message",
+        title=lambda message: f"“{message.subject}”",
         allowed_from=CONTACT_ALLOWED_FROM,
         event_model=None,
-        refusal=lambda message, to: (
-            f"“{message.subject}”: a {message.get_status_display().lower()} message cannot become "
-            f"{CM(to).label.lower()}."
-        ),
-        on_change=lambda message, old: audit_record(
-            event="contact_message_status_changed", actor=actor, contact_message=message.pk, old=old, new=to
-        ),
     )
 
 
@@ -257,19 +272,14 @@ IllegalTransition = InvalidTransition  # the old name, kept for callers
 def consultation_transition(*, consultation_id: int, to: str, actor: User | None = None) -> ConsultationRequest:
     """The one writer of ConsultationRequest.status: pending → confirmed → completed | no_show; pending or
     confirmed → cancelled. Anything else is refused."""
-    return transition(
+    return _staff_transition(
         ConsultationRequest,
         consultation_id,
         to,
+        actor=actor,
+        noun="consultation",
+        title=lambda consultation: consultation.name,
         allowed_from=CONSULTATION_ALLOWED_FROM,
         event_model=ConsultationEvent,
         event_link="consultation",
-        actor=actor,
-        refusal=lambda consultation, to: (
-            f"{consultation.name}: a {consultation.get_status_display().lower()} consultation cannot become "
-            f"{C(to).label.lower()}."
-        ),
-        on_change=lambda consultation, old: audit_record(
-            event="consultation_status_changed", actor=actor, consultation=consultation.pk, old=old, new=to
-        ),
     )

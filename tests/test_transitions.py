@@ -23,6 +23,18 @@ def _consultation() -> ConsultationRequest:
     )
 
 
+def _confirm(consultation: ConsultationRequest, **options) -> ConsultationRequest:
+    return transition(
+        ConsultationRequest,
+        consultation.pk,
+        C.CONFIRMED,
+        allowed_from=EDGES,
+        event_model=ConsultationEvent,
+        event_link="consultation",
+        **options,
+    )
+
+
 def test_there_is_one_invalid_transition_class_under_its_old_names():
     assert StoresInvalidTransition is InvalidTransition
     assert IllegalTransition is InvalidTransition
@@ -33,15 +45,7 @@ def test_an_illegal_edge_raises_and_writes_nothing():
     ConsultationRequest.objects.filter(pk=consultation.pk).update(status=C.CANCELLED)
 
     with pytest.raises(InvalidTransition, match="cancelled -> confirmed is not allowed"):
-        transition(
-            ConsultationRequest,
-            consultation.pk,
-            C.CONFIRMED,
-            allowed_from=EDGES,
-            event_model=ConsultationEvent,
-            event_link="consultation",
-            staff_notes="must not be written",
-        )
+        _confirm(consultation, staff_notes="must not be written")
 
     consultation.refresh_from_db()
     assert consultation.status == C.CANCELLED and consultation.staff_notes == ""
@@ -52,17 +56,7 @@ def test_a_legal_edge_writes_status_fields_and_event_with_actor_and_note_under_t
     consultation = _consultation()
 
     with CaptureQueriesContext(connection) as queries:
-        changed = transition(
-            ConsultationRequest,
-            consultation.pk,
-            C.CONFIRMED,
-            allowed_from=EDGES,
-            event_model=ConsultationEvent,
-            event_link="consultation",
-            actor=staff_user,
-            note="called back",
-            staff_notes="prefers mornings",
-        )
+        changed = _confirm(consultation, actor=staff_user, note="called back", staff_notes="prefers mornings")
 
     first_read = next(q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT"))
     assert "consultations_consultationrequest" in first_read and first_read.endswith("FOR UPDATE")
@@ -113,4 +107,4 @@ def test_the_contact_message_admin_moves_status_along_allowed_edges_only(client,
     ).content.decode()
     message.refresh_from_db()
     assert message.status == ContactMessage.Status.CLOSED
-    assert "a closed message cannot become answered" in refused
+    assert "a closed contact message cannot become answered" in refused
