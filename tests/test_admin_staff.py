@@ -184,7 +184,14 @@ def test_every_admin_change_and_action_writes_an_audit_event_with_actor_and_ip(c
 # --- Dashboard -------------------------------------------------------------------------------------------
 
 
-def test_dashboard_counts_money_and_recent_failures(client, staff_user, overview_fixtures, user_factory, woo_plan):  # noqa: F811
+def test_dashboard_counts_money_and_recent_failures(
+    client,
+    staff_user,
+    overview_fixtures,  # noqa: F811
+    user_factory,
+    woo_plan,
+    store_in_status,
+):
     SS = Subscription.Status
     for email, states in [
         ("a@example.com", [SS.ACTIVE]),
@@ -197,10 +204,7 @@ def test_dashboard_counts_money_and_recent_failures(client, staff_user, overview
             Subscription.objects.create(customer=customer, plan=woo_plan, status=state)
     blocked = user_factory(email="blocked@example.com")
     User.objects.filter(pk=blocked.pk).update(is_active=False)
-    failing = Store.objects.create(
-        customer=User.objects.get(email="d@example.com"), plan=woo_plan, platform="woocommerce", domain="f.test"
-    )
-    Store.objects.filter(pk=failing.pk).update(status=Store.Status.FAILED)
+    failing = store_in_status("failed", customer=User.objects.get(email="d@example.com"), domain="f.test")
     job = ProvisioningJob.objects.create(
         store=failing, kind="provision", status="failed", finished_at=timezone.now(), error="boom"
     )
@@ -279,12 +283,10 @@ def _certificate_expiring_in(domain: str, days: int) -> None:
 
 
 def test_system_health_reports_each_service_host_disk_and_certificate(
-    client, staff_user, docker_engine, nginx_server, user_factory, woo_plan
+    client, staff_user, docker_engine, nginx_server, store_in_status
 ):
     soon, later, none = (
-        Store.objects.create(
-            customer=user_factory(), plan=woo_plan, platform="woocommerce", domain=domain, status=Store.Status.ACTIVE
-        )
+        store_in_status("active", domain=domain)
         for domain in ("soon.health.test", "later.health.test", "none.health.test")
     )
     _certificate_expiring_in(soon.domain, 10)

@@ -14,19 +14,8 @@ from django.utils import timezone
 
 from backups import restic, services
 from backups.models import BackupRun, RunStatus
-from stores.models import Store
-from stores.services import store_create, store_transition
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def store(user_factory, woo_plan):
-    store = store_create(customer=user_factory(email="reconcile@example.com"), plan=woo_plan, domain="reconcile.test")
-    for status in (Store.Status.QUEUED, Store.Status.PROVISIONING, Store.Status.ACTIVE):
-        store_transition(store_id=store.pk, to=status)
-    store.refresh_from_db()
-    return store
 
 
 def snapshot(tags: list[str], *, time: dt.datetime | None = None) -> str:
@@ -55,8 +44,9 @@ def bare_snapshot(tags: list[str]) -> str:
 
 
 def test_the_reconcile_job_records_snapshots_made_outside_the_platform_and_marks_forgotten_ones(
-    store, client, restic_repository, run_backups_worker
+    recorded_active_store, client, restic_repository, run_backups_worker
 ):
+    store = recorded_active_store
     tags = [f"store-{store.pk}", f"customer-{store.customer_id}"]
     kept = snapshot([*tags, "manual"])
     BackupRun.objects.create(
@@ -94,8 +84,9 @@ def test_the_reconcile_job_records_snapshots_made_outside_the_platform_and_marks
 
 
 def test_snapshots_from_before_namespacing_are_adopted_only_when_this_installation_recorded_them(
-    store, restic_repository
+    recorded_active_store, restic_repository
 ):
+    store = recorded_active_store
     tags = [f"store-{store.pk}", f"customer-{store.customer_id}", "scheduled"]
     ours = bare_snapshot(tags)
     run = BackupRun.objects.create(
@@ -117,10 +108,11 @@ def test_snapshots_from_before_namespacing_are_adopted_only_when_this_installati
 
 
 def test_installations_sharing_a_repository_never_list_or_prune_each_others_snapshots(
-    store, woo_plan, restic_repository
+    recorded_active_store, woo_plan, restic_repository
 ):
     from django.test import override_settings
 
+    store = recorded_active_store
     woo_plan.daily_backups = False  # 14 days
     woo_plan.save()
     tags = [f"store-{store.pk}", f"customer-{store.customer_id}", "scheduled"]

@@ -344,14 +344,10 @@ def quoted(name: str) -> str:
 
 
 @pytest.fixture
-def unreadable_store(user_factory, woo_plan):
-    """An active store whose credentials no CREDENTIALS_KEY decrypts any more (a lost key), with a snapshot
-    on record: its verification cannot even start."""
-    from stores.services import store_transition
-
-    store = store_create(customer=user_factory(email="lost-key@example.com"), plan=woo_plan, domain="lostkey.test")
-    for status in (Store.Status.QUEUED, Store.Status.PROVISIONING, Store.Status.ACTIVE):
-        store_transition(store_id=store.pk, to=status)
+def unreadable_store(store_in_status):
+    """An active store (no containers) whose credentials no CREDENTIALS_KEY decrypts any more (a lost key),
+    with a snapshot on record: its verification cannot even start."""
+    store = store_in_status("active", domain="lostkey.test")
     Store.objects.filter(pk=store.pk).update(credentials_encrypted="gAAAAABnot-a-valid-token")
     BackupRun.objects.create(
         store=store, kind="scheduled", status="succeeded", snapshot_id="f" * 64, finished_at=timezone.now()
