@@ -39,20 +39,11 @@ from tests.test_backups import back_up, insert_post, posts, restore, sql
 from tests.test_provisioning_workers import committed, wait_for  # noqa: F401 - committed is a fixture
 
 
-@pytest.fixture
-def active_store(user_factory, woo_plan):
-    """A store recorded as live (no containers: every check here happens before Docker is asked anything)."""
-    store = store_create(customer=user_factory(email="busy@example.com"), plan=woo_plan, domain="busy.example.com")
-    Store.objects.filter(pk=store.pk).update(status=Store.Status.ACTIVE)
-    store.refresh_from_db()
-    return store
-
-
 @pytest.mark.django_db
 def test_a_queued_restore_refuses_every_provisioning_job_with_a_clear_message(
-    active_store, client, staff_user, django_capture_on_commit_callbacks
+    recorded_active_store, client, staff_user, django_capture_on_commit_callbacks
 ):
-    store = active_store
+    store = recorded_active_store
     RestoreRun.objects.create(store=store, snapshot_id="a" * 64, scope=RestoreRun.Scope.ALL)
 
     for kind in ProvisioningJob.Kind.values:
@@ -69,17 +60,17 @@ def test_a_queued_restore_refuses_every_provisioning_job_with_a_clear_message(
     client.force_login(staff_user)
     changelist = reverse("admin:stores_store_changelist")
     page = client.post(changelist, {"action": "suspend", "_selected_action": [store.pk]}, follow=True)
-    assert "Busy.example.com: A restore of this store is already queued" in page.content.decode()
+    assert f"{store.domain.capitalize()}: A restore of this store is already queued" in page.content.decode()
     delete = reverse("admin:stores_store_delete", args=[store.pk])
     page = client.post(delete, {"confirm": store.domain}, follow=True).content.decode()
-    assert "Not deleted: busy.example.com: A restore of this store is already queued" in page
+    assert f"Not deleted: {store.domain}: A restore of this store is already queued" in page
     store.refresh_from_db()
     assert store.status == Store.Status.ACTIVE and not store.jobs.exists()
 
 
 @pytest.mark.django_db
-def test_a_provisioning_job_refuses_backups_and_a_backup_refuses_jobs(active_store, client):
-    store = active_store
+def test_a_provisioning_job_refuses_backups_and_a_backup_refuses_jobs(recorded_active_store, client):
+    store = recorded_active_store
     job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART)
 
     with pytest.raises(backup_services.BackupConflict, match="already has an active job"):
@@ -96,8 +87,8 @@ def test_a_provisioning_job_refuses_backups_and_a_backup_refuses_jobs(active_sto
 
 
 @pytest.mark.django_db
-def test_verification_holds_the_store_and_waits_for_other_operations(active_store):
-    store = active_store
+def test_verification_holds_the_store_and_waits_for_other_operations(recorded_active_store):
+    store = recorded_active_store
     with store_lease(store_id=store.pk, holder="A check that a backup restores", seconds=600):
         with pytest.raises(JobConflict, match="A check that a backup restores is running on this store"):
             job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.TEARDOWN)
@@ -121,10 +112,10 @@ def test_verification_holds_the_store_and_waits_for_other_operations(active_stor
 
 
 @pytest.mark.django_db
-def test_runs_and_jobs_that_lost_their_enqueue_run_and_dead_workers_release_the_store(active_store):
+def test_runs_and_jobs_that_lost_their_enqueue_run_and_dead_workers_release_the_store(recorded_active_store):
     """In a test no transaction commits, so on_commit never enqueues: exactly the state a web process
     killed between its commit and its enqueue leaves behind."""
-    store = active_store
+    store = recorded_active_store
     later = timezone.now() + timedelta(minutes=2)
     job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART)
     restore = backup_services.RestoreRun.objects.create(store=store, snapshot_id="c" * 64, scope="db")
@@ -162,11 +153,11 @@ def test_runs_and_jobs_that_lost_their_enqueue_run_and_dead_workers_release_the_
 
 
 @pytest.mark.django_db
-def test_a_running_backup_or_restore_is_reaped_as_soon_as_no_worker_holds_it_and_not_before(active_store):
+def test_a_running_backup_or_restore_is_reaped_as_soon_as_no_worker_holds_it_and_not_before(recorded_active_store):
     """A backup or restore whose worker died used to hold its store for the restic timeout (over an hour)."""
     from provisioning import liveness
 
-    store = active_store
+    store = recorded_active_store
     now = timezone.now()
     backup = BackupRun.objects.create(store=store, kind=BackupRun.Kind.MANUAL, status=RunStatus.RUNNING, started_at=now)
     restore = RestoreRun.objects.create(
@@ -186,13 +177,13 @@ def test_a_running_backup_or_restore_is_reaped_as_soon_as_no_worker_holds_it_and
 
 @pytest.mark.django_db
 def test_a_redis_outage_at_enqueue_keeps_the_request_working_and_the_job_runs_once_redis_is_back(
-    active_store, client, monkeypatch, django_capture_on_commit_callbacks
+    recorded_active_store, client, monkeypatch, django_capture_on_commit_callbacks
 ):
     """The job row commits first; Redis refusing the enqueue must not turn the customer's click into a 500,
     and the recovery check enqueues the recorded job once Redis answers again."""
     import django_rq.settings
 
-    store = active_store
+    store = recorded_active_store
     queue = django_rq.get_queue("provisioning")
     # A Redis that is down: the provisioning queue points at a closed loopback port for the request.
     monkeypatch.setitem(django_rq.settings.QUEUES, "provisioning", {"URL": "redis://127.0.0.1:9/0"})
