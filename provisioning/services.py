@@ -11,10 +11,10 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from accounts.models import User
-from provisioning import jobs, liveness
+from provisioning import hooks, jobs, liveness
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
-from provisioning.steps import PLANS, STEPS_BY_NAME
+from provisioning.steps import LIVE_HOOKS_STEP, PLANS, STEPS_BY_NAME
 from shophosting.queues import enqueue_recorded
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store
@@ -200,6 +200,10 @@ def _job_succeed(*, job_id: int) -> None:
     to = STORE_STATUS_ON_SUCCESS.get(job.kind)
     if to:
         store_transition(store_id=job.store_id, to=to, note=f"job #{job.pk} succeeded")
+    hooks_step = job.steps.filter(name=LIVE_HOOKS_STEP).first() if to == S.ACTIVE else None
+    if hooks_step is not None:  # a new store went live (a resume has no such step)
+        # In this transaction: what the reactions queue with on_commit starts once the store is free.
+        hooks.store_live_react(store_id=job.store_id, log=lambda message: _step_log(hooks_step, message))
 
 
 @transaction.atomic

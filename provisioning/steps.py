@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.urls import reverse
 
-from provisioning import acme_client, docker_client, proxy
+from provisioning import acme_client, docker_client, hooks, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.stacks import stack_for
 from shophosting.emails import email_send
 from stores import services as store_services
 from stores.models import Store
-from stores.signals import store_ready
 
 MB = 1024 * 1024
+LIVE_HOOKS_STEP = "hooks"  # a job holding this step runs provisioning.hooks when it succeeds
 Log = Callable[[str], None]
 
 
@@ -233,10 +233,15 @@ def vhost_remove(store: Store, log: Log) -> None:
         log(f"certificate for {store.domain} deleted")
 
 
-def ready_hooks(store: Store, log: Log) -> None:
-    # The backups app connects here to schedule the store's backups.
-    receivers = store_ready.send(sender=Store, store_id=store.pk)
-    log(f"{len(receivers)} ready hook(s) ran (backup schedule)")
+def live_hooks(store: Store, log: Log) -> None:
+    """Say what happens once the store is live. The reactions themselves (provisioning.hooks) run when the
+    job succeeds, since until then this job holds the store and no other operation (a backup) may start;
+    they add what they did to this step's log."""
+    registered = hooks.store_live_hooks()
+    for hook in registered:
+        log(f"when this job has finished and the store is live, {hook.promise}")
+    if not registered:
+        log("nothing is registered to happen when the store goes live")
 
 
 def notify(store: Store, log: Log) -> None:
@@ -304,7 +309,7 @@ PROVISION = [
     Step("install", "Install the store application", app_install),
     Step("proxy", "Route the domain through nginx", vhost_proxy),
     Step("tls", "Get a TLS certificate", tls_certificate),
-    Step("hooks", "Schedule backups", ready_hooks),
+    Step(LIVE_HOOKS_STEP, "Queue the first backup", live_hooks),
     Step("notify", "E-mail the customer", notify),
 ]
 

@@ -162,6 +162,39 @@ def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stor
     assert "shop1.test" in mail.outbox[-1].body and creds["admin_password"] not in mail.outbox[-1].body
 
 
+def test_a_new_live_store_gets_its_first_backup_queued_and_its_owner_is_told(
+    user_factory, woo_plan, store_images, clean_test_stores, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    """The hooks step is real: once the job has made the store live (and so freed it), its first backup is
+    queued, and both the customer's checklist and the staff log say so."""
+    from backups.models import BackupRun, RunStatus
+    from provisioning.selectors import job_progress_for_customer
+    from shophosting.queues import rq_job_pending
+
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="firstbackup.test", site_title="First")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = store_order_paid(store_id=store.pk)
+    with django_capture_on_commit_callbacks(execute=True):  # the job's success commits, then the backup is queued
+        run_provisioning_worker()
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+    assert Store.objects.get(pk=store.pk).status == Store.Status.ACTIVE
+
+    [run] = BackupRun.objects.filter(store=store)
+    assert (run.kind, run.status) == (BackupRun.Kind.SCHEDULED, RunStatus.QUEUED)
+    assert rq_job_pending(queue="backups", job_id=f"backup-{run.pk}")
+
+    title = "Queue the first backup"
+    customer = job_progress_for_customer(job)
+    assert [step["status"] for step in customer["steps"] if step["title"] == title] == ["succeeded"]
+    assert [line["message"] for line in customer["log"] if line["step"] == title] == ["done"]
+    staff = [line.message for line in job.steps.get(name="hooks").log_lines.all()]  # the admin's job page
+    assert staff == [
+        "when this job has finished and the store is live, its first backup is queued",
+        f"first backup queued (backup #{run.pk}); the next ones follow on the store's schedule",
+    ]
+
+
 def test_order_paid_twice_gives_one_job_and_one_active_job_per_store(paid_store):
     store, job = paid_store
     assert store_order_paid(store_id=store.pk).pk == job.pk

@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.services import customer_create
+from backups.models import BackupRun
 from provisioning import docker_client
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import jobs_reap_stale, store_retry
@@ -82,6 +83,8 @@ def committed(django_db_setup, django_db_blocker):
             "plan": Plan.objects.get(slug="woocommerce-commerce-core"),
             "customer": customer,
         }
+        # Their first backups (queued when they went live) would outlive them, store-less, as queued runs.
+        BackupRun.objects.filter(store__pk__gte=first_store).delete()
         Store.objects.filter(pk__gte=first_store).delete()
         User.objects.filter(pk__gte=first_user).delete()
         connection.close()

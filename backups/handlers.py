@@ -1,0 +1,32 @@
+"""Reactions to other apps' events, registered in BackupsConfig.ready(). Each calls one backups service."""
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+
+from backups.models import BackupRun
+from backups.services import BackupConflict, backup_enqueue
+
+logger = logging.getLogger(__name__)
+
+
+def store_live_first_backup(*, store_id: int, log: Callable[[str], None]) -> None:
+    """A new store's first backup, queued once the transaction that made the store live has committed
+    (until then its provisioning job holds the store). A store busy by then is left to the next
+    scheduled run, which takes every active store that has no backup yet."""
+
+    def queue() -> None:
+        try:
+            run = backup_enqueue(store_id=store_id, kind=BackupRun.Kind.SCHEDULED)
+        except BackupConflict as exc:
+            log(f"the store was busy when it went live ({exc}); the next scheduled backup run takes its first backup")
+            return
+        except Exception as exc:
+            # The job has succeeded already; the scheduled run still covers the store.
+            logger.exception("store %s: the first backup could not be queued", store_id)
+            log(f"the first backup could not be queued ({type(exc).__name__}); the next scheduled backup run takes it.")
+            return
+        log(f"first backup queued (backup #{run.pk}); the next ones follow on the store's schedule")
+
+    transaction.on_commit(queue, robust=True)
