@@ -228,15 +228,6 @@ def forget_ids(snapshot_ids: list[str], *, prune: bool = True) -> None:
     run(["forget", *(["--prune"] if prune else []), *snapshot_ids])
 
 
-def restore(snapshot_id: str, *, target: Path, include: list[str] | None = None) -> None:
-    if not SNAPSHOT_ID.match(snapshot_id):
-        raise ResticError(f"not a snapshot id: {snapshot_id!r}")
-    args = ["restore", snapshot_id, "--target", str(target)]
-    for path in include or []:
-        args += ["--include", path]
-    run(args)
-
-
 def dump(snapshot_id: str, path: str, *, into: Path) -> None:
     """Write one file of a snapshot to `into` (streamed by restic, not held in memory)."""
     if not SNAPSHOT_ID.match(snapshot_id):

@@ -120,60 +120,6 @@ def _container_info(container) -> ContainerInfo:
 
 
 @_engine_call
-def container_run(
-    *,
-    name: str,
-    image: str,
-    command: list[str] | None = None,
-    memory_bytes: int,
-    cpus: float,
-    labels: dict[str, str],
-    environment: dict[str, str] | None = None,
-    base_url: str | None = None,
-) -> ContainerInfo:
-    """Start a detached container with hard memory and CPU limits (swap capped at the memory limit).
-
-    create + start rather than the SDK's `containers.run`, which pulls a missing image from a registry:
-    images are built locally, and no registry may be contacted."""
-    with _starting(name, image):
-        container = client(base_url).containers.create(
-            image,
-            command=command,
-            name=name,
-            labels=labels,
-            environment=environment or {},
-            mem_limit=memory_bytes,
-            memswap_limit=memory_bytes,
-            nano_cpus=int(cpus * 1_000_000_000),
-        )
-        container.start()
-        container.reload()
-    return _container_info(container)
-
-
-@_engine_call
-def container_get(*, name: str, base_url: str | None = None) -> ContainerInfo | None:
-    try:
-        return _container_info(client(base_url).containers.get(name))
-    except docker.errors.NotFound:
-        return None
-    except docker.errors.APIError as exc:
-        raise ProvisioningError(str(exc)) from exc
-
-
-@_engine_call
-def container_remove(*, name: str, base_url: str | None = None) -> bool:
-    """Force-remove a container and its anonymous volumes; False when it did not exist."""
-    try:
-        client(base_url).containers.get(name).remove(force=True, v=True)
-    except docker.errors.NotFound:
-        return False
-    except docker.errors.APIError as exc:
-        raise ProvisioningError(f"could not remove container {name}: {exc.explanation or exc}") from exc
-    return True
-
-
-@_engine_call
 def image_exists(*, tag: str, base_url: str | None = None) -> bool:
     try:
         client(base_url).images.get(tag)
