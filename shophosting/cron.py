@@ -18,52 +18,61 @@ from provisioning.jobs import (
 )
 from shophosting import jobs
 
+
+def register(func, queue: str, **when) -> None:
+    """rq's cron enqueues on a plain Queue, whose timeout is 180 s whatever RQ_QUEUES says: every entry gets at
+    least its queue's timeout (a certificate renewal or usage sample over many stores takes longer), and the
+    restic ones name a longer one."""
+    when.setdefault("job_timeout", settings.RQ_QUEUES[queue]["DEFAULT_TIMEOUT"])
+    cron.register(func, queue, **when)
+
+
 if not settings.PLATFORM_TIMERS_EXTERNAL:
     # On a server these are systemd timers (deploy/systemd: shophosting-housekeeping.timer).
-    cron.register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
-    cron.register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
+    register(jobs.sessions_clear_expired, "default", cron="17 3 * * *")
+    register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
 # Marketing pages scheduled by editors go live (or expire) within a minute of their time.
-cron.register(jobs.pages_publish_scheduled, "default", interval=60)
+register(jobs.pages_publish_scheduled, "default", interval=60)
 # Fails provisioning jobs whose worker died mid-job, so the store shows failed and can be retried.
-cron.register(provisioning_jobs_reap, "default", interval=60)
+register(provisioning_jobs_reap, "default", interval=60)
 # A job or backup/restore run recorded but never enqueued (its process died after the commit), or lost by
 # Redis, is enqueued again; a backup or restore run whose worker died is failed. Either way the store's
 # one-operation lock (stores.operations) is never held for ever.
-cron.register(provisioning_jobs_requeue, "default", interval=60)
-cron.register(backup_jobs.backup_runs_recover, "default", interval=60)
+register(provisioning_jobs_requeue, "default", interval=60)
+register(backup_jobs.backup_runs_recover, "default", interval=60)
 # A store's certificate retry is scheduled in Redis; one that a Redis restart lost is enqueued again.
-cron.register(stores_tls_retry_lost, "default", interval=5 * 60)
+register(stores_tls_retry_lost, "default", interval=5 * 60)
 # Renews store certificates in their last 30 days.
-cron.register(stores_tls_renew, "provisioning", cron="41 4 * * *")
+register(stores_tls_renew, "provisioning", cron="41 4 * * *")
 # Dunning: subscriptions unpaid past the grace period have their stores suspended.
-cron.register(billing_jobs.dunning_enforce, "default", cron="7 * * * *")
+register(billing_jobs.dunning_enforce, "default", cron="7 * * * *")
 # Every store in the state its billing asks for: a suspend or resume refused while the store was busy is
 # queued once it is free (held stores, suspended or canceled subscriptions, payments that came back).
-cron.register(billing_jobs.stores_billing_enforce, "default", cron="*/10 * * * *")
+register(billing_jobs.stores_billing_enforce, "default", cron="*/10 * * * *")
 # Canceled subscriptions whose retention period is over have their stores torn down.
-cron.register(billing_jobs.subscriptions_teardown_due, "default", cron="37 * * * *")
+register(billing_jobs.subscriptions_teardown_due, "default", cron="37 * * * *")
 # Signups that never paid: the checkout is expired and the domain freed after 24 h.
-cron.register(billing_jobs.checkouts_abandoned_cleanup, "default", cron="47 * * * *")
+register(billing_jobs.checkouts_abandoned_cleanup, "default", cron="47 * * * *")
 # Backups: queue the stores whose last backup is older than BACKUP_INTERVAL_HOURS; apply retention daily;
 # check the repository's integrity weekly.
-cron.register(backup_jobs.backups_enqueue_due, "default", interval=15 * 60)
-# rq's cron enqueues on a plain Queue (180 s unless told, not RQ_QUEUES' timeout): restic needs far longer.
+register(backup_jobs.backups_enqueue_due, "default", interval=15 * 60)
+# restic needs longer than the backups queue's timeout.
 RESTIC_JOB_TIMEOUT = settings.RESTIC_TIMEOUT + 600
-cron.register(backup_jobs.backups_prune, "backups", cron="13 5 * * *", job_timeout=4 * RESTIC_JOB_TIMEOUT)
-cron.register(backup_jobs.repository_check, "backups", cron="23 6 * * 0", job_timeout=RESTIC_JOB_TIMEOUT)
+register(backup_jobs.backups_prune, "backups", cron="13 5 * * *", job_timeout=4 * RESTIC_JOB_TIMEOUT)
+register(backup_jobs.repository_check, "backups", cron="23 6 * * 0", job_timeout=RESTIC_JOB_TIMEOUT)
 # The backup pages read snapshots from the database; this keeps it matching the repository (snapshots
 # made or forgotten outside the platform) without a restic call in any web request.
-cron.register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *", job_timeout=RESTIC_JOB_TIMEOUT)
+register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *", job_timeout=RESTIC_JOB_TIMEOUT)
 # Weekly proof that each store's newest snapshot restores (throwaway containers, front page and row counts).
 # One store after another, each a restore into throwaway containers: hours on a large installation.
-cron.register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1", job_timeout=12 * 60 * 60)
+register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1", job_timeout=12 * 60 * 60)
 # The platform itself: database, nginx sites, certificates and env file; and the application code. Daily.
 # On a server: shophosting-backup-system.timer and shophosting-backup-code.timer.
 if not settings.PLATFORM_TIMERS_EXTERNAL:
-    cron.register(backup_jobs.system_backup, "backups", cron="17 2 * * *")
-    cron.register(backup_jobs.code_backup, "backups", cron="37 2 * * *")
+    register(backup_jobs.system_backup, "backups", cron="17 2 * * *", job_timeout=RESTIC_JOB_TIMEOUT)
+    register(backup_jobs.code_backup, "backups", cron="37 2 * * *", job_timeout=RESTIC_JOB_TIMEOUT)
 # The Docker engines as a worker sees them, recorded for /healthz and the staff health page (the web tier
 # has no docker group).
-cron.register(jobs.docker_engines_check, "default", interval=60)
+register(jobs.docker_engines_check, "default", interval=60)
 # Memory and CPU of each active store, for the chart on its page.
-cron.register(stores_usage_sample, "default", interval=5 * 60)
+register(stores_usage_sample, "default", interval=5 * 60)

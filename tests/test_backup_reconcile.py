@@ -143,20 +143,22 @@ def test_installations_sharing_a_repository_never_list_or_prune_each_others_snap
         assert {s["id"] for s in restic.snapshots()} == theirs  # all of the other installation's are still there
 
 
-def test_the_backups_cron_jobs_are_enqueued_with_time_enough_for_restic():
-    """rq's cron scheduler enqueues on a plain Queue, whose default timeout is 180 s, not RQ_QUEUES'."""
+def test_every_cron_job_gets_its_queues_timeout_and_the_restic_ones_time_enough_for_restic():
+    """rq's cron scheduler enqueues on a plain Queue, whose default timeout is 180 s, not RQ_QUEUES': a
+    certificate renewal or usage sample over many stores, or a system backup, was killed after 3 minutes."""
     import django_rq
     from django_rq.cron import DjangoCronScheduler
 
     scheduler = DjangoCronScheduler()
     scheduler.load_config_from_file("shophosting.cron")
-    cron_jobs = {job.func_name.rsplit(".", 1)[-1]: job for job in scheduler.get_jobs() if job.queue_name == "backups"}
+    cron_jobs = {job.func_name.rsplit(".", 1)[-1]: job for job in scheduler.get_jobs()}
     long_running = {"backups_prune", "repository_check", "backups_verify", "snapshots_reconcile"}
-    assert long_running <= set(cron_jobs)
-    connection = django_rq.get_connection("backups")
-    for name in sorted(long_running):
-        job = cron_jobs[name].enqueue(connection)  # as the scheduler enqueues it
+    assert long_running <= set(cron_jobs) and {"stores_tls_renew", "stores_usage_sample"} <= set(cron_jobs)
+    for name, cron_job in sorted(cron_jobs.items()):
+        job = cron_job.enqueue(django_rq.get_connection(cron_job.queue_name))  # as the scheduler enqueues it
         try:
-            assert job.timeout >= settings.RESTIC_TIMEOUT, f"{name}: {job.timeout} s"
+            assert job.timeout >= settings.RQ_QUEUES[cron_job.queue_name]["DEFAULT_TIMEOUT"], f"{name}: {job.timeout}"
+            if name in long_running:
+                assert job.timeout >= settings.RESTIC_TIMEOUT, f"{name}: {job.timeout} s"
         finally:
             job.delete()
