@@ -259,6 +259,33 @@ def private_redis(tmp_path, settings):
     server.crash()
 
 
+def test_a_running_worker_registers_again_after_redis_restarts_empty(tmp_path):
+    """Health reads the workers Redis knows of; a Redis restart used to make every running worker invisible
+    (and /healthz unhealthy) until the workers themselves were restarted."""
+    from django.conf import settings as django_settings
+    from django.utils.module_loading import import_string
+
+    from shophosting.queues import workers
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        connection_ = redis.Redis.from_url(server.url)
+        worker = import_string(django_settings.RQ["WORKER_CLASS"])(["default"], connection=connection_)
+        worker.register_birth()
+        assert [w.name for w in workers(connection=connection_)] == [worker.name]
+
+        server.crash()
+        server.start()  # the same port, empty
+        assert workers(connection=connection_) == []
+        worker.heartbeat()  # what the running worker does next
+
+        [seen] = workers(connection=connection_)
+        assert seen.name == worker.name and seen.alive and seen.queues == ["default"]
+    finally:
+        server.crash()
+
+
 def test_redis_restart_loses_no_job_and_the_running_one_is_reaped_then_retried(
     committed,  # noqa: F811
     store_images,

@@ -162,7 +162,11 @@ RQ_QUEUES = {
 RQ_SHOW_ADMIN_LINK = False
 # Services enqueue inside transaction.on_commit themselves (STYLE.md), so the queue enqueues at once;
 # django-rq's default would defer a second time and return no job id.
-RQ = {"COMMIT_MODE": "auto", "JOB_CLASS": "shophosting.request_id.RequestJob"}
+RQ = {
+    "COMMIT_MODE": "auto",
+    "JOB_CLASS": "shophosting.request_id.RequestJob",
+    "WORKER_CLASS": "shophosting.workers.RegisteringWorker",
+}
 # A worker whose heartbeat is older than this is reported as down by /healthz. An idle rq worker
 # refreshes its heartbeat only every worker_ttl - 15 s (405 s by default), so this must exceed that.
 WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", default=480)
