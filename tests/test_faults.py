@@ -39,21 +39,12 @@ from provisioning.services import (
 )
 from stores.models import Store
 from stores.services import store_create, store_order_paid
-from tests.conftest import ROOT
-from tests.test_provisioning_workers import committed, kill_with_work_horse  # noqa: F401 (a fixture)
+from tests.conftest import ROOT, require_or_skip
+from tests.test_provisioning_workers import committed, kill_with_work_horse, wait_for  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.docker]
 Job = ProvisioningJob
 LOG_DIR = ROOT / "var" / "test" / "faults"
-
-
-def wait_for(predicate, timeout: float, what: str, *, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def free_port() -> int:
@@ -165,10 +156,10 @@ class Dockerd:
 @pytest.fixture
 def dockerd(docker_engine):
     if os.environ.get("DOCKER_HOST") or os.geteuid() != 0:
-        pytest.skip("the Docker engine is not a local dockerd that this run may restart (bin/test starts one)")
+        require_or_skip("a local dockerd", "this test restarts the machine's engine (bin/test starts one as root)")
     found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
     if len(found) != 1:
-        pytest.skip(f"expected one dockerd process, found {len(found)}")
+        require_or_skip("exactly one dockerd", f"found {len(found)} dockerd processes")
     engine = Dockerd(int(found[0]))
     yield engine
     if not Path(f"/proc/{engine.pid}").exists() or not engine.answers():
