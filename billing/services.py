@@ -1023,16 +1023,10 @@ def store_delete(*, store_id: int, actor: User) -> Job:
     Whether the teardown can start is checked before Stripe is called, so a store that is busy is refused with
     billing untouched. Stripe is called outside any transaction: when it refuses, nothing changes here and the
     caller shows the error."""
-    from provisioning.exceptions import JobConflict
-    from provisioning.services import STORE_STATUS_REQUIRED, job_enqueue
-    from stores.operations import store_operation_active
+    from provisioning.services import job_enqueue, job_preflight
 
     store = Store.objects.select_related("subscription").get(pk=store_id)
-    if store.status not in STORE_STATUS_REQUIRED[Job.Kind.TEARDOWN]:
-        raise InvalidTransition(f"{store.domain} is {store.get_status_display().lower()}; delete it once that is done")
-    busy = store_operation_active(store_id=store.pk)  # a job, a backup or a restore: job_enqueue re-checks
-    if busy:
-        raise JobConflict(f"{store.domain}: {busy} Delete it once that is done.")
+    job_preflight(store=store, kind=Job.Kind.TEARDOWN)  # before Stripe; job_enqueue checks again under the lock
     subscription = store.subscription
     last_store = subscription is not None and not _live_stores(subscription).exclude(pk=store.pk).exists()
     if last_store and subscription.status in (SS.ACTIVE, SS.PAST_DUE, SS.SUSPENDED):

@@ -18,7 +18,7 @@ from provisioning.steps import LIVE_HOOKS_STEP, PLANS, STEPS_BY_NAME
 from shophosting.queues import enqueue_recorded
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store
-from stores.operations import store_lock_for_operation
+from stores.operations import store_lock_for_operation, store_operation_active
 from stores.services import store_transition
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,21 @@ STORE_STATUS_REQUIRED = {
 }
 # Kinds whose failure marks the store failed (others leave it where it was, with the job failed).
 FAILS_STORE = {Job.Kind.PROVISION, Job.Kind.RETRY}
+
+
+def job_preflight(*, store: Store, kind: str) -> None:
+    """Whether a job of `kind` could start on `store` now, read without locks, for callers that must know
+    before they do something irreversible elsewhere (billing cancels in Stripe before a staff delete).
+    Raises InvalidTransition (a status the kind does not start from) or JobConflict (another operation on
+    the store is queued or running), each with worded reasons; `job_enqueue` checks both again under the
+    store's row lock."""
+    if store.status not in STORE_STATUS_REQUIRED[kind]:
+        raise InvalidTransition(
+            f"{store.domain} is {store.get_status_display().lower()}; a {kind} job cannot start until that is done"
+        )
+    busy = store_operation_active(store_id=store.pk)
+    if busy:
+        raise JobConflict(f"{store.domain}: {busy}")
 
 
 @transaction.atomic
