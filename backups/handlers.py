@@ -6,7 +6,8 @@ from collections.abc import Callable
 from django.db import transaction
 
 from backups.models import BackupRun
-from backups.services import BackupConflict, backup_enqueue
+from backups.services.backup import backup_enqueue
+from backups.services.records import BackupConflict
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ RUN_ALLOWED_FROM: dict[str, set[str]] = {
 class BackupRun(models.Model):
     """One backup: a restic snapshot of a store (its database dump and files) or of the platform itself.
 
-    `status` is written only by `backups.services`, under the row lock, with a BackupEvent row."""
+    A store's backup is a job of kind `backup` (`job`); its status follows the job's, written only by
+    `backups.services.records.run_transition` (the row lock, a BackupEvent row). Platform backups (system,
+    code) have no store and no job."""
 
     class Kind(models.TextChoices):
         SCHEDULED = "scheduled", "Scheduled"
@@ -50,6 +52,22 @@ class BackupRun(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     verify_error = models.TextField(blank=True)
     forgotten_at = models.DateTimeField(null=True, blank=True, help_text="Removed from the repository by retention.")
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="backup_runs",
+        help_text="The job that took it (a restore's job, for its pre-restore backup).",
+    )
+    verify_job = models.ForeignKey(
+        "provisioning.ProvisioningJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="verified_backup_runs",
+        help_text="The last job that checked this snapshot restores.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -65,31 +83,27 @@ class BackupRun(models.Model):
 
 
 class RestoreRun(models.Model):
-    """One restore of a store from a snapshot: the database, the files, or both."""
+    """One restore of a store from a snapshot: the database, the files, or both. It runs as a job of kind
+    `restore` (`job`), whose steps the customer and staff follow."""
 
     class Scope(models.TextChoices):
         DATABASE = "db", "Database only"
         FILES = "files", "Files only"
         ALL = "all", "Database and files"
 
-    STEPS = [
-        ("pre_backup", "Back up the store as it is now"),
-        ("stop", "Stop the store"),
-        ("database", "Restore the database"),
-        ("files", "Restore the files"),
-        ("start", "Start the store"),
-        ("check", "Check that the store answers"),
-    ]
-
     store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="restore_runs")
     snapshot_id = models.CharField(max_length=64)
     scope = models.CharField(max_length=10, choices=Scope.choices)
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
-    step = models.CharField(max_length=20, blank=True)
-    log = models.TextField(blank=True)
+    log = models.TextField(
+        blank=True, help_text="Restores before the job engine logged here; later ones log in their job."
+    )
     error = models.TextField(blank=True)
     pre_restore_backup = models.ForeignKey(
         BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="restore_runs"
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -9,5 +9,4 @@ urlpatterns = [
     path("create/", views.backup_create_view, name="create"),
     path("<str:snapshot_id>/restore/", views.restore_view, name="restore"),
     path("restores/<int:restore_id>/", views.restore_progress_view, name="restore_progress"),
-    path("restores/<int:restore_id>.json", views.restore_progress_json_view, name="restore_progress_json"),
 ]

@@ -1,17 +1,21 @@
-"""The customer's backups page for one store: list, create, restore (with confirmation) and live restore
-progress. Every view checks that the store is the signed-in customer's; a foreign or forged id is a 404."""
+"""The customer's backups page for one store: list, create and restore (with confirmation). A backup or restore
+is a job of the store, followed on the store's job page (stores.views.store_job_view) like any other.
+Every view checks that the store is the signed-in customer's; a foreign or forged id is a 404."""
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
-from backups import selectors, services
+from backups import selectors
 from backups.models import BackupRun, RestoreRun
+from backups.services.backup import backup_enqueue
+from backups.services.records import BackupConflict, RepositoryUnavailable, SnapshotNotFound
+from backups.services.restore import restore_request
+from backups.services.retention import retention_days
 from shophosting.ratelimits import rate_limited
 from stores.models import Store
 from stores.selectors import store_of_customer_or_404
@@ -45,7 +49,7 @@ def backup_list_view(request, store_id: int):
             "snapshots": selectors.store_snapshot_list(store),
             "can_back_up": store.status in BACKUP_STATUSES,
             "interval_hours": settings.BACKUP_INTERVAL_HOURS,
-            "retention_days": services.retention_days(store),
+            "retention_days": retention_days(store),
         },
     )
 
@@ -59,13 +63,13 @@ def backup_create_view(request, store_id: int):
         messages.error(request, "This store cannot be backed up until it is set up.")
         return redirect("backups:list", store.pk)
     try:
-        services.backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL, actor=request.user)
-    except services.BackupConflict as exc:
+        run = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL, actor=request.user)
+    except BackupConflict as exc:
         messages.error(request, str(exc))
-    else:
-        audit_record(event="backup_requested", request=request, store_id=store.pk)
-        messages.success(request, "Backup started. It appears in the list when it is done.")
-    return redirect("backups:list", store.pk)
+        return redirect("backups:list", store.pk)
+    audit_record(event="backup_requested", request=request, store_id=store.pk)
+    messages.success(request, "Backup started. It appears in the list of backups when it is done.")
+    return redirect("stores:job", store.pk, run.job_id)
 
 
 @login_required
@@ -83,17 +87,17 @@ def restore_view(request, store_id: int, snapshot_id: str):
             messages.error(request, "Type the first 8 characters of the snapshot id to confirm the restore.")
         else:
             try:
-                restore = services.restore_request(
+                restore = restore_request(
                     store_id=store.pk, snapshot_id=run.snapshot_id, scope=scope, actor=request.user
                 )
-            except (services.BackupConflict, services.RepositoryUnavailable) as exc:
+            except (BackupConflict, RepositoryUnavailable) as exc:
                 messages.error(request, str(exc))
-            except services.SnapshotNotFound:
+            except SnapshotNotFound:
                 # Forgotten by retention since the page was drawn; the hourly reconcile marks its row.
                 messages.error(request, "This backup is no longer in the backup storage. Choose a newer one.")
             else:
                 audit_record(event="restore_requested", request=request, store_id=store.pk, scope=scope)
-                return redirect("backups:restore_progress", store.pk, restore.pk)
+                return redirect("stores:job", store.pk, restore.job_id)
     return render(
         request,
         "backups/restore_confirm.html",
@@ -101,24 +105,10 @@ def restore_view(request, store_id: int, snapshot_id: str):
     )
 
 
-def _own_restore(request, store_id: int, restore_id: int) -> RestoreRun:
-    store = _own_store(request, store_id)
-    return get_object_or_404(RestoreRun, pk=restore_id, store=store)
-
-
 @login_required
 @rate_limited("backup_pages", methods=("GET",))
 def restore_progress_view(request, store_id: int, restore_id: int):
-    run = _own_restore(request, store_id, restore_id)
-    return render(
-        request,
-        "backups/restore_progress.html",
-        {"store": run.store, "run": run, "progress": selectors.restore_progress(run)},
-    )
-
-
-@never_cache
-@login_required
-@rate_limited("backup_progress", methods=("GET",))
-def restore_progress_json_view(request, store_id: int, restore_id: int):
-    return JsonResponse(selectors.restore_progress(_own_restore(request, store_id, restore_id)))
+    """Where restores were followed before they were jobs: links to it lead to the restore's job page."""
+    store = _own_store(request, store_id)
+    run = get_object_or_404(RestoreRun, pk=restore_id, store=store, job__isnull=False)
+    return redirect("stores:job", store.pk, run.job_id)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import audit_record, customer_create
-from backups.services import final_backup_request, store_has_final_backup
+from backups.services.backup import final_backup_request, store_has_final_backup
 from billing import stripe_gateway
 from billing.models import Plan, Platform, StoreHold, Subscription, SubscriptionEvent, money_text
 from provisioning.models import ProvisioningJob as Job

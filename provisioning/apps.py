@@ -6,8 +6,11 @@ class ProvisioningConfig(AppConfig):
     verbose_name = "Provisioning"
 
     def ready(self):
+        from provisioning import kinds, steps
         from provisioning.services import store_active_job
         from stores.operations import store_operations_register
 
-        # Every job kind touches the store's containers: one at a time, and never beside a backup or restore.
+        for kind in steps.KINDS:
+            kinds.register(kind)
+        # Every operation on a store is a job, of whatever kind: one at a time.
         store_operations_register(name="provisioning.jobs", query=store_active_job)

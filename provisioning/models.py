@@ -1,9 +1,14 @@
 from django.conf import settings
 from django.db import models
 
+from provisioning.kinds import kind_choices
+
 
 class ProvisioningJob(models.Model):
-    class Kind(models.TextChoices):
+    """One operation on a store, of any registered kind (provisioning.kinds): provisioning's own below, and
+    those other apps register (backups: backup, restore, verify)."""
+
+    class Kind(models.TextChoices):  # provisioning's own kinds; the field's choices are every registered kind
         PROVISION = "provision", "Provision"
         RETRY = "retry", "Retry provisioning"
         SUSPEND = "suspend", "Suspend"
@@ -21,7 +26,7 @@ class ProvisioningJob(models.Model):
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="jobs")
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=kind_choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     rq_job_id = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -30,6 +35,9 @@ class ProvisioningJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     timeout_seconds = models.PositiveIntegerField(default=15 * 60)
     error = models.TextField(blank=True, help_text="The failing step and the full error, for staff.")
+    reaped_at = models.DateTimeField(
+        null=True, blank=True, help_text="Failed by the reaper: its worker was gone, or it ran past its timeout."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

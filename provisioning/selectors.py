@@ -2,6 +2,7 @@ from statistics import median
 
 from django.utils import timezone
 
+from provisioning.kinds import kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 
 LOG_TAIL_LINES = 30
@@ -12,12 +13,15 @@ def job_latest_for_store(store_id: int) -> ProvisioningJob | None:
     return ProvisioningJob.objects.filter(store_id=store_id).order_by("-created_at", "-id").first()
 
 
-def step_median_durations(names: list[str]) -> dict[str, float]:
-    """Median seconds per step name over recent successful runs of that step."""
+def step_median_durations(kind: str, names: list[str]) -> dict[str, float]:
+    """Median seconds per step name over recent successful runs of that step in jobs of the same kind (a
+    restore's "stop" is not a suspend's)."""
     medians = {}
     for name in names:
         steps = (
-            JobStep.objects.filter(name=name, status=JobStep.Status.SUCCEEDED, finished_at__isnull=False)
+            JobStep.objects.filter(
+                job__kind=kind, name=name, status=JobStep.Status.SUCCEEDED, finished_at__isnull=False
+            )
             .order_by("-finished_at")
             .values_list("started_at", "finished_at")[:ETA_SAMPLE_JOBS]
         )
@@ -30,7 +34,7 @@ def step_median_durations(names: list[str]) -> dict[str, float]:
 def _progress_common(job: ProvisioningJob, steps: list[JobStep], *, title) -> dict:
     """The checklist and ETA: step names, statuses and timings, with each step's title from `title(step)`."""
     now = timezone.now()
-    medians = step_median_durations([s.name for s in steps if s.status in ("pending", "running")])
+    medians = step_median_durations(job.kind, [s.name for s in steps if s.status in ("pending", "running")])
     eta = None
     if job.status in ProvisioningJob.ACTIVE:
         eta = 0.0
@@ -86,10 +90,12 @@ CUSTOMER_STEP_WORDS = {
 }
 
 
-def _customer_title(step: JobStep) -> str:
-    from provisioning.steps import STEPS_BY_NAME
-
-    known = STEPS_BY_NAME.get(step.name)
+def _customer_title(job: ProvisioningJob, step: JobStep) -> str:
+    """The step's title from its kind's plan in the code, never from the row (which a step could rename)."""
+    try:
+        known = kind_get(job.kind).step_by_name.get(step.name)
+    except LookupError:
+        known = None
     return known.title if known else f"Step {step.order}"
 
 
@@ -103,5 +109,5 @@ def job_progress_for_customer(job: ProvisioningJob) -> dict:
         when = step.finished_at or step.started_at
         if step.status in CUSTOMER_STEP_WORDS and when is not None:
             words = CUSTOMER_STEP_WORDS[step.status]
-            log.append({"time": when.strftime("%H:%M:%S"), "step": _customer_title(step), "message": words})
-    return {**_progress_common(job, steps, title=_customer_title), "log": log}
+            log.append({"time": when.strftime("%H:%M:%S"), "step": _customer_title(job, step), "message": words})
+    return {**_progress_common(job, steps, title=lambda step: _customer_title(job, step)), "log": log}

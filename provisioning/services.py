@@ -11,11 +11,11 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from accounts.models import User
-from provisioning import hooks, jobs, liveness
+from provisioning import jobs, liveness
 from provisioning.exceptions import JobConflict
+from provisioning.kinds import JobKind, kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
-from provisioning.steps import LIVE_HOOKS_STEP, PLANS, STEPS_BY_NAME
-from shophosting.queues import enqueue_recorded
+from shophosting.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store
 from stores.operations import store_lock_for_operation, store_operation_active
@@ -25,28 +25,9 @@ logger = logging.getLogger(__name__)
 Job = ProvisioningJob
 S = Store.Status
 
-# Store status on claim and on success, per job kind (None: unchanged).
-STORE_STATUS_ON_START = {Job.Kind.PROVISION: S.PROVISIONING, Job.Kind.RETRY: S.PROVISIONING}
-STORE_STATUS_ON_SUCCESS = {
-    Job.Kind.PROVISION: S.ACTIVE,
-    Job.Kind.RETRY: S.ACTIVE,
-    Job.Kind.SUSPEND: S.SUSPENDED,
-    Job.Kind.RESUME: S.ACTIVE,
-    Job.Kind.TEARDOWN: S.DELETED,
-}
-# The store statuses each job kind may start from; anything else is refused when it is enqueued, so a
-# job never waits in the queue for a transition that cannot happen.
-STORE_STATUS_REQUIRED = {
-    Job.Kind.PROVISION: {S.QUEUED},
-    Job.Kind.RETRY: {S.FAILED},
-    Job.Kind.SUSPEND: {S.ACTIVE},
-    Job.Kind.RESUME: {S.SUSPENDED},
-    Job.Kind.TEARDOWN: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING},
-    Job.Kind.UPDATE_LIMITS: {S.ACTIVE, S.SUSPENDED},
-    Job.Kind.RESTART: {S.ACTIVE},
-}
-# Kinds whose failure marks the store failed (others leave it where it was, with the job failed).
-FAILS_STORE = {Job.Kind.PROVISION, Job.Kind.RETRY}
+
+def _store_may_run(kind: JobKind, store: Store) -> bool:
+    return store.status in kind.store_statuses or store.status == kind.store_status_on_start
 
 
 def job_preflight(*, store: Store, kind: str) -> None:
@@ -55,7 +36,7 @@ def job_preflight(*, store: Store, kind: str) -> None:
     Raises InvalidTransition (a status the kind does not start from) or JobConflict (another operation on
     the store is queued or running), each with worded reasons; `job_enqueue` checks both again under the
     store's row lock."""
-    if store.status not in STORE_STATUS_REQUIRED[kind]:
+    if store.status not in kind_get(kind).store_statuses:
         raise InvalidTransition(
             f"{store.domain} is {store.get_status_display().lower()}; a {kind} job cannot start until that is done"
         )
@@ -65,47 +46,71 @@ def job_preflight(*, store: Store, kind: str) -> None:
 
 
 @transaction.atomic
-def job_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> ProvisioningJob:
-    """Create a job with its steps and put it on the `provisioning` queue after commit.
+def job_enqueue(
+    *, store_id: int, kind: str, actor: User | None = None, skip: dict[str, str] | None = None
+) -> ProvisioningJob:
+    """Create a job of a registered kind with its steps, and put it on the kind's queue after commit.
 
-    At most one active operation per store, whatever its kind (a job, a backup, a restore): checked by
-    stores.operations while the store row is locked (MariaDB has no partial unique index to do it)."""
+    At most one active operation per store, whatever its kind: checked by stores.operations while the store
+    row is locked (MariaDB has no partial unique index to do it). `skip` names steps of the plan that this
+    job does not need (step name -> why), recorded as skipped from the start (a database-only restore skips
+    the files). Callers that keep a domain record of the job (a BackupRun) create it in their transaction
+    around this call, so the worker finds it."""
+    job_kind = kind_get(kind)
+    unknown = set(skip or ()) - set(job_kind.step_by_name)
+    if unknown:
+        raise ValueError(f"a {kind} job has no step {', '.join(sorted(unknown))}")
     try:
         store = store_lock_for_operation(store_id=store_id)
     except StoreBusy as exc:
         raise JobConflict(str(exc)) from None
-    if store.status not in STORE_STATUS_REQUIRED[kind]:
-        allowed = ", ".join(sorted(STORE_STATUS_REQUIRED[kind]))
+    if store.status not in job_kind.store_statuses:
+        allowed = ", ".join(sorted(job_kind.store_statuses))
         raise InvalidTransition(f"store {store.pk} is {store.status}; a {kind} job needs it to be {allowed}")
-    if kind == Job.Kind.TEARDOWN and store.status != S.DELETING:
-        store = store_transition(store_id=store.pk, to=S.DELETING, actor=actor, note="teardown requested")
-    job = Job.objects.create(store=store, kind=kind, created_by=actor)
+    to = job_kind.store_status_on_enqueue
+    if to and store.status != to:
+        store = store_transition(store_id=store.pk, to=to, actor=actor, note=f"{kind} requested")
+    job = Job.objects.create(store=store, kind=kind, created_by=actor, timeout_seconds=job_kind.timeout_seconds())
+    skip = skip or {}
     JobStep.objects.bulk_create(
-        JobStep(job=job, name=step.name, title=step.title, order=order) for order, step in enumerate(PLANS[kind], 1)
+        JobStep(
+            job=job,
+            name=step.name,
+            title=step.title,
+            order=order,
+            status=JobStep.Status.SKIPPED if step.name in skip else JobStep.Status.PENDING,
+            output=skip.get(step.name, ""),
+        )
+        for order, step in enumerate(job_kind.steps, 1)
     )
     transaction.on_commit(lambda: _rq_enqueue(job.pk))
     return job
 
 
 def store_active_job(store_id: int) -> str | None:
-    """This app's active operations on a store, for stores.operations (registered in apps.py)."""
+    """The active operation on a store, for stores.operations (registered in apps.py)."""
     job = Job.objects.filter(store_id=store_id, status__in=Job.ACTIVE).order_by("pk").first()
     if job is None:
         return None
     since = job.started_at or job.created_at  # aware, in UTC
     return (
-        f"This store already has an active job (#{job.pk}, {job.get_kind_display().lower()}, "
-        f"{job.get_status_display().lower()} since {since:%H:%M} UTC)."
+        f"This store is busy: {job.get_kind_display().lower()} (job #{job.pk}) is "
+        f"{job.get_status_display().lower()} since {since:%H:%M} UTC."
     )
 
 
+def _rq_job_id(job_id: int) -> str:
+    return f"provisioning-job-{job_id}"
+
+
 def _rq_enqueue(job_id: int) -> None:
+    job = Job.objects.only("kind", "timeout_seconds").get(pk=job_id)
     rq_job_id = enqueue_recorded(
-        queue="provisioning",
+        queue=kind_get(job.kind).queue,
         function=jobs.provisioning_job_run,
         args=(job_id,),
-        job_id=f"provisioning-job-{job_id}",
-        job_timeout=15 * 60,
+        job_id=_rq_job_id(job_id),
+        job_timeout=job.timeout_seconds,
     )
     if rq_job_id:
         Job.objects.filter(pk=job_id).update(rq_job_id=rq_job_id)
@@ -119,9 +124,12 @@ def _job_claim(job_id: int) -> ProvisioningJob | None:
     job.status = Job.Status.RUNNING
     job.started_at = timezone.now()
     job.save(update_fields=["status", "started_at"])
-    to = STORE_STATUS_ON_START.get(job.kind)
+    job_kind = kind_get(job.kind)
+    to = job_kind.store_status_on_start
     if to and job.store.status != to:
         store_transition(store_id=job.store_id, to=to, note=f"job #{job.pk} started")
+    if job_kind.on_start:
+        job_kind.on_start(job.pk)
     return job
 
 
@@ -130,7 +138,7 @@ def _step_log(step: JobStep, message: str) -> None:
 
 
 def job_execute(*, job_id: int) -> None:
-    """Run a claimed job's steps in order. No transaction is held while a step talks to Docker.
+    """Run a claimed job's steps in order. No transaction is held while a step talks to Docker or restic.
 
     The worker holds the job's liveness lock meanwhile (provisioning.liveness), so the reaper fails the job
     as soon as the worker is gone instead of after its timeout. If the database goes away under the job (a
@@ -169,30 +177,53 @@ def _job_run(job_id: int) -> None:
     job = _job_claim(job_id)
     if job is None:
         return
-    for step in job.steps.order_by("order"):
-        if step.status == JobStep.Status.SUCCEEDED:
-            continue
-        store = Store.objects.select_related("host", "plan", "customer").get(pk=job.store_id)
-        if not _job_may_continue(job, store, step):
-            return
-        JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
-        try:
-            STEPS_BY_NAME[step.name].run(store, lambda message, step=step: _step_log(step, message))
-        except Exception as exc:
-            _job_fail(job_id=job.pk, step_id=step.pk, error=exc)
-            raise
-        JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.SUCCEEDED, finished_at=timezone.now())
-    _job_succeed(job_id=job.pk)
+    job_kind = kind_get(job.kind)
+    succeeded = False
+    try:
+        for step in job.steps.order_by("order"):
+            if step.status in (JobStep.Status.SUCCEEDED, JobStep.Status.SKIPPED):
+                continue
+            store = Store.objects.select_related("host", "plan", "customer").get(pk=job.store_id)
+            if not _job_may_continue(job, job_kind, store, step):
+                return
+            JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
+            plan_step = job_kind.step_by_name[step.name]
+            log = lambda message, step=step: _step_log(step, message)  # noqa: E731
+            try:
+                if plan_step.with_job:
+                    plan_step.run(store, log, job_id=job.pk)
+                else:
+                    plan_step.run(store, log)
+            except Exception as exc:
+                _job_fail(job_id=job.pk, step_id=step.pk, error=exc)
+                raise
+            JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.SUCCEEDED, finished_at=timezone.now())
+        succeeded = _job_succeed(job_id=job.pk)
+    finally:
+        _job_after(job_kind, job.pk, succeeded)
 
 
-def _job_may_continue(job: ProvisioningJob, store: Store, step: JobStep) -> bool:
+def _job_after(job_kind: JobKind, job_id: int, succeeded: bool) -> None:
+    """The kind's clean-up, in the worker, outside any transaction; never for a job reaped meanwhile (another
+    operation may own the store by now). A clean-up that fails is logged: the job's outcome stands."""
+    if job_kind.after is None:
+        return
+    if not Job.objects.filter(pk=job_id, reaped_at=None).exists():
+        return
+    try:
+        job_kind.after(job_id, succeeded)
+    except Exception:
+        logger.exception("job %s: the clean-up after the job failed", job_id)
+
+
+def _job_may_continue(job: ProvisioningJob, job_kind: JobKind, store: Store, step: JobStep) -> bool:
     """Before every step, on fresh rows: the job must still be running (not reaped while this worker was
     presumed dead, after which another operation may own the store) and the store still in a status this
     kind of job works on, so a resume never starts a store that was deleted meanwhile."""
     if not Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
         logger.warning("job %s was reaped before step %s; nothing more is done", job.pk, step.name)
         return False
-    if store.status in STORE_STATUS_REQUIRED[job.kind] or store.status == STORE_STATUS_ON_START.get(job.kind):
+    if _store_may_run(job_kind, store):
         return True
     _job_fail(
         job_id=job.pk,
@@ -203,44 +234,52 @@ def _job_may_continue(job: ProvisioningJob, store: Store, step: JobStep) -> bool
 
 
 @transaction.atomic
-def _job_succeed(*, job_id: int) -> None:
+def _job_succeed(*, job_id: int) -> bool:
     job = Job.objects.select_for_update().get(pk=job_id)
     if job.status != Job.Status.RUNNING:
         # Reaped while this worker was presumed dead; a newer job owns the store now.
         logger.warning("job %s finished after it was marked %s; result ignored", job.pk, job.status)
-        return
+        return False
     job.status = Job.Status.SUCCEEDED
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "finished_at"])
-    to = STORE_STATUS_ON_SUCCESS.get(job.kind)
+    job_kind = kind_get(job.kind)
+    to = job_kind.store_status_on_success
     if to:
         store_transition(store_id=job.store_id, to=to, note=f"job #{job.pk} succeeded")
-    hooks_step = job.steps.filter(name=LIVE_HOOKS_STEP).first() if to == S.ACTIVE else None
-    if hooks_step is not None:  # a new store went live (a resume has no such step)
-        # In this transaction: what the reactions queue with on_commit starts once the store is free.
-        hooks.store_live_react(store_id=job.store_id, log=lambda message: _step_log(hooks_step, message))
+    if job_kind.on_success:
+        # In this transaction: what the hook queues with on_commit starts once the store is free.
+        job_kind.on_success(job.pk)
+    return True
 
 
 @transaction.atomic
-def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str) -> None:
-    """Mark the step, the job and (for provisioning) the store failed, with the step's error."""
+def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str, reaped: bool = False) -> None:
+    """Mark the step, the job and (for provisioning) the store failed, with the step's error; the steps that
+    never ran are marked skipped. The kind's on_failure hook moves its domain record in the same transaction."""
     job = Job.objects.select_for_update().get(pk=job_id)
     if job.status not in Job.ACTIVE:
         return
+    now = timezone.now()
     detail = error if isinstance(error, str) else "".join(traceback.format_exception(error)).strip()
     summary = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     step = JobStep.objects.filter(pk=step_id).first() if step_id else None
     if step is not None:
         step.status = JobStep.Status.FAILED
-        step.finished_at = timezone.now()
+        step.finished_at = now
         step.output = detail[-20_000:]
         step.save(update_fields=["status", "finished_at", "output"])
         JobLogLine.objects.create(step=step, message=f"failed: {summary}")
+    job.steps.filter(status=JobStep.Status.PENDING).update(
+        status=JobStep.Status.SKIPPED, output="not run: an earlier step failed"
+    )
     job.status = Job.Status.FAILED
-    job.finished_at = timezone.now()
+    job.finished_at = now
+    job.reaped_at = now if reaped else None
     job.error = f"step “{step.title if step else 'unknown'}” failed: {summary}\n\n{detail}"[-50_000:]
-    job.save(update_fields=["status", "finished_at", "error"])
-    if job.kind in FAILS_STORE:
+    job.save(update_fields=["status", "finished_at", "reaped_at", "error"])
+    job_kind = kind_get(job.kind)
+    if job_kind.fails_store:
         store = Store.objects.get(pk=job.store_id)
         if store.status in (S.QUEUED, S.PROVISIONING):
             store_transition(
@@ -252,6 +291,8 @@ def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str) -
                     "Our team has been notified and will retry it."
                 ),
             )
+    if job_kind.on_failure:
+        job_kind.on_failure(job.pk, summary)
 
 
 def jobs_reap_stale(*, now=None) -> list[int]:
@@ -267,7 +308,7 @@ def jobs_reap_stale(*, now=None) -> list[int]:
         else:
             continue
         running = job.steps.filter(status=JobStep.Status.RUNNING).first()
-        _job_fail(job_id=job.pk, step_id=running.pk if running else None, error=error)
+        _job_fail(job_id=job.pk, step_id=running.pk if running else None, error=error, reaped=True)
         reaped.append(job.pk)
     return reaped
 
@@ -276,12 +317,10 @@ def jobs_requeue_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
     """Enqueue again the jobs recorded as queued whose RQ job is gone (the process that created them died
     between the commit and the enqueue, or Redis lost its data), so a recorded job always runs and never
     holds its store for ever. `_job_claim` makes a second delivery harmless."""
-    from shophosting.queues import rq_job_pending
-
     settled = (now or timezone.now()) - timedelta(seconds=grace_seconds)
     requeued = []
-    for job_id in Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=settled).values_list("pk", flat=True):
-        if not rq_job_pending(queue="provisioning", job_id=f"provisioning-job-{job_id}"):
+    for job_id, kind in Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=settled).values_list("pk", "kind"):
+        if not rq_job_pending(queue=kind_get(kind).queue, job_id=_rq_job_id(job_id)):
             logger.warning("job %s was queued but its RQ job is gone; enqueued again", job_id)
             _rq_enqueue(job_id)
             requeued.append(job_id)
@@ -293,13 +332,16 @@ def store_retry(*, store_id: int, actor: User | None = None) -> ProvisioningJob:
 
 
 def job_retry(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
-    """Run a failed job again as a new job: a failed provisioning becomes a retry of the failed store (the
-    same idempotent steps); any other kind runs again as it was."""
+    """Run a failed job again as a new job that walks the same plan: every step is idempotent, so the steps
+    that had succeeded find their work done and the work resumes at the step that failed (a failed
+    provisioning runs as a retry of the failed store)."""
     job = Job.objects.get(pk=job_id)
     if job.status != Job.Status.FAILED:
         raise InvalidTransition(f"job #{job.pk} is {job.status}; only a failed job can be retried")
-    kind = Job.Kind.RETRY if job.kind in FAILS_STORE else job.kind
-    return job_enqueue(store_id=job.store_id, kind=kind, actor=actor)
+    job_kind = kind_get(job.kind)
+    if job_kind.retry:
+        return job_kind.retry(job.pk, actor)
+    return job_enqueue(store_id=job.store_id, kind=job_kind.retry_as or job.kind, actor=actor)
 
 
 def store_tls_ensure(*, store_id: int) -> Store:

@@ -5,14 +5,15 @@ hold no database transaction while they do."""
 import http.client
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import reverse
 
 from provisioning import acme_client, docker_client, hooks, proxy
 from provisioning.exceptions import ProvisioningError
+from provisioning.kinds import JobKind, Log, Step
+from provisioning.models import JobLogLine, JobStep
+from provisioning.models import ProvisioningJob as JobModel
 from provisioning.stacks import stack_for
 from shophosting.emails import email_send
 from stores import services as store_services
@@ -20,14 +21,6 @@ from stores.models import Store
 
 MB = 1024 * 1024
 LIVE_HOOKS_STEP = "hooks"  # a job holding this step runs provisioning.hooks when it succeeds
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    title: str
-    run: Callable[["Store", Log], None]
 
 
 def _stack(store: Store):
@@ -301,7 +294,7 @@ def port_release(store: Store, log: Log) -> None:
     log("port released")
 
 
-PROVISION = [
+PROVISION = (
     Step("allocate", "Reserve a host and a port", allocate),
     Step("network", "Create the network and volumes", network_and_volumes),
     Step("data_services", "Start the database and cache", data_services_start),
@@ -311,28 +304,92 @@ PROVISION = [
     Step("tls", "Get a TLS certificate", tls_certificate),
     Step(LIVE_HOOKS_STEP, "Queue the first backup", live_hooks),
     Step("notify", "E-mail the customer", notify),
-]
+)
 
-PLANS: dict[str, list[Step]] = {
-    "provision": PROVISION,
-    "retry": PROVISION,
-    "suspend": [
-        Step("maintenance", "Show the maintenance page", vhost_maintenance),
-        Step("stop", "Stop the containers", containers_stop),
-    ],
-    "resume": [
-        Step("start", "Start the containers", containers_start),
-        Step("proxy", "Route the domain through nginx", vhost_proxy),
-    ],
-    "teardown": [
-        Step("unroute", "Remove the nginx vhost and certificate", vhost_remove),
-        Step("remove", "Remove containers, network and volumes", stack_remove),
-        Step("release", "Release the port", port_release),
-    ],
-    "update_limits": [Step("limits", "Apply the plan's memory and CPU", limits_apply)],
-    "restart": [
-        Step("stop", "Stop the containers", containers_stop),
-        Step("start", "Start the containers", containers_start),
-    ],
-}
-STEPS_BY_NAME = {step.name: step for plan in PLANS.values() for step in plan}
+
+def _store_went_live(job_id: int) -> None:
+    """A new store is live: the reactions other apps registered (provisioning.hooks) run now, in the
+    transaction that frees the store, so what they queue with on_commit starts once it is free. They say what
+    they did in the job's hooks step."""
+    hooks_step = JobStep.objects.select_related("job").get(job_id=job_id, name=LIVE_HOOKS_STEP)
+    hooks.store_live_react(
+        store_id=hooks_step.job.store_id,
+        log=lambda message: JobLogLine.objects.create(step=hooks_step, message=message),
+    )
+
+
+S = Store.Status
+K = JobModel.Kind
+KINDS = (
+    JobKind(
+        name=K.PROVISION,
+        title="Set up the store",
+        steps=PROVISION,
+        store_statuses=frozenset({S.QUEUED}),
+        store_status_on_start=S.PROVISIONING,
+        store_status_on_success=S.ACTIVE,
+        fails_store=True,
+        retry_as=K.RETRY,
+        on_success=_store_went_live,
+        staff_may_start=False,
+    ),
+    JobKind(
+        name=K.RETRY,
+        title="Retry setting up the store",
+        steps=PROVISION,
+        store_statuses=frozenset({S.FAILED}),
+        store_status_on_start=S.PROVISIONING,
+        store_status_on_success=S.ACTIVE,
+        fails_store=True,
+        retry_as=K.RETRY,
+        on_success=_store_went_live,
+    ),
+    JobKind(
+        name=K.SUSPEND,
+        title="Suspend",
+        steps=(
+            Step("maintenance", "Show the maintenance page", vhost_maintenance),
+            Step("stop", "Stop the containers", containers_stop),
+        ),
+        store_statuses=frozenset({S.ACTIVE}),
+        store_status_on_success=S.SUSPENDED,
+    ),
+    JobKind(
+        name=K.RESUME,
+        title="Resume",
+        steps=(
+            Step("start", "Start the containers", containers_start),
+            Step("proxy", "Route the domain through nginx", vhost_proxy),
+        ),
+        store_statuses=frozenset({S.SUSPENDED}),
+        store_status_on_success=S.ACTIVE,
+    ),
+    JobKind(
+        name=K.TEARDOWN,
+        title="Tear down",
+        steps=(
+            Step("unroute", "Remove the nginx vhost and certificate", vhost_remove),
+            Step("remove", "Remove containers, network and volumes", stack_remove),
+            Step("release", "Release the port", port_release),
+        ),
+        store_statuses=frozenset({S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}),
+        store_status_on_enqueue=S.DELETING,
+        store_status_on_success=S.DELETED,
+    ),
+    JobKind(
+        name=K.UPDATE_LIMITS,
+        title="Update limits",
+        steps=(Step("limits", "Apply the plan's memory and CPU", limits_apply),),
+        store_statuses=frozenset({S.ACTIVE, S.SUSPENDED}),
+        staff_may_start=False,
+    ),
+    JobKind(
+        name=K.RESTART,
+        title="Restart",
+        steps=(
+            Step("stop", "Stop the containers", containers_stop),
+            Step("start", "Start the containers", containers_start),
+        ),
+        store_statuses=frozenset({S.ACTIVE}),
+    ),
+)

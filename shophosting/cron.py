@@ -33,13 +33,14 @@ if not settings.PLATFORM_TIMERS_EXTERNAL:
     register(jobs.axes_attempts_expire, "default", cron="27 3 * * *")
 # Marketing pages scheduled by editors go live (or expire) within a minute of their time.
 register(jobs.pages_publish_scheduled, "default", interval=60)
-# Fails provisioning jobs whose worker died mid-job, so the store shows failed and can be retried.
+# Fails jobs of every kind (provisioning, backups, restores, verifications) whose worker died mid-job, within
+# a minute, so the store is free again and the job can be retried.
 register(provisioning_jobs_reap, "default", interval=60)
-# A job or backup/restore run recorded but never enqueued (its process died after the commit), or lost by
-# Redis, is enqueued again; a backup or restore run whose worker died is failed. Either way the store's
-# one-operation lock (stores.operations) is never held for ever.
+# A job recorded but never enqueued (its process died after the commit), or lost by Redis, is enqueued again,
+# so the store's one-operation lock (stores.operations) is never held for ever. Platform backups (no store)
+# get the same, and are failed past their timeout.
 register(provisioning_jobs_requeue, "default", interval=60)
-register(backup_jobs.backup_runs_recover, "default", interval=60)
+register(backup_jobs.platform_runs_recover, "default", interval=60)
 # A store's certificate retry is scheduled in Redis; one that a Redis restart lost is enqueued again.
 register(stores_tls_retry_lost, "default", interval=5 * 60)
 # Renews store certificates in their last 30 days.
@@ -64,8 +65,8 @@ register(backup_jobs.repository_check, "backups", cron="23 6 * * 0", job_timeout
 # made or forgotten outside the platform) without a restic call in any web request.
 register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *", job_timeout=RESTIC_JOB_TIMEOUT)
 # Weekly proof that each store's newest snapshot restores (throwaway containers, front page and row counts).
-# One store after another, each a restore into throwaway containers: hours on a large installation.
-register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1", job_timeout=12 * 60 * 60)
+# This only queues one `verify` job per store (backups queue); each job has its own timeout.
+register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
 # The platform itself: database, nginx sites, certificates and env file; and the application code. Daily.
 # On a server: shophosting-backup-system.timer and shophosting-backup-code.timer.
 if not settings.PLATFORM_TIMERS_EXTERNAL:

@@ -84,10 +84,6 @@ class Store(models.Model):
     tls_error = models.TextField(blank=True)
     tls_attempts = models.PositiveSmallIntegerField(default=0)
     tls_next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # Held by an operation that has no run row of its own (backup verification), so stores.operations
-    # refuses other operations meanwhile; it expires by itself if its worker dies.
-    lease_holder = models.CharField(max_length=100, blank=True, editable=False)
-    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,7 +1,8 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -20,6 +21,10 @@ def _own_store(request, store_id: int) -> Store:
     return store_of_customer_or_404(request.user, store_id)
 
 
+def _own_job(store: Store, job_id: int) -> ProvisioningJob:
+    return get_object_or_404(ProvisioningJob, pk=job_id, store=store)
+
+
 @login_required
 def store_detail_view(request, store_id: int):
     store = _own_store(request, store_id)
@@ -31,16 +36,35 @@ def store_detail_view(request, store_id: int):
             "store": store,
             "job": job,
             "progress": job_progress_for_customer(job) if job else None,
+            "progress_url": reverse("stores:progress", args=[store.pk]),
             "usage": store_usage_chart(store),
+        },
+    )
+
+
+@login_required
+def store_job_view(request, store_id: int, job_id: int):
+    """One job of the store, of any kind (a backup, a restore, a restart ...), followed live."""
+    store = _own_store(request, store_id)
+    job = _own_job(store, job_id)
+    return render(
+        request,
+        "stores/job_detail.html",
+        {
+            "store": store,
+            "job": job,
+            "progress": job_progress_for_customer(job),
+            "progress_url": reverse("stores:job_progress", args=[store.pk, job.pk]),
         },
     )
 
 
 @never_cache
 @login_required
-def store_progress_view(request, store_id: int):
+def store_progress_view(request, store_id: int, job_id: int | None = None):
+    """The JSON the progress widget polls: the store's latest job, or the job `job_id`."""
     store = _own_store(request, store_id)
-    job = job_latest_for_store(store.pk)
+    job = job_latest_for_store(store.pk) if job_id is None else _own_job(store, job_id)
     return JsonResponse(
         {
             "store": {

@@ -1,14 +1,20 @@
-"""The customer's backup pages without Docker: rate limits, ownership of every URL, and restore progress."""
+"""The customer's backup pages without Docker: rate limits, ownership of every URL, and a restore followed on
+the store's job page."""
 
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from backups.models import BackupRun, RestoreRun, RunStatus
+from backups.services import restore
+from provisioning.exceptions import DockerUnavailable
+from provisioning.models import ProvisioningJob
+from provisioning.services import job_enqueue, job_execute
+from stores.models import Host, Store
 from stores.services import store_create
 
 pytestmark = pytest.mark.django_db
@@ -25,87 +31,83 @@ def test_creating_backups_is_limited_to_3_an_hour_with_a_429_page(client, record
     assert recorded_active_store.backup_runs.count() == 1  # the 2nd and 3rd were told a backup is already queued
 
 
-def test_restore_progress_is_shown_to_its_owner_only(client, recorded_active_store, user_factory):
-    run = RestoreRun.objects.create(
-        store=recorded_active_store,
-        snapshot_id="a" * 64,
-        scope=RestoreRun.Scope.DATABASE,
-        status=RunStatus.RUNNING,
-        step="database",
-        log="10:00:00 [pre_backup] snapshot abcd1234 taken\n",
-    )
+def queued_restore(store, scope=RestoreRun.Scope.DATABASE) -> RestoreRun:
+    """A restore as restore_request records it once restic has confirmed the snapshot (there is no repository
+    in these tests): a `restore` job with the scope's skipped steps, and its RestoreRun."""
+    with transaction.atomic():
+        job = job_enqueue(store_id=store.pk, kind=restore.KIND, skip=restore.SCOPE_SKIPS[scope])
+        return RestoreRun.objects.create(store=store, snapshot_id="a" * 64, scope=scope, job=job)
+
+
+def test_a_restore_is_followed_on_the_stores_job_page_by_its_owner_only(client, recorded_active_store, user_factory):
+    run = queued_restore(recorded_active_store)
     client.force_login(recorded_active_store.customer)
 
-    progress = client.get(reverse("backups:restore_progress_json", args=[recorded_active_store.pk, run.pk])).json()
+    progress = client.get(reverse("stores:job_progress", args=[recorded_active_store.pk, run.job_id])).json()
 
-    assert progress["active"] is True
-    assert [(s["name"], s["status"]) for s in progress["steps"]] == [
-        ("pre_backup", "succeeded"),
-        ("stop", "succeeded"),
-        ("database", "running"),
-        ("start", "pending"),
-        ("check", "pending"),
+    assert progress["progress"]["job"] == {"id": run.job_id, "kind": "Restore", "status": "queued", "active": True}
+    assert [(s["title"], s["status"]) for s in progress["progress"]["steps"]] == [
+        ("Back up the store as it is now", "pending"),
+        ("Stop the store", "pending"),
+        ("Restore the database", "pending"),
+        ("Restore the files", "skipped"),
+        ("Start the store", "pending"),
+        ("Check that the store answers", "pending"),
     ]
-    assert progress["log"] == [
-        "Back up the store as it is now: done",
-        "Stop the store: done",
-        "Restore the database: in progress",
-    ]
-    page = client.get(reverse("backups:restore_progress", args=[recorded_active_store.pk, run.pk])).content.decode()
-    assert "Restore the database" in page and "Back up the store as it is now: done" in page
+    page = client.get(reverse("stores:job", args=[recorded_active_store.pk, run.job_id])).content.decode()
+    assert "Restore of" in page and "Back up the store as it is now" in page
+    # The address restores were followed at before they were jobs leads to the job page.
+    old = client.get(reverse("backups:restore_progress", args=[recorded_active_store.pk, run.pk]))
+    assert old.status_code == 302 and old["Location"] == reverse(
+        "stores:job", args=[recorded_active_store.pk, run.job_id]
+    )
 
     stranger = user_factory(email="stranger@example.com")
     client.force_login(stranger)
     urls = [
         reverse("backups:list", args=[recorded_active_store.pk]),
         reverse("backups:restore_progress", args=[recorded_active_store.pk, run.pk]),
-        reverse("backups:restore_progress_json", args=[recorded_active_store.pk, run.pk]),
+        reverse("stores:job", args=[recorded_active_store.pk, run.job_id]),
+        reverse("stores:job_progress", args=[recorded_active_store.pk, run.job_id]),
         reverse("backups:restore", args=[recorded_active_store.pk, "a" * 64]),
     ]
-    assert [client.get(url).status_code for url in urls] == [404, 404, 404, 404]
+    assert [client.get(url).status_code for url in urls] == [404, 404, 404, 404, 404]
     assert client.post(reverse("backups:create", args=[recorded_active_store.pk])).status_code == 404
     assert not BackupRun.objects.exists()
 
 
 def test_a_failed_restore_tells_its_owner_plain_words_never_the_engines(client, recorded_active_store):
-    pre = BackupRun.objects.create(
-        store=recorded_active_store,
-        kind=BackupRun.Kind.PRE_RESTORE,
-        status=RunStatus.SUCCEEDED,
-        snapshot_id="beef1234" + "0" * 56,
+    """The restore really runs and fails at its first step: the store's engine does not answer. Staff get the
+    engine's words; the owner gets step titles and plain words, and the steps that never ran are skipped."""
+    unreachable = Host.objects.create(
+        name="unreachable", docker_url="tcp://127.0.0.1:9", memory_capacity_mb=1024, cpu_capacity=1
     )
-    engine_words = (
-        "ProvisioningError: the dump does not import: ERROR 2002 (HY000): Can't connect to server on "
-        "'shtest-store-7-db' (115) via tcp://10.0.3.7:2376"
-    )
-    run = RestoreRun.objects.create(
-        store=recorded_active_store,
-        snapshot_id="a" * 64,
-        scope=RestoreRun.Scope.DATABASE,
-        status=RunStatus.FAILED,
-        step="database",
-        pre_restore_backup=pre,
-        log=f"10:00:00 [pre_backup] snapshot beef1234 taken\n10:00:09 [database] failed: {engine_words}\n",
-        error=f"database: {engine_words}",
-    )
+    Store.objects.filter(pk=recorded_active_store.pk).update(host=unreachable, port=20001)
+    run = queued_restore(recorded_active_store)
+
+    with pytest.raises(DockerUnavailable):
+        job_execute(job_id=run.job_id)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "tcp://127.0.0.1:9" in run.error
+    assert "tcp://127.0.0.1:9" in ProvisioningJob.objects.get(pk=run.job_id).error  # for staff
     client.force_login(recorded_active_store.customer)
-
-    progress = client.get(reverse("backups:restore_progress_json", args=[recorded_active_store.pk, run.pk]))
-    page = client.get(reverse("backups:restore_progress", args=[recorded_active_store.pk, run.pk]))
-
+    progress = client.get(reverse("stores:job_progress", args=[recorded_active_store.pk, run.job_id]))
+    page = client.get(reverse("stores:job", args=[recorded_active_store.pk, run.job_id]))
     for body in (progress.content.decode(), page.content.decode()):
-        leaks = [
-            word for word in ("shtest-store", "10.0.3.7", "tcp://", "ERROR 2002", "ProvisioningError") if word in body
-        ]
+        leaks = [word for word in ("127.0.0.1:9", "tcp://", "DockerUnavailable", "unreachable") if word in body]
         assert leaks == []
-    assert progress.json()["error"] == (
-        "The restore stopped at “Restore the database”. Our team has been told and will look into it."
-    )
-    assert progress.json()["log"] == [
-        "Back up the store as it is now: done",
-        "snapshot beef1234 keeps the store as it was before this restore",
-        "Stop the store: done",
-        "Restore the database: stopped here",
+    steps = progress.json()["progress"]["steps"]
+    assert [(s["title"], s["status"]) for s in steps] == [
+        ("Back up the store as it is now", "failed"),
+        ("Stop the store", "skipped"),
+        ("Restore the database", "skipped"),
+        ("Restore the files", "skipped"),
+        ("Start the store", "skipped"),
+        ("Check that the store answers", "skipped"),
+    ]
+    assert [(line["step"], line["message"]) for line in progress.json()["progress"]["log"]] == [
+        ("Back up the store as it is now", "stopped here; our team has been told and will look into it")
     ]
 
 
@@ -148,7 +150,7 @@ def test_due_backups_are_queued_by_interval_and_commands_refuse_bad_input(
 
     from django.core.management import CommandError, call_command
 
-    from backups.services import backups_enqueue_due
+    from backups.services.retention import backups_enqueue_due
 
     assert backups_enqueue_due(dry_run=True) == [recorded_active_store.pk]  # never backed up: due
     assert backups_enqueue_due() == [recorded_active_store.pk]

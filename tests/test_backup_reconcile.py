@@ -12,8 +12,11 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from backups import restic, services
+from backups import restic
 from backups.models import BackupRun, RunStatus
+from backups.services.reconcile import snapshots_reconcile
+from backups.services.restore import snapshot_for_store
+from backups.services.retention import backups_prune
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +82,7 @@ def test_the_reconcile_job_records_snapshots_made_outside_the_platform_and_marks
     assert made_outside in page and kept in page and forgotten_by_hand not in page
 
     # A second run finds nothing more to do.
-    again = services.snapshots_reconcile()
+    again = snapshots_reconcile()
     assert again["recorded"] == again["forgotten"] == again["adopted"] == []
 
 
@@ -94,14 +97,14 @@ def test_snapshots_from_before_namespacing_are_adopted_only_when_this_installati
     )
     unknown = bare_snapshot(tags)  # no record here: perhaps another installation's; left alone
 
-    changes = services.snapshots_reconcile()
+    changes = snapshots_reconcile()
 
     assert changes["adopted"] == [ours] and changes["forgotten"] == []
     run.refresh_from_db()
     assert run.forgotten_at is None and run.snapshot_id != ours  # restic rewrote it under a new id
     [adopted] = [s for s in restic.snapshots(tags=[f"store-{store.pk}"]) if s["id"] == run.snapshot_id]
     assert adopted["original"] == ours and set(tags) <= set(adopted["tags"])
-    assert services.snapshot_for_store(store=store, snapshot_id=run.snapshot_id)["id"] == run.snapshot_id
+    assert snapshot_for_store(store=store, snapshot_id=run.snapshot_id)["id"] == run.snapshot_id
     [left] = restic.snapshots_by_id([unknown])
     assert sorted(left["tags"]) == sorted(tags)  # untouched
     assert not BackupRun.objects.filter(snapshot_id=unknown).exists()
@@ -131,10 +134,10 @@ def test_installations_sharing_a_repository_never_list_or_prune_each_others_snap
             )
         assert {s["id"] for s in restic.snapshots()} == {made["inst-a", 40], made["inst-a", 1]}
 
-        forgotten = services.backups_prune()[f"store-{store.pk}"]
+        forgotten = backups_prune()[f"store-{store.pk}"]
         with pytest.raises(restic.ResticError, match="not this installation's"):
             restic.forget_ids(sorted(theirs))
-        changes = services.snapshots_reconcile()
+        changes = snapshots_reconcile()
 
         assert forgotten == [made["inst-a", 40]]
         assert {s["id"] for s in restic.snapshots()} == {made["inst-a", 1]}

@@ -168,6 +168,7 @@ def test_a_store_busy_when_billing_acts_is_suspended_and_resumed_once_free_but_a
     """A customer whose store is being backed up when dunning runs must not keep a running store for free,
     and one whose store is busy when the payment arrives must not stay stopped."""
     from backups.models import BackupRun, RunStatus
+    from backups.services.backup import backup_enqueue
     from provisioning.services import job_enqueue
 
     subscription, stripe_subscription = paid_signup(client, priced_plan, stripe_api, stripe_webhook)
@@ -177,7 +178,7 @@ def test_a_store_busy_when_billing_acts_is_suspended_and_resumed_once_free_but_a
     failed = stripe_api.invoice(subscription=stripe_subscription, status="open")
     stripe_webhook.post(stripe_api.event("invoice.payment_failed", failed, created=now + 10))
 
-    backup = BackupRun.objects.create(store=store, kind=BackupRun.Kind.MANUAL)  # queued: the store is busy
+    backup = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)  # queued: the store is busy
     with time_machine.travel(timezone.now() + timedelta(days=8)):
         assert dunning_enforce() == [subscription.pk]
     subscription.refresh_from_db()
@@ -185,7 +186,8 @@ def test_a_store_busy_when_billing_acts_is_suspended_and_resumed_once_free_but_a
     assert statuses(store) == [Store.Status.ACTIVE] and not store.jobs.filter(kind=Job.Kind.SUSPEND).exists()
     assert stores_billing_enforce() == []  # still busy
 
-    BackupRun.objects.filter(pk=backup.pk).update(status=RunStatus.SUCCEEDED)
+    worker_finished(store)  # the backup's job ends
+    assert BackupRun.objects.get(pk=backup.pk).status == RunStatus.SUCCEEDED
     assert stores_billing_enforce() == [store.pk]
     assert stores_billing_enforce() == []  # queued once, not twice
     worker_finished(store)

@@ -59,7 +59,7 @@ def test_healthz_is_200_and_only_ok_when_database_redis_docker_and_a_worker_answ
 def test_a_broken_docker_and_restic_show_on_staff_pages_and_check_health_never_on_healthz(
     client, settings, staff_user, tmp_path, rq_worker_process
 ):
-    from backups.services import system_backup_enqueue, system_backup_execute
+    from backups.services.system import system_backup_enqueue, system_backup_execute
     from stores.models import Host
 
     # Honestly broken: an engine address where nothing listens, a repository that cannot exist (/proc).

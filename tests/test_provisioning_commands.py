@@ -38,7 +38,7 @@ def test_store_provision_queues_one_job(user_factory, woo_plan, capsys, django_c
 def test_a_second_active_job_is_refused_with_the_reason(user_factory, woo_plan):
     store = store_create(customer=user_factory(), plan=woo_plan, domain="busy.example.com")
     call_command("store_provision", str(store.pk))
-    with pytest.raises(CommandError, match="already has an active job"):
+    with pytest.raises(CommandError, match="This store is busy: set up the store"):
         call_command("store_suspend", str(store.pk))
 
 

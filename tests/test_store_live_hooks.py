@@ -6,10 +6,12 @@ import pytest
 from django.db import transaction
 
 from backups.models import BackupRun, RunStatus
-from backups.services import backups_enqueue_due
+from backups.services.retention import backups_enqueue_due
 from provisioning import hooks
-from stores.models import Store
-from stores.operations import store_lease
+from provisioning.exceptions import DockerUnavailable
+from provisioning.models import ProvisioningJob
+from provisioning.services import job_enqueue, job_execute
+from stores.models import Host, Store
 from stores.services import store_create, store_transition
 
 pytestmark = pytest.mark.django_db
@@ -50,12 +52,21 @@ def test_a_store_busy_when_it_goes_live_is_backed_up_by_the_next_scheduled_run(
     """No error reaches the provisioning job: the reaction says why it queued nothing, and the scheduled run
     (every 15 minutes) takes the store, which has no backup yet."""
     store = live_store_record
-    with store_lease(store_id=store.pk, holder="A verification of backup #1", seconds=60):
-        lines = go_live(store, django_capture_on_commit_callbacks)
+    with transaction.atomic():
+        restart = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART)  # e.g. its owner restarts it
+    lines = go_live(store, django_capture_on_commit_callbacks)
     assert not BackupRun.objects.filter(store=store).exists()
     [line] = lines
-    assert line.startswith("the store was busy when it went live (A verification of backup #1 is running")
+    assert line.startswith(f"the store was busy when it went live (This store is busy: restart (job #{restart.pk})")
     assert line.endswith("the next scheduled backup run takes its first backup")
 
+    assert backups_enqueue_due() == []  # still busy
+    # The restart ends (here it fails: the store's engine does not answer), and the store is free again.
+    unreachable = Host.objects.create(
+        name="unreachable", docker_url="tcp://127.0.0.1:9", memory_capacity_mb=1024, cpu_capacity=1
+    )
+    Store.objects.filter(pk=store.pk).update(host=unreachable, port=20001)
+    with pytest.raises(DockerUnavailable):
+        job_execute(job_id=restart.pk)
     assert backups_enqueue_due() == [store.pk]
     assert BackupRun.objects.get(store=store).kind == BackupRun.Kind.SCHEDULED

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from backups.models import BackupEvent, BackupRun, RunStatus
-from backups.services import _transition as run_transition
+from backups.services.records import run_transition
 from consultations.models import ConsultationEvent, ConsultationRequest, ContactMessage
 from consultations.services import IllegalTransition
 from shophosting.transitions import InvalidTransition, transition

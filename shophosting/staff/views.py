@@ -45,7 +45,8 @@ def logs_view(request):
 
 @require_POST
 def system_backup_run_view(request):
-    from backups.services import BackupConflict, system_backup_enqueue
+    from backups.services.records import BackupConflict
+    from backups.services.system import system_backup_enqueue
 
     _require(request, "backups.run_system_backup")
     try:

@@ -1,7 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from backups import services
 from backups.models import BackupRun, RunStatus
+from backups.services.backup import backup_enqueue
+from backups.services.records import BackupConflict, store_tags
+from provisioning.services import job_execute
 from stores.models import Store
 
 
@@ -19,13 +21,14 @@ class Command(BaseCommand):
         if store.host_id is None:
             raise CommandError(f"store {store_id} ({store.get_status_display()}) was never built; nothing to back up")
         if dry_run:
-            self.stdout.write(f"would back up store {store.pk} ({store.domain}) with tags {services.store_tags(store)}")
+            self.stdout.write(f"would back up store {store.pk} ({store.domain}) with tags {store_tags(store)}")
             return
         try:
-            run = services.backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
-        except services.BackupConflict as exc:
+            run = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+        except BackupConflict as exc:
             raise CommandError(str(exc)) from exc
-        run = services.backup_execute(run_id=run.pk) or BackupRun.objects.get(pk=run.pk)
+        job_execute(job_id=run.job_id)  # here, in this process; the queued delivery then finds it done
+        run = BackupRun.objects.get(pk=run.pk)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"backup {run.pk} failed: {run.error}")
         self.stdout.write(f"snapshot {run.snapshot_id} ({run.size_bytes} bytes, {run.duration_seconds:.1f} s)")

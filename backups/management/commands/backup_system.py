@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from backups import services
 from backups.models import BackupRun, RunStatus
+from backups.services.records import BackupConflict
+from backups.services.system import system_backup_enqueue, system_backup_execute, system_backup_paths
 
 
 class Command(BaseCommand):
@@ -14,14 +15,14 @@ class Command(BaseCommand):
     def handle(self, *args, code, dry_run, **options):
         kind = BackupRun.Kind.CODE if code else BackupRun.Kind.SYSTEM
         if dry_run:
-            paths = ["(application code)"] if code else ["platform database", *services.system_backup_paths()]
+            paths = ["(application code)"] if code else ["platform database", *system_backup_paths()]
             self.stdout.write("would back up: " + ", ".join(paths))
             return
         try:
-            run = services.system_backup_enqueue(kind=kind)
-        except services.BackupConflict as exc:
+            run = system_backup_enqueue(kind=kind)
+        except BackupConflict as exc:
             raise CommandError(str(exc)) from exc
-        run = services.system_backup_execute(run_id=run.pk) or BackupRun.objects.get(pk=run.pk)
+        run = system_backup_execute(run_id=run.pk) or BackupRun.objects.get(pk=run.pk)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"{kind} backup {run.pk} failed: {run.error}")
         self.stdout.write(f"{kind} snapshot {run.snapshot_id} ({run.size_bytes} bytes, {run.duration_seconds:.1f} s)")

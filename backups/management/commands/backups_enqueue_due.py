@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from backups import services
+from backups.services.retention import backups_enqueue_due
 
 
 class Command(BaseCommand):
@@ -10,6 +10,6 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="List the stores that are due; queue nothing.")
 
     def handle(self, *args, dry_run, **options):
-        due = services.backups_enqueue_due(dry_run=dry_run)
+        due = backups_enqueue_due(dry_run=dry_run)
         verb = "due" if dry_run else "queued"
         self.stdout.write(f"{len(due)} store(s) {verb}: {', '.join(map(str, due)) or '-'}")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from backups import services
+from backups.services.retention import backups_prune
 
 
 class Command(BaseCommand):
@@ -10,5 +10,5 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="List what retention applies to; forget nothing.")
 
     def handle(self, *args, dry_run, **options):
-        for tag, ids in services.backups_prune(dry_run=dry_run).items():
+        for tag, ids in backups_prune(dry_run=dry_run).items():
             self.stdout.write(f"{tag}: {'would apply' if dry_run else f'{len(ids)} forgotten'}")

@@ -1,7 +1,8 @@
 import django_rq
 from django.core.management.base import BaseCommand, CommandError
 
-from backups import jobs, restic, services
+from backups import jobs, restic
+from backups.services.reconcile import snapshots_reconcile
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
             self.stdout.write(f"queued {job.id} on the backups queue")
             return
         try:
-            changes = services.snapshots_reconcile(dry_run=dry_run)
+            changes = snapshots_reconcile(dry_run=dry_run)
         except restic.ResticError as exc:
             raise CommandError(f"the repository could not be read, nothing changed: {exc}") from exc
         prefix = "would be " if dry_run else ""

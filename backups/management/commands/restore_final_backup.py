@@ -1,7 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from backups import restic, services
+from backups import restic
 from backups.models import BackupRun, RunStatus
+from backups.services.records import BackupConflict, SnapshotNotFound
+from backups.services.restore import final_backup_restore_into_new_store
 from stores.models import Store
 
 
@@ -27,8 +29,8 @@ class Command(BaseCommand):
             self.stdout.write(f"would build {domain} for {old.customer} and restore {final.snapshot_id[:8]}")
             return
         try:
-            run = services.final_backup_restore_into_new_store(old_store_id=old.pk, domain=domain)
-        except (services.SnapshotNotFound, services.BackupConflict, restic.ResticError) as exc:
+            run = final_backup_restore_into_new_store(old_store_id=old.pk, domain=domain)
+        except (SnapshotNotFound, BackupConflict, restic.ResticError) as exc:
             raise CommandError(str(exc)) from exc
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"restore {run.pk} into store {run.store_id} failed: {run.error}")

@@ -1,7 +1,11 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from backups import restic, services
+from backups import restic
 from backups.models import RestoreRun, RunStatus
+from backups.services.records import BackupConflict, SnapshotNotFound
+from backups.services.restore import restore_request, snapshot_for_store
+from provisioning.models import JobLogLine
+from provisioning.services import job_execute
 from stores.models import Store
 
 
@@ -19,17 +23,19 @@ class Command(BaseCommand):
         if store is None:
             raise CommandError(f"there is no store {store_id}")
         try:
-            snapshot = services.snapshot_for_store(store=store, snapshot_id=snapshot_id)
-        except (services.SnapshotNotFound, restic.ResticError) as exc:
+            snapshot = snapshot_for_store(store=store, snapshot_id=snapshot_id)
+        except (SnapshotNotFound, restic.ResticError) as exc:
             raise CommandError(f"refused: {exc}") from exc
         if dry_run:
             self.stdout.write(f"would restore {scope} of store {store.pk} from {snapshot['id']} ({snapshot['time']})")
             return
         try:
-            run = services.restore_request(store_id=store.pk, snapshot_id=snapshot["id"], scope=scope)
-        except services.BackupConflict as exc:
+            run = restore_request(store_id=store.pk, snapshot_id=snapshot["id"], scope=scope)
+        except BackupConflict as exc:
             raise CommandError(str(exc)) from exc
-        run = services.restore_execute(restore_id=run.pk) or RestoreRun.objects.get(pk=run.pk)
+        job_execute(job_id=run.job_id)  # here, in this process; the queued delivery then finds it done
+        run = RestoreRun.objects.get(pk=run.pk)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"restore {run.pk} failed: {run.error}")
-        self.stdout.write(run.log)
+        for line in JobLogLine.objects.filter(step__job_id=run.job_id).select_related("step"):
+            self.stdout.write(f"[{line.step.title}] {line.message}")

@@ -1,0 +1,14 @@
+"""Backups, restores, verification, retention and platform backups, one topic per module:
+
+- `records`: the one writer of run statuses, the errors callers catch, snapshot tags;
+- `stack_io`: reading and writing a store's database and volumes (dump, import, archives, staging);
+- `backup`: the `backup` job kind and the requests for one (manual, scheduled, final);
+- `restore`: the `restore` job kind and the restore request (also into a new store from a final backup);
+- `verify`: the `verify` job kind (restore-checks a snapshot in throwaway containers) and its schedule;
+- `retention`: scheduled backups and retention (`restic forget --prune`);
+- `reconcile`: keeping the BackupRun records matching the repository;
+- `system`: the platform's own backups (database, configuration, code), which are not store operations.
+
+Store backups, restores and verifications are kinds of the job engine (provisioning.kinds), registered in
+`backups.kinds`; their BackupRun and RestoreRun rows are the domain records, each linked to its job.
+"""

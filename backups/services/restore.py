@@ -1,0 +1,250 @@
+"""The `restore` job kind: a store's database, files or both put back from one of its snapshots, after a
+pre-restore backup (the same steps as the `backup` kind) that undoes it. And the restore request, also into a
+new store from a deleted store's final backup."""
+
+import logging
+import shutil
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from backups import restic
+from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
+from backups.services.backup import backup_clean_up, backup_database, backup_files, backup_snapshot, run_failed
+from backups.services.records import BackupConflict, RepositoryUnavailable, SnapshotNotFound, run_transition
+from backups.services.stack_io import (
+    DB_DUMP,
+    database_import,
+    database_running,
+    database_start,
+    staging_directory,
+    staging_path,
+    volume_restore,
+    web_volumes,
+)
+from provisioning.exceptions import JobConflict
+from provisioning.kinds import Log
+from provisioning.models import JobStep, ProvisioningJob
+from provisioning.services import job_enqueue, job_execute
+from provisioning.stacks import stack_for
+from provisioning.steps import app_stop, containers_start, containers_stop, wait_http
+from stores.exceptions import InvalidTransition
+from stores.models import Store
+from stores.services import store_create, store_order_paid
+
+logger = logging.getLogger(__name__)
+Kind = BackupRun.Kind
+KIND = "restore"  # the job kind (backups.kinds)
+PRE_BACKUP_STEP = "pre_backup"
+
+
+def _restore_of(job_id: int) -> RestoreRun:
+    return RestoreRun.objects.get(job_id=job_id)
+
+
+def _staging_name(restore: RestoreRun) -> str:
+    return f"restore-{restore.pk}"
+
+
+# --- The steps --------------------------------------------------------------------------------------------
+
+
+def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
+    """A snapshot of the store as it is now, in place (never queued on its own): if it fails, nothing was
+    changed and the restore stops here."""
+    restore = _restore_of(job_id)
+    staging_directory(_staging_name(restore))
+    # Before the dump, which would otherwise stop a stopped database again right after it.
+    if not database_running(store):
+        database_start(store)
+        log("the store is stopped: its database was started for the restore")
+    with transaction.atomic():
+        pre = BackupRun.objects.create(store=store, kind=Kind.PRE_RESTORE, created_by=restore.created_by, job_id=job_id)
+        BackupEvent.objects.create(backup_run=pre, new_status=pre.status, note=f"before restore {restore.pk}")
+        RestoreRun.objects.filter(pk=restore.pk).update(pre_restore_backup=pre)
+    run_transition(BackupRun, pre.pk, RunStatus.RUNNING, started_at=timezone.now())
+    try:
+        backup_database(pre, store, log)
+        backup_files(pre, store, log)
+        backup_snapshot(pre, store, log)
+    except Exception as exc:
+        run_failed(pre, f"{type(exc).__name__}: {exc}")
+        raise restic.ResticError(f"the pre-restore backup failed, nothing was changed: {exc}") from exc
+    finally:
+        backup_clean_up(pre, store)
+    pre = BackupRun.objects.get(pk=pre.pk)
+    now = timezone.now()
+    run_transition(
+        BackupRun,
+        pre.pk,
+        RunStatus.SUCCEEDED,
+        note=f"snapshot {pre.snapshot_id[:8]}",
+        finished_at=now,
+        duration_seconds=(now - pre.started_at).total_seconds(),
+    )
+    log(f"snapshot {pre.snapshot_id[:8]} keeps the store as it was")
+
+
+def step_stop(store: Store, log: Log, *, job_id: int) -> None:
+    app_stop(store, log)
+
+
+def step_database(store: Store, log: Log, *, job_id: int) -> None:
+    restore = _restore_of(job_id)
+    dump = staging_path(_staging_name(restore)) / DB_DUMP
+    restic.dump(restore.snapshot_id, f"/{DB_DUMP}", into=dump)
+    log(f"dump read from the snapshot ({dump.stat().st_size} bytes)")
+    database_import(container=stack_for(store).container_name("db"), dump=dump, base_url=store.host.docker_url)
+    log("database replaced by the snapshot's")
+
+
+def step_files(store: Store, log: Log, *, job_id: int) -> None:
+    restore = _restore_of(job_id)
+    stack = stack_for(store)
+    for suffix, mount in web_volumes(store).items():
+        volume_restore(
+            snapshot_id=restore.snapshot_id,
+            suffix=suffix,
+            mount=mount,
+            volume=stack.volume_name(suffix),
+            staging=staging_path(_staging_name(restore)),
+            labels={**stack.labels, "shophosting.role": "restore-helper"},
+            base_url=store.host.docker_url,
+        )
+        log(f"{suffix}: files replaced by the snapshot's")
+
+
+def step_start(store: Store, log: Log, *, job_id: int) -> None:
+    """Start a live store; a suspended one stays stopped, still suspended (decided on the store read afresh)."""
+    if store.status == Store.Status.ACTIVE:
+        containers_start(store, log)
+    else:
+        containers_stop(store, log)
+        log("the store is not live, so it stays stopped")
+
+
+def step_check(store: Store, log: Log, *, job_id: int) -> None:
+    if store.status == Store.Status.ACTIVE:
+        wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    else:
+        log("the store is not live: nothing to check")
+
+
+# --- The kind's hooks -------------------------------------------------------------------------------------
+
+
+def on_start(job_id: int) -> None:
+    run_transition(RestoreRun, _restore_of(job_id).pk, RunStatus.RUNNING, started_at=timezone.now())
+
+
+def on_success(job_id: int) -> None:
+    run_transition(RestoreRun, _restore_of(job_id).pk, RunStatus.SUCCEEDED, finished_at=timezone.now())
+
+
+def on_failure(job_id: int, summary: str) -> None:
+    restore = _restore_of(job_id)
+    if restore.status in ACTIVE_STATUSES:
+        run_transition(
+            RestoreRun, restore.pk, RunStatus.FAILED, note=summary, error=summary[:10000], finished_at=timezone.now()
+        )
+    if restore.pre_restore_backup_id:
+        run_failed(restore.pre_restore_backup, "its restore stopped")
+
+
+def after(job_id: int, succeeded: bool) -> None:
+    """Remove the staging directory; after a failure, never leave a live store down nor a suspended one
+    running (the pre-restore snapshot undoes a partial restore)."""
+    restore = _restore_of(job_id)
+    shutil.rmtree(staging_path(_staging_name(restore)), ignore_errors=True)
+    if succeeded:
+        return
+    store = Store.objects.select_related("host", "plan", "customer").get(pk=restore.store_id)
+    failed_first = JobStep.objects.filter(job_id=job_id, name=PRE_BACKUP_STEP, status=JobStep.Status.FAILED).exists()
+    if store.status == Store.Status.ACTIVE and not failed_first:
+        containers_start(store, lambda message: None)
+    elif store.status != Store.Status.ACTIVE:
+        containers_stop(store, lambda message: None)
+
+
+def retry(job_id: int, actor: User | None) -> ProvisioningJob:
+    restore = _restore_of(job_id)
+    return restore_request(
+        store_id=restore.store_id, snapshot_id=restore.snapshot_id, scope=restore.scope, actor=actor
+    ).job
+
+
+# --- Requests ---------------------------------------------------------------------------------------------
+
+
+def snapshot_for_store(*, store: Store, snapshot_id: str) -> dict:
+    """The restic snapshot `snapshot_id` (full or short id) if it is this store's; else SnapshotNotFound.
+
+    Malformed ids never reach restic."""
+    if not restic.SNAPSHOT_ID.match(snapshot_id or ""):
+        raise SnapshotNotFound("not a snapshot id")
+    for snapshot in restic.snapshots(tags=[f"store-{store.pk}"]):
+        if snapshot_id in (snapshot["id"], snapshot.get("short_id")):
+            return snapshot
+    raise SnapshotNotFound(f"snapshot {snapshot_id} is not one of store {store.pk}'s")
+
+
+# Steps a restore of each scope does not need.
+SCOPE_SKIPS = {
+    RestoreRun.Scope.DATABASE: {"files": "only the database is restored"},
+    RestoreRun.Scope.FILES: {"database": "only the files are restored"},
+    RestoreRun.Scope.ALL: {},
+}
+
+
+def restore_request(
+    *, store_id: int, snapshot_id: str, scope: str, actor: User | None = None, source_store_id: int | None = None
+) -> RestoreRun:
+    """Queue a restore after checking that the snapshot is this store's (or, for staff commands only, the
+    `source_store_id`'s, e.g. a deleted store's final backup). Refused while another operation runs."""
+    if scope not in RestoreRun.Scope.values:
+        raise ValueError(f"unknown restore scope {scope!r}")
+    source = Store.objects.get(pk=source_store_id or store_id)
+    try:
+        snapshot = snapshot_for_store(store=source, snapshot_id=snapshot_id)
+    except restic.ResticError as exc:
+        logger.warning("restore of store %s refused: the repository did not answer: %s", store_id, exc)
+        raise RepositoryUnavailable(
+            "The backup storage did not answer, so nothing was changed. Try again in a few minutes."
+        ) from exc
+    with transaction.atomic():
+        try:
+            job = job_enqueue(store_id=store_id, kind=KIND, actor=actor, skip=SCOPE_SKIPS[scope])
+        except JobConflict as exc:
+            raise BackupConflict(str(exc)) from None
+        except InvalidTransition:
+            store = Store.objects.get(pk=store_id)
+            raise BackupConflict(
+                f"The store is {store.get_status_display().lower()}; it cannot be restored now."
+            ) from None
+        run = RestoreRun.objects.create(
+            store_id=store_id, snapshot_id=snapshot["id"], scope=scope, created_by=actor, job=job
+        )
+        BackupEvent.objects.create(restore_run=run, new_status=run.status, note=f"restore {scope} requested")
+    return run
+
+
+def final_backup_restore_into_new_store(*, old_store_id: int, domain: str, actor: User | None = None) -> RestoreRun:
+    """Bring a deleted store back from its final backup: a new store for the same customer and plan is built,
+    then the final snapshot (database and files) is restored into it. Runs in the caller's process."""
+    old = Store.objects.select_related("plan", "customer").get(pk=old_store_id)
+    final = old.backup_runs.filter(kind=Kind.FINAL, status=RunStatus.SUCCEEDED, forgotten_at=None).first()
+    if final is None:
+        raise SnapshotNotFound(f"store {old.pk} has no final backup that is still kept")
+    new = store_create(customer=old.customer, plan=old.plan, domain=domain, site_title=old.site_title, actor=actor)
+    job = store_order_paid(store_id=new.pk, actor=actor)
+    job_execute(job_id=job.pk)
+    new.refresh_from_db()
+    if new.status != Store.Status.ACTIVE:
+        raise BackupConflict(f"the new store {new.pk} could not be built: {new.status_message}")
+    run = restore_request(
+        store_id=new.pk, snapshot_id=final.snapshot_id, scope=RestoreRun.Scope.ALL, actor=actor, source_store_id=old.pk
+    )
+    job_execute(job_id=run.job_id)
+    return RestoreRun.objects.get(pk=run.pk)

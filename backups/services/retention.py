@@ -1,0 +1,72 @@
+"""Scheduled backups and retention: which stores are due a backup, and `restic forget --prune` per store."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from backups import restic
+from backups.models import BackupRun, RunStatus
+from backups.services.backup import backup_enqueue
+from backups.services.records import BackupConflict
+from stores.models import Store
+
+Kind = BackupRun.Kind
+
+
+def backups_enqueue_due(*, now=None, dry_run: bool = False) -> list[int]:
+    """Queue a scheduled backup of every active store whose last backup is older than the interval."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=settings.BACKUP_INTERVAL_HOURS)
+    due = []
+    for store in Store.objects.filter(status=Store.Status.ACTIVE).order_by("pk"):
+        last = store.backup_runs.exclude(status=RunStatus.FAILED).exclude(kind=Kind.PRE_RESTORE).first()
+        if last is not None and last.created_at > cutoff:
+            continue
+        if not dry_run:
+            try:
+                backup_enqueue(store_id=store.pk, kind=Kind.SCHEDULED)
+            except BackupConflict:
+                continue
+        due.append(store.pk)
+    return due
+
+
+def retention_days(store: Store) -> int:
+    return settings.BACKUP_RETENTION_DAYS_DAILY_PLANS if store.plan.daily_backups else settings.BACKUP_RETENTION_DAYS
+
+
+def backups_prune(*, dry_run: bool = False) -> dict[str, list[str]]:
+    """Apply retention by time: forget each store's snapshots older than its plan's retention (counted back
+    from its newest snapshot, so the newest always stays), then prune. Returns tag -> forgotten ids."""
+    forgotten: dict[str, list[str]] = {}
+    store_ids = BackupRun.objects.exclude(store=None).values_list("store_id", flat=True).distinct()
+    stores = list(Store.objects.filter(pk__in=store_ids))
+    targets = [(f"store-{s.pk}", retention_days(s)) for s in stores if s.status != Store.Status.DELETED]
+    targets += [
+        (Kind.SYSTEM.value, settings.BACKUP_SYSTEM_RETENTION_DAYS),
+        (Kind.CODE.value, settings.BACKUP_SYSTEM_RETENTION_DAYS),
+    ]
+    if dry_run:
+        return {tag: [] for tag, _ in targets}
+    if not restic.repository_exists():
+        return {}
+    for tag, days in targets:
+        ids = restic.forget(tags=[tag], keep_within=f"{days}d", prune=True)
+        if ids:
+            BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
+        forgotten[tag] = ids
+    # A deleted store keeps its snapshots (its final backup above all) for its retention period after
+    # teardown, then all of them go.
+    for store in stores:
+        if store.status != Store.Status.DELETED:
+            continue
+        deleted = store.events.filter(new_status=Store.Status.DELETED).order_by("-created_at").first()
+        if deleted is None or deleted.created_at > timezone.now() - timedelta(days=retention_days(store)):
+            continue
+        ids = [snapshot["id"] for snapshot in restic.snapshots(tags=[f"store-{store.pk}"])]
+        if ids:
+            restic.forget_ids(ids, prune=True)
+            BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
+        forgotten[f"store-{store.pk}"] = ids
+    return forgotten
