@@ -13,7 +13,7 @@ from accounts.exceptions import TwoFactorRefused
 from accounts.forms import EmailChangeForm, LoginForm
 from accounts.services import EmailChangeRefused, audit_record, email_change_confirm, email_change_request
 from billing.selectors import subscriptions_with_room
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 from stores.selectors import store_list_for_customer
 
 

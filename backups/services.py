@@ -25,8 +25,8 @@ from backups import jobs, restic
 from backups.models import ACTIVE_STATUSES, RUN_ALLOWED_FROM, BackupEvent, BackupRun, RestoreRun, RunStatus
 from provisioning import docker_client, liveness
 from provisioning.stacks import stack_for
-from shophosting.queues import enqueue_recorded
-from shophosting.transitions import transition
+from shophosting.core.queues import enqueue_recorded
+from shophosting.core.transitions import transition
 from stores.exceptions import StoreBusy
 from stores.models import Store
 from stores.operations import store_lock_for_operation
@@ -481,7 +481,7 @@ def runs_recover(*, now=None, grace_seconds: int = 60) -> dict[str, list[int]]:
     - running runs whose worker is gone (nothing holds their liveness lock) or that ran past their job's
       timeout (a worker that hangs) are failed;
     - a pre-restore backup left queued by a restore that stopped is failed (it runs inside its restore)."""
-    from shophosting.queues import rq_job_pending
+    from shophosting.core.queues import rq_job_pending
 
     now = now or timezone.now()
     settled = now - timedelta(seconds=grace_seconds)

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts.services import audit_record
 from backups import selectors, services
 from backups.models import BackupRun, RestoreRun
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 from stores.models import Store
 from stores.selectors import store_of_customer_or_404
 

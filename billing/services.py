@@ -15,8 +15,8 @@ from backups.services import final_backup_request, store_has_final_backup
 from billing import stripe_gateway
 from billing.models import Plan, Platform, StoreHold, Subscription, SubscriptionEvent, money_text
 from provisioning.models import ProvisioningJob as Job
-from shophosting.emails import email_send
-from shophosting.transitions import InvalidTransition, transition
+from shophosting.core.emails import email_send
+from shophosting.core.transitions import InvalidTransition, transition
 from stores.models import Store
 from stores.services import store_create, store_order_paid, store_plan_change, store_transition
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from consultations.attachments import attachment_check
 from consultations.models import ConsultationRequest, ContactMessage, Ticket
-from shophosting.validators import single_line
+from shophosting.core.validators import single_line
 
 
 class ContactForm(forms.ModelForm):

@@ -14,7 +14,7 @@ from django.urls import reverse
 from provisioning import acme_client, docker_client, hooks, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.stacks import stack_for
-from shophosting.emails import email_send
+from shophosting.core.emails import email_send
 from stores import services as store_services
 from stores.models import Store
 

@@ -10,7 +10,7 @@ from wagtail.documents import urls as wagtaildocs_urls
 
 from cms.views import robots_txt
 from shophosting import health
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 from shophosting.staff.rq_dashboard import rq_dashboard_urlpatterns
 
 handler400 = "shophosting.views.bad_request"

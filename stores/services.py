@@ -4,7 +4,7 @@ from django.db import transaction
 
 from accounts.models import User
 from billing.models import Plan
-from shophosting.transitions import transition
+from shophosting.core.transitions import transition
 from stores import crypto
 from stores.domains import domain_normalize
 from stores.exceptions import InvalidTransition, NoCapacity

@@ -269,7 +269,7 @@ def test_a_running_worker_registers_again_after_redis_restarts_empty(tmp_path):
     from django.conf import settings as django_settings
     from django.utils.module_loading import import_string
 
-    from shophosting.queues import workers
+    from shophosting.core.queues import workers
 
     server = PrivateRedis(tmp_path)
     server.start()

@@ -169,7 +169,7 @@ def test_a_new_live_store_gets_its_first_backup_queued_and_its_owner_is_told(
     queued, and both the customer's checklist and the staff log say so."""
     from backups.models import BackupRun, RunStatus
     from provisioning.selectors import job_progress_for_customer
-    from shophosting.queues import rq_job_pending
+    from shophosting.core.queues import rq_job_pending
 
     store = store_create(customer=user_factory(), plan=woo_plan, domain="firstbackup.test", site_title="First")
     with django_capture_on_commit_callbacks(execute=True):

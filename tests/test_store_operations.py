@@ -29,7 +29,7 @@ from provisioning import docker_client
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
 from provisioning.services import job_enqueue, jobs_requeue_lost
-from shophosting.queues import rq_job_pending
+from shophosting.core.queues import rq_job_pending
 from stores.exceptions import StoreBusy
 from stores.models import Store
 from stores.operations import store_lease, store_operation_active

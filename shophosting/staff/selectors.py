@@ -86,7 +86,7 @@ def failed_jobs_recent(limit: int = 10) -> list[ProvisioningJob]:
 def dashboard(user) -> dict:
     """The admin index: counts, capacity, jobs, money and quick actions, as far as the user's role reaches."""
     from billing.models import money_text
-    from shophosting import queues
+    from shophosting.core import queues
 
     data: dict = {}
     if user.has_perm("accounts.view_customer"):
@@ -186,7 +186,7 @@ def system_health() -> dict:
     """Every check with its details. Docker is what a worker last recorded (shophosting/health.py): the web
     tier has no access to the engines."""
     from provisioning import proxy
-    from shophosting import queues
+    from shophosting.core import queues
     from shophosting.health import docker_engines_recorded, health_report
 
     healthy, checks, _info = health_report()

@@ -60,7 +60,7 @@ def system_backup_run_view(request):
 
 @require_POST
 def rq_failed_clear_view(request):
-    from shophosting import queues
+    from shophosting.core import queues
 
     _require(request, "provisioning.use_rq_dashboard")
     cleared = queues.failed_jobs_clear()
