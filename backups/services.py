@@ -831,8 +831,9 @@ def system_backup_execute(*, run_id: int) -> BackupRun | None:
 def final_backup_restore_into_new_store(*, old_store_id: int, domain: str, actor: User | None = None) -> RestoreRun:
     """Bring a deleted store back from its final backup: a new store for the same customer and plan is built,
     then the final snapshot (database and files) is restored into it. Runs in the caller's process."""
+    from provisioning.orders import store_order_paid
     from provisioning.services import job_execute
-    from stores.services import store_create, store_order_paid
+    from stores.services import store_create
 
     old = Store.objects.select_related("plan", "customer").get(pk=old_store_id)
     final = old.backup_runs.filter(kind=Kind.FINAL, status=RunStatus.SUCCEEDED, forgotten_at=None).first()

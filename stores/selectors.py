@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,12 +18,22 @@ S = Store.Status
 HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}
 
 
+# store -> the memory (MB) and CPUs its whole stack reserves on its host. Provisioning owns the stacks and
+# defines it from ProvisioningConfig.ready(), so placement counts capacity without stores importing provisioning.
+StackReservation = Callable[[Store], tuple[int, Decimal]]
+_stack_reservation: StackReservation | None = None
+
+
+def stack_reservation_define(reservation: StackReservation) -> None:
+    global _stack_reservation
+    _stack_reservation = reservation
+
+
 def stack_reservation(store: Store) -> tuple[int, Decimal]:
     """Memory (MB) and CPU that the store's whole stack reserves on its host."""
-    from provisioning.stacks import stack_for
-
-    services = stack_for(store).services(include_optional=store.phpmyadmin_enabled)
-    return sum(s.memory_mb for s in services), sum((Decimal(str(s.cpus)) for s in services), Decimal(0))
+    if _stack_reservation is None:
+        raise RuntimeError("no stack reservation is defined: provisioning is not installed or not ready")
+    return _stack_reservation(store)
 
 
 def host_reservation(*, host: Host, exclude_store_id: int | None = None) -> tuple[int, Decimal]:

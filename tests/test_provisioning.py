@@ -15,9 +15,10 @@ from django.utils import timezone
 from provisioning import docker_client, proxy
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.orders import store_order_paid
 from provisioning.services import job_enqueue
 from stores.models import Store
-from stores.services import store_create, store_credentials, store_order_paid
+from stores.services import store_create, store_credentials
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
 NGINX_PORT = 18080  # the test nginx (tests/conftest.py: nginx_server)
