@@ -2,7 +2,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from stores.models import Host, Store
+from stores.models import Host, Store, StoreUsageSample
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,6 @@ def store_usage_chart(store: Store, *, now=None, width: int = 600, height: int =
     from datetime import timedelta
 
     from django.utils import timezone
-
-    from stores.models import StoreUsageSample
 
     now = now or timezone.now()
     start = now - timedelta(hours=24)
