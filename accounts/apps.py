@@ -7,3 +7,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         from accounts import handlers, roles  # noqa: F401 - connects signal receivers
+        from accounts.services import audit_record
+        from shophosting.core.audit import audit_writer_set
+
+        audit_writer_set(audit_record)

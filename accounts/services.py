@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, User
 from accounts.roles import Role
-from shophosting.client_ip import client_ip
+from shophosting.core.client_ip import client_ip
+from shophosting.core.emails import email_send
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,6 @@ class EmailChangeRefused(Exception):
 def email_change_request(*, user: User, new_email: str, confirm_url_base: str) -> None:
     """Send a signed, 2-day link to the new address and a heads-up to the old one; nothing changes yet."""
     from django.core import signing
-
-    from shophosting.emails import email_send
 
     new_email = new_email.strip().lower()
     if User.objects.filter(email__iexact=new_email).exists():

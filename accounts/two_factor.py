@@ -3,7 +3,7 @@ required for staff when STAFF_TWO_FACTOR_REQUIRED. Devices are django-otp's mode
 only writers.
 
 Every code a person types goes through `_code_attempt`: failures are audited and counted against a budget per
-account (shophosting.ratelimits.FAILURE_LIMITS), which no new session, device or `setup_start` resets.
+account (shophosting.core.ratelimits.FAILURE_LIMITS), which no new session, device or `setup_start` resets.
 Replacing or removing a confirmed device needs a verified session and a current code."""
 
 import io
@@ -24,7 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.exceptions import TwoFactorRefused
 from accounts.models import User
 from accounts.services import audit_record
-from shophosting.ratelimits import failure_count, failures_exhausted
+from shophosting.core.ratelimits import failure_count, failures_exhausted
 
 RECOVERY_CODES = 10
 CODE_BUDGET = "two_factor_code"

@@ -4,6 +4,9 @@ from accounts import views
 
 app_name = "accounts"
 
+# The home page (name "home", at "") is shophosting/portal.py, joined in shophosting/urls.py: it shows stores,
+# backups and billing, which accounts must not import.
+
 urlpatterns = [
     path("login/", views.CustomerLoginView.as_view(), name="login"),
     path("logout/", views.CustomerLogoutView.as_view(), name="logout"),
@@ -17,5 +20,4 @@ urlpatterns = [
     path("email/change/confirm/<str:token>/", views.email_change_confirm_view, name="email_change_confirm"),
     path("two-factor/", views.two_factor_view, name="two_factor"),
     path("two-factor/code/", views.second_factor_view, name="second_factor"),
-    path("", views.account_home_view, name="home"),
 ]

@@ -12,9 +12,7 @@ from accounts import two_factor
 from accounts.exceptions import TwoFactorRefused
 from accounts.forms import EmailChangeForm, LoginForm
 from accounts.services import EmailChangeRefused, audit_record, email_change_confirm, email_change_request
-from billing.selectors import subscriptions_with_room
-from shophosting.ratelimits import rate_limited
-from stores.selectors import store_list_for_customer
+from shophosting.core.ratelimits import rate_limited
 
 
 @method_decorator(rate_limited("customer_login"), name="dispatch")
@@ -80,15 +78,6 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
     template_name = FORM_PAGE
     extra_context = {"title": "Password changed", "intro": "Your new password works from now on."}
-
-
-@login_required
-def account_home_view(request):
-    return render(
-        request,
-        "accounts/home.html",
-        {"stores": store_list_for_customer(request.user), "with_room": subscriptions_with_room(request.user)},
-    )
 
 
 @login_required

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from shophosting.transitions import StatusEvent
+from shophosting.core.transitions import StatusEvent
 
 
 class RunStatus(models.TextChoices):

@@ -16,7 +16,7 @@ from backups.services.backup import backup_enqueue
 from backups.services.records import BackupConflict, RepositoryUnavailable, SnapshotNotFound
 from backups.services.restore import restore_request
 from backups.services.retention import retention_days
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 from stores.models import Store
 from stores.selectors import store_of_customer_or_404
 

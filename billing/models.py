@@ -4,17 +4,13 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from shophosting.transitions import StatusEvent
+from shophosting.core.transitions import StatusEvent
+from stores.models import Platform
 
 
 def money_text(cents) -> str:
     """Stripe amounts are integer cents: 14900 -> "$149.00"."""
     return f"${Decimal(cents) / 100:,.2f}"
-
-
-class Platform(models.TextChoices):
-    WOOCOMMERCE = "woocommerce", "WooCommerce"
-    MAGENTO = "magento", "Magento 2"
 
 
 class Plan(models.Model):

@@ -15,10 +15,11 @@ from backups.services.backup import final_backup_request, store_has_final_backup
 from billing import stripe_gateway
 from billing.models import Plan, Platform, StoreHold, Subscription, SubscriptionEvent, money_text
 from provisioning.models import ProvisioningJob as Job
-from shophosting.emails import email_send
-from shophosting.transitions import InvalidTransition, transition
+from provisioning.orders import store_order_paid
+from shophosting.core.emails import email_send
+from shophosting.core.transitions import InvalidTransition, transition
 from stores.models import Store
-from stores.services import store_create, store_order_paid, store_plan_change, store_transition
+from stores.services import store_create, store_plan_change, store_transition
 
 logger = logging.getLogger(__name__)
 

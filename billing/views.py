@@ -14,7 +14,7 @@ from billing import selectors, services, stripe_gateway
 from billing.forms import PlanSignupForm, SignupForm, StoreAddForm
 from billing.models import Subscription
 from provisioning.selectors import job_latest_for_store, job_progress_for_customer
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 
 logger = logging.getLogger(__name__)
 

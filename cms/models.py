@@ -6,7 +6,9 @@ from wagtail.admin.panels import FieldPanel
 from wagtail.fields import RichTextField, StreamField
 from wagtail.models import Page
 
+from billing.selectors import plan_catalogue_by_platform, plan_list_public
 from cms.blocks import SectionsBlock
+from consultations.forms import ConsultationForm, ContactForm
 
 INTRO_FEATURES = ["bold", "italic", "link"]
 
@@ -41,7 +43,6 @@ class HomePage(MarketingPage):
     subpage_types = ["cms.PricingPage", "cms.FeaturesPage", "cms.AboutPage", "cms.ContactPage"]
 
     def get_context(self, request, *args, **kwargs):
-        from billing.selectors import plan_list_public
 
         context = super().get_context(request, *args, **kwargs)
         context["plans"] = plan_list_public()
@@ -54,7 +55,6 @@ class PricingPage(MarketingPage):
     template = "cms/pricing_page.html"
 
     def get_context(self, request, *args, **kwargs):
-        from billing.selectors import plan_catalogue_by_platform
 
         context = super().get_context(request, *args, **kwargs)
         context["platforms"] = plan_catalogue_by_platform()
@@ -80,7 +80,6 @@ class ContactPage(MarketingPage):
         return super().serve(request, *args, **kwargs)
 
     def get_context(self, request, *args, **kwargs):
-        from consultations.forms import ConsultationForm, ContactForm
 
         context = super().get_context(request, *args, **kwargs)
         context.setdefault("contact_form", ContactForm())

@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 
 from consultations.forms import ConsultationForm, ContactForm
 from consultations.services import consultation_request_create, contact_message_create
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 
 
 def _render(request, page, **forms):

@@ -15,7 +15,7 @@ from consultations.services import (
     ticket_reply_staff,
     ticket_transition,
 )
-from shophosting.transitions import InvalidTransition
+from shophosting.core.transitions import InvalidTransition
 
 
 def _status_action(change, to: str, label: str, noun: str):

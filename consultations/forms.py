@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from consultations.attachments import attachment_check
 from consultations.models import ConsultationRequest, ContactMessage, Ticket
-from shophosting.validators import single_line
+from shophosting.core.validators import single_line
+from stores.selectors import store_list_for_customer
 
 
 class ContactForm(forms.ModelForm):
@@ -105,7 +106,6 @@ class TicketForm(forms.Form):
 
     def __init__(self, *args, customer, **kwargs):
         super().__init__(*args, **kwargs)
-        from stores.selectors import store_list_for_customer
 
         self.fields["store"].queryset = store_list_for_customer(customer)
 

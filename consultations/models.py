@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.db import models
 
-from shophosting.transitions import StatusEvent
-from shophosting.validators import single_line
+from shophosting.core.transitions import StatusEvent
+from shophosting.core.validators import single_line
 
 
 class ContactMessage(models.Model):

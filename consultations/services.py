@@ -18,9 +18,9 @@ from consultations.models import (
     TicketEvent,
     TicketMessage,
 )
-from shophosting.emails import email_send
-from shophosting.transitions import InvalidTransition, transition
-from shophosting.validators import header_safe
+from shophosting.core.emails import email_send
+from shophosting.core.transitions import InvalidTransition, transition
+from shophosting.core.validators import header_safe
 
 
 def _notify_staff(subject: str, body: str) -> None:

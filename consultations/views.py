@@ -14,7 +14,7 @@ from consultations.services import (
     ticket_create,
     ticket_reply_customer,
 )
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 
 
 @rate_limited("consultation")

@@ -8,7 +8,12 @@ class ProvisioningConfig(AppConfig):
     def ready(self):
         from provisioning import kinds, steps
         from provisioning.services import store_active_job
+        from provisioning.stacks import stack_reservation
         from stores.operations import store_operations_register
+        from stores.selectors import stack_reservation_define
+
+        # Placement (stores.services.store_place) counts host capacity by the stacks provisioning runs.
+        stack_reservation_define(stack_reservation)
 
         for kind in steps.KINDS:
             kinds.register(kind)

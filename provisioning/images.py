@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 
 from provisioning import docker_client
-from shophosting.settings.local_images import LOCAL_STORE_IMAGES
+from shophosting.core.local_images import LOCAL_STORE_IMAGES
 
 IMAGES_DIR = Path(settings.BASE_DIR) / "deploy" / "images"
 # Build order: the ones the WooCommerce stack needs first.

@@ -15,7 +15,7 @@ from provisioning import jobs, liveness
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import JobKind, kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
-from shophosting.queues import enqueue_recorded, rq_job_pending
+from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store
 from stores.operations import store_lock_for_operation, store_operation_active
@@ -393,7 +393,7 @@ def stores_tls_retry_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
     """Enqueue now the certificate retries that are overdue and that RQ no longer holds: a scheduled job lives
     only in Redis, which a restart empties, and nothing else would ever try again (the store stays on HTTP).
     Each retry's RQ job id names its attempt, so one that is only late is not run twice."""
-    from shophosting.queues import rq_job_pending
+    from shophosting.core.queues import rq_job_pending
 
     overdue = (now or timezone.now()) - timedelta(seconds=grace_seconds)
     live = (S.PROVISIONING, S.ACTIVE, S.SUSPENDED)  # the statuses store_tls_ensure works on

@@ -15,7 +15,7 @@ from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import JobLogLine, JobStep
 from provisioning.models import ProvisioningJob as JobModel
 from provisioning.stacks import stack_for
-from shophosting.emails import email_send
+from shophosting.core.emails import email_send
 from stores import services as store_services
 from stores.models import Store
 

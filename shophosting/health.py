@@ -23,7 +23,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
-from shophosting import queues
+from shophosting.core import queues
 
 ENGINES_KEY = "shophosting:health:docker-engines"
 # The worker records every minute; a few missed runs (a busy default queue) are not yet an outage.

@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from accounts.services import audit_record
+
 # The stored activity stamp is refreshed at most this often, so a busy session is not rewritten
 # on every request; the timeout is therefore exact to within this many seconds.
 ACTIVITY_WRITE_INTERVAL = 60
@@ -61,7 +63,6 @@ class IdleTimeoutMiddleware:
         return self.get_response(request)
 
     def _timed_out(self, request: HttpRequest, *, idle_seconds: int) -> HttpResponse:
-        from accounts.services import audit_record
 
         audit_record(event="idle_timeout", request=request, actor=request.user, idle_seconds=idle_seconds)
         logout(request)

@@ -8,10 +8,14 @@ from wagtail.admin.views.account import LoginView as WagtailLoginView
 from wagtail.contrib.sitemaps.views import sitemap
 from wagtail.documents import urls as wagtaildocs_urls
 
+from accounts import urls as accounts_urls
 from cms.views import robots_txt
+from provisioning.views import store_urlpatterns as provisioning_store_urlpatterns
 from shophosting import health
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
+from shophosting.portal import account_home_view
 from shophosting.staff.rq_dashboard import rq_dashboard_urlpatterns
+from stores import urls as stores_urls
 
 handler400 = "shophosting.views.bad_request"
 handler403 = "shophosting.views.permission_denied"
@@ -34,8 +38,10 @@ urlpatterns = [
     path(settings.WAGTAIL_ADMIN_URL, include(wagtailadmin_urls)),
     path("documents/", include(wagtaildocs_urls)),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
-    path("accounts/", include("accounts.urls")),
-    path("stores/", include("stores.urls")),
+    # Two namespaces are composed here from a lower app's patterns and pages that need apps above it: the
+    # customer's home (shophosting/portal.py) and the store page (provisioning/views.py).
+    path("accounts/", include(([*accounts_urls.urlpatterns, path("", account_home_view, name="home")], "accounts"))),
+    path("stores/", include(([*stores_urls.urlpatterns, *provisioning_store_urlpatterns], "stores"))),
     path("stores/<int:store_id>/backups/", include("backups.urls")),
     path("", include("billing.urls")),
     path("", include("consultations.urls")),

@@ -1,4 +1,4 @@
-from shophosting.transitions import InvalidTransition
+from shophosting.core.transitions import InvalidTransition
 
 __all__ = ["InvalidTransition", "NoCapacity", "StoreBusy"]  # InvalidTransition: the one shared class, re-exported
 

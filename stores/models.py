@@ -3,8 +3,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from billing.models import Platform
-from shophosting.transitions import StatusEvent
+from shophosting.core.transitions import StatusEvent
+
+
+class Platform(models.TextChoices):
+    """The shop software a store runs. A store's own fact: a plan is sold for one platform (billing's Plan
+    points here), and provisioning picks the stack by it."""
+
+    WOOCOMMERCE = "woocommerce", "WooCommerce"
+    MAGENTO = "magento", "Magento 2"
 
 
 class Host(models.Model):

@@ -1,7 +1,8 @@
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from stores.models import Host, Store
+from stores.models import Host, Store, StoreUsageSample
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,22 @@ S = Store.Status
 HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}
 
 
+# store -> the memory (MB) and CPUs its whole stack reserves on its host. Provisioning owns the stacks and
+# defines it from ProvisioningConfig.ready(), so placement counts capacity without stores importing provisioning.
+StackReservation = Callable[[Store], tuple[int, Decimal]]
+_stack_reservation: StackReservation | None = None
+
+
+def stack_reservation_define(reservation: StackReservation) -> None:
+    global _stack_reservation
+    _stack_reservation = reservation
+
+
 def stack_reservation(store: Store) -> tuple[int, Decimal]:
     """Memory (MB) and CPU that the store's whole stack reserves on its host."""
-    from provisioning.stacks import stack_for
-
-    services = stack_for(store).services(include_optional=store.phpmyadmin_enabled)
-    return sum(s.memory_mb for s in services), sum((Decimal(str(s.cpus)) for s in services), Decimal(0))
+    if _stack_reservation is None:
+        raise RuntimeError("no stack reservation is defined: provisioning is not installed or not ready")
+    return _stack_reservation(store)
 
 
 def host_reservation(*, host: Host, exclude_store_id: int | None = None) -> tuple[int, Decimal]:
@@ -47,18 +58,8 @@ def host_usage_list() -> list[HostUsage]:
 
 
 def store_list_for_customer(customer):
-    """The customer's stores with their plan and the time of their last good backup, in one query."""
-    from django.db.models import OuterRef, Subquery
-
-    from backups.models import BackupRun, RunStatus
-
-    last_backup = BackupRun.objects.filter(store=OuterRef("pk"), status=RunStatus.SUCCEEDED).order_by("-finished_at")
-    return (
-        Store.objects.filter(customer=customer)
-        .exclude(status=Store.Status.DELETED)
-        .select_related("plan")
-        .annotate(last_backup_at=Subquery(last_backup.values("finished_at")[:1]))
-    )
+    """The customer's stores (all but deleted ones) with their plan, in one query."""
+    return Store.objects.filter(customer=customer).exclude(status=Store.Status.DELETED).select_related("plan")
 
 
 def store_usage_chart(store: Store, *, now=None, width: int = 600, height: int = 120) -> dict | None:
@@ -66,8 +67,6 @@ def store_usage_chart(store: Store, *, now=None, width: int = 600, height: int =
     from datetime import timedelta
 
     from django.utils import timezone
-
-    from stores.models import StoreUsageSample
 
     now = now or timezone.now()
     start = now - timedelta(hours=24)

@@ -1,15 +1,19 @@
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
 from accounts.models import User
-from billing.models import Plan
-from shophosting.transitions import transition
+from shophosting.core.transitions import transition
 from stores import crypto
 from stores.domains import domain_normalize
 from stores.exceptions import InvalidTransition, NoCapacity
 from stores.models import Host, Store, StoreEvent
 from stores.selectors import host_ports_used, host_reservation, stack_reservation
+
+if TYPE_CHECKING:
+    # Store.plan points up at billing's catalogue (stores/README.md, "Layers"); only the annotations name it.
+    from billing.models import Plan
 
 S = Store.Status
 
@@ -45,7 +49,7 @@ def store_transition(*, store_id: int, to: str, actor: User | None = None, note:
 
 @transaction.atomic
 def store_create(
-    *, customer: User, plan: Plan, domain: str, site_title: str = "", subscription=None, actor: User | None = None
+    *, customer: User, plan: "Plan", domain: str, site_title: str = "", subscription=None, actor: User | None = None
 ) -> Store:
     """A new store awaiting payment. The domain is validated and must be free among live stores."""
     from django.core.exceptions import ValidationError
@@ -118,24 +122,7 @@ def host_local_ensure(*, docker_url: str) -> Host:
 
 
 @transaction.atomic
-def store_order_paid(*, store_id: int, actor: User | None = None):
-    """A paid order: the store is queued and provisioning starts (the billing webhook calls this).
-
-    Idempotent: webhooks arrive more than once, and one order gets one provisioning job."""
-    from provisioning.models import ProvisioningJob
-    from provisioning.services import job_enqueue
-
-    store = Store.objects.select_for_update().get(pk=store_id)
-    existing = store.jobs.filter(kind=ProvisioningJob.Kind.PROVISION).first()
-    if existing is not None:
-        return existing
-    if store.status == S.AWAITING_PAYMENT:
-        store_transition(store_id=store.pk, to=S.QUEUED, actor=actor, note="payment received")
-    return job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.PROVISION, actor=actor)
-
-
-@transaction.atomic
-def store_plan_change(*, store_id: int, plan: Plan, actor: User | None = None) -> Store:
+def store_plan_change(*, store_id: int, plan: "Plan", actor: User | None = None) -> Store:
     """Move a store to another plan of its platform; the caller applies the new limits to the containers."""
     store = Store.objects.select_for_update().get(pk=store_id)
     if plan.platform != store.platform:

@@ -13,8 +13,9 @@ from django.utils import timezone
 from backups import restic, services
 from backups.models import BackupRun, RestoreRun, RunStatus
 from provisioning import docker_client
+from provisioning.orders import store_order_paid
 from stores.models import Store
-from stores.services import store_create, store_order_paid
+from stores.services import store_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
 WP_CONTENT = "/var/www/html/wp-content"

@@ -29,6 +29,7 @@ from django.utils import timezone
 from provisioning import docker_client, liveness, steps
 from provisioning.exceptions import DockerUnavailable
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.orders import store_order_paid
 from provisioning.services import (
     job_enqueue,
     jobs_reap_stale,
@@ -38,7 +39,7 @@ from provisioning.services import (
     stores_tls_retry_lost,
 )
 from stores.models import Store
-from stores.services import store_create, store_order_paid
+from stores.services import store_create
 from tests.conftest import ROOT, require_or_skip
 from tests.test_provisioning_workers import committed, kill_with_work_horse, wait_for  # noqa: F401 (a fixture)
 
@@ -269,7 +270,7 @@ def test_a_running_worker_registers_again_after_redis_restarts_empty(tmp_path):
     from django.conf import settings as django_settings
     from django.utils.module_loading import import_string
 
-    from shophosting.queues import workers
+    from shophosting.core.queues import workers
 
     server = PrivateRedis(tmp_path)
     server.start()

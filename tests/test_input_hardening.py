@@ -9,7 +9,7 @@ from django.urls import reverse
 from backups import restic
 from provisioning import proxy
 from provisioning.exceptions import ProvisioningError
-from shophosting.validators import header_safe, single_line
+from shophosting.core.validators import header_safe, single_line
 from stores.domains import LABEL, domain_normalize
 from stores.models import Host, Store
 from stores.services import store_create

@@ -13,9 +13,10 @@ from django.utils import timezone
 from backups.models import BackupRun
 from provisioning import docker_client
 from provisioning.models import ProvisioningJob
+from provisioning.orders import store_order_paid
 from provisioning.services import stores_usage_sample
 from stores.models import Store, StoreUsageSample
-from stores.services import store_create, store_order_paid
+from stores.services import store_create
 
 pytestmark = pytest.mark.django_db
 

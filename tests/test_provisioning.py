@@ -15,9 +15,10 @@ from django.utils import timezone
 from provisioning import docker_client, proxy
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.orders import store_order_paid
 from provisioning.services import job_enqueue
 from stores.models import Store
-from stores.services import store_create, store_credentials, store_order_paid
+from stores.services import store_create, store_credentials
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
 NGINX_PORT = 18080  # the test nginx (tests/conftest.py: nginx_server)
@@ -169,7 +170,7 @@ def test_a_new_live_store_gets_its_first_backup_queued_and_its_owner_is_told(
     queued, and both the customer's checklist and the staff log say so."""
     from backups.models import BackupRun, RunStatus
     from provisioning.selectors import job_progress_for_customer
-    from shophosting.queues import rq_job_pending
+    from shophosting.core.queues import rq_job_pending
 
     store = store_create(customer=user_factory(), plan=woo_plan, domain="firstbackup.test", site_title="First")
     with django_capture_on_commit_callbacks(execute=True):

@@ -19,9 +19,10 @@ from accounts.services import customer_create
 from backups.models import BackupRun
 from provisioning import docker_client
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.orders import store_order_paid
 from provisioning.services import jobs_reap_stale, store_retry
 from stores.models import Host, Store
-from stores.services import host_local_ensure, store_create, store_order_paid
+from stores.services import host_local_ensure, store_create
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.docker]

@@ -12,7 +12,7 @@ from django_ratelimit.core import _get_window, _split_rate
 
 from accounts.models import AuditEvent
 from consultations.models import ConsultationRequest, ContactMessage
-from shophosting.ratelimits import RATE_LIMITS
+from shophosting.core.ratelimits import RATE_LIMITS
 from tests.consultation_slots import business_slot
 
 # /contact/ is the CMS contact page.

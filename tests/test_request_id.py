@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from rq import SimpleWorker
 
-from shophosting import request_id
+from shophosting.core import request_id
 
 pytestmark = pytest.mark.django_db
 

@@ -154,21 +154,21 @@ class TestRequestBodyLimit:
 
 class TestClientIp:
     def test_without_proxies_remote_addr_is_the_client(self, rf, settings):
-        from shophosting.client_ip import client_ip
+        from shophosting.core.client_ip import client_ip
 
         settings.TRUSTED_PROXY_COUNT = 0
         request = rf.get("/", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.1")
         assert client_ip(request) == "203.0.113.9"
 
     def test_behind_one_proxy_the_forged_left_entries_are_ignored(self, rf, settings):
-        from shophosting.client_ip import client_ip
+        from shophosting.core.client_ip import client_ip
 
         settings.TRUSTED_PROXY_COUNT = 1
         request = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")
         assert client_ip(request) == "203.0.113.9"
 
     def test_behind_two_proxies(self, rf, settings):
-        from shophosting.client_ip import client_ip
+        from shophosting.core.client_ip import client_ip
 
         settings.TRUSTED_PROXY_COUNT = 2
         request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9, 10.0.0.1")

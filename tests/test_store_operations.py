@@ -28,12 +28,13 @@ from backups.models import BackupRun, RestoreRun, RunStatus
 from provisioning import docker_client
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
+from provisioning.orders import store_order_paid
 from provisioning.services import job_enqueue, jobs_requeue_lost
-from shophosting.queues import rq_job_pending
+from shophosting.core.queues import rq_job_pending
 from stores.exceptions import StoreBusy
 from stores.models import Store
 from stores.operations import store_lease, store_operation_active
-from stores.services import store_create, store_order_paid, store_transition
+from stores.services import store_create, store_transition
 from tests.conftest import ROOT
 from tests.test_backups import back_up, insert_post, posts, restore, sql
 from tests.test_provisioning_workers import committed, wait_for  # noqa: F401 - committed is a fixture

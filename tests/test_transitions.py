@@ -1,4 +1,4 @@
-"""The one way a status changes (shophosting.transitions): lock, allowed edge, write, event."""
+"""The one way a status changes (shophosting.core.transitions): lock, allowed edge, write, event."""
 
 import pytest
 from django.db import connection
@@ -9,7 +9,7 @@ from backups.models import BackupEvent, BackupRun, RunStatus
 from backups.services.records import run_transition
 from consultations.models import ConsultationEvent, ConsultationRequest, ContactMessage
 from consultations.services import IllegalTransition
-from shophosting.transitions import InvalidTransition, transition
+from shophosting.core.transitions import InvalidTransition, transition
 from stores.exceptions import InvalidTransition as StoresInvalidTransition
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ Backup operations (backups issue) have no views yet; their rate limit is exercis
 from django.http import HttpResponse
 from django.urls import path
 
-from shophosting.ratelimits import rate_limited
+from shophosting.core.ratelimits import rate_limited
 from shophosting.urls import urlpatterns as project_urlpatterns
 
 

@@ -2,7 +2,7 @@
 restic tags of a store's snapshots."""
 
 from backups.models import RUN_ALLOWED_FROM, BackupEvent, BackupRun
-from shophosting.transitions import transition
+from shophosting.core.transitions import transition
 from stores.exceptions import StoreBusy
 from stores.models import Store
 

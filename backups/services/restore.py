@@ -27,12 +27,13 @@ from backups.services.stack_io import (
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import Log
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.orders import store_order_paid
 from provisioning.services import job_enqueue, job_execute
 from provisioning.stacks import stack_for
 from provisioning.steps import app_stop, containers_start, containers_stop, wait_http
 from stores.exceptions import InvalidTransition
 from stores.models import Store
-from stores.services import store_create, store_order_paid
+from stores.services import store_create
 
 logger = logging.getLogger(__name__)
 Kind = BackupRun.Kind

@@ -20,7 +20,7 @@ from backups import jobs, restic
 from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RunStatus
 from backups.services.records import BackupConflict, run_transition
 from backups.services.stack_io import staging_directory
-from shophosting.queues import enqueue_recorded, rq_job_pending
+from shophosting.core.queues import enqueue_recorded, rq_job_pending
 
 logger = logging.getLogger(__name__)
 Kind = BackupRun.Kind

@@ -77,7 +77,7 @@ INSTALLED_APPS = DJANGO_APPS + WAGTAIL_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     # First: every log line of the request (and of the jobs it enqueues) carries its id.
-    "shophosting.request_id.RequestIdMiddleware",
+    "shophosting.core.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads the body: refuses oversized requests from Content-Length alone.
@@ -164,7 +164,7 @@ RQ_SHOW_ADMIN_LINK = False
 # django-rq's default would defer a second time and return no job id.
 RQ = {
     "COMMIT_MODE": "auto",
-    "JOB_CLASS": "shophosting.request_id.RequestJob",
+    "JOB_CLASS": "shophosting.core.request_id.RequestJob",
     "WORKER_CLASS": "shophosting.workers.RegisteringWorker",
 }
 # A worker whose heartbeat is older than this is reported as down by /healthz. An idle rq worker
@@ -292,7 +292,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "username"
 # The address as accounts store it (lower-cased), so a change of case does not buy fresh attempts.
 AXES_USERNAME_CALLABLE = "accounts.lockout.lockout_username"
-AXES_CLIENT_IP_CALLABLE = "shophosting.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "shophosting.core.client_ip.client_ip"
 AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
@@ -326,7 +326,7 @@ SECURITY_LOG_PATH = Path(env("SECURITY_LOG_PATH", default=str(LOG_DIR / "securit
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "shophosting.request_id.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "shophosting.core.request_id.RequestIdFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         # One JSON object per line in the files (python-json-logger), with the request id.

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from shophosting.settings.local_images import use_local_store_images
+from shophosting.core.local_images import use_local_store_images
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -15,7 +15,7 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite
 os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:{os.environ.get('RUN_REDIS_PORT', '6390')}/0")
 # A fixed Fernet key for demo data only; production refuses to start without its own.
 os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=")
-use_local_store_images()  # see local_images.py
+use_local_store_images()  # see shophosting/core/local_images.py
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shdev-store")
 os.environ.setdefault("NGINX_ENABLED", "false")
 os.environ.setdefault("TLS_ENABLED", "false")

@@ -2,7 +2,7 @@
 
 import os
 
-from shophosting.settings.local_images import use_local_store_images
+from shophosting.core.local_images import use_local_store_images
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/shophosting")
@@ -16,7 +16,7 @@ os.environ.setdefault("SECURITY_LOG_PATH", os.path.join(_var_test, "security.log
 # Staff two-factor is on in production; the tests that need it turn it on (tests/test_admin_staff.py).
 os.environ.setdefault("STAFF_TWO_FACTOR_REQUIRED", "false")
 
-use_local_store_images()  # see local_images.py
+use_local_store_images()  # see shophosting/core/local_images.py
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")
 # A private nginx on a loopback port, started by the tests (tests/conftest.py: nginx_server).
 _nginx_prefix = os.path.join(os.path.dirname(__file__), "..", "..", "var", "test", "nginx")

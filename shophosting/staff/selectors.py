@@ -11,9 +11,13 @@ from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Customer
-from billing.models import Subscription
+from backups.models import BackupRun, RunStatus
+from billing.models import Subscription, money_text
+from billing.selectors import billing_overview
+from provisioning import acme_client, proxy
 from provisioning.models import JobStep, ProvisioningJob
-from shophosting.health import timed_check
+from shophosting.core import queues
+from shophosting.health import check_system_backup, docker_engines_recorded, health_report, timed_check
 from stores.models import Host, Store
 from stores.selectors import host_usage_list
 
@@ -85,8 +89,6 @@ def failed_jobs_recent(limit: int = 10) -> list[ProvisioningJob]:
 
 def dashboard(user) -> dict:
     """The admin index: counts, capacity, jobs, money and quick actions, as far as the user's role reaches."""
-    from billing.models import money_text
-    from shophosting import queues
 
     data: dict = {}
     if user.has_perm("accounts.view_customer"):
@@ -106,8 +108,6 @@ def dashboard(user) -> dict:
         except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it
             data["queues_error"] = f"{type(exc).__name__}: {exc}"
     if user.has_perm("billing.view_subscription"):
-        from billing.selectors import billing_overview
-
         overview = billing_overview()
         data["mrr"] = money_text(overview.mrr_cents)
         data["past_due"] = len(overview.past_due)
@@ -148,7 +148,6 @@ def disk_usage() -> list[dict]:
 
 def store_certificates(*, warn_days: int = 21) -> list[dict]:
     """Every live store's TLS state and, when issued, its expiry; the soonest first."""
-    from provisioning import acme_client
 
     now = timezone.now()
     rows = []
@@ -169,8 +168,6 @@ def store_certificates(*, warn_days: int = 21) -> list[dict]:
 
 def backup_status() -> dict:
     """The last system backup and the stores whose last backup failed or is overdue."""
-    from backups.models import BackupRun, RunStatus
-    from shophosting.health import check_system_backup
 
     cutoff = timezone.now() - timedelta(hours=2 * settings.BACKUP_INTERVAL_HOURS)
     runs = BackupRun.objects.filter(store=OuterRef("pk")).order_by("-created_at")
@@ -185,9 +182,6 @@ def backup_status() -> dict:
 def system_health() -> dict:
     """Every check with its details. Docker is what a worker last recorded (shophosting/health.py): the web
     tier has no access to the engines."""
-    from provisioning import proxy
-    from shophosting import queues
-    from shophosting.health import docker_engines_recorded, health_report
 
     healthy, checks, _info = health_report()
     try:

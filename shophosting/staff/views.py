@@ -12,7 +12,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
+from backups.services.records import BackupConflict
+from backups.services.system import system_backup_enqueue
+from provisioning.exceptions import JobConflict
+from provisioning.models import ProvisioningJob
+from provisioning.services import job_enqueue, job_retry
+from shophosting.core import queues
 from shophosting.staff import logs, selectors
+from stores.exceptions import InvalidTransition
+from stores.models import Store
 
 
 def _require(request, permission: str) -> None:
@@ -45,8 +53,6 @@ def logs_view(request):
 
 @require_POST
 def system_backup_run_view(request):
-    from backups.services.records import BackupConflict
-    from backups.services.system import system_backup_enqueue
 
     _require(request, "backups.run_system_backup")
     try:
@@ -61,7 +67,6 @@ def system_backup_run_view(request):
 
 @require_POST
 def rq_failed_clear_view(request):
-    from shophosting import queues
 
     _require(request, "provisioning.use_rq_dashboard")
     cleared = queues.failed_jobs_clear()
@@ -72,10 +77,6 @@ def rq_failed_clear_view(request):
 
 @require_POST
 def job_retry_view(request, job_id: int):
-    from provisioning.exceptions import JobConflict
-    from provisioning.models import ProvisioningJob
-    from provisioning.services import job_retry
-    from stores.exceptions import InvalidTransition
 
     _require(request, "stores.operate_store")
     try:
@@ -97,10 +98,6 @@ STORE_OPERATIONS = ("suspend", "resume", "retry", "restart")
 
 @require_POST
 def store_operate_view(request):
-    from provisioning.exceptions import JobConflict
-    from provisioning.services import job_enqueue
-    from stores.exceptions import InvalidTransition
-    from stores.models import Store
 
     _require(request, "stores.operate_store")
     operation = request.POST.get("operation", "")

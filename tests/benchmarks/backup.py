@@ -47,9 +47,10 @@ def sql(store, statement: str) -> str:
 def provision_store():
     from accounts.services import customer_create
     from billing.models import Plan
+    from provisioning.orders import store_order_paid
     from provisioning.services import job_execute
     from stores.models import Store
-    from stores.services import store_create, store_order_paid
+    from stores.services import store_create
 
     customer = customer_create(email=f"bench-{uuid.uuid4().hex[:8]}@example.com", password="bench-password-1")
     store = store_create(

@@ -49,10 +49,11 @@ def wait_for_title(port: int, domain: str, title: str, timeout: float = 120) -> 
 def platform_run(n: int) -> float:
     from accounts.services import customer_create
     from billing.models import Plan
+    from provisioning.orders import store_order_paid
     from provisioning.services import job_execute
     from provisioning.steps import stack_remove
     from stores.models import Store
-    from stores.services import store_create, store_order_paid, store_release
+    from stores.services import store_create, store_release
 
     customer = customer_create(email=f"bench-{uuid.uuid4().hex[:8]}@example.com", password="bench-password-1")
     domain = f"bench{n}-{uuid.uuid4().hex[:6]}.test"

@@ -1,5 +1,5 @@
 from provisioning.management.commands._store_job import StoreJobCommand
-from stores.services import store_order_paid
+from provisioning.orders import store_order_paid
 
 
 class Command(StoreJobCommand):

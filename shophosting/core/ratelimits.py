@@ -1,7 +1,7 @@
 """The product's rate limits, in one table, applied with django-ratelimit on the shared Redis cache.
 
 A blocked request gets HTTP 429 with a friendly page and a Retry-After header, and an audit event.
-Requests are counted per real client IP (shophosting.client_ip), never per proxy address.
+Requests are counted per real client IP (shophosting.core.client_ip), never per proxy address.
 """
 
 from functools import wraps
@@ -9,7 +9,8 @@ from functools import wraps
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
 
-from shophosting.client_ip import client_ip_key
+from shophosting.core.audit import audit
+from shophosting.core.client_ip import client_ip_key
 
 # group -> every rate that applies to it; a request is blocked when any of them is exceeded.
 RATE_LIMITS: dict[str, tuple[str, ...]] = {
@@ -80,9 +81,7 @@ def rate_limited(group: str, methods: tuple[str, ...] = ("POST",), key=client_ip
 
 
 def too_many_requests(request, *, group: str, rate: str, retry_after: int):
-    from accounts.services import audit_record
-
-    audit_record(event="rate_limited", request=request, limit=group, rate=rate)
+    audit(event="rate_limited", request=request, limit=group, rate=rate)
     response = render(
         request,
         "429.html",

@@ -1,0 +1,102 @@
+"""The customer's store page: the store with its latest job's progress (polled as JSON), the restart button,
+and one page per job of any kind (setup, restart, backup, restore, verification) with the same widget. Served
+under the stores namespace (shophosting/urls.py joins these to stores/urls.py); it lives in
+provisioning because it shows and starts provisioning jobs, which stores must not import."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from accounts.services import audit_record
+from provisioning.exceptions import JobConflict
+from provisioning.models import ProvisioningJob
+from provisioning.selectors import job_latest_for_store, job_progress_for_customer
+from provisioning.services import job_enqueue
+from stores.exceptions import InvalidTransition
+from stores.models import Store
+from stores.selectors import store_of_customer_or_404, store_usage_chart
+
+
+def _own_job(store: Store, job_id: int) -> ProvisioningJob:
+    return get_object_or_404(ProvisioningJob, pk=job_id, store=store)
+
+
+@login_required
+def store_detail_view(request, store_id: int):
+    store = store_of_customer_or_404(request.user, store_id)
+    job = job_latest_for_store(store.pk)
+    return render(
+        request,
+        "stores/store_detail.html",
+        {
+            "store": store,
+            "job": job,
+            "progress": job_progress_for_customer(job) if job else None,
+            "progress_url": reverse("stores:progress", args=[store.pk]),
+            "usage": store_usage_chart(store),
+        },
+    )
+
+
+@login_required
+def store_job_view(request, store_id: int, job_id: int):
+    """One job of the store, of any kind (a backup, a restore, a restart ...), followed live."""
+    store = store_of_customer_or_404(request.user, store_id)
+    job = _own_job(store, job_id)
+    return render(
+        request,
+        "stores/job_detail.html",
+        {
+            "store": store,
+            "job": job,
+            "progress": job_progress_for_customer(job),
+            "progress_url": reverse("stores:job_progress", args=[store.pk, job.pk]),
+        },
+    )
+
+
+@never_cache
+@login_required
+def store_progress_view(request, store_id: int, job_id: int | None = None):
+    """The JSON the progress widget polls: the store's latest job, or the job `job_id`."""
+    store = store_of_customer_or_404(request.user, store_id)
+    job = job_latest_for_store(store.pk) if job_id is None else _own_job(store, job_id)
+    return JsonResponse(
+        {
+            "store": {
+                "status": store.status,
+                "status_display": store.get_status_display(),
+                "message": store.status_message,
+            },
+            "progress": job_progress_for_customer(job) if job else None,
+        }
+    )
+
+
+@require_POST
+@login_required
+def store_restart_view(request, store_id: int):
+    """Restart the store's containers as a job; the store page follows it live."""
+    store = store_of_customer_or_404(request.user, store_id)
+    try:
+        job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART, actor=request.user)
+    except (JobConflict, InvalidTransition) as exc:
+        messages.error(request, f"The store cannot be restarted now: {exc}")
+    else:
+        audit_record(event="store_restart_requested", request=request, store_id=store.pk)
+        messages.success(request, "Restarting your store. It is back in a few seconds.")
+    return redirect("stores:detail", store.pk)
+
+
+# Joined to stores/urls.py's patterns under the "stores" namespace by shophosting/urls.py.
+store_urlpatterns = [
+    path("<int:store_id>/", store_detail_view, name="detail"),
+    path("<int:store_id>/progress.json", store_progress_view, name="progress"),
+    path("<int:store_id>/jobs/<int:job_id>/", store_job_view, name="job"),
+    path("<int:store_id>/jobs/<int:job_id>/progress.json", store_progress_view, name="job_progress"),
+    path("<int:store_id>/restart/", store_restart_view, name="restart"),
+]
