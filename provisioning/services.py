@@ -339,8 +339,11 @@ def job_retry(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
     if job.status != Job.Status.FAILED:
         raise InvalidTransition(f"job #{job.pk} is {job.status}; only a failed job can be retried")
     job_kind = kind_get(job.kind)
-    if job_kind.retry:
-        return job_kind.retry(job.pk, actor)
+    if job_kind.retry:  # the app makes a new domain record (a backup run) with its job
+        try:
+            return job_kind.retry(job.pk, actor)
+        except StoreBusy as exc:  # the app's own busy error (BackupConflict): one answer for every caller
+            raise JobConflict(str(exc)) from None
     return job_enqueue(store_id=job.store_id, kind=job_kind.retry_as or job.kind, actor=actor)
 
 
