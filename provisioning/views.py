@@ -16,6 +16,7 @@ from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
 from provisioning.selectors import job_latest_for_store, job_progress_for_customer
 from provisioning.services import job_enqueue
+from shophosting.core.ratelimits import rate_limited
 from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.selectors import store_of_customer_or_404, store_usage_chart
@@ -61,6 +62,7 @@ def store_job_view(request, store_id: int, job_id: int):
 
 @never_cache
 @login_required
+@rate_limited("job_progress", methods=("GET",))
 def store_progress_view(request, store_id: int, job_id: int | None = None):
     """The JSON the progress widget polls: the store's latest job, or the job `job_id`."""
     store = store_of_customer_or_404(request.user, store_id)

@@ -21,14 +21,14 @@ def backup_pages_probe(request):
     return HttpResponse("a backup page")
 
 
-@rate_limited("backup_progress", methods=("GET",))
-def backup_progress_probe(request):
+@rate_limited("job_progress", methods=("GET",))
+def job_progress_probe(request):
     return HttpResponse("{}")
 
 
 urlpatterns = [
     path("test-only/backup/", backup_probe),
     path("test-only/backup-pages/", backup_pages_probe),
-    path("test-only/backup-progress/", backup_progress_probe),
+    path("test-only/job-progress/", job_progress_probe),
     *project_urlpatterns,
 ]
