@@ -194,13 +194,14 @@ def test_a_store_busy_when_billing_acts_is_suspended_and_resumed_once_free_but_a
     assert statuses(store) == [Store.Status.SUSPENDED]
 
     # The payment arrives while the store is busy again: the resume is refused, then queued once it is free.
-    busy = BackupRun.objects.create(store=store, kind=BackupRun.Kind.MANUAL)
+    busy = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
     failed.update(status="paid", amount_paid=failed["amount_due"])
     stripe_webhook.post(stripe_api.event("invoice.paid", failed, created=now + 100))
     subscription.refresh_from_db()
     assert subscription.status == SS.ACTIVE and statuses(store) == [Store.Status.SUSPENDED]
     assert not store.jobs.filter(kind=Job.Kind.RESUME).exists()
-    BackupRun.objects.filter(pk=busy.pk).update(status=RunStatus.SUCCEEDED)
+    worker_finished(store)  # the backup's job ends
+    assert BackupRun.objects.get(pk=busy.pk).status == RunStatus.SUCCEEDED
     assert stores_billing_enforce() == [store.pk]
     worker_finished(store)
     assert statuses(store) == [Store.Status.ACTIVE]

@@ -6,13 +6,14 @@ import re
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from backups.models import BackupRun, RestoreRun
 from billing.models import Subscription
 from consultations.models import TicketAttachment
 from consultations.services import ticket_create
-from stores.services import store_create
+from provisioning.services import job_enqueue
 
 pytestmark = pytest.mark.django_db
 # Apps whose pages belong to customers (the rest are public pages, staff admin, webhooks or health checks).
@@ -38,12 +39,14 @@ def customer_patterns():
 
 
 @pytest.fixture
-def victim_objects(user_factory, woo_plan):
+def victim_objects(user_factory, woo_plan, store_in_status):
     victim = user_factory(email="victim@example.com")
-    store = store_create(customer=victim, plan=woo_plan, domain="victim.test")
+    store = store_in_status("active", customer=victim, domain="victim.test")
     subscription = Subscription.objects.create(customer=victim, plan=woo_plan)
     run = BackupRun.objects.create(store=store, kind="manual", status="succeeded", snapshot_id="d" * 64)
-    restore = RestoreRun.objects.create(store=store, snapshot_id=run.snapshot_id, scope="db")
+    with transaction.atomic():  # as restore_request records one once restic has confirmed the snapshot
+        job = job_enqueue(store_id=store.pk, kind="restore", skip={"files": "only the database is restored"})
+        restore = RestoreRun.objects.create(store=store, snapshot_id=run.snapshot_id, scope="db", job=job)
     ticket = ticket_create(
         customer=victim,
         category="other",
@@ -56,6 +59,7 @@ def victim_objects(user_factory, woo_plan):
         "subscription_id": subscription.pk,
         "snapshot_id": run.snapshot_id,
         "restore_id": restore.pk,
+        "job_id": job.pk,
         "number": ticket.number,
         "attachment_id": TicketAttachment.objects.get().pk,
     }
@@ -66,6 +70,7 @@ MISSING = {
     "subscription_id": 999_999,
     "snapshot_id": "e" * 64,
     "restore_id": 999_999,
+    "job_id": 999_999,
     "number": "TKT-999999",
     "attachment_id": 999_999,
 }
