@@ -25,7 +25,6 @@ KINDS = (
         on_failure=backup.on_failure,
         after=backup.after,
         retry=backup.retry,
-        staff_may_start=False,
     ),
     JobKind(
         name=restore.KIND,
@@ -46,7 +45,6 @@ KINDS = (
         on_failure=restore.on_failure,
         after=restore.after,
         retry=restore.retry,
-        staff_may_start=False,
     ),
     JobKind(
         name=verify.KIND,
@@ -63,6 +61,5 @@ KINDS = (
         on_failure=verify.on_failure,
         after=verify.after,
         retry=verify.retry,
-        staff_may_start=False,
     ),
 )

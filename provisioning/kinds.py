@@ -58,7 +58,6 @@ class JobKind:
     # (job_id, actor) -> the new job, for kinds whose jobs carry a domain record (a backup run): a retry asks
     # the app for a new one. Without it, a failed job is retried as a new job of `retry_as` or its own kind.
     retry: Callable[..., object] | None = None
-    staff_may_start: bool = True  # listed among the store page's operations for staff
     step_by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):

@@ -331,7 +331,6 @@ KINDS = (
         fails_store=True,
         retry_as=K.RETRY,
         on_success=_store_went_live,
-        staff_may_start=False,
     ),
     JobKind(
         name=K.RETRY,
@@ -381,7 +380,6 @@ KINDS = (
         title="Update limits",
         steps=(Step("limits", "Apply the plan's memory and CPU", limits_apply),),
         store_statuses=frozenset({S.ACTIVE, S.SUSPENDED}),
-        staff_may_start=False,
     ),
     JobKind(
         name=K.RESTART,
