@@ -19,6 +19,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from backups.selectors import installation_id as stored_installation_id
+
 logger = logging.getLogger(__name__)
 SNAPSHOT_ID = re.compile(r"\A[0-9a-f]{8,64}\Z")  # \Z, not $: `$` also matches before a trailing "\n"
 
@@ -45,9 +47,7 @@ INSTALLATION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 def installation_id() -> str:
     """BACKUP_INSTALLATION_ID, or the id made once for this installation and kept in its database."""
-    from backups.selectors import installation_id as stored
-
-    value = settings.BACKUP_INSTALLATION_ID or stored()
+    value = settings.BACKUP_INSTALLATION_ID or stored_installation_id()
     if not INSTALLATION_ID.fullmatch(value):
         raise ResticError(f"BACKUP_INSTALLATION_ID must be 1-40 lowercase letters, digits or dashes, not {value!r}")
     return value

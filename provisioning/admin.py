@@ -4,8 +4,11 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path
 
+from provisioning.exceptions import JobConflict
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.selectors import job_progress_for_staff
+from provisioning.services import job_retry
+from stores.exceptions import InvalidTransition
 
 
 class JobStepInline(admin.TabularInline):
@@ -85,10 +88,6 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry (run the failed jobs again)", permissions=["operate"])
     def retry(self, request, queryset):
-        from provisioning.exceptions import JobConflict
-        from provisioning.services import job_retry
-        from stores.exceptions import InvalidTransition
-
         for job in queryset:
             try:
                 new = job_retry(job_id=job.pk, actor=request.user)

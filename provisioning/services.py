@@ -3,21 +3,24 @@
 import logging
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import timedelta
 
 import django_rq
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from provisioning import jobs, liveness
+from provisioning import acme_client, docker_client, jobs, liveness, proxy
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import JobKind, kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
+from provisioning.stacks import stack_for
 from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
-from stores.models import Store
+from stores.models import Store, StoreUsageSample
 from stores.operations import store_lock_for_operation, store_operation_active
 from stores.services import store_transition
 
@@ -350,10 +353,6 @@ def job_retry(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
 def store_tls_ensure(*, store_id: int) -> Store:
     """Issue the store's certificate and switch its vhost to HTTPS; on failure keep HTTP and schedule a
     retry with exponential backoff (2, 4, 8 … minutes, capped). No transaction is held during issuance."""
-    from django.conf import settings
-
-    from provisioning import acme_client, proxy
-
     store = Store.objects.select_related("host").get(pk=store_id)
     if store.status not in (S.PROVISIONING, S.ACTIVE, S.SUSPENDED):
         return store
@@ -396,8 +395,6 @@ def stores_tls_retry_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
     """Enqueue now the certificate retries that are overdue and that RQ no longer holds: a scheduled job lives
     only in Redis, which a restart empties, and nothing else would ever try again (the store stays on HTTP).
     Each retry's RQ job id names its attempt, so one that is only late is not run twice."""
-    from shophosting.core.queues import rq_job_pending
-
     overdue = (now or timezone.now()) - timedelta(seconds=grace_seconds)
     live = (S.PROVISIONING, S.ACTIVE, S.SUSPENDED)  # the statuses store_tls_ensure works on
     pending = Store.objects.filter(tls_status=Store.TLS.PENDING, tls_next_attempt_at__lt=overdue, status__in=live)
@@ -413,8 +410,6 @@ def stores_tls_retry_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
 
 def stores_tls_renew_due(*, within: timedelta = timedelta(days=30)) -> list[int]:
     """Renew certificates that expire within `within` (Let's Encrypt's last 30 of 90 days)."""
-    from provisioning import acme_client
-
     renewed = []
     deadline = timezone.now() + within
     for store in Store.objects.filter(tls_status=Store.TLS.ISSUED, status__in=(S.ACTIVE, S.SUSPENDED)):
@@ -430,12 +425,6 @@ def stores_usage_sample(*, now=None) -> int:
 
     The engine takes about a second per reading (two samples for the CPU share), so readings run in
     parallel, a few at a time."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from provisioning import docker_client
-    from provisioning.stacks import stack_for
-    from stores.models import StoreUsageSample
-
     now = now or timezone.now()
     stores = list(Store.objects.filter(status=S.ACTIVE).select_related("host", "plan"))
     stacks = [(store, stack_for(store)) for store in stores]

@@ -14,6 +14,7 @@ from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import JobLogLine, JobStep
 from provisioning.models import ProvisioningJob as JobModel
+from provisioning.services import store_tls_ensure
 from provisioning.stacks import stack_for
 from shophosting.core.emails import email_send
 from stores import services as store_services
@@ -196,8 +197,6 @@ def tls_certificate(store: Store, log: Log) -> None:
     if not (settings.NGINX_ENABLED and settings.TLS_ENABLED):
         log("TLS is not enabled here")
         return
-    from provisioning.services import store_tls_ensure
-
     store = store_tls_ensure(store_id=store.pk)
     if store.tls_status == Store.TLS.ISSUED:
         log(f"certificate issued for {store.domain}; HTTPS is on")
