@@ -66,7 +66,15 @@ ensure_dockerd() {
     fi
     command -v dockerd >/dev/null || ensure_apt_packages docker.io || return 1
     say "starting dockerd (log: var/log/dockerd.log)"
-    setsid dockerd >>"$ROOT/var/log/dockerd.log" 2>&1 < /dev/null &
+    # dockerd outlives this script: it must not keep any descriptor we inherited open (a caller's
+    # `flock /tmp/docker-tests.lock bin/test` would otherwise stay locked for as long as dockerd runs).
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            n=${fd##*/}
+            if ((n > 2)); then eval "exec $n>&-" 2>/dev/null || true; fi
+        done
+        exec setsid dockerd >>"$ROOT/var/log/dockerd.log" 2>&1 </dev/null
+    ) &
     STARTED_DOCKERD_PID=$!
     for _ in $(seq 1 60); do
         docker_answers && return 0
