@@ -7,6 +7,7 @@ from wagtail.fields import RichTextField, StreamField
 from wagtail.models import Page
 
 from billing.selectors import plan_catalogue_by_platform, plan_list_public
+from cms import views
 from cms.blocks import SectionsBlock
 from consultations.forms import ConsultationForm, ContactForm
 
@@ -73,8 +74,6 @@ class ContactPage(MarketingPage):
     """The contact form (stored, e-mailed to support) and the consultation booking form, on one page."""
 
     def serve(self, request, *args, **kwargs):
-        from cms import views
-
         if request.method == "POST":
             return views.contact_page_post(request, page=self)
         return super().serve(request, *args, **kwargs)

@@ -23,7 +23,10 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
+from backups.models import BackupRun, RunStatus
+from provisioning import docker_client
 from shophosting.core import queues
+from stores.models import Host
 
 ENGINES_KEY = "shophosting:health:docker-engines"
 # The worker records every minute; a few missed runs (a busy default queue) are not yet an outage.
@@ -72,8 +75,6 @@ def check_worker():
 
 def check_system_backup():
     """The last system backup: reported for staff and monitoring, never a reason to take the site out."""
-    from backups.models import BackupRun, RunStatus
-
     last = BackupRun.objects.filter(kind=BackupRun.Kind.SYSTEM).exclude(status__in=["queued", "running"]).first()
     if last is None:
         raise RuntimeError("no system backup has run yet (manage.py backup_system)")
@@ -89,8 +90,6 @@ def check_system_backup():
 
 
 def _engine(base_url: str | None = None):
-    from provisioning import docker_client
-
     try:
         info = docker_client.engine_info(base_url=base_url)
     except docker_client.DockerUnavailable as exc:
@@ -101,8 +100,6 @@ def _engine(base_url: str | None = None):
 def docker_engines_check() -> dict:
     """Ask the platform's Docker engine (DOCKER_HOST) and every host's. Only for processes that may talk to
     Docker (the workers, `check_health`); the web tier reads the record instead."""
-    from stores.models import Host
-
     return {
         "checked_at": time.time(),
         "checked_by": f"{socket.gethostname()}:{os.getpid()}",

@@ -2,12 +2,11 @@
 
 from decimal import Decimal
 
+from provisioning.stacks import magento, woocommerce
 from provisioning.stacks.base import ServiceSpec, StackSpec
 
 
 def stack_for(store) -> StackSpec:
-    from provisioning.stacks import magento, woocommerce
-
     return {"woocommerce": woocommerce.WooCommerceStack, "magento": magento.MagentoStack}[store.platform](store)
 
 

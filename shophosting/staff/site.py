@@ -6,6 +6,8 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import path
 
 from accounts.services import audit_record
+from shophosting.staff import views
+from shophosting.staff.selectors import dashboard
 
 
 def _audit_object(request, event: str, obj, **detail) -> None:
@@ -70,13 +72,9 @@ class StaffAdminSite(admin.AdminSite):
         super().register(model_or_iterable, admin_class, **options)
 
     def index(self, request, extra_context=None):
-        from shophosting.staff.selectors import dashboard
-
         return super().index(request, {"dashboard": dashboard(request.user), **(extra_context or {})})
 
     def get_urls(self):
-        from shophosting.staff import views
-
         def staff_view(view, name, route):
             return path(f"operations/{route}", self.admin_view(view), name=name)
 
