@@ -146,8 +146,12 @@ class _Copy:
         self.network = f"{self.prefix}-net"
         self.staging_name = f"verify-{run.pk}"
 
+    def services(self) -> dict:
+        """role -> the service spec, with the store's credentials (which a lost key cannot decrypt)."""
+        return {s.role: s for s in self.stack.services(credentials=store_credentials(self.store))}
+
     def start(self, role: str, volumes: dict[str, str]) -> str:
-        spec = {s.role: s for s in self.stack.services(credentials=store_credentials(self.store))}[role]
+        spec = self.services()[role]
         name = f"{self.prefix}-{role}"
         docker_client.stack_container_ensure(
             name=name,
@@ -178,6 +182,9 @@ def step_copy(store: Store, log: Log, *, job_id: int) -> None:
     if run.status != RunStatus.SUCCEEDED or not run.snapshot_id:
         raise VerificationFailed(f"backup {run.pk} has no store snapshot to verify")
     copy = _Copy(run)
+    # The copy cannot start without the store's credentials: a store whose key is lost fails here, with
+    # that reason, before any snapshot is read.
+    copy.services()
     copy.remove()  # what an earlier check of this snapshot left
     staging = staging_directory(copy.staging_name)
     restic.dump(run.snapshot_id, f"/{DB_DUMP}", into=staging / DB_DUMP)
