@@ -2,6 +2,7 @@
 nothing, retention keeps by time, runs never overlap, and foreign or malformed snapshot ids are refused."""
 
 import datetime as dt
+import re
 import shutil
 
 import pytest
@@ -10,9 +11,16 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from backups import restic, services
+from backups import restic
 from backups.models import BackupRun, RestoreRun, RunStatus
+from backups.services.backup import backup_enqueue
+from backups.services.records import BackupConflict, SnapshotNotFound, store_tags
+from backups.services.restore import restore_request
+from backups.services.retention import backups_prune
+from backups.services.system import system_backup_enqueue
+from backups.services.verify import _row_counts, backups_verify, dump_row_counts, verify_enqueue
 from provisioning import docker_client
+from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
 from stores.models import Store
 from stores.services import store_create
@@ -68,9 +76,14 @@ def insert_post(store: Store, title: str, post_type: str = "post") -> None:
     sql(store, f"INSERT INTO wp_posts ({columns}) VALUES ({values}, '{post_type}')")  # noqa: S608
 
 
+def job_log(job_id: int) -> str:
+    """Every line the job's steps logged, in order: what the customer reads on the job page."""
+    return "\n".join(JobLogLine.objects.filter(step__job_id=job_id).values_list("message", flat=True))
+
+
 def back_up(store, kind, run_backups_worker, capture) -> BackupRun:
     with capture(execute=True):
-        run = services.backup_enqueue(store_id=store.pk, kind=kind)
+        run = backup_enqueue(store_id=store.pk, kind=kind)
     run_backups_worker()
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
@@ -79,10 +92,10 @@ def back_up(store, kind, run_backups_worker, capture) -> BackupRun:
 
 def restore(store, snapshot_id, scope, run_backups_worker, capture) -> RestoreRun:
     with capture(execute=True):
-        run = services.restore_request(store_id=store.pk, snapshot_id=snapshot_id, scope=scope)
+        run = restore_request(store_id=store.pk, snapshot_id=snapshot_id, scope=scope)
     run_backups_worker()
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{run.log}"
+    assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{job_log(run.job_id)}"
     return run
 
 
@@ -120,7 +133,7 @@ def test_round_trip_restores_database_files_or_both_and_loses_nothing(
     assert posts(store) == original_posts  # every row back, the later post gone
     assert file_hashes(store) == damaged_files  # files left as they were
     assert run.pre_restore_backup.status == RunStatus.SUCCEEDED
-    assert "web answers HTTP" in run.log
+    assert "web answers HTTP" in job_log(run.job_id)
 
     damage_db_only = "DELETE FROM wp_posts WHERE post_title = 'Backup post'"
     sql(store, damage_db_only)
@@ -147,10 +160,14 @@ def test_two_backups_of_one_store_give_one_run_and_a_clear_already_running(
         first = client.post(url, follow=True)
         second = client.post(url, follow=True)
 
+    [run] = live_store.backup_runs.all()
     assert "Backup started" in first.content.decode()
-    assert "A backup of this store is already queued" in second.content.decode()
-    with pytest.raises(services.BackupConflict, match="already queued"):
-        services.backup_enqueue(store_id=live_store.pk, kind=BackupRun.Kind.SCHEDULED)
+    already = f"This store is busy: back up (job #{run.job_id}) is queued since "
+    assert already in second.content.decode()
+    with pytest.raises(BackupConflict, match=re.escape(already) + r"\d\d:\d\d UTC\. Try again once it has finished"):
+        backup_enqueue(store_id=live_store.pk, kind=BackupRun.Kind.SCHEDULED)
+    kinds = list(live_store.jobs.order_by("pk").values_list("kind", flat=True))
+    assert kinds == ["provision", "backup"]  # no second job either
     run_backups_worker()
     assert live_store.backup_runs.count() == 1
     assert live_store.backup_runs.get().status == RunStatus.SUCCEEDED
@@ -172,8 +189,8 @@ def test_foreign_forged_and_malformed_snapshot_ids_are_refused(
     BackupRun.objects.create(store=other, kind="manual", status="succeeded", snapshot_id=foreign.snapshot_id)
 
     for snapshot_id in (foreign.snapshot_id, "0" * 64, "zzzz;rm -rf /", "abc", mine.snapshot_id + "00"):
-        with pytest.raises(services.SnapshotNotFound):
-            services.restore_request(store_id=live_store.pk, snapshot_id=snapshot_id, scope="all")
+        with pytest.raises(SnapshotNotFound):
+            restore_request(store_id=live_store.pk, snapshot_id=snapshot_id, scope="all")
 
     client.force_login(live_store.customer)
     for snapshot_id in (foreign.snapshot_id, "0" * 64, "zzzz%3Brm", "abc"):
@@ -208,7 +225,7 @@ def test_retention_keeps_by_time_not_by_count(user_factory, woo_plan, restic_rep
         BackupRun.objects.create(store=store, kind="scheduled", status="succeeded", snapshot_id=summary.snapshot_id)
     shutil.rmtree(staging)
 
-    forgotten = services.backups_prune()[f"store-{store.pk}"]
+    forgotten = backups_prune()[f"store-{store.pk}"]
 
     assert set(forgotten) == {made[40], made[20]}
     remaining = {s["id"] for s in restic.snapshots(tags=[f"store-{store.pk}"])}
@@ -221,15 +238,23 @@ def test_retention_keeps_by_time_not_by_count(user_factory, woo_plan, restic_rep
     }
 
 
+def verify(run: BackupRun, run_backups_worker, capture) -> BackupRun:
+    """The verify job of `run`, queued and run by the backups worker as in production."""
+    with capture(execute=True):
+        verify_enqueue(run_id=run.pk)
+    run_backups_worker()
+    return BackupRun.objects.get(pk=run.pk)
+
+
 def test_verify_marks_a_good_snapshot_and_fails_one_whose_dump_was_corrupted(
     live_store, client, run_backups_worker, django_capture_on_commit_callbacks
 ):
-    from backups.verification import snapshot_verify
+    capture = django_capture_on_commit_callbacks
+    good = back_up(live_store, BackupRun.Kind.MANUAL, run_backups_worker, capture)
 
-    good = back_up(live_store, BackupRun.Kind.MANUAL, run_backups_worker, django_capture_on_commit_callbacks)
+    checked = verify(good, run_backups_worker, capture)
 
-    checked = snapshot_verify(run_id=good.pk)
-
+    assert checked.verify_job.status == ProvisioningJob.Status.SUCCEEDED, checked.verify_job.error
     assert checked.verify_error == "" and checked.verified_at is not None
     client.force_login(live_store.customer)
     assert "Verified" in client.get(reverse("backups:list", args=[live_store.pk])).content.decode()
@@ -248,22 +273,23 @@ def test_verify_marks_a_good_snapshot_and_fails_one_whose_dump_was_corrupted(
     restic.dump(good.snapshot_id, "/files/wp-content.tar", into=staging / "files" / "wp-content.tar")
     dump = (staging / "db.sql").read_bytes()
     (staging / "db.sql").write_bytes(dump[: len(dump) // 2])
-    summary = restic.backup(["db.sql", "files"], cwd=staging, tags=[*services.store_tags(live_store), "manual"])
+    summary = restic.backup(["db.sql", "files"], cwd=staging, tags=[*store_tags(live_store), "manual"])
     shutil.rmtree(staging)
     corrupt = BackupRun.objects.create(
         store=live_store, kind="manual", status="succeeded", snapshot_id=summary.snapshot_id, finished_at=timezone.now()
     )
 
-    corrupted = snapshot_verify(run_id=corrupt.pk)
+    corrupted = verify(corrupt, run_backups_worker, capture)
 
+    assert corrupted.verify_job.status == ProvisioningJob.Status.FAILED
     assert corrupted.verified_at is None
     assert "the dump does not import" in corrupted.verify_error or "row counts differ" in corrupted.verify_error
+    # The front page of a copy that failed is never checked.
+    assert corrupted.verify_job.steps.get(name="front_page").status == JobStep.Status.SKIPPED
     assert docker_client.labelled_objects(label=f"shophosting.verify={corrupt.pk}")["containers"] == []
 
 
 def test_dump_row_counts_ignore_parentheses_and_quotes_inside_strings(tmp_path):
-    from backups.verification import dump_row_counts
-
     dump = tmp_path / "db.sql"
     dump.write_bytes(
         b"-- MariaDB dump\n"
@@ -279,10 +305,10 @@ def test_system_and_code_backups_hold_the_platform_database_configuration_and_co
     restic_repository, run_backups_worker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        system = services.system_backup_enqueue(kind=BackupRun.Kind.SYSTEM)
-        code = services.system_backup_enqueue(kind=BackupRun.Kind.CODE)
-        with pytest.raises(services.BackupConflict, match="already running"):
-            services.system_backup_enqueue(kind=BackupRun.Kind.SYSTEM)
+        system = system_backup_enqueue(kind=BackupRun.Kind.SYSTEM)
+        code = system_backup_enqueue(kind=BackupRun.Kind.CODE)
+        with pytest.raises(BackupConflict, match="already running"):
+            system_backup_enqueue(kind=BackupRun.Kind.SYSTEM)
     run_backups_worker()
 
     system.refresh_from_db()
@@ -326,7 +352,7 @@ def test_a_deleted_stores_backups_are_kept_for_the_retention_period_after_teardo
         stores[name] = (store, final.snapshot_id)
     shutil.rmtree(staging)
 
-    services.backups_prune()
+    backups_prune()
 
     gone, gone_snapshot = stores["long-gone"]
     recent, recent_snapshot = stores["recent"]
@@ -359,8 +385,6 @@ def unreadable_store(store_in_status):
 def test_verification_quotes_tenant_table_names_and_one_broken_store_never_stops_the_others(
     unreadable_store, live_store, run_backups_worker, django_capture_on_commit_callbacks, mailoutbox, settings
 ):
-    from backups.verification import _row_counts
-
     settings.ADMINS = [("Operations", "ops@example.com")]
 
     assert unreadable_store.pk < live_store.pk  # verified first: its failure must not end the run
@@ -369,9 +393,14 @@ def test_verification_quotes_tenant_table_names_and_one_broken_store_never_stops
         sql(live_store, f"CREATE TABLE {quoted(name)} (id INT); INSERT INTO {quoted(name)} VALUES {values}")  # noqa: S608
     back_up(live_store, BackupRun.Kind.MANUAL, run_backups_worker, django_capture_on_commit_callbacks)
 
-    checked = services.backups_verify()
+    with django_capture_on_commit_callbacks(execute=True):  # enqueued once committed
+        queued = backups_verify()
+    assert [run.store_id for run in queued] == [unreadable_store.pk, live_store.pk]
+    with django_capture_on_commit_callbacks(execute=True):  # a failure is mailed once committed
+        run_backups_worker()  # one job per store, in this order: the first one's failure does not stop the second
 
-    by_store = {run.store_id: run for run in checked}
+    by_store = {run.store_id: BackupRun.objects.get(pk=run.pk) for run in queued}
+    assert by_store[unreadable_store.pk].verify_job.status == ProvisioningJob.Status.FAILED
     assert "cannot be decrypted" in by_store[unreadable_store.pk].verify_error
     assert by_store[live_store.pk].verify_error == "" and by_store[live_store.pk].verified_at is not None
     failures = [m.subject for m in mailoutbox if "verification failed" in m.subject]
@@ -385,8 +414,6 @@ def test_verification_quotes_tenant_table_names_and_one_broken_store_never_stops
 
 
 def test_dump_row_counts_read_table_names_with_doubled_backticks(tmp_path):
-    from backups.verification import dump_row_counts
-
     dump = tmp_path / "db.sql"
     dump.write_bytes(
         b"INSERT INTO `we``ird tab; le` VALUES (1),(2);\n"

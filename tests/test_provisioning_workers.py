@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.docker]
 
 @pytest.fixture
 def start_worker(settings):
-    """Starts real `manage.py rqworker provisioning` processes on the test database; kills them after."""
+    """Starts real `manage.py rqworker <queue>` processes (provisioning unless told) on the test database;
+    kills them after."""
     processes = []
     database = connection.settings_dict
     env = {
@@ -39,9 +40,9 @@ def start_worker(settings):
         "DATABASE_URL": f"mysql://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
     }
 
-    def start() -> subprocess.Popen:
+    def start(queue: str = "provisioning") -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "provisioning"],
+            [sys.executable, "manage.py", "rqworker", queue],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

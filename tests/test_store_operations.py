@@ -20,53 +20,88 @@ from urllib.parse import urlsplit
 
 import django_rq
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from backups import services as backup_services
 from backups.models import BackupRun, RestoreRun, RunStatus
-from provisioning import docker_client
+from backups.services import restore as restore_kind
+from backups.services.backup import backup_enqueue
+from backups.services.records import BackupConflict
+from backups.services.restore import restore_request
+from backups.services.verify import backups_verify, verify_enqueue
+from provisioning import docker_client, liveness
 from provisioning.exceptions import JobConflict
-from provisioning.models import ProvisioningJob
+from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
-from provisioning.services import job_enqueue, jobs_requeue_lost
+from provisioning.services import _job_claim, job_enqueue, jobs_reap_stale, jobs_requeue_lost
 from shophosting.core.queues import rq_job_pending
-from stores.exceptions import StoreBusy
 from stores.models import Store
-from stores.operations import store_lease, store_operation_active
+from stores.operations import store_operation_active
 from stores.services import store_create, store_transition
 from tests.conftest import ROOT
-from tests.test_backups import back_up, insert_post, posts, restore, sql
-from tests.test_provisioning_workers import committed, wait_for  # noqa: F401 - committed is a fixture
+from tests.test_backups import back_up, insert_post, job_log, posts, restore, sql
+from tests.test_provisioning_workers import (  # noqa: F401 - committed and start_worker are fixtures
+    committed,
+    kill_with_work_horse,
+    start_worker,
+    wait_for,
+)
+
+Job = ProvisioningJob
+
+
+def busy(job: ProvisioningJob, title: str) -> str:
+    """The pattern of the answer to any operation refused because `job` is queued or running on its store."""
+    return rf"This store is busy: {re.escape(title)} \(job #{job.pk}\) is {job.status} since \d\d:\d\d UTC\."
+
+
+TRY_AGAIN = r" Try again once it has finished\."  # what the refusal under the store's lock adds
+
+
+def queued_restore(store: Store, scope: str = RestoreRun.Scope.ALL) -> RestoreRun:
+    """A restore as restore_request records it once restic has confirmed the snapshot (no repository here): a
+    `restore` job with its scope's skipped steps, and its RestoreRun. Nothing is enqueued: no commit."""
+    with transaction.atomic():
+        job = job_enqueue(store_id=store.pk, kind=restore_kind.KIND, skip=restore_kind.SCOPE_SKIPS[scope])
+        return RestoreRun.objects.create(store=store, snapshot_id="a" * 64, scope=scope, job=job)
+
+
+def claimed_by_a_worker_that_died(job_id: int) -> None:
+    """What a worker does first with a job (it moves to running, and its record with it); then the worker is
+    gone: nothing holds the job's liveness lock."""
+    assert _job_claim(job_id) is not None
 
 
 @pytest.mark.django_db
 def test_a_queued_restore_refuses_every_provisioning_job_with_a_clear_message(
-    recorded_active_store, client, staff_user, django_capture_on_commit_callbacks
+    recorded_active_store, client, staff_user
 ):
     store = recorded_active_store
-    RestoreRun.objects.create(store=store, snapshot_id="a" * 64, scope=RestoreRun.Scope.ALL)
+    run = queued_restore(store)
+    refused = busy(run.job, "restore")
 
     for kind in ProvisioningJob.Kind.values:
-        with pytest.raises(JobConflict, match="A restore of this store is already queued"):
+        with pytest.raises(JobConflict, match=refused + TRY_AGAIN):
             job_enqueue(store_id=store.pk, kind=kind)
     store.refresh_from_db()
-    assert store.status == Store.Status.ACTIVE and not store.jobs.exists()  # a refused teardown changed nothing
+    assert store.status == Store.Status.ACTIVE  # a refused teardown changed nothing
+    assert list(store.jobs.all()) == [run.job]
 
     # The customer's restart says why, in words.
     client.force_login(store.customer)
     page = client.post(reverse("stores:restart", args=[store.pk]), follow=True).content.decode()
-    assert "The store cannot be restarted now: A restore of this store is already queued" in page
+    assert re.search("The store cannot be restarted now: " + refused, page)
     # Staff: the suspend action and the delete page refuse with the same reason, and nothing is queued.
     client.force_login(staff_user)
     changelist = reverse("admin:stores_store_changelist")
     page = client.post(changelist, {"action": "suspend", "_selected_action": [store.pk]}, follow=True)
-    assert f"{store.domain.capitalize()}: A restore of this store is already queued" in page.content.decode()
+    assert re.search(re.escape(f"{store.domain.capitalize()}: ") + refused, page.content.decode())
     delete = reverse("admin:stores_store_delete", args=[store.pk])
     page = client.post(delete, {"confirm": store.domain}, follow=True).content.decode()
-    assert f"Not deleted: {store.domain}: A restore of this store is already queued" in page
+    assert re.search(re.escape(f"Not deleted: {store.domain}: ") + refused, page)
     store.refresh_from_db()
-    assert store.status == Store.Status.ACTIVE and not store.jobs.exists()
+    assert store.status == Store.Status.ACTIVE and list(store.jobs.all()) == [run.job]
 
 
 @pytest.mark.django_db
@@ -74,52 +109,59 @@ def test_a_provisioning_job_refuses_backups_and_a_backup_refuses_jobs(recorded_a
     store = recorded_active_store
     job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART)
 
-    with pytest.raises(backup_services.BackupConflict, match="already has an active job"):
-        backup_services.backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+    with pytest.raises(BackupConflict, match=busy(job, "restart")):
+        backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
     client.force_login(store.customer)
     page = client.post(reverse("backups:create", args=[store.pk]), follow=True).content.decode()
-    assert f"already has an active job (#{job.pk}, restart, queued since" in page
+    assert re.search(busy(job, "restart"), page)
     assert not store.backup_runs.exists()
 
     ProvisioningJob.objects.filter(pk=job.pk).update(status=ProvisioningJob.Status.SUCCEEDED)
-    backup_services.backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
-    with pytest.raises(JobConflict, match="A backup of this store is already queued"):
+    backup = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+    with pytest.raises(JobConflict, match=busy(backup.job, "back up")):
         job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.SUSPEND)
 
 
 @pytest.mark.django_db
 def test_verification_holds_the_store_and_waits_for_other_operations(recorded_active_store):
     store = recorded_active_store
-    with store_lease(store_id=store.pk, holder="A check that a backup restores", seconds=600):
-        with pytest.raises(JobConflict, match="A check that a backup restores is running on this store"):
-            job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.TEARDOWN)
-        with pytest.raises(backup_services.BackupConflict, match="A check that a backup restores is running"):
-            backup_services.backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
-    assert store_operation_active(store_id=store.pk) is None  # released on the way out
-
-    # A lease whose worker died expires by itself.
-    Store.objects.filter(pk=store.pk).update(lease_holder="A check", lease_expires_at=timezone.now())
-    job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART)
-
-    # Verification does not start while a job runs: the snapshot is neither verified nor failed.
     snapshot = BackupRun.objects.create(store=store, kind="manual", status="succeeded", snapshot_id="b" * 64)
-    with pytest.raises(StoreBusy, match="already has an active job"):
-        with store_lease(store_id=store.pk, holder="A check that a backup restores", seconds=600):
-            pass
-    assert backup_services.backups_verify(store_id=store.pk) == []
+    verify = verify_enqueue(run_id=snapshot.pk).verify_job
+    refused = busy(verify, "check a backup restores")
+    with pytest.raises(JobConflict, match=refused):
+        job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.TEARDOWN)
+    with pytest.raises(BackupConflict, match=refused):
+        backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE
+
+    # A verification whose worker died is failed by the reaper at once, and the store is free again.
+    claimed_by_a_worker_that_died(verify.pk)
+    assert jobs_reap_stale() == [verify.pk]
     snapshot.refresh_from_db()
-    assert snapshot.verified_at is None and snapshot.verify_error == ""
-    assert store_operation_active(store_id=store.pk).startswith(f"This store already has an active job (#{job.pk}")
+    assert "the worker running the job is gone" in snapshot.verify_error and snapshot.verified_at is None
+    assert store_operation_active(store_id=store.pk) is None
+
+    # Verification does not start while a job runs: the snapshot is neither verified nor failed anew.
+    BackupRun.objects.filter(pk=snapshot.pk).update(verify_error="")
+    job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART)
+    with pytest.raises(JobConflict, match=busy(job, "restart")):
+        verify_enqueue(run_id=snapshot.pk)
+    assert backups_verify(store_id=store.pk) == []
+    snapshot.refresh_from_db()
+    assert snapshot.verified_at is None and snapshot.verify_error == "" and snapshot.verify_job_id == verify.pk
+    assert store_operation_active(store_id=store.pk).startswith(f"This store is busy: restart (job #{job.pk}) is")
 
 
 @pytest.mark.django_db
-def test_runs_and_jobs_that_lost_their_enqueue_run_and_dead_workers_release_the_store(recorded_active_store):
+def test_jobs_that_lost_their_enqueue_run_and_those_whose_worker_hangs_are_failed_at_their_timeout(
+    recorded_active_store,
+):
     """In a test no transaction commits, so on_commit never enqueues: exactly the state a web process
-    killed between its commit and its enqueue leaves behind."""
+    killed between its commit and its enqueue leaves behind. Backups and restores are jobs like the rest."""
     store = recorded_active_store
     later = timezone.now() + timedelta(minutes=2)
     job = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART)
-    restore = backup_services.RestoreRun.objects.create(store=store, snapshot_id="c" * 64, scope="db")
     queues = [django_rq.get_queue(name) for name in ("provisioning", "backups")]
     try:
         assert not rq_job_pending(queue="provisioning", job_id=f"provisioning-job-{job.pk}")
@@ -127,53 +169,68 @@ def test_runs_and_jobs_that_lost_their_enqueue_run_and_dead_workers_release_the_
         assert jobs_requeue_lost(now=later) == [job.pk]
         assert rq_job_pending(queue="provisioning", job_id=f"provisioning-job-{job.pk}")
         assert jobs_requeue_lost(now=later) == []  # enqueued once, not twice
-
-        assert backup_services.runs_recover(now=later)["requeued"] == [restore.pk]
-        assert rq_job_pending(queue="backups", job_id=f"restore-{restore.pk}")
-        assert backup_services.runs_recover(now=later)["requeued"] == []
-
-        # A restore whose worker died, and the pre-restore backup it left queued, are failed after the timeout.
-        pre = BackupRun.objects.create(store=store, kind=BackupRun.Kind.PRE_RESTORE)
-        long_ago = timezone.now() - timedelta(days=1)
-        RestoreRun.objects.filter(pk=restore.pk).update(
-            status=RunStatus.RUNNING, started_at=long_ago, pre_restore_backup=pre
-        )
-        BackupRun.objects.filter(pk=pre.pk).update(created_at=long_ago)
         ProvisioningJob.objects.filter(pk=job.pk).update(status=ProvisioningJob.Status.SUCCEEDED)
-        assert store_operation_active(store_id=store.pk) is not None
-        assert sorted(backup_services.runs_recover(now=later)["reaped"]) == sorted([pre.pk, restore.pk])
+
+        restore = queued_restore(store, RestoreRun.Scope.DATABASE)
+        assert jobs_requeue_lost(now=later) == [restore.job_id]
+        assert rq_job_pending(queue="backups", job_id=f"provisioning-job-{restore.job_id}")  # the kind's queue
+        assert jobs_requeue_lost(now=later) == []
+
+        # A restore whose worker hangs (alive, holding its lock), and the pre-restore backup it left queued,
+        # are failed once it ran past its timeout, not before.
+        assert _job_claim(restore.job_id) is not None
+        pre = BackupRun.objects.create(store=store, kind=BackupRun.Kind.PRE_RESTORE, job_id=restore.job_id)
+        RestoreRun.objects.filter(pk=restore.pk).update(pre_restore_backup=pre)
+        timeout = ProvisioningJob.objects.get(pk=restore.job_id).timeout_seconds
+        with liveness.job_hold(job_id=restore.job_id) as held:
+            assert held
+            assert jobs_reap_stale(now=timezone.now() + timedelta(seconds=timeout - 60)) == []
+            assert store_operation_active(store_id=store.pk) is not None
+            assert jobs_reap_stale(now=timezone.now() + timedelta(seconds=timeout + 1)) == [restore.job_id]
         restore.refresh_from_db()
+        pre.refresh_from_db()
         assert restore.status == RunStatus.FAILED and "timeout" in restore.error
+        assert pre.status == RunStatus.FAILED
+        steps = dict(JobStep.objects.filter(job_id=restore.job_id).values_list("name", "status"))
+        assert steps == {
+            "pre_backup": JobStep.Status.SKIPPED,
+            "stop": JobStep.Status.SKIPPED,
+            "database": JobStep.Status.SKIPPED,
+            "files": JobStep.Status.SKIPPED,  # a database-only restore
+            "start": JobStep.Status.SKIPPED,
+            "check": JobStep.Status.SKIPPED,
+        }
         assert store_operation_active(store_id=store.pk) is None
     finally:
         for queue in queues:
             queue.empty()
 
 
-# --- On a real store: Docker, restic, nginx ---------------------------------------------------------------
-
-
 @pytest.mark.django_db
-def test_a_running_backup_or_restore_is_reaped_as_soon_as_no_worker_holds_it_and_not_before(recorded_active_store):
+def test_a_running_backup_or_restore_is_reaped_as_soon_as_no_worker_holds_it_and_not_before(store_in_status):
     """A backup or restore whose worker died used to hold its store for the restic timeout (over an hour)."""
-    from provisioning import liveness
+    backup_store, restore_store = store_in_status("active"), store_in_status("active")
+    backup = backup_enqueue(store_id=backup_store.pk, kind=BackupRun.Kind.MANUAL)
+    restore = queued_restore(restore_store, RestoreRun.Scope.DATABASE)
+    for job_id in (backup.job_id, restore.job_id):
+        assert _job_claim(job_id) is not None
+    backup.refresh_from_db()
+    restore.refresh_from_db()
+    assert backup.status == restore.status == RunStatus.RUNNING
 
-    store = recorded_active_store
-    now = timezone.now()
-    backup = BackupRun.objects.create(store=store, kind=BackupRun.Kind.MANUAL, status=RunStatus.RUNNING, started_at=now)
-    restore = RestoreRun.objects.create(
-        store=store, snapshot_id="b" * 64, scope="db", status=RunStatus.RUNNING, started_at=now
-    )
     with (
-        liveness.operation_hold(key=f"backup.{backup.pk}") as backup_held,
-        liveness.operation_hold(key=f"restore.{restore.pk}") as restore_held,
+        liveness.job_hold(job_id=backup.job_id) as backup_held,
+        liveness.job_hold(job_id=restore.job_id) as restore_held,
     ):
         assert backup_held and restore_held
-        assert backup_services.runs_recover()["reaped"] == []  # their workers are alive
-    assert sorted(backup_services.runs_recover()["reaped"]) == sorted([backup.pk, restore.pk])
+        assert jobs_reap_stale() == []  # their workers are alive
+    assert sorted(jobs_reap_stale()) == sorted([backup.job_id, restore.job_id])
+    backup.refresh_from_db()
     restore.refresh_from_db()
-    assert restore.status == RunStatus.FAILED and "the worker running it is gone" in restore.error
-    assert store_operation_active(store_id=store.pk) is None
+    assert backup.status == RunStatus.FAILED and "the worker running the job is gone" in backup.error
+    assert restore.status == RunStatus.FAILED and "the worker running the job is gone" in restore.error
+    assert store_operation_active(store_id=backup_store.pk) is None
+    assert store_operation_active(store_id=restore_store.pk) is None
 
 
 @pytest.mark.django_db
@@ -297,7 +354,7 @@ def test_a_suspended_store_restores_database_files_or_both_and_stays_stopped(
 
     # The database only: the snapshot's rows are back, the files untouched, and the store still stopped.
     run = restore(store, snapshot.snapshot_id, RestoreRun.Scope.DATABASE, run_backups_worker, capture)
-    assert "stays stopped" in run.log and run.pre_restore_backup.status == RunStatus.SUCCEEDED
+    assert "stays stopped" in job_log(run.job_id) and run.pre_restore_backup.status == RunStatus.SUCCEEDED
     assert container_states(store) == stopped
     assert uploads(store) == damaged_files
     assert stopped_posts(store) == original_posts
@@ -411,7 +468,7 @@ def test_a_web_process_killed_inside_a_restore_request_leaves_a_restore_that_run
 
         # The real web app in its own process, on this test database, talking to Redis through the relay.
         redis_url = urlsplit(settings.REDIS_URL)
-        relay = HeldRedis(b"rq:job:restore-", (redis_url.hostname, redis_url.port or 6379))
+        relay = HeldRedis(b"rq:job:provisioning-job-", (redis_url.hostname, redis_url.port or 6379))
         database = connection.settings_dict
         with socket.create_server(("127.0.0.1", 0)) as probe:
             port = probe.getsockname()[1]
@@ -460,13 +517,14 @@ def test_a_web_process_killed_inside_a_restore_request_leaves_a_restore_that_run
         # The run was recorded (its transaction committed) and RQ never heard of it.
         [run] = RestoreRun.objects.filter(store=store)
         assert run.status == RunStatus.QUEUED
-        assert not rq_job_pending(queue="backups", job_id=f"restore-{run.pk}")
+        assert run.job.status == ProvisioningJob.Status.QUEUED
+        assert not rq_job_pending(queue="backups", job_id=f"provisioning-job-{run.job_id}")
         assert posts(store) == damaged_posts
         # Within a minute the recovery job enqueues it again, and it runs to completion.
-        assert backup_services.runs_recover(now=timezone.now() + timedelta(minutes=2))["requeued"] == [run.pk]
+        assert jobs_requeue_lost(now=timezone.now() + timedelta(minutes=2)) == [run.job_id]
         run_backups_worker()
         run.refresh_from_db()
-        assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{run.log}"
+        assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{job_log(run.job_id)}"
         assert posts(store) == original_posts
     finally:
         if server is not None and server.poll() is None:
@@ -474,4 +532,182 @@ def test_a_web_process_killed_inside_a_restore_request_leaves_a_restore_that_run
             server.wait()
         if relay is not None:
             relay.close()
+        BackupRun.objects.filter(store=store).delete()  # the committed fixture deletes the store itself
+
+
+# --- One engine, on a real store: overlapping requests and a worker that dies ------------------------------
+
+
+def live_store_with_a_backup(committed, run_provisioning_worker, run_backups_worker, domain: str):  # noqa: F811
+    """A live store built for real (committed, so workers in other threads and processes see it) and its first
+    backup, queued when it went live, taken by the backups worker."""
+    store = store_create(customer=committed["customer"](), plan=committed["plan"], domain=domain)
+    store_order_paid(store_id=store.pk)  # autocommit here: enqueued for real
+    run_provisioning_worker()
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
+    [backup] = BackupRun.objects.filter(store=store)
+    run_backups_worker()
+    backup.refresh_from_db()
+    assert backup.status == RunStatus.SUCCEEDED, backup.error
+    return store, backup
+
+
+def lock_waits() -> int:
+    """Transactions of this test database waiting for a row lock (other databases share the server)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX trx JOIN information_schema.PROCESSLIST process"
+            " ON process.ID = trx.trx_mysql_thread_id WHERE trx.trx_state = 'LOCK WAIT' AND process.DB = DATABASE()"
+        )
+        return cursor.fetchone()[0]
+
+
+def race(store: Store, operations: dict) -> dict:
+    """Start each operation (name -> a call that returns its job) in a thread of its own, with its own
+    database connection, so that all of them wait on the store's row lock at once; then let them go.
+    Returns name -> the job it was given, or the StoreBusy it got."""
+    results: dict = {}
+
+    def attempt(name, operation):
+        try:
+            results[name] = operation()
+        except (JobConflict, BackupConflict) as exc:
+            results[name] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=item) for item in operations.items()]
+    with transaction.atomic():
+        Store.objects.select_for_update().get(pk=store.pk)  # held while both requests arrive
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: lock_waits() == len(threads), 60, "every request to wait on the store's row lock")
+    for thread in threads:
+        thread.join(timeout=60)
+    assert set(results) == set(operations)
+    return results
+
+
+@pytest.mark.docker
+def test_two_different_operations_on_one_store_never_overlap(
+    committed,  # noqa: F811 - the fixture imported above
+    store_images,
+    clean_test_stores,
+    run_provisioning_worker,
+    run_backups_worker,
+):
+    """Two different operations asked for at the same moment (a customer's restore and a restart; then a
+    backup and a staff suspension), from two threads against the same live store: exactly one is admitted,
+    the other is told, in words, which operation holds the store; the admitted one runs to success."""
+    store, backup = live_store_with_a_backup(committed, run_provisioning_worker, run_backups_worker, "overlap.test")
+    try:
+        rounds = [
+            {
+                "restore": lambda: restore_request(store_id=store.pk, snapshot_id=backup.snapshot_id, scope="db").job,
+                "restart": lambda: job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.RESTART),
+            },
+            {
+                "back up": lambda: backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL).job,
+                "suspend": lambda: job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.SUSPEND),
+            },
+        ]
+        for operations in rounds:
+            before = set(store.jobs.values_list("pk", flat=True))
+            results = race(store, operations)
+
+            admitted = {name: job for name, job in results.items() if isinstance(job, ProvisioningJob)}
+            refused = {name: exc for name, exc in results.items() if not isinstance(exc, ProvisioningJob)}
+            assert len(admitted) == 1 and len(refused) == 1, results
+            [(title, job)] = admitted.items()
+            [answer] = refused.values()
+            assert re.fullmatch(busy(job, title) + TRY_AGAIN, str(answer)), str(answer)
+            assert set(store.jobs.values_list("pk", flat=True)) - before == {job.pk}  # no job for the refused one
+
+            run_provisioning_worker()
+            run_backups_worker()
+            job.refresh_from_db()
+            assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+            assert store_operation_active(store_id=store.pk) is None
+    finally:
+        BackupRun.objects.filter(store=store).delete()  # the committed fixture deletes the store itself
+
+
+@contextlib.contextmanager
+def table_locked(store: Store, table: str):
+    """`table` of the store's database write-locked by another session while the block runs: a dump waits
+    on it, inside the backup's first step, however fast the machine is."""
+    container = docker_client.client().containers.get(f"{store.slug}-db")
+    statement = f"LOCK TABLES {table} WRITE; SELECT SLEEP(600)"
+    container.exec_run(
+        ["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -e "$0"', statement], detach=True
+    )
+
+    def holder() -> str:
+        return sql(store, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(%'")
+
+    wait_for(lambda: holder() != "", 30, "the table lock to be held")
+    try:
+        yield
+    finally:
+        sql(store, f"KILL {int(holder())}")
+
+
+@pytest.mark.docker
+def test_the_reaper_fails_a_backup_whose_worker_died(
+    committed,  # noqa: F811 - the fixture imported above
+    store_images,
+    clean_test_stores,
+    start_worker,  # noqa: F811 - the fixture imported above
+    run_provisioning_worker,
+    run_backups_worker,
+):
+    """A backup running in a real `rqworker backups` process is killed mid-step: the reaper fails it at once
+    (the worker's liveness lock went with it), not after the job's timeout of over an hour; its BackupRun is
+    failed, the steps after the running one are skipped, and the store takes a new backup."""
+    store, _ = live_store_with_a_backup(committed, run_provisioning_worker, run_backups_worker, "reaped.test")
+    try:
+        with table_locked(store, "wp_options"):
+            with transaction.atomic():  # committed: on commit, the backup is enqueued for real
+                backup = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+            worker = start_worker("backups")
+            wait_for(
+                lambda: JobStep.objects.filter(
+                    job_id=backup.job_id, name="database", status=JobStep.Status.RUNNING
+                ).exists(),
+                60,
+                "the backup to reach its database step",
+            )
+            time.sleep(1)  # the dump is under way, waiting on the table
+            kill_with_work_horse(worker)
+            killed = time.monotonic()
+            backup.refresh_from_db()
+            assert backup.status == RunStatus.RUNNING  # nobody is left to say otherwise
+
+            reaped: list[int] = []
+            wait_for(lambda: reaped.extend(jobs_reap_stale()) or reaped, 30, "the reaper to fail the backup")
+            elapsed = time.monotonic() - killed
+
+        job = ProvisioningJob.objects.get(pk=backup.job_id)
+        assert reaped == [job.pk] and elapsed < 30
+        assert job.timeout_seconds > 3600  # what a dead worker used to cost
+        assert job.status == ProvisioningJob.Status.FAILED and job.reaped_at is not None
+        assert "the worker running the job is gone" in job.error
+        steps = dict(job.steps.values_list("name", "status"))
+        assert steps == {
+            "database": JobStep.Status.FAILED,
+            "files": JobStep.Status.SKIPPED,
+            "snapshot": JobStep.Status.SKIPPED,
+        }
+        backup.refresh_from_db()
+        assert backup.status == RunStatus.FAILED and "the worker running the job is gone" in backup.error
+        assert backup.snapshot_id == ""
+
+        assert store_operation_active(store_id=store.pk) is None
+        with transaction.atomic():
+            again = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+        run_backups_worker()
+        again.refresh_from_db()
+        assert again.status == RunStatus.SUCCEEDED, again.error
+    finally:
         BackupRun.objects.filter(store=store).delete()  # the committed fixture deletes the store itself
