@@ -179,13 +179,17 @@ def test_ten_orders_at_once_on_two_workers_give_ten_live_stores_on_distinct_port
         store_order_paid(store_id=store.pk)
     start_worker()
     start_worker()
+    # The provisioning jobs; each store's first backup, queued as it went live, waits for the backups queue.
+    setups = ProvisioningJob.objects.filter(store__in=stores, kind=ProvisioningJob.Kind.PROVISION)
     wait_for(
-        lambda: ProvisioningJob.objects.filter(store__in=stores, status__in=ProvisioningJob.ACTIVE).count() == 0,
+        lambda: setups.filter(status__in=ProvisioningJob.ACTIVE).count() == 0,
         300,
         "all ten jobs to finish",
     )
-    failed = list(ProvisioningJob.objects.filter(store__in=stores).exclude(status="succeeded").values("error"))
-    assert failed == []
+    failed = list(setups.exclude(status="succeeded").values("error"))
+    assert failed == [] and setups.count() == 10
+    first_backups = ProvisioningJob.objects.filter(store__in=stores, kind="backup", status="queued")
+    assert first_backups.count() == 10
     live = Store.objects.filter(pk__in=[s.pk for s in stores])
     assert set(live.values_list("status", flat=True)) == {Store.Status.ACTIVE}
     assert len(set(live.values_list("port", flat=True))) == 10
