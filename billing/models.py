@@ -8,8 +8,8 @@ from shophosting.transitions import StatusEvent
 
 
 def money_text(cents) -> str:
-    """Stripe amounts are integer cents: 14900 -> "$149.00"."""
-    return f"${Decimal(cents) / 100:,.2f}"
+    """Stripe amounts are integer cents: 14900 -> "$149.00". A missing amount (None) reads as $0.00."""
+    return f"${Decimal(cents or 0) / 100:,.2f}"
 
 
 class Platform(models.TextChoices):
@@ -90,7 +90,8 @@ class Plan(models.Model):
 class Subscription(models.Model):
     """A customer's paid plan, mirrored from one Stripe subscription. Its stores hang off it.
 
-    `status` is written only by `billing.services.subscription_transition`, with a SubscriptionEvent row."""
+    `status` is written only by `billing.services.subscriptions.subscription_transition`, with a
+    SubscriptionEvent row."""
 
     class Status(models.TextChoices):
         CHECKOUT = "checkout", "Awaiting checkout"

@@ -197,7 +197,8 @@ class StoreAdmin(admin.ModelAdmin):
     # --- new customer and store -------------------------------------------------------------------------
 
     def add_view(self, request, form_url="", extra_context=None):
-        from billing.services import BILLING_FAILURES, staff_store_create
+        from billing.exceptions import BILLING_FAILURES
+        from billing.services.staff_stores import staff_store_create
 
         if not self.has_add_permission(request):
             raise PermissionDenied
@@ -247,7 +248,9 @@ class StoreAdmin(admin.ModelAdmin):
     # --- delete: tear down and cancel billing -----------------------------------------------------------
 
     def delete_view(self, request, object_id, extra_context=None):
-        from billing.services import BILLING_FAILURES, LIVE_STORE_STATUSES, store_delete
+        from billing.exceptions import BILLING_FAILURES
+        from billing.services.staff_stores import store_delete
+        from billing.services.subscriptions import LIVE_STORE_STATUSES
         from provisioning.exceptions import JobConflict
         from stores.exceptions import InvalidTransition
 
