@@ -153,7 +153,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from backups import restic
     from backups.services import _tar_single_file, store_tags
-    from billing.services import plan_catalogue_seed
+    from billing.services.plans import plan_catalogue_seed
     from provisioning import docker_client
     from provisioning.images import images_build
     from provisioning.steps import stack_remove
