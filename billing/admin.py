@@ -7,8 +7,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing import selectors, services
+from billing import selectors
+from billing.exceptions import BILLING_FAILURES
 from billing.models import Plan, Subscription, SubscriptionEvent
+from billing.services.plans import plan_price_create, plan_stripe_update, plan_subscriptions_migrate
 
 
 class PlanSyncForm(forms.Form):
@@ -62,15 +64,11 @@ class PlanAdmin(admin.ModelAdmin):
     def sync_to_stripe(self, request, queryset):
         form = PlanSyncForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
-            service = (
-                services.plan_price_create
-                if form.cleaned_data["mode"] == PlanSyncForm.CREATE
-                else services.plan_stripe_update
-            )
+            service = plan_price_create if form.cleaned_data["mode"] == PlanSyncForm.CREATE else plan_stripe_update
             for plan in queryset:
                 try:
                     service(plan_id=plan.pk, actor=request.user)
-                except services.BILLING_FAILURES as exc:
+                except BILLING_FAILURES as exc:
                     self.message_user(request, str(exc), messages.ERROR)
                 else:
                     self.message_user(request, f"{plan}: synced to Stripe.", messages.SUCCESS)
@@ -92,8 +90,8 @@ class PlanAdmin(admin.ModelAdmin):
     def migrate_subscriptions(self, request, queryset):
         for plan in queryset:
             try:
-                moved = services.plan_subscriptions_migrate(plan_id=plan.pk, actor=request.user)
-            except services.BILLING_FAILURES as exc:
+                moved = plan_subscriptions_migrate(plan_id=plan.pk, actor=request.user)
+            except BILLING_FAILURES as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(request, f"{plan}: {len(moved)} subscription(s) moved to the current price.")

@@ -1,19 +1,19 @@
 """django-rq entry points for billing's periodic work; each calls one service."""
 
-from billing import services
+from billing.services import checkout, dunning, enforcement
 
 
 def dunning_enforce():
-    return services.dunning_enforce()
+    return dunning.dunning_enforce()
 
 
 def subscriptions_teardown_due():
-    return services.subscriptions_teardown_due()
+    return enforcement.subscriptions_teardown_due()
 
 
 def checkouts_abandoned_cleanup():
-    return services.checkouts_abandoned_cleanup()
+    return checkout.checkouts_abandoned_cleanup()
 
 
 def stores_billing_enforce():
-    return services.stores_billing_enforce()
+    return enforcement.stores_billing_enforce()

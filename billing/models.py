@@ -9,8 +9,8 @@ from stores.models import Platform
 
 
 def money_text(cents) -> str:
-    """Stripe amounts are integer cents: 14900 -> "$149.00"."""
-    return f"${Decimal(cents) / 100:,.2f}"
+    """Stripe amounts are integer cents: 14900 -> "$149.00". A missing amount (None) reads as $0.00."""
+    return f"${Decimal(cents or 0) / 100:,.2f}"
 
 
 class Plan(models.Model):
@@ -86,7 +86,8 @@ class Plan(models.Model):
 class Subscription(models.Model):
     """A customer's paid plan, mirrored from one Stripe subscription. Its stores hang off it.
 
-    `status` is written only by `billing.services.subscription_transition`, with a SubscriptionEvent row."""
+    `status` is written only by `billing.services.subscriptions.subscription_transition`, with a
+    SubscriptionEvent row."""
 
     class Status(models.TextChoices):
         CHECKOUT = "checkout", "Awaiting checkout"

@@ -217,10 +217,18 @@ def plan_stripe_view(plan: Plan) -> dict:
     }
 
 
+def plan_stripe_fields(plan: Plan) -> dict:
+    """What the plan asks Stripe to hold for it, in the shape of Plan.stripe_synced (what was last sent)."""
+    return {
+        "name": f"{plan.get_platform_display()} {plan.name}",
+        "description": plan.description,
+        "amount_cents": int(plan.price_monthly * 100),
+        "active": plan.active,
+    }
+
+
 def plan_sync_status(plan: Plan) -> tuple[str, list[str]]:
     """(status, the fields that differ). Stripe-side drift wins: it must be looked at before pushing again."""
-    from billing.services import _plan_stripe_fields
-
     if plan.stripe_product_id is None or plan.stripe_price_id is None:
         return SyncStatus.MISSING, []
     synced = plan.stripe_synced or {}
@@ -228,7 +236,7 @@ def plan_sync_status(plan: Plan) -> tuple[str, list[str]]:
     drifted = [name for name, value in stripe.items() if synced.get(name) != value]
     if drifted:
         return SyncStatus.STRIPE_CHANGED, drifted
-    local = _plan_stripe_fields(plan)
+    local = plan_stripe_fields(plan)
     changed = [name for name, value in local.items() if synced.get(name) != value]
     return (SyncStatus.LOCAL_CHANGED, changed) if changed else (SyncStatus.IN_SYNC, [])
 

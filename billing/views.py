@@ -10,9 +10,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from billing import selectors, services, stripe_gateway
+from billing import selectors, stripe_gateway
+from billing.exceptions import BILLING_FAILURES, BillingRefused
 from billing.forms import PlanSignupForm, SignupForm, StoreAddForm
 from billing.models import Subscription
+from billing.services.checkout import checkout_start, signup_create
+from billing.services.subscriptions import billing_portal_url, subscription_store_add
 from provisioning.selectors import job_latest_for_store, job_progress_for_customer
 from shophosting.core.ratelimits import rate_limited
 
@@ -30,8 +33,8 @@ def _checkout_urls(request) -> dict[str, str]:
 
 def _checkout_redirect(request, subscription: Subscription):
     try:
-        url = services.checkout_start(subscription_id=subscription.pk, **_checkout_urls(request))
-    except services.BILLING_FAILURES as exc:
+        url = checkout_start(subscription_id=subscription.pk, **_checkout_urls(request))
+    except BILLING_FAILURES as exc:
         logger.warning("checkout for subscription %s not started: %s", subscription.pk, exc)
         return render(
             request,
@@ -54,9 +57,9 @@ def signup_view(request, plan_slug: str):
         fields = form.cleaned_data
         try:
             if signed_in:
-                subscription = services.signup_create(plan=plan, domain=fields["domain"], customer=request.user)
+                subscription = signup_create(plan=plan, domain=fields["domain"], customer=request.user)
             else:
-                subscription = services.signup_create(
+                subscription = signup_create(
                     plan=plan,
                     domain=fields["domain"],
                     email=fields["email"],
@@ -66,7 +69,7 @@ def signup_view(request, plan_slug: str):
                 login(request, subscription.customer, backend="django.contrib.auth.backends.ModelBackend")
         except ValidationError as exc:
             form.add_error("domain", exc)
-        except services.BillingRefused as exc:
+        except BillingRefused as exc:
             form.add_error(None, str(exc))
         else:
             return _checkout_redirect(request, subscription)
@@ -122,10 +125,8 @@ def billing_view(request):
 @login_required
 def billing_portal_view(request):
     try:
-        url = services.billing_portal_url(
-            customer=request.user, return_url=request.build_absolute_uri(reverse("billing:page"))
-        )
-    except services.BILLING_FAILURES as exc:
+        url = billing_portal_url(customer=request.user, return_url=request.build_absolute_uri(reverse("billing:page")))
+    except BILLING_FAILURES as exc:
         messages.error(request, f"The billing portal could not be opened: {exc}")
         return redirect("billing:page")
     return redirect(url)
@@ -139,7 +140,7 @@ def store_add_view(request, subscription_id: int):
     form = StoreAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            store = services.subscription_store_add(
+            store = subscription_store_add(
                 subscription_id=subscription.pk,
                 domain=form.cleaned_data["domain"],
                 site_title=form.cleaned_data["site_title"],
@@ -147,7 +148,7 @@ def store_add_view(request, subscription_id: int):
             )
         except ValidationError as exc:
             form.add_error("domain", exc)
-        except services.BillingRefused as exc:
+        except BillingRefused as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"{store.domain} is being set up.")

@@ -5,41 +5,45 @@ deliver in order). Events not listed are stored by dj-stripe and otherwise ignor
 
 from djstripe.event_handlers import djstripe_receiver
 
-from billing import services
+from billing.services import stripe_events
 
 
 @djstripe_receiver("checkout.session.completed")
 def on_checkout_session_completed(sender, event, **kwargs):
-    services.checkout_completed(session=event.data["object"], stripe_event_id=event.id, event_created=event.created)
+    stripe_events.checkout_completed(
+        session=event.data["object"], stripe_event_id=event.id, event_created=event.created
+    )
 
 
 @djstripe_receiver("checkout.session.async_payment_succeeded")
 def on_checkout_async_payment_succeeded(sender, event, **kwargs):
-    services.checkout_async_payment_succeeded(
+    stripe_events.checkout_async_payment_succeeded(
         session=event.data["object"], stripe_event_id=event.id, event_created=event.created
     )
 
 
 @djstripe_receiver("checkout.session.async_payment_failed")
 def on_checkout_async_payment_failed(sender, event, **kwargs):
-    services.checkout_async_payment_failed(
+    stripe_events.checkout_async_payment_failed(
         session=event.data["object"], stripe_event_id=event.id, event_created=event.created
     )
 
 
 @djstripe_receiver("invoice.paid")
 def on_invoice_paid(sender, event, **kwargs):
-    services.invoice_paid(invoice=event.data["object"], stripe_event_id=event.id, event_created=event.created)
+    stripe_events.invoice_paid(invoice=event.data["object"], stripe_event_id=event.id, event_created=event.created)
 
 
 @djstripe_receiver("invoice.payment_failed")
 def on_invoice_payment_failed(sender, event, **kwargs):
-    services.invoice_payment_failed(invoice=event.data["object"], stripe_event_id=event.id, event_created=event.created)
+    stripe_events.invoice_payment_failed(
+        invoice=event.data["object"], stripe_event_id=event.id, event_created=event.created
+    )
 
 
 @djstripe_receiver("customer.subscription.updated")
 def on_subscription_updated(sender, event, **kwargs):
-    services.subscription_updated(
+    stripe_events.subscription_updated(
         stripe_subscription=event.data["object"],
         stripe_event_id=event.id,
         previous=event.data.get("previous_attributes"),
@@ -48,4 +52,4 @@ def on_subscription_updated(sender, event, **kwargs):
 
 @djstripe_receiver("customer.subscription.deleted")
 def on_subscription_deleted(sender, event, **kwargs):
-    services.subscription_deleted(stripe_subscription=event.data["object"], stripe_event_id=event.id)
+    stripe_events.subscription_deleted(stripe_subscription=event.data["object"], stripe_event_id=event.id)

@@ -83,7 +83,7 @@ def staff_user(db):
 @pytest.fixture
 def woo_plan(db):
     from billing.models import Plan
-    from billing.services import plan_catalogue_seed
+    from billing.services.plans import plan_catalogue_seed
 
     plan_catalogue_seed()
     return Plan.objects.get(slug="woocommerce-commerce-core")

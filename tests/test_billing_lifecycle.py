@@ -14,7 +14,7 @@ from backups import restic
 from backups.models import BackupRun, RunStatus
 from billing import jobs as billing_jobs
 from billing.models import Plan, Subscription
-from billing.services import plan_price_create
+from billing.services.plans import plan_price_create
 from provisioning import docker_client
 from provisioning.models import ProvisioningJob
 from stores.models import Store

@@ -12,7 +12,7 @@ from djstripe import models as djstripe_models
 
 from billing.models import Plan, Subscription
 from billing.selectors import billing_overview
-from billing.services import plan_price_create
+from billing.services.plans import plan_price_create
 from provisioning.models import ProvisioningJob
 from tests.billing_helpers import paid_signup
 

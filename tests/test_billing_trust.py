@@ -23,13 +23,11 @@ from djstripe.models import Subscription as MirroredSubscription
 
 from accounts.models import AuditEvent
 from billing.models import Plan, StoreHold, Subscription
-from billing.services import (
-    checkouts_abandoned_cleanup,
-    dunning_enforce,
-    plan_price_create,
-    stores_billing_enforce,
-    subscription_store_add,
-)
+from billing.services.checkout import checkouts_abandoned_cleanup
+from billing.services.dunning import dunning_enforce
+from billing.services.enforcement import stores_billing_enforce
+from billing.services.plans import plan_price_create
+from billing.services.subscriptions import subscription_store_add
 from provisioning.models import ProvisioningJob
 from stores.models import Store, StoreEvent
 from tests.billing_helpers import complete_checkout, paid_signup, signup
@@ -228,7 +226,7 @@ def test_a_canceled_store_whose_provisioning_failed_before_it_went_live_is_torn_
     """Its host and port were allocated but no database ever ran: a final backup could only fail, and used to
     hold the teardown, the port and the volumes for ever."""
     from backups.models import BackupRun
-    from billing.services import subscriptions_teardown_due
+    from billing.services.enforcement import subscriptions_teardown_due
     from provisioning.services import _job_claim, _job_fail
     from stores.models import Host
 

@@ -10,7 +10,7 @@ from djstripe.models import Event, WebhookEventTrigger
 
 from accounts.models import AuditEvent
 from billing.models import Subscription
-from billing.services import checkouts_abandoned_cleanup
+from billing.services.checkout import checkouts_abandoned_cleanup
 from provisioning.models import ProvisioningJob
 from stores.models import Store
 from tests.billing_helpers import complete_checkout, paid_signup, signup

@@ -74,7 +74,7 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
 
     from accounts.models import AuditEvent, User
     from billing.models import Plan
-    from billing.services import plan_catalogue_seed, plan_price_create
+    from billing.services.plans import plan_catalogue_seed, plan_price_create
     from cms.services import site_seed
     from consultations.models import Ticket
 

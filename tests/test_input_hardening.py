@@ -150,7 +150,7 @@ def test_an_engine_url_with_a_line_break_is_refused():
 @pytest.mark.parametrize("title", ["--help", "--admin-password=x", "-q \"quoted\" 'title'"])
 def test_installer_command_lines_carry_no_password_and_no_option_a_customer_chose(user_factory, title):
     from billing.models import Plan
-    from billing.services import plan_catalogue_seed
+    from billing.services.plans import plan_catalogue_seed
     from provisioning.stacks import stack_for
 
     plan_catalogue_seed()

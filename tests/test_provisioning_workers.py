@@ -64,7 +64,7 @@ def committed(django_db_setup, django_db_blocker):
     """Real database writes for this test; every store and customer it made is deleted afterwards."""
     from accounts.models import User
     from billing.models import Plan
-    from billing.services import plan_catalogue_seed
+    from billing.services.plans import plan_catalogue_seed
 
     with django_db_blocker.unblock():
         if not connection.settings_dict["NAME"].startswith("test_"):

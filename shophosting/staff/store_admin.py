@@ -21,8 +21,10 @@ from django.utils.timesince import timesince
 
 from accounts.services import audit_record
 from backups.models import BackupRun, RunStatus
+from billing.exceptions import BILLING_FAILURES
 from billing.models import Plan
-from billing.services import BILLING_FAILURES, LIVE_STORE_STATUSES, staff_store_create, store_delete
+from billing.services.staff_stores import staff_store_create, store_delete
+from billing.services.subscriptions import LIVE_STORE_STATUSES
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import job_enqueue

@@ -163,7 +163,7 @@ def main() -> None:
     from backups import restic
     from backups.services.records import store_tags
     from backups.services.stack_io import tar_single_file
-    from billing.services import plan_catalogue_seed
+    from billing.services.plans import plan_catalogue_seed
     from provisioning import docker_client
     from provisioning.images import images_build
     from provisioning.steps import stack_remove

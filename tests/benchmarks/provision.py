@@ -164,7 +164,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from billing.services import plan_catalogue_seed
+    from billing.services.plans import plan_catalogue_seed
     from provisioning.images import images_build
 
     plan_catalogue_seed()

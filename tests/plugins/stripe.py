@@ -43,6 +43,6 @@ def stripe_webhook(db, client):
 @pytest.fixture
 def priced_plan(woo_plan, stripe_api):
     """The WooCommerce Commerce Core plan, created in (fake) Stripe through the pricing sync."""
-    from billing.services import plan_price_create
+    from billing.services.plans import plan_price_create
 
     return plan_price_create(plan_id=woo_plan.pk)

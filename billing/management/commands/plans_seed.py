@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing.services import SEED_CATALOGUE, plan_catalogue_seed
+from billing.services.plans import SEED_CATALOGUE, plan_catalogue_seed
 
 
 class Command(BaseCommand):

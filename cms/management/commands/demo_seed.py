@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 
 from accounts.roles import Role
 from accounts.services import staff_user_ensure
-from billing.services import plan_catalogue_seed
+from billing.services.plans import plan_catalogue_seed
 from cms.services import site_seed
 
 
