@@ -44,8 +44,8 @@ def job_preflight(*, store: Store, kind: str) -> None:
             f"{store.domain} is {store.get_status_display().lower()}; a {kind} job cannot start until that is done"
         )
     busy = store_operation_active(store_id=store.pk)
-    if busy:
-        raise JobConflict(f"{store.domain}: {busy}")
+    if busy:  # the same sentence as the check under the lock gives
+        raise JobConflict(f"{store.domain}: {busy} Try again once it has finished.")
 
 
 @transaction.atomic
