@@ -30,8 +30,8 @@ class PlatformCatalogue:
     platform: str
     label: str
     plans: list[Plan]
-    # (feature name, [whether each plan above has it]) for every feature flag some plan of the platform has
-    feature_rows: list[tuple[str, list[bool]]]
+    # (flag, feature name, [whether each plan above has it]) for every feature flag some plan of the platform has
+    feature_rows: list[tuple[str, str, list[bool]]]
 
 
 def plan_catalogue_by_platform() -> list[PlatformCatalogue]:
@@ -43,10 +43,10 @@ def plan_catalogue_by_platform() -> list[PlatformCatalogue]:
         if not group:
             continue
         rows = [
-            (Plan._meta.get_field(flag).verbose_name, [getattr(plan, flag) for plan in group])
+            (flag, Plan._meta.get_field(flag).verbose_name, [getattr(plan, flag) for plan in group])
             for flag in Plan.FEATURE_FLAGS
         ]
-        catalogue.append(PlatformCatalogue(platform, label, group, [row for row in rows if any(row[1])]))
+        catalogue.append(PlatformCatalogue(platform, label, group, [row for row in rows if any(row[2])]))
     return catalogue
 
 
