@@ -1,3 +1,4 @@
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,6 +12,18 @@ from stores.models import Platform
 def money_text(cents) -> str:
     """Stripe amounts are integer cents: 14900 -> "$149.00". A missing amount (None) reads as $0.00."""
     return f"${Decimal(cents or 0) / 100:,.2f}"
+
+
+# How soon staff owe a ticket its first answer, by the plan's support flag (why these: billing/README.md,
+# "Support response targets"). A customer with several live subscriptions gets the quickest of them; one
+# with none gets FIRST_RESPONSE_TARGET_WITHOUT_PLAN. The clock runs around the clock: every target is in
+# wall-clock hours from the ticket's opening.
+FIRST_RESPONSE_TARGETS = {
+    "dedicated_support": timedelta(hours=1),
+    "support_24_7": timedelta(hours=4),
+    "email_support": timedelta(hours=24),
+}
+FIRST_RESPONSE_TARGET_WITHOUT_PLAN = timedelta(hours=48)
 
 
 class Plan(models.Model):
@@ -77,6 +90,12 @@ class Plan(models.Model):
     @property
     def features(self) -> list[str]:
         return [self._meta.get_field(flag).verbose_name for flag in self.FEATURE_FLAGS if getattr(self, flag)]
+
+    @property
+    def first_response_target(self) -> timedelta | None:
+        """The quickest first answer to a ticket this plan's support flags promise; None when it has none."""
+        targets = [target for flag, target in FIRST_RESPONSE_TARGETS.items() if getattr(self, flag)]
+        return min(targets, default=None)
 
 
 class Subscription(models.Model):
