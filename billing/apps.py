@@ -8,3 +8,10 @@ class BillingConfig(AppConfig):
     def ready(self):
         # Connects the Stripe webhook handlers to dj-stripe's event signals.
         from billing import webhooks  # noqa: F401
+
+        # Tells the ticket desk how soon each customer's tickets are owed a first answer, by their plans
+        # (consultations sits below billing and cannot ask: consultations/response_targets.py).
+        from billing.selectors import customer_first_response_target
+        from consultations.response_targets import first_response_target_source_set
+
+        first_response_target_source_set(customer_first_response_target)

@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from djstripe import models as djstripe_models
 
-from billing.models import Plan, Platform, Subscription
+from billing.models import FIRST_RESPONSE_TARGET_WITHOUT_PLAN, Plan, Platform, Subscription
 from stores.models import Store
 
 SS = Subscription.Status
@@ -30,8 +30,8 @@ class PlatformCatalogue:
     platform: str
     label: str
     plans: list[Plan]
-    # (feature name, [whether each plan above has it]) for every feature flag some plan of the platform has
-    feature_rows: list[tuple[str, list[bool]]]
+    # (flag, feature name, [whether each plan above has it]) for every feature flag some plan of the platform has
+    feature_rows: list[tuple[str, str, list[bool]]]
 
 
 def plan_catalogue_by_platform() -> list[PlatformCatalogue]:
@@ -43,11 +43,26 @@ def plan_catalogue_by_platform() -> list[PlatformCatalogue]:
         if not group:
             continue
         rows = [
-            (Plan._meta.get_field(flag).verbose_name, [getattr(plan, flag) for plan in group])
+            (flag, Plan._meta.get_field(flag).verbose_name, [getattr(plan, flag) for plan in group])
             for flag in Plan.FEATURE_FLAGS
         ]
-        catalogue.append(PlatformCatalogue(platform, label, group, [row for row in rows if any(row[1])]))
+        catalogue.append(PlatformCatalogue(platform, label, group, [row for row in rows if any(row[2])]))
     return catalogue
+
+
+# The subscriptions whose plan's support a customer gets: paid, or within the grace period of a failed
+# payment. A checkout not paid yet, a suspended or a canceled subscription promises no faster answer.
+SUPPORTED_STATUSES = (SS.ACTIVE, SS.PAST_DUE)
+
+
+def customer_first_response_target(customer_id: int) -> dt.timedelta:
+    """How soon a new ticket of this customer is owed its first staff answer: the quickest target among the
+    plans of their supported subscriptions (FIRST_RESPONSE_TARGETS), or the target for customers without one."""
+    plans = Plan.objects.filter(
+        subscriptions__customer_id=customer_id, subscriptions__status__in=SUPPORTED_STATUSES
+    ).distinct()
+    targets = [plan.first_response_target for plan in plans]
+    return min((target for target in targets if target is not None), default=FIRST_RESPONSE_TARGET_WITHOUT_PLAN)
 
 
 def plan_for_signup(slug: str) -> Plan | None:

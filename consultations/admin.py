@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from consultations.models import ConsultationRequest, ContactMessage, Ticket
+from consultations.selectors import DUE_SOON, tickets_first_response_due_soon, tickets_first_response_overdue
 from consultations.services import (
     TicketClosed,
     consultation_transition,
@@ -121,6 +122,30 @@ class ConsultationRequestAdmin(admin.ModelAdmin):
         return super().changelist_view(request, {**(extra_context or {}), "consultation_stats": stats})
 
 
+class FirstResponseFilter(admin.SimpleListFilter):
+    """Tickets still owed their first staff answer: late, or due within the hour."""
+
+    title = "first answer"
+    parameter_name = "first_response"
+    OVERDUE = "overdue"
+    DUE_SOON = "due_soon"
+
+    def lookups(self, request, model_admin):
+        return [(self.OVERDUE, "Overdue"), (self.DUE_SOON, "Due within 1 h")]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.OVERDUE:
+            return queryset.filter(pk__in=tickets_first_response_overdue().values("pk"))
+        if self.value() == self.DUE_SOON:
+            return queryset.filter(pk__in=tickets_first_response_due_soon().values("pk"))
+        return queryset
+
+
+def _duration_text(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
 class TicketAdminForm(forms.ModelForm):
     new_status = forms.ChoiceField(label="Status", choices=Ticket.Status.choices)
     reply = forms.CharField(
@@ -143,17 +168,51 @@ class TicketAdminForm(forms.ModelForm):
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
     form = TicketAdminForm
-    list_display = ["number", "subject", "customer", "category", "status", "priority", "assignee", "updated_at"]
-    list_filter = ["status", "priority", "category", ("assignee", admin.EmptyFieldListFilter), "assignee"]
+    list_display = [
+        "number",
+        "subject",
+        "customer",
+        "category",
+        "status",
+        "priority",
+        "assignee",
+        "first_answer",
+        "updated_at",
+    ]
+    list_filter = [
+        FirstResponseFilter,
+        "status",
+        "priority",
+        "category",
+        ("assignee", admin.EmptyFieldListFilter),
+        "assignee",
+    ]
     list_select_related = ["customer", "assignee"]
     search_fields = ["number", "subject", "customer__email"]
-    readonly_fields = ["number", "customer", "store", "subject", "created_at", "updated_at", "thread"]
+    readonly_fields = ["number", "customer", "store", "subject", "created_at", "updated_at", "first_answer", "thread"]
     fieldsets = [
-        (None, {"fields": ["number", "customer", "store", "subject", "created_at", "updated_at"]}),
+        (None, {"fields": ["number", "customer", "store", "subject", "created_at", "updated_at", "first_answer"]}),
         ("Conversation", {"fields": ["thread"]}),
         ("Handle", {"fields": ["new_status", "priority", "category", "assignee"]}),
         ("Answer or note", {"fields": ["reply", "internal_note"]}),
     ]
+
+    @admin.display(description="First answer", ordering="first_response_due_at")
+    def first_answer(self, ticket):
+        """When staff answered first, or how long until (or since) the first answer is due."""
+        if ticket.first_response_at is not None:
+            return format_html(
+                '<span class="first-answer answered">answered {}</span>', f"{ticket.first_response_at:%Y-%m-%d %H:%M}"
+            )
+        if ticket.first_response_due_at is None:
+            return "–"
+        if ticket.status not in Ticket.AWAITING_STAFF:
+            return "not answered (no longer open)"
+        left = ticket.first_response_due_at - timezone.now()
+        if left < timedelta(0):
+            return format_html('<span class="first-answer overdue">overdue by {}</span>', _duration_text(-left))
+        soon = " due-soon" if left < DUE_SOON else ""
+        return format_html('<span class="first-answer{}">due in {}</span>', soon, _duration_text(left))
 
     @admin.display(description="Messages")
     def thread(self, ticket):
@@ -215,4 +274,5 @@ class TicketAdmin(admin.ModelAdmin):
             urgent=Count("pk", filter=Q(priority=Ticket.Priority.URGENT, status__in=open_statuses)),
             unassigned=Count("pk", filter=Q(assignee=None, status__in=open_statuses)),
         )
+        counts["first_response_overdue"] = tickets_first_response_overdue().count()
         return super().changelist_view(request, {**(extra_context or {}), "ticket_counts": counts})

@@ -115,12 +115,26 @@ class Ticket(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the first staff answer is due: the opening time plus the customer's target then
+    # (consultations/response_targets.py). The first staff answer (not an internal note) stops the clock.
+    first_response_due_at = models.DateTimeField(null=True, blank=True, db_index=True, editable=False)
+    first_response_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # A ticket in these statuses still waits for staff to pick it up; a resolved or closed one does not.
+    AWAITING_STAFF = (Status.OPEN, Status.IN_PROGRESS, Status.WAITING)
 
     class Meta:
         ordering = ["-updated_at"]
 
     def __str__(self):
         return f"{self.number} {self.subject}"
+
+    @property
+    def first_response_hours(self) -> int | None:
+        """The target this ticket was opened with, in whole hours ("we answer within 4 hours")."""
+        if self.first_response_due_at is None:
+            return None
+        return round((self.first_response_due_at - self.created_at).total_seconds() / 3600)
 
 
 class TicketMessage(models.Model):

@@ -18,6 +18,7 @@ from consultations.models import (
     TicketEvent,
     TicketMessage,
 )
+from consultations.response_targets import first_response_target
 from shophosting.core.emails import email_send
 from shophosting.core.transitions import InvalidTransition, transition
 from shophosting.core.validators import header_safe
@@ -197,14 +198,16 @@ def _attachments_save(message: TicketMessage, uploads) -> None:
 def ticket_create(
     *, customer: User, category: str, subject: str, body: str, store=None, attachments=(), priority: str = ""
 ) -> Ticket:
-    """A new ticket with its first message. Its number, TKT-000123, comes from the row's own id, so two
-    tickets created at once can never share one."""
+    """A new ticket with its first message, and when its first staff answer is due (the customer's target,
+    by their plans). Its number, TKT-000123, comes from the row's own id, so two tickets created at once can
+    never share one."""
     with transaction.atomic():
         ticket = Ticket.objects.create(
             customer=customer, category=category, subject=subject, store=store, priority=priority or "normal"
         )
         ticket.number = f"TKT-{ticket.pk:06d}"
-        ticket.save(update_fields=["number"])
+        ticket.first_response_due_at = ticket.created_at + first_response_target(customer_id=customer.pk)
+        ticket.save(update_fields=["number", "first_response_due_at"])
         TicketEvent.objects.create(ticket=ticket, new_status=ticket.status, actor=customer, note="opened")
         message = TicketMessage.objects.create(ticket=ticket, author=customer, body=body)
         _attachments_save(message, attachments)
@@ -236,8 +239,9 @@ def ticket_reply_customer(*, ticket_id: int, author: User, body: str, attachment
 
 
 def ticket_reply_staff(*, ticket_id: int, author: User, body: str, internal: bool = False) -> TicketMessage:
-    """Staff answer (the customer is e-mailed, and the ticket waits on them) or add an internal note
-    (never shown to the customer, no e-mail, status unchanged)."""
+    """Staff answer (the customer is e-mailed, the ticket waits on them, and the first answer stops the
+    first-response clock) or add an internal note (never shown to the customer, no e-mail, status and clock
+    unchanged)."""
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().select_related("customer").get(pk=ticket_id)
         if ticket.status == T.CLOSED and not internal:
@@ -247,6 +251,9 @@ def ticket_reply_staff(*, ticket_id: int, author: User, body: str, internal: boo
         )
         if internal:
             return message
+        if ticket.first_response_at is None:  # the first answer stops the first-response clock
+            ticket.first_response_at = message.created_at
+            ticket.save(update_fields=["first_response_at", "updated_at"])
         if ticket.status in (T.OPEN, T.IN_PROGRESS):
             ticket_transition(ticket_id=ticket.pk, to=T.WAITING, actor=author, note="staff answered")
         context = {"ticket": ticket, "body": body, "author_name": author.get_short_name() or "ShopHosting support"}

@@ -14,7 +14,9 @@ from billing.selectors import plan_stripe_fields
 
 SS = Subscription.Status
 
-# (name, WooCommerce price, Magento price, store limit, WooCommerce (GB, CPU), Magento (GB, CPU), flags on)
+# (name, WooCommerce price, Magento price, store limit, WooCommerce (GB, CPU), Magento (GB, CPU), flags on).
+# Only flags of Plan.FEATURE_FLAGS: premium plugins, central management and white label were taken off sale
+# (nothing delivered them; billing/README.md, "What a plan sells").
 SEED_CATALOGUE = [
     ("Commerce Core", 99, 125, 1, (1, "1.0"), (2, "1.0"), {"daily_backups", "email_support", "redis_cache"}),
     (
@@ -24,7 +26,7 @@ SEED_CATALOGUE = [
         1,
         (2, "2.0"),
         (4, "2.0"),
-        {"daily_backups", "email_support", "redis_cache", "premium_plugins", "staging"},
+        {"daily_backups", "email_support", "redis_cache", "staging"},
     ),
     (
         "Commerce Scale",
@@ -37,7 +39,6 @@ SEED_CATALOGUE = [
             "daily_backups",
             "email_support",
             "redis_cache",
-            "premium_plugins",
             "staging",
             "support_24_7",
             "sla_uptime",
@@ -51,7 +52,7 @@ SEED_CATALOGUE = [
         5,
         (2, "2.0"),
         (4, "2.0"),
-        {"daily_backups", "email_support", "redis_cache", "premium_plugins", "staging", "centralized_management"},
+        {"daily_backups", "email_support", "redis_cache", "staging"},
     ),
     (
         "Agency",
@@ -64,11 +65,8 @@ SEED_CATALOGUE = [
             "daily_backups",
             "email_support",
             "redis_cache",
-            "premium_plugins",
             "staging",
-            "centralized_management",
             "support_24_7",
-            "white_label",
             "advanced_security",
         },
     ),

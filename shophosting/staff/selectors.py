@@ -14,6 +14,7 @@ from accounts.models import Customer
 from backups.models import BackupRun, RunStatus
 from billing.models import Subscription, money_text
 from billing.selectors import billing_overview
+from consultations.selectors import tickets_first_response_due_soon, tickets_first_response_overdue
 from provisioning import acme_client, proxy
 from provisioning.models import JobStep, ProvisioningJob
 from shophosting.core import queues
@@ -88,7 +89,8 @@ def failed_jobs_recent(limit: int = 10) -> list[ProvisioningJob]:
 
 
 def dashboard(user) -> dict:
-    """The admin index: counts, capacity, jobs, money and quick actions, as far as the user's role reaches."""
+    """The admin index: counts, capacity, jobs, tickets late for their first answer, money and quick actions,
+    as far as the user's role reaches."""
 
     data: dict = {}
     if user.has_perm("accounts.view_customer"):
@@ -107,6 +109,9 @@ def dashboard(user) -> dict:
             data["queues"] = queues.queue_stats()
         except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it
             data["queues_error"] = f"{type(exc).__name__}: {exc}"
+    if user.has_perm("consultations.view_ticket"):
+        data["tickets_first_response_overdue"] = tickets_first_response_overdue().count()
+        data["tickets_first_response_due_soon"] = tickets_first_response_due_soon().count()
     if user.has_perm("billing.view_subscription"):
         overview = billing_overview()
         data["mrr"] = money_text(overview.mrr_cents)
