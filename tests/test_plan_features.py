@@ -43,9 +43,9 @@ FEATURE_BEHAVIOUR = {
 # works. Issue #16 allows exactly these four here; any other flag without behaviour is taken off sale.
 IN_PROGRESS = {
     "redis_cache": "issue #16: the WordPress object cache (Redis) is being built on another branch right now",
-    "staging": "a later issue: staging copy and push of a store (an operation kind of the job engine)",
-    "sla_uptime": "a later issue: uptime measurement and the SLA credit behind it",
-    "advanced_security": "a later issue: the security hardening this flag names (WAF, malware scans)",
+    "staging": "issue #19: staging copy and push of a store (an operation kind of the job engine)",
+    "sla_uptime": "issue #18: uptime measurement and the SLA credit behind it",
+    "advanced_security": "issue #17: the firewall the plans that sell it get",
 }
 ALLOWED_IN_PROGRESS = {"redis_cache", "staging", "sla_uptime", "advanced_security"}
 # Taken off sale: nothing delivered them (billing/README.md, "What a plan sells").
