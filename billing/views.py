@@ -16,7 +16,7 @@ from billing.forms import PlanSignupForm, SignupForm, StoreAddForm
 from billing.models import Subscription
 from billing.services.checkout import checkout_start, signup_create
 from billing.services.subscriptions import billing_portal_url, subscription_store_add
-from provisioning.selectors import job_latest_for_store, job_progress_for_customer
+from provisioning.selectors import job_progress_for_customer, job_setup_latest_for_store
 from shophosting.core.ratelimits import rate_limited
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def checkout_success_view(request):
     if subscription is None:
         return redirect("accounts:home")
     store = subscription.stores.order_by("pk").first()
-    job = job_latest_for_store(store.pk) if store else None
+    job = job_setup_latest_for_store(store.pk) if store else None
     return render(
         request,
         "billing/checkout_success.html",
@@ -106,6 +106,7 @@ def checkout_success_view(request):
             "store": store,
             "job": job,
             "progress": job_progress_for_customer(job) if job else None,
+            "progress_url": reverse("stores:setup_progress", args=[store.pk]) if store else None,
         },
     )
 

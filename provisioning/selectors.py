@@ -13,6 +13,16 @@ def job_latest_for_store(store_id: int) -> ProvisioningJob | None:
     return ProvisioningJob.objects.filter(store_id=store_id).order_by("-created_at", "-id").first()
 
 
+SETUP_KINDS = (ProvisioningJob.Kind.PROVISION, ProvisioningJob.Kind.RETRY)
+
+
+def job_setup_latest_for_store(store_id: int) -> ProvisioningJob | None:
+    """The job that sets the store up (its provisioning, or the latest retry of it): what the checkout page
+    follows, even once the store's first backup, queued as it goes live, is its latest job."""
+    jobs = ProvisioningJob.objects.filter(store_id=store_id, kind__in=SETUP_KINDS)
+    return jobs.order_by("-created_at", "-id").first()
+
+
 def step_median_durations(kind: str, names: list[str]) -> dict[str, float]:
     """Median seconds per step name over recent successful runs of that step in jobs of the same kind (a
     restore's "stop" is not a suspend's)."""

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts.services import audit_record
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
-from provisioning.selectors import job_latest_for_store, job_progress_for_customer
+from provisioning.selectors import job_latest_for_store, job_progress_for_customer, job_setup_latest_for_store
 from provisioning.services import job_enqueue
 from shophosting.core.ratelimits import rate_limited
 from stores.exceptions import InvalidTransition
@@ -63,10 +63,14 @@ def store_job_view(request, store_id: int, job_id: int):
 @never_cache
 @login_required
 @rate_limited("job_progress", methods=("GET",))
-def store_progress_view(request, store_id: int, job_id: int | None = None):
-    """The JSON the progress widget polls: the store's latest job, or the job `job_id`."""
+def store_progress_view(request, store_id: int, job_id: int | None = None, setup: bool = False):
+    """The JSON the progress widget polls: the store's latest job, its setup job (`setup`), or the job
+    `job_id`."""
     store = store_of_customer_or_404(request.user, store_id)
-    job = job_latest_for_store(store.pk) if job_id is None else _own_job(store, job_id)
+    if job_id is not None:
+        job = _own_job(store, job_id)
+    else:
+        job = job_setup_latest_for_store(store.pk) if setup else job_latest_for_store(store.pk)
     return JsonResponse(
         {
             "store": {
@@ -98,6 +102,7 @@ def store_restart_view(request, store_id: int):
 store_urlpatterns = [
     path("<int:store_id>/", store_detail_view, name="detail"),
     path("<int:store_id>/progress.json", store_progress_view, name="progress"),
+    path("<int:store_id>/setup/progress.json", store_progress_view, {"setup": True}, name="setup_progress"),
     path("<int:store_id>/jobs/<int:job_id>/", store_job_view, name="job"),
     path("<int:store_id>/jobs/<int:job_id>/progress.json", store_progress_view, name="job_progress"),
     path("<int:store_id>/restart/", store_restart_view, name="restart"),

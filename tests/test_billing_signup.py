@@ -63,7 +63,7 @@ def test_checkout_completed_webhook_queues_provisioning_and_the_success_page_fol
     assert page.status_code == 200
     body = page.content.decode()
     assert "your payment was received" in body
-    assert reverse("stores:progress", args=[store.pk]) in body
+    assert reverse("stores:setup_progress", args=[store.pk]) in body  # it follows the setup job, whatever comes next
     assert "Reserve a host and a port" in body  # the checklist of the queued job
 
 

@@ -183,3 +183,29 @@ def test_staff_see_stores_with_status_and_tls_read_only(client, store_with_job, 
     assert "Tls status" in page and 'name="status"' not in page  # status changes only through services
     assert "credentials_encrypted" not in page
     assert client.get("/admin/stores/host/").status_code == 200
+
+
+def test_the_checkout_page_follows_the_setup_job_after_the_first_backup_is_queued(
+    client, user_factory, woo_plan, django_capture_on_commit_callbacks
+):
+    """A store's first backup is queued as it goes live, and becomes its latest job: the store page shows that
+    backup, while the checkout page, which follows the setup, keeps showing the finished setup."""
+    from provisioning.services import _job_claim, _job_succeed
+
+    owner = user_factory(email="setup@example.com")
+    store = store_create(customer=owner, plan=woo_plan, domain="setup.example.com")
+    store_transition(store_id=store.pk, to=Store.Status.QUEUED)
+    with django_capture_on_commit_callbacks(execute=True):
+        setup = job_enqueue(store_id=store.pk, kind=ProvisioningJob.Kind.PROVISION)
+    with django_capture_on_commit_callbacks(execute=True):
+        _job_claim(setup.pk)  # the worker's bookkeeping (its steps need an engine)
+        _job_succeed(job_id=setup.pk)
+    backup = ProvisioningJob.objects.exclude(pk=setup.pk).get(store=store)
+    assert backup.kind == "backup" and backup.status == ProvisioningJob.Status.QUEUED
+
+    client.force_login(owner)
+    latest = client.get(f"/stores/{store.pk}/progress.json").json()["progress"]["job"]
+    followed = client.get(f"/stores/{store.pk}/setup/progress.json").json()["progress"]["job"]
+
+    assert (latest["id"], latest["kind"]) == (backup.pk, "Back up")
+    assert (followed["id"], followed["kind"], followed["status"]) == (setup.pk, "Set up the store", "succeeded")
