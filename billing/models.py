@@ -56,6 +56,11 @@ class Plan(models.Model):
     cpu_limit = models.DecimalField(
         max_digits=3, decimal_places=1, validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(Decimal("8"))]
     )
+    disk_allowance_gb = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="Disk each store may use (its database and files). Merchants are warned at 80 %.",
+    )
     display_order = models.PositiveSmallIntegerField(default=0)
     active = models.BooleanField(default=True)
 

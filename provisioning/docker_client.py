@@ -288,6 +288,24 @@ def labelled_objects(*, label: str, base_url: str | None = None) -> dict[str, li
 
 
 @_engine_call
+def volume_sizes_by_label(*, key: str, base_url: str | None = None) -> dict[str, int]:
+    """Bytes on disk of the volumes carrying the label `key`, summed per value of it ("shophosting.store":
+    {"12": 734003200, ...}), as the engine's disk-usage report counts them. The engine walks every volume for
+    that report, so it is for a periodic job, never a page view."""
+    try:
+        report = client(base_url).df()
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"the engine did not report its disk usage: {exc.explanation or exc}") from exc
+    sizes: dict[str, int] = {}
+    for volume in report.get("Volumes") or []:
+        value = (volume.get("Labels") or {}).get(key)
+        size = (volume.get("UsageData") or {}).get("Size", -1)
+        if value is not None and size >= 0:  # -1: the engine could not size it (e.g. a remote driver)
+            sizes[value] = sizes.get(value, 0) + size
+    return sizes
+
+
+@_engine_call
 def labelled_objects_remove(*, label: str, base_url: str | None = None) -> dict[str, list[str]]:
     """Remove every container, then network and volume, carrying `label`. Idempotent."""
     engine = client(base_url)

@@ -45,6 +45,12 @@ def stores_tls_renew() -> None:
     stores_tls_renew_due()
 
 
+def stores_disk_measure():
+    from provisioning.services import stores_disk_measure
+
+    return stores_disk_measure()
+
+
 def stores_usage_sample():
     from provisioning.services import stores_usage_sample
 

@@ -22,7 +22,7 @@ from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store, StoreUsageSample
 from stores.operations import store_lock_for_operation, store_operation_active
-from stores.services import store_transition
+from stores.services import store_disk_record, store_transition
 
 logger = logging.getLogger(__name__)
 Job = ProvisioningJob
@@ -449,3 +449,26 @@ def stores_usage_sample(*, now=None) -> int:
     )
     StoreUsageSample.objects.filter(taken_at__lt=now - timedelta(days=2)).delete()
     return len(by_store)
+
+
+def stores_disk_measure(*, now=None) -> int:
+    """Record what every live or suspended store's volumes (its database and files) take on disk, one engine
+    report per host; stores.services.store_disk_record tells the merchant at 80 % and over 100 % of the plan's
+    allowance. A host whose engine does not answer is skipped (logged) and measured next time."""
+    now = now or timezone.now()
+    stores = Store.objects.filter(status__in=[S.ACTIVE, S.SUSPENDED]).exclude(host=None).select_related("host")
+    by_host: dict[int, list[Store]] = {}
+    for store in stores:
+        by_host.setdefault(store.host_id, []).append(store)
+    measured = 0
+    for host_stores in by_host.values():
+        host = host_stores[0].host
+        try:
+            sizes = docker_client.volume_sizes_by_label(key="shophosting.store", base_url=host.docker_url)
+        except docker_client.ProvisioningError as exc:
+            logger.warning("disk use of the stores on %s not measured: %s", host.name, exc)
+            continue
+        for store in host_stores:
+            store_disk_record(store_id=store.pk, used_bytes=sizes.get(str(store.pk), 0), measured_at=now)
+            measured += 1
+    return measured

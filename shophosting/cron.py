@@ -12,6 +12,7 @@ from billing import jobs as billing_jobs
 from provisioning.jobs import (
     provisioning_jobs_reap,
     provisioning_jobs_requeue,
+    stores_disk_measure,
     stores_tls_renew,
     stores_tls_retry_lost,
     stores_usage_sample,
@@ -77,3 +78,6 @@ if not settings.PLATFORM_TIMERS_EXTERNAL:
 register(jobs.docker_engines_check, "default", interval=60)
 # Memory and CPU of each active store, for the chart on its page.
 register(stores_usage_sample, "default", interval=5 * 60)
+# Disk used by each live or suspended store's volumes, against its plan's allowance (the engine walks every
+# volume for it: hourly, on the provisioning queue, whose timeout fits a large host).
+register(stores_disk_measure, "provisioning", cron="7 * * * *")

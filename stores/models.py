@@ -91,6 +91,11 @@ class Store(models.Model):
     tls_error = models.TextField(blank=True)
     tls_attempts = models.PositiveSmallIntegerField(default=0)
     tls_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Disk: what the store's volumes (its database and files) take, measured by a periodic job, and the share
+    # of the plan's allowance the merchant was last told about (0, 80 or 100), so each is mailed once.
+    disk_bytes = models.BigIntegerField(null=True, blank=True)
+    disk_measured_at = models.DateTimeField(null=True, blank=True)
+    disk_alert_percent = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

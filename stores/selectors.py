@@ -96,6 +96,44 @@ def store_usage_chart(store: Store, *, now=None, width: int = 600, height: int =
     }
 
 
+GB = 1024**3
+DISK_WARNING_PERCENT = 80  # the merchant is told at this share of the plan's allowance, and again when over it
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    used_bytes: int
+    allowance_bytes: int
+    measured_at: object  # an aware datetime
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.used_bytes / self.allowance_bytes)
+
+    @property
+    def state(self) -> str:
+        """ "ok", "warning" (at 80 % of the allowance or more) or "over" (more than the allowance)."""
+        if self.used_bytes > self.allowance_bytes:
+            return "over"
+        return "warning" if self.percent >= DISK_WARNING_PERCENT else "ok"
+
+    @property
+    def alert_percent(self) -> int:
+        """The threshold crossed (0, 80 or 100): what the merchant is told about once."""
+        return {"ok": 0, "warning": DISK_WARNING_PERCENT, "over": 100}[self.state]
+
+    @property
+    def used_gb(self) -> str:
+        return f"{self.used_bytes / GB:.2f}"
+
+
+def store_disk_usage(store: Store) -> DiskUsage | None:
+    """The store's disk use against its plan's allowance, as last measured; None before the first measurement."""
+    if store.disk_bytes is None:
+        return None
+    return DiskUsage(store.disk_bytes, store.plan.disk_allowance_gb * GB, store.disk_measured_at)
+
+
 def store_of_customer_or_404(customer, store_id: int) -> Store:
     """The customer's store; another customer's id is a 404, the same as a missing one: ids reveal nothing."""
     from django.shortcuts import get_object_or_404

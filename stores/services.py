@@ -2,14 +2,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.db import transaction
+from django.urls import reverse
 
 from accounts.models import User
+from shophosting.core.emails import email_send
 from shophosting.core.transitions import transition
 from stores import crypto
 from stores.domains import domain_normalize
 from stores.exceptions import InvalidTransition, NoCapacity
 from stores.models import Host, Store, StoreEvent
-from stores.selectors import host_ports_used, host_reservation, stack_reservation
+from stores.selectors import host_ports_used, host_reservation, stack_reservation, store_disk_usage
 
 if TYPE_CHECKING:
     # Store.plan points up at billing's catalogue (stores/README.md, "Layers"); only the annotations name it.
@@ -138,4 +140,21 @@ def store_plan_change(*, store_id: int, plan: "Plan", actor: User | None = None)
             actor=actor,
             note=f"plan changed from {old_plan.slug} to {plan.slug}",
         )
+    return store
+
+
+@transaction.atomic
+def store_disk_record(*, store_id: int, used_bytes: int, measured_at) -> Store:
+    """Record what the store's volumes take. When it crosses 80 % of the plan's allowance, or the allowance
+    itself, the merchant is mailed once (after the commit); falling back below re-arms the warning."""
+    store = Store.objects.select_for_update().select_related("plan", "customer").get(pk=store_id)
+    store.disk_bytes = used_bytes
+    store.disk_measured_at = measured_at
+    usage = store_disk_usage(store)
+    crossed = usage.alert_percent > store.disk_alert_percent
+    store.disk_alert_percent = usage.alert_percent
+    store.save(update_fields=["disk_bytes", "disk_measured_at", "disk_alert_percent"])
+    if crossed:
+        context = {"store": store, "usage": usage, "dashboard_path": reverse("stores:detail", args=[store.pk])}
+        transaction.on_commit(lambda: email_send(template="store_disk", to=[store.customer.email], context=context))
     return store

@@ -92,6 +92,7 @@ def plan_catalogue_seed() -> list[tuple[Plan, bool]]:
                 "store_limit": stores,
                 "memory_mb": memory_gb * 1024,
                 "cpu_limit": Decimal(cpu),
+                "disk_allowance_gb": memory_gb * 10,  # 10 GB of disk for every GB of memory
                 "display_order": order,
                 **{flag: flag in flags for flag in Plan.FEATURE_FLAGS},
             }

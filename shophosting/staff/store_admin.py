@@ -30,6 +30,7 @@ from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import job_enqueue
 from stores.exceptions import InvalidTransition
 from stores.models import Store, StoreEvent
+from stores.selectors import store_disk_usage
 from stores.services import store_credentials
 
 
@@ -72,7 +73,18 @@ class StaffStoreForm(forms.Form):
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
-    list_display = ["domain", "customer", "plan", "status", "tls_status", "host", "port", "last_backup", "created_at"]
+    list_display = [
+        "domain",
+        "customer",
+        "plan",
+        "status",
+        "tls_status",
+        "host",
+        "port",
+        "disk",
+        "last_backup",
+        "created_at",
+    ]
     list_filter = ["status", "platform", "tls_status", "host", "plan"]
     search_fields = ["domain", "customer__email", "customer__company", "site_title"]
     list_select_related = ["customer", "plan", "host"]
@@ -92,6 +104,9 @@ class StoreAdmin(admin.ModelAdmin):
         "tls_error",
         "tls_attempts",
         "tls_next_attempt_at",
+        "disk_bytes",
+        "disk_measured_at",
+        "disk_alert_percent",
         "created_at",
         "updated_at",
     ]
@@ -99,6 +114,15 @@ class StoreAdmin(admin.ModelAdmin):
     inlines = [StoreEventInline]
     change_form_template = "admin/stores/store/change_form.html"
     actions = ["suspend", "resume", "retry"]
+
+    @admin.display(description="disk", ordering="disk_bytes")
+    def disk(self, store):
+        """Used of the plan's allowance, as last measured; flagged from 80 %."""
+        usage = store_disk_usage(store)
+        if usage is None:
+            return "–"
+        text = f"{usage.used_gb} GB ({usage.percent}%)"
+        return format_html('<strong style="color:#b91c1c">{}</strong>', text) if usage.state != "ok" else text
 
     def get_queryset(self, request):
         # The backup columns come from two subqueries, so the list stays one query however many stores.
