@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning import docker_client
+from provisioning import docker_client, steps
 from tests.test_provisioning import fetch, paid_store  # noqa: F401 - paid_store is a fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
@@ -38,6 +38,7 @@ def wordpress_php(store, code: str) -> str:
 
 
 def test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answers_without_it(paid_store):  # noqa: F811
+    """Also: the cache is emptied whenever the app starts while its Redis kept running (a restore)."""
     store, job = paid_store
     cache, prefix = f"{store.slug}-cache", f"{store.slug}:"
 
@@ -121,6 +122,16 @@ def test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answ
         assert fetch(store.port, "shop1.test").status == 200
         time.sleep(0.2)
     assert f"{prefix}1:options:alloptions" in redis_keys(cache)
+
+    # The app stopped and started again while its Redis kept running, as a restore does: the cache is
+    # emptied before the app starts, so no key outlives a database that changed meanwhile.
+    redis_cli(cache, "SET", f"{prefix}1:options:stale", "from before the restore")
+    steps.app_stop(store, lambda message: None)
+    log = []
+    steps.app_start(store, log.append)
+    assert "cache emptied" in log
+    keys = redis_keys(cache)
+    assert f"{prefix}1:options:stale" not in keys and f"{prefix}1:options:alloptions" in keys  # refilled
 
 
 def _keyspace_hits(container: str) -> int:
