@@ -46,6 +46,16 @@ def test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answ
     assert redis_cli(cache, "CONFIG", "GET", "maxmemory").split() == ["maxmemory", str(192 * 1024 * 1024)]
     assert redis_cli(cache, "CONFIG", "GET", "maxmemory-policy").split() == ["maxmemory-policy", "allkeys-lru"]
 
+    # The drop-in's settings, as the local image's wp-config reads them from the environment and as the
+    # official image's (production) reads them from WORDPRESS_CONFIG_EXTRA, which it evals.
+    constants = "echo json_encode([WP_REDIS_HOST, WP_REDIS_DATABASE, WP_REDIS_PREFIX]);"
+    assert json.loads(wordpress_php(store, WORDPRESS_LOAD + constants)) == ["cache", 0, prefix]
+    assert json.loads(wordpress_php(store, "eval(getenv('WORDPRESS_CONFIG_EXTRA'));" + constants)) == [
+        "cache",
+        0,
+        prefix,
+    ]
+
     # A page load fills the store's Redis, every key under the store's prefix.
     redis_cli(cache, "FLUSHALL")
     assert fetch(store.port, "shop1.test").status == 200
