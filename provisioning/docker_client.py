@@ -142,6 +142,16 @@ def image_build(*, path: str, tags: list[str], base_url: str | None = None) -> s
     return image.id
 
 
+@_engine_call
+def image_tag(*, image: str, tag: str, base_url: str | None = None) -> None:
+    """Point `tag` at the image `image` names (moving it if it pointed elsewhere)."""
+    repository, _, version = tag.rpartition(":")
+    try:
+        client(base_url).images.get(image).tag(repository, version)
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"tagging {image} as {tag} failed: {exc}") from exc
+
+
 # --- Store stacks ------------------------------------------------------------------------------
 # Every function looks up what exists (by name) before it creates anything, so a retried step resumes.
 

@@ -1,8 +1,8 @@
 """The local store images under deploy/images/, built from Debian packages, tagged by content hash.
 
 An image is rebuilt only when the files in its directory change: `shophosting/<name>:<hash>` is looked
-up first. `shophosting/<name>:local` always points at the newest build and is what the test settings
-use.
+up first. `shophosting/<name>:local`, what the test settings use, is pointed at this checkout's build every time,
+since checkouts sharing an engine each move it to their own.
 """
 
 import hashlib
@@ -38,7 +38,9 @@ def images_build(*, names: list[str] | None = None, log=print) -> dict[str, str]
     results = {}
     for name in names or LOCAL_IMAGES:
         hashed, local = image_tags(name)
-        if docker_client.image_exists(tag=hashed) and docker_client.image_exists(tag=local):
+        if docker_client.image_exists(tag=hashed):
+            # Another checkout (a worktree, main) on the same engine may have moved :local to its own build.
+            docker_client.image_tag(image=hashed, tag=local)
             results[name] = "cached"
         else:
             log(f"building {hashed}")

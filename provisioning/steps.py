@@ -149,7 +149,22 @@ def wait_db(store: Store, log: Log, *, timeout: float, container: str | None = N
     raise ProvisioningError(f"the database did not accept connections within {timeout:.0f} s")
 
 
+def _cache_empty(store: Store, log: Log) -> None:
+    """Empty the store's cache (its Redis is the store's alone) before its app starts: the database may
+    have changed while the app was stopped and the cache kept running (a restore stops only the app), and
+    keys that outlived that would serve the old rows. A Redis that does not answer yet has just started,
+    and holds nothing (no persistence): nothing to empty, and no error."""
+    stack = _stack(store)
+    if not any(service.role == "cache" for service in stack.services()):
+        return
+    code, output = docker_client.container_exec(
+        name=stack.container_name("cache"), command=["redis-cli", "FLUSHALL"], base_url=store.host.docker_url
+    )
+    log("cache emptied" if code == 0 and output.strip() == "OK" else f"cache not emptied: {output.strip()[:200]}")
+
+
 def app_start(store: Store, log: Log) -> None:
+    _cache_empty(store, log)
     by_role = {s.role: s for s in _services(store)}
     _start(store, [by_role[role] for role in _stack(store).app_roles], log)  # in the stack's order
     wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)

@@ -290,7 +290,7 @@ def test_tls_failure_keeps_the_store_on_http_and_schedules_a_retry(
     assert https.status == 200 and "Later" in https.text
 
 
-def test_magento_stack_wiring_with_standin_web_and_search_images(
+def test_magento_stack_wiring_and_its_cache_and_sessions_in_redis_with_standin_web_and_search_images(
     user_factory,
     woo_plan,  # seeds the whole plan catalogue
     store_images,
@@ -323,6 +323,10 @@ def test_magento_stack_wiring_with_standin_web_and_search_images(
     assert re.search(r"database: ok: [^<]*10\.11", page.text)
     assert "redis: ok: PONG" in page.text
     assert "search: ok: opensearch" in page.text
+    # The installer was told to keep Magento's cache and sessions in the store's Redis (the stand-in records
+    # them as env.php would, and checks they answer): wiring only, Magento itself is not here.
+    assert "cache: redis cache:6379/0 ok: PONG" in page.text
+    assert "sessions: redis cache:6379/2 ok: PONG" in page.text
     assert fetch(store.port, "magento.test").headers["X-Varnish-Backend"] == "web:8080"
 
     engine = docker_client.client()

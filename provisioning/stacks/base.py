@@ -89,13 +89,20 @@ def mariadb_service(stack: "StackSpec", *, database: str, memory_mb: int, cpus: 
     )
 
 
+CACHE_MEMORY_MB = 256
+# Redis's own bound, below the container's limit: the rest is headroom for Redis itself (allocator
+# fragmentation, client buffers), so Redis evicts before the kernel OOM-kills the container.
+CACHE_DATA_SHARE = 0.75
+
+
 def redis_service(stack: "StackSpec") -> ServiceSpec:
-    """The store's cache: 256 MB for the container, 200 MB for data, least-recently-used keys evicted
-    first, no persistence; reachable only on the store network."""
+    """The store's cache: Redis holds at most a share of the container's memory and then evicts the
+    least-recently-used keys, whatever they are (every key in it can be rebuilt); no persistence;
+    reachable only on the store network, as `cache`."""
     return ServiceSpec(
         role="cache",
         image=stack.image("cache"),
-        memory_mb=256,
+        memory_mb=CACHE_MEMORY_MB,
         cpus=0.25,
         command=[
             "redis-server",
@@ -105,8 +112,10 @@ def redis_service(stack: "StackSpec") -> ServiceSpec:
             "no",
             "--save",
             "",
+            "--appendonly",
+            "no",
             "--maxmemory",
-            "200mb",
+            f"{int(CACHE_MEMORY_MB * CACHE_DATA_SHARE)}mb",
             "--maxmemory-policy",
             "allkeys-lru",
         ],

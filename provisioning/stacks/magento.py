@@ -84,10 +84,16 @@ class MagentoStack(StackSpec):
             "search-engine": "opensearch",
             "opensearch-host": "search",
             "opensearch-port": "9200",
+            # Cache and sessions in the store's Redis (its `cache` service), in databases of their own;
+            # full pages are Varnish's.
             "cache-backend": "redis",
             "cache-backend-redis-server": "cache",
+            "cache-backend-redis-port": "6379",
+            "cache-backend-redis-db": "0",
             "session-save": "redis",
             "session-save-redis-host": "cache",
+            "session-save-redis-port": "6379",
+            "session-save-redis-db": "2",
             "use-rewrites": "1",
         }
         return [

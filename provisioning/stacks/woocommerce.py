@@ -6,6 +6,11 @@ class WooCommerceStack(StackSpec):
     web_port = 80
     database_user = "wordpress"
 
+    @property
+    def cache_prefix(self) -> str:
+        """Before every object cache key: the store's own, so its keys are told apart in any Redis."""
+        return f"{self.store.slug}:"
+
     def services(self, *, include_optional=False, credentials=None):
         creds = credentials or {}
         store = self.store
@@ -23,11 +28,15 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_DB_USER": self.database_user,
                     "WORDPRESS_DB_PASSWORD": creds.get("db_password", ""),
                     "WORDPRESS_URL": f"http://{store.domain}",
+                    # The object cache drop-in (deploy/images/wordpress/object-cache.php) in the store's Redis.
                     "WORDPRESS_REDIS_HOST": "cache",
+                    "WORDPRESS_REDIS_DATABASE": "0",
+                    "WORDPRESS_REDIS_PREFIX": self.cache_prefix,
                     # The official image reads extra wp-config lines from here; the local one reads the above.
                     "WORDPRESS_CONFIG_EXTRA": (
                         f"define('WP_HOME', 'http://{store.domain}'); define('WP_SITEURL', 'http://{store.domain}');"
-                        " define('WP_REDIS_HOST', 'cache'); define('WP_HTTP_BLOCK_EXTERNAL', true);"
+                        " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
+                        f" define('WP_REDIS_PREFIX', '{self.cache_prefix}'); define('WP_HTTP_BLOCK_EXTERNAL', true);"
                     ),
                 },
                 volumes={"wp-content": "/var/www/html/wp-content"},

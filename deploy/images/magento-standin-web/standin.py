@@ -1,4 +1,5 @@
-"""Magento web STAND-IN: `serve` answers HTTP; `cli setup:install …` checks the wiring and records the install."""
+"""Magento web STAND-IN: `serve` answers HTTP; `cli setup:install …` checks the wiring and records the install
+(with the cache and session backends it was given, as env.php would)."""
 
 import html
 import json
@@ -26,6 +27,32 @@ def check_redis() -> str:
     return "ok: PONG"
 
 
+def redis_ping(host: str, port: int, database: int) -> str:
+    with socket.create_connection((host, port), timeout=3) as conn:
+        conn.sendall(f"SELECT {database}\r\nPING\r\n".encode())
+        replies = b""
+        while replies.count(b"\r\n") < 2:
+            chunk = conn.recv(64)
+            if not chunk:
+                break
+            replies += chunk
+    if replies != b"+OK\r\n+PONG\r\n":
+        raise RuntimeError(f"unexpected reply {replies!r}")
+    return "ok: PONG"
+
+
+def installed_redis(section: str) -> str:
+    """Where the installed configuration (env.php's `cache` or `session`) points, and whether it answers."""
+    config = state().get("env", {}).get(section)
+    if not config or config["backend"] != "redis":
+        return "files"
+    target = f"redis {config['host']}:{config['port']}/{config['database']}"
+    try:
+        return f"{target} {redis_ping(config['host'], int(config['port']), int(config['database']))}"
+    except Exception as exc:  # noqa: BLE001 - reported on the page
+        return f"{target} error: {exc}"
+
+
 def check_search() -> str:
     url = f"http://{os.environ['MAGENTO_SEARCH_HOST']}:9200/"
     with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - the store network only
@@ -46,7 +73,8 @@ def wiring() -> dict[str, str]:
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         title = state().get("title", "Magento stand-in (not installed)")
-        rows = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in wiring().items())
+        checks = {**wiring(), "cache": installed_redis("cache"), "sessions": installed_redis("session")}
+        rows = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in checks.items())
         payload = (
             f"<!doctype html><html><head><title>{html.escape(title)}</title></head><body>"
             f"<h1>{html.escape(title)}</h1><p>Magento web STAND-IN</p><ul>{rows}</ul></body></html>"
@@ -147,8 +175,23 @@ def cli(args: list[str]) -> int:
     if any(v.startswith("error") for v in results.values()):
         print(f"stand-in setup:install: wiring failed: {results}", file=sys.stderr)
         return 1
+    # What setup:install writes into app/etc/env.php for the cache and sessions (files unless told redis).
+    env = {
+        "cache": {
+            "backend": options.get("cache-backend", "file"),
+            "host": options.get("cache-backend-redis-server", "127.0.0.1"),
+            "port": options.get("cache-backend-redis-port", "6379"),
+            "database": options.get("cache-backend-redis-db", "0"),
+        },
+        "session": {
+            "backend": options.get("session-save", "files"),
+            "host": options.get("session-save-redis-host", "127.0.0.1"),
+            "port": options.get("session-save-redis-port", "6379"),
+            "database": options.get("session-save-redis-db", "2"),
+        },
+    }
     with open(STATE, "w") as handle:
-        json.dump({"title": "Magento store", "base_url": options["base-url"]}, handle)
+        json.dump({"title": "Magento store", "base_url": options["base-url"], "env": env}, handle)
     print("[SUCCESS]: Magento installation complete. (stand-in: wiring checked, nothing installed)")
     return 0
 

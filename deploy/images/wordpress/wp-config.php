@@ -15,8 +15,11 @@ if (shophosting_env('WORDPRESS_URL')) {
     define('WP_HOME', shophosting_env('WORDPRESS_URL'));
     define('WP_SITEURL', shophosting_env('WORDPRESS_URL'));
 }
+// The object cache drop-in (wp-content/object-cache.php) reads these; without a host it uses memory only.
 if (shophosting_env('WORDPRESS_REDIS_HOST')) {
     define('WP_REDIS_HOST', shophosting_env('WORDPRESS_REDIS_HOST'));
+    define('WP_REDIS_DATABASE', (int) shophosting_env('WORDPRESS_REDIS_DATABASE', '0'));
+    define('WP_REDIS_PREFIX', shophosting_env('WORDPRESS_REDIS_PREFIX'));
 }
 // No outbound HTTP: admin pages would otherwise wait on wordpress.org timeouts.
 define('WP_HTTP_BLOCK_EXTERNAL', true);
