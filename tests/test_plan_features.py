@@ -37,12 +37,15 @@ FEATURE_BEHAVIOUR = {
         "consultations: first answer due within FIRST_RESPONSE_TARGETS['dedicated_support']",
         "tests/test_ticket_response_targets.py::test_a_ticket_is_due_within_its_customers_best_target",
     ),
+    "redis_cache": (
+        "provisioning: WordPress keeps its object cache in the store's own Redis (the drop-in), bounded by it",
+        "tests/test_object_cache.py::test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answers_without_it",
+    ),
 }
 
 # Still sold while other work delivers them. Keep this short: a flag moves to FEATURE_BEHAVIOUR the day it
-# works. Issue #16 allows exactly these four here; any other flag without behaviour is taken off sale.
+# works. Issue #16 allows only these here; any other flag without behaviour is taken off sale.
 IN_PROGRESS = {
-    "redis_cache": "issue #16: the WordPress object cache (Redis) is being built on another branch right now",
     "staging": "issue #19: staging copy and push of a store (an operation kind of the job engine)",
     "sla_uptime": "issue #18: uptime measurement and the SLA credit behind it",
     "advanced_security": "issue #17: the firewall the plans that sell it get",
