@@ -4,9 +4,7 @@ set -euo pipefail
 : "${VARNISH_BACKEND_PORT:=8080}"
 [[ "$VARNISH_BACKEND_HOST" =~ ^[A-Za-z0-9.-]+$ && "$VARNISH_BACKEND_PORT" =~ ^[0-9]+$ ]] \
     || { echo "invalid backend $VARNISH_BACKEND_HOST:$VARNISH_BACKEND_PORT" >&2; exit 2; }
-# The VCL goes to /run/varnish (a tmpfs where the root filesystem is read-only).
-mkdir -p /run/varnish
-cat > /run/varnish/shophosting.vcl <<VCL
+cat > /etc/varnish/shophosting.vcl <<VCL
 vcl 4.1;
 backend default {
     .host = "$VARNISH_BACKEND_HOST";
