@@ -5,6 +5,9 @@ explicit address (127.0.0.1 by default), never to all interfaces.
 """
 
 import functools
+import io
+import tarfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -196,12 +199,26 @@ def stack_container_ensure(
     command: list[str] | None = None,
     healthcheck: list[str] | None = None,
     publish: tuple[int, str, int | None] | None = None,
+    pids_limit: int | None = None,
+    cap_add: list[str] | None = None,
+    read_only: bool = False,
+    tmpfs: dict[str, str] | None = None,
+    secrets: dict[str, str] | None = None,
+    secrets_dir: str = "/run/secrets",
+    secrets_gid: int = 0,
+    user: str | None = None,
     base_url: str | None = None,
 ) -> tuple[ContainerInfo, bool]:
     """A running container for one store service; returns (info, created).
 
     An existing container is started if stopped and reused. `publish` is (container port, host address,
     host port or None for one the engine picks): the address is explicit, never all interfaces.
+
+    Every container is confined: `pids_limit` processes, a rotated json-file log, no-new-privileges, every
+    capability dropped but `cap_add`, and with `read_only` a read-only root with `tmpfs` mounts. `secrets`
+    (file name -> content) are written into the volume `<name>-secrets` before the container starts, and it
+    is mounted read-only at `secrets_dir`: the `*_FILE` variables point there, so `docker inspect` and the
+    engine's API never show a password.
     """
     engine = client(base_url)
     with _starting(name, image):
@@ -213,15 +230,28 @@ def stack_container_ensure(
             return _container_info(container), False
         except docker.errors.NotFound:
             pass
+        binds = {volume: {"bind": path, "mode": "rw"} for volume, path in volumes.items()}
+        if secrets:
+            secrets_volume = _secrets_write(
+                engine, name=f"{name}-secrets", image=image, labels=labels, secrets=secrets, gid=secrets_gid
+            )
+            binds[secrets_volume] = {"bind": secrets_dir, "mode": "ro"}
         host_config = engine.api.create_host_config(
             mem_limit=memory_bytes,
             memswap_limit=memory_bytes,
             nano_cpus=int(cpus * 1_000_000_000),
             restart_policy={"Name": "unless-stopped"},
-            binds={volume: {"bind": path, "mode": "rw"} for volume, path in volumes.items()},
+            binds=binds,
             port_bindings=(
                 {publish[0]: (publish[1], publish[2]) if publish[2] else (publish[1],)} if publish else None
             ),
+            pids_limit=pids_limit,
+            log_config={"type": "json-file", "config": _log_options()},
+            security_opt=["no-new-privileges:true"],
+            cap_drop=["ALL"],
+            cap_add=list(cap_add or []),
+            read_only=read_only,
+            tmpfs=dict(tmpfs or {}),
         )
         networking = engine.api.create_networking_config({network: engine.api.create_endpoint_config(aliases=[alias])})
         created = engine.api.create_container(
@@ -230,6 +260,7 @@ def stack_container_ensure(
             name=name,
             labels=labels,
             environment=environment,
+            user=user,
             host_config=host_config,
             networking_config=networking,
             ports=[publish[0]] if publish else None,
@@ -243,6 +274,46 @@ def stack_container_ensure(
         container.start()
         container.reload()
     return _container_info(container), True
+
+
+def _log_options() -> dict[str, str]:
+    return {"max-size": settings.STORE_LOG_MAX_SIZE, "max-file": str(settings.STORE_LOG_MAX_FILE)}
+
+
+def _secrets_write(engine, *, name: str, image: str, labels: dict[str, str], secrets: dict[str, str], gid: int) -> str:
+    """The volume `name` holding one 0440 file per secret (owner root, group `gid`), written through the
+    engine's archive API into a helper container that is created, never started, and removed: this works
+    the same on a remote engine, and no secret is ever on a command line or in a container's config."""
+    try:
+        engine.volumes.get(name)
+    except docker.errors.NotFound:
+        engine.volumes.create(name=name, labels=labels)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for file_name, content in secrets.items():
+            data = content.encode()
+            info = tarfile.TarInfo(file_name)
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(data), 0o440, 0, gid, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    writer_name = f"{name}-writer"
+    try:
+        engine.containers.get(writer_name).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    writer = engine.api.create_container(
+        image,
+        command=["true"],
+        name=writer_name,
+        labels=labels,
+        network_disabled=True,
+        host_config=engine.api.create_host_config(binds={name: {"bind": "/secrets", "mode": "rw"}}),
+    )
+    try:
+        if not engine.api.put_archive(writer["Id"], "/secrets", archive.getvalue()):
+            raise ProvisioningError(f"could not write the secrets of {name}")
+    finally:
+        engine.api.remove_container(writer["Id"], force=True, v=True)  # with the image's anonymous volumes
+    return name
 
 
 @_engine_call
@@ -271,7 +342,9 @@ def container_stop(*, name: str, timeout: int = 10, base_url: str | None = None)
 
 
 @_engine_call
-def container_update_limits(*, name: str, memory_bytes: int, cpus: float, base_url: str | None = None) -> None:
+def container_update_limits(
+    *, name: str, memory_bytes: int, cpus: float, pids_limit: int | None = None, base_url: str | None = None
+) -> None:
     api = client(base_url).api
     try:
         container_id = api.inspect_container(name)["Id"]
@@ -279,7 +352,12 @@ def container_update_limits(*, name: str, memory_bytes: int, cpus: float, base_u
         # created with NanoCpus; so this posts the engine's own update body.
         response = api._post_json(
             api._url("/containers/{0}/update", container_id),
-            data={"Memory": memory_bytes, "MemorySwap": memory_bytes, "NanoCpus": int(cpus * 1_000_000_000)},
+            data={
+                "Memory": memory_bytes,
+                "MemorySwap": memory_bytes,
+                "NanoCpus": int(cpus * 1_000_000_000),
+                **({"PidsLimit": pids_limit} if pids_limit else {}),
+            },
         )
         api._raise_for_status(response)
     except docker.errors.APIError as exc:

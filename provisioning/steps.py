@@ -17,6 +17,7 @@ from provisioning.models import JobLogLine, JobStep
 from provisioning.models import ProvisioningJob as JobModel
 from provisioning.services import store_tls_ensure
 from provisioning.stacks import stack_for
+from provisioning.stacks.base import SECRETS_DIR, ServiceSpec
 from shophosting.core.emails import email_send
 from stores import services as store_services
 from stores.models import Store
@@ -68,21 +69,52 @@ def network_and_volumes(store: Store, log: Log) -> None:
             log(f"volume {name} ready")
 
 
+def service_container_ensure(
+    service: ServiceSpec,
+    *,
+    name: str,
+    network: str,
+    labels: dict[str, str],
+    volumes: dict[str, str],
+    publish: tuple | None = None,
+    base_url: str | None = None,
+) -> tuple[docker_client.ContainerInfo, bool]:
+    """The running container of one service, with its limits, confinement and secret files: a store's own,
+    or a throwaway copy of it (backup verification) on another network and volumes."""
+    return docker_client.stack_container_ensure(
+        name=name,
+        image=service.image,
+        network=network,
+        alias=service.role,
+        labels=labels,
+        memory_bytes=service.memory_mb * MB,
+        cpus=service.cpus,
+        environment=service.environment,
+        volumes=volumes,
+        command=service.command,
+        healthcheck=service.healthcheck,
+        publish=publish,
+        pids_limit=service.pids_limit,
+        cap_add=list(service.cap_add),
+        read_only=service.read_only,
+        tmpfs=service.tmpfs,
+        secrets=service.secrets,
+        secrets_dir=SECRETS_DIR,
+        secrets_gid=service.secrets_gid,
+        user=service.user,
+        base_url=base_url,
+    )
+
+
 def _start(store: Store, services, log: Log) -> None:
     stack = _stack(store)
     for service in services:
-        info, created = docker_client.stack_container_ensure(
+        info, created = service_container_ensure(
+            service,
             name=stack.container_name(service.role),
-            image=service.image,
             network=stack.network_name,
-            alias=service.role,
             labels={**stack.labels, "shophosting.role": service.role},
-            memory_bytes=service.memory_mb * MB,
-            cpus=service.cpus,
-            environment=service.environment,
             volumes={stack.volume_name(suffix): path for suffix, path in service.volumes.items()},
-            command=service.command,
-            healthcheck=service.healthcheck,
             publish=_publish(store, service),
             base_url=store.host.docker_url,
         )
@@ -288,9 +320,10 @@ def limits_apply(store: Store, log: Log) -> None:
             name=stack.container_name(service.role),
             memory_bytes=service.memory_mb * MB,
             cpus=service.cpus,
+            pids_limit=service.pids_limit,
             base_url=store.host.docker_url,
         )
-        log(f"{service.role}: {service.memory_mb} MB, {service.cpus} CPU")
+        log(f"{service.role}: {service.memory_mb} MB, {service.cpus} CPU, {service.pids_limit} processes")
 
 
 def stack_remove(store: Store, log: Log) -> None:

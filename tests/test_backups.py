@@ -22,6 +22,7 @@ from backups.services.verify import _row_counts, backups_verify, dump_row_counts
 from provisioning import docker_client
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
+from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
 from stores.models import Store
 from stores.services import store_create
 
@@ -46,7 +47,7 @@ def live_store(
 def sql(store: Store, statement: str) -> str:
     code, output = docker_client.container_exec(
         name=f"{store.slug}-db",
-        command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -N -B -e "$0"', statement],
+        command=["sh", "-c", f'{DB_ROOT_CLIENT_ENV} mariadb -uroot wordpress -N -B -e "$0"', statement],
     )
     assert code == 0, output
     return output.strip()

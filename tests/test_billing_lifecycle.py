@@ -17,6 +17,7 @@ from billing.models import Plan, Subscription
 from billing.services.plans import plan_price_create
 from provisioning import docker_client
 from provisioning.models import ProvisioningJob
+from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
 from stores.models import Store
 from tests.billing_helpers import paid_signup
 
@@ -144,7 +145,7 @@ def test_subscription_deleted_takes_a_final_backup_stops_the_store_and_tears_it_
         command=[
             "sh",
             "-c",
-            'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -e "$0"',
+            f'{DB_ROOT_CLIENT_ENV} mariadb -uroot wordpress -e "$0"',
             "UPDATE wp_posts SET post_title='Written before the end' WHERE ID=1",
         ],
     )
@@ -197,7 +198,7 @@ def test_subscription_deleted_takes_a_final_backup_stops_the_store_and_tears_it_
         command=[
             "sh",
             "-c",
-            'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -N -e "SELECT post_title FROM wp_posts"',
+            f'{DB_ROOT_CLIENT_ENV} mariadb -uroot wordpress -N -e "SELECT post_title FROM wp_posts"',  # noqa: S608
         ],
     )
     assert code == 0 and "Written before the end" in titles

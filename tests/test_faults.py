@@ -79,7 +79,13 @@ def assert_live_without_leaks(store: Store, *, port: int) -> None:
     assert docker_client.labelled_objects(label=f"shophosting.store={store.pk}") == {
         "containers": [f"{store.slug}-cache", f"{store.slug}-db", f"{store.slug}-web"],
         "networks": [f"{store.slug}-net"],
-        "volumes": [f"{store.slug}-db", f"{store.slug}-wp-content"],
+        # the data volumes, and each password-reading container's secret files (provisioning/README.md)
+        "volumes": [
+            f"{store.slug}-db",
+            f"{store.slug}-db-secrets",
+            f"{store.slug}-web-secrets",
+            f"{store.slug}-wp-content",
+        ],
     }
     publishing = docker_client.client().containers.list(all=True, filters={"publish": str(port)})
     assert [c.name for c in publishing] == [f"{store.slug}-web"]

@@ -158,7 +158,13 @@ def test_worker_killed_mid_job_then_retry_gives_a_live_store_and_no_leaks(
     assert objects == {
         "containers": [f"{store.slug}-cache", f"{store.slug}-db", f"{store.slug}-web"],
         "networks": [f"{store.slug}-net"],
-        "volumes": [f"{store.slug}-db", f"{store.slug}-wp-content"],
+        # the data volumes, and each password-reading container's secret files (provisioning/README.md)
+        "volumes": [
+            f"{store.slug}-db",
+            f"{store.slug}-db-secrets",
+            f"{store.slug}-web-secrets",
+            f"{store.slug}-wp-content",
+        ],
     }
     assert Store.objects.filter(host=committed["host"], port=port).count() == 1
 

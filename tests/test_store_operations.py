@@ -35,6 +35,7 @@ from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
 from provisioning.services import _job_claim, job_enqueue, jobs_reap_stale, jobs_requeue_lost
+from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
 from shophosting.core.queues import rq_job_pending
 from stores.models import Store
 from stores.operations import store_operation_active
@@ -275,7 +276,7 @@ def stopped_sql(store: Store, statement: str) -> str:
         while True:
             code, output = docker_client.container_exec(
                 name=container.name,
-                command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -N -B -e "$0"', "SELECT 1"],
+                command=["sh", "-c", f'{DB_ROOT_CLIENT_ENV} mariadb -uroot wordpress -N -B -e "$0"', "SELECT 1"],
             )
             if code == 0 or time.monotonic() > deadline:
                 break
@@ -639,9 +640,7 @@ def table_locked(store: Store, table: str):
     on it, inside the backup's first step, however fast the machine is."""
     container = docker_client.client().containers.get(f"{store.slug}-db")
     statement = f"LOCK TABLES {table} WRITE; SELECT SLEEP(600)"
-    container.exec_run(
-        ["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -e "$0"', statement], detach=True
-    )
+    container.exec_run(["sh", "-c", f'{DB_ROOT_CLIENT_ENV} mariadb -uroot wordpress -e "$0"', statement], detach=True)
 
     def holder() -> str:
         return sql(store, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(%'")

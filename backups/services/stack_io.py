@@ -1,5 +1,5 @@
 """Reading and writing a store's data through its containers: the database dump and import inside the database
-container (credentials from the container's own environment, so no password is on a command line), the web
+container (the root password from the container's own secret file, so no password is on a command line), the web
 volumes as the engine's tar archives (so ownership and modes survive), and the local staging directory."""
 
 import shutil
@@ -11,24 +11,30 @@ from django.conf import settings
 from backups import restic
 from provisioning import docker_client
 from provisioning.stacks import stack_for
+from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
 from provisioning.steps import wait_db
 from stores.models import Store
 
 DB_DUMP = "db.sql"
-# Dumps inside the store's database container, reading the credentials from the container's own
-# environment (the official image's contract), so no password appears in any command line.
+# Dumps inside the store's database container, reading the root password from the container's own secret
+# file (the official image's MARIADB_ROOT_PASSWORD_FILE) into the client's environment, so no password
+# appears in any command line.
 DUMP_COMMAND = [
     "sh",
     "-c",
-    'exec mariadb-dump --single-transaction --quick --routines --triggers --events -uroot -p"$MARIADB_ROOT_PASSWORD" '
-    '"$MARIADB_DATABASE"',
+    f"export {DB_ROOT_CLIENT_ENV}; "
+    'exec mariadb-dump --single-transaction --quick --routines --triggers --events -uroot "$MARIADB_DATABASE"',
 ]
+# The dump to import is copied into the data volume: the engine's archive API writes only into volumes of
+# a container whose root is read-only (not into its /tmp, a tmpfs the engine does not see).
+IMPORT_DIR = "/var/lib/mysql"
+IMPORT_FILE = "shophosting-restore.sql"
 IMPORT_COMMAND = [
     "sh",
     "-c",
-    'set -e; mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" -e "DROP DATABASE IF EXISTS \\`$MARIADB_DATABASE\\`; '
-    'CREATE DATABASE \\`$MARIADB_DATABASE\\`"; mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" "$MARIADB_DATABASE" '
-    "< /tmp/shophosting-restore.sql; rm -f /tmp/shophosting-restore.sql",
+    f"set -e; export {DB_ROOT_CLIENT_ENV}; "
+    'mariadb -uroot -e "DROP DATABASE IF EXISTS \\`$MARIADB_DATABASE\\`; CREATE DATABASE \\`$MARIADB_DATABASE\\`"; '
+    f'mariadb -uroot "$MARIADB_DATABASE" < {IMPORT_DIR}/{IMPORT_FILE}; rm -f {IMPORT_DIR}/{IMPORT_FILE}',
 ]
 
 
@@ -99,10 +105,10 @@ def tar_single_file(source: Path, arcname: str, into: Path) -> None:
 def database_import(*, container: str, dump: Path, base_url: str | None) -> None:
     """Replace the database in `container` (a store's, or a verification's throwaway one) by the dump."""
     archive = dump.with_suffix(".tar")
-    tar_single_file(dump, "shophosting-restore.sql", archive)
+    tar_single_file(dump, IMPORT_FILE, archive)
     docker_client.container_archive_put(
         name=container,
-        path="/tmp",  # noqa: S108 - inside the database container
+        path=IMPORT_DIR,
         tar_path=str(archive),
         base_url=base_url,
     )

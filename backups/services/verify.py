@@ -38,7 +38,8 @@ from provisioning.kinds import Log
 from provisioning.models import ProvisioningJob
 from provisioning.services import job_enqueue
 from provisioning.stacks import stack_for
-from provisioning.steps import wait_db
+from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
+from provisioning.steps import service_container_ensure, wait_db
 from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.services import store_credentials
@@ -104,7 +105,7 @@ def _row_counts(container: str, tables: list[str], base_url: str | None) -> Coun
     )
     code, output = docker_client.container_exec(
         name=container,
-        command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" "$MARIADB_DATABASE" -N -B -e "$0"', union],
+        command=["sh", "-c", f'{DB_ROOT_CLIENT_ENV} mariadb -uroot "$MARIADB_DATABASE" -N -B -e "$0"', union],
         base_url=base_url,
     )
     if code != 0:
@@ -153,19 +154,8 @@ class _Copy:
     def start(self, role: str, volumes: dict[str, str]) -> str:
         spec = self.services()[role]
         name = f"{self.prefix}-{role}"
-        docker_client.stack_container_ensure(
-            name=name,
-            image=spec.image,
-            network=self.network,
-            alias=role,
-            labels=self.labels,
-            memory_bytes=spec.memory_mb * MB,
-            cpus=spec.cpus,
-            environment=spec.environment,
-            volumes=volumes,
-            command=spec.command,
-            healthcheck=spec.healthcheck,
-            base_url=self.base_url,
+        service_container_ensure(
+            spec, name=name, network=self.network, labels=self.labels, volumes=volumes, base_url=self.base_url
         )
         return name
 

@@ -11,6 +11,20 @@ def tcp_healthcheck(port: int) -> list[str]:
 DB_HEALTHCHECK = ["CMD", "healthcheck.sh", "--connect"]  # the official MariaDB image's script
 CACHE_HEALTHCHECK = ["CMD", "redis-cli", "ping"]
 
+# Where a container finds its secrets as files (the `*_FILE` contract of the official images): a small
+# volume of its own, written by the platform through the engine and mounted read-only.
+SECRETS_DIR = "/run/secrets"
+# The root password of the store's MariaDB, for commands run in its container (backups, verification,
+# tests): read from the secret file into the client's environment, never onto a command line.
+DB_ROOT_CLIENT_ENV = 'MYSQL_PWD="$(cat "$MARIADB_ROOT_PASSWORD_FILE")"'
+# Group that reads a service's secret files (0440, owner root): the user the image serves as.
+WWW_DATA_GID = 33  # Debian's www-data, in the local and the official WordPress/Apache images
+MYSQL_GID = 999  # the official MariaDB image's mysql, which re-reads the files after dropping root
+
+
+def secret_path(name: str) -> str:
+    return f"{SECRETS_DIR}/{name}"
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -24,6 +38,20 @@ class ServiceSpec:
     healthcheck: list[str] | None = None
     published_port: int | None = None  # container port published on the host's bind address
     optional: bool = False
+    # Confinement: every capability is dropped and only these are added back (what the image needs to run).
+    cap_add: tuple[str, ...] = ()
+    # A read-only root filesystem, with tmpfs mounts (path -> mount options) for what the image writes
+    # outside its volumes. False only where the image writes into its own tree (the stack says why).
+    read_only: bool = False
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    # Files under SECRETS_DIR (name -> content), readable by root and `secrets_gid` only.
+    secrets: dict[str, str] = field(default_factory=dict)
+    secrets_gid: int = 0
+    user: str | None = None  # run as this user of the image instead of its default (root)
+
+    @property
+    def pids_limit(self) -> int:
+        return settings.STORE_PIDS_LIMITS.get(self.role, settings.STORE_PIDS_LIMIT_DEFAULT)
 
 
 class StackSpec:
@@ -72,7 +100,13 @@ class StackSpec:
 
 
 def mariadb_service(stack: "StackSpec", *, database: str, memory_mb: int, cpus: float, creds: dict) -> ServiceSpec:
-    """The store's database, configured through the official MariaDB image's environment contract."""
+    """The store's database, configured through the official MariaDB image's environment contract, its
+    passwords as files (`MARIADB_*_PASSWORD_FILE`), so `docker inspect` shows none.
+
+    Capabilities: the entrypoint runs as root and owns the data directory for mysql (CHOWN), deletes a
+    half-initialised one (DAC_OVERRIDE: its files belong to mysql) and starts the server as mysql
+    (SETUID, SETGID; the official image steps down with gosu). Read-only root: it writes only its data
+    volume, the socket directory and temporary files (tmpfs)."""
     return ServiceSpec(
         role="db",
         image=stack.image("db"),
@@ -81,11 +115,19 @@ def mariadb_service(stack: "StackSpec", *, database: str, memory_mb: int, cpus: 
         environment={
             "MARIADB_DATABASE": database,
             "MARIADB_USER": database,
-            "MARIADB_PASSWORD": creds.get("db_password", ""),
-            "MARIADB_ROOT_PASSWORD": creds.get("db_root_password", ""),
+            "MARIADB_PASSWORD_FILE": secret_path("db_password"),
+            "MARIADB_ROOT_PASSWORD_FILE": secret_path("db_root_password"),
         },
         volumes={"db": "/var/lib/mysql"},
         healthcheck=DB_HEALTHCHECK,
+        cap_add=("CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"),
+        read_only=True,
+        tmpfs={
+            "/run/mysqld": "rw,nosuid,nodev,noexec,size=16m",
+            "/tmp": "rw,nosuid,nodev,noexec,size=256m",  # noqa: S108 - a tmpfs of the container's own
+        },
+        secrets={"db_password": creds.get("db_password", ""), "db_root_password": creds.get("db_root_password", "")},
+        secrets_gid=MYSQL_GID,
     )
 
 
@@ -98,7 +140,9 @@ CACHE_DATA_SHARE = 0.75
 def redis_service(stack: "StackSpec") -> ServiceSpec:
     """The store's cache: Redis holds at most a share of the container's memory and then evicts the
     least-recently-used keys, whatever they are (every key in it can be rebuilt); no persistence;
-    reachable only on the store network, as `cache`."""
+    reachable only on the store network, as `cache`. It runs as the image's `redis` user (the official
+    image's entrypoint then skips its step down from root), so it needs no capability, and with nothing
+    saved it writes nothing (read-only root, a small /tmp)."""
     return ServiceSpec(
         role="cache",
         image=stack.image("cache"),
@@ -120,4 +164,7 @@ def redis_service(stack: "StackSpec") -> ServiceSpec:
             "allkeys-lru",
         ],
         healthcheck=CACHE_HEALTHCHECK,
+        user="redis",
+        read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,noexec,size=16m"},  # noqa: S108 - a tmpfs of the container's own
     )

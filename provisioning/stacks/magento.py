@@ -1,8 +1,20 @@
 import json
 
-from provisioning.stacks.base import ServiceSpec, StackSpec, mariadb_service, redis_service, tcp_healthcheck
+from provisioning.stacks.base import (
+    WWW_DATA_GID,
+    ServiceSpec,
+    StackSpec,
+    mariadb_service,
+    redis_service,
+    secret_path,
+    tcp_healthcheck,
+)
 
 WEB_PORT = 8080  # web listens here; Varnish's backend must match it
+# varnishd starts as root, gives its working directory to its own users (CHOWN), runs the cache process
+# and the VCL compiler as them (SETUID, SETGID), reaches into that directory as root (DAC_OVERRIDE) and
+# signals its children (KILL). Port 80 needs no capability (Docker 20.10 and later).
+VARNISH_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID")
 
 
 class MagentoStack(StackSpec):
@@ -32,6 +44,9 @@ class MagentoStack(StackSpec):
                 },
                 volumes={"search": "/usr/share/opensearch/data"},
                 healthcheck=tcp_healthcheck(9200),
+                # OpenSearch runs as its own user on port 9200: no capability. Not read-only: it writes its
+                # logs and keystore under /usr/share/opensearch, outside the data volume.
+                read_only=False,
             ),
             ServiceSpec(
                 role="web",
@@ -42,7 +57,7 @@ class MagentoStack(StackSpec):
                     "MAGENTO_DB_HOST": "db",
                     "MAGENTO_DB_NAME": "magento",
                     "MAGENTO_DB_USER": "magento",
-                    "MAGENTO_DB_PASSWORD": creds.get("db_password", ""),
+                    "MAGENTO_DB_PASSWORD_FILE": secret_path("db_password"),
                     "MAGENTO_SEARCH_HOST": "search",
                     "MAGENTO_REDIS_HOST": "cache",
                     "MAGENTO_BASE_URL": f"http://{store.domain}/",
@@ -50,6 +65,11 @@ class MagentoStack(StackSpec):
                 },
                 volumes={"media": "/var/www/html/pub/media"},
                 healthcheck=tcp_healthcheck(WEB_PORT),
+                # Listens on 8080 and needs no capability. Not read-only: Magento writes var/, generated/
+                # and pub/static/ inside its own tree (the stand-in writes var/).
+                read_only=False,
+                secrets={"db_password": creds.get("db_password", "")},
+                secrets_gid=WWW_DATA_GID,
             ),
             ServiceSpec(
                 role="varnish",
@@ -59,14 +79,19 @@ class MagentoStack(StackSpec):
                 environment={"VARNISH_BACKEND_HOST": "web", "VARNISH_BACKEND_PORT": str(WEB_PORT)},
                 healthcheck=tcp_healthcheck(80),
                 published_port=80,
+                cap_add=VARNISH_CAPABILITIES,
+                # Not read-only: on a read-only root with tmpfs for its working directory, varnishd's cache
+                # process fails to launch ("Child failed on launch"), with every capability above.
+                read_only=False,
             ),
         ]
 
     def install_commands(self, creds: dict[str, str]) -> list[tuple[list[str], dict[str, str]]]:
         """Magento's installer, then the store name: (argument list, exec environment) pairs.
 
-        Passwords go through the exec's environment to shophosting-magento-install, which hands them to
-        setup:install in-process: a command line is visible to every user of the host (`ps`), an exec's
+        The admin password goes through the exec's environment to shophosting-magento-install, which hands
+        it to setup:install in-process with the database password it reads from the container's secret file
+        (MAGENTO_DB_PASSWORD_FILE): a command line is visible to every user of the host (`ps`), an exec's
         environment is not. Values a customer chose are never a token of their own that Magento's console
         could read as an option: they sit inside `--name=value` or after `--`."""
         store = self.store
@@ -75,7 +100,6 @@ class MagentoStack(StackSpec):
             "db-host": "db",
             "db-name": "magento",
             "db-user": "magento",
-            "db-password": creds["db_password"],
             "admin-firstname": store.customer.first_name or "Store",
             "admin-lastname": store.customer.last_name or "Owner",
             "admin-email": creds["admin_email"],

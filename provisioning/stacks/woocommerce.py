@@ -1,4 +1,31 @@
-from provisioning.stacks.base import ServiceSpec, StackSpec, mariadb_service, redis_service, tcp_healthcheck
+from provisioning.stacks.base import (
+    WWW_DATA_GID,
+    ServiceSpec,
+    StackSpec,
+    mariadb_service,
+    redis_service,
+    secret_path,
+    tcp_healthcheck,
+)
+
+# Apache starts as root, serves as www-data (SETUID, SETGID) and signals its www-data children to stop or
+# recycle (KILL; without it a stop waits for the engine's 10 s kill). Ports below 1024 need no capability:
+# Docker (20.10 and later) opens them to every user inside the container's network namespace.
+APACHE_CAPABILITIES = ("KILL", "SETGID", "SETUID")
+# The WordPress entrypoints, as root, write into the www-data-owned wp-content (DAC_OVERRIDE: the local
+# image's salts; the official image copies core into its www-data-owned /var/www/html) and give the files
+# to www-data (CHOWN).
+WORDPRESS_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", *APACHE_CAPABILITIES)
+# phpMyAdmin's entrypoint makes its cookie secret readable by www-data only (CHOWN).
+PHPMYADMIN_CAPABILITIES = ("CHOWN", *APACHE_CAPABILITIES)
+# What Apache and PHP write outside the volumes: the run and lock directories (/var/run/apache2 and
+# /var/lock are links into /run), PHP's sessions and uploads in progress.
+APACHE_TMPFS = {
+    "/run/apache2": "rw,nosuid,nodev,noexec,size=16m",
+    "/run/lock": "rw,nosuid,nodev,noexec,size=1m",
+    "/tmp": "rw,nosuid,nodev,noexec,size=256m",  # noqa: S108 - a tmpfs of the container's own
+    "/var/lib/php/sessions": "rw,nosuid,nodev,noexec,size=64m,mode=1733",
+}
 
 
 class WooCommerceStack(StackSpec):
@@ -26,7 +53,7 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_DB_HOST": "db",
                     "WORDPRESS_DB_NAME": self.database_user,
                     "WORDPRESS_DB_USER": self.database_user,
-                    "WORDPRESS_DB_PASSWORD": creds.get("db_password", ""),
+                    "WORDPRESS_DB_PASSWORD_FILE": secret_path("db_password"),
                     "WORDPRESS_URL": f"http://{store.domain}",
                     # The object cache drop-in (deploy/images/wordpress/object-cache.php) in the store's Redis.
                     "WORDPRESS_REDIS_HOST": "cache",
@@ -42,6 +69,13 @@ class WooCommerceStack(StackSpec):
                 volumes={"wp-content": "/var/www/html/wp-content"},
                 healthcheck=tcp_healthcheck(80),
                 published_port=self.web_port,
+                cap_add=WORDPRESS_CAPABILITIES,
+                # Core is in the image (read-only here); the store's own files are in wp-content. The
+                # official image copies core into its /var/www/html volume, which stays writable.
+                read_only=True,
+                tmpfs=APACHE_TMPFS,
+                secrets={"db_password": creds.get("db_password", "")},
+                secrets_gid=WWW_DATA_GID,  # wp-config.php reads it in every PHP request
             ),
         ]
         if include_optional:
@@ -57,6 +91,10 @@ class WooCommerceStack(StackSpec):
                     healthcheck=tcp_healthcheck(80),
                     published_port=80,
                     optional=True,
+                    cap_add=PHPMYADMIN_CAPABILITIES,
+                    # Not read-only: the entrypoints (the local one and the official image's) write the
+                    # cookie secret into /etc/phpmyadmin on first start, to keep it across restarts.
+                    read_only=False,
                 )
             )
         return services

@@ -392,6 +392,23 @@ STORE_IMAGES = {
 STORE_OBJECT_PREFIX = env("STORE_OBJECT_PREFIX", default="shophosting-store")
 # Seconds a new store's web service may take to answer before the step fails.
 STORE_WEB_READY_TIMEOUT = env.int("STORE_WEB_READY_TIMEOUT", default=120)
+# Confinement of every store container (provisioning/README.md, "Limits and confinement").
+# Processes per container by service role (threads count: MariaDB runs one per connection, Varnish one per
+# worker, OpenSearch's JVM many), so a fork loop in one store stops at its own limit. STORE_PIDS_LIMITS
+# overrides single roles, e.g. "web=1024,db=768".
+STORE_PIDS_LIMITS = {
+    "db": 512,
+    "cache": 64,
+    "web": 512,
+    "phpmyadmin": 128,
+    "varnish": 1024,
+    "search": 1024,
+    **env.dict("STORE_PIDS_LIMITS", cast={"value": int}, default={}),
+}
+STORE_PIDS_LIMIT_DEFAULT = env.int("STORE_PIDS_LIMIT_DEFAULT", default=256)  # a role not listed above
+# The engine's json-file log of each container is rotated: at most MAX_FILE files of MAX_SIZE each.
+STORE_LOG_MAX_SIZE = env("STORE_LOG_MAX_SIZE", default="10m")
+STORE_LOG_MAX_FILE = env.int("STORE_LOG_MAX_FILE", default=3)
 
 # --- nginx in front of the stores (provisioning/proxy.py) -----------------------------------------
 # Off: stores answer only on their published port (the one-command demo has no nginx).

@@ -34,10 +34,11 @@ BENCH = ROOT / "var" / "bench"
 
 def sql(store, statement: str) -> str:
     from provisioning import docker_client
+    from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
 
     code, output = docker_client.container_exec(
         name=f"{store.slug}-db",
-        command=["sh", "-c", 'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" wordpress -N -B -e "$0"', statement],
+        command=["sh", "-c", f'{DB_ROOT_CLIENT_ENV} mariadb -uroot wordpress -N -B -e "$0"', statement],
     )
     if code != 0:
         raise RuntimeError(output)

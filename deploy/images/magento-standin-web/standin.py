@@ -198,9 +198,13 @@ def cli(args: list[str]) -> int:
 
 def install_from_environment() -> int:
     """shophosting-magento-install: `setup:install` with its options from SHOPHOSTING_MAGENTO_INSTALL (a JSON
-    object, name -> value), passed to the console in-process. The admin and database passwords never appear
-    on a command line, where `ps` on the host shows them to every user."""
+    object, name -> value), passed to the console in-process; the database password, unless given there, from
+    the file MAGENTO_DB_PASSWORD_FILE names (the container's secret). The admin and database passwords never
+    appear on a command line, where `ps` on the host shows them to every user."""
     options = json.loads(os.environ.pop("SHOPHOSTING_MAGENTO_INSTALL"))
+    if "db-password" not in options and os.environ.get("MAGENTO_DB_PASSWORD_FILE"):
+        with open(os.environ["MAGENTO_DB_PASSWORD_FILE"]) as handle:
+            options["db-password"] = handle.read().rstrip("\r\n")
     return cli(["setup:install", *(f"--{name}={value}" for name, value in options.items())])
 
 

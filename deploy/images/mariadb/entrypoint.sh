@@ -6,14 +6,32 @@ set -euo pipefail
 DATADIR=/var/lib/mysql
 SENTINEL="$DATADIR/.shophosting-initialized"
 sql_escape() { printf "%s" "${1//\'/\'\'}"; }
+# The official image's file_env: VAR or VAR_FILE (a file holding the value, e.g. a mounted secret), not both.
+# The value stays in this script: it is never exported into the server's environment.
+file_env() {
+    local var="$1" file_var="${1}_FILE"
+    if [[ -n "${!var:-}" && -n "${!file_var:-}" ]]; then
+        echo "both $var and $file_var are set; give one" >&2
+        exit 1
+    fi
+    if [[ -n "${!file_var:-}" ]]; then
+        printf "%s" "$(< "${!file_var}")"
+    else
+        printf "%s" "${!var:-}"
+    fi
+}
 
+# /run/mysqld may be a fresh tmpfs (a read-only root filesystem): the server's socket goes there.
+mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
 if [[ ! -f "$SENTINEL" ]]; then
-    : "${MARIADB_ROOT_PASSWORD:?MARIADB_ROOT_PASSWORD is required}"
+    root_password=$(file_env MARIADB_ROOT_PASSWORD)
+    user_password=$(file_env MARIADB_PASSWORD)
+    [[ -n "$root_password" ]] || { echo "MARIADB_ROOT_PASSWORD or MARIADB_ROOT_PASSWORD_FILE is required" >&2; exit 1; }
     find "$DATADIR" -mindepth 1 -delete
-    chown mysql:mysql "$DATADIR" /run/mysqld
+    chown mysql:mysql "$DATADIR"
     mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal \
         --skip-name-resolve >/dev/null
-    root_pw=$(sql_escape "$MARIADB_ROOT_PASSWORD")
+    root_pw=$(sql_escape "$root_password")
     {
         echo "FLUSH PRIVILEGES;"
         echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$root_pw';"
@@ -22,8 +40,8 @@ if [[ ! -f "$SENTINEL" ]]; then
         if [[ -n "${MARIADB_DATABASE:-}" ]]; then
             echo "CREATE DATABASE IF NOT EXISTS \`${MARIADB_DATABASE//\`/}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
         fi
-        if [[ -n "${MARIADB_USER:-}" && -n "${MARIADB_PASSWORD:-}" ]]; then
-            echo "CREATE USER IF NOT EXISTS '$(sql_escape "$MARIADB_USER")'@'%' IDENTIFIED BY '$(sql_escape "$MARIADB_PASSWORD")';"
+        if [[ -n "${MARIADB_USER:-}" && -n "$user_password" ]]; then
+            echo "CREATE USER IF NOT EXISTS '$(sql_escape "$MARIADB_USER")'@'%' IDENTIFIED BY '$(sql_escape "$user_password")';"
             [[ -n "${MARIADB_DATABASE:-}" ]] && echo "GRANT ALL ON \`${MARIADB_DATABASE//\`/}\`.* TO '$(sql_escape "$MARIADB_USER")'@'%';"
         fi
     } | mariadbd --user=mysql --datadir="$DATADIR" --bootstrap --skip-grant-tables=0 >/dev/null 2>&1

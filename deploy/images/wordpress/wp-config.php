@@ -1,6 +1,11 @@
 <?php
-// Configured from the environment, like the official image's wp-config-docker.php.
+// Configured from the environment, like the official image's wp-config-docker.php: NAME, or NAME_FILE
+// naming a file that holds the value (a mounted secret; WORDPRESS_DB_PASSWORD_FILE), as getenv_docker() does.
 function shophosting_env($name, $default = '') {
+    $file = getenv($name . '_FILE');
+    if ($file !== false && $file !== '') {
+        return rtrim(file_get_contents($file), "\r\n");
+    }
     $value = getenv($name);
     return ($value === false || $value === '') ? $default : $value;
 }
