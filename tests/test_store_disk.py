@@ -60,7 +60,7 @@ def test_the_store_page_and_the_staff_store_list_show_disk_use_against_the_allow
     assert f"{store_disk_usage(store).used_gb} GB (105%)" in listing
 
 
-def test_the_pricing_page_sells_each_plans_disk_allowance(client, woo_plan):
+def test_the_pricing_page_sells_each_plans_disk_allowance(client, woo_plan, site_pages):
     page = client.get("/pricing/").content.decode()
     assert f"{woo_plan.disk_allowance_gb} GB disk per store" in page
 
