@@ -1,5 +1,6 @@
 from django.conf import settings
 
+from provisioning.image_contract import WORDPRESS_INSTALLER
 from provisioning.stacks.base import (
     WWW_DATA_GID,
     ServiceSpec,
@@ -130,4 +131,4 @@ class WooCommerceStack(StackSpec):
             # its install with the reason instead of going live without a shop.
             "SHOPHOSTING_REQUIRE_WOOCOMMERCE": "1" if settings.STORE_WOOCOMMERCE_REQUIRED else "0",
         }
-        return [(["php", "/usr/local/share/shophosting/wp-install.php"], environment)]
+        return [(["php", WORDPRESS_INSTALLER], environment)]
