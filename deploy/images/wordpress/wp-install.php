@@ -38,7 +38,7 @@ if (!file_exists(WP_PLUGIN_DIR . '/woocommerce/woocommerce.php')) {
 }
 $activated = activate_plugin('woocommerce/woocommerce.php');
 if (is_wp_error($activated)) {
-    fwrite(STDERR, "WooCommerce activation failed: " . $activated->get_error_message() . "\n");
+    fwrite(STDERR, "WooCommerce activation failed: " . wp_strip_all_tags($activated->get_error_message()) . "\n");
     exit($woocommerce_required ? 1 : 0);
 }
 echo "WooCommerce active\n";
