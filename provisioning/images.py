@@ -3,6 +3,9 @@
 An image is rebuilt only when the files in its directory change: `shophosting/<name>:<hash>` is looked
 up first. `shophosting/<name>:local`, what the test settings use, is pointed at this checkout's build every time,
 since checkouts sharing an engine each move it to their own.
+
+The production recipes (`*-official`) are built elsewhere, on the platform's server: `production_builds` says
+what would run and refuses what it could not build as pinned, `production_images_build` runs it.
 """
 
 import hashlib
