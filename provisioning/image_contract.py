@@ -268,7 +268,6 @@ class RecipeSpec:
 
     name: str
     parts: list[Part]
-    production: bool = False
     # The production WordPress recipe shares files with the local one (wp-install.php, the drop-in), so it
     # builds from deploy/images/; every other recipe from its own directory.
     shared_context: bool = False
@@ -284,9 +283,9 @@ class RecipeSpec:
 
 RECIPES = [
     RecipeSpec("wordpress", WORDPRESS_CONTRACT),
-    RecipeSpec("wordpress-official", WORDPRESS_CONTRACT + WORDPRESS_PRODUCTION, production=True, shared_context=True),
+    RecipeSpec("wordpress-official", WORDPRESS_CONTRACT + WORDPRESS_PRODUCTION, shared_context=True),
     RecipeSpec("magento-standin-web", MAGENTO_CONTRACT),
-    RecipeSpec("magento-official", MAGENTO_CONTRACT + MAGENTO_PRODUCTION, production=True),
+    RecipeSpec("magento-official", MAGENTO_CONTRACT + MAGENTO_PRODUCTION),
 ]
 
 
