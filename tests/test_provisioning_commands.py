@@ -78,3 +78,71 @@ def test_images_build_rejects_unknown_names_and_lists_tags():
     out = StringIO()
     call_command("images_build", "redis", "--dry-run", stdout=out)
     assert out.getvalue().startswith("shophosting/redis:") and "shophosting/redis:local" in out.getvalue()
+
+
+# The production recipes need Docker Hub, wordpress.org and repo.magento.com: only what would run is checked here.
+PRODUCTION_STORE_IMAGES = {
+    "woocommerce": {"web": "shophosting/wordpress-official:6"},
+    "magento": {"web": "shophosting/magento:2.4"},
+}
+WOOCOMMERCE_SHA256 = "ab" * 32
+
+
+def test_images_build_production_dry_run_lists_each_build_with_its_pinned_inputs(settings, tmp_path):
+    from io import StringIO
+
+    settings.STORE_IMAGES = PRODUCTION_STORE_IMAGES
+    auth = tmp_path / "auth.json"
+    auth.write_text('{"http-basic": {"repo.magento.com": {"username": "public-key", "password": "private-key"}}}')
+    out = StringIO()
+    call_command(
+        "images_build",
+        "--production",
+        "--dry-run",
+        f"--build-arg=WOOCOMMERCE_SHA256={WOOCOMMERCE_SHA256}",
+        f"--magento-composer-auth={auth}",
+        stdout=out,
+    )
+    wordpress, magento = out.getvalue().splitlines()
+    assert wordpress.startswith(
+        "wordpress-official -> shophosting/wordpress-official:6: DOCKER_BUILDKIT=1 docker build"
+    )
+    assert "wordpress-official/Dockerfile -t shophosting/wordpress-official:6" in wordpress
+    assert "--build-arg=WOOCOMMERCE_VERSION=9.4.2" in wordpress
+    assert f"--build-arg=WOOCOMMERCE_SHA256={WOOCOMMERCE_SHA256}" in wordpress
+    assert wordpress.endswith("/deploy/images")  # its context: it shares wp-install.php with the local recipe
+    assert magento.startswith("magento-official -> shophosting/magento:2.4: DOCKER_BUILDKIT=1 docker build")
+    assert "--build-arg=MAGENTO_VERSION=2.4.7-p3" in magento
+    assert f"--secret=id=composer_auth,src={auth}" in magento and magento.endswith("/deploy/images/magento-official")
+    assert "private-key" not in out.getvalue()  # the keys' file is named, never read into the command
+
+
+def test_images_build_production_refuses_what_it_cannot_build_as_pinned(settings, tmp_path):
+    # The test settings name the local images: production recipes must never be tagged over them.
+    with pytest.raises(
+        CommandError, match="STORE_IMAGE_WORDPRESS names the local test image shophosting/wordpress:local"
+    ):
+        call_command("images_build", "--production", "--dry-run", "wordpress-official")
+    settings.STORE_IMAGES = PRODUCTION_STORE_IMAGES
+    # The recipe's checksum is empty until an operator records it from a download they checked.
+    with pytest.raises(CommandError, match="WOOCOMMERCE_SHA256 is not pinned"):
+        call_command("images_build", "--production", "--dry-run", "wordpress-official")
+    with pytest.raises(CommandError, match="WOOCOMMERCE_SHA256 is not pinned"):
+        call_command("images_build", "--production", "--dry-run", "--build-arg=WOOCOMMERCE_SHA256=abc")
+    with pytest.raises(CommandError, match="magento-official needs --magento-composer-auth"):
+        call_command("images_build", "--production", "--dry-run", "magento-official")
+    with pytest.raises(CommandError, match="is no file"):
+        call_command(
+            "images_build", "--production", "--dry-run", "magento-official", f"--magento-composer-auth={tmp_path}/none"
+        )
+    sha = f"--build-arg=WOOCOMMERCE_SHA256={WOOCOMMERCE_SHA256}"
+    with pytest.raises(CommandError, match="--build-arg MAGENTO_VERSION: no such ARG in wordpress-official"):
+        call_command(
+            "images_build", "--production", "--dry-run", "wordpress-official", sha, "--build-arg=MAGENTO_VERSION=2"
+        )
+    with pytest.raises(CommandError, match="expected NAME=VALUE"):
+        call_command("images_build", "--production", "--dry-run", "--build-arg=WOOCOMMERCE_SHA256")
+    with pytest.raises(CommandError, match="unknown production image"):
+        call_command("images_build", "--production", "--dry-run", "wordpress")
+    with pytest.raises(CommandError, match="go with --production"):
+        call_command("images_build", "--dry-run", sha)

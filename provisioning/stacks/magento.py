@@ -1,5 +1,6 @@
 import json
 
+from provisioning.image_contract import MAGENTO_CLI, MAGENTO_INSTALLER_NAME, MAGENTO_LISTEN_PORT
 from provisioning.stacks.base import (
     WWW_DATA_GID,
     ServiceSpec,
@@ -10,7 +11,7 @@ from provisioning.stacks.base import (
     tcp_healthcheck,
 )
 
-WEB_PORT = 8080  # web listens here; Varnish's backend must match it
+WEB_PORT = int(MAGENTO_LISTEN_PORT)  # web listens here; Varnish's backend must match it
 # varnishd starts as root, gives its working directory to its own users (CHOWN), runs the cache process
 # and the VCL compiler as them (SETUID, SETGID), reaches into that directory as root (DAC_OVERRIDE) and
 # signals its children (KILL). Port 80 needs no capability (Docker 20.10 and later).
@@ -121,9 +122,9 @@ class MagentoStack(StackSpec):
             "use-rewrites": "1",
         }
         return [
-            (["shophosting-magento-install"], {"SHOPHOSTING_MAGENTO_INSTALL": json.dumps(options)}),
+            ([MAGENTO_INSTALLER_NAME], {"SHOPHOSTING_MAGENTO_INSTALL": json.dumps(options)}),
             (
-                ["/var/www/html/bin/magento", "config:set", "--", "general/store_information/name", store.site_title],
+                [MAGENTO_CLI, "config:set", "--", "general/store_information/name", store.site_title],
                 {},
             ),
         ]

@@ -1,3 +1,6 @@
+from django.conf import settings
+
+from provisioning.image_contract import WORDPRESS_INSTALLER
 from provisioning.stacks.base import (
     WWW_DATA_GID,
     ServiceSpec,
@@ -26,6 +29,16 @@ APACHE_TMPFS = {
     "/tmp": "rw,nosuid,nodev,noexec,size=256m",  # noqa: S108 - a tmpfs of the container's own
     "/var/lib/php/sessions": "rw,nosuid,nodev,noexec,size=64m,mode=1733",
 }
+
+# Every store's wp-config, whatever its image (both images eval the stack's WORDPRESS_CONFIG_EXTRA): no theme
+# and plugin editor in wp-admin (a stolen admin login must not become code on the store), and no update of
+# core, plugins or themes from inside the store (the platform updates images; a store updating itself would
+# write into a read-only core and drift from the image it runs).
+WORDPRESS_HARDENING = (
+    "define('DISALLOW_FILE_EDIT', true);"
+    " define('AUTOMATIC_UPDATER_DISABLED', true);"
+    " define('WP_AUTO_UPDATE_CORE', false);"
+)
 
 
 class WooCommerceStack(StackSpec):
@@ -59,11 +72,13 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_REDIS_HOST": "cache",
                     "WORDPRESS_REDIS_DATABASE": "0",
                     "WORDPRESS_REDIS_PREFIX": self.cache_prefix,
-                    # The official image reads extra wp-config lines from here; the local one reads the above.
+                    # Extra wp-config lines, evaluated by both images' wp-config.php (the local one also reads
+                    # the variables above, for what this does not define).
                     "WORDPRESS_CONFIG_EXTRA": (
                         f"define('WP_HOME', 'http://{store.domain}'); define('WP_SITEURL', 'http://{store.domain}');"
                         " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
                         f" define('WP_REDIS_PREFIX', '{self.cache_prefix}'); define('WP_HTTP_BLOCK_EXTERNAL', true);"
+                        f" {WORDPRESS_HARDENING}"
                     ),
                 },
                 volumes={"wp-content": "/var/www/html/wp-content"},
@@ -111,5 +126,9 @@ class WooCommerceStack(StackSpec):
             "WP_ADMIN_USER": creds["admin_user"],
             "WP_ADMIN_EMAIL": creds["admin_email"],
             "WP_ADMIN_PASSWORD": creds["admin_password"],
+            # Whether the image must carry WooCommerce (production) or may lack it (the local test image):
+            # the settings say, so a production store whose plugin is missing or fails to activate fails
+            # its install with the reason instead of going live without a shop.
+            "SHOPHOSTING_REQUIRE_WOOCOMMERCE": "1" if settings.STORE_WOOCOMMERCE_REQUIRED else "0",
         }
-        return [(["php", "/usr/local/share/shophosting/wp-install.php"], environment)]
+        return [(["php", WORDPRESS_INSTALLER], environment)]

@@ -20,3 +20,5 @@ LOCAL_STORE_IMAGES = {
 def use_local_store_images() -> None:
     for variable, image in LOCAL_STORE_IMAGES.items():
         os.environ.setdefault(variable, f"shophosting/{image}:local")
+    # Debian has no WooCommerce package, so the local WordPress image has none (FACTS: no wordpress.org here).
+    os.environ.setdefault("STORE_WOOCOMMERCE_REQUIRED", "false")

@@ -387,6 +387,9 @@ STORE_IMAGES = {
         "varnish": env("STORE_IMAGE_VARNISH", default="varnish:7.1"),
     },
 }
+# Whether the WordPress image must carry WooCommerce: the install fails when it is missing or does not
+# activate. True for the production image (wordpress-official); the local test image has none.
+STORE_WOOCOMMERCE_REQUIRED = env.bool("STORE_WOOCOMMERCE_REQUIRED", default=True)
 # Prefix of every Docker object of a store (<prefix>-<id>-web) and the value of its shophosting.env label,
 # so installations (and the test suite) sharing one engine never touch each other's stores.
 STORE_OBJECT_PREFIX = env("STORE_OBJECT_PREFIX", default="shophosting-store")

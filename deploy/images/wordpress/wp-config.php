@@ -16,21 +16,24 @@ define('DB_HOST', shophosting_env('WORDPRESS_DB_HOST', 'db'));
 define('DB_CHARSET', 'utf8mb4');
 define('DB_COLLATE', '');
 $table_prefix = 'wp_';
+// The platform's extra lines (the stack's WORDPRESS_CONFIG_EXTRA: the object cache, the URLs and the
+// hardening every store gets), evaluated as the official image's wp-config-docker.php does, so a store
+// is configured the same whichever image it runs.
+$shophosting_config_extra = shophosting_env('WORDPRESS_CONFIG_EXTRA');
+if ($shophosting_config_extra !== '') {
+    eval($shophosting_config_extra);
+}
+// What the extra lines leave undefined, from this image's own variables.
 if (shophosting_env('WORDPRESS_URL')) {
-    define('WP_HOME', shophosting_env('WORDPRESS_URL'));
-    define('WP_SITEURL', shophosting_env('WORDPRESS_URL'));
+    defined('WP_HOME') || define('WP_HOME', shophosting_env('WORDPRESS_URL'));
+    defined('WP_SITEURL') || define('WP_SITEURL', shophosting_env('WORDPRESS_URL'));
 }
 // The object cache drop-in (wp-content/object-cache.php) reads these; without a host it uses memory only.
-if (shophosting_env('WORDPRESS_REDIS_HOST')) {
+if (shophosting_env('WORDPRESS_REDIS_HOST') && !defined('WP_REDIS_HOST')) {
     define('WP_REDIS_HOST', shophosting_env('WORDPRESS_REDIS_HOST'));
     define('WP_REDIS_DATABASE', (int) shophosting_env('WORDPRESS_REDIS_DATABASE', '0'));
     define('WP_REDIS_PREFIX', shophosting_env('WORDPRESS_REDIS_PREFIX'));
 }
-// No outbound HTTP: admin pages would otherwise wait on wordpress.org timeouts.
-define('WP_HTTP_BLOCK_EXTERNAL', true);
-define('AUTOMATIC_UPDATER_DISABLED', true);
-define('WP_AUTO_UPDATE_CORE', false);
-define('DISALLOW_FILE_EDIT', true);
 define('FS_METHOD', 'direct');
 if (isset($_SERVER['HTTP_X_FORWARDED_PROTO']) && $_SERVER['HTTP_X_FORWARDED_PROTO'] === 'https') {
     $_SERVER['HTTPS'] = 'on';

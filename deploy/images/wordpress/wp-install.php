@@ -1,7 +1,8 @@
 <?php
-// Installs WordPress with its own wp_install() (no wp-cli here), then activates WooCommerce when the
-// image carries it. Idempotent: an installed site is left alone. Inputs come from the environment
-// (docker exec -e), never from a shell string. Prints no secret.
+// Installs WordPress with its own wp_install() (no wp-cli here), then activates WooCommerce. With
+// SHOPHOSTING_REQUIRE_WOOCOMMERCE=1 (production) a missing plugin or a failed activation exits 1 with the
+// reason on stderr, which the provisioning job records as its error. Idempotent: an installed site is left
+// alone. Inputs come from the environment (docker exec -e), never from a shell string. Prints no secret.
 define('WP_INSTALLING', true);
 $url = getenv('WORDPRESS_URL') ?: 'http://localhost';
 $_SERVER['HTTP_HOST'] = parse_url($url, PHP_URL_HOST);
@@ -24,9 +25,20 @@ if (is_blog_installed()) {
     update_option('blogdescription', 'Powered by ShopHosting');
     echo "WordPress installed\n";
 }
-if (file_exists(WP_PLUGIN_DIR . '/woocommerce/woocommerce.php')) {
-    $activated = activate_plugin('woocommerce/woocommerce.php');
-    echo is_wp_error($activated) ? "WooCommerce activation failed\n" : "WooCommerce active\n";
-} else {
+// Whether this store must have WooCommerce is the platform's decision (the stack sets it from the image's
+// settings), never a guess from what the image carries: a production store without its shop is a failed install.
+$woocommerce_required = getenv('SHOPHOSTING_REQUIRE_WOOCOMMERCE') === '1';
+if (!file_exists(WP_PLUGIN_DIR . '/woocommerce/woocommerce.php')) {
+    if ($woocommerce_required) {
+        fwrite(STDERR, "WooCommerce is required but not in this image (no " . WP_PLUGIN_DIR . "/woocommerce/woocommerce.php)\n");
+        exit(1);
+    }
     echo "WooCommerce is not in this image\n";
+    exit(0);
 }
+$activated = activate_plugin('woocommerce/woocommerce.php');
+if (is_wp_error($activated)) {
+    fwrite(STDERR, "WooCommerce activation failed: " . wp_strip_all_tags($activated->get_error_message()) . "\n");
+    exit($woocommerce_required ? 1 : 0);
+}
+echo "WooCommerce active\n";
