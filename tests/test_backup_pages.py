@@ -14,8 +14,8 @@ from backups.services import restore
 from provisioning.exceptions import DockerUnavailable
 from provisioning.models import ProvisioningJob
 from provisioning.services import job_enqueue, job_execute
-from stores.models import Host, Store
 from stores.services import store_create
+from tests.plugins.factories import UNREACHABLE_ENGINE
 
 pytestmark = pytest.mark.django_db
 
@@ -76,21 +76,20 @@ def test_a_restore_is_followed_on_the_stores_job_page_by_its_owner_only(client, 
     assert not BackupRun.objects.exists()
 
 
-def test_a_failed_restore_tells_its_owner_plain_words_never_the_engines(client, recorded_active_store):
+def test_a_failed_restore_tells_its_owner_plain_words_never_the_engines(
+    client, recorded_active_store, place_on_unreachable_engine
+):
     """The restore really runs and fails at its first step: the store's engine does not answer. Staff get the
     engine's words; the owner gets step titles and plain words, and the steps that never ran are skipped."""
-    unreachable = Host.objects.create(
-        name="unreachable", docker_url="tcp://127.0.0.1:9", memory_capacity_mb=1024, cpu_capacity=1
-    )
-    Store.objects.filter(pk=recorded_active_store.pk).update(host=unreachable, port=20001)
+    place_on_unreachable_engine(recorded_active_store)
     run = queued_restore(recorded_active_store)
 
     with pytest.raises(DockerUnavailable):
         job_execute(job_id=run.job_id)
 
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "tcp://127.0.0.1:9" in run.error
-    assert "tcp://127.0.0.1:9" in ProvisioningJob.objects.get(pk=run.job_id).error  # for staff
+    assert run.status == RunStatus.FAILED and UNREACHABLE_ENGINE in run.error
+    assert UNREACHABLE_ENGINE in ProvisioningJob.objects.get(pk=run.job_id).error  # for staff
     client.force_login(recorded_active_store.customer)
     progress = client.get(reverse("stores:job_progress", args=[recorded_active_store.pk, run.job_id]))
     page = client.get(reverse("stores:job", args=[recorded_active_store.pk, run.job_id]))

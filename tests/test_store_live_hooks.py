@@ -11,7 +11,7 @@ from provisioning import hooks
 from provisioning.exceptions import DockerUnavailable
 from provisioning.models import ProvisioningJob
 from provisioning.services import job_enqueue, job_execute
-from stores.models import Host, Store
+from stores.models import Store
 from stores.services import store_create, store_transition
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,7 @@ def test_a_store_that_goes_live_gets_a_scheduled_backup_queued(live_store_record
 
 
 def test_a_store_busy_when_it_goes_live_is_backed_up_by_the_next_scheduled_run(
-    live_store_record, django_capture_on_commit_callbacks
+    live_store_record, django_capture_on_commit_callbacks, place_on_unreachable_engine
 ):
     """No error reaches the provisioning job: the reaction says why it queued nothing, and the scheduled run
     (every 15 minutes) takes the store, which has no backup yet."""
@@ -62,10 +62,7 @@ def test_a_store_busy_when_it_goes_live_is_backed_up_by_the_next_scheduled_run(
 
     assert backups_enqueue_due() == []  # still busy
     # The restart ends (here it fails: the store's engine does not answer), and the store is free again.
-    unreachable = Host.objects.create(
-        name="unreachable", docker_url="tcp://127.0.0.1:9", memory_capacity_mb=1024, cpu_capacity=1
-    )
-    Store.objects.filter(pk=store.pk).update(host=unreachable, port=20001)
+    place_on_unreachable_engine(store)
     with pytest.raises(DockerUnavailable):
         job_execute(job_id=restart.pk)
     assert backups_enqueue_due() == [store.pk]

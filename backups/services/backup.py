@@ -111,11 +111,19 @@ step_database, step_files, step_snapshot = _step(backup_database), _step(backup_
 
 
 def on_start(job_id: int) -> None:
-    run_transition(BackupRun, _run_of(job_id).pk, RunStatus.RUNNING, started_at=timezone.now())
+    run_started(_run_of(job_id))
+
+
+def _seconds_since_start(run: BackupRun, now) -> float | None:
+    return (now - run.started_at).total_seconds() if run.started_at else None
+
+
+def run_started(run: BackupRun) -> BackupRun:
+    return run_transition(BackupRun, run.pk, RunStatus.RUNNING, started_at=timezone.now())
 
 
 def run_succeeded(run: BackupRun) -> BackupRun:
-    run = BackupRun.objects.get(pk=run.pk)
+    run = BackupRun.objects.get(pk=run.pk)  # the snapshot the steps recorded
     now = timezone.now()
     return run_transition(
         BackupRun,
@@ -123,7 +131,7 @@ def run_succeeded(run: BackupRun) -> BackupRun:
         RunStatus.SUCCEEDED,
         note=f"snapshot {run.snapshot_id[:8]}",
         finished_at=now,
-        duration_seconds=(now - run.started_at).total_seconds() if run.started_at else None,
+        duration_seconds=_seconds_since_start(run, now),
     )
 
 
@@ -139,7 +147,7 @@ def run_failed(run: BackupRun, summary: str) -> None:
         note=summary,
         error=summary[:10000],
         finished_at=now,
-        duration_seconds=(now - run.started_at).total_seconds() if run.started_at else None,
+        duration_seconds=_seconds_since_start(run, now),
     )
 
 

@@ -12,7 +12,15 @@ from django.utils import timezone
 from accounts.models import User
 from backups import restic
 from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
-from backups.services.backup import backup_clean_up, backup_database, backup_files, backup_snapshot, run_failed
+from backups.services.backup import (
+    backup_clean_up,
+    backup_database,
+    backup_files,
+    backup_snapshot,
+    run_failed,
+    run_started,
+    run_succeeded,
+)
 from backups.services.records import BackupConflict, RepositoryUnavailable, SnapshotNotFound, run_transition
 from backups.services.stack_io import (
     DB_DUMP,
@@ -65,7 +73,7 @@ def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
         pre = BackupRun.objects.create(store=store, kind=Kind.PRE_RESTORE, created_by=restore.created_by, job_id=job_id)
         BackupEvent.objects.create(backup_run=pre, new_status=pre.status, note=f"before restore {restore.pk}")
         RestoreRun.objects.filter(pk=restore.pk).update(pre_restore_backup=pre)
-    run_transition(BackupRun, pre.pk, RunStatus.RUNNING, started_at=timezone.now())
+    run_started(pre)
     try:
         backup_database(pre, store, log)
         backup_files(pre, store, log)
@@ -75,16 +83,7 @@ def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
         raise restic.ResticError(f"the pre-restore backup failed, nothing was changed: {exc}") from exc
     finally:
         backup_clean_up(pre, store)
-    pre = BackupRun.objects.get(pk=pre.pk)
-    now = timezone.now()
-    run_transition(
-        BackupRun,
-        pre.pk,
-        RunStatus.SUCCEEDED,
-        note=f"snapshot {pre.snapshot_id[:8]}",
-        finished_at=now,
-        duration_seconds=(now - pre.started_at).total_seconds(),
-    )
+    pre = run_succeeded(pre)
     log(f"snapshot {pre.snapshot_id[:8]} keeps the store as it was")
 
 

@@ -59,3 +59,22 @@ def recorded_active_store(store_in_status):
     """A store recorded as active, with no containers and no jobs: for every test whose checks happen
     before Docker is asked anything (pages, permissions, locks, refusals)."""
     return store_in_status("active")
+
+
+UNREACHABLE_ENGINE = "tcp://127.0.0.1:9"  # the discard port: nothing answers there
+
+
+@pytest.fixture
+def place_on_unreachable_engine(db):
+    """place(store) -> the store, recorded on a host whose engine never answers (UNREACHABLE_ENGINE), so its
+    jobs really run and fail at their first engine call: for what a failure leaves, without Docker."""
+    from stores.models import Host, Store
+
+    def place(store):
+        engine = {"docker_url": UNREACHABLE_ENGINE, "memory_capacity_mb": 1024, "cpu_capacity": 1}
+        host, _ = Host.objects.get_or_create(name="unreachable", defaults=engine)
+        Store.objects.filter(pk=store.pk).update(host=host, port=20001)
+        store.refresh_from_db()
+        return store
+
+    return place
