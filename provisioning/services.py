@@ -21,7 +21,7 @@ from provisioning.stacks import stack_for
 from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store, StoreUsageSample
-from stores.operations import store_lock_for_operation, store_operation_active
+from stores.operations import store_busy_refusal, store_lock_for_operation
 from stores.services import store_disk_record, store_transition
 
 logger = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ def job_preflight(*, store: Store, kind: str) -> None:
         raise InvalidTransition(
             f"{store.domain} is {store.get_status_display().lower()}; a {kind} job cannot start until that is done"
         )
-    busy = store_operation_active(store_id=store.pk)
-    if busy:  # the same sentence as the check under the lock gives
-        raise JobConflict(f"{store.domain}: {busy} Try again once it has finished.")
+    refusal = store_busy_refusal(store_id=store.pk)  # the check under the lock gives the same sentence
+    if refusal:
+        raise JobConflict(f"{store.domain}: {refusal}")
 
 
 @transaction.atomic

@@ -33,6 +33,12 @@ def store_operation_active(*, store_id: int) -> str | None:
     return None
 
 
+def store_busy_refusal(*, store_id: int) -> str | None:
+    """What a request for another operation on the store is told while one is active, or None."""
+    active = store_operation_active(store_id=store_id)
+    return f"{active} Try again once it has finished." if active else None
+
+
 def store_lock_for_operation(*, store_id: int) -> Store:
     """Lock the store's row and refuse (StoreBusy) while another operation on it is active.
 
@@ -41,7 +47,7 @@ def store_lock_for_operation(*, store_id: int) -> Store:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("store_lock_for_operation must run inside the transaction that records the operation")
     store = Store.objects.select_for_update().get(pk=store_id)
-    active = store_operation_active(store_id=store.pk)
-    if active:
-        raise StoreBusy(f"{active} Try again once it has finished.")
+    refusal = store_busy_refusal(store_id=store.pk)
+    if refusal:
+        raise StoreBusy(refusal)
     return store
