@@ -19,7 +19,7 @@ from django.conf import settings
 
 from provisioning.exceptions import DockerUnavailable, ProvisioningError
 
-__all__ = ["DockerUnavailable", "ProvisioningError", "EngineInfo", "ContainerInfo"]
+__all__ = ["DockerUnavailable", "ProvisioningError", "EngineInfo", "ContainerInfo", "NetworkInfo"]
 
 
 @dataclass(frozen=True)
@@ -159,18 +159,61 @@ def image_tag(*, image: str, tag: str, base_url: str | None = None) -> None:
 # Every function looks up what exists (by name) before it creates anything, so a retried step resumes.
 
 
+# The engine's option that names a bridge network's interface on the host (at most 15 characters).
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    id: str
+    name: str
+    bridge: str  # the interface on the host: the one asked for, or the engine's own "br-<id>"
+    labels: dict[str, str]
+
+
+def _network_info(network) -> NetworkInfo:
+    attrs = network.attrs
+    bridge = (attrs.get("Options") or {}).get(BRIDGE_NAME_OPTION) or f"br-{network.id[:12]}"
+    return NetworkInfo(id=network.id, name=network.name, bridge=bridge, labels=attrs.get("Labels") or {})
+
+
 @_engine_call
-def network_ensure(*, name: str, labels: dict[str, str], internal: bool = False, base_url: str | None = None) -> str:
-    """A bridge network; `internal` ones have no route out (and so no published ports)."""
+def network_ensure(
+    *,
+    name: str,
+    labels: dict[str, str],
+    internal: bool = False,
+    bridge: str | None = None,
+    base_url: str | None = None,
+) -> NetworkInfo:
+    """A bridge network; `internal` ones have no route out (and so no published ports). `bridge` names its
+    interface on the host (firewall rules match it); an existing network keeps the interface it has."""
     engine = client(base_url)
     try:
         existing = engine.networks.list(names=[name])
         exact = [n for n in existing if n.name == name]
         if exact:
-            return exact[0].id
-        return engine.networks.create(name, driver="bridge", labels=labels, internal=internal, check_duplicate=True).id
+            return _network_info(exact[0])
+        created = engine.networks.create(
+            name,
+            driver="bridge",
+            labels=labels,
+            internal=internal,
+            options={BRIDGE_NAME_OPTION: bridge} if bridge else None,
+            check_duplicate=True,
+        )
+        return _network_info(created)
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"could not create network {name}: {exc.explanation or exc}") from exc
+
+
+@_engine_call
+def networks_by_label(*, label: str, base_url: str | None = None) -> list[NetworkInfo]:
+    """The networks carrying `label` (a key, or key=value)."""
+    try:
+        return [_network_info(n) for n in client(base_url).networks.list(filters={"label": label})]
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not list networks labelled {label}: {exc.explanation or exc}") from exc
 
 
 @_engine_call

@@ -10,7 +10,7 @@ import time
 from django.conf import settings
 from django.urls import reverse
 
-from provisioning import acme_client, docker_client, hooks, proxy
+from provisioning import acme_client, docker_client, egress, hooks, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import JobLogLine, JobStep
@@ -59,8 +59,13 @@ def allocate(store: Store, log: Log) -> None:
 
 def network_and_volumes(store: Store, log: Log) -> None:
     stack = _stack(store)
-    docker_client.network_ensure(name=stack.network_name, labels=stack.labels, base_url=store.host.docker_url)
-    log(f"network {stack.network_name} ready")
+    network = docker_client.network_ensure(
+        name=stack.network_name,
+        labels=stack.labels,
+        bridge=egress.bridge_name(stack.network_name),  # inside the host's outbound fence
+        base_url=store.host.docker_url,
+    )
+    log(f"network {network.name} ready (bridge {network.bridge})")
     for service in stack.services():
         for suffix in service.volumes:
             name = docker_client.volume_ensure(

@@ -24,6 +24,7 @@ UNITS = [
     "shophosting-housekeeping.timer",
     "shophosting-nginx-reload.path",
     "shophosting-nginx-reload.service",
+    "shophosting-egress.service",
 ]
 # Rendered path (under the output directory) -> template (under deploy/).
 FILES = {

@@ -32,7 +32,7 @@ from backups.services.stack_io import (
     volume_restore,
     web_volumes,
 )
-from provisioning import docker_client
+from provisioning import docker_client, egress
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import Log
 from provisioning.models import ProvisioningJob
@@ -181,7 +181,13 @@ def step_copy(store: Store, log: Log, *, job_id: int) -> None:
     expected = dump_row_counts(staging / DB_DUMP)
     (staging / EXPECTED_ROWS).write_text(json.dumps(expected))
     log(f"snapshot {run.snapshot_id[:8]}: dump read, {len(expected)} tables with rows")
-    docker_client.network_ensure(name=copy.network, labels=copy.labels, internal=True, base_url=copy.base_url)
+    docker_client.network_ensure(
+        name=copy.network,
+        labels=copy.labels,
+        internal=True,
+        bridge=egress.bridge_name(copy.network),  # the host's fence keeps the copy off the host's services too
+        base_url=copy.base_url,
+    )
     for (volume, mount), suffix in zip(copy.volumes().items(), web_volumes(store), strict=True):
         docker_client.volume_ensure(name=volume, labels=copy.labels, base_url=copy.base_url)
         volume_restore(

@@ -1,4 +1,7 @@
+import re
+
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from provisioning.image_contract import WORDPRESS_INSTALLER
 from provisioning.stacks.base import (
@@ -40,6 +43,24 @@ WORDPRESS_HARDENING = (
     " define('WP_AUTO_UPDATE_CORE', false);"
 )
 
+# A host WordPress may call while it blocks outbound HTTP: a name, an address, or a "*." wildcard.
+ACCESSIBLE_HOST = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def wordpress_outbound_http() -> str:
+    """WordPress's own outbound HTTP switch, from the platform's settings (never the image's): in production
+    WordPress calls out (payment gateways, updates) and the host's fence decides where it may go
+    (provisioning/egress.py); where nothing outside answers (development, tests) it blocks, but for the
+    hosts STORE_HTTP_ACCESSIBLE_HOSTS names."""
+    if not settings.STORE_HTTP_BLOCK_EXTERNAL:
+        return ""
+    hosts = [host.strip() for host in settings.STORE_HTTP_ACCESSIBLE_HOSTS if host.strip()]
+    for host in hosts:
+        if not ACCESSIBLE_HOST.match(host):
+            raise ImproperlyConfigured(f"STORE_HTTP_ACCESSIBLE_HOSTS: {host!r} is not a host name or address")
+    accessible = f" define('WP_ACCESSIBLE_HOSTS', '{','.join(hosts)}');" if hosts else ""
+    return f" define('WP_HTTP_BLOCK_EXTERNAL', true);{accessible}"
+
 
 class WooCommerceStack(StackSpec):
     platform = "woocommerce"
@@ -77,7 +98,7 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_CONFIG_EXTRA": (
                         f"define('WP_HOME', 'http://{store.domain}'); define('WP_SITEURL', 'http://{store.domain}');"
                         " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
-                        f" define('WP_REDIS_PREFIX', '{self.cache_prefix}'); define('WP_HTTP_BLOCK_EXTERNAL', true);"
+                        f" define('WP_REDIS_PREFIX', '{self.cache_prefix}');{wordpress_outbound_http()}"
                         f" {WORDPRESS_HARDENING}"
                     ),
                 },

@@ -413,6 +413,30 @@ STORE_PIDS_LIMIT_DEFAULT = env.int("STORE_PIDS_LIMIT_DEFAULT", default=256)  # a
 STORE_LOG_MAX_SIZE = env("STORE_LOG_MAX_SIZE", default="10m")
 STORE_LOG_MAX_FILE = env.int("STORE_LOG_MAX_FILE", default=3)
 
+# --- Outbound traffic of the stores (provisioning/egress.py; README, "Outbound traffic") -------------------
+# The fence: stores reach the internet and nothing private (other stores, the host, private and link-local
+# networks). Managed means `manage.py egress_apply` (the root unit shophosting-egress.service) installs it.
+EGRESS_MANAGED = env.bool("EGRESS_MANAGED", default=True)
+# Exceptions to the blocked ranges, "CIDR" or "CIDR:port" (TCP and UDP), e.g. the platform's SMTP relay on a
+# private address: "10.0.0.25:587".
+EGRESS_ALLOWED = env.list("EGRESS_ALLOWED", default=[])
+# More ranges to block besides the private, link-local, loopback, multicast and reserved ones, e.g. a
+# provider's internal services on public addresses.
+EGRESS_BLOCKED_EXTRA = env.list("EGRESS_BLOCKED_EXTRA", default=[])
+# Ports of the host itself a store may open (TCP): nginx, which the internet reaches anyway, so a store can
+# load its own pages (WP-Cron, WooCommerce's background jobs). Every other port of the host is closed to it.
+EGRESS_HOST_PORTS = env.list("EGRESS_HOST_PORTS", default=["80", "443"])
+# Open port 53 to the host's resolvers (/etc/resolv.conf), which Docker's DNS forwards a store's lookups to.
+EGRESS_ALLOW_HOST_RESOLVERS = env.bool("EGRESS_ALLOW_HOST_RESOLVERS", default=True)
+# The iptables that dockerd uses (Debian's default is the nf_tables one; "iptables-legacy" if dockerd uses
+# that). "-restore" is appended to the last word for the atomic refill.
+EGRESS_IPTABLES = env.list("EGRESS_IPTABLES", default=["iptables"])
+# WordPress's own outbound HTTP switch (WP_HTTP_BLOCK_EXTERNAL): off in production, where the fence decides;
+# on in development and tests, where nothing outside answers and every call would wait for its timeout.
+STORE_HTTP_BLOCK_EXTERNAL = env.bool("STORE_HTTP_BLOCK_EXTERNAL", default=False)
+# Hosts WordPress may still call while it blocks (WP_ACCESSIBLE_HOSTS; "*.example.com" wildcards allowed).
+STORE_HTTP_ACCESSIBLE_HOSTS = env.list("STORE_HTTP_ACCESSIBLE_HOSTS", default=[])
+
 # --- nginx in front of the stores (provisioning/proxy.py) -----------------------------------------
 # Off: stores answer only on their published port (the one-command demo has no nginx).
 NGINX_ENABLED = env.bool("NGINX_ENABLED", default=True)

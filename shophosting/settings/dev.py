@@ -22,6 +22,10 @@ os.environ.setdefault("TLS_ENABLED", "false")
 os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 # The demo's staff sign in with a password alone; production requires an authenticator app.
 os.environ.setdefault("STAFF_TWO_FACTOR_REQUIRED", "false")
+# The demo leaves the host's firewall alone (EGRESS_MANAGED=true and bin/run, as root, installs the fence), and
+# WordPress makes no outbound call: nothing outside answers on most development machines.
+os.environ.setdefault("EGRESS_MANAGED", "false")
+os.environ.setdefault("STORE_HTTP_BLOCK_EXTERNAL", "true")
 
 from .base import *  # noqa: E402,F403
 

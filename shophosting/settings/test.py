@@ -18,6 +18,9 @@ os.environ.setdefault("STAFF_TWO_FACTOR_REQUIRED", "false")
 
 use_local_store_images()  # see shophosting/core/local_images.py
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")
+# Nothing outside answers here: WordPress blocks outbound HTTP (tests/test_egress.py lets one store reach its
+# stand-in for the internet through STORE_HTTP_ACCESSIBLE_HOSTS).
+os.environ.setdefault("STORE_HTTP_BLOCK_EXTERNAL", "true")
 # A private nginx on a loopback port, started by the tests (tests/conftest.py: nginx_server).
 _nginx_prefix = os.path.join(os.path.dirname(__file__), "..", "..", "var", "test", "nginx")
 _nginx_prefix = os.path.abspath(_nginx_prefix)
