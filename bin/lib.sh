@@ -66,6 +66,7 @@ ensure_dockerd() {
     fi
     command -v dockerd >/dev/null || ensure_apt_packages docker.io || return 1
     say "starting dockerd (log: var/log/dockerd.log)"
+    # With its iptables rules on (dockerd's default): the stores' outbound fence hooks into its DOCKER-USER chain.
     # dockerd outlives this script: it must not keep any descriptor we inherited open (a caller's
     # `flock /tmp/docker-tests.lock bin/test` would otherwise stay locked for as long as dockerd runs).
     (

@@ -93,8 +93,12 @@ class Namespace:
         """An HTTP server on address:port answering every GET with `body` (200, text/plain)."""
         code = textwrap.dedent(
             """
-            import http.server, sys
+            import http.server, socketserver, sys
             address, port, body = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+            class Server(http.server.ThreadingHTTPServer):
+                def server_bind(self):  # without HTTPServer's reverse lookup, which waits on a DNS unreachable here
+                    socketserver.TCPServer.server_bind(self)
+                    self.server_name, self.server_port = self.server_address[:2]
             class Handler(http.server.BaseHTTPRequestHandler):
                 def do_GET(self):
                     self.send_response(200)
@@ -104,7 +108,7 @@ class Namespace:
                     self.wfile.write(body)
                 def log_message(self, *args):
                     pass
-            http.server.ThreadingHTTPServer((address, port), Handler).serve_forever()
+            Server((address, port), Handler).serve_forever()
             """
         )
         process = self.popen([sys.executable, "-c", code, self.address, str(port), body.decode()])

@@ -138,7 +138,7 @@ def test_every_rendered_unit_and_timer_passes_systemd_analyze_verify(tmp_path):
     shutil.copy(template, units / "shophosting-worker-provisioning@1.service")
     shutil.copy(template, units / "shophosting-worker-provisioning@2.service")
     files = sorted(str(p) for p in units.iterdir() if p.name != template.name)
-    assert len(files) == 15
+    assert len(files) == 16
 
     verified = subprocess.run(["systemd-analyze", "verify", "--man=no", *files], capture_output=True, text=True)
 
@@ -156,6 +156,12 @@ def test_every_rendered_unit_and_timer_passes_systemd_analyze_verify(tmp_path):
     assert logrotate.returncode == 0 and "error" not in logrotate.stderr.lower(), logrotate.stderr
     target = (units / "shophosting.target").read_text()
     assert "shophosting-worker-provisioning@1.service shophosting-worker-provisioning@2.service" in target
+    # The stores' outbound fence: root (only root changes the firewall), after dockerd and again whenever it
+    # restarts, logging where no application file can become root's.
+    egress = (units / "shophosting-egress.service").read_text()
+    assert "User=" not in egress and "PartOf=docker.service" in egress and "After=docker.service" in egress
+    assert "WantedBy=multi-user.target docker.service" in egress
+    assert re.search(r"^ExecStart=/usr/bin/env LOG_DIR=/var/log/shophosting-egress .* egress_apply$", egress, re.M)
 
 
 def unit_groups(path: Path) -> set[str]:

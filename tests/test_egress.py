@@ -326,6 +326,11 @@ def test_a_store_reaches_the_internet_and_nothing_private(
         # The store network's bridge carries the name the fence matches.
         assert network_a.attrs["Options"]["com.docker.network.bridge.name"] == egress.bridge_name(network_a.name)
         assert subprocess.run(["ip", "link", "show", egress.bridge_name(network_a.name)]).returncode == 0
+        # A store network from before the fence (the engine's own br-… bridge) is named as outside it.
+        legacy = docker_client.network_ensure(name=f"{store_a.slug}-legacy-net", labels=network_a.attrs["Labels"])
+        unfenced = egress.unfenced_store_networks()
+        assert f"{legacy.name} ({legacy.bridge})" in unfenced and legacy.bridge.startswith("br-")
+        assert not [name for name in unfenced if name.startswith((f"{store_a.slug}-net", f"{store_b.slug}-net"))]
         gateway = network_a.attrs["IPAM"]["Config"][0]["Gateway"]
         host_port = stack.enter_context(netns.host_listener(gateway))
         db_b = engine.containers.get(f"{store_b.slug}-db").attrs["NetworkSettings"]["Networks"][f"{store_b.slug}-net"]
