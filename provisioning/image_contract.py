@@ -2,7 +2,8 @@
 
 The stacks (`stacks/woocommerce.py`, `stacks/magento.py`) run the same steps whatever image the settings name,
 so every recipe of a role must keep one contract: the installer where `install_commands` runs it, the object
-cache drop-in, the `*_FILE` password variables, the entrypoint and command, the port. Each part is checked
+cache drop-in, the platform's mu-plugins (the mailer), the `*_FILE` password variables, the entrypoint and
+command, the port. Each part is checked
 against the recipe's Dockerfile and the files it copies (`tests/test_image_contract.py`), and
 `images_build --production` checks the production recipes before it builds them.
 
@@ -30,6 +31,9 @@ OBJECT_CACHE_DESTINATIONS = {
     "/usr/src/wordpress/wp-content/object-cache.php": "the official entrypoint's copy of /usr/src/wordpress",
     "/usr/local/share/shophosting/object-cache.php": "the local entrypoint, at every start",
 }
+# The platform's must-use plugins (the mailer): a directory of the image, where the stack's WPMU_PLUGIN_DIR points.
+WORDPRESS_MU_PLUGINS = "/usr/local/share/shophosting/mu-plugins"
+WORDPRESS_MU_PLUGINS_SOURCE = IMAGES_DIR / "wordpress" / "mu-plugins"
 MAGENTO_INSTALLER_NAME = "shophosting-magento-install"  # run by name (MagentoStack.install_commands)
 MAGENTO_INSTALLER = f"/usr/local/bin/{MAGENTO_INSTALLER_NAME}"  # so on the PATH
 MAGENTO_CLI = "/var/www/html/bin/magento"
@@ -168,6 +172,14 @@ def _object_cache(recipe: Recipe) -> bool:
     return False
 
 
+def _mu_plugins(recipe: Recipe) -> bool:
+    """The whole directory, outside /var/www/html: no store volume holds a copy that could go stale."""
+    return any(
+        source == WORDPRESS_MU_PLUGINS_SOURCE and destination.rstrip("/") == WORDPRESS_MU_PLUGINS
+        for destination, source in recipe.copies.items()
+    )
+
+
 def _wp_config_feature(feature: str, marker: str) -> Callable[[Recipe], bool]:
     def check(recipe: Recipe) -> bool:
         return feature in _provides(recipe).features or marker in recipe.copied_text("/var/www/html/wp-config.php")
@@ -217,6 +229,10 @@ WORDPRESS_CONTRACT = [
     Part(
         "the object cache drop-in (deploy/images/wordpress/object-cache.php), put into wp-content by the entrypoint",
         _object_cache,
+    ),
+    Part(
+        f"the platform's mu-plugins, the mailer among them, at {WORDPRESS_MU_PLUGINS} (deploy/images/wordpress/mu-plugins)",
+        _mu_plugins,
     ),
     Part(
         "wp-config reads WORDPRESS_DB_PASSWORD_FILE (the *_FILE variables)",
