@@ -36,6 +36,8 @@ WORDPRESS_MU_PLUGINS = "/usr/local/share/shophosting/mu-plugins"
 WORDPRESS_MU_PLUGINS_SOURCE = IMAGES_DIR / "wordpress" / "mu-plugins"
 MAGENTO_INSTALLER_NAME = "shophosting-magento-install"  # run by name (MagentoStack.install_commands)
 MAGENTO_INSTALLER = f"/usr/local/bin/{MAGENTO_INSTALLER_NAME}"  # so on the PATH
+# `shophosting-magento-install smtp-password`: the relay password from MAGENTO_SMTP_PASSWORD_FILE into env.php.
+MAGENTO_INSTALLER_SMTP_PASSWORD = "smtp-password"  # noqa: S105 - a command name, not a password
 MAGENTO_CLI = "/var/www/html/bin/magento"
 MAGENTO_LISTEN_PORT = "8080"  # stacks/magento.py WEB_PORT
 
@@ -231,7 +233,7 @@ WORDPRESS_CONTRACT = [
         _object_cache,
     ),
     Part(
-        f"the platform's mu-plugins, the mailer among them, at {WORDPRESS_MU_PLUGINS} (deploy/images/wordpress/mu-plugins)",
+        f"the platform's mu-plugins, the mailer among them, at {WORDPRESS_MU_PLUGINS} (wordpress/mu-plugins)",
         _mu_plugins,
     ),
     Part(
@@ -267,6 +269,10 @@ MAGENTO_CONTRACT = [
     Part(
         "the installer reads setup:install's options from SHOPHOSTING_MAGENTO_INSTALL",
         _reads_file("SHOPHOSTING_MAGENTO_INSTALL"),
+    ),
+    Part(
+        "the installer's smtp-password sets the relay password from MAGENTO_SMTP_PASSWORD_FILE",
+        _reads_file("MAGENTO_SMTP_PASSWORD_FILE"),
     ),
     Part(f"serves on port {MAGENTO_LISTEN_PORT} (MAGENTO_LISTEN_PORT)", _exposes(MAGENTO_LISTEN_PORT)),
 ]

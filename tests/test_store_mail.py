@@ -59,7 +59,9 @@ def headers(content: str) -> dict[str, str]:
     """The message's top-level headers (folded lines joined), by lower-case name."""
     head = content.replace("\r\n", "\n").split("\n\n", 1)[0]
     unfolded = head.replace("\n ", " ").replace("\n\t", " ")
-    return {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in unfolded.split("\n"))}
+    return {
+        name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in unfolded.split("\n"))
+    }
 
 
 def test_a_live_woocommerce_store_mails_its_password_reset_through_the_relay_from_its_own_domain(

@@ -27,7 +27,7 @@ def secret_path(name: str) -> str:
 
 
 # The platform's SMTP relay password, as a secret file of the web container (settings.STORE_SMTP_PASSWORD).
-SMTP_PASSWORD_SECRET = "smtp_password"
+SMTP_PASSWORD_SECRET = "smtp_password"  # noqa: S105 - the file name, not a password
 
 
 def store_mail_from(domain: str) -> str:
@@ -41,7 +41,9 @@ def store_mail_from(domain: str) -> str:
 
 def smtp_secrets() -> dict[str, str]:
     """The web container's secret files for the relay: the password, when the relay takes one."""
-    return {SMTP_PASSWORD_SECRET: settings.STORE_SMTP_PASSWORD} if settings.STORE_SMTP_PASSWORD else {}
+    if not (settings.STORE_SMTP_HOST and settings.STORE_SMTP_USER and settings.STORE_SMTP_PASSWORD):
+        return {}
+    return {SMTP_PASSWORD_SECRET: settings.STORE_SMTP_PASSWORD}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 # `tls` is TLS from the first byte (SMTPS, port 465), `none` sends everything, credentials too, in clear
 # (only for a relay on the same private network).
 SMTP_SECURITY_PORTS = {"none": 25, "starttls": 587, "tls": 465}
-HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
 MAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?P<domain>[A-Za-z0-9.-]{1,253})")
 VARIABLES = ("STORE_SMTP_HOST", "STORE_SMTP_PORT", "STORE_SMTP_USER", "STORE_SMTP_PASSWORD", "STORE_SMTP_SECURITY")
 
@@ -44,8 +46,9 @@ def store_smtp_settings(environ: Mapping[str, str]) -> dict[str, object]:
             raise ImproperlyConfigured(f"{name} must be one line")
     security = value["STORE_SMTP_SECURITY"].lower() or "starttls"
     if security not in SMTP_SECURITY_PORTS:
+        choices = ", ".join(SMTP_SECURITY_PORTS)
         raise ImproperlyConfigured(
-            f"STORE_SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_PORTS)} (got {value['STORE_SMTP_SECURITY']!r})"
+            f"STORE_SMTP_SECURITY must be one of {choices} (got {value['STORE_SMTP_SECURITY']!r})"
         )
     port_text = value["STORE_SMTP_PORT"]
     if port_text and not (port_text.isdigit() and 1 <= int(port_text) <= 65535):
@@ -53,7 +56,11 @@ def store_smtp_settings(environ: Mapping[str, str]) -> dict[str, object]:
     host = value["STORE_SMTP_HOST"]
     if not host:
         # (STORE_SMTP_SECURITY alone is no sign of a forgotten host: it has a default, and .env.example sets it.)
-        others = [name for name in ("STORE_SMTP_PORT", "STORE_SMTP_USER", "STORE_SMTP_PASSWORD", "STORE_MAIL_FROM") if value[name]]
+        others = [
+            name
+            for name in ("STORE_SMTP_PORT", "STORE_SMTP_USER", "STORE_SMTP_PASSWORD", "STORE_MAIL_FROM")
+            if value[name]
+        ]
         if others:
             raise ImproperlyConfigured(f"{', '.join(others)} set but STORE_SMTP_HOST is empty: name the relay")
     elif not _is_host(host):
