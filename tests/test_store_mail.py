@@ -123,8 +123,25 @@ def test_a_live_woocommerce_store_mails_its_password_reset_through_the_relay_fro
     assert headers(foreign["content"])["from"] == "Grace <store@mail1.test>"
     assert headers(foreign["content"])["reply-to"] == "grace@gmail.example"
 
-    # The relay password is a 0440 secret file of the web container, and nowhere in its configuration.
+    # The platform's mu-plugins load from the image (WPMU_PLUGIN_DIR); the store's own wp-content/mu-plugins
+    # still load, with their own URLs.
     web = f"{store.slug}-web"
+    own = "<?php define('STORE_OWN_MU_PLUGIN', plugins_url('app.js', __FILE__));"
+    status, output = exec_in(
+        web,
+        f'mkdir -p /var/www/html/wp-content/mu-plugins && echo "{own}" > /var/www/html/wp-content/mu-plugins/own.php',
+    )
+    assert status == 0, output
+    code = WORDPRESS_LOAD + "echo json_encode([WPMU_PLUGIN_DIR, STORE_OWN_MU_PLUGIN, array_map('basename', wp_get_mu_plugins())]);"
+    status, output = docker_client.container_exec(name=web, command=["php", "-r", code])
+    assert status == 0, output
+    assert json.loads(output.splitlines()[-1]) == [
+        "/usr/local/share/shophosting/mu-plugins",
+        "http://www.mail1.test/wp-content/mu-plugins/app.js",
+        ["shophosting-mail.php", "shophosting-store-mu-plugins.php"],
+    ]
+
+    # The relay password is a 0440 secret file of the web container, and nowhere in its configuration.
     attrs = docker_client.client().containers.get(web).attrs
     assert RELAY_PASSWORD not in json.dumps(attrs)
     environment = dict(variable.split("=", 1) for variable in attrs["Config"]["Env"])

@@ -10,15 +10,8 @@
  */
 $shophosting_store_mu_dir = wp_normalize_path(WP_CONTENT_DIR . '/mu-plugins');
 if ($shophosting_store_mu_dir !== wp_normalize_path(WPMU_PLUGIN_DIR) && is_dir($shophosting_store_mu_dir)) {
-    $shophosting_store_mu_plugins = glob($shophosting_store_mu_dir . '/*.php') ?: [];
-    sort($shophosting_store_mu_plugins);
-    foreach ($shophosting_store_mu_plugins as $shophosting_store_mu_plugin) {
-        include_once $shophosting_store_mu_plugin;
-        do_action('mu_plugin_loaded', $shophosting_store_mu_plugin);
-    }
-    unset($shophosting_store_mu_plugins, $shophosting_store_mu_plugin);
-
-    // plugins_url() knows only WPMU_PLUGIN_DIR's URL; a file of wp-content/mu-plugins gets its own.
+    // plugins_url() knows only WPMU_PLUGIN_DIR's URL; a file of wp-content/mu-plugins gets its own (before
+    // they load: a plugin may ask for its URL as it loads).
     add_filter('plugins_url', function ($url, $path, $plugin) use ($shophosting_store_mu_dir) {
         $plugin = wp_normalize_path((string) $plugin);
         if ($plugin === '' || strpos($plugin, $shophosting_store_mu_dir . '/') !== 0) {
@@ -28,4 +21,12 @@ if ($shophosting_store_mu_dir !== wp_normalize_path(WPMU_PLUGIN_DIR) && is_dir($
         $url = content_url('mu-plugins' . ($folder !== '' ? '/' . $folder : ''));
         return $path ? $url . '/' . ltrim($path, '/') : $url;
     }, 10, 3);
+
+    $shophosting_store_mu_plugins = glob($shophosting_store_mu_dir . '/*.php') ?: [];
+    sort($shophosting_store_mu_plugins);
+    foreach ($shophosting_store_mu_plugins as $shophosting_store_mu_plugin) {
+        include_once $shophosting_store_mu_plugin;
+        do_action('mu_plugin_loaded', $shophosting_store_mu_plugin);
+    }
+    unset($shophosting_store_mu_plugins, $shophosting_store_mu_plugin);
 }
