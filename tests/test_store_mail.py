@@ -132,7 +132,10 @@ def test_a_live_woocommerce_store_mails_its_password_reset_through_the_relay_fro
         f'mkdir -p /var/www/html/wp-content/mu-plugins && echo "{own}" > /var/www/html/wp-content/mu-plugins/own.php',
     )
     assert status == 0, output
-    code = WORDPRESS_LOAD + "echo json_encode([WPMU_PLUGIN_DIR, STORE_OWN_MU_PLUGIN, array_map('basename', wp_get_mu_plugins())]);"
+    code = (
+        WORDPRESS_LOAD
+        + "echo json_encode([WPMU_PLUGIN_DIR, STORE_OWN_MU_PLUGIN, array_map('basename', wp_get_mu_plugins())]);"
+    )
     status, output = docker_client.container_exec(name=web, command=["php", "-r", code])
     assert status == 0, output
     assert json.loads(output.splitlines()[-1]) == [
