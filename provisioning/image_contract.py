@@ -2,7 +2,8 @@
 
 The stacks (`stacks/woocommerce.py`, `stacks/magento.py`) run the same steps whatever image the settings name,
 so every recipe of a role must keep one contract: the installer where `install_commands` runs it, the object
-cache drop-in, the `*_FILE` password variables, the entrypoint and command, the port. Each part is checked
+cache drop-in, the platform's mu-plugins (the mailer), the `*_FILE` password variables, the entrypoint and
+command, the port. Each part is checked
 against the recipe's Dockerfile and the files it copies (`tests/test_image_contract.py`), and
 `images_build --production` checks the production recipes before it builds them.
 
@@ -30,8 +31,13 @@ OBJECT_CACHE_DESTINATIONS = {
     "/usr/src/wordpress/wp-content/object-cache.php": "the official entrypoint's copy of /usr/src/wordpress",
     "/usr/local/share/shophosting/object-cache.php": "the local entrypoint, at every start",
 }
+# The platform's must-use plugins (the mailer): a directory of the image, where the stack's WPMU_PLUGIN_DIR points.
+WORDPRESS_MU_PLUGINS = "/usr/local/share/shophosting/mu-plugins"
+WORDPRESS_MU_PLUGINS_SOURCE = IMAGES_DIR / "wordpress" / "mu-plugins"
 MAGENTO_INSTALLER_NAME = "shophosting-magento-install"  # run by name (MagentoStack.install_commands)
 MAGENTO_INSTALLER = f"/usr/local/bin/{MAGENTO_INSTALLER_NAME}"  # so on the PATH
+# `shophosting-magento-install smtp-password`: the relay password from MAGENTO_SMTP_PASSWORD_FILE into env.php.
+MAGENTO_INSTALLER_SMTP_PASSWORD = "smtp-password"  # noqa: S105 - a command name, not a password
 MAGENTO_CLI = "/var/www/html/bin/magento"
 MAGENTO_LISTEN_PORT = "8080"  # stacks/magento.py WEB_PORT
 
@@ -168,6 +174,14 @@ def _object_cache(recipe: Recipe) -> bool:
     return False
 
 
+def _mu_plugins(recipe: Recipe) -> bool:
+    """The whole directory, outside /var/www/html: no store volume holds a copy that could go stale."""
+    return any(
+        source == WORDPRESS_MU_PLUGINS_SOURCE and destination.rstrip("/") == WORDPRESS_MU_PLUGINS
+        for destination, source in recipe.copies.items()
+    )
+
+
 def _wp_config_feature(feature: str, marker: str) -> Callable[[Recipe], bool]:
     def check(recipe: Recipe) -> bool:
         return feature in _provides(recipe).features or marker in recipe.copied_text("/var/www/html/wp-config.php")
@@ -219,6 +233,10 @@ WORDPRESS_CONTRACT = [
         _object_cache,
     ),
     Part(
+        f"the platform's mu-plugins, the mailer among them, at {WORDPRESS_MU_PLUGINS} (wordpress/mu-plugins)",
+        _mu_plugins,
+    ),
+    Part(
         "wp-config reads WORDPRESS_DB_PASSWORD_FILE (the *_FILE variables)",
         _wp_config_feature("password_files", "_FILE"),
     ),
@@ -251,6 +269,10 @@ MAGENTO_CONTRACT = [
     Part(
         "the installer reads setup:install's options from SHOPHOSTING_MAGENTO_INSTALL",
         _reads_file("SHOPHOSTING_MAGENTO_INSTALL"),
+    ),
+    Part(
+        "the installer's smtp-password sets the relay password from MAGENTO_SMTP_PASSWORD_FILE",
+        _reads_file("MAGENTO_SMTP_PASSWORD_FILE"),
     ),
     Part(f"serves on port {MAGENTO_LISTEN_PORT} (MAGENTO_LISTEN_PORT)", _exposes(MAGENTO_LISTEN_PORT)),
 ]

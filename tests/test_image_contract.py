@@ -46,6 +46,13 @@ def _altered(tmp_path, name: str, old: str, new: str):
         ),
         ("wordpress-official", "sha256sum -c -", "true", "WooCommerce at a pinned version"),
         ("wordpress-official", 'pecl install "redis-${PHPREDIS_VERSION}"', "true", "phpredis"),
+        (
+            "wordpress-official",
+            "COPY wordpress/mu-plugins/ /usr/local/share/shophosting/mu-plugins/",
+            "COPY wordpress/mu-plugins/ /var/www/html/wp-content/mu-plugins/",
+            "the platform's mu-plugins",
+        ),
+        ("wordpress", "COPY mu-plugins/ /usr/local/share/shophosting/mu-plugins/", "", "the platform's mu-plugins"),
         ("wordpress", "COPY wp-config.php /var/www/html/wp-config.php", "", "WORDPRESS_DB_PASSWORD_FILE"),
         ("wordpress", 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]', "", "ENTRYPOINT docker-entrypoint.sh"),
         ("wordpress", "COPY object-cache.php /usr/local/share/shophosting/object-cache.php", "", "object cache"),
@@ -80,6 +87,8 @@ def test_every_woocommerce_store_gets_the_hardening_and_the_installer_is_told_wh
     extra = web.environment["WORDPRESS_CONFIG_EXTRA"]
     assert WORDPRESS_HARDENING in extra
     assert "define('DISALLOW_FILE_EDIT', true);" in extra and "define('AUTOMATIC_UPDATER_DISABLED', true);" in extra
+    # Both images load the platform's mu-plugins (the mailer) from the image's directory the contract names.
+    assert "define('WPMU_PLUGIN_DIR', '/usr/local/share/shophosting/mu-plugins');" in extra
     creds = {"admin_user": "a", "admin_email": "a@example.com", "admin_password": "p"}
 
     settings.STORE_WOOCOMMERCE_REQUIRED = True  # production: wordpress-official carries WooCommerce

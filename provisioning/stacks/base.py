@@ -26,6 +26,26 @@ def secret_path(name: str) -> str:
     return f"{SECRETS_DIR}/{name}"
 
 
+# The platform's SMTP relay password, as a secret file of the web container (settings.STORE_SMTP_PASSWORD).
+SMTP_PASSWORD_SECRET = "smtp_password"  # noqa: S105 - the file name, not a password
+
+
+def store_mail_from(domain: str) -> str:
+    """The From address of a store's mail: the configured sender (STORE_MAIL_FROM), else store@ the store's
+    domain (without a leading www., as WordPress does), so the relay's DKIM signature and the domain's SPF
+    record align with what the recipient sees (README, "Store mail")."""
+    if settings.STORE_MAIL_FROM:
+        return settings.STORE_MAIL_FROM
+    return f"store@{domain.lower().removeprefix('www.')}"
+
+
+def smtp_secrets() -> dict[str, str]:
+    """The web container's secret files for the relay: the password, when the relay takes one."""
+    if not (settings.STORE_SMTP_HOST and settings.STORE_SMTP_USER and settings.STORE_SMTP_PASSWORD):
+        return {}
+    return {SMTP_PASSWORD_SECRET: settings.STORE_SMTP_PASSWORD}
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     role: str  # also the container's alias on the store network ("db", "cache", "web", ...)

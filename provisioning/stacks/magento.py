@@ -1,13 +1,23 @@
 import json
 
-from provisioning.image_contract import MAGENTO_CLI, MAGENTO_INSTALLER_NAME, MAGENTO_LISTEN_PORT
+from django.conf import settings
+
+from provisioning.image_contract import (
+    MAGENTO_CLI,
+    MAGENTO_INSTALLER_NAME,
+    MAGENTO_INSTALLER_SMTP_PASSWORD,
+    MAGENTO_LISTEN_PORT,
+)
 from provisioning.stacks.base import (
+    SMTP_PASSWORD_SECRET,
     WWW_DATA_GID,
     ServiceSpec,
     StackSpec,
     mariadb_service,
     redis_service,
     secret_path,
+    smtp_secrets,
+    store_mail_from,
     tcp_healthcheck,
 )
 
@@ -16,6 +26,41 @@ WEB_PORT = int(MAGENTO_LISTEN_PORT)  # web listens here; Varnish's backend must 
 # and the VCL compiler as them (SETUID, SETGID), reaches into that directory as root (DAC_OVERRIDE) and
 # signals its children (KILL). Port 80 needs no capability (Docker 20.10 and later).
 VARNISH_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID")
+
+
+# STORE_SMTP_SECURITY in Magento's words (system/smtp/ssl: none | ssl | tls, Magento_Email's SmtpSslType):
+# `ssl` is TLS from the first byte (SMTPS), `tls` is STARTTLS.
+MAGENTO_SMTP_SSL = {"none": "none", "starttls": "tls", "tls": "ssl"}
+# The sender identities Magento mails from (Stores > Configuration > Store Email Addresses).
+MAGENTO_SENDER_IDENTITIES = ("general", "sales", "support", "custom1", "custom2")
+
+
+def magento_mail_environment(domain: str) -> dict[str, str]:
+    """Magento 2.4.7's own SMTP transport (system/smtp/*) and sender addresses, as Magento's configuration
+    variables (CONFIG__DEFAULT__<PATH>): read at run time, shown locked in the admin, so the platform's relay
+    and the store's aligned From cannot drift. The password is not among them: it is a secret file, which the
+    installer sets (MagentoStack.install_commands). No relay: nothing, and Magento keeps its sendmail default."""
+    if not settings.STORE_SMTP_HOST:
+        return {}
+    sender = store_mail_from(domain)
+    environment = {
+        "CONFIG__DEFAULT__SYSTEM__SMTP__DISABLE": "0",
+        "CONFIG__DEFAULT__SYSTEM__SMTP__TRANSPORT": "smtp",
+        "CONFIG__DEFAULT__SYSTEM__SMTP__HOST": settings.STORE_SMTP_HOST,
+        "CONFIG__DEFAULT__SYSTEM__SMTP__PORT": str(settings.STORE_SMTP_PORT),
+        "CONFIG__DEFAULT__SYSTEM__SMTP__SSL": MAGENTO_SMTP_SSL[settings.STORE_SMTP_SECURITY],
+        "CONFIG__DEFAULT__SYSTEM__SMTP__AUTH": "login" if settings.STORE_SMTP_USER else "none",
+        # The envelope sender (Return-Path) is the From address, so SPF checks the store's domain.
+        "CONFIG__DEFAULT__SYSTEM__SMTP__SET_RETURN_PATH": "1",
+        **{
+            f"CONFIG__DEFAULT__TRANS_EMAIL__IDENT_{identity.upper()}__EMAIL": sender
+            for identity in MAGENTO_SENDER_IDENTITIES
+        },
+    }
+    if settings.STORE_SMTP_USER:
+        environment["CONFIG__DEFAULT__SYSTEM__SMTP__USERNAME"] = settings.STORE_SMTP_USER
+        environment["MAGENTO_SMTP_PASSWORD_FILE"] = secret_path(SMTP_PASSWORD_SECRET)
+    return environment
 
 
 class MagentoStack(StackSpec):
@@ -63,13 +108,14 @@ class MagentoStack(StackSpec):
                     "MAGENTO_REDIS_HOST": "cache",
                     "MAGENTO_BASE_URL": f"http://{store.domain}/",
                     "MAGENTO_LISTEN_PORT": str(WEB_PORT),
+                    **magento_mail_environment(store.domain),
                 },
                 volumes={"media": "/var/www/html/pub/media"},
                 healthcheck=tcp_healthcheck(WEB_PORT),
                 # Listens on 8080 and needs no capability. Not read-only: Magento writes var/, generated/
                 # and pub/static/ inside its own tree (the stand-in writes var/).
                 read_only=False,
-                secrets={"db_password": creds.get("db_password", "")},
+                secrets={"db_password": creds.get("db_password", ""), **smtp_secrets()},
                 secrets_gid=WWW_DATA_GID,
             ),
             ServiceSpec(
@@ -121,10 +167,15 @@ class MagentoStack(StackSpec):
             "session-save-redis-db": "2",
             "use-rewrites": "1",
         }
-        return [
+        commands = [
             ([MAGENTO_INSTALLER_NAME], {"SHOPHOSTING_MAGENTO_INSTALL": json.dumps(options)}),
             (
                 [MAGENTO_CLI, "config:set", "--", "general/store_information/name", store.site_title],
                 {},
             ),
         ]
+        if settings.STORE_SMTP_HOST and settings.STORE_SMTP_USER:
+            # The relay password into env.php (`config:set --lock-env system/smtp/password`, encrypted there
+            # by Magento), read by the installer from the container's secret file: never on a command line.
+            commands.append(([MAGENTO_INSTALLER_NAME, MAGENTO_INSTALLER_SMTP_PASSWORD], {}))
+        return commands

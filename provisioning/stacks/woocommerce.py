@@ -3,14 +3,17 @@ import re
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from provisioning.image_contract import WORDPRESS_INSTALLER
+from provisioning.image_contract import WORDPRESS_INSTALLER, WORDPRESS_MU_PLUGINS
 from provisioning.stacks.base import (
+    SMTP_PASSWORD_SECRET,
     WWW_DATA_GID,
     ServiceSpec,
     StackSpec,
     mariadb_service,
     redis_service,
     secret_path,
+    smtp_secrets,
+    store_mail_from,
     tcp_healthcheck,
 )
 
@@ -42,6 +45,30 @@ WORDPRESS_HARDENING = (
     " define('AUTOMATIC_UPDATER_DISABLED', true);"
     " define('WP_AUTO_UPDATE_CORE', false);"
 )
+# The platform's must-use plugins (the mailer) load from the image, not from the store's wp-content volume:
+# they come and go with the image, no store can lose or keep an old copy, and the local image's read-only
+# core and the official image's copied one are alike. The store's own wp-content/mu-plugins still load
+# (the image's shophosting-store-mu-plugins.php does that).
+WORDPRESS_PLATFORM_PLUGINS = f"define('WPMU_PLUGIN_DIR', '{WORDPRESS_MU_PLUGINS}');"
+
+
+def wordpress_mail_environment(domain: str) -> dict[str, str]:
+    """What the image's mailer mu-plugin (deploy/images/wordpress/mu-plugins/shophosting-mail.php) reads:
+    the platform's relay, the password as a file, and the store's From address. No relay: nothing, and
+    WordPress keeps its own mailer (which finds no sendmail in the image)."""
+    if not settings.STORE_SMTP_HOST:
+        return {}
+    environment = {
+        "SHOPHOSTING_SMTP_HOST": settings.STORE_SMTP_HOST,
+        "SHOPHOSTING_SMTP_PORT": str(settings.STORE_SMTP_PORT),
+        "SHOPHOSTING_SMTP_SECURITY": settings.STORE_SMTP_SECURITY,
+        "SHOPHOSTING_MAIL_FROM": store_mail_from(domain),
+    }
+    if settings.STORE_SMTP_USER:
+        environment["SHOPHOSTING_SMTP_USER"] = settings.STORE_SMTP_USER
+        environment["SHOPHOSTING_SMTP_PASSWORD_FILE"] = secret_path(SMTP_PASSWORD_SECRET)
+    return environment
+
 
 # A host WordPress may call while it blocks outbound HTTP: a name, an address, or a "*." wildcard.
 ACCESSIBLE_HOST = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -93,6 +120,7 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_REDIS_HOST": "cache",
                     "WORDPRESS_REDIS_DATABASE": "0",
                     "WORDPRESS_REDIS_PREFIX": self.cache_prefix,
+                    **wordpress_mail_environment(store.domain),
                     # Extra wp-config lines, evaluated by both images' wp-config.php (the local one also reads
                     # the variables above, for what this does not define).
                     "WORDPRESS_CONFIG_EXTRA": (
@@ -100,6 +128,7 @@ class WooCommerceStack(StackSpec):
                         " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
                         f" define('WP_REDIS_PREFIX', '{self.cache_prefix}');{wordpress_outbound_http()}"
                         f" {WORDPRESS_HARDENING}"
+                        f" {WORDPRESS_PLATFORM_PLUGINS}"
                     ),
                 },
                 volumes={"wp-content": "/var/www/html/wp-content"},
@@ -110,7 +139,7 @@ class WooCommerceStack(StackSpec):
                 # official image copies core into its /var/www/html volume, which stays writable.
                 read_only=True,
                 tmpfs=APACHE_TMPFS,
-                secrets={"db_password": creds.get("db_password", "")},
+                secrets={"db_password": creds.get("db_password", ""), **smtp_secrets()},
                 secrets_gid=WWW_DATA_GID,  # wp-config.php reads it in every PHP request
             ),
         ]

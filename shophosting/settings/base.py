@@ -8,6 +8,8 @@ from pathlib import Path
 import environ
 from csp.constants import NONCE, NONE, SELF
 
+from shophosting.core.mail_relay import store_smtp_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -412,6 +414,17 @@ STORE_PIDS_LIMIT_DEFAULT = env.int("STORE_PIDS_LIMIT_DEFAULT", default=256)  # a
 # The engine's json-file log of each container is rotated: at most MAX_FILE files of MAX_SIZE each.
 STORE_LOG_MAX_SIZE = env("STORE_LOG_MAX_SIZE", default="10m")
 STORE_LOG_MAX_FILE = env.int("STORE_LOG_MAX_FILE", default=3)
+# Every store's outbound mail goes through the platform's SMTP relay (README, "Store mail"): host, port,
+# credentials and security (none | starttls | tls) for all stores; From is store@<store domain> unless
+# STORE_MAIL_FROM names one sender for all. Checked here, at start-up: a bad value stops the platform with
+# the variable's name. An empty STORE_SMTP_HOST: no relay, the stores send no mail.
+_store_smtp = store_smtp_settings(env.ENVIRON)
+STORE_SMTP_HOST = _store_smtp["STORE_SMTP_HOST"]
+STORE_SMTP_PORT = _store_smtp["STORE_SMTP_PORT"]
+STORE_SMTP_SECURITY = _store_smtp["STORE_SMTP_SECURITY"]
+STORE_SMTP_USER = _store_smtp["STORE_SMTP_USER"]
+STORE_SMTP_PASSWORD = _store_smtp["STORE_SMTP_PASSWORD"]
+STORE_MAIL_FROM = _store_smtp["STORE_MAIL_FROM"]
 
 # --- Outbound traffic of the stores (provisioning/egress.py; README, "Outbound traffic") -------------------
 # The fence: stores reach the internet and nothing private (other stores, the host, private and link-local

@@ -53,6 +53,24 @@ def installed_redis(section: str) -> str:
         return f"{target} error: {exc}"
 
 
+def mail_transport() -> str:
+    """Where Magento would send mail: system/smtp/* from its CONFIG__DEFAULT__ variables (the stack's), the
+    password from env.php (set by `shophosting-magento-install smtp-password`); never the password itself."""
+    smtp = {
+        name.removeprefix("CONFIG__DEFAULT__SYSTEM__SMTP__").lower(): value
+        for name, value in os.environ.items()
+        if name.startswith("CONFIG__DEFAULT__SYSTEM__SMTP__")
+    }
+    if smtp.get("transport") != "smtp":
+        return "sendmail"
+    password = "set" if state().get("env", {}).get("system", {}).get("smtp/password") else "none"
+    return (
+        f"smtp {smtp.get('host')}:{smtp.get('port')} ssl={smtp.get('ssl')} auth={smtp.get('auth')}"
+        f" user={smtp.get('username', '')} password={password}"
+        f" from={os.environ.get('CONFIG__DEFAULT__TRANS_EMAIL__IDENT_GENERAL__EMAIL', '')}"
+    )
+
+
 def check_search() -> str:
     url = f"http://{os.environ['MAGENTO_SEARCH_HOST']}:9200/"
     with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - the store network only
@@ -73,7 +91,12 @@ def wiring() -> dict[str, str]:
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         title = state().get("title", "Magento stand-in (not installed)")
-        checks = {**wiring(), "cache": installed_redis("cache"), "sessions": installed_redis("session")}
+        checks = {
+            **wiring(),
+            "cache": installed_redis("cache"),
+            "sessions": installed_redis("session"),
+            "mail": mail_transport(),
+        }
         rows = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in checks.items())
         payload = (
             f"<!doctype html><html><head><title>{html.escape(title)}</title></head><body>"
@@ -94,6 +117,8 @@ def state() -> dict:
     return json.load(open(STATE)) if os.path.exists(STATE) else {}
 
 
+# What the stand-in's config:set takes: the store name (install_commands), the relay password (smtp-password).
+CONFIG_PATHS = ("general/store_information/name", "system/smtp/password")
 # The options each command takes besides Symfony Console's global ones, as bin/magento defines them.
 COMMAND_OPTIONS = {
     "config:set": {"scope", "scope-code", "lock-env", "le", "lock-config", "lc"},
@@ -138,16 +163,28 @@ def cli(args: list[str]) -> int:
         print(f'The "{dashes}{unknown[0]}" option does not exist.', file=sys.stderr)
         return 1
     if command == "config:set":
-        if len(arguments) != 2 or arguments[0] != "general/store_information/name":
-            print("stand-in config:set takes general/store_information/name and a value", file=sys.stderr)
+        if len(arguments) != 2 or arguments[0] not in CONFIG_PATHS:
+            print(f"stand-in config:set takes one of {', '.join(CONFIG_PATHS)} and a value", file=sys.stderr)
             return 1
         current = state()
         if not current:
             print("Magento is not installed", file=sys.stderr)
             return 1
+        if arguments[0] == "system/smtp/password":
+            if "lock-env" not in options and "le" not in options:
+                print("stand-in: system/smtp/password goes into env.php (--lock-env)", file=sys.stderr)
+                return 1
+            env = current.setdefault("env", {})
+            env["system"] = {**env.get("system", {}), "smtp/password": arguments[1]}  # env.php's `system`
+        else:
+            current["title"] = arguments[1]
         with open(STATE, "w") as handle:
-            json.dump({**current, "title": arguments[1]}, handle)
-        print("Value was saved.")
+            json.dump(current, handle)
+        print(
+            "Value was saved."
+            if arguments[0] != "system/smtp/password"
+            else "Value was saved in app/etc/env.php and locked."
+        )
         return 0
     if arguments:
         print(f'No arguments expected for "setup:install" command, got "{arguments[0]}".', file=sys.stderr)
@@ -208,7 +245,21 @@ def install_from_environment() -> int:
     return cli(["setup:install", *(f"--{name}={value}" for name, value in options.items())])
 
 
+def smtp_password_from_file() -> int:
+    """shophosting-magento-install smtp-password: `config:set --lock-env system/smtp/password` with the password
+    from the file MAGENTO_SMTP_PASSWORD_FILE names, passed in-process, never on a command line."""
+    path = os.environ.get("MAGENTO_SMTP_PASSWORD_FILE", "")
+    if not path or not os.access(path, os.R_OK):
+        print("MAGENTO_SMTP_PASSWORD_FILE does not name a readable file", file=sys.stderr)
+        return 2
+    with open(path) as handle:
+        password = handle.read().rstrip("\r\n")
+    return cli(["config:set", "--lock-env", "--", "system/smtp/password", password])
+
+
 if __name__ == "__main__":
+    if sys.argv[1:3] == ["install", "smtp-password"]:
+        sys.exit(smtp_password_from_file())
     if sys.argv[1] == "install":
         sys.exit(install_from_environment())
     if sys.argv[1] == "serve":
