@@ -24,6 +24,8 @@ IMAGES_DIR = Path(settings.BASE_DIR) / "deploy" / "images"
 
 WORDPRESS_INSTALLER = "/usr/local/share/shophosting/wp-install.php"  # what WooCommerceStack.install_commands runs
 WORDPRESS_INSTALLER_SOURCE = IMAGES_DIR / "wordpress" / "wp-install.php"
+WORDPRESS_UPGRADER = "/usr/local/share/shophosting/wp-upgrade.php"  # what WooCommerceStack.upgrade_commands runs
+WORDPRESS_UPGRADER_SOURCE = IMAGES_DIR / "wordpress" / "wp-upgrade.php"
 OBJECT_CACHE_SOURCE = IMAGES_DIR / "wordpress" / "object-cache.php"
 # Where a recipe may put the drop-in, and what puts it into the store's wp-content from there.
 OBJECT_CACHE_DESTINATIONS = {
@@ -213,6 +215,10 @@ WORDPRESS_CONTRACT = [
     Part(
         f"the installer at {WORDPRESS_INSTALLER} (deploy/images/wordpress/wp-install.php)",
         _copies(WORDPRESS_INSTALLER_SOURCE, WORDPRESS_INSTALLER),
+    ),
+    Part(
+        f"the upgrader at {WORDPRESS_UPGRADER} (deploy/images/wordpress/wp-upgrade.php), run by an update",
+        _copies(WORDPRESS_UPGRADER_SOURCE, WORDPRESS_UPGRADER),
     ),
     Part(
         "the object cache drop-in (deploy/images/wordpress/object-cache.php), put into wp-content by the entrypoint",

@@ -26,6 +26,8 @@ class MagentoStack(StackSpec):
     install_name = "Magento setup:install"
     database_user = "magento"
     app_roles = ("web", "varnish")  # Varnish after web: it resolves its backend when it loads the VCL
+    admin_login_path = "/admin/"
+    admin_login_marker = 'name="login[username]"'
 
     def services(self, *, include_optional=False, credentials=None):
         creds = credentials or {}
@@ -128,3 +130,8 @@ class MagentoStack(StackSpec):
                 {},
             ),
         ]
+
+    def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        """Magento's schema and data upgrade for the new code; `--keep-generated` keeps the generated code and
+        static files the image was built with (the image is the code, so they are current)."""
+        return [([MAGENTO_CLI, "setup:upgrade", "--keep-generated"], {})]

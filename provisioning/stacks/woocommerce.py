@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from provisioning.image_contract import WORDPRESS_INSTALLER
+from provisioning.image_contract import WORDPRESS_INSTALLER, WORDPRESS_UPGRADER
 from provisioning.stacks.base import (
     WWW_DATA_GID,
     ServiceSpec,
@@ -45,6 +45,8 @@ class WooCommerceStack(StackSpec):
     platform = "woocommerce"
     web_port = 80
     database_user = "wordpress"
+    admin_login_path = "/wp-login.php"
+    admin_login_marker = 'name="log"'
 
     @property
     def cache_prefix(self) -> str:
@@ -132,3 +134,7 @@ class WooCommerceStack(StackSpec):
             "SHOPHOSTING_REQUIRE_WOOCOMMERCE": "1" if settings.STORE_WOOCOMMERCE_REQUIRED else "0",
         }
         return [(["php", WORDPRESS_INSTALLER], environment)]
+
+    def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        """WordPress's own wp_upgrade() through wp-upgrade.php (what wp-admin/upgrade.php runs)."""
+        return [(["php", WORDPRESS_UPGRADER], {"WORDPRESS_URL": f"http://{self.store.domain}"})]
