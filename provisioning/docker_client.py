@@ -491,6 +491,14 @@ def container_remove(*, name: str, base_url: str | None = None) -> bool:
 
 
 @_engine_call
+def container_rename(*, name: str, new_name: str, base_url: str | None = None) -> None:
+    try:
+        client(base_url).containers.get(name).rename(new_name)
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not rename {name} to {new_name}: {exc.explanation or exc}") from exc
+
+
+@_engine_call
 def container_start(*, name: str, base_url: str | None = None) -> None:
     try:
         client(base_url).containers.get(name).start()

@@ -36,6 +36,7 @@ MAGENTO_INSTALLER_NAME = "shophosting-magento-install"  # run by name (MagentoSt
 MAGENTO_INSTALLER = f"/usr/local/bin/{MAGENTO_INSTALLER_NAME}"  # so on the PATH
 MAGENTO_CLI = "/var/www/html/bin/magento"
 MAGENTO_LISTEN_PORT = "8080"  # stacks/magento.py WEB_PORT
+MAGENTO_ENV_DIR = "/var/www/html/app/etc/env"  # the store's `env` volume: env.php outlives the container
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,10 @@ MAGENTO_CONTRACT = [
         _reads_file("SHOPHOSTING_MAGENTO_INSTALL"),
     ),
     Part(f"serves on port {MAGENTO_LISTEN_PORT} (MAGENTO_LISTEN_PORT)", _exposes(MAGENTO_LISTEN_PORT)),
+    Part(
+        f"the install's configuration (env.php) in {MAGENTO_ENV_DIR}, the volume an update keeps",
+        lambda recipe: any(MAGENTO_ENV_DIR in run for run in recipe.runs),
+    ),
 ]
 MAGENTO_PRODUCTION = [
     Part("Magento at a pinned version (ARG MAGENTO_VERSION)", lambda recipe: bool(recipe.args.get("MAGENTO_VERSION"))),

@@ -11,13 +11,15 @@ and data when the new version fails its checks. Staff run it through a rollout (
 - pre_backup: a backup through provisioning.safety (backups registers it), in the merchant's list as
   "Before an update". If it fails, nothing was changed.
 - recreate: the role's recorded image becomes the new one (StoreImage); the app's containers stop, the
-  role's container is removed (its named volumes stay) and the app starts from the new image.
+  role's container is kept aside, stopped (`<name>-previous`), and the app starts from the new image on the
+  same named volumes.
 - upgrade: the application's own upgrade (the stack's upgrade_commands: WordPress's wp_upgrade(),
   Magento's setup:upgrade --keep-generated).
 - check: the front page answers 200 with the same title; the admin login page shows its form.
-- route: nginx proxies to the store again.
+- route: nginx proxies to the store again; the old container kept aside is removed.
 - put_back (the kind's undo step, run by the engine while the job still holds the store): the old image
-  recorded again, the data put back from the pre-update backup, the app started and checked, nginx routed.
+  recorded again, the new container removed and the old one put back in its place, the data put back from
+  the pre-update backup, the app started and checked, nginx routed.
 
 The store stays active throughout; the job fails with the reason, and the merchant's history says what
 happened ("Updated to …", or "Update to … failed; your store was put back on …").
@@ -122,17 +124,38 @@ def _checks(store: Store, log: Log, *, title: str) -> None:
 # --- Changing the image -----------------------------------------------------------------------------------
 
 
+def _previous(store: Store) -> str:
+    """The name the role's old container is kept under, stopped, until the update succeeded."""
+    return f"{stack_for(store).container_name(ROLE)}-previous"
+
+
 def _app_replace(store: Store, log: Log, *, image: str) -> None:
-    """Record `image` for the role, stop the app and remove the role's container if it runs another image
-    (its named volumes stay): the next start creates it from `image`. Repeated, it finds its work done."""
+    """Record the new `image` for the role, stop the app, and keep the role's old container aside (stopped,
+    renamed `<name>-previous`, with whatever its own layer holds) if it runs another image: the next start
+    creates the container from `image`, on the same named volumes. Repeated, it finds its work done."""
     store_image_set(store_id=store.pk, role=ROLE, image=image)
     log(f"{ROLE}: the store runs {image} from now on")
     app_stop(store, log)
-    name = stack_for(store).container_name(ROLE)
-    current = docker_client.container_image(name=name, base_url=store.host.docker_url)
+    name, base_url = stack_for(store).container_name(ROLE), store.host.docker_url
+    current = docker_client.container_image(name=name, base_url=base_url)
     if current not in (None, image):
-        docker_client.container_remove(name=name, base_url=store.host.docker_url)
-        log(f"{ROLE}: {name} ({current}) removed; its volumes are kept")
+        docker_client.container_remove(name=_previous(store), base_url=base_url)  # one an earlier update left
+        docker_client.container_rename(name=name, new_name=_previous(store), base_url=base_url)
+        log(f"{ROLE}: {name} ({current}) kept aside, stopped, as {_previous(store)}; the volumes stay")
+
+
+def _app_put_back(store: Store, log: Log, *, image: str) -> None:
+    """The role's old container back in its place (the one kept aside, else a new one from `image`)."""
+    store_image_set(store_id=store.pk, role=ROLE, image=image)
+    log(f"{ROLE}: the store runs {image} again")
+    app_stop(store, log)
+    name, base_url = stack_for(store).container_name(ROLE), store.host.docker_url
+    if docker_client.container_image(name=name, base_url=base_url) not in (None, image):
+        docker_client.container_remove(name=name, base_url=base_url)
+        log(f"{ROLE}: the new version's {name} removed")
+    if docker_client.container_image(name=_previous(store), base_url=base_url) == image:
+        docker_client.container_rename(name=_previous(store), new_name=name, base_url=base_url)
+        log(f"{ROLE}: the old container is back as {name}")
 
 
 # --- The steps --------------------------------------------------------------------------------------------
@@ -183,6 +206,8 @@ def step_check(store: Store, log: Log, *, job_id: int) -> None:
 
 def step_route(store: Store, log: Log, *, job_id: int) -> None:
     vhost_proxy(store, log)
+    if docker_client.container_remove(name=_previous(store), base_url=store.host.docker_url):
+        log(f"{_previous(store)}, the old version's container, removed")
 
 
 def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
@@ -192,7 +217,7 @@ def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
     if not _store_changed(job_id):
         log("the store's containers and data were not changed")
     else:
-        _app_replace(store, log, image=update.from_image)
+        _app_put_back(store, log, image=update.from_image)
         safety.snapshot_restore(store_id=store.pk, reference=update.backup_reference, log=log)
         app_start(store, log, accept_server_errors=False)
         _checks(store, log, title=update.title_before)

@@ -42,9 +42,7 @@ def update_images(docker_engine, store_images, tmp_path_factory):
     checkout moves), and removed again at the end."""
     base, _ = image_tags("wordpress")
     good = tmp_path_factory.mktemp("good")
-    (good / "Dockerfile").write_text(
-        f"FROM {base}\nRUN echo '{GOOD_MARKER}' > /var/www/html/shophosting-version.txt\n"
-    )
+    (good / "Dockerfile").write_text(f"FROM {base}\nRUN echo '{GOOD_MARKER}' > /var/www/html/shophosting-version.txt\n")
     broken = tmp_path_factory.mktemp("broken")
     (broken / "wp-upgrade.php").write_text(BROKEN_UPGRADE)
     (broken / "Dockerfile").write_text(
@@ -118,6 +116,7 @@ def test_a_good_image_rolls_out_to_two_stores_and_a_broken_one_is_put_back_with_
         assert update.status == UpdateStatus.UPDATED, update.job.error
         assert store.status == Store.Status.ACTIVE
         assert web_image(store) == GOOD and store.images.get(role="web").image == GOOD
+        assert docker_client.container_image(name=f"{store.slug}-web-previous") is None  # removed once it worked
         assert page(store, "/shophosting-version.txt").text.strip() == GOOD_MARKER
         assert page(store).status == 200
         assert f"Written before the update {store.pk - a.pk + 1}" in posts(store)
@@ -152,6 +151,7 @@ def test_a_good_image_rolls_out_to_two_stores_and_a_broken_one_is_put_back_with_
     assert update.job.steps.get(name="put_back").status == "succeeded"
     assert a.status == Store.Status.ACTIVE
     assert web_image(a) == GOOD and a.images.get(role="web").image == GOOD
+    assert docker_client.container_image(name=f"{a.slug}-web-previous") is None  # the old one is back in place
     front = page(a)
     assert front.status == 200 and f"<title>{title_before}" in front.text
     assert page(a, "/shophosting-version.txt").text.strip() == GOOD_MARKER
@@ -165,3 +165,51 @@ def test_a_good_image_rolls_out_to_two_stores_and_a_broken_one_is_put_back_with_
     # Staff cancel it: the store still waiting is not updated.
     rollout_cancel(rollout_id=broken.pk)
     assert list(broken.targets.order_by("position").values_list("status", flat=True)) == ["rolled_back", "cancelled"]
+
+
+def test_magento_update_runs_setup_upgrade_keep_generated_verified_with_the_standin_web_image_only(
+    docker_engine,
+    store_images,
+    user_factory,
+    woo_plan,  # seeds the whole plan catalogue
+    clean_test_stores,
+    restic_repository,
+    tmp_path,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    """Magento is not obtainable here: the STAND-IN web image records the `bin/magento setup:upgrade` it is
+    given. Proves the update's wiring for Magento (the upgrade command, Varnish routing to the new web
+    container, the admin login check); not Magento's own upgrade."""
+    from billing.models import Plan
+    from provisioning.updates import store_update_request
+
+    base, _ = image_tags("magento-standin-web")
+    standin = "shophosting/magento-standin-web-update:test"
+    (tmp_path / "Dockerfile").write_text(f"FROM {base}\nLABEL org.opencontainers.image.version=2\n")
+    docker_client.image_build(path=str(tmp_path), tags=[standin])
+    try:
+        plan = Plan.objects.get(slug="magento-commerce-core")
+        store = store_create(customer=user_factory(), plan=plan, domain="mage-update.test", site_title="Mage Shop")
+        with django_capture_on_commit_callbacks(execute=True):
+            store_order_paid(store_id=store.pk)
+        run_provisioning_worker()
+        store.refresh_from_db()
+        assert store.status == Store.Status.ACTIVE, store.jobs.first().error
+
+        with django_capture_on_commit_callbacks(execute=True):
+            update = store_update_request(store_id=store.pk, image=standin)
+        run_provisioning_worker()
+        update.refresh_from_db()
+        assert update.status == UpdateStatus.UPDATED, update.job.error
+        assert web_image(store) == standin
+        code, state = docker_client.container_exec(
+            name=f"{store.slug}-web", command=["cat", "/var/www/html/app/etc/env/standin-install.json"]
+        )
+        assert code == 0 and '"upgrades": 1' in state and '"last_upgrade_options": ["keep-generated"]' in state
+        front = page(store)  # through Varnish, which now reaches the new web container
+        assert front.status == 200 and "<title>Mage Shop</title>" in front.text
+        assert front.headers["X-Varnish-Backend"] == "web:8080"
+    finally:
+        docker_client.labelled_objects_remove(label=clean_test_stores)
+        docker_client.client().images.remove(standin, force=True)

@@ -1,6 +1,6 @@
 import json
 
-from provisioning.image_contract import MAGENTO_CLI, MAGENTO_INSTALLER_NAME, MAGENTO_LISTEN_PORT
+from provisioning.image_contract import MAGENTO_CLI, MAGENTO_ENV_DIR, MAGENTO_INSTALLER_NAME, MAGENTO_LISTEN_PORT
 from provisioning.stacks.base import (
     WWW_DATA_GID,
     ServiceSpec,
@@ -66,7 +66,9 @@ class MagentoStack(StackSpec):
                     "MAGENTO_BASE_URL": f"http://{store.domain}/",
                     "MAGENTO_LISTEN_PORT": str(WEB_PORT),
                 },
-                volumes={"media": "/var/www/html/pub/media"},
+                # The install's env.php (database, cache, crypt key) in its own volume, kept when an update
+                # recreates the container from a newer image (image_contract: MAGENTO_ENV_DIR).
+                volumes={"media": "/var/www/html/pub/media", "env": MAGENTO_ENV_DIR},
                 healthcheck=tcp_healthcheck(WEB_PORT),
                 # Listens on 8080 and needs no capability. Not read-only: Magento writes var/, generated/
                 # and pub/static/ inside its own tree (the stand-in writes var/).

@@ -9,7 +9,8 @@ import sys
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = "/var/www/html/var/standin-install.json"
+# Where the real install keeps env.php (app/etc/env/, the store's `env` volume), so it survives an update.
+STATE = "/var/www/html/app/etc/env/standin-install.json"
 
 
 def check_db() -> str:
