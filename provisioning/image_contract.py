@@ -262,7 +262,9 @@ MAGENTO_CONTRACT = [
     Part(f"serves on port {MAGENTO_LISTEN_PORT} (MAGENTO_LISTEN_PORT)", _exposes(MAGENTO_LISTEN_PORT)),
     Part(
         f"the install's configuration (env.php) in {MAGENTO_ENV_DIR}, the volume an update keeps",
-        lambda recipe: any(MAGENTO_ENV_DIR in run for run in recipe.runs),
+        lambda recipe: any(
+            re.search(rf"mkdir -p [^;&]*{re.escape(MAGENTO_ENV_DIR)}(\s|;|$)", run) for run in recipe.runs
+        ),
     ),
 ]
 MAGENTO_PRODUCTION = [

@@ -20,7 +20,7 @@ from django.db import transaction
 
 from accounts.models import User
 from provisioning import docker_client
-from provisioning.exceptions import JobConflict
+from provisioning.exceptions import DockerUnavailable, JobConflict
 from provisioning.models import Rollout, RolloutStore, StoreUpdate, UpdateEvent, UpdateStatus
 from provisioning.updates import AlreadyOnImage, store_update_request
 from shophosting.core.transitions import transition
@@ -94,7 +94,15 @@ def rollout_image_check(*, image: str, hosts: list[Host]) -> None:
     never updated from a registry (nothing is pulled), so a missing image would fail every update."""
     if not IMAGE_REFERENCE.match(image or ""):
         raise ValidationError(f"“{image}” is not an image reference (such as shophosting/wordpress-official:6.5).")
-    missing = [host.name for host in hosts if not docker_client.image_exists(tag=image, base_url=host.docker_url)]
+    missing = []
+    for host in hosts:
+        try:
+            if not docker_client.image_exists(tag=image, base_url=host.docker_url):
+                missing.append(host.name)
+        except DockerUnavailable:
+            raise ValidationError(
+                f"The engine of {host.name} does not answer, so {image} cannot be checked there; try again later."
+            ) from None
     if missing:
         raise ValidationError(
             f"No image {image} on the engine of {', '.join(missing)}: build or load it there first "
@@ -169,7 +177,8 @@ def rollout_advance(*, rollout_id: int) -> Rollout:
             )
             if not batch:
                 return rollout_transition(rollout.pk, R.COMPLETED, note="every chosen store had its turn")
-            if any(_target_start(rollout, target) for target in batch):
+            started = [_target_start(rollout, target) for target in batch]  # every store of the batch
+            if any(started):
                 return Rollout.objects.get(pk=rollout_id)
         # Every store of that batch was skipped: the next batch now.
 

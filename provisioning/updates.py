@@ -55,6 +55,7 @@ UPDATE_ALLOWED_FROM: dict[str, set[str]] = {
     U.ROLLED_BACK: {U.QUEUED, U.RUNNING},
     U.FAILED: {U.QUEUED, U.RUNNING},
 }
+MAINTENANCE_STEP = "maintenance"
 RECREATE_STEP = "recreate"  # from this step on, the store was changed and a failure puts it back
 PUT_BACK_STEP = "put_back"
 TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -163,6 +164,10 @@ def _app_put_back(store: Store, log: Log, *, image: str) -> None:
 
 def step_precheck(store: Store, log: Log, *, job_id: int) -> None:
     update = _update_of(job_id)
+    web = stack_for(store).container_name(ROLE)
+    state, _ = docker_client.container_state(name=web, base_url=store.host.docker_url)
+    if state != "running":
+        raise ProvisioningError(f"{web} is {state} before the update; nothing was changed")
     status, body = _page(store, "/")
     if status != 200:
         raise ProvisioningError(f"the store answers HTTP {status} before the update; nothing was changed")
@@ -214,7 +219,7 @@ def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
     """After a failed step: the old image and the data as they were before the update (from the pre-update
     backup, so whatever the new version's upgrade wrote is gone), started, checked and routed again."""
     update = _update_of(job_id)
-    if not _store_changed(job_id):
+    if not _step_started(job_id, RECREATE_STEP):
         log("the store's containers and data were not changed")
     else:
         _app_put_back(store, log, image=update.from_image)
@@ -222,13 +227,15 @@ def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
         app_start(store, log, accept_server_errors=False)
         _checks(store, log, title=update.title_before)
         log(f"the store runs {update.from_image} again, with its data as before the update")
-    vhost_proxy(store, log)
+    if _step_started(job_id, MAINTENANCE_STEP):
+        vhost_proxy(store, log)
 
 
-def _store_changed(job_id: int) -> bool:
-    """Whether the update got as far as changing the store's containers (a backup that failed changed none)."""
+def _step_started(job_id: int, name: str) -> bool:
+    """Whether the update got as far as that step (from `recreate` on, the store's containers were changed;
+    from `maintenance` on, nginx shows the maintenance page)."""
     return (
-        JobStep.objects.filter(job_id=job_id, name=RECREATE_STEP)
+        JobStep.objects.filter(job_id=job_id, name=name)
         .exclude(status__in=[JobStep.Status.PENDING, JobStep.Status.SKIPPED])
         .exists()
     )
@@ -257,7 +264,7 @@ def on_failure(job_id: int, summary: str) -> None:
         return
     new, old = image_version(update.to_image), image_version(update.from_image)
     put_back = JobStep.objects.filter(job_id=job_id, name=PUT_BACK_STEP, status=JobStep.Status.SUCCEEDED).exists()
-    if not _store_changed(job_id):
+    if not _step_started(job_id, RECREATE_STEP):
         status, message = U.FAILED, f"Update to {new} did not start; your store stays on {old}."
     elif put_back:
         status, message = U.ROLLED_BACK, f"Update to {new} failed; your store was put back on {old}."
@@ -306,7 +313,7 @@ KINDS = (
         title="Update",
         steps=(
             Step("precheck", "Check the store before the update", step_precheck, with_job=True),
-            Step("maintenance", "Show the maintenance page", step_maintenance, with_job=True),
+            Step(MAINTENANCE_STEP, "Show the maintenance page", step_maintenance, with_job=True),
             Step("pre_backup", "Back up the store before the update", step_pre_backup, with_job=True),
             Step(RECREATE_STEP, "Start the new version", step_recreate, with_job=True),
             Step("upgrade", "Upgrade the store's database", step_upgrade, with_job=True),
