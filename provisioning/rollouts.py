@@ -188,13 +188,11 @@ def _target_start(rollout: Rollout, target: RolloutStore) -> bool:
     store = target.store
     try:
         update = store_update_request(store_id=store.pk, image=rollout.image, actor=rollout.created_by)
-    except JobConflict as exc:
+    except (JobConflict, AlreadyOnImage) as exc:
         reason = str(exc)
     except InvalidTransition:
         status = store.get_status_display().lower()
         reason = f"{store.domain} was {status} when its turn came; only a live store is updated"
-    except AlreadyOnImage as exc:
-        reason = str(exc)
     else:
         _target_transition(target.pk, T.UPDATING, note=f"job #{update.job_id}", update=update)
         return True

@@ -43,6 +43,7 @@ from provisioning.stacks import stack_for
 from provisioning.steps import app_start, app_stop, vhost_maintenance, vhost_proxy
 from provisioning.store_images import store_image_set
 from shophosting.core.transitions import transition
+from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.services import store_event_record
 
@@ -61,8 +62,9 @@ PUT_BACK_STEP = "put_back"
 TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
-class AlreadyOnImage(ProvisioningError):
-    """The store already runs the image it would be updated to."""
+class AlreadyOnImage(InvalidTransition):
+    """The store already runs the image it would be updated to: refused like any update the store is in no
+    state for (a retry of a failed update finds it so when the reaper stopped it after its recreate)."""
 
 
 def _update_of(job_id: int) -> StoreUpdate:
