@@ -38,6 +38,7 @@ _VIEW_CUSTOMERS_AND_STORES = [
     "stores.view_store",
     "stores.view_storeevent",
     "provisioning.view_provisioningjob",
+    "provisioning.view_rollout",
     "billing.view_plan",
     "billing.view_subscription",
     "billing.view_subscriptionevent",
@@ -54,6 +55,7 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "stores.change_store",
         "stores.delete_store",
         "stores.operate_store",
+        "provisioning.operate_rollout",  # the roles that operate stores roll out their images
         "stores.reveal_store_credentials",
         "stores.view_host",
         "backups.view_backuprun",

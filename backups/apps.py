@@ -8,8 +8,10 @@ class BackupsConfig(AppConfig):
     def ready(self):
         from backups import kinds as backup_kinds
         from backups.handlers import store_live_first_backup
+        from backups.services.pre_update import pre_update_backup_restore, pre_update_backup_take
         from provisioning import kinds
         from provisioning.hooks import store_live_register
+        from provisioning.safety import snapshot_provider_register
 
         # Backups, restores and verifications are jobs of the engine: one operation per store at a time.
         for kind in backup_kinds.KINDS:
@@ -17,3 +19,5 @@ class BackupsConfig(AppConfig):
         store_live_register(
             name="backups.first_backup", promise="its first backup is queued", react=store_live_first_backup
         )
+        # An update (provisioning.updates) backs the store up first and, if it fails, puts its data back.
+        snapshot_provider_register(take=pre_update_backup_take, restore=pre_update_backup_restore)

@@ -32,6 +32,7 @@ class BackupRun(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
         MANUAL = "manual", "Manual"
         PRE_RESTORE = "pre-restore", "Before a restore"
+        PRE_UPDATE = "pre-update", "Before an update"
         FINAL = "final", "Final (subscription ended)"
         SYSTEM = "system", "System"
         CODE = "code", "Application code"
@@ -58,7 +59,7 @@ class BackupRun(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="backup_runs",
-        help_text="The job that took it (a restore's job, for its pre-restore backup).",
+        help_text="The job that took it (a restore's or an update's job, for the backup before it).",
     )
     verify_job = models.ForeignKey(
         "provisioning.ProvisioningJob",
@@ -76,6 +77,10 @@ class BackupRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("run_system_backup", "Can run the system backup now")]
+
+    # Taken by another job's step before it changes the store (a restore's job, an update's job), never by a
+    # `backup` job of their own; the schedule does not count them.
+    BEFORE_A_CHANGE = (Kind.PRE_RESTORE, Kind.PRE_UPDATE)
 
     def __str__(self):
         target = f"store {self.store_id}" if self.store_id else "platform"

@@ -1,14 +1,26 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from provisioning.exceptions import JobConflict
-from provisioning.models import JobLogLine, JobStep, ProvisioningJob
-from provisioning.selectors import job_progress_for_staff
+from provisioning.models import JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
+from provisioning.rollouts import (
+    MAX_BATCH_SIZE,
+    ROLLOUT_STORE_STATUSES,
+    rollout_cancel,
+    rollout_create,
+    rollout_resume,
+)
+from provisioning.selectors import job_progress_for_staff, rollout_progress
 from provisioning.services import job_retry
 from stores.exceptions import InvalidTransition
+from stores.models import Platform, Store
 
 
 class JobStepInline(admin.TabularInline):
@@ -115,3 +127,163 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
                 "progress": job_progress_for_staff(job),
             }
         )
+
+
+# --- Rollouts ---------------------------------------------------------------------------------------------
+
+
+class RolloutForm(forms.Form):
+    """A new web image for all stores of a platform, or for chosen ones, in batches."""
+
+    platform = forms.ChoiceField(choices=Platform.choices)
+    image = forms.CharField(
+        max_length=255,
+        help_text="The web image every chosen store is updated to, e.g. shophosting/wordpress-official:6.5. It must"
+        " already be on the engine of every host of those stores (images_build --production builds it there).",
+    )
+    all_stores = forms.BooleanField(
+        required=False, label="All stores of the platform", help_text="Every active or suspended store of it."
+    )
+    stores = forms.ModelMultipleChoiceField(
+        queryset=Store.objects.none(), required=False, help_text="Or choose the stores (hold Ctrl to choose more)."
+    )
+    batch_size = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_BATCH_SIZE,
+        initial=5,
+        help_text="Stores updated at a time; the next batch starts when every update of this one has ended.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["stores"].queryset = Store.objects.filter(status__in=ROLLOUT_STORE_STATUSES).order_by("domain")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("all_stores") and data.get("stores"):
+            raise forms.ValidationError("Either all stores of the platform, or a choice of stores: not both.")
+        return data
+
+
+class RolloutStoreInline(admin.TabularInline):
+    model = RolloutStore
+    extra = 0
+    can_delete = False
+    fields = ["position", "store_link", "status", "job_link", "reason"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="store")
+    def store_link(self, target):
+        url = reverse("admin:stores_store_change", args=[target.store_id])
+        return format_html('<a href="{}">{}</a>', url, target.store.domain)
+
+    @admin.display(description="job")
+    def job_link(self, target):
+        if target.update_id is None:
+            return "–"
+        url = reverse("admin:provisioning_provisioningjob_change", args=[target.update.job_id])
+        return format_html('<a href="{}">job #{}</a>', url, target.update.job_id)
+
+
+@admin.register(Rollout)
+class RolloutAdmin(admin.ModelAdmin):
+    list_display = ["id", "image", "platform", "status", "progress", "batch_size", "created_by", "created_at"]
+    list_filter = ["status", "platform"]
+    search_fields = ["image"]
+    readonly_fields = [
+        "platform",
+        "role",
+        "image",
+        "batch_size",
+        "status",
+        "progress",
+        "status_note",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [RolloutStoreInline]
+    actions = ["resume", "cancel"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("created_by").prefetch_related("targets")
+
+    @admin.display(description="progress")
+    def progress(self, rollout):
+        counts = rollout_progress(rollout)
+        return ", ".join(f"{count} {label}" for label, count in counts.items())
+
+    def has_operate_permission(self, request, obj=None):
+        return request.user.has_perm("provisioning.operate_rollout")
+
+    def has_add_permission(self, request):
+        return self.has_operate_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a rollout moves only through its services (resume, cancel, its updates' ends)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the record of what happened to the stores
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = RolloutForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                rollout = rollout_create(
+                    platform=data["platform"],
+                    image=data["image"],
+                    batch_size=data["batch_size"],
+                    store_ids=None if data["all_stores"] else [store.pk for store in data["stores"]],
+                    actor=request.user,
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                self.log_addition(request, rollout, f"rollout of {rollout.image}")
+                self.message_user(
+                    request, f"Rollout #{rollout.pk} of {rollout.image} started: its first batch is queued."
+                )
+                return redirect("admin:provisioning_rollout_change", rollout.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Roll out a new image",
+            "opts": self.opts,
+            "form": form,
+            "submit_label": "Start the rollout",
+            "intro": "Each store gets an update job: a backup first, then the new image, the application's own "
+            "upgrade and checks of its pages; a store that fails them is put back on its old image and data, "
+            "and the rollout pauses there.",
+        }
+        return TemplateResponse(request, "admin/staff/form_page.html", context)
+
+    @admin.action(description="Resume (queue the next batch)", permissions=["operate"])
+    def resume(self, request, queryset):
+        self._each(request, queryset, rollout_resume, "resumed")
+
+    @admin.action(description="Cancel (no further store is updated)", permissions=["operate"])
+    def cancel(self, request, queryset):
+        self._each(request, queryset, rollout_cancel, "cancelled")
+
+    def _each(self, request, queryset, service, done: str):
+        for rollout in queryset:
+            try:
+                service(rollout_id=rollout.pk, actor=request.user)
+            except InvalidTransition:
+                self.message_user(
+                    request,
+                    f"Rollout #{rollout.pk} is {rollout.get_status_display().lower()}: not {done}.",
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(request, f"Rollout #{rollout.pk} {done}.", messages.SUCCESS)

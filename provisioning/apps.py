@@ -6,7 +6,7 @@ class ProvisioningConfig(AppConfig):
     verbose_name = "Provisioning"
 
     def ready(self):
-        from provisioning import kinds, steps
+        from provisioning import kinds, steps, updates
         from provisioning.services import store_active_job
         from provisioning.stacks import stack_reservation
         from stores.operations import store_operations_register
@@ -15,7 +15,7 @@ class ProvisioningConfig(AppConfig):
         # Placement (stores.services.store_place) counts host capacity by the stacks provisioning runs.
         stack_reservation_define(stack_reservation)
 
-        for kind in steps.KINDS:
+        for kind in (*steps.KINDS, *updates.KINDS):
             kinds.register(kind)
         # Every operation on a store is a job, of whatever kind: one at a time.
         store_operations_register(name="provisioning.jobs", query=store_active_job)

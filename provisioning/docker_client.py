@@ -511,6 +511,37 @@ def container_state(*, name: str, base_url: str | None = None) -> tuple[str, str
 
 
 @_engine_call
+def container_image(*, name: str, base_url: str | None = None) -> str | None:
+    """The image reference a container was created from (as it was asked for, e.g. `shophosting/wordpress:6`);
+    None if there is no such container."""
+    try:
+        return client(base_url).api.inspect_container(name)["Config"]["Image"]
+    except docker.errors.NotFound:
+        return None
+
+
+@_engine_call
+def container_remove(*, name: str, base_url: str | None = None) -> bool:
+    """Remove a container (stopped first) with its anonymous volumes; the named volumes it mounts are kept.
+    False if there was none."""
+    try:
+        client(base_url).containers.get(name).remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not remove {name}: {exc.explanation or exc}") from exc
+    return True
+
+
+@_engine_call
+def container_rename(*, name: str, new_name: str, base_url: str | None = None) -> None:
+    try:
+        client(base_url).containers.get(name).rename(new_name)
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not rename {name} to {new_name}: {exc.explanation or exc}") from exc
+
+
+@_engine_call
 def container_start(*, name: str, base_url: str | None = None) -> None:
     try:
         client(base_url).containers.get(name).start()

@@ -25,6 +25,8 @@ IMAGES_DIR = Path(settings.BASE_DIR) / "deploy" / "images"
 
 WORDPRESS_INSTALLER = "/usr/local/share/shophosting/wp-install.php"  # what WooCommerceStack.install_commands runs
 WORDPRESS_INSTALLER_SOURCE = IMAGES_DIR / "wordpress" / "wp-install.php"
+WORDPRESS_UPGRADER = "/usr/local/share/shophosting/wp-upgrade.php"  # what WooCommerceStack.upgrade_commands runs
+WORDPRESS_UPGRADER_SOURCE = IMAGES_DIR / "wordpress" / "wp-upgrade.php"
 OBJECT_CACHE_SOURCE = IMAGES_DIR / "wordpress" / "object-cache.php"
 # Where a recipe may put the drop-in, and what puts it into the store's wp-content from there.
 OBJECT_CACHE_DESTINATIONS = {
@@ -40,6 +42,7 @@ MAGENTO_INSTALLER = f"/usr/local/bin/{MAGENTO_INSTALLER_NAME}"  # so on the PATH
 MAGENTO_INSTALLER_SMTP_PASSWORD = "smtp-password"  # noqa: S105 - a command name, not a password
 MAGENTO_CLI = "/var/www/html/bin/magento"
 MAGENTO_LISTEN_PORT = "8080"  # stacks/magento.py WEB_PORT
+MAGENTO_ENV_DIR = "/var/www/html/app/etc/env"  # the store's `env` volume: env.php outlives the container
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,10 @@ WORDPRESS_CONTRACT = [
         _copies(WORDPRESS_INSTALLER_SOURCE, WORDPRESS_INSTALLER),
     ),
     Part(
+        f"the upgrader at {WORDPRESS_UPGRADER} (deploy/images/wordpress/wp-upgrade.php), run by an update",
+        _copies(WORDPRESS_UPGRADER_SOURCE, WORDPRESS_UPGRADER),
+    ),
+    Part(
         "the object cache drop-in (deploy/images/wordpress/object-cache.php), put into wp-content by the entrypoint",
         _object_cache,
     ),
@@ -275,6 +282,12 @@ MAGENTO_CONTRACT = [
         _reads_file("MAGENTO_SMTP_PASSWORD_FILE"),
     ),
     Part(f"serves on port {MAGENTO_LISTEN_PORT} (MAGENTO_LISTEN_PORT)", _exposes(MAGENTO_LISTEN_PORT)),
+    Part(
+        f"the install's configuration (env.php) in {MAGENTO_ENV_DIR}, the volume an update keeps",
+        lambda recipe: any(
+            re.search(rf"mkdir -p [^;&]*{re.escape(MAGENTO_ENV_DIR)}(\s|;|$)", run) for run in recipe.runs
+        ),
+    ),
 ]
 MAGENTO_PRODUCTION = [
     Part("Magento at a pinned version (ARG MAGENTO_VERSION)", lambda recipe: bool(recipe.args.get("MAGENTO_VERSION"))),

@@ -55,3 +55,10 @@ def stores_usage_sample():
     from provisioning.services import stores_usage_sample
 
     return stores_usage_sample()
+
+
+@job("default", timeout=60)
+def provisioning_rollouts_advance() -> None:
+    from provisioning.rollouts import rollouts_advance
+
+    rollouts_advance()

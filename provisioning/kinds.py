@@ -58,10 +58,21 @@ class JobKind:
     # (job_id, actor) -> the new job, for kinds whose jobs carry a domain record (a backup run): a retry asks
     # the app for a new one. Without it, a failed job is retried as a new job of `retry_as` or its own kind.
     retry: Callable[..., object] | None = None
+    # A step run only when a step of the plan failed: in the worker, outside any transaction, while the job
+    # still holds the store (no other operation can start), before the job is marked failed. It puts back
+    # what the failed job changed (an update: the old image and the data). Its row comes last in the job's
+    # checklist; a job that succeeds marks it skipped. Not run for a job that was reaped (its worker is gone).
+    undo: Step | None = None
     step_by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "step_by_name", {step.name: step for step in self.steps})
+        steps = (*self.steps, self.undo) if self.undo else self.steps
+        object.__setattr__(self, "step_by_name", {step.name: step for step in steps})
+
+    @property
+    def all_steps(self) -> tuple[Step, ...]:
+        """The plan's steps, then the undo step if the kind has one: every row a job of this kind gets."""
+        return (*self.steps, self.undo) if self.undo else self.steps
 
 
 _kinds: dict[str, JobKind] = {}

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from provisioning.kinds import kind_choices
+from shophosting.core.transitions import StatusEvent
 
 
 class ProvisioningJob(models.Model):
@@ -16,6 +17,7 @@ class ProvisioningJob(models.Model):
         TEARDOWN = "teardown", "Tear down"
         UPDATE_LIMITS = "update_limits", "Update limits"
         RESTART = "restart", "Restart"
+        UPDATE = "update", "Update"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -96,3 +98,131 @@ class JobLogLine(models.Model):
 
     def __str__(self):
         return self.message[:80]
+
+
+class StoreImage(models.Model):
+    """The image one role of a store runs (its web server, database, cache ...). Recorded for every role when
+    the store is placed (the settings' STORE_IMAGES of that day), and changed for one store by an update, so
+    a new default reaches new stores and a rollout moves existing ones, one store at a time."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="images")
+    role = models.CharField(max_length=20)
+    image = models.CharField(max_length=255)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["store", "role"]
+        constraints = [models.UniqueConstraint(fields=["store", "role"], name="storeimage_unique_role_per_store")]
+
+    def __str__(self):
+        return f"store {self.store_id} {self.role}: {self.image}"
+
+
+def image_version(image: str) -> str:
+    """An image reference as people read it: its last path component (`shophosting/wordpress:6.5` ->
+    `wordpress:6.5`); registries and namespaces say nothing to a merchant."""
+    return image.rsplit("/", 1)[-1]
+
+
+class UpdateStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    UPDATED = "updated", "Updated"
+    ROLLED_BACK = "rolled_back", "Failed, put back on the old version"
+    FAILED = "failed", "Failed"
+
+
+class StoreUpdate(models.Model):
+    """One update of a store's web image: the domain record of a job of kind `update` (provisioning.updates).
+    Its status follows the job's, written only by the update kind's hooks (shophosting.core.transitions,
+    an UpdateEvent row each)."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="updates")
+    job = models.OneToOneField(ProvisioningJob, on_delete=models.CASCADE, related_name="store_update")
+    role = models.CharField(max_length=20, default="web")
+    from_image = models.CharField(max_length=255)
+    to_image = models.CharField(max_length=255)
+    status = models.CharField(max_length=20, choices=UpdateStatus.choices, default=UpdateStatus.QUEUED)
+    # The store's front page title before the update: the check after it must find the same.
+    title_before = models.CharField(max_length=500, blank=True)
+    # What the registered snapshot provider (provisioning.safety; backups) returned for the pre-update backup.
+    backup_reference = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"update of store {self.store_id} to {image_version(self.to_image)} ({self.status})"
+
+
+class Rollout(models.Model):
+    """A new web image rolled out to many stores in batches (provisioning.rollouts): the next batch is queued
+    when every update of the previous one has ended; the first failure pauses it."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    platform = models.CharField(max_length=20)
+    role = models.CharField(max_length=20, default="web", editable=False)
+    image = models.CharField(max_length=255, help_text="The image every chosen store is updated to.")
+    batch_size = models.PositiveSmallIntegerField(default=5)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    status_note = models.TextField(blank=True, help_text="Why it paused, or who cancelled it.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("operate_rollout", "Can start, resume and cancel image rollouts")]
+
+    def __str__(self):
+        return f"rollout #{self.pk} of {image_version(self.image)} ({self.status})"
+
+
+class RolloutStore(models.Model):
+    """One store of a rollout, in its turn (`position`), and what happened to it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for its turn"
+        UPDATING = "updating", "Updating"
+        UPDATED = "updated", "Updated"
+        ROLLED_BACK = "rolled_back", "Failed, put back"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="targets")
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="rollout_targets")
+    position = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    update = models.OneToOneField(
+        StoreUpdate, null=True, blank=True, on_delete=models.SET_NULL, related_name="rollout_target"
+    )
+    reason = models.TextField(blank=True, help_text="Why it was skipped, failed or cancelled.")
+
+    class Meta:
+        ordering = ["rollout", "position"]
+        constraints = [models.UniqueConstraint(fields=["rollout", "store"], name="rolloutstore_unique_store")]
+
+    def __str__(self):
+        return f"{self.store_id} in rollout {self.rollout_id} ({self.status})"
+
+
+class UpdateEvent(StatusEvent):
+    """A status change of a store update, a rollout or one store of a rollout."""
+
+    store_update = models.ForeignKey(
+        StoreUpdate, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    rollout = models.ForeignKey(Rollout, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    rollout_store = models.ForeignKey(
+        RolloutStore, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )

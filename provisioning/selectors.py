@@ -3,7 +3,7 @@ from statistics import median
 from django.utils import timezone
 
 from provisioning.kinds import kind_get
-from provisioning.models import JobLogLine, JobStep, ProvisioningJob
+from provisioning.models import JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
 
 LOG_TAIL_LINES = 30
 ETA_SAMPLE_JOBS = 50
@@ -121,3 +121,19 @@ def job_progress_for_customer(job: ProvisioningJob) -> dict:
             words = CUSTOMER_STEP_WORDS[step.status]
             log.append({"time": when.strftime("%H:%M:%S"), "step": _customer_title(job, step), "message": words})
     return {**_progress_common(job, steps, title=lambda step: _customer_title(job, step)), "log": log}
+
+
+def rollout_progress(rollout: Rollout) -> dict[str, int]:
+    """How far a rollout got, for staff: stores updated, failed (put back or not), skipped and still to come
+    (waiting or updating now), and cancelled ones if any. Reads prefetched targets when there are."""
+    T = RolloutStore.Status
+    statuses = [target.status for target in rollout.targets.all()]
+    counts = {
+        "done": statuses.count(T.UPDATED),
+        "failed": statuses.count(T.ROLLED_BACK) + statuses.count(T.FAILED),
+        "skipped": statuses.count(T.SKIPPED),
+        "pending": statuses.count(T.PENDING) + statuses.count(T.UPDATING),
+    }
+    if T.CANCELLED in statuses:
+        counts["cancelled"] = statuses.count(T.CANCELLED)
+    return counts

@@ -84,7 +84,7 @@ def job_enqueue(
             status=JobStep.Status.SKIPPED if step.name in skip else JobStep.Status.PENDING,
             output=skip.get(step.name, ""),
         )
-        for order, step in enumerate(job_kind.steps, 1)
+        for order, step in enumerate(job_kind.all_steps, 1)
     )
     transaction.on_commit(lambda: _rq_enqueue(job.pk))
     return job
@@ -181,29 +181,61 @@ def _job_run(job_id: int) -> None:
     if job is None:
         return
     job_kind = kind_get(job.kind)
+    undo_name = job_kind.undo.name if job_kind.undo else None
     succeeded = False
     try:
         for step in job.steps.order_by("order"):
-            if step.status in (JobStep.Status.SUCCEEDED, JobStep.Status.SKIPPED):
+            if step.status in (JobStep.Status.SUCCEEDED, JobStep.Status.SKIPPED) or step.name == undo_name:
                 continue
             store = Store.objects.select_related("host", "plan", "customer").get(pk=job.store_id)
             if not _job_may_continue(job, job_kind, store, step):
                 return
-            JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
-            plan_step = job_kind.step_by_name[step.name]
-            log = lambda message, step=step: _step_log(step, message)  # noqa: E731
             try:
-                if plan_step.with_job:
-                    plan_step.run(store, log, job_id=job.pk)
-                else:
-                    plan_step.run(store, log)
+                _step_run(job, job_kind, step, store)
             except Exception as exc:
+                if undo_name:
+                    _job_undo(job, job_kind)
                 _job_fail(job_id=job.pk, step_id=step.pk, error=exc)
                 raise
-            JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.SUCCEEDED, finished_at=timezone.now())
+        if undo_name:
+            job.steps.filter(name=undo_name, status=JobStep.Status.PENDING).update(
+                status=JobStep.Status.SKIPPED, output="nothing to put back: every step succeeded"
+            )
         succeeded = _job_succeed(job_id=job.pk)
     finally:
         _job_after(job_kind, job.pk, succeeded)
+
+
+def _step_run(job: ProvisioningJob, job_kind: JobKind, step: JobStep, store: Store) -> None:
+    """Run one step of the job, its row running, then succeeded; an exception leaves the row to the caller."""
+    JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
+    plan_step = job_kind.step_by_name[step.name]
+    log = lambda message: _step_log(step, message)  # noqa: E731
+    if plan_step.with_job:
+        plan_step.run(store, log, job_id=job.pk)
+    else:
+        plan_step.run(store, log)
+    JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.SUCCEEDED, finished_at=timezone.now())
+
+
+def _job_undo(job: ProvisioningJob, job_kind: JobKind) -> None:
+    """A step failed: run the kind's undo step now, while the job still holds the store. Its failure is
+    recorded on its own row (staff read why the store could not be put back) and never hides the error
+    of the step that failed, which the job reports."""
+    step = job.steps.filter(name=job_kind.undo.name, status=JobStep.Status.PENDING).first()
+    if step is None or not Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
+        return  # reaped meanwhile: another operation may own the store now
+    try:
+        store = Store.objects.select_related("host", "plan", "customer").get(pk=job.store_id)
+        _step_run(job, job_kind, step, store)
+    except Exception as exc:
+        logger.exception("job %s: the undo step failed", job.pk)
+        JobStep.objects.filter(pk=step.pk).update(
+            status=JobStep.Status.FAILED,
+            finished_at=timezone.now(),
+            output="".join(traceback.format_exception(exc)).strip()[-20_000:],
+        )
+        _step_log(step, f"failed: {type(exc).__name__}: {exc}")
 
 
 def _job_after(job_kind: JobKind, job_id: int, succeeded: bool) -> None:

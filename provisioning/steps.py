@@ -18,6 +18,7 @@ from provisioning.models import ProvisioningJob as JobModel
 from provisioning.services import store_tls_ensure
 from provisioning.stacks import stack_for
 from provisioning.stacks.base import SECRETS_DIR, ServiceSpec
+from provisioning.store_images import store_images_record
 from shophosting.core.emails import email_send
 from stores import services as store_services
 from stores.models import Store
@@ -38,6 +39,8 @@ def _services(store: Store):
 def allocate(store: Store, log: Log) -> None:
     store = store_services.store_place(store_id=store.pk)
     log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
+    images = store_images_record(store_id=store.pk)
+    log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
     creds = store_services.store_credentials(store)
     if not creds.get("db_password"):
         store_services.store_credentials_save(
@@ -140,8 +143,10 @@ def data_services_start(store: Store, log: Log) -> None:
     _start(store, [s for s in _services(store) if s.role not in app_roles], log)
 
 
-def wait_http(store: Store, log: Log, *, timeout: float) -> None:
-    """Poll the published web port (never following redirects: those point at the store's real domain).
+def wait_http(store: Store, log: Log, *, timeout: float, accept_server_errors: bool = False) -> None:
+    """Poll the published web port (never following redirects: those point at the store's real domain)
+    until it answers below HTTP 500, or with any status at all with `accept_server_errors` (an update's
+    checks judge the answer afterwards, and a 500 should fail them at once, not after `timeout`).
 
     While it does not answer, the engine is asked about the web container every few seconds: an engine
     that went away (stopped, restarting) fails the wait at once, naming the engine, not after `timeout`."""
@@ -157,7 +162,7 @@ def wait_http(store: Store, log: Log, *, timeout: float) -> None:
         try:
             connection.request("GET", "/", headers={"Host": store.domain, "Connection": "close"})
             status = connection.getresponse().status
-            if status < 500:
+            if status < 500 or accept_server_errors:
                 log(f"web answers HTTP {status}")
                 return
             last_error = f"HTTP {status}"
@@ -200,11 +205,13 @@ def _cache_empty(store: Store, log: Log) -> None:
     log("cache emptied" if code == 0 and output.strip() == "OK" else f"cache not emptied: {output.strip()[:200]}")
 
 
-def app_start(store: Store, log: Log) -> None:
+def app_start(store: Store, log: Log, *, accept_server_errors: bool = False) -> None:
+    """Start what serves requests, in the stack's order, from the images the store runs, and wait until
+    its port answers (with any status, for a caller that judges the answer itself: an update's checks)."""
     _cache_empty(store, log)
     by_role = {s.role: s for s in _services(store)}
     _start(store, [by_role[role] for role in _stack(store).app_roles], log)  # in the stack's order
-    wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT, accept_server_errors=accept_server_errors)
 
 
 def app_install(store: Store, log: Log) -> None:

@@ -19,7 +19,7 @@ from provisioning.services import job_enqueue
 from shophosting.core.ratelimits import rate_limited
 from stores.exceptions import InvalidTransition
 from stores.models import Store
-from stores.selectors import store_disk_usage, store_of_customer_or_404, store_usage_chart
+from stores.selectors import store_disk_usage, store_history, store_of_customer_or_404, store_usage_chart
 
 
 def _own_job(store: Store, job_id: int) -> ProvisioningJob:
@@ -40,6 +40,7 @@ def store_detail_view(request, store_id: int):
             "progress_url": reverse("stores:progress", args=[store.pk]),
             "usage": store_usage_chart(store),
             "disk": store_disk_usage(store),
+            "history": store_history(store),
         },
     )
 

@@ -12,6 +12,7 @@ from billing import jobs as billing_jobs
 from provisioning.jobs import (
     provisioning_jobs_reap,
     provisioning_jobs_requeue,
+    provisioning_rollouts_advance,
     stores_disk_measure,
     stores_tls_renew,
     stores_tls_retry_lost,
@@ -42,6 +43,8 @@ register(provisioning_jobs_reap, "default", interval=60)
 # get the same, and are failed past their timeout.
 register(provisioning_jobs_requeue, "default", interval=60)
 register(backup_jobs.platform_runs_recover, "default", interval=60)
+# A rollout whose next batch was not queued when its last update ended (the worker died right after) goes on.
+register(provisioning_rollouts_advance, "default", interval=60)
 # A store's certificate retry is scheduled in Redis; one that a Redis restart lost is enqueued again.
 register(stores_tls_retry_lost, "default", interval=5 * 60)
 # Renews store certificates in their last 30 days.

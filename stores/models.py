@@ -126,11 +126,15 @@ class Store(models.Model):
 
 
 class StoreEvent(StatusEvent):
-    """One row per status change, written by stores.services.store_transition only."""
+    """One row per status change, written by stores.services.store_transition, or per notable fact with the
+    status unchanged (stores.services.store_event_record: a plan change, an update)."""
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="events")
     old_status = models.CharField(max_length=20, choices=Store.Status.choices)
     new_status = models.CharField(max_length=20, choices=Store.Status.choices)
+    # Plain words for the merchant ("Updated to wordpress:6.5"): the events that carry one are the store's
+    # history on its page. `note` is for staff and may name hosts, jobs and engine errors.
+    message = models.TextField(blank=True)
 
     def __str__(self):
         return f"{self.store_id}: {super().__str__()}"

@@ -2,7 +2,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from stores.models import Host, Store, StoreUsageSample
+from stores.models import Host, Store, StoreEvent, StoreUsageSample
 
 
 @dataclass(frozen=True)
@@ -141,3 +141,8 @@ def store_of_customer_or_404(customer, store_id: int) -> Store:
     return get_object_or_404(
         Store.objects.select_related("plan").exclude(status=Store.Status.DELETED), pk=store_id, customer=customer
     )
+
+
+def store_history(store: Store, *, limit: int = 20) -> list[StoreEvent]:
+    """What the merchant reads in the store's history: the events written for them, newest first."""
+    return list(store.events.exclude(message="").order_by("-created_at", "-id")[:limit])

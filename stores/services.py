@@ -45,7 +45,18 @@ def store_transition(*, store_id: int, to: str, actor: User | None = None, note:
         event_link="store",
         actor=actor,
         note=note,
+        event_fields={"message": message},
         **fields,
+    )
+
+
+@transaction.atomic
+def store_event_record(*, store_id: int, note: str, message: str = "", actor: User | None = None) -> StoreEvent:
+    """A notable fact about the store with its status unchanged (an update of its software): `note` for staff,
+    `message` in plain words for the merchant, whose store page lists the events that have one."""
+    store = Store.objects.select_for_update().get(pk=store_id)
+    return StoreEvent.objects.create(
+        store=store, old_status=store.status, new_status=store.status, actor=actor, note=note[:5000], message=message
     )
 
 

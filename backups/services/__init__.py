@@ -4,6 +4,7 @@
 - `stack_io`: reading and writing a store's database and volumes (dump, import, archives, staging);
 - `backup`: the `backup` job kind and the requests for one (manual, scheduled, final);
 - `restore`: the `restore` job kind and the restore request (also into a new store from a final backup);
+- `pre_update`: an update's safety net (provisioning.safety): its pre-update backup, and the data put back;
 - `verify`: the `verify` job kind (restore-checks a snapshot in throwaway containers) and its schedule;
 - `retention`: scheduled backups and retention (`restic forget --prune`);
 - `reconcile`: keeping the BackupRun records matching the repository;

@@ -97,7 +97,7 @@ def backup_clean_up(run: BackupRun, store: Store) -> None:
 
 
 def _run_of(job_id: int) -> BackupRun:
-    return BackupRun.objects.get(job_id=job_id, kind__in=[k for k in Kind.values if k != Kind.PRE_RESTORE])
+    return BackupRun.objects.get(job_id=job_id, kind__in=[k for k in Kind.values if k not in BackupRun.BEFORE_A_CHANGE])
 
 
 def _step(function):

@@ -4,6 +4,8 @@ new store from a deleted store's final backup."""
 
 import logging
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -65,14 +67,42 @@ def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
     changed and the restore stops here."""
     restore = _restore_of(job_id)
     staging_directory(_staging_name(restore))
+    pre = backup_in_place(
+        store,
+        log,
+        kind=Kind.PRE_RESTORE,
+        created_by=restore.created_by,
+        job_id=job_id,
+        note=f"before restore {restore.pk}",
+        what="restore",
+        link=lambda run: RestoreRun.objects.filter(pk=restore.pk).update(pre_restore_backup=run),
+    )
+    log(f"snapshot {pre.snapshot_id[:8]} keeps the store as it was")
+
+
+def backup_in_place(
+    store: Store,
+    log: Log,
+    *,
+    kind: str,
+    created_by: User | None,
+    job_id: int,
+    note: str,
+    what: str,
+    link: Callable[[BackupRun], object] | None = None,
+) -> BackupRun:
+    """A backup taken by another job's step before it changes the store (a restore, an update), with the
+    backup kind's own steps: a BackupRun of `kind` in the merchant's list, linked to that job. `link(run)`
+    runs in the transaction that creates the run. Raises ResticError ("nothing was changed") if it fails."""
     # Before the dump, which would otherwise stop a stopped database again right after it.
     if not database_running(store):
         database_start(store)
-        log("the store is stopped: its database was started for the restore")
+        log(f"the store is stopped: its database was started for the {what}")
     with transaction.atomic():
-        pre = BackupRun.objects.create(store=store, kind=Kind.PRE_RESTORE, created_by=restore.created_by, job_id=job_id)
-        BackupEvent.objects.create(backup_run=pre, new_status=pre.status, note=f"before restore {restore.pk}")
-        RestoreRun.objects.filter(pk=restore.pk).update(pre_restore_backup=pre)
+        pre = BackupRun.objects.create(store=store, kind=kind, created_by=created_by, job_id=job_id)
+        BackupEvent.objects.create(backup_run=pre, new_status=pre.status, note=note)
+        if link is not None:
+            link(pre)
     run_started(pre)
     try:
         backup_database(pre, store, log)
@@ -80,11 +110,10 @@ def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
         backup_snapshot(pre, store, log)
     except Exception as exc:
         run_failed(pre, f"{type(exc).__name__}: {exc}")
-        raise restic.ResticError(f"the pre-restore backup failed, nothing was changed: {exc}") from exc
+        raise restic.ResticError(f"the backup before the {what} failed, nothing was changed: {exc}") from exc
     finally:
         backup_clean_up(pre, store)
-    pre = run_succeeded(pre)
-    log(f"snapshot {pre.snapshot_id[:8]} keeps the store as it was")
+    return run_succeeded(pre)
 
 
 def step_stop(store: Store, log: Log, *, job_id: int) -> None:
@@ -93,23 +122,33 @@ def step_stop(store: Store, log: Log, *, job_id: int) -> None:
 
 def step_database(store: Store, log: Log, *, job_id: int) -> None:
     restore = _restore_of(job_id)
-    dump = staging_path(_staging_name(restore)) / DB_DUMP
-    restic.dump(restore.snapshot_id, f"/{DB_DUMP}", into=dump)
+    database_put_back(store, log, snapshot_id=restore.snapshot_id, staging=staging_path(_staging_name(restore)))
+
+
+def step_files(store: Store, log: Log, *, job_id: int) -> None:
+    restore = _restore_of(job_id)
+    files_put_back(store, log, snapshot_id=restore.snapshot_id, staging=staging_path(_staging_name(restore)))
+
+
+def database_put_back(store: Store, log: Log, *, snapshot_id: str, staging: Path) -> None:
+    """The store's database becomes the snapshot's (the database container runs; the app is stopped)."""
+    dump = staging / DB_DUMP
+    restic.dump(snapshot_id, f"/{DB_DUMP}", into=dump)
     log(f"dump read from the snapshot ({dump.stat().st_size} bytes)")
     database_import(container=stack_for(store).container_name("db"), dump=dump, base_url=store.host.docker_url)
     log("database replaced by the snapshot's")
 
 
-def step_files(store: Store, log: Log, *, job_id: int) -> None:
-    restore = _restore_of(job_id)
+def files_put_back(store: Store, log: Log, *, snapshot_id: str, staging: Path) -> None:
+    """Each web volume holds exactly the snapshot's files (the app is stopped)."""
     stack = stack_for(store)
     for suffix, mount in web_volumes(store).items():
         volume_restore(
-            snapshot_id=restore.snapshot_id,
+            snapshot_id=snapshot_id,
             suffix=suffix,
             mount=mount,
             volume=stack.volume_name(suffix),
-            staging=staging_path(_staging_name(restore)),
+            staging=staging,
             labels={**stack.labels, "shophosting.role": "restore-helper"},
             base_url=store.host.docker_url,
         )

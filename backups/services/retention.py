@@ -20,7 +20,7 @@ def backups_enqueue_due(*, now=None, dry_run: bool = False) -> list[int]:
     cutoff = now - timedelta(hours=settings.BACKUP_INTERVAL_HOURS)
     due = []
     for store in Store.objects.filter(status=Store.Status.ACTIVE).order_by("pk"):
-        last = store.backup_runs.exclude(status=RunStatus.FAILED).exclude(kind=Kind.PRE_RESTORE).first()
+        last = store.backup_runs.exclude(status=RunStatus.FAILED).exclude(kind__in=BackupRun.BEFORE_A_CHANGE).first()
         if last is not None and last.created_at > cutoff:
             continue
         if not dry_run:

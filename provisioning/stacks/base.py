@@ -84,10 +84,29 @@ class StackSpec:
     # before them and left running when they stop (suspend stops everything, app_stop only these).
     app_roles: tuple[str, ...] = ("web",)
 
+    # The admin login page an update checks after the new version started: its path, and what the page
+    # must contain (the login form's user field), so an error page answering 200 fails the check.
+    admin_login_path = ""
+    admin_login_marker = ""
+
     def __init__(self, store):
         self.store = store
+        self._recorded_images: dict[str, str] | None = None
 
     def image(self, role: str) -> str:
+        """The image this store runs for `role`: the one recorded for it (provisioning.models.StoreImage: set
+        when it was placed, changed by an update), else the settings' default, which new stores get."""
+        if self._recorded_images is None:
+            from provisioning.models import StoreImage  # the stacks are imported by the models' app loading
+
+            self._recorded_images = (
+                dict(StoreImage.objects.filter(store_id=self.store.pk).values_list("role", "image"))
+                if self.store.pk
+                else {}
+            )
+        return self._recorded_images.get(role) or self.default_image(role)
+
+    def default_image(self, role: str) -> str:
         return settings.STORE_IMAGES[self.platform][role]
 
     def services(
@@ -98,6 +117,11 @@ class StackSpec:
     def install_commands(self, creds: dict[str, str]) -> list[tuple[list[str], dict[str, str]]]:
         """The platform's installer, run in the web container: (argument list, exec environment) pairs.
         Secrets travel in the environment, never on a command line."""
+        raise NotImplementedError
+
+    def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        """The application's own upgrade after its containers were recreated from a new image (its database
+        schema and data brought to the new version), run in the `web` container like the installer."""
         raise NotImplementedError
 
     def container_name(self, role: str) -> str:

@@ -4,6 +4,7 @@ from django.conf import settings
 
 from provisioning.image_contract import (
     MAGENTO_CLI,
+    MAGENTO_ENV_DIR,
     MAGENTO_INSTALLER_NAME,
     MAGENTO_INSTALLER_SMTP_PASSWORD,
     MAGENTO_LISTEN_PORT,
@@ -71,6 +72,8 @@ class MagentoStack(StackSpec):
     install_name = "Magento setup:install"
     database_user = "magento"
     app_roles = ("web", "varnish")  # Varnish after web: it resolves its backend when it loads the VCL
+    admin_login_path = "/admin/"
+    admin_login_marker = 'name="login[username]"'
 
     def services(self, *, include_optional=False, credentials=None):
         creds = credentials or {}
@@ -110,7 +113,9 @@ class MagentoStack(StackSpec):
                     "MAGENTO_LISTEN_PORT": str(WEB_PORT),
                     **magento_mail_environment(store.domain),
                 },
-                volumes={"media": "/var/www/html/pub/media"},
+                # The install's env.php (database, cache, crypt key) in its own volume, kept when an update
+                # recreates the container from a newer image (image_contract: MAGENTO_ENV_DIR).
+                volumes={"media": "/var/www/html/pub/media", "env": MAGENTO_ENV_DIR},
                 healthcheck=tcp_healthcheck(WEB_PORT),
                 # Listens on 8080 and needs no capability. Not read-only: Magento writes var/, generated/
                 # and pub/static/ inside its own tree (the stand-in writes var/).
@@ -179,3 +184,8 @@ class MagentoStack(StackSpec):
             # by Magento), read by the installer from the container's secret file: never on a command line.
             commands.append(([MAGENTO_INSTALLER_NAME, MAGENTO_INSTALLER_SMTP_PASSWORD], {}))
         return commands
+
+    def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        """Magento's schema and data upgrade for the new code; `--keep-generated` keeps the generated code and
+        static files the image was built with (the image is the code, so they are current)."""
+        return [([MAGENTO_CLI, "setup:upgrade", "--keep-generated"], {})]

@@ -3,7 +3,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from provisioning.image_contract import WORDPRESS_INSTALLER, WORDPRESS_MU_PLUGINS
+from provisioning.image_contract import WORDPRESS_INSTALLER, WORDPRESS_MU_PLUGINS, WORDPRESS_UPGRADER
 from provisioning.stacks.base import (
     SMTP_PASSWORD_SECRET,
     WWW_DATA_GID,
@@ -93,6 +93,8 @@ class WooCommerceStack(StackSpec):
     platform = "woocommerce"
     web_port = 80
     database_user = "wordpress"
+    admin_login_path = "/wp-login.php"
+    admin_login_marker = 'name="log"'
 
     @property
     def cache_prefix(self) -> str:
@@ -182,3 +184,7 @@ class WooCommerceStack(StackSpec):
             "SHOPHOSTING_REQUIRE_WOOCOMMERCE": "1" if settings.STORE_WOOCOMMERCE_REQUIRED else "0",
         }
         return [(["php", WORDPRESS_INSTALLER], environment)]
+
+    def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        """WordPress's own wp_upgrade() through wp-upgrade.php (what wp-admin/upgrade.php runs)."""
+        return [(["php", WORDPRESS_UPGRADER], {"WORDPRESS_URL": f"http://{self.store.domain}"})]

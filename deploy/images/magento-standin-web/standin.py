@@ -9,7 +9,8 @@ import sys
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = "/var/www/html/var/standin-install.json"
+# Where the real install keeps env.php (app/etc/env/, the store's `env` volume), so it survives an update.
+STATE = "/var/www/html/app/etc/env/standin-install.json"
 
 
 def check_db() -> str:
@@ -90,6 +91,12 @@ def wiring() -> dict[str, str]:
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path.startswith("/admin"):
+            self.send_page(
+                "<!doctype html><html><head><title>Magento Admin</title></head><body><form method=post>"
+                '<input name="login[username]"><input name="login[password]" type=password></form></body></html>'
+            )
+            return
         title = state().get("title", "Magento stand-in (not installed)")
         checks = {
             **wiring(),
@@ -98,10 +105,15 @@ class Handler(BaseHTTPRequestHandler):
             "mail": mail_transport(),
         }
         rows = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in checks.items())
-        payload = (
+        upgrades = state().get("upgrades", 0)
+        self.send_page(
             f"<!doctype html><html><head><title>{html.escape(title)}</title></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>Magento web STAND-IN</p><ul>{rows}</ul></body></html>"
-        ).encode()
+            f"<h1>{html.escape(title)}</h1><p>Magento web STAND-IN</p><ul>{rows}"
+            f"<li>setup:upgrade runs: {upgrades}</li></ul></body></html>"
+        )
+
+    def send_page(self, text: str):
+        payload = text.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Cache-Control", "no-store")  # the page reports live wiring; Varnish must not cache it
@@ -122,6 +134,7 @@ CONFIG_PATHS = ("general/store_information/name", "system/smtp/password")
 # The options each command takes besides Symfony Console's global ones, as bin/magento defines them.
 COMMAND_OPTIONS = {
     "config:set": {"scope", "scope-code", "lock-env", "le", "lock-config", "lc"},
+    "setup:upgrade": {"keep-generated", "safe-mode", "data-restore", "dry-run", "convert-old-scripts"},
     "setup:install": None,  # dozens; the stand-in takes any --name=value
 }
 GLOBAL_OPTIONS = {"quiet", "q", "verbose", "v", "vv", "vvv", "ansi", "no-ansi", "no-interaction", "n"}
@@ -148,7 +161,8 @@ def console_parse(args: list[str]) -> tuple[dict[str, str], list[str]]:
 def cli(args: list[str]) -> int:
     if not args or args[0] not in COMMAND_OPTIONS:
         print(
-            "stand-in bin/magento supports setup:install and config:set general/store_information/name", file=sys.stderr
+            "stand-in bin/magento supports setup:install, setup:upgrade and config:set general/store_information/name",
+            file=sys.stderr,
         )
         return 2
     command = args[0]
@@ -162,6 +176,22 @@ def cli(args: list[str]) -> int:
         dashes = "--" if len(unknown[0]) > 1 else "-"
         print(f'The "{dashes}{unknown[0]}" option does not exist.', file=sys.stderr)
         return 1
+    if command == "setup:upgrade":
+        current = state()
+        if not current:
+            print("Magento is not installed", file=sys.stderr)
+            return 1
+        # Counted, so a test sees that an update ran it (and with --keep-generated, as the platform does).
+        current["upgrades"] = current.get("upgrades", 0) + 1
+        current["last_upgrade_options"] = sorted(options)
+        with open(STATE, "w") as handle:
+            json.dump(current, handle)
+        print(
+            'Please re-run Magento compile command. Use the command "setup:di:compile"'
+            if "keep-generated" not in options
+            else "Nothing to import. (stand-in: schema and data are current)"
+        )
+        return 0
     if command == "config:set":
         if len(arguments) != 2 or arguments[0] not in CONFIG_PATHS:
             print(f"stand-in config:set takes one of {', '.join(CONFIG_PATHS)} and a value", file=sys.stderr)
