@@ -21,6 +21,7 @@ import requests
 from django.core.management import call_command
 
 from tests.conftest import ROOT
+from tests.plugins.nginx import MODSECURITY_MODULE
 
 DOMAIN = "platform.test"
 VENV = Path(sys.executable).parent.parent
@@ -78,8 +79,8 @@ def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def nginx_main_conf(prefix: Path, site: Path) -> Path:
-    """A private nginx around the rendered site, as Debian's nginx.conf includes sites-enabled/* (and loads the
-    modules of modules-enabled/, among them libnginx-mod-http-modsecurity's)."""
+    """A private nginx around the rendered site, as Debian's nginx.conf includes sites-enabled/* (and loads
+    libnginx-mod-http-modsecurity's module from modules-enabled/, whose paths are relative to /etc/nginx)."""
     for directory in ("temp", "logs"):
         (prefix / directory).mkdir(parents=True, exist_ok=True)
     (prefix / "temp").chmod(0o777)
@@ -88,7 +89,7 @@ def nginx_main_conf(prefix: Path, site: Path) -> Path:
     # reaches what it serves through directories of its own group, deploy/README.md step 2).
     conf.write_text(
         f"""user root;
-include /etc/nginx/modules-enabled/*.conf;
+load_module {MODSECURITY_MODULE};
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log warn;
