@@ -4,20 +4,28 @@ A vhost is rendered from deploy/nginx/store-vhost.conf and written atomically, t
 configuration; when the test fails, the previous file (or none) is put back and the error names nginx's
 complaint. Only a configuration that passed is reloaded.
 
+A store whose plan has advanced_security gets the firewall in its vhost (ModSecurity with the OWASP Core Rule
+Set, whose rules the platform's nginx config loads once); its blocks go to its own audit log under
+NGINX_FIREWALL_LOG_DIR, which firewall_blocks_count reads back for the store page.
+
 Two ways to test and reload: running NGINX_COMMAND directly (development, tests), or, in production where
 the workers are not root, asking the root unit shophosting-nginx-reload (deploy/README.md, step 7) through
 NGINX_RELOAD_REQUEST_FILE and waiting for its answer in NGINX_RELOAD_STATUS_FILE.
 """
 
 import fcntl
+import hashlib
 import http.client
+import json
 import os
+import re
 import secrets
 import socket
 import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -102,12 +110,18 @@ def _write_atomic(path: Path, content: str) -> None:
     os.replace(temporary, path)  # atomic: nginx never reads half a file
 
 
+def firewall_log_path(store_id: int) -> Path:
+    """The store's firewall log: ModSecurity's audit log, one JSON line per request a rule matched."""
+    return Path(settings.NGINX_FIREWALL_LOG_DIR) / f"store-{int(store_id)}.log"
+
+
 def vhost_render(
     *,
     store_id: int,
     domain: str,
     upstream: str,
     mode: str,
+    firewall: bool,
     listen_http: str,
     listen_https: str,
     acme_webroot: str,
@@ -115,7 +129,8 @@ def vhost_render(
     tls_key: str | None,
 ) -> str:
     """A store's vhost from deploy/nginx/store-vhost.conf (NGINX_VHOST_TEMPLATE), the single template of one.
-    Raises ProvisioningError when a value is not one plain nginx word (see _nginx_word)."""
+    `firewall` turns ModSecurity on for it (the plan's advanced_security). Raises ProvisioningError when a
+    value is not one plain nginx word (see _nginx_word)."""
     words = {
         "domain": domain,
         "upstream": upstream,
@@ -124,28 +139,55 @@ def vhost_render(
         "listen_https": listen_https,
         "acme_webroot": acme_webroot,
         "maintenance_root": str(settings.NGINX_MAINTENANCE_ROOT),
+        "firewall_log": str(firewall_log_path(store_id)),
         "tls_cert": tls_cert,
         "tls_key": tls_key,
     }
     for field, value in words.items():
         if value is not None or field not in ("tls_cert", "tls_key"):
             _nginx_word(field, str(value))
-    template = engines["django"].from_string(Path(settings.NGINX_VHOST_TEMPLATE).read_text())
-    return template.render({"store_id": int(store_id), **words})
+    if not isinstance(firewall, bool):
+        raise ProvisioningError(f"refusing to write an nginx vhost: firewall must be True or False, not {firewall!r}")
+    source = Path(settings.NGINX_VHOST_TEMPLATE).read_text()
+    context = {
+        "store_id": int(store_id),
+        "firewall": firewall,
+        "burst_per_client": int(settings.NGINX_BURST_PER_CLIENT),
+        "burst_per_store": int(settings.NGINX_BURST_PER_STORE),
+        **words,
+    }
+    # What this vhost is, in one word that its ACME location answers with: vhost_wait_routed waits for it,
+    # since the platform's default server answers challenges for every name, so a plain probe passes
+    # through the old configuration as well.
+    context["revision"] = hashlib.sha256(json.dumps([source, context], sort_keys=True).encode()).hexdigest()[:16]
+    return engines["django"].from_string(source).render(context)
+
+
+def _revision(vhost: str) -> str:
+    return re.search(r"add_header X-ShopHosting-Vhost (\w+) always;", vhost).group(1)
 
 
 def vhost_write(
-    *, store_id: int, domain: str, upstream: str, mode: str = "proxy", certificate=None, force_reload: bool = False
+    *,
+    store_id: int,
+    domain: str,
+    upstream: str,
+    firewall: bool,
+    mode: str = "proxy",
+    certificate=None,
+    force_reload: bool = False,
 ) -> Path:
-    """Write (or replace) the store's vhost; `mode` is "proxy" or "maintenance". With a certificate
-    (acme_client.Certificate) the same routes are served on HTTPS as well. `force_reload` reloads even
-    when the file is unchanged: a renewed certificate has the same paths, and nginx reads it on reload."""
+    """Write (or replace) the store's vhost; `mode` is "proxy" or "maintenance", `firewall` the plan's
+    advanced_security. With a certificate (acme_client.Certificate) the same routes are served on HTTPS as
+    well. `force_reload` reloads even when the file is unchanged: a renewed certificate has the same paths,
+    and nginx reads it on reload."""
     # Rendered first: a refused value raises before any directory or file is touched.
     content = vhost_render(
         store_id=store_id,
         domain=domain,
         upstream=upstream,
         mode=mode,
+        firewall=firewall,
         listen_http=settings.NGINX_LISTEN_HTTP,
         listen_https=settings.NGINX_LISTEN_HTTPS,
         acme_webroot=settings.NGINX_ACME_WEBROOT,
@@ -155,6 +197,9 @@ def vhost_write(
     path = vhost_path(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     Path(settings.NGINX_ACME_WEBROOT).mkdir(parents=True, exist_ok=True)
+    if firewall:
+        # nginx cannot open a log in a missing directory; in production it exists already (deploy/README.md).
+        firewall_log_path(store_id).parent.mkdir(parents=True, exist_ok=True)
     with _vhosts_locked():
         previous = path.read_text() if path.exists() else None
         if previous == content and not force_reload:
@@ -170,7 +215,7 @@ def vhost_write(
             if settings.NGINX_RELOAD_REQUEST_FILE:
                 _apply()  # so the unit's last answer describes the configuration in force again
             raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")
-    vhost_wait_routed(domain=domain)
+    vhost_wait_routed(domain=domain, revision=_revision(content))
     return path
 
 
@@ -187,11 +232,18 @@ def _http_address() -> tuple[str, int]:
     return (host or "127.0.0.1"), int(port)
 
 
-def vhost_wait_routed(*, domain: str, timeout: float = 10.0) -> None:
+ROUTED = "X-ShopHosting-Vhost"
+# After starting the new workers nginx's master waits 100 ms before it tells the old ones to stop
+# (ngx_master_process_cycle), and until then they still accept connections with the old configuration.
+OLD_WORKERS_ACCEPTING = 0.15
+
+
+def vhost_wait_routed(*, domain: str, revision: str, timeout: float = 10.0) -> None:
     """Wait until nginx really serves `domain` from the new config.
 
-    `nginx -s reload` returns before the new workers take over, and an ACME server validating at once
-    would still reach an old worker. A probe file in the ACME webroot must come back through the vhost."""
+    `nginx -s reload` returns before the new workers take over, and a request at once (an ACME server
+    validating, a visitor after a plan change) would still reach an old worker. A probe file in the ACME
+    webroot must come back through the vhost of this `revision` (its X-ShopHosting-Vhost header)."""
     webroot = Path(settings.NGINX_ACME_WEBROOT) / ".well-known" / "acme-challenge"
     webroot.mkdir(parents=True, exist_ok=True)
     probe = webroot / f"shophosting-probe-{secrets.token_hex(8)}"
@@ -207,7 +259,9 @@ def vhost_wait_routed(*, domain: str, timeout: float = 10.0) -> None:
                     "GET", f"/.well-known/acme-challenge/{probe.name}", headers={"Host": domain, "Connection": "close"}
                 )
                 response = connection.getresponse()
-                if response.status == 200 and response.read().decode(errors="replace") == probe.name:
+                answered = response.read().decode(errors="replace")
+                if response.status == 200 and answered == probe.name and response.getheader(ROUTED) == revision:
+                    time.sleep(OLD_WORKERS_ACCEPTING)
                     return
             except (OSError, http.client.HTTPException):
                 pass
@@ -229,6 +283,59 @@ def vhost_remove(*, domain: str) -> bool:
     if complaint is not None:
         raise ProvisioningError(f"nginx refused its configuration after removing {domain}'s vhost: {complaint}")
     return True
+
+
+def firewall_blocks_count(*, store_id: int, since: datetime, max_bytes: int | None = None) -> tuple[int, bool]:
+    """How many requests the store's firewall blocked (answered 403) since `since`, and whether the count is
+    only a lower bound. Reads the log's current file and the one logrotate kept uncompressed before it
+    (deploy/logrotate: weekly), newest line first, and stops at the first line older than `since` or after
+    `max_bytes` (FIREWALL_LOG_READ_BYTES) from their ends: a page view never reads a whole large log.
+
+    Each line's time is the start of its transaction id ("$msec-$request_id", store-vhost.conf), seconds
+    since the epoch: no time zone between nginx and the reader."""
+    budget = settings.FIREWALL_LOG_READ_BYTES if max_bytes is None else max_bytes
+    since_epoch = since.timestamp()
+    current = firewall_log_path(store_id)
+    rotated = sorted(
+        (p for p in current.parent.glob(f"{current.name}-*") if not p.name.endswith(".gz")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    blocked = 0
+    for path in [current, *rotated[:1]]:
+        try:
+            with open(path, "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                start = max(size - budget, 0)
+                log.seek(start)
+                data = log.read(size - start)
+        except FileNotFoundError:
+            continue
+        budget -= len(data)
+        lines = data.split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # cut in the middle: the first line is partial
+        for line in reversed(lines):
+            entry = _audit_entry(line)
+            if entry is None:
+                continue
+            started, code = entry
+            if started < since_epoch:
+                return blocked, False
+            blocked += code == 403
+        if start > 0:
+            return blocked, True  # the budget ran out before the window's start
+    return blocked, False
+
+
+def _audit_entry(line: bytes) -> tuple[float, int] | None:
+    """(transaction start in epoch seconds, HTTP status) of one audit log line; None for what is not one."""
+    try:
+        transaction = json.loads(line)["transaction"]
+        started = float(transaction["unique_id"].partition("-")[0])
+        return started, int(transaction["response"]["http_code"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def nginx_status() -> dict:

@@ -1,7 +1,10 @@
+from datetime import timedelta
 from statistics import median
 
+from django.conf import settings
 from django.utils import timezone
 
+from provisioning import proxy
 from provisioning.kinds import kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
 
@@ -137,3 +140,16 @@ def rollout_progress(rollout: Rollout) -> dict[str, int]:
     if T.CANCELLED in statuses:
         counts["cancelled"] = statuses.count(T.CANCELLED)
     return counts
+
+
+FIREWALL_WINDOW = timedelta(days=7)
+
+
+def store_firewall(store) -> dict | None:
+    """The store page's firewall line: None where the store has none (a plan without advanced_security, or
+    no nginx in front of the stores), so the page claims nothing; else how many requests it blocked in the
+    last 7 days, read from the end of its firewall log (proxy.firewall_blocks_count, capped per view)."""
+    if not (settings.NGINX_ENABLED and store.plan.advanced_security):
+        return None
+    blocked, at_least = proxy.firewall_blocks_count(store_id=store.pk, since=timezone.now() - FIREWALL_WINDOW)
+    return {"blocked": blocked, "at_least": at_least, "days": FIREWALL_WINDOW.days}

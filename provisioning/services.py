@@ -382,10 +382,25 @@ def job_retry(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
     return job_enqueue(store_id=job.store_id, kind=job_kind.retry_as or job.kind, actor=actor)
 
 
+def store_vhost_write(*, store: Store, mode: str, certificate=None, force_reload: bool = False):
+    """Write the store's nginx vhost from what the store is now: its upstream, the mode, its certificate and
+    its plan's firewall (advanced_security). Every vhost of a store is written here, so whatever rewrites it
+    (a plan change's job, a suspension, a renewal) brings the firewall in line with the plan."""
+    return proxy.vhost_write(
+        store_id=store.pk,
+        domain=store.domain,
+        upstream=f"{store.host.bind_address}:{store.port}",
+        mode=mode,
+        firewall=store.plan.advanced_security,
+        certificate=certificate,
+        force_reload=force_reload,
+    )
+
+
 def store_tls_ensure(*, store_id: int) -> Store:
     """Issue the store's certificate and switch its vhost to HTTPS; on failure keep HTTP and schedule a
     retry with exponential backoff (2, 4, 8 … minutes, capped). No transaction is held during issuance."""
-    store = Store.objects.select_related("host").get(pk=store_id)
+    store = Store.objects.select_related("host", "plan").get(pk=store_id)
     if store.status not in (S.PROVISIONING, S.ACTIVE, S.SUSPENDED):
         return store
     try:
@@ -405,10 +420,8 @@ def store_tls_ensure(*, store_id: int) -> Store:
             )
         )
         return Store.objects.get(pk=store.pk)
-    proxy.vhost_write(
-        store_id=store.pk,
-        domain=store.domain,
-        upstream=f"{store.host.bind_address}:{store.port}",
+    store_vhost_write(
+        store=store,
         mode="maintenance" if store.status == S.SUSPENDED else "proxy",
         certificate=certificate,
         force_reload=True,

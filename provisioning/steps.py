@@ -15,7 +15,7 @@ from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import JobLogLine, JobStep
 from provisioning.models import ProvisioningJob as JobModel
-from provisioning.services import store_tls_ensure
+from provisioning.services import store_tls_ensure, store_vhost_write
 from provisioning.stacks import stack_for
 from provisioning.stacks.base import SECRETS_DIR, ServiceSpec
 from provisioning.store_images import store_images_record
@@ -242,14 +242,9 @@ def _vhost(store: Store, log: Log, *, mode: str) -> None:
         log(f"nginx is not enabled here; the store answers on {store.host.bind_address}:{store.port} only")
         return
     certificate = acme_client.certificate_paths(store.domain) if store.tls_status == Store.TLS.ISSUED else None
-    path = proxy.vhost_write(
-        store_id=store.pk,
-        domain=store.domain,
-        upstream=f"{store.host.bind_address}:{store.port}",
-        mode=mode,
-        certificate=certificate,
-    )
-    log(f"nginx vhost {path.name} written ({mode}{', HTTPS' if certificate else ''}), nginx -t passed, reloaded")
+    path = store_vhost_write(store=store, mode=mode, certificate=certificate)
+    served = [mode] + (["HTTPS"] if certificate else []) + (["firewall"] if store.plan.advanced_security else [])
+    log(f"nginx vhost {path.name} written ({', '.join(served)}), nginx -t passed, reloaded")
 
 
 def tls_certificate(store: Store, log: Log) -> None:
@@ -273,6 +268,11 @@ def vhost_proxy(store: Store, log: Log) -> None:
 
 def vhost_maintenance(store: Store, log: Log) -> None:
     _vhost(store, log, mode="maintenance")
+
+
+def vhost_as_is(store: Store, log: Log) -> None:
+    """Rewrite the vhost in the store's present mode, e.g. with the firewall of a new plan."""
+    _vhost(store, log, mode="maintenance" if store.status == Store.Status.SUSPENDED else "proxy")
 
 
 def vhost_remove(store: Store, log: Log) -> None:
@@ -430,7 +430,10 @@ KINDS = (
     JobKind(
         name=K.UPDATE_LIMITS,
         title="Update limits",
-        steps=(Step("limits", "Apply the plan's memory and CPU", limits_apply),),
+        steps=(
+            Step("limits", "Apply the plan's memory and CPU", limits_apply),
+            Step("firewall", "Apply the plan's firewall to the nginx vhost", vhost_as_is),
+        ),
         store_statuses=frozenset({S.ACTIVE, S.SUSPENDED}),
     ),
     JobKind(

@@ -14,7 +14,12 @@ from django.views.decorators.http import require_POST
 from accounts.services import audit_record
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
-from provisioning.selectors import job_latest_for_store, job_progress_for_customer, job_setup_latest_for_store
+from provisioning.selectors import (
+    job_latest_for_store,
+    job_progress_for_customer,
+    job_setup_latest_for_store,
+    store_firewall,
+)
 from provisioning.services import job_enqueue
 from shophosting.core.ratelimits import rate_limited
 from stores.exceptions import InvalidTransition
@@ -41,6 +46,7 @@ def store_detail_view(request, store_id: int):
             "usage": store_usage_chart(store),
             "disk": store_disk_usage(store),
             "history": store_history(store),
+            "firewall": store_firewall(store),
         },
     )
 

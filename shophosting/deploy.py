@@ -32,6 +32,7 @@ FILES = {
     "nginx/sites/shophosting.conf": "nginx/shophosting.conf",
     "nginx/snippets/shophosting-tls.conf": "nginx/snippets/shophosting-tls.conf",
     "nginx/snippets/shophosting-acme.conf": "nginx/snippets/shophosting-acme.conf",
+    "nginx/snippets/shophosting-modsecurity.conf": "nginx/snippets/shophosting-modsecurity.conf",
     "logrotate/shophosting": "logrotate/shophosting",
     "tmpfiles/shophosting.conf": "tmpfiles/shophosting.conf",
 }
@@ -63,6 +64,9 @@ class DeployTarget:
     snippets_dir: str = "/etc/nginx/snippets"
     listen_http: str = "80"
     listen_https: str = "443"
+    rate_per_client: int = field(default_factory=lambda: settings.NGINX_RATE_PER_CLIENT)
+    rate_per_store: int = field(default_factory=lambda: settings.NGINX_RATE_PER_STORE)
+    firewall_log_dir: str = field(default_factory=lambda: str(settings.NGINX_FIREWALL_LOG_DIR))
     tls: bool = True  # False before the platform's certificate exists: the site answers on plain HTTP
     tls_cert: str = ""
     tls_key: str = ""

@@ -21,6 +21,7 @@ import requests
 from django.core.management import call_command
 
 from tests.conftest import ROOT
+from tests.plugins.nginx import MODSECURITY_MODULE
 
 DOMAIN = "platform.test"
 VENV = Path(sys.executable).parent.parent
@@ -78,7 +79,8 @@ def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def nginx_main_conf(prefix: Path, site: Path) -> Path:
-    """A private nginx around the rendered site, as Debian's nginx.conf includes sites-enabled/*."""
+    """A private nginx around the rendered site, as Debian's nginx.conf includes sites-enabled/* (and loads
+    libnginx-mod-http-modsecurity's module from modules-enabled/, whose paths are relative to /etc/nginx)."""
     for directory in ("temp", "logs"):
         (prefix / directory).mkdir(parents=True, exist_ok=True)
     (prefix / "temp").chmod(0o777)
@@ -87,6 +89,7 @@ def nginx_main_conf(prefix: Path, site: Path) -> Path:
     # reaches what it serves through directories of its own group, deploy/README.md step 2).
     conf.write_text(
         f"""user root;
+load_module {MODSECURITY_MODULE};
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log warn;
@@ -106,18 +109,22 @@ http {{
     return conf
 
 
-def store_vhost(stores_dir: Path, acme_webroot: Path, cert: Path, key: Path, mode: str) -> Path:
+def store_vhost(
+    stores_dir: Path, acme_webroot: Path, cert: Path, key: Path, mode: str, *, firewall: bool, store_id: int = 1
+) -> Path:
     """A store's vhost exactly as provisioning renders it (provisioning/proxy.py, deploy/nginx/store-vhost.conf)."""
     from provisioning import proxy
 
     stores_dir.mkdir(parents=True, exist_ok=True)
-    path = stores_dir / f"shop-{mode}.test.conf"
+    domain = f"shop-{mode}{'-firewall' if firewall else ''}.test"
+    path = stores_dir / f"{domain}.conf"
     path.write_text(
         proxy.vhost_render(
-            store_id=1,
-            domain=f"shop-{mode}.test",
+            store_id=store_id,
+            domain=domain,
             upstream="127.0.0.1:9",
             mode=mode,
+            firewall=firewall,
             listen_http="127.0.0.1:18280",
             listen_https="127.0.0.1:18643",
             acme_webroot=str(acme_webroot),
@@ -204,7 +211,9 @@ def test_deploy_render_refuses_a_directory_with_files_in_it(tmp_path):
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain-http-before-the-certificate"])
-def test_the_rendered_nginx_site_with_store_vhosts_passes_nginx_t(tmp_path, tls):
+def test_the_rendered_nginx_site_with_store_vhosts_passes_nginx_t(tmp_path, settings, tls):
+    settings.NGINX_FIREWALL_LOG_DIR = str(tmp_path / "firewall")
+    (tmp_path / "firewall").mkdir()
     cert, key = self_signed(tmp_path / "certs", DOMAIN)
     out = render(
         tmp_path / "out",
@@ -215,8 +224,13 @@ def test_the_rendered_nginx_site_with_store_vhosts_passes_nginx_t(tmp_path, tls)
         **({} if tls else {"tls": False}),
     )
     store_cert, store_key = self_signed(tmp_path / "certs", "shop-proxy.test")
-    for mode in ("proxy", "maintenance"):
-        store_vhost(tmp_path / "stores", tmp_path / "acme", store_cert, store_key, mode)
+    # Every kind of store vhost: routed or suspended, with the firewall (advanced_security) or without.
+    for store_id, (mode, firewall) in enumerate(
+        [("proxy", False), ("maintenance", False), ("proxy", True), ("maintenance", True)], 1
+    ):
+        store_vhost(
+            tmp_path / "stores", tmp_path / "acme", store_cert, store_key, mode, firewall=firewall, store_id=store_id
+        )
     conf = nginx_main_conf(tmp_path / "nginx", out / "nginx" / "sites" / "shophosting.conf")
 
     tested = subprocess.run(
@@ -226,6 +240,9 @@ def test_the_rendered_nginx_site_with_store_vhosts_passes_nginx_t(tmp_path, tls)
     assert tested.returncode == 0, tested.stderr
     site = (out / "nginx" / "sites" / "shophosting.conf").read_text()
     assert ("ssl_certificate" in site) is tls and f"include {tmp_path / 'stores'}/*.conf;" in site
+    # The firewall's rules were loaded, once, and each firewalled store opened its own audit log.
+    assert "ModSecurity-nginx" in tested.stderr and "rules loaded inline/local/remote: 0/0/0" not in tested.stderr
+    assert sorted(p.name for p in (tmp_path / "firewall").iterdir()) == ["store-3.log", "store-4.log"]
 
 
 # --- no sudo ---------------------------------------------------------------------------------------------
@@ -516,6 +533,7 @@ def test_the_store_vhost_template_is_the_one_in_deploy():
         domain="one.test",
         upstream="127.0.0.1:9",
         mode="proxy",
+        firewall=False,
         listen_http="80",
         listen_https="443",
         acme_webroot="/acme",
@@ -575,18 +593,18 @@ def test_workers_reload_nginx_through_the_root_unit_and_roll_back_what_it_refuse
     with ReloadUnit(
         tmp_path / "nginx-reload.request", tmp_path / "nginx-reload.status", settings.NGINX_COMMAND
     ) as unit:
-        path = proxy.vhost_write(store_id=1, domain="through-unit.test", upstream="127.0.0.1:29999")
+        path = proxy.vhost_write(store_id=1, domain="through-unit.test", upstream="127.0.0.1:29999", firewall=False)
         assert unit.runs == 1  # and vhost_write waited until nginx really routed the domain
         good = path.read_text()
         with pytest.raises(ProvisioningError, match="nginx rejected the vhost for through-unit.test; rolled back"):
-            proxy.vhost_write(store_id=1, domain="through-unit.test", upstream="127.0.0.1:notaport")
+            proxy.vhost_write(store_id=1, domain="through-unit.test", upstream="127.0.0.1:notaport", firewall=False)
         assert path.read_text() == good
         assert proxy.nginx_status()["config"] == "ok"  # the last answer of the unit, after the rollback
         assert proxy.vhost_remove(domain="through-unit.test") is True
     settings.NGINX_RELOAD_STATUS_FILE = str(tmp_path / "nobody-answers")
     settings.NGINX_RELOAD_TIMEOUT = 1
     with pytest.raises(ProvisioningError, match="shophosting-nginx-reload.path"):
-        proxy.vhost_write(store_id=1, domain="unanswered.test", upstream="127.0.0.1:29999")
+        proxy.vhost_write(store_id=1, domain="unanswered.test", upstream="127.0.0.1:29999", firewall=False)
     assert not proxy.vhost_path("unanswered.test").exists()
 
 

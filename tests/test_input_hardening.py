@@ -88,6 +88,7 @@ def vhost(**overrides):
         "domain": "shop.test",
         "upstream": "127.0.0.1:20001",
         "mode": "proxy",
+        "firewall": False,
         "listen_http": "80",
         "listen_https": "443",
         "acme_webroot": "/srv/acme",
@@ -120,7 +121,7 @@ def test_a_refused_vhost_writes_nothing(settings, tmp_path):
     settings.NGINX_SITES_DIR = str(tmp_path / "sites")
     settings.NGINX_ACME_WEBROOT = str(tmp_path / "acme")
     with pytest.raises(ProvisioningError):
-        proxy.vhost_write(store_id=1, domain=HIJACK, upstream="127.0.0.1:20001")
+        proxy.vhost_write(store_id=1, domain=HIJACK, upstream="127.0.0.1:20001", firewall=True)
     with pytest.raises(ProvisioningError):
         proxy.vhost_remove(domain="../../etc/nginx/nginx")
     assert list(tmp_path.iterdir()) == []

@@ -37,6 +37,10 @@ FEATURE_BEHAVIOUR = {
         "consultations: first answer due within FIRST_RESPONSE_TARGETS['dedicated_support']",
         "tests/test_ticket_response_targets.py::test_a_ticket_is_due_within_its_customers_best_target",
     ),
+    "advanced_security": (
+        "provisioning: the store's vhost runs ModSecurity with the OWASP Core Rule Set; blocks logged and counted",
+        "tests/test_firewall.py::test_the_firewall_blocks_sql_injection_on_the_protected_store_only_logs_it_and_the_store_page_counts_it",
+    ),
     "redis_cache": (
         "provisioning: WordPress keeps its object cache in the store's own Redis (the drop-in), bounded by it",
         "tests/test_object_cache.py::test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answers_without_it",
@@ -48,7 +52,6 @@ FEATURE_BEHAVIOUR = {
 IN_PROGRESS = {
     "staging": "issue #19: staging copy and push of a store (an operation kind of the job engine)",
     "sla_uptime": "issue #18: uptime measurement and the SLA credit behind it",
-    "advanced_security": "issue #17: the firewall the plans that sell it get",
 }
 ALLOWED_IN_PROGRESS = {"redis_cache", "staging", "sla_uptime", "advanced_security"}
 # Taken off sale: nothing delivered them (billing/README.md, "What a plan sells").

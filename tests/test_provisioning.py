@@ -468,13 +468,13 @@ def test_a_failing_step_fails_the_job_and_store_with_reasons_and_a_retry_resumes
 def test_nginx_rejecting_a_vhost_rolls_the_file_back(nginx_server):
     from provisioning.exceptions import ProvisioningError
 
-    good = proxy.vhost_write(store_id=1, domain="rollback.test", upstream="127.0.0.1:29999")
+    good = proxy.vhost_write(store_id=1, domain="rollback.test", upstream="127.0.0.1:29999", firewall=False)
     before = good.read_text()
     with pytest.raises(ProvisioningError, match="nginx rejected the vhost for rollback.test; rolled back: .*port"):
-        proxy.vhost_write(store_id=1, domain="rollback.test", upstream="127.0.0.1:notaport")
+        proxy.vhost_write(store_id=1, domain="rollback.test", upstream="127.0.0.1:notaport", firewall=False)
     assert good.read_text() == before
     with pytest.raises(ProvisioningError, match="rolled back"):
-        proxy.vhost_write(store_id=2, domain="fresh-rollback.test", upstream="127.0.0.1:notaport")
+        proxy.vhost_write(store_id=2, domain="fresh-rollback.test", upstream="127.0.0.1:notaport", firewall=False)
     assert not proxy.vhost_path("fresh-rollback.test").exists()
     assert proxy.vhost_remove(domain="rollback.test") is True
 

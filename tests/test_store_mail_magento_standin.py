@@ -54,7 +54,7 @@ def test_the_magento_stand_in_gets_the_relay_as_magento_config_and_the_password_
         in page.text
     )
     web = f"{store.slug}-web"
-    code, state = exec_in(web, "cat /var/www/html/var/standin-install.json")
+    code, state = exec_in(web, "cat /var/www/html/app/etc/env/standin-install.json")
     assert code == 0, state
     assert json.loads(state)["env"]["system"] == {"smtp/password": RELAY_PASSWORD}
     # Never in the container's configuration, nor in Varnish's or the database's.

@@ -466,6 +466,21 @@ NGINX_RELOAD_STATUS_FILE = env("NGINX_RELOAD_STATUS_FILE", default="")
 NGINX_RELOAD_TIMEOUT = env.int("NGINX_RELOAD_TIMEOUT", default=30)
 NGINX_ACME_WEBROOT = env("NGINX_ACME_WEBROOT", default="/var/www/shophosting-acme")
 NGINX_LISTEN_HTTPS = env("NGINX_LISTEN_HTTPS", default="443")
+# The firewall of plans with advanced_security (ModSecurity with the OWASP Core Rule Set, blocking): each such
+# store's blocked requests go to <dir>/store-<id>.log, one JSON line each (ModSecurity's audit log), which
+# the store page counts. Under nginx's log directory; deploy/logrotate rotates it.
+NGINX_FIREWALL_LOG_DIR = env("NGINX_FIREWALL_LOG_DIR", default="/var/log/nginx/shophosting")
+# The store page reads at most this many bytes from the end of a store's firewall logs per view; a store
+# blocked more than that shows "at least N".
+FIREWALL_LOG_READ_BYTES = env.int("FIREWALL_LOG_READ_BYTES", default=4 * 1024 * 1024)
+# Request rate limits of every store's vhost (nginx limit_req, answered with 429): per store and client
+# address, and for the whole store, in requests per second, each with the burst it may take at once. The
+# rates are the platform's nginx config (render it again with deploy_render and reload nginx); bursts are the
+# vhosts' (rewritten with the next job that routes the store).
+NGINX_RATE_PER_CLIENT = env.int("NGINX_RATE_PER_CLIENT", default=20)
+NGINX_BURST_PER_CLIENT = env.int("NGINX_BURST_PER_CLIENT", default=100)
+NGINX_RATE_PER_STORE = env.int("NGINX_RATE_PER_STORE", default=200)
+NGINX_BURST_PER_STORE = env.int("NGINX_BURST_PER_STORE", default=400)
 
 # --- TLS for stores (provisioning/acme_client.py) ------------------------------------------------
 TLS_ENABLED = env.bool("TLS_ENABLED", default=True)

@@ -32,6 +32,7 @@ class Command(BaseCommand):
             "stores_dir",
             "acme_webroot",
             "snippets_dir",
+            "firewall_log_dir",
             "listen_http",
             "listen_https",
             "tls_cert",
