@@ -11,15 +11,19 @@ from stores.models import Store
 
 @transaction.atomic
 def store_images_record(*, store_id: int) -> dict[str, str]:
-    """Record the settings' image for every role of the store's stack that has none recorded yet (a retry
-    keeps what the first attempt recorded); returns role -> image, as the store runs them."""
+    """Record the settings' image for every role of the store's stack; returns role -> image, as the store
+    runs them. Called by provisioning's allocate step only, so only for a store that has never been live (a
+    provision, or the retry of a failed one): it takes the defaults of the day, replacing what a failed
+    attempt recorded, so a retry after staff fixed a bad image setting starts from the fixed one. A live
+    store's images change through updates only (store_image_set)."""
     store = Store.objects.get(pk=store_id)
     stack = stack_for(store)
-    recorded = dict(StoreImage.objects.filter(store_id=store_id).values_list("role", "image"))
+    recorded = {}
     for service in stack.services(include_optional=True):
-        if service.role not in recorded:
-            recorded[service.role] = stack.default_image(service.role)
-            StoreImage.objects.create(store_id=store_id, role=service.role, image=recorded[service.role])
+        recorded[service.role] = stack.default_image(service.role)
+        StoreImage.objects.update_or_create(
+            store_id=store_id, role=service.role, defaults={"image": recorded[service.role]}
+        )
     return recorded
 
 
