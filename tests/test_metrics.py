@@ -26,6 +26,7 @@ from stores.models import Store
 from stores.selectors import GB
 from stores.services import store_disk_record
 from tests.conftest import ROOT
+from tests.test_provisioning_workers import committed, start_worker, wait_for  # noqa: F401 (fixtures)
 
 TOKEN = "metrics-token-for-tests-0123456789abcdef"
 ALLOWED_NETWORK = "10.20.0.0/16"
@@ -176,9 +177,9 @@ def test_a_scrape_reports_jobs_stores_backups_disk_and_certificates(
 
 @pytest.mark.django_db
 def test_stripe_webhook_deliveries_by_type_and_outcome(client, metrics_access, priced_plan, stripe_api, stripe_webhook):
-    from tests.billing_helpers import paid_signup
-
     from djstripe.models import WebhookEventTrigger
+
+    from tests.billing_helpers import paid_signup
 
     paid_signup(client, priced_plan, stripe_api, stripe_webhook)
     forged = stripe_webhook.post(
@@ -299,3 +300,80 @@ def test_a_scrape_takes_the_same_few_queries_for_3_stores_and_for_30(
         samples = scrape(client, REMOTE_ADDR="10.20.0.1")
     assert few <= 9
     assert value(samples, "shophosting_stores", status="active") == 30
+
+
+@pytest.mark.docker
+def test_a_provisioning_job_shows_up_queued_then_running_then_succeeded(
+    committed,  # noqa: F811
+    store_images,
+    clean_test_stores,
+    start_worker,  # noqa: F811
+    client,
+    metrics_access,
+):
+    """A real order on the real engine, watched only through /metrics (scraped as Prometheus would: from
+    outside the worker, on committed data)."""
+    from provisioning.orders import store_order_paid
+    from stores.services import store_create
+
+    def count(samples, name: str, **labels) -> float:
+        return samples.get((name, frozenset(labels.items())), 0)
+
+    def provisions(samples, status: str) -> float:
+        name = "shophosting_jobs_active" if status in ("queued", "running") else "shophosting_jobs_finished_total"
+        label = "status" if status in ("queued", "running") else "outcome"
+        return count(samples, name, kind="provision", **{label: status})
+
+    store = store_create(
+        customer=committed["customer"](), plan=committed["plan"], domain="metrics.test", site_title="Metrics Shop"
+    )
+    before = scrape(client)
+    job = store_order_paid(store_id=store.pk)
+    queued = scrape(client)
+    assert provisions(queued, "queued") == provisions(before, "queued") + 1
+    waiting = count(queued, "shophosting_rq_queue_jobs", queue="provisioning", state="queued")
+    assert waiting >= 1
+
+    start_worker()
+    seen = {}
+
+    def running() -> bool:
+        seen["running"] = scrape(client)
+        return provisions(seen["running"], "running") == 1
+
+    wait_for(running, 60, "the job to show up as running", every=0.05)
+    assert provisions(seen["running"], "queued") == provisions(before, "queued")
+    wait_for(lambda: ProvisioningJob.objects.get(pk=job.pk).status not in ProvisioningJob.ACTIVE, 180, "the job to end")
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+
+    done = scrape(client)
+    assert provisions(done, "running") == 0
+    assert provisions(done, "succeeded") == provisions(before, "succeeded") + 1
+    durations = "shophosting_job_duration_seconds_count"
+    ran = count(done, durations, kind="provision", outcome="succeeded") - count(
+        before, durations, kind="provision", outcome="succeeded"
+    )
+    assert ran == 1
+    assert (
+        count(done, "shophosting_stores", status="active") == count(before, "shophosting_stores", status="active") + 1
+    )
+
+
+@pytest.mark.django_db
+def test_a_source_that_cannot_be_read_is_reported_and_the_others_still_answer(
+    client, metrics_access, settings, store_in_status, caplog
+):
+    store_in_status("active")
+    # Redis where nothing listens (the discard port): the queues cannot be read.
+    settings.RQ_QUEUES = {
+        name: {**config, "URL": "redis://127.0.0.1:9/0"} for name, config in settings.RQ_QUEUES.items()
+    }
+
+    samples = scrape(client)
+
+    assert value(samples, "shophosting_metrics_collector_up", collector="queues") == 0
+    assert "shophosting_rq_queue_jobs" not in names(samples)
+    assert value(samples, "shophosting_metrics_collector_up", collector="stores") == 1
+    assert value(samples, "shophosting_stores", status="active") == 1
+    assert "the queues series could not be read" in caplog.text
