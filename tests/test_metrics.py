@@ -196,6 +196,9 @@ def test_stripe_webhook_deliveries_by_type_and_outcome(client, metrics_access, p
         processed=False,
         exception="StripeError",
     )
+    WebhookEventTrigger.objects.create(  # not JSON (it would not have passed dj-stripe): no type to read
+        remote_ip="127.0.0.1", headers={}, body="not json", valid=True, processed=False, exception="ValueError"
+    )
 
     samples = scrape(client)
 
@@ -204,6 +207,7 @@ def test_stripe_webhook_deliveries_by_type_and_outcome(client, metrics_access, p
     # A refused delivery's type is never taken from its unverified body.
     assert value(samples, deliveries, type="unknown", outcome="invalid") == 1
     assert value(samples, deliveries, type="invoice.paid", outcome="failed") == 1
+    assert value(samples, deliveries, type="unknown", outcome="failed") == 1
     assert not any(dict(labels).get("type") == "customer.deleted" for _name, labels in samples)
 
 
