@@ -13,6 +13,7 @@ from cms.views import robots_txt
 from provisioning.views import store_urlpatterns as provisioning_store_urlpatterns
 from shophosting import health
 from shophosting.core.ratelimits import rate_limited
+from shophosting.metrics import metrics_view
 from shophosting.portal import account_home_view
 from shophosting.staff.rq_dashboard import rq_dashboard_urlpatterns
 from stores import urls as stores_urls
@@ -25,6 +26,8 @@ handler500 = "shophosting.views.server_error"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus: allowed addresses or the bearer token only (settings METRICS_*); a 404 for anyone else.
+    path("metrics", metrics_view, name="metrics"),
     # Staff sign-in, rate limited; these shadow the admins' own login routes.
     path(f"{settings.ADMIN_URL}login/", rate_limited("staff_login")(admin.site.login), name="staff_login"),
     path(

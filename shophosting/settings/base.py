@@ -9,6 +9,7 @@ import environ
 from csp.constants import NONCE, NONE, SELF
 
 from shophosting.core.mail_relay import store_smtp_settings
+from shophosting.core.scrape_access import bearer_token_from_setting, networks_from_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -536,6 +537,16 @@ CONSULTATION_HOURS = tuple(int(hour) for hour in env.list("CONSULTATION_HOURS", 
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="ShopHosting")
 # Staff must set up an authenticator before any admin page opens (customers choose for themselves).
 STAFF_TWO_FACTOR_REQUIRED = env.bool("STAFF_TWO_FACTOR_REQUIRED", default=True)
+
+# --- Metrics for Prometheus (shophosting/metrics.py; README, "Monitoring") ------------------------------
+# /metrics answers only clients in these networks (CIDR or single addresses, comma separated; the client as
+# shophosting.core.client_ip finds it behind TRUSTED_PROXY_COUNT proxies) or requests that send
+# `Authorization: Bearer <METRICS_BEARER_TOKEN>`. Everyone else gets the plain 404 of a missing page. Both
+# empty (the default): the endpoint is closed. A bad network or a short token stops the start-up.
+METRICS_ALLOWED_NETWORKS = networks_from_setting(
+    "METRICS_ALLOWED_NETWORKS", env.list("METRICS_ALLOWED_NETWORKS", default=[])
+)
+METRICS_BEARER_TOKEN = bearer_token_from_setting("METRICS_BEARER_TOKEN", env("METRICS_BEARER_TOKEN", default=""))
 
 # --- Staff admin --------------------------------------------------------------------------------
 # The log viewer shows these files and nothing else; a request names a key, never a path.
