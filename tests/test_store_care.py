@@ -18,7 +18,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from provisioning.care.checks import FAILED, OK, SKIPPED, Verdict
+from provisioning.care.checks import FAILED, OK, SKIPPED, Verdict, certificate
 from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident
 from provisioning.care.selectors import (
     check_latency_recent,
@@ -33,6 +33,7 @@ from provisioning.care.services import (
     check_history_downsample,
     store_checks_run,
     store_round_record,
+    stores_checks_enqueue_due,
 )
 from provisioning.services import job_enqueue
 
@@ -315,6 +316,7 @@ def test_latency_is_recorded_per_check_for_a_metrics_collector(recorded_active_s
         ("CARE_CHECK_INTERVAL_MINUTES", 0, "CARE_CHECK_INTERVAL_MINUTES must be a whole number from 1 to 1440, not 0"),
         ("CARE_INCIDENT_THRESHOLD", "3", "CARE_INCIDENT_THRESHOLD must be a whole number from 1 to 100, not '3'"),
         ("CARE_HISTORY_DAYS", -1, "CARE_HISTORY_DAYS must be a whole number from 1 to 3650, not -1"),
+        ("CARE_CERTIFICATE_MIN_DAYS", 90, "CARE_CERTIFICATE_MIN_DAYS must be a whole number from 0 to 89, not 90"),
         ("CARE_PAGE_BUDGET_SECONDS", 0, "CARE_PAGE_BUDGET_SECONDS must be more than 0 and at most 60, not 0"),
         ("CARE_WEBHOOK_URL", "hooks.example/x", "CARE_WEBHOOK_URL must be an http:// or https:// URL"),
     ],
@@ -367,3 +369,127 @@ def test_the_check_round_is_quick_and_honest_against_a_store_that_does_not_answe
     assert results["disk"] == (SKIPPED, "not measured yet")
     assert results["backup"] == (SKIPPED, "the first backup is not due yet")
     assert results["backup_verification"][0] == SKIPPED
+
+
+def test_the_minute_job_queues_the_stores_due_once_and_a_real_worker_runs_their_rounds(
+    store_in_status, placed, django_capture_on_commit_callbacks
+):
+    import django_rq
+    from rq import SimpleWorker
+
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    store = placed(store_in_status("suspended"))  # its round is quick: maintenance, nothing probed
+    slot = store_slot(store.pk, interval_minutes=5)
+    minute = datetime(2026, 12, 1, 10, slot, 30, tzinfo=UTC)  # 10:00 is minute 0 of a 5-minute interval
+    assert store.pk in stores_checks_enqueue_due(now=minute)
+    assert store.pk in stores_checks_enqueue_due(now=minute)  # again: still queued, not queued twice
+    assert queue.job_ids.count(f"care-checks-{store.pk}") == 1
+    assert store.pk not in stores_checks_enqueue_due(now=minute + timedelta(minutes=1))
+
+    django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True)
+    assert CheckRound.objects.get(store=store).outcome == CheckRound.Outcome.MAINTENANCE
+
+
+# --- On a live store, on the real engine ------------------------------------------------------------------
+
+
+@pytest.fixture
+def care_store(
+    user_factory, woo_plan, store_images, clean_test_stores, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    """One live WooCommerce store (the local image: WordPress without the WooCommerce plugin), for the whole
+    story of the Docker test below."""
+    from provisioning.orders import store_order_paid
+    from stores.models import Store
+    from stores.services import store_create
+
+    store = store_create(
+        customer=user_factory(email="care@example.com"), plan=woo_plan, domain="care1.test", site_title="Cared For"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        store_order_paid(store_id=store.pk)
+    run_provisioning_worker()
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
+    return store
+
+
+def results_of(found: CheckRound) -> dict[str, tuple[str, str]]:
+    return {r.check_name: (r.result, r.message) for r in found.results.all()}
+
+
+@pytest.mark.docker
+@override_settings(CARE_CERTIFICATE_MIN_DAYS=0)  # pebble's test certificates live one hour
+def test_a_stopped_web_container_opens_an_incident_that_closes_when_it_runs_again_and_suspension_pages_nobody(
+    care_store, webhook, client, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    from provisioning import docker_client
+    from provisioning.steps import wait_http
+    from stores.models import Store
+
+    store, capture = care_store, django_capture_on_commit_callbacks
+    web = f"{store.slug}-web"
+
+    def check():
+        with capture(execute=True):
+            return store_checks_run(store_id=store.pk)
+
+    # Healthy: every check that applies passes; the cart honestly does not apply (no WooCommerce plugin here).
+    healthy = check()
+    found = results_of(healthy)
+    assert healthy.outcome == CheckRound.Outcome.UP, found
+    assert found["front_page"][0] == OK and "Cared For" in found["front_page"][1]
+    assert found["admin_login"] == (OK, "/wp-login.php shows its login form")
+    assert found["cart"] == (SKIPPED, "the WooCommerce plugin is not active in this store")
+    assert found["containers"] == (OK, "every container runs")
+    if store.tls_status == Store.TLS.ISSUED:  # a real certificate for the store's name, from pebble
+        assert found["certificate"][0] == OK
+        with override_settings(CARE_CERTIFICATE_MIN_DAYS=14):
+            assert certificate(store) == Verdict(FAILED, "the certificate expires in 0 days")
+
+    # The web container stops: the threshold's third failing round opens the incident and pages everyone.
+    assert docker_client.container_stop(name=web, timeout=2)
+    for n in range(3):
+        down = check()
+        assert down.outcome == CheckRound.Outcome.DOWN
+        assert Incident.objects.filter(store=store).exists() == (n == 2)
+    found = results_of(down)
+    assert found["front_page"][0] == FAILED and "did not answer" in found["front_page"][1]
+    assert found["containers"] == (FAILED, "web is exited")
+    incident = Incident.objects.get(store=store, status=Incident.Status.OPEN)
+    assert incident.affects_uptime and "front_page" in incident.checks and "containers" in incident.checks
+    assert {m.to[0] for m in mail.outbox} == {store.customer.email, "ops@shophosting.test"}
+    assert [event["event"] for event in webhook.received] == ["incident.opened"]
+    client.force_login(store.customer)
+    page = client.get(reverse("stores:detail", args=[store.pk])).content.decode()
+    assert 'data-care-state="down"' in page and "web is exited" in page
+
+    # It runs again: the next round passes and closes the incident; the month's uptime shows the outage.
+    mail.outbox.clear()
+    docker_client.container_start(name=web)
+    wait_http(store, lambda message: None, timeout=30)
+    assert check().outcome == CheckRound.Outcome.UP
+    incident.refresh_from_db()
+    assert incident.status == Incident.Status.CLOSED
+    assert f"{store.domain} is working again" in [m.subject for m in mail.outbox]
+    assert [event["event"] for event in webhook.received] == ["incident.opened", "incident.closed"]
+    now = timezone.now()
+    uptime = store_uptime_month(store, year=now.year, month=now.month)
+    assert (uptime.up, uptime.down, uptime.percent) == (2, 3, Decimal("40.000"))
+    page = client.get(reverse("stores:detail", args=[store.pk])).content.decode()
+    assert 'data-care-state="up"' in page and "Uptime this month: <strong>40.000%</strong>" in page
+
+    # Suspended by the platform: its containers stop, and that is maintenance, not an outage.
+    mail.outbox.clear()
+    with capture(execute=True):
+        job_enqueue(store_id=store.pk, kind="suspend", actor=None)
+    run_provisioning_worker()
+    store.refresh_from_db()
+    assert store.status == Store.Status.SUSPENDED
+    for _ in range(4):
+        assert check().outcome == CheckRound.Outcome.MAINTENANCE
+    assert Incident.objects.filter(store=store).count() == 1 and mail.outbox == []
+    assert len(webhook.received) == 2
+    uptime = store_uptime_month(store, year=now.year, month=now.month)
+    assert (uptime.up, uptime.down, uptime.maintenance, uptime.percent) == (2, 3, 4, Decimal("40.000"))

@@ -29,7 +29,6 @@ from stores.selectors import store_disk_usage
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
-CERTIFICATE_MIN_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def certificate(store: Store) -> Verdict:
     if missing:
         return Verdict(FAILED, f"the certificate does not cover {', '.join(missing)}")
     left = cert.not_valid_after_utc - timezone.now()
-    if left < timedelta(days=CERTIFICATE_MIN_DAYS):
+    if left < timedelta(days=settings.CARE_CERTIFICATE_MIN_DAYS):
         return Verdict(FAILED, f"the certificate expires in {max(left.days, 0)} days")
     return Verdict(OK, f"valid for {left.days} more days")
 

@@ -41,6 +41,7 @@ class CareSettings:
     threshold: int
     page_budget_seconds: float
     history_days: int
+    certificate_min_days: int
     webhook_url: str
 
 
@@ -64,6 +65,7 @@ def care_settings() -> CareSettings:
         threshold=whole("CARE_INCIDENT_THRESHOLD", 1, 100),
         page_budget_seconds=float(budget),
         history_days=whole("CARE_HISTORY_DAYS", 1, 3650),
+        certificate_min_days=whole("CARE_CERTIFICATE_MIN_DAYS", 0, 89),
         webhook_url=webhook,
     )
 

@@ -522,6 +522,8 @@ CARE_PAGE_BUDGET_SECONDS = env.float("CARE_PAGE_BUDGET_SECONDS", default=5.0)
 CARE_HISTORY_DAYS = env.int("CARE_HISTORY_DAYS", default=90)  # then downsampled to hourly rows
 CARE_WEBHOOK_URL = env("CARE_WEBHOOK_URL", default="")
 CARE_STAFF_EMAILS = env.list("CARE_STAFF_EMAILS", default=[])
+# A certificate with fewer days left fails its check (renewal runs 30 days ahead: see stores_tls_renew).
+CARE_CERTIFICATE_MIN_DAYS = env.int("CARE_CERTIFICATE_MIN_DAYS", default=14)
 # A store's last successful backup older than this fails its backup check.
 CARE_BACKUP_MAX_AGE_HOURS = env.int("CARE_BACKUP_MAX_AGE_HOURS", default=2 * BACKUP_INTERVAL_HOURS + 1)
 # More paths for the daily system backup, comma separated (nginx sites, certificates and .env are included).
