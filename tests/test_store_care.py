@@ -36,6 +36,7 @@ from provisioning.care.services import (
     stores_checks_enqueue_due,
 )
 from provisioning.services import job_enqueue
+from stores.services import store_transition
 
 pytestmark = pytest.mark.django_db
 
@@ -216,6 +217,22 @@ def test_a_suspended_store_or_one_under_an_operation_is_in_maintenance_and_pages
         found = store_checks_run(store_id=busy.pk)
         assert found.outcome == CheckRound.Outcome.MAINTENANCE and f"job #{job.pk}" in found.note
     assert not Incident.objects.exists() and mail.outbox == [] and webhook.received == []
+
+
+def test_an_incident_of_a_store_taken_out_of_service_is_closed_without_paging(
+    recorded_active_store, django_capture_on_commit_callbacks
+):
+    store = recorded_active_store
+    rounds(store, FRONT_DOWN, 3, start=timezone.now(), capture=django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    stores_checks_enqueue_due()  # the minute job: the store is still active, the incident stays
+    assert Incident.objects.get().status == Incident.Status.OPEN
+    store_transition(store_id=store.pk, to="suspended")
+    with django_capture_on_commit_callbacks(execute=True):
+        stores_checks_enqueue_due()
+    incident = Incident.objects.get()
+    assert incident.status == Incident.Status.CLOSED and mail.outbox == []
+    assert incident.events.last().note == "the store is suspended: no longer checked as live"
 
 
 def test_maintenance_rounds_break_a_run_of_failures(recorded_active_store, django_capture_on_commit_callbacks):

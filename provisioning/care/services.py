@@ -80,6 +80,7 @@ def stores_checks_enqueue_due(*, now: datetime | None = None) -> list[int]:
     from provisioning.care.selectors import store_ids_due
 
     care = care_settings()
+    incidents_close_of_stores_not_live()
     due = store_ids_due(now=now or timezone.now(), interval_minutes=care.interval_minutes)
     for store_id in due:
         job_id = f"care-checks-{store_id}"
@@ -220,6 +221,27 @@ def _incident_close(*, store, at, care: CareSettings) -> None:
         open_for_store=None,
     )
     transaction.on_commit(lambda: incident_notify(incident_id=incident.pk))
+
+
+def incidents_close_of_stores_not_live() -> int:
+    """Close, without paging anyone, the open incidents of stores the platform took out of service since
+    (suspended, deleted): their rounds are maintenance, or there are none, so no passing round would."""
+    closed = 0
+    for incident in Incident.objects.filter(status=Incident.Status.OPEN).exclude(store__status=Store.Status.ACTIVE):
+        transition(
+            Incident,
+            incident.pk,
+            Incident.Status.CLOSED,
+            allowed_from=INCIDENT_ALLOWED_FROM,
+            event_model=IncidentEvent,
+            event_link="incident",
+            note=f"the store is {incident.store.get_status_display().lower()}: no longer checked as live",
+            same_is_noop=True,
+            closed_at=timezone.now(),
+            open_for_store=None,
+        )
+        closed += 1
+    return closed
 
 
 def incident_notify(*, incident_id: int) -> None:
