@@ -190,6 +190,13 @@ def test_a_warning_opens_an_incident_that_does_not_count_as_downtime(
     assert store_uptime_month(store, year=now.year, month=now.month).percent == Decimal("100.000")
     assert "The store still answers your customers" in mail.outbox[0].body
 
+    mail.outbox.clear()  # the warning becomes an outage: the same incident, and the merchant is told again
+    rounds(store, FRONT_DOWN, 1, start=timezone.now(), capture=django_capture_on_commit_callbacks)
+    incident.refresh_from_db()
+    assert incident.affects_uptime and incident.checks == "front_page" and Incident.objects.count() == 1
+    assert "may not be able to reach your store" in mail.outbox[0].body
+    assert incident.events.last().note == "now an outage"
+
 
 @override_settings(CARE_STAFF_EMAILS=[], CARE_WEBHOOK_URL="http://127.0.0.1:9/nothing-listens")
 def test_a_webhook_that_does_not_answer_loses_nothing_else(recorded_active_store, django_capture_on_commit_callbacks):

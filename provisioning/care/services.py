@@ -179,18 +179,28 @@ def store_round_record(
 def _incident_open_if_due(*, store, round_, failed, care: CareSettings) -> None:
     """Open an incident when the last `threshold` rounds all failed (a maintenance round breaks the run: the
     failures around it may be the operation's). One open incident per store; later failing rounds keep it."""
-    if Incident.objects.filter(open_for_store=store.pk).exists():
+    summary = "; ".join(f"{name.replace('_', ' ')}: {v.message}" for name, _, v in failed)
+    checks = ",".join(name for name, _, _ in failed)[:300]
+    current = Incident.objects.select_for_update().filter(open_for_store=store.pk).first()
+    if current is not None:
+        if round_.outcome == CheckRound.Outcome.DOWN and not current.affects_uptime:
+            # A warning became an outage: the same incident, but everyone is told again.
+            current.affects_uptime, current.checks, current.summary = True, checks, summary
+            current.save(update_fields=["affects_uptime", "checks", "summary", "updated_at"])
+            IncidentEvent.objects.create(
+                incident=current, old_status=current.status, new_status=current.status, note="now an outage"
+            )
+            transaction.on_commit(lambda: incident_notify(incident_id=current.pk))
         return
     last = list(CheckRound.objects.filter(store=store).order_by("-checked_at", "-id")[: care.threshold])
     failing = (CheckRound.Outcome.DOWN, CheckRound.Outcome.DEGRADED)
     if len(last) < care.threshold or any(r.outcome not in failing for r in last):
         return
-    summary = "; ".join(f"{name.replace('_', ' ')}: {v.message}" for name, _, v in failed)
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
                 store=store,
-                checks=",".join(name for name, _, _ in failed)[:300],
+                checks=checks,
                 summary=summary,
                 affects_uptime=round_.outcome == CheckRound.Outcome.DOWN,
                 open_for_store=store.pk,
