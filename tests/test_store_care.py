@@ -467,10 +467,10 @@ def test_a_stopped_web_container_opens_an_incident_that_closes_when_it_runs_agai
     assert found["admin_login"] == (OK, "/wp-login.php shows its login form")
     assert found["cart"] == (SKIPPED, "the WooCommerce plugin is not active in this store")
     assert found["containers"] == (OK, "every container runs")
-    if store.tls_status == Store.TLS.ISSUED:  # a real certificate for the store's name, from pebble
-        assert found["certificate"][0] == OK
-        with override_settings(CARE_CERTIFICATE_MIN_DAYS=14):
-            assert certificate(store) == Verdict(FAILED, "the certificate expires in 0 days")
+    # A real certificate for the store's name, from pebble, which issues them for one hour.
+    assert store.tls_status == Store.TLS.ISSUED and found["certificate"][0] == OK, found["certificate"]
+    with override_settings(CARE_CERTIFICATE_MIN_DAYS=14):
+        assert certificate(store) == Verdict(FAILED, "the certificate expires in 0 days")
 
     # The web container stops: the threshold's third failing round opens the incident and pages everyone.
     assert docker_client.container_stop(name=web, timeout=2)
