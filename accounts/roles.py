@@ -39,6 +39,7 @@ _VIEW_CUSTOMERS_AND_STORES = [
     "stores.view_storeevent",
     "provisioning.view_provisioningjob",
     "provisioning.view_rollout",
+    "provisioning.view_incident",
     "billing.view_plan",
     "billing.view_subscription",
     "billing.view_subscriptionevent",

@@ -6,10 +6,12 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backups"
 
     def ready(self):
+        from backups import care_checks
         from backups import kinds as backup_kinds
         from backups.handlers import store_live_first_backup
         from backups.services.pre_update import pre_update_backup_restore, pre_update_backup_take
         from provisioning import kinds
+        from provisioning.care.checks import check_register
         from provisioning.hooks import store_live_register
         from provisioning.safety import snapshot_provider_register
 
@@ -21,3 +23,7 @@ class BackupsConfig(AppConfig):
         )
         # An update (provisioning.updates) backs the store up first and, if it fails, puts its data back.
         snapshot_provider_register(take=pre_update_backup_take, restore=pre_update_backup_restore)
+        # Store care runs these with provisioning's own checks: a stale backup or a failed verification warns
+        # (an incident), without counting as downtime.
+        check_register(name="backup", title="Last backup", run=care_checks.last_backup)
+        check_register(name="backup_verification", title="Backup verification", run=care_checks.last_verification)

@@ -70,6 +70,13 @@ class Plan(models.Model):
     redis_cache = models.BooleanField(default=True)
     staging = models.BooleanField(default=False)
     sla_uptime = models.BooleanField("SLA uptime", default=False)
+    sla_target_percent = models.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        default=Decimal("99.900"),
+        validators=[MinValueValidator(Decimal("90")), MaxValueValidator(Decimal("100"))],
+        help_text="Monthly uptime promised by sla_uptime plans; months below it are listed for credits.",
+    )
     advanced_security = models.BooleanField(default=False)
     dedicated_support = models.BooleanField(default=False)
 

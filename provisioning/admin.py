@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from provisioning.exceptions import JobConflict
-from provisioning.models import JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
+from provisioning.models import Incident, IncidentEvent, JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
 from provisioning.rollouts import (
     MAX_BATCH_SIZE,
     ROLLOUT_STORE_STATUSES,
@@ -287,3 +287,39 @@ class RolloutAdmin(admin.ModelAdmin):
                 )
             else:
                 self.message_user(request, f"Rollout #{rollout.pk} {done}.", messages.SUCCESS)
+
+
+# --- Store care -------------------------------------------------------------------------------------------
+
+
+class IncidentEventInline(admin.TabularInline):
+    model = IncidentEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "old_status", "new_status", "note"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """Read-only: incidents open and close only from check rounds (provisioning.care.services)."""
+
+    list_display = ["pk", "store", "status", "checks", "affects_uptime", "opened_at", "closed_at"]
+    list_filter = ["status", "affects_uptime"]
+    search_fields = ["store__domain", "summary"]
+    list_select_related = ["store"]
+    fields = ["store", "status", "checks", "summary", "affects_uptime", "opened_at", "closed_at"]
+    readonly_fields = fields
+    inlines = [IncidentEventInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

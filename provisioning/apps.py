@@ -7,6 +7,7 @@ class ProvisioningConfig(AppConfig):
 
     def ready(self):
         from provisioning import kinds, steps, updates
+        from provisioning.care import checks  # noqa: F401 - registers provisioning's own checks
         from provisioning.services import store_active_job
         from provisioning.stacks import stack_reservation
         from stores.operations import store_operations_register

@@ -62,3 +62,24 @@ def provisioning_rollouts_advance() -> None:
     from provisioning.rollouts import rollouts_advance
 
     rollouts_advance()
+
+
+@job("default", timeout=120)
+def store_checks_run(store_id: int) -> None:
+    from provisioning.care.services import store_checks_run
+
+    store_checks_run(store_id=store_id)
+
+
+@job("default", timeout=60)
+def stores_checks_enqueue_due() -> None:
+    from provisioning.care.services import stores_checks_enqueue_due
+
+    stores_checks_enqueue_due()
+
+
+@job("default", timeout=30 * 60)
+def check_history_downsample() -> None:
+    from provisioning.care.services import check_history_downsample
+
+    check_history_downsample()

@@ -226,3 +226,7 @@ class UpdateEvent(StatusEvent):
     rollout_store = models.ForeignKey(
         RolloutStore, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
+
+
+# Store care's tables (check history, incidents) live in their own module of the app.
+from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident, IncidentEvent  # noqa: E402, F401

@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
+from provisioning.care.selectors import store_care
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
 from provisioning.selectors import (
@@ -47,6 +48,7 @@ def store_detail_view(request, store_id: int):
             "disk": store_disk_usage(store),
             "history": store_history(store),
             "firewall": store_firewall(store),
+            "care": store_care(store),
         },
     )
 

@@ -10,9 +10,11 @@ from rq import cron
 from backups import jobs as backup_jobs
 from billing import jobs as billing_jobs
 from provisioning.jobs import (
+    check_history_downsample,
     provisioning_jobs_reap,
     provisioning_jobs_requeue,
     provisioning_rollouts_advance,
+    stores_checks_enqueue_due,
     stores_disk_measure,
     stores_tls_renew,
     stores_tls_retry_lost,
@@ -84,3 +86,8 @@ register(stores_usage_sample, "default", interval=5 * 60)
 # Disk used by each live or suspended store's volumes, against its plan's allowance (the engine walks every
 # volume for it: hourly, on the provisioning queue, whose timeout fits a large host).
 register(stores_disk_measure, "provisioning", cron="7 * * * *")
+# Store care: each minute, the stores whose slot (a hash of the id over CARE_CHECK_INTERVAL_MINUTES) is this
+# minute get a round of checks, so a thousand stores never fire at once. Rounds past CARE_HISTORY_DAYS are
+# folded into hourly rows nightly.
+register(stores_checks_enqueue_due, "default", interval=60)
+register(check_history_downsample, "default", cron="33 4 * * *")

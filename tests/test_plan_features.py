@@ -41,6 +41,10 @@ FEATURE_BEHAVIOUR = {
         "provisioning: the store's vhost runs ModSecurity with the OWASP Core Rule Set; blocks logged and counted",
         "tests/test_firewall.py::test_the_firewall_blocks_sql_injection_on_the_protected_store_only_logs_it_and_the_store_page_counts_it",
     ),
+    "sla_uptime": (
+        "provisioning.care: monthly uptime from check rounds against Plan.sla_target_percent; breaches listed",
+        "tests/test_store_care.py::test_monthly_uptime_counts_maintenance_apart_and_sla_plans_show_their_target_and_breaches",
+    ),
     "redis_cache": (
         "provisioning: WordPress keeps its object cache in the store's own Redis (the drop-in), bounded by it",
         "tests/test_object_cache.py::test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answers_without_it",
@@ -51,7 +55,6 @@ FEATURE_BEHAVIOUR = {
 # works. Issue #16 allows only these here; any other flag without behaviour is taken off sale.
 IN_PROGRESS = {
     "staging": "issue #19: staging copy and push of a store (an operation kind of the job engine)",
-    "sla_uptime": "issue #18: uptime measurement and the SLA credit behind it",
 }
 ALLOWED_IN_PROGRESS = {"redis_cache", "staging", "sla_uptime", "advanced_security"}
 # Taken off sale: nothing delivered them (billing/README.md, "What a plan sells").

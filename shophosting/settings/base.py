@@ -513,6 +513,20 @@ BACKUP_INTERVAL_HOURS = env.int("BACKUP_INTERVAL_HOURS", default=6)
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=14)
 BACKUP_RETENTION_DAYS_DAILY_PLANS = env.int("BACKUP_RETENTION_DAYS_DAILY_PLANS", default=30)
 BACKUP_SYSTEM_RETENTION_DAYS = env.int("BACKUP_SYSTEM_RETENTION_DAYS", default=30)
+
+# Store care (provisioning/care, README "Store care"): every live store gets a round of read-only checks once
+# per interval, in a slot of its own; CARE_INCIDENT_THRESHOLD failing rounds in a row open an incident, which
+# mails the merchant and CARE_STAFF_EMAILS and POSTs JSON to CARE_WEBHOOK_URL (a chat tool's incoming webhook).
+CARE_CHECK_INTERVAL_MINUTES = env.int("CARE_CHECK_INTERVAL_MINUTES", default=5)
+CARE_INCIDENT_THRESHOLD = env.int("CARE_INCIDENT_THRESHOLD", default=3)
+CARE_PAGE_BUDGET_SECONDS = env.float("CARE_PAGE_BUDGET_SECONDS", default=5.0)
+CARE_HISTORY_DAYS = env.int("CARE_HISTORY_DAYS", default=90)  # then downsampled to hourly rows
+CARE_WEBHOOK_URL = env("CARE_WEBHOOK_URL", default="")
+CARE_STAFF_EMAILS = env.list("CARE_STAFF_EMAILS", default=[])
+# A certificate with fewer days left fails its check (renewal runs 30 days ahead: see stores_tls_renew).
+CARE_CERTIFICATE_MIN_DAYS = env.int("CARE_CERTIFICATE_MIN_DAYS", default=14)
+# A store's last successful backup older than this fails its backup check.
+CARE_BACKUP_MAX_AGE_HOURS = env.int("CARE_BACKUP_MAX_AGE_HOURS", default=2 * BACKUP_INTERVAL_HOURS + 1)
 # More paths for the daily system backup, comma separated (nginx sites, certificates and .env are included).
 SYSTEM_BACKUP_EXTRA_PATHS = env.list("SYSTEM_BACKUP_EXTRA_PATHS", default=[])
 # The server's env file (deploy/README.md: /etc/shophosting/env), in the system backup: it holds the keys that

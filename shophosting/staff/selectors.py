@@ -16,6 +16,7 @@ from billing.models import Subscription, money_text
 from billing.selectors import billing_overview
 from consultations.selectors import tickets_first_response_due_soon, tickets_first_response_overdue
 from provisioning import acme_client, proxy
+from provisioning.care.selectors import incidents_open, sla_breaches
 from provisioning.models import JobStep, ProvisioningJob
 from shophosting.core import queues
 from shophosting.health import check_system_backup, docker_engines_recorded, health_report, timed_check
@@ -88,6 +89,17 @@ def failed_jobs_recent(limit: int = 10) -> list[ProvisioningJob]:
     )
 
 
+def sla_breaches_recent() -> list[dict]:
+    """SLA breaches of this month (so far) and last month, for credits: [{month, store, uptime}]."""
+    today = timezone.now().date()
+    last = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    rows = []
+    for month in (today.replace(day=1), last):
+        for store, uptime in sla_breaches(year=month.year, month=month.month):
+            rows.append({"month": month, "store": store, "uptime": uptime})
+    return rows
+
+
 def dashboard(user) -> dict:
     """The admin index: counts, capacity, jobs, tickets late for their first answer, money and quick actions,
     as far as the user's role reaches."""
@@ -109,6 +121,9 @@ def dashboard(user) -> dict:
             data["queues"] = queues.queue_stats()
         except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it
             data["queues_error"] = f"{type(exc).__name__}: {exc}"
+    if user.has_perm("provisioning.view_incident"):
+        data["incidents_open"] = incidents_open()
+        data["sla_breaches"] = sla_breaches_recent()
     if user.has_perm("consultations.view_ticket"):
         data["tickets_first_response_overdue"] = tickets_first_response_overdue().count()
         data["tickets_first_response_due_soon"] = tickets_first_response_due_soon().count()
