@@ -32,10 +32,10 @@ Series and their cardinality (all names start with `shophosting_`):
 - `metrics_collector_up{collector}`: 1 when that group was read, 0 when it failed (Redis down, say); the other
   groups are still reported.
 
-Open incidents and check latency come from the health checks (issue 18, items 1 and 2), which are not in this
-branch. They plug in as one more entry of COLLECTORS below: a function yielding their families, e.g.
-`incidents_open{severity}` and a `check_duration_seconds{check}` histogram read from the check history. No
-placeholder series are emitted for them until they exist.
+- store care (provisioning/care): `incidents_open{kind}` (kind `outage`: an availability check failed, or
+  `warning`: certificate, disk or backups only) and `check_latency_seconds{check}`, each check's mean latency
+  across stores over the last CHECK_LATENCY_WINDOW_MINUTES (a gauge: the check history is in the database,
+  and a gauge of its recent mean is what an alert on slow stores needs; per-store latency is on the staff pages).
 """
 
 import logging
@@ -58,6 +58,7 @@ from prometheus_client.registry import Collector
 from backups.models import BackupRun, RunStatus
 from billing.models import Plan
 from provisioning import acme_client
+from provisioning.care import selectors as care_selectors
 from provisioning.models import ProvisioningJob
 from shophosting.core import queues
 from shophosting.core.scrape_access import scrape_allowed
@@ -261,7 +262,31 @@ def webhook_series() -> Iterable[Metric]:
 
 
 # The groups, each read on its own: one that fails is reported as down and the others still answer.
-# Open incidents and check latency (the health checks of issue 18) are added here as one more entry.
+CHECK_LATENCY_WINDOW_MINUTES = 15
+
+
+def care_series() -> Iterable[Metric]:
+    incidents = GaugeMetricFamily(
+        f"{PREFIX}incidents_open",
+        "Open store incidents: outage (an availability check failed) or warning (certificate, disk or backups).",
+        labels=["kind"],
+    )
+    open_by_kind = care_selectors.incidents_open_by_kind()
+    for kind in ("outage", "warning"):
+        incidents.add_metric([kind], open_by_kind.get(kind, 0))
+    yield incidents
+    latency = GaugeMetricFamily(
+        f"{PREFIX}check_latency_seconds",
+        f"Mean latency of each store check across stores over the last {CHECK_LATENCY_WINDOW_MINUTES} minutes.",
+        labels=["check"],
+    )
+    for check, milliseconds in sorted(
+        care_selectors.check_latency_recent(minutes=CHECK_LATENCY_WINDOW_MINUTES).items()
+    ):
+        latency.add_metric([check], milliseconds / 1000)
+    yield latency
+
+
 COLLECTORS: dict[str, Callable[[], Iterable[Metric]]] = {
     "jobs": job_series,
     "queues": queue_series,
@@ -270,6 +295,7 @@ COLLECTORS: dict[str, Callable[[], Iterable[Metric]]] = {
     "disk": disk_series,
     "certificates": certificate_series,
     "webhooks": webhook_series,
+    "care": care_series,
 }
 
 

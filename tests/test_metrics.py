@@ -299,10 +299,10 @@ def test_a_scrape_takes_the_same_few_queries_for_3_stores_and_for_30(
     few = queries_of_a_scrape()
     add_stores(27)
     # Jobs 2 (counts, durations), stores 1, backups 2 (stores, system), disk 2 (plans, stores), certificates 1,
-    # webhooks 1; queues are read from Redis. Whatever the number of stores.
+    # webhooks 1, care 2 (incidents, check latency); queues are read from Redis. Whatever the number of stores.
     with django_assert_max_num_queries(few):
         samples = scrape(client, REMOTE_ADDR="10.20.0.1")
-    assert few <= 9
+    assert few <= 11
     assert value(samples, "shophosting_stores", status="active") == 30
 
 
@@ -381,3 +381,37 @@ def test_a_source_that_cannot_be_read_is_reported_and_the_others_still_answer(
     assert value(samples, "shophosting_metrics_collector_up", collector="stores") == 1
     assert value(samples, "shophosting_stores", status="active") == 1
     assert "the queues series could not be read" in caplog.text
+
+
+def test_open_incidents_by_kind_and_recent_check_latency(client, metrics_access, store_in_status):
+    from provisioning.care.models import CheckResult, CheckRound, Incident
+
+    now = timezone.now()
+    down, degraded, recovered = (store_in_status("active") for _ in range(3))
+    Incident.objects.create(
+        store=down, checks="front_page", summary="down", affects_uptime=True, opened_at=now, open_for_store=down.pk
+    )
+    Incident.objects.create(
+        store=degraded, checks="disk", summary="full", affects_uptime=False, opened_at=now, open_for_store=degraded.pk
+    )
+    Incident.objects.create(
+        store=recovered,
+        checks="front_page",
+        summary="was down",
+        affects_uptime=True,
+        opened_at=now,
+        status=Incident.Status.CLOSED,
+        closed_at=now,
+    )
+    for store, front_page_ms, ago in ((down, 300, 1), (degraded, 100, 2), (recovered, 9000, 60)):
+        round_ = CheckRound.objects.create(
+            store=store, checked_at=now - timedelta(minutes=ago), outcome=CheckRound.Outcome.UP
+        )
+        CheckResult.objects.create(round=round_, check_name="front_page", result="ok", latency_ms=front_page_ms)
+
+    samples = scrape(client)
+    assert value(samples, "shophosting_incidents_open", kind="outage") == 1  # the closed one is not counted
+    assert value(samples, "shophosting_incidents_open", kind="warning") == 1
+    # The mean of the last 15 minutes: the hour-old 9 s round is outside the window.
+    assert value(samples, "shophosting_check_latency_seconds", check="front_page") == pytest.approx(0.2)
+    assert value(samples, "shophosting_metrics_collector_up", collector="care") == 1

@@ -166,6 +166,12 @@ def incidents_open_count() -> int:
     return Incident.objects.filter(status=Incident.Status.OPEN).count()
 
 
+def incidents_open_by_kind() -> dict[str, int]:
+    """Open incidents by kind: `outage` (an availability check failed) or `warning` (the rest)."""
+    rows = Incident.objects.filter(status=Incident.Status.OPEN).values("affects_uptime").annotate(count=Count("id"))
+    return {("outage" if row["affects_uptime"] else "warning"): row["count"] for row in rows}
+
+
 def check_latency_recent(*, minutes: int = 15) -> dict[str, float]:
     """check name -> its average latency in milliseconds over the last `minutes`, across stores."""
     since = timezone.now() - timedelta(minutes=minutes)
