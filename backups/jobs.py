@@ -1,7 +1,6 @@
 """django-rq entry points for backups: ids in, one service call each. Store backups, restores and
 verifications are jobs of the engine (provisioning.jobs.provisioning_job_run runs them)."""
 
-from backups import restic
 from backups.models import BackupRun
 
 
@@ -30,7 +29,9 @@ def snapshots_reconcile():
 
 
 def repository_check():
-    return restic.check()
+    from backups.services.repository import repository_check
+
+    return repository_check().ok
 
 
 def backups_verify():

@@ -229,4 +229,4 @@ class UpdateEvent(StatusEvent):
 
 
 # Store care's tables (check history, incidents) live in their own module of the app.
-from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident, IncidentEvent  # noqa: E402, F401
+from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident, IncidentEvent, PlatformCheck  # noqa: E402, F401

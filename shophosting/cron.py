@@ -78,9 +78,10 @@ register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")
 if not settings.PLATFORM_TIMERS_EXTERNAL:
     register(backup_jobs.system_backup, "backups", cron="17 2 * * *", job_timeout=RESTIC_JOB_TIMEOUT)
     register(backup_jobs.code_backup, "backups", cron="37 2 * * *", job_timeout=RESTIC_JOB_TIMEOUT)
-# The Docker engines as a worker sees them, recorded for /healthz and the staff health page (the web tier
-# has no docker group).
-register(jobs.docker_engines_check, "default", interval=60)
+# The platform round: the Docker engines as a worker sees them, recorded for /healthz and the staff health page
+# (the web tier has no docker group), and each queue's worker heartbeats; a component failing
+# CARE_INCIDENT_THRESHOLD rounds in a row opens a staff incident (provisioning/care/platform.py).
+register(jobs.platform_checks_run, "default", interval=60)
 # Memory and CPU of each active store, for the chart on its page.
 register(stores_usage_sample, "default", interval=5 * 60)
 # Disk used by each live or suspended store's volumes, against its plan's allowance (the engine walks every

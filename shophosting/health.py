@@ -7,8 +7,9 @@
 - Staff get every check with its details: the admin's System health page and `manage.py check_health`.
 
 The web tier never talks to Docker (its unit has no `docker` group). A worker checks the Docker engines
-(`docker_engines_record`, every minute through rqcron) and `check_health` checks them too; both write what
-they found to Redis (`ENGINES_KEY`), and `/healthz` and the staff page read that record. A record older
+(`docker_engines_record`, in the platform round `platform_checks_run`, every minute through rqcron) and
+`check_health` checks them too; both write what they found to Redis (`ENGINES_KEY`), and `/healthz` and the
+staff page read that record. A record older
 than `ENGINES_RECORD_MAX_AGE` counts as Docker down: nobody with access to the engine has looked lately.
 """
 
@@ -24,7 +25,11 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
 from backups.models import BackupRun, RunStatus
-from provisioning import docker_client
+from backups.services.repository import REPOSITORY_COMPONENT
+from provisioning import docker_client, proxy
+from provisioning.care.models import PlatformCheck
+from provisioning.care.platform import platform_check_record
+from provisioning.care.selectors import platform_check_last
 from shophosting.core import queues
 from stores.models import Host
 
@@ -134,7 +139,7 @@ def check_docker_recorded():
     """Docker as the workers last saw it."""
     report = docker_engines_recorded()
     if report is None:
-        raise RuntimeError("no worker has reported on the Docker engine yet (the docker_engines_check job)")
+        raise RuntimeError("no worker has reported on the Docker engine yet (the platform_checks_run job)")
     if report["age_seconds"] > ENGINES_RECORD_MAX_AGE:
         raise RuntimeError(f"the last Docker report is {report['age_seconds']:.0f} s old: is the default worker up?")
     docker = report["docker"]
@@ -144,11 +149,77 @@ def check_docker_recorded():
     return {**details, "checked_by": report["checked_by"], "age_seconds": report["age_seconds"]}
 
 
+# --- Platform checks: recorded, with staff incidents (provisioning.care.platform) ---------------------------
+
+
+def platform_checks_run() -> list[PlatformCheck]:
+    """One platform round (a worker, every minute): ask the Docker engines (recorded for the web tier as
+    before) and look at each queue's worker heartbeats, and record each component's state: a component that
+    fails CARE_INCIDENT_THRESHOLD rounds in a row opens a staff incident, a passing round closes it."""
+    engines = docker_engines_record()
+    names = dict(Host.objects.values_list("pk", "name"))
+    found = [("docker.platform", engines["docker"])]
+    found += [(f"docker.host-{pk}", result) for pk, result in engines["hosts"].items()]
+    if settings.NGINX_ENABLED:
+        found.append(("nginx", timed_check(proxy.nginx_status)))
+    recorded = []
+    for component, result in found:
+        host_name = names.get(int(component.removeprefix("docker.host-"))) if "host-" in component else None
+        where = f"host {host_name}: " if host_name else ""
+        recorded.append(
+            platform_check_record(
+                component=component,
+                ok=result["ok"],
+                output="" if result["ok"] else where + result.get("error", ""),
+                duration_ms=round(result["ms"]),
+            )
+        )
+    recorded += [platform_check_record(component=c, ok=ok, output=output) for c, ok, output in workers_by_queue()]
+    return recorded
+
+
+def workers_by_queue() -> list[tuple[str, bool, str]]:
+    """(component `workers.<queue>`, a worker with a fresh heartbeat serves it, what was seen) per RQ queue."""
+    states = queues.workers(connection=_redis_connection())
+    found = []
+    for queue in settings.RQ_QUEUES:
+        serving = [w for w in states if queue in w.queues]
+        fresh = [w for w in serving if w.alive]
+        if fresh:
+            found.append((f"workers.{queue}", True, ""))
+            continue
+        seen = ", ".join(
+            f"{w.name} ("
+            + ("no heartbeat" if w.heartbeat_age_seconds is None else f"{w.heartbeat_age_seconds:.0f} s ago")
+            + ")"
+            for w in serving
+        )
+        found.append(
+            (
+                f"workers.{queue}",
+                False,
+                f"no worker of the {queue} queue has a heartbeat in the last {settings.WORKER_HEARTBEAT_MAX_AGE} s"
+                + (f"; stale: {seen}" if seen else "; none is registered"),
+            )
+        )
+    return found
+
+
+def check_repository():
+    """The backup repository's last `restic check` (weekly, backups.services.repository)."""
+    last = platform_check_last(REPOSITORY_COMPONENT)
+    if last is None:
+        raise RuntimeError("the backup repository has not been checked yet (manage.py rqcron runs it weekly)")
+    if not last.ok:
+        raise Reported(f"restic check failed on {last.checked_at:%Y-%m-%d %H:%M} UTC: {last.output[:300]}")
+    return {"checked_at": last.checked_at.isoformat(), "duration_s": round(last.duration_ms / 1000, 1)}
+
+
 # --- Reports --------------------------------------------------------------------------------------------
 
 CHECKS = {"database": check_database, "redis": check_redis, "docker": check_docker_recorded, "worker": check_worker}
 # Reported to staff but not part of the status: a stale backup is staff's problem, not the load balancer's.
-INFORMATIONAL = {"system_backup": check_system_backup}
+INFORMATIONAL = {"system_backup": check_system_backup, "backup_repository": check_repository}
 
 
 def health_report(*, check_docker: bool = False) -> tuple[bool, dict, dict]:

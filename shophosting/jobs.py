@@ -17,6 +17,13 @@ def pages_publish_scheduled() -> None:
     call_command("publish_scheduled")
 
 
+def platform_checks_run() -> None:
+    # Docker engines (recorded for the web tier too) and each queue's workers, with staff incidents.
+    from shophosting.health import platform_checks_run
+
+    platform_checks_run()
+
+
 def docker_engines_check() -> None:
     # The web tier may not talk to Docker: a worker asks the engines and records the answer for /healthz
     # and the staff's System health page.

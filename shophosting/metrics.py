@@ -33,7 +33,8 @@ Series and their cardinality (all names start with `shophosting_`):
   groups are still reported.
 
 - store care (provisioning/care): `incidents_open{kind}` (kind `outage`: an availability check failed, or
-  `warning`: certificate, disk or backups only) and `check_latency_seconds{check}`, each check's mean latency
+  `warning`: certificate, disk or backups only; `platform`: a platform component's, provisioning/care/platform.py)
+  and `check_latency_seconds{check}`, each check's mean latency
   across stores over the last CHECK_LATENCY_WINDOW_MINUTES (a gauge: the check history is in the database,
   and a gauge of its recent mean is what an alert on slow stores needs; per-store latency is on the staff pages).
 """
@@ -268,11 +269,12 @@ CHECK_LATENCY_WINDOW_MINUTES = 15
 def care_series() -> Iterable[Metric]:
     incidents = GaugeMetricFamily(
         f"{PREFIX}incidents_open",
-        "Open store incidents: outage (an availability check failed) or warning (certificate, disk or backups).",
+        "Open incidents: a store's outage (an availability check failed) or warning (certificate, disk or backups),"
+        " or platform (the backup repository, workers, a Docker engine, nginx).",
         labels=["kind"],
     )
     open_by_kind = care_selectors.incidents_open_by_kind()
-    for kind in ("outage", "warning"):
+    for kind in ("outage", "warning", "platform"):
         incidents.add_metric([kind], open_by_kind.get(kind, 0))
     yield incidents
     latency = GaugeMetricFamily(

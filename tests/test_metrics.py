@@ -403,6 +403,9 @@ def test_open_incidents_by_kind_and_recent_check_latency(client, metrics_access,
         status=Incident.Status.CLOSED,
         closed_at=now,
     )
+    Incident.objects.create(
+        component="workers.default", checks="workers.default", summary="stale", opened_at=now, open_for_component="w"
+    )
     for store, front_page_ms, ago in ((down, 300, 1), (degraded, 100, 2), (recovered, 9000, 60)):
         round_ = CheckRound.objects.create(
             store=store, checked_at=now - timedelta(minutes=ago), outcome=CheckRound.Outcome.UP
@@ -412,6 +415,7 @@ def test_open_incidents_by_kind_and_recent_check_latency(client, metrics_access,
     samples = scrape(client)
     assert value(samples, "shophosting_incidents_open", kind="outage") == 1  # the closed one is not counted
     assert value(samples, "shophosting_incidents_open", kind="warning") == 1
+    assert value(samples, "shophosting_incidents_open", kind="platform") == 1  # not counted as a store's warning
     # The mean of the last 15 minutes: the hour-old 9 s round is outside the window.
     assert value(samples, "shophosting_check_latency_seconds", check="front_page") == pytest.approx(0.2)
     assert value(samples, "shophosting_metrics_collector_up", collector="care") == 1

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, BooleanField, Count, ExpressionWrapper, Q, Sum
 from django.utils import timezone
 
 from provisioning.care.checks import checks_registered
-from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident
+from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident, PlatformCheck
 from stores.models import Store
 
 CHECKED_STATUSES = (Store.Status.ACTIVE, Store.Status.SUSPENDED)
@@ -167,9 +167,23 @@ def incidents_open_count() -> int:
 
 
 def incidents_open_by_kind() -> dict[str, int]:
-    """Open incidents by kind: `outage` (an availability check failed) or `warning` (the rest)."""
-    rows = Incident.objects.filter(status=Incident.Status.OPEN).values("affects_uptime").annotate(count=Count("id"))
-    return {("outage" if row["affects_uptime"] else "warning"): row["count"] for row in rows}
+    """Open incidents by kind: a store's `outage` (an availability check failed) or `warning` (the rest), or
+    `platform` (a platform component's: provisioning.care.platform)."""
+    rows = (
+        Incident.objects.filter(status=Incident.Status.OPEN)
+        .values("affects_uptime", platform=ExpressionWrapper(Q(store__isnull=True), output_field=BooleanField()))
+        .annotate(count=Count("id"))
+    )
+    found: dict[str, int] = {}
+    for row in rows:
+        kind = "platform" if row["platform"] else "outage" if row["affects_uptime"] else "warning"
+        found[kind] = found.get(kind, 0) + row["count"]
+    return found
+
+
+def platform_check_last(component: str) -> PlatformCheck | None:
+    """The last recorded check of a platform component (e.g. `backups.repository`), or None."""
+    return PlatformCheck.objects.filter(component=component).order_by("-checked_at", "-id").first()
 
 
 def check_latency_recent(*, minutes: int = 15) -> dict[str, float]:

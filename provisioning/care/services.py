@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from provisioning.care.checks import FAILED, Verdict, checks_registered
-from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident, IncidentEvent
+from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident, IncidentEvent, PlatformCheck
 from provisioning.models import ProvisioningJob
 from shophosting.core.emails import email_send
 from shophosting.core.queues import enqueue_recorded, rq_job_pending
@@ -237,7 +237,8 @@ def incidents_close_of_stores_not_live() -> int:
     """Close, without paging anyone, the open incidents of stores the platform took out of service since
     (suspended, deleted): their rounds are maintenance, or there are none, so no passing round would."""
     closed = 0
-    for incident in Incident.objects.filter(status=Incident.Status.OPEN).exclude(store__status=Store.Status.ACTIVE):
+    store_incidents = Incident.objects.filter(status=Incident.Status.OPEN, store__isnull=False)
+    for incident in store_incidents.exclude(store__status=Store.Status.ACTIVE):
         transition(
             Incident,
             incident.pk,
@@ -255,18 +256,21 @@ def incidents_close_of_stores_not_live() -> int:
 
 
 def incident_notify(*, incident_id: int) -> None:
-    """Tell the merchant, staff (CARE_STAFF_EMAILS) and the webhook (CARE_WEBHOOK_URL) that an incident
-    opened or closed. Called after the commit; a mail or webhook that fails is logged, never raised."""
+    """Tell the merchant (a store's incident only), staff (CARE_STAFF_EMAILS) and the webhook (CARE_WEBHOOK_URL)
+    that an incident opened or closed. Called after the commit; a mail or webhook that fails is logged, never
+    raised."""
     incident = Incident.objects.select_related("store__customer", "store__plan").get(pk=incident_id)
     store = incident.store
     context = {
         "incident": incident,
         "store": store,
-        "store_path": reverse("stores:detail", args=[store.pk]),
+        "store_path": reverse("stores:detail", args=[store.pk]) if store else "",
         "admin_path": reverse("admin:provisioning_incident_change", args=[incident.pk]),
     }
     opened = incident.status == Incident.Status.OPEN
-    sends = [("incident_opened" if opened else "incident_closed", [store.customer.email])]
+    sends = []
+    if store is not None:  # a platform incident is staff's alone
+        sends.append(("incident_opened" if opened else "incident_closed", [store.customer.email]))
     if settings.CARE_STAFF_EMAILS:
         sends.append(("incident_staff", list(settings.CARE_STAFF_EMAILS)))
     for template, to in sends:
@@ -281,9 +285,10 @@ def incident_notify(*, incident_id: int) -> None:
 def _webhook_payload(incident: Incident, context: dict) -> dict:
     store = incident.store
     state = "opened" if incident.status == Incident.Status.OPEN else "closed"
+    where = f"Store {store.domain}" if store else f"Platform ({incident.component})"
     return {
         "event": f"incident.{state}",
-        "text": f"Store {store.domain}: incident #{incident.pk} {state}. {incident.summary}",
+        "text": f"{where}: incident #{incident.pk} {state}. {incident.summary}",
         "incident": {
             "id": incident.pk,
             "status": incident.status,
@@ -293,7 +298,8 @@ def _webhook_payload(incident: Incident, context: dict) -> dict:
             "closed_at": incident.closed_at.isoformat() if incident.closed_at else None,
             "url": settings.SITE_URL.rstrip("/") + context["admin_path"],
         },
-        "store": {"id": store.pk, "domain": store.domain},
+        "store": {"id": store.pk, "domain": store.domain} if store else None,
+        "component": incident.component or None,
     }
 
 
@@ -341,4 +347,6 @@ def check_history_downsample(*, now: datetime | None = None) -> int:
             row.save()
         for start in range(0, len(ids), 1000):
             CheckRound.objects.filter(pk__in=ids[start : start + 1000]).delete()
+        # The platform's checks are not downsampled: past the history they go (their incidents stay).
+        PlatformCheck.objects.filter(checked_at__lt=cutoff).delete()
     return len(ids)

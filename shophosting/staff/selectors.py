@@ -19,7 +19,13 @@ from provisioning import acme_client, proxy
 from provisioning.care.selectors import incidents_open, sla_breaches
 from provisioning.models import JobStep, ProvisioningJob
 from shophosting.core import queues
-from shophosting.health import check_system_backup, docker_engines_recorded, health_report, timed_check
+from shophosting.health import (
+    check_repository,
+    check_system_backup,
+    docker_engines_recorded,
+    health_report,
+    timed_check,
+)
 from stores.models import Host, Store
 from stores.selectors import host_usage_list
 
@@ -196,7 +202,11 @@ def backup_status() -> dict:
         last_good=Subquery(runs.filter(status=RunStatus.SUCCEEDED).values("finished_at")[:1]),
     )
     attention = [s for s in stores if s.last_status == RunStatus.FAILED or not s.last_good or s.last_good < cutoff]
-    return {"system": timed_check(check_system_backup), "stores_needing_attention": attention}
+    return {
+        "system": timed_check(check_system_backup),
+        "repository": timed_check(check_repository),
+        "stores_needing_attention": attention,
+    }
 
 
 def system_health() -> dict:
