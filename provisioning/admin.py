@@ -307,11 +307,11 @@ class IncidentEventInline(admin.TabularInline):
 class IncidentAdmin(admin.ModelAdmin):
     """Read-only: incidents open and close only from check rounds (provisioning.care.services)."""
 
-    list_display = ["pk", "store", "status", "checks", "affects_uptime", "opened_at", "closed_at"]
-    list_filter = ["status", "affects_uptime"]
-    search_fields = ["store__domain", "summary"]
+    list_display = ["pk", "store", "component", "status", "checks", "affects_uptime", "opened_at", "closed_at"]
+    list_filter = ["status", "affects_uptime", "component"]
+    search_fields = ["store__domain", "component", "summary"]
     list_select_related = ["store"]
-    fields = ["store", "status", "checks", "summary", "affects_uptime", "opened_at", "closed_at"]
+    fields = ["store", "component", "status", "checks", "summary", "affects_uptime", "opened_at", "closed_at"]
     readonly_fields = fields
     inlines = [IncidentEventInline]
 

@@ -158,16 +158,22 @@ def test_a_stale_worker_and_a_silent_engine_open_staff_incidents_after_the_thres
     assert platform_incident("workers.default").status == Incident.Status.CLOSED
     assert platform_incident(engine).status == Incident.Status.OPEN
     assert staff_alerts.received[-1]["event"] in ("incident.opened", "incident.closed")
-    assert any(
-        e["event"] == "incident.closed" and e["component"] == "workers.default" for e in staff_alerts.received
-    )
+    assert any(e["event"] == "incident.closed" and e["component"] == "workers.default" for e in staff_alerts.received)
 
 
-def test_one_open_incident_per_component_and_a_bad_component_name_is_refused(settings, staff_alerts):
+def test_one_open_incident_per_component_and_a_bad_component_name_is_refused(
+    settings, staff_alerts, client, staff_user
+):
     settings.CARE_INCIDENT_THRESHOLD = 1
     for _ in range(3):
         platform_check_record(component="nginx", ok=False, output="nginx: [emerg] unknown directive\nline 2")
     assert Incident.objects.filter(component="nginx", status=Incident.Status.OPEN).count() == 1
-    assert platform_incident("nginx").summary == "nginx: [emerg] unknown directive; line 2"
+    incident = platform_incident("nginx")
+    assert incident.summary == "nginx: [emerg] unknown directive; line 2"
+    client.force_login(staff_user)
+    assert "platform: nginx" in client.get(reverse("admin:index")).content.decode()
+    assert "nginx" in client.get(reverse("admin:provisioning_incident_changelist")).content.decode()
+    page = client.get(reverse("admin:provisioning_incident_change", args=[incident.pk]))
+    assert page.status_code == 200 and "unknown directive" in page.content.decode()
     with pytest.raises(ValueError, match="a platform component is named in 1 to 60 characters"):
         platform_check_record(component="", ok=True)
