@@ -2,6 +2,7 @@
 heartbeats and each host's Docker engine are recorded, open a staff incident when they keep failing (staff
 mail and webhook, no merchant mail) and close it when they pass again."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def test_a_stale_worker_and_a_silent_engine_open_staff_incidents_after_the_thres
 
     worker_incident = platform_incident("workers.default")
     assert worker_incident.status == Incident.Status.OPEN
-    assert "platform-check-test-worker (600 s ago)" in worker_incident.summary
+    assert re.search(r"platform-check-test-worker \(6\d\d s ago\)", worker_incident.summary)
     engine_incident = platform_incident(engine)
     assert engine_incident.status == Incident.Status.OPEN
     assert engine_incident.summary.startswith("host platform-check-test: ")
