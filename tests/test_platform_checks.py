@@ -178,3 +178,12 @@ def test_one_open_incident_per_component_and_a_bad_component_name_is_refused(
     assert page.status_code == 200 and "unknown directive" in page.content.decode()
     with pytest.raises(ValueError, match="a platform component is named in 1 to 60 characters"):
         platform_check_record(component="", ok=True)
+
+
+def test_a_bad_threshold_stops_the_platform_round_with_a_message_naming_it(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CARE_INCIDENT_THRESHOLD = 0
+    with pytest.raises(ImproperlyConfigured, match="CARE_INCIDENT_THRESHOLD must be a whole number from 1 to 100"):
+        platform_check_record(component="workers.default", ok=False, output="stale")
+    assert not PlatformCheck.objects.filter(component="workers.default").exists()
