@@ -41,6 +41,9 @@ def allocate(store: Store, log: Log) -> None:
     log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
     images = store_images_record(store_id=store.pk)
     log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
+    # Before any container: the application's configuration lists the names it answers on.
+    names = store_services.store_names_ensure(store_id=store.pk)
+    log(f"names: {', '.join(row.name for row in names)}")
     creds = store_services.store_credentials(store)
     if not creds.get("db_password"):
         store_services.store_credentials_save(

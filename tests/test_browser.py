@@ -9,6 +9,7 @@ and the public forms) gets the same check and a screenshot of its own.
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.conf import settings
 from django.db import connection
 
 from billing.models import Subscription
@@ -163,10 +165,22 @@ class CheckoutRedirect:
 
 
 def store_front_page_through_nginx(route):
-    """The browser asks for http://journey.test/…; this answers from the test nginx on 127.0.0.1:18080 with
-    that Host, as DNS pointed at our proxy would. Nothing leaves the machine."""
-    url = route.request.url.split(STORE_DOMAIN, 1)[1] or "/"
-    connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
+    """The browser asks for http://journey.test/… (and, once it has a certificate, is redirected to
+    https://journey.test:18443/…); this answers from the test nginx on 127.0.0.1:18080 or, over TLS with that
+    name, :18443 with that Host, as DNS pointed at our proxy would. Nothing leaves the machine."""
+    import ssl
+
+    url = route.request.url.split(STORE_DOMAIN, 1)[1].removeprefix(":18443") or "/"
+    if route.request.url.startswith("https://"):
+        connection_ = http.client.HTTPSConnection("127.0.0.1", 18443, timeout=10)
+        # SNI must carry the store's name: the TLS socket is made by hand, trusting pebble's root only.
+        root = requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
+        context = ssl.create_default_context(cadata=root)
+        connection_.sock = context.wrap_socket(
+            socket.create_connection(("127.0.0.1", 18443), timeout=10), server_hostname=STORE_DOMAIN
+        )
+    else:
+        connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
     connection_.request("GET", url, headers={"Host": STORE_DOMAIN, "Connection": "close"})
     response = connection_.getresponse()
     body = response.read()
@@ -204,6 +218,7 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     checkout = CheckoutRedirect()
     page.route("**/signup/*/", checkout)
     page.route(f"http://{STORE_DOMAIN}/**", store_front_page_through_nginx)
+    page.route(f"https://{STORE_DOMAIN}:18443/**", store_front_page_through_nginx)
 
     # Pick the plan on the home page and sign up.
     page.goto("/")
