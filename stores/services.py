@@ -205,7 +205,7 @@ def store_names_ensure(*, store_id: int) -> list[StoreName]:
 
 def store_names_tls_result(*, store_id: int, issued: list[str], failed: dict[str, str], max_failures: int) -> list[str]:
     """Record what the last certificate order said of each name: issued names start afresh, failed ones count
-    a failure; at `max_failures` in a row a name becomes UNREACHABLE (served on HTTP, left off the certificate,
+    a failure; at `max_failures` in a row a custom name becomes UNREACHABLE (served on HTTP, left off the certificate,
     no more retries for it) with a message for the store page and an event. Returns the names that just did."""
     given_up = []
     with transaction.atomic():
@@ -216,7 +216,13 @@ def store_names_tls_result(*, store_id: int, issued: list[str], failed: dict[str
         for row in StoreName.objects.select_for_update().filter(store=store, name__in=list(failed)):
             row.tls_failures += 1
             row.status_message = failed[row.name][:2000]
-            if row.tls_failures >= max_failures and row.status == StoreName.Status.ACTIVE:
+            # A platform name is never given up: its DNS is the platform's, so a failure there is an outage
+            # to fix (and to keep retrying), not a merchant's domain that moved away.
+            if (
+                row.tls_failures >= max_failures
+                and row.status == StoreName.Status.ACTIVE
+                and row.kind == StoreName.Kind.CUSTOM
+            ):
                 row.status = StoreName.Status.UNREACHABLE
                 row.status_message = (
                     f"{row.name} does not point at us: its certificate failed {row.tls_failures} times in a row, "

@@ -133,6 +133,10 @@ def test_a_name_failing_validation_again_and_again_is_reported_and_left_off(user
     assert StoreEvent.objects.filter(store=store, message__contains="gone.example.com stopped pointing").exists()
     # Still served (on HTTP), no longer asked for in a certificate.
     assert "gone.example.com" in [n.name for n in store_names_ensure(store_id=store.pk)]
+    # The platform name's DNS is the platform's own: an outage there is retried, never given up.
+    for _ in range(4):
+        store_names_tls_result(store_id=store.pk, issued=[], failed={platform: "SERVFAIL"}, max_failures=3)
+    assert store.names.get(name=platform).status == StoreName.Status.ACTIVE
 
 
 # --- the vhost and the application's URLs (no Docker) ------------------------------------------------------
