@@ -198,7 +198,7 @@ def test_wordpress_urls_follow_the_scheme_and_the_requested_known_name():
     lines = wordpress_urls(
         scheme="https", primary="shop.example.com", names=["shop.example.com", "ada.hosting.example"]
     )
-    assert "in_array($shophosting_host, ['shop.example.com', 'ada.hosting.example'], true)" in lines
+    assert "in_array($shophosting_name, ['shop.example.com', 'ada.hosting.example'], true)" in lines
     assert "'https') . '://'" in lines and ": 'shop.example.com');" in lines
     assert "$_SERVER['HTTPS'] = 'on'" in lines  # is_ssl() follows the proxy's X-Forwarded-Proto
     with pytest.raises(Exception, match="refusing"):

@@ -55,8 +55,9 @@ WORDPRESS_PLATFORM_PLUGINS = f"define('WPMU_PLUGIN_DIR', '{WORDPRESS_MU_PLUGINS}
 def wordpress_urls(*, scheme: str, primary: str, names: list[str]) -> str:
     """wp-config lines for WP_HOME and WP_SITEURL: the scheme the request came through the platform's proxy
     with (X-Forwarded-Proto, which our nginx always sets; is_ssl() follows it) or else the stack's `scheme`,
-    and the requested host when it is one of the store's `names` (the platform name works before the
-    merchant's DNS does), else the `primary` name. Names are validated DNS names: no quote can occur."""
+    and the requested host (with its port, as the demo proxy's) when it is one of the store's `names` (the
+    platform name works before the merchant's DNS does), else the `primary` name. Names are validated DNS
+    names: no quote can occur."""
     for value in (scheme, primary, *names):
         if not re.fullmatch(r"[a-z0-9.-]+", value):
             raise ImproperlyConfigured(f"refusing {value!r} as a WordPress URL part")
@@ -65,8 +66,9 @@ def wordpress_urls(*, scheme: str, primary: str, names: list[str]) -> str:
         " $shophosting_https = ($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '') === 'https';"
         " if ($shophosting_https) { $_SERVER['HTTPS'] = 'on'; }"
         " $shophosting_host = strtolower($_SERVER['HTTP_HOST'] ?? '');"
+        " $shophosting_name = preg_replace('/:[0-9]{1,5}$/', '', $shophosting_host);"
         f" $shophosting_url = ($shophosting_https ? 'https' : '{scheme}') . '://'"
-        f" . (in_array($shophosting_host, [{listed}], true) ? $shophosting_host : '{primary}');"
+        f" . (in_array($shophosting_name, [{listed}], true) ? $shophosting_host : '{primary}');"
         " define('WP_HOME', $shophosting_url); define('WP_SITEURL', $shophosting_url);"
     )
 
