@@ -32,13 +32,13 @@ ALLOWED_FROM: dict[str, set[str]] = {
 }
 
 
+@transaction.atomic
 def store_transition(*, store_id: int, to: str, actor: User | None = None, note: str = "", message: str = "") -> Store:
     """Lock the row, check the edge, write the status and a StoreEvent. `message` is shown to the customer."""
     fields = {"status_message": message}
     if to == S.DELETED:
         fields["live_domain"] = None  # frees the domain for a new store
-        StoreName.objects.filter(store_id=store_id).delete()  # and its names (the outer atomic rolls back both)
-    return transition(
+    store = transition(
         Store,
         store_id,
         to,
@@ -50,6 +50,9 @@ def store_transition(*, store_id: int, to: str, actor: User | None = None, note:
         event_fields={"message": message},
         **fields,
     )
+    if to == S.DELETED:
+        StoreName.objects.filter(store_id=store_id).delete()  # and its names, in the same transaction
+    return store
 
 
 @transaction.atomic
