@@ -165,28 +165,38 @@ class CheckoutRedirect:
 
 
 def store_front_page_through_nginx(route):
-    """The browser asks for http://journey.test/… (and, once it has a certificate, is redirected to
-    https://journey.test:18443/…); this answers from the test nginx on 127.0.0.1:18080 or, over TLS with that
-    name, :18443 with that Host, as DNS pointed at our proxy would. Nothing leaves the machine."""
+    """The browser asks for http://journey.test/…; this answers from the test nginx on 127.0.0.1:18080 with
+    that Host, as DNS pointed at our proxy would. Once the store has its certificate nginx redirects to
+    https://journey.test:18443/…, which is followed here, over TLS with that name and pebble's root trusted:
+    the browser stays on the URL it asked for. Nothing leaves the machine."""
+    path = route.request.url.split(STORE_DOMAIN, 1)[1] or "/"
+    status, headers, body = _store_request(path, tls=False)
+    location = headers.get("Location", headers.get("location", ""))
+    if status == 301 and location.startswith(f"https://{STORE_DOMAIN}:18443/"):
+        status, headers, body = _store_request(location.split(":18443", 1)[1], tls=True)
+    route.fulfill(status=status, headers=headers, body=body)
+
+
+def _store_request(path: str, *, tls: bool) -> tuple[int, dict, bytes]:
     import ssl
 
-    url = route.request.url.split(STORE_DOMAIN, 1)[1].removeprefix(":18443") or "/"
-    if route.request.url.startswith("https://"):
-        connection_ = http.client.HTTPSConnection("127.0.0.1", 18443, timeout=10)
-        # SNI must carry the store's name: the TLS socket is made by hand, trusting pebble's root only.
+    if tls:
+        connection_ = http.client.HTTPConnection("127.0.0.1", 18443, timeout=10)
         root = requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
-        context = ssl.create_default_context(cadata=root)
-        connection_.sock = context.wrap_socket(
+        # SNI must carry the store's name: the TLS socket is made by hand.
+        connection_.sock = ssl.create_default_context(cadata=root).wrap_socket(
             socket.create_connection(("127.0.0.1", 18443), timeout=10), server_hostname=STORE_DOMAIN
         )
     else:
         connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
-    connection_.request("GET", url, headers={"Host": STORE_DOMAIN, "Connection": "close"})
-    response = connection_.getresponse()
-    body = response.read()
-    headers = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection")}
-    route.fulfill(status=response.status, headers=headers, body=body)
-    connection_.close()
+    try:
+        connection_.request("GET", path, headers={"Host": STORE_DOMAIN, "Connection": "close"})
+        response = connection_.getresponse()
+        body = response.read()
+        skipped = ("transfer-encoding", "connection", "strict-transport-security")
+        return response.status, {k: v for k, v in response.getheaders() if k.lower() not in skipped}, body
+    finally:
+        connection_.close()
 
 
 def provisioning_worker_process() -> subprocess.Popen:
@@ -218,7 +228,6 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     checkout = CheckoutRedirect()
     page.route("**/signup/*/", checkout)
     page.route(f"http://{STORE_DOMAIN}/**", store_front_page_through_nginx)
-    page.route(f"https://{STORE_DOMAIN}:18443/**", store_front_page_through_nginx)
 
     # Pick the plan on the home page and sign up.
     page.goto("/")

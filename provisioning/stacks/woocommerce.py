@@ -70,6 +70,10 @@ def wordpress_urls(*, scheme: str, primary: str, names: list[str]) -> str:
         f" $shophosting_url = ($shophosting_https ? 'https' : '{scheme}') . '://'"
         f" . (in_array($shophosting_name, [{listed}], true) ? $shophosting_host : '{primary}');"
         " define('WP_HOME', $shophosting_url); define('WP_SITEURL', $shophosting_url);"
+        # WordPress would force wp-admin to HTTPS when WP_SITEURL is https (wp_ssl_constants): our nginx does
+        # that already for every certified name, and the platform's own checks (an update's login page check)
+        # reach the container's port over plain HTTP.
+        " if (!defined('FORCE_SSL_ADMIN')) { define('FORCE_SSL_ADMIN', false); }"
     )
 
 
