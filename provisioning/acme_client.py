@@ -20,7 +20,14 @@ from provisioning.exceptions import ProvisioningError
 
 
 class CertificateError(ProvisioningError):
-    """Issuance failed (DNS not pointed yet, rate limit, ACME server down); the store stays on HTTP."""
+    """Issuance failed (DNS not pointed yet, rate limit, ACME server down); the store stays on HTTP.
+
+    `failed_names` maps each name whose validation the CA refused to the CA's reason; empty when the
+    order failed as a whole (the CA unreachable), which says nothing about any one name."""
+
+    def __init__(self, message: str, failed_names: dict[str, str] | None = None):
+        super().__init__(message)
+        self.failed_names = failed_names or {}
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class Certificate:
 
 
 def certificate_paths(domain: str) -> Certificate:
+    """Where the store's certificate lives: one directory per store, named after its signup domain (the
+    certificate covers all of the store's names)."""
     directory = Path(settings.TLS_CERT_DIR) / domain
     return Certificate(fullchain_path=directory / "fullchain.pem", key_path=directory / "privkey.pem")
 
@@ -71,8 +80,11 @@ def _client() -> client.ClientV2:
     return acme
 
 
-def certificate_issue(*, domain: str) -> Certificate:
-    """Issue (or renew) a certificate for `domain` and store it under TLS_CERT_DIR/<domain>/."""
+def certificate_issue(*, domain: str, names: list[str] | None = None) -> Certificate:
+    """Issue (or renew) one certificate for every name in `names` (SANs; default: `domain` alone) and store
+    it under TLS_CERT_DIR/<domain>/. The CA validates each name by http-01; when some fail, CertificateError
+    names them (failed_names) so the caller can try again without them."""
+    names = list(dict.fromkeys(names or [domain]))
     paths = certificate_paths(domain)
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(
@@ -83,15 +95,16 @@ def certificate_issue(*, domain: str) -> Certificate:
     tokens = []
     try:
         acme = _client()
-        order = acme.new_order(crypto_util.make_csr(key_pem, [domain]))
+        order = acme.new_order(crypto_util.make_csr(key_pem, names))
         for authorization in order.authorizations:
             if authorization.body.status == messages.STATUS_VALID:
                 # The CA reuses a recent validation (Let's Encrypt: 30 days), as on most renewals;
                 # answering its challenge again is an error.
                 continue
+            name = authorization.body.identifier.value
             challenge = next((c for c in authorization.body.challenges if isinstance(c.chall, challenges.HTTP01)), None)
             if challenge is None:
-                raise CertificateError(f"the ACME server offers no http-01 challenge for {domain}")
+                raise CertificateError(f"the ACME server offers no http-01 challenge for {name}", {name: "no http-01"})
             response, validation = challenge.response_and_validation(acme.net.key)
             token = webroot / challenge.chall.encode("token")
             token.write_text(validation)
@@ -99,14 +112,42 @@ def certificate_issue(*, domain: str) -> Certificate:
             tokens.append(token)
             acme.answer_challenge(challenge, response)
         order = acme.poll_and_finalize(order, deadline=datetime.now() + timedelta(seconds=90))
+    except errors.ValidationError as exc:
+        failed = {authz.body.identifier.value: _authorization_error(authz) for authz in exc.failed_authzrs}
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+        raise CertificateError(f"no certificate for {', '.join(names)}: {reasons}", failed) from exc
     except (errors.Error, messages.Error, OSError) as exc:
-        raise CertificateError(f"no certificate for {domain}: {exc}") from exc
+        raise CertificateError(f"no certificate for {', '.join(names)}: {exc}") from exc
     finally:
         for token in tokens:
             token.unlink(missing_ok=True)
     _write_private(paths.key_path, key_pem)
     paths.fullchain_path.write_text(order.fullchain_pem)
     return paths
+
+
+def _authorization_error(authorization) -> str:
+    """The CA's own words for a failed authorization (its challenge's error), e.g. a DNS failure."""
+    for challenge in authorization.body.challenges:
+        if challenge.error is not None:
+            return str(challenge.error.detail or challenge.error.typ)
+    return f"validation {authorization.body.status.name}"
+
+
+def certificate_names(*, domain: str) -> list[str]:
+    """The names (DNS SANs) the stored certificate under TLS_CERT_DIR/<domain>/ covers; [] when there is none."""
+    from cryptography import x509
+
+    path = certificate_paths(domain).fullchain_path
+    if not path.exists():
+        return []
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        return certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        return []
 
 
 def certificate_expires_at(*, domain: str) -> datetime | None:

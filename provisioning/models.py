@@ -17,6 +17,7 @@ class ProvisioningJob(models.Model):
         TEARDOWN = "teardown", "Tear down"
         UPDATE_LIMITS = "update_limits", "Update limits"
         RESTART = "restart", "Restart"
+        HTTPS_SETTINGS = "https_settings", "Apply HTTPS settings"
         UPDATE = "update", "Update"
 
     class Status(models.TextChoices):

@@ -115,10 +115,15 @@ def firewall_log_path(store_id: int) -> Path:
     return Path(settings.NGINX_FIREWALL_LOG_DIR) / f"store-{int(store_id)}.log"
 
 
+def _https_port_suffix() -> str:
+    """ ":<port>" for redirects when HTTPS listens on another port than 443 (tests, a demo); "" otherwise."""
+    port = settings.NGINX_LISTEN_HTTPS.rpartition(":")[2]
+    return "" if port == "443" else f":{int(port)}"
+
+
 def vhost_render(
     *,
     store_id: int,
-    domain: str,
     upstream: str,
     mode: str,
     firewall: bool,
@@ -127,12 +132,24 @@ def vhost_render(
     acme_webroot: str,
     tls_cert: str | None,
     tls_key: str | None,
+    domain: str | None = None,
+    names: list[str] | None = None,
+    tls_names: list[str] | None = None,
+    hsts: bool = False,
 ) -> str:
     """A store's vhost from deploy/nginx/store-vhost.conf (NGINX_VHOST_TEMPLATE), the single template of one.
-    `firewall` turns ModSecurity on for it (the plan's advanced_security). Raises ProvisioningError when a
-    value is not one plain nginx word (see _nginx_word)."""
+
+    `names` are every name the store answers on (default: `domain` alone); with a certificate, `tls_names`
+    (those of `names` it covers; default: all) are served on HTTPS and their HTTP redirects there (301,
+    except ACME challenges), the rest stay on HTTP.
+    `firewall` turns ModSecurity on (the plan's advanced_security), `hsts` sends Strict-Transport-Security
+    on HTTPS (the store's choice). Raises ProvisioningError when a value is not one plain nginx word."""
+    names = list(dict.fromkeys(names or ([domain] if domain is not None else [])))
+    tls_names = [name for name in dict.fromkeys(names if tls_names is None else tls_names) if name in names]
+    tls_names = tls_names if tls_cert else []
+    if not names:
+        raise ProvisioningError(f"refusing to write an nginx vhost for store {store_id}: it has no names")
     words = {
-        "domain": domain,
         "upstream": upstream,
         "mode": mode,
         "listen_http": listen_http,
@@ -140,18 +157,26 @@ def vhost_render(
         "acme_webroot": acme_webroot,
         "maintenance_root": str(settings.NGINX_MAINTENANCE_ROOT),
         "firewall_log": str(firewall_log_path(store_id)),
-        "tls_cert": tls_cert,
-        "tls_key": tls_key,
+        "tls_cert": tls_cert if tls_names else None,
+        "tls_key": tls_key if tls_names else None,
     }
     for field, value in words.items():
         if value is not None or field not in ("tls_cert", "tls_key"):
             _nginx_word(field, str(value))
-    if not isinstance(firewall, bool):
-        raise ProvisioningError(f"refusing to write an nginx vhost: firewall must be True or False, not {firewall!r}")
+    for name in names:
+        _nginx_word("domain", name)
+    if not isinstance(firewall, bool) or not isinstance(hsts, bool):
+        raise ProvisioningError(
+            f"refusing to write an nginx vhost: firewall and hsts must be True or False, not {firewall!r}, {hsts!r}"
+        )
     source = Path(settings.NGINX_VHOST_TEMPLATE).read_text()
     context = {
         "store_id": int(store_id),
         "firewall": firewall,
+        "hsts": hsts,
+        "plain_names": " ".join(name for name in names if name not in tls_names),
+        "tls_names": " ".join(tls_names),
+        "https_port_suffix": _https_port_suffix(),
         "burst_per_client": int(settings.NGINX_BURST_PER_CLIENT),
         "burst_per_store": int(settings.NGINX_BURST_PER_STORE),
         **words,
@@ -173,18 +198,23 @@ def vhost_write(
     domain: str,
     upstream: str,
     firewall: bool,
+    names: list[str] | None = None,
     mode: str = "proxy",
     certificate=None,
+    tls_names: list[str] | None = None,
+    hsts: bool = False,
     force_reload: bool = False,
 ) -> Path:
-    """Write (or replace) the store's vhost; `mode` is "proxy" or "maintenance", `firewall` the plan's
-    advanced_security. With a certificate (acme_client.Certificate) the same routes are served on HTTPS as
-    well. `force_reload` reloads even when the file is unchanged: a renewed certificate has the same paths,
-    and nginx reads it on reload."""
+    """Write (or replace) the store's vhost, the file named after `domain` (its signup domain), serving `names`
+    (default: `domain` alone); `mode` is "proxy" or "maintenance", `firewall` the plan's advanced_security.
+    With a certificate (acme_client.Certificate) the `tls_names` it covers (default: all) are served on HTTPS,
+    and their HTTP redirects there. `force_reload` reloads even when the file is unchanged: a renewed
+    certificate has the same paths, and nginx reads it on reload."""
+    names = list(names or [domain])
     # Rendered first: a refused value raises before any directory or file is touched.
     content = vhost_render(
         store_id=store_id,
-        domain=domain,
+        names=names,
         upstream=upstream,
         mode=mode,
         firewall=firewall,
@@ -193,6 +223,8 @@ def vhost_write(
         acme_webroot=settings.NGINX_ACME_WEBROOT,
         tls_cert=str(certificate.fullchain_path) if certificate else None,
         tls_key=str(certificate.key_path) if certificate else None,
+        tls_names=tls_names,
+        hsts=hsts,
     )
     path = vhost_path(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +247,7 @@ def vhost_write(
             if settings.NGINX_RELOAD_REQUEST_FILE:
                 _apply()  # so the unit's last answer describes the configuration in force again
             raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")
-    vhost_wait_routed(domain=domain, revision=_revision(content))
+    vhost_wait_routed(domain=names[0], revision=_revision(content))
     return path
 
 

@@ -4,7 +4,7 @@ from statistics import median
 from django.conf import settings
 from django.utils import timezone
 
-from provisioning import proxy
+from provisioning import acme_client, proxy
 from provisioning.kinds import kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
 
@@ -153,3 +153,34 @@ def store_firewall(store) -> dict | None:
         return None
     blocked, at_least = proxy.firewall_blocks_count(store_id=store.pk, since=timezone.now() - FIREWALL_WINDOW)
     return {"blocked": blocked, "at_least": at_least, "days": FIREWALL_WINDOW.days}
+
+
+def store_addresses(store) -> list[dict]:
+    """The store page's addresses: every name the store answers on, primary first, each with the link that
+    works now (https when the certificate covers it and is valid), whether HTTPS is on for it, and a
+    message when it does not point at the platform."""
+    from stores.selectors import store_names_served
+
+    expires_at = acme_client.certificate_expires_at(domain=store.domain) if settings.TLS_ENABLED else None
+    covered = acme_client.certificate_names(domain=store.domain) if expires_at and expires_at > timezone.now() else []
+    http_port = settings.NGINX_LISTEN_HTTP.rpartition(":")[2]
+    https_port = settings.NGINX_LISTEN_HTTPS.rpartition(":")[2]
+    addresses = []
+    for row in store_names_served(store):
+        https = row.name in covered
+        port = (https_port if https else http_port) if settings.NGINX_ENABLED else ""
+        suffix = "" if port in ("", "80", "443") else f":{port}"
+        addresses.append(
+            {
+                "name": row.name,
+                "kind": row.get_kind_display(),
+                "is_platform": row.kind == row.Kind.PLATFORM,
+                "is_primary": row.is_primary,
+                "status": row.status,
+                "status_display": row.get_status_display(),
+                "message": row.status_message,
+                "https": https,
+                "url": f"{'https' if https else 'http'}://{row.name}{suffix}/",
+            }
+        )
+    return addresses

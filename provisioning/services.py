@@ -20,9 +20,9 @@ from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.stacks import stack_for
 from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
-from stores.models import Store, StoreUsageSample
+from stores.models import Store, StoreName, StoreUsageSample
 from stores.operations import store_busy_refusal, store_lock_for_operation
-from stores.services import store_disk_record, store_transition
+from stores.services import store_disk_record, store_names_ensure, store_names_tls_result, store_transition
 
 logger = logging.getLogger(__name__)
 Job = ProvisioningJob
@@ -382,52 +382,108 @@ def job_retry(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
     return job_enqueue(store_id=job.store_id, kind=job_kind.retry_as or job.kind, actor=actor)
 
 
-def store_vhost_write(*, store: Store, mode: str, certificate=None, force_reload: bool = False):
-    """Write the store's nginx vhost from what the store is now: its upstream, the mode, its certificate and
-    its plan's firewall (advanced_security). Every vhost of a store is written here, so whatever rewrites it
-    (a plan change's job, a suspension, a renewal) brings the firewall in line with the plan."""
+def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
+    """Write the store's nginx vhost from what the store is now: its names (store_names_ensure gives it its
+    platform name first), its upstream, the mode, its certificate and HSTS choice, and its plan's firewall
+    (advanced_security). Every vhost of a store is written here, so whatever rewrites it (a plan change's
+    job, a suspension, a renewal) brings the vhost in line with the store.
+
+    The certificate on disk is used for the names it covers while it is valid, even when other names still
+    wait for theirs (a custom domain whose DNS is not pointed yet): those stay on HTTP."""
+    served = [row.name for row in store_names_ensure(store_id=store.pk)]
+    certificate, tls_names = _store_certificate(store)
     return proxy.vhost_write(
         store_id=store.pk,
         domain=store.domain,
+        names=served,
         upstream=f"{store.host.bind_address}:{store.port}",
         mode=mode,
         firewall=store.plan.advanced_security,
         certificate=certificate,
+        tls_names=tls_names,
+        hsts=store.hsts_enabled,
         force_reload=force_reload,
     )
 
 
+@transaction.atomic
+def store_hsts_change(*, store_id: int, enabled: bool, actor: User | None = None) -> ProvisioningJob:
+    """Turn HSTS on or off for the store and rewrite its vhost in a job; both or neither (JobConflict when
+    another operation holds the store)."""
+    from stores.services import store_hsts_set
+
+    store_hsts_set(store_id=store_id, enabled=enabled, actor=actor)
+    return job_enqueue(store_id=store_id, kind=Job.Kind.HTTPS_SETTINGS, actor=actor)
+
+
+def _store_certificate(store: Store):
+    """(certificate, the names it covers) when the store has an unexpired one on disk, else (None, [])."""
+    if not settings.TLS_ENABLED:
+        return None, []
+    expires_at = acme_client.certificate_expires_at(domain=store.domain)
+    if expires_at is None or expires_at <= timezone.now():
+        return None, []
+    return acme_client.certificate_paths(store.domain), acme_client.certificate_names(domain=store.domain)
+
+
 def store_tls_ensure(*, store_id: int) -> Store:
-    """Issue the store's certificate and switch its vhost to HTTPS; on failure keep HTTP and schedule a
-    retry with exponential backoff (2, 4, 8 … minutes, capped). No transaction is held during issuance."""
+    """Issue one certificate for every active name of the store (SANs) and serve them on HTTPS.
+
+    When the CA refuses some names (a custom domain not pointed at us), the others get their certificate at
+    once without them, the refused names count a failure (store_names_tls_result: at TLS_NAME_MAX_FAILURES
+    in a row a name is reported unreachable and left off), and a retry is scheduled with exponential backoff
+    (2, 4, 8 … minutes, capped). No transaction is held during issuance."""
     store = Store.objects.select_related("host", "plan").get(pk=store_id)
     if store.status not in (S.PROVISIONING, S.ACTIVE, S.SUSPENDED):
         return store
-    try:
-        certificate = acme_client.certificate_issue(domain=store.domain)
-    except acme_client.CertificateError as exc:
-        attempts = store.tls_attempts + 1
-        delay = min(120 * 2 ** (attempts - 1), settings.TLS_RETRY_MAX_DELAY)
+    names = [row.name for row in store_names_ensure(store_id=store.pk) if row.status == StoreName.Status.ACTIVE]
+    if not names:
         Store.objects.filter(pk=store.pk).update(
-            tls_status=Store.TLS.PENDING,
-            tls_error=str(exc)[:2000],
-            tls_attempts=attempts,
-            tls_next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        )
-        transaction.on_commit(
-            lambda: django_rq.get_queue("provisioning").enqueue_in(
-                timedelta(seconds=delay), jobs.store_tls_retry, store.pk, job_id=_tls_retry_job_id(store.pk, attempts)
-            )
+            tls_status=Store.TLS.FAILED,
+            tls_error="none of the store's names points at the platform",
+            tls_next_attempt_at=None,
         )
         return Store.objects.get(pk=store.pk)
-    store_vhost_write(
-        store=store,
-        mode="maintenance" if store.status == S.SUSPENDED else "proxy",
-        certificate=certificate,
-        force_reload=True,
+    certificate, issued, failed, error = None, [], {}, ""
+    try:
+        certificate, issued = acme_client.certificate_issue(domain=store.domain, names=names), names
+    except acme_client.CertificateError as exc:
+        failed, error = dict(exc.failed_names), str(exc)
+        rest = [name for name in names if name not in failed]
+        if failed and rest:  # the names the CA did not refuse need not wait for the others
+            try:
+                certificate, issued = acme_client.certificate_issue(domain=store.domain, names=rest), rest
+            except acme_client.CertificateError as again:
+                failed.update(again.failed_names)
+                error = str(again)
+    given_up = store_names_tls_result(
+        store_id=store.pk, issued=issued, failed=failed, max_failures=settings.TLS_NAME_MAX_FAILURES
     )
+    if certificate is not None:
+        store_vhost_write(
+            store=store, mode="maintenance" if store.status == S.SUSPENDED else "proxy", force_reload=True
+        )
+    waiting = (set(failed) - set(given_up)) if failed else (set() if certificate else set(names))
+    if not waiting:
+        Store.objects.filter(pk=store.pk).update(
+            tls_status=Store.TLS.ISSUED if certificate else Store.TLS.FAILED,
+            tls_error="" if certificate else error[:2000],
+            tls_attempts=0,
+            tls_next_attempt_at=None,
+        )
+        return Store.objects.get(pk=store.pk)
+    attempts = store.tls_attempts + 1
+    delay = min(120 * 2 ** (attempts - 1), settings.TLS_RETRY_MAX_DELAY)
     Store.objects.filter(pk=store.pk).update(
-        tls_status=Store.TLS.ISSUED, tls_error="", tls_attempts=0, tls_next_attempt_at=None
+        tls_status=Store.TLS.PENDING,
+        tls_error=error[:2000],
+        tls_attempts=attempts,
+        tls_next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    transaction.on_commit(
+        lambda: django_rq.get_queue("provisioning").enqueue_in(
+            timedelta(seconds=delay), jobs.store_tls_retry, store.pk, job_id=_tls_retry_job_id(store.pk, attempts)
+        )
     )
     return Store.objects.get(pk=store.pk)
 
@@ -454,12 +510,19 @@ def stores_tls_retry_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
 
 
 def stores_tls_renew_due(*, within: timedelta = timedelta(days=30)) -> list[int]:
-    """Renew certificates that expire within `within` (Let's Encrypt's last 30 of 90 days)."""
+    """Renew certificates that expire within `within` (Let's Encrypt's last 30 of 90 days), and those that
+    do not cover every active name of their store (a store from before platform names, a name back in
+    service). The new certificate covers every active name; unreachable ones are not renewed in vain."""
     renewed = []
     deadline = timezone.now() + within
     for store in Store.objects.filter(tls_status=Store.TLS.ISSUED, status__in=(S.ACTIVE, S.SUSPENDED)):
         expires_at = acme_client.certificate_expires_at(domain=store.domain)
-        if expires_at is None or expires_at <= deadline:
+        active = set(store.names.filter(status=StoreName.Status.ACTIVE).values_list("name", flat=True))
+        if (
+            expires_at is None
+            or expires_at <= deadline
+            or not active <= set(acme_client.certificate_names(domain=store.domain))
+        ):
             store_tls_ensure(store_id=store.pk)
             renewed.append(store.pk)
     return renewed

@@ -21,7 +21,7 @@ from provisioning.stacks.base import SECRETS_DIR, ServiceSpec
 from provisioning.store_images import store_images_record
 from shophosting.core.emails import email_send
 from stores import services as store_services
-from stores.models import Store
+from stores.models import Store, StoreName
 
 MB = 1024 * 1024
 LIVE_HOOKS_STEP = "hooks"  # a job holding this step runs provisioning.hooks when it succeeds
@@ -41,6 +41,9 @@ def allocate(store: Store, log: Log) -> None:
     log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
     images = store_images_record(store_id=store.pk)
     log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
+    # Before any container: the application's configuration lists the names it answers on.
+    names = store_services.store_names_ensure(store_id=store.pk)
+    log(f"names: {', '.join(row.name for row in names)}")
     creds = store_services.store_credentials(store)
     if not creds.get("db_password"):
         store_services.store_credentials_save(
@@ -241,10 +244,11 @@ def _vhost(store: Store, log: Log, *, mode: str) -> None:
     if not settings.NGINX_ENABLED:
         log(f"nginx is not enabled here; the store answers on {store.host.bind_address}:{store.port} only")
         return
-    certificate = acme_client.certificate_paths(store.domain) if store.tls_status == Store.TLS.ISSUED else None
-    path = store_vhost_write(store=store, mode=mode, certificate=certificate)
-    served = [mode] + (["HTTPS"] if certificate else []) + (["firewall"] if store.plan.advanced_security else [])
-    log(f"nginx vhost {path.name} written ({', '.join(served)}), nginx -t passed, reloaded")
+    path = store_vhost_write(store=store, mode=mode)
+    served = [mode] + (["HTTPS"] if "ssl_certificate " in path.read_text() else [])
+    served += ["firewall"] if store.plan.advanced_security else []
+    names = ", ".join(store.names.filter(status__in=StoreName.SERVED).values_list("name", flat=True))
+    log(f"nginx vhost {path.name} written for {names} ({', '.join(served)}), nginx -t passed, reloaded")
 
 
 def tls_certificate(store: Store, log: Log) -> None:
@@ -254,7 +258,9 @@ def tls_certificate(store: Store, log: Log) -> None:
         return
     store = store_tls_ensure(store_id=store.pk)
     if store.tls_status == Store.TLS.ISSUED:
-        log(f"certificate issued for {store.domain}; HTTPS is on")
+        log(f"certificate issued for {', '.join(acme_client.certificate_names(domain=store.domain))}; HTTPS is on")
+    elif store.tls_status == Store.TLS.FAILED:
+        log(f"no certificate: {store.tls_error}")
     else:
         log(
             f"no certificate yet ({store.tls_error}); "
@@ -434,6 +440,12 @@ KINDS = (
             Step("limits", "Apply the plan's memory and CPU", limits_apply),
             Step("firewall", "Apply the plan's firewall to the nginx vhost", vhost_as_is),
         ),
+        store_statuses=frozenset({S.ACTIVE, S.SUSPENDED}),
+    ),
+    JobKind(
+        name=K.HTTPS_SETTINGS,
+        title="Apply HTTPS settings",
+        steps=(Step("proxy", "Rewrite the nginx vhost with the store's HTTPS settings", vhost_as_is),),
         store_statuses=frozenset({S.ACTIVE, S.SUSPENDED}),
     ),
     JobKind(

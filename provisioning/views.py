@@ -19,9 +19,10 @@ from provisioning.selectors import (
     job_latest_for_store,
     job_progress_for_customer,
     job_setup_latest_for_store,
+    store_addresses,
     store_firewall,
 )
-from provisioning.services import job_enqueue
+from provisioning.services import job_enqueue, store_hsts_change
 from shophosting.core.ratelimits import rate_limited
 from stores.exceptions import InvalidTransition
 from stores.models import Store
@@ -49,6 +50,9 @@ def store_detail_view(request, store_id: int):
             "history": store_history(store),
             "firewall": store_firewall(store),
             "care": store_care(store),
+            "addresses": store_addresses(store)
+            if store.status in (Store.Status.ACTIVE, Store.Status.SUSPENDED)
+            else [],
         },
     )
 
@@ -108,6 +112,25 @@ def store_restart_view(request, store_id: int):
     return redirect("stores:detail", store.pk)
 
 
+@require_POST
+@login_required
+def store_hsts_view(request, store_id: int):
+    """Turn HSTS on (only with the warning acknowledged) or off; a job rewrites the vhost."""
+    store = store_of_customer_or_404(request.user, store_id)
+    enabled = request.POST.get("hsts") == "on"
+    if enabled and request.POST.get("understood") != "yes":
+        messages.error(request, "HSTS stays off: tick the box to confirm you read the warning.")
+        return redirect("stores:detail", store.pk)
+    try:
+        store_hsts_change(store_id=store.pk, enabled=enabled, actor=request.user)
+    except (JobConflict, InvalidTransition) as exc:
+        messages.error(request, f"HSTS cannot be changed now: {exc}")
+    else:
+        audit_record(event="store_hsts_changed", request=request, store_id=store.pk)
+        messages.success(request, f"HSTS is being turned {'on' if enabled else 'off'}.")
+    return redirect("stores:detail", store.pk)
+
+
 # Joined to stores/urls.py's patterns under the "stores" namespace by shophosting/urls.py.
 store_urlpatterns = [
     path("<int:store_id>/", store_detail_view, name="detail"),
@@ -116,4 +139,5 @@ store_urlpatterns = [
     path("<int:store_id>/jobs/<int:job_id>/", store_job_view, name="job"),
     path("<int:store_id>/jobs/<int:job_id>/progress.json", store_progress_view, name="job_progress"),
     path("<int:store_id>/restart/", store_restart_view, name="restart"),
+    path("<int:store_id>/hsts/", store_hsts_view, name="hsts"),
 ]

@@ -56,3 +56,61 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# A platform label is at most this long, leaving room for "-<store id>" within the 63 of a DNS label.
+PLATFORM_LABEL_BASE_MAX = 40
+
+
+def platform_label_base(title: str) -> str:
+    """A DNS label from a store's title: ASCII letters and digits (accents folded), hyphens between words,
+    at most PLATFORM_LABEL_BASE_MAX characters; "store" when nothing is left (a title in another script)."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode("ascii").lower()
+    label = re.sub(r"[^a-z0-9]+", "-", folded.replace("'", "")).strip("-")[:PLATFORM_LABEL_BASE_MAX].strip("-")
+    return label or "store"
+
+
+def platform_label_refusal(label: str) -> str | None:
+    """Why `label` cannot name a store under PLATFORM_DOMAIN, in plain words; None when it can."""
+    if not label:
+        return "A platform name needs at least one letter or digit."
+    if len(label) > 63:
+        return f"“{label}” is longer than the 63 characters a domain label may have."
+    if not LABEL.fullmatch(label):
+        return (
+            f"“{label}” is not a valid platform name: use lower-case letters, digits and hyphens, "
+            "not starting or ending with a hyphen."
+        )
+    if "--" in label[2:4]:
+        return f"“{label}” looks like an encoded international name (two hyphens at the third place)."
+    if label in platform_reserved_labels():
+        return f"“{label}” is one of the platform's own host names."
+    return None
+
+
+def platform_reserved_labels() -> frozenset[str]:
+    """PLATFORM_RESERVED_LABELS, and the first label of every one of the platform's own hosts under
+    PLATFORM_DOMAIN (ALLOWED_HOSTS, SITE_URL): a store never takes a name the platform serves itself."""
+    from urllib.parse import urlsplit
+
+    platform = settings.PLATFORM_DOMAIN.lower()
+    own = [*settings.ALLOWED_HOSTS, urlsplit(settings.SITE_URL).hostname or ""]
+    labels = {
+        host.lower().lstrip(".").removesuffix(f".{platform}") for host in own if host.lower().endswith(f".{platform}")
+    }
+    return frozenset(
+        {label.split(".")[-1] for label in labels} | {x.lower() for x in settings.PLATFORM_RESERVED_LABELS}
+    )
+
+
+def platform_name(label: str) -> str:
+    """`label` under PLATFORM_DOMAIN, or ValidationError with the reason."""
+    refusal = platform_label_refusal(label)
+    if refusal:
+        raise ValidationError(refusal)
+    name = f"{label}.{settings.PLATFORM_DOMAIN.lower()}"
+    if len(name) > 253:
+        raise ValidationError("A domain name can be at most 253 characters long.")
+    return name

@@ -86,11 +86,20 @@ class Store(models.Model):
         NONE = "none", "Not requested"
         PENDING = "pending", "Retry scheduled"
         ISSUED = "issued", "Issued"
+        FAILED = "failed", "Given up"  # none of its names points at the platform: no more retries
 
     tls_status = models.CharField(max_length=10, choices=TLS.choices, default=TLS.NONE)
     tls_error = models.TextField(blank=True)
     tls_attempts = models.PositiveSmallIntegerField(default=0)
     tls_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    hsts_enabled = models.BooleanField(
+        default=False,
+        verbose_name="HSTS",
+        help_text=(
+            "Warning: with HSTS on, browsers refuse plain HTTP for every name of this store for a year, even "
+            "after a certificate lapses or a domain moves away. Turn it on only when HTTPS works on every name."
+        ),
+    )
     # Disk: what the store's volumes (its database and files) take, measured by a periodic job, and the share
     # of the plan's allowance the merchant was last told about (0, 80 or 100), so each is mailed once.
     disk_bytes = models.BigIntegerField(null=True, blank=True)
@@ -123,6 +132,42 @@ class Store(models.Model):
     @property
     def cpus(self) -> float:
         return float(self.plan.cpu_limit)
+
+
+class StoreName(models.Model):
+    """One host name a store answers on. Every live store has a platform name (`<label>.<PLATFORM_DOMAIN>`,
+    stores.services.store_names_ensure), and the domain typed at signup is a custom name, active without proof
+    as before. The vhost serves the served names (SERVED); the store's one certificate (Store.tls_*, files
+    under TLS_CERT_DIR/<Store.domain>/) covers the ACTIVE ones as SANs. Custom-domain proof (PENDING until
+    proven) and primary switching build on these rows (stores/README.md, "Names")."""
+
+    class Kind(models.TextChoices):
+        PLATFORM = "platform", "Platform name"
+        CUSTOM = "custom", "Custom domain"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for proof"  # not served, holds nothing (the proof flow, later)
+        ACTIVE = "active", "Active"
+        UNREACHABLE = "unreachable", "Not pointing at us"  # served on HTTP, left off the certificate
+
+    SERVED = (Status.ACTIVE, Status.UNREACHABLE)
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="names")
+    name = models.CharField(max_length=253, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    is_primary = models.BooleanField(default=False, help_text="The name the application's own URLs use.")
+    # Certificate validation of this name failing in a row; at TLS_NAME_MAX_FAILURES it becomes UNREACHABLE.
+    tls_failures = models.PositiveSmallIntegerField(default=0)
+    status_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_primary", "kind", "name"]
+
+    def __str__(self):
+        return self.name
 
 
 class StoreEvent(StatusEvent):

@@ -2,7 +2,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from stores.models import Host, Store, StoreEvent, StoreUsageSample
+from stores.models import Host, Store, StoreEvent, StoreName, StoreUsageSample
 
 
 @dataclass(frozen=True)
@@ -146,3 +146,20 @@ def store_of_customer_or_404(customer, store_id: int) -> Store:
 def store_history(store: Store, *, limit: int = 20) -> list[StoreEvent]:
     """What the merchant reads in the store's history: the events written for them, newest first."""
     return list(store.events.exclude(message="").order_by("-created_at", "-id")[:limit])
+
+
+def store_names_served(store: Store) -> list[StoreName]:
+    """The names the store's vhost serves (active and unreachable ones), primary first, then custom ones."""
+    return list(store.names.filter(status__in=StoreName.SERVED))
+
+
+def store_primary_name(store: Store) -> str:
+    """The name the application's own URLs use: the primary StoreName (the signup domain until primary
+    switching exists), or the signup domain of a store that has no names yet."""
+    primary = store.names.filter(is_primary=True).values_list("name", flat=True).first()
+    return primary or store.domain
+
+
+def store_platform_name(store: Store) -> StoreName | None:
+    """The store's name under PLATFORM_DOMAIN, which works before any DNS of the merchant's own."""
+    return store.names.filter(kind=StoreName.Kind.PLATFORM).first()

@@ -1,6 +1,7 @@
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 
@@ -8,9 +9,9 @@ from accounts.models import User
 from shophosting.core.emails import email_send
 from shophosting.core.transitions import transition
 from stores import crypto
-from stores.domains import domain_normalize
+from stores.domains import domain_normalize, platform_label_base, platform_name
 from stores.exceptions import InvalidTransition, NoCapacity
-from stores.models import Host, Store, StoreEvent
+from stores.models import Host, Store, StoreEvent, StoreName
 from stores.selectors import host_ports_used, host_reservation, stack_reservation, store_disk_usage
 
 if TYPE_CHECKING:
@@ -31,12 +32,13 @@ ALLOWED_FROM: dict[str, set[str]] = {
 }
 
 
+@transaction.atomic
 def store_transition(*, store_id: int, to: str, actor: User | None = None, note: str = "", message: str = "") -> Store:
     """Lock the row, check the edge, write the status and a StoreEvent. `message` is shown to the customer."""
     fields = {"status_message": message}
     if to == S.DELETED:
         fields["live_domain"] = None  # frees the domain for a new store
-    return transition(
+    store = transition(
         Store,
         store_id,
         to,
@@ -48,6 +50,9 @@ def store_transition(*, store_id: int, to: str, actor: User | None = None, note:
         event_fields={"message": message},
         **fields,
     )
+    if to == S.DELETED:
+        StoreName.objects.filter(store_id=store_id).delete()  # and its names, in the same transaction
+    return store
 
 
 @transaction.atomic
@@ -65,8 +70,6 @@ def store_create(
     *, customer: User, plan: "Plan", domain: str, site_title: str = "", subscription=None, actor: User | None = None
 ) -> Store:
     """A new store awaiting payment. The domain is validated and must be free among live stores."""
-    from django.core.exceptions import ValidationError
-
     domain = domain_normalize(domain)
     if Store.objects.select_for_update().filter(live_domain=domain).exists():
         raise ValidationError("This domain is already used by another store.")
@@ -79,6 +82,8 @@ def store_create(
         live_domain=domain,
         site_title=site_title or customer.company or domain,
     )
+    # The signup domain is a custom name, active without proof as before custom-domain proof exists.
+    StoreName.objects.create(store=store, name=domain, kind=StoreName.Kind.CUSTOM, is_primary=True)
     StoreEvent.objects.create(store=store, old_status="", new_status=store.status, actor=actor, note="created")
     return store
 
@@ -168,4 +173,90 @@ def store_disk_record(*, store_id: int, used_bytes: int, measured_at) -> Store:
     if crossed:
         context = {"store": store, "usage": usage, "dashboard_path": reverse("stores:detail", args=[store.pk])}
         transaction.on_commit(lambda: email_send(template="store_disk", to=[store.customer.email], context=context))
+    return store
+
+
+@transaction.atomic
+def store_names_ensure(*, store_id: int) -> list[StoreName]:
+    """Give the store its platform name (once: it never changes) and, for a store made before names existed,
+    its signup domain as its custom primary name. Returns the names the vhost serves, primary first.
+
+    The platform label is the store's title as a DNS label, made unique with the store's id when taken or
+    reserved; the unique name column is the backstop against a concurrent store taking it first."""
+    store = Store.objects.select_for_update().get(pk=store_id)
+    names = store.names.all()
+    if (
+        store.status != S.DELETED
+        and not names.filter(kind=StoreName.Kind.CUSTOM).exists()
+        and not StoreName.objects.filter(name=store.domain).exists()
+    ):
+        StoreName.objects.create(store=store, name=store.domain, kind=StoreName.Kind.CUSTOM, is_primary=True)
+    if not names.filter(kind=StoreName.Kind.PLATFORM).exists():
+        base = platform_label_base(store.site_title)
+        for label in (base, f"{base}-{store.pk}", f"store-{store.pk}"):
+            try:
+                name = platform_name(label)
+            except ValidationError:
+                continue  # a reserved label: the next candidate carries the store's id
+            if not StoreName.objects.filter(name=name).exists():
+                break
+        StoreName.objects.create(
+            store=store, name=name, kind=StoreName.Kind.PLATFORM, is_primary=not names.filter(is_primary=True).exists()
+        )
+    return list(names.filter(status__in=StoreName.SERVED))
+
+
+def store_names_tls_result(*, store_id: int, issued: list[str], failed: dict[str, str], max_failures: int) -> list[str]:
+    """Record what the last certificate order said of each name: issued names start afresh, failed ones count
+    a failure; at `max_failures` in a row a custom name becomes UNREACHABLE (served on HTTP, left off the certificate,
+    no more retries for it) with a message for the store page and an event. Returns the names that just did."""
+    given_up = []
+    with transaction.atomic():
+        store = Store.objects.select_for_update().get(pk=store_id)
+        StoreName.objects.filter(store=store, name__in=issued).update(
+            status=StoreName.Status.ACTIVE, tls_failures=0, status_message=""
+        )
+        for row in StoreName.objects.select_for_update().filter(store=store, name__in=list(failed)):
+            row.tls_failures += 1
+            row.status_message = failed[row.name][:2000]
+            # A platform name is never given up: its DNS is the platform's, so a failure there is an outage
+            # to fix (and to keep retrying), not a merchant's domain that moved away.
+            if (
+                row.tls_failures >= max_failures
+                and row.status == StoreName.Status.ACTIVE
+                and row.kind == StoreName.Kind.CUSTOM
+            ):
+                row.status = StoreName.Status.UNREACHABLE
+                row.status_message = (
+                    f"{row.name} does not point at us: its certificate failed {row.tls_failures} times in a row, "
+                    f"so it is no longer renewed. It still answers on HTTP. Last error: {failed[row.name][:500]}"
+                )
+                given_up.append(row.name)
+            row.save(update_fields=["tls_failures", "status", "status_message", "updated_at"])
+        for name in given_up:
+            StoreEvent.objects.create(
+                store=store,
+                old_status=store.status,
+                new_status=store.status,
+                note=f"name {name}: unreachable, left off the certificate",
+                message=f"{name} stopped pointing at us: HTTPS for it is off until its DNS is fixed.",
+            )
+    return given_up
+
+
+@transaction.atomic
+def store_hsts_set(*, store_id: int, enabled: bool, actor: User | None = None) -> Store:
+    """Turn HSTS on or off for the store's HTTPS vhost (the caller rewrites the vhost). Recorded as an event."""
+    store = Store.objects.select_for_update().get(pk=store_id)
+    if store.hsts_enabled != enabled:
+        store.hsts_enabled = enabled
+        store.save(update_fields=["hsts_enabled", "updated_at"])
+        StoreEvent.objects.create(
+            store=store,
+            old_status=store.status,
+            new_status=store.status,
+            actor=actor,
+            note=f"HSTS {'on' if enabled else 'off'}",
+            message=f"HSTS turned {'on' if enabled else 'off'}.",
+        )
     return store

@@ -9,6 +9,7 @@ and the public forms) gets the same check and a screenshot of its own.
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.conf import settings
 from django.db import connection
 
 from billing.models import Subscription
@@ -164,15 +166,37 @@ class CheckoutRedirect:
 
 def store_front_page_through_nginx(route):
     """The browser asks for http://journey.test/…; this answers from the test nginx on 127.0.0.1:18080 with
-    that Host, as DNS pointed at our proxy would. Nothing leaves the machine."""
-    url = route.request.url.split(STORE_DOMAIN, 1)[1] or "/"
-    connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
-    connection_.request("GET", url, headers={"Host": STORE_DOMAIN, "Connection": "close"})
-    response = connection_.getresponse()
-    body = response.read()
-    headers = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection")}
-    route.fulfill(status=response.status, headers=headers, body=body)
-    connection_.close()
+    that Host, as DNS pointed at our proxy would. Once the store has its certificate nginx redirects to
+    https://journey.test:18443/…, which is followed here, over TLS with that name and pebble's root trusted:
+    the browser stays on the URL it asked for. Nothing leaves the machine."""
+    path = route.request.url.split(STORE_DOMAIN, 1)[1] or "/"
+    status, headers, body = _store_request(path, tls=False)
+    location = headers.get("Location", headers.get("location", ""))
+    if status == 301 and location.startswith(f"https://{STORE_DOMAIN}:18443/"):
+        status, headers, body = _store_request(location.split(":18443", 1)[1], tls=True)
+    route.fulfill(status=status, headers=headers, body=body)
+
+
+def _store_request(path: str, *, tls: bool) -> tuple[int, dict, bytes]:
+    import ssl
+
+    if tls:
+        connection_ = http.client.HTTPConnection("127.0.0.1", 18443, timeout=10)
+        root = requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
+        # SNI must carry the store's name: the TLS socket is made by hand.
+        connection_.sock = ssl.create_default_context(cadata=root).wrap_socket(
+            socket.create_connection(("127.0.0.1", 18443), timeout=10), server_hostname=STORE_DOMAIN
+        )
+    else:
+        connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
+    try:
+        connection_.request("GET", path, headers={"Host": STORE_DOMAIN, "Connection": "close"})
+        response = connection_.getresponse()
+        body = response.read()
+        skipped = ("transfer-encoding", "connection", "strict-transport-security")
+        return response.status, {k: v for k, v in response.getheaders() if k.lower() not in skipped}, body
+    finally:
+        connection_.close()
 
 
 def provisioning_worker_process() -> subprocess.Popen:

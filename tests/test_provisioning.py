@@ -27,11 +27,16 @@ HTTPS_PORT = 18443
 
 def fetch_until(port: int, domain: str, expected: str, timeout: float = 5.0):
     """nginx applies a reload asynchronously (old workers finish first, and may close the connection for
-    a name they do not know yet): poll until the new config answers with `expected`."""
+    a name they do not know yet): poll until the new config answers with `expected`. A name with a
+    certificate redirects HTTP to HTTPS: the redirect is followed there (SNI `domain`; the chain is checked
+    by fetch_https)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             response = fetch(port, domain)
+            if port == NGINX_PORT and response.status == 301:
+                assert response.getheader("Location") == f"https://{domain}:{HTTPS_PORT}/"
+                response = fetch_https(HTTPS_PORT, domain, trusted_root=pebble_root())
             if expected in response.text or time.monotonic() > deadline:
                 return response
         except (OSError, http.client.HTTPException):
@@ -53,6 +58,14 @@ def fetch_https(port: int, domain: str, *, trusted_root: str, timeout: float = 5
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def pebble_root() -> str:
+    """The root pebble's certificates chain to (tests/plugins/acme.py: new at every pebble start)."""
+    import requests
+    from django.conf import settings
+
+    return requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
 
 
 def _fetch_https_once(port: int, domain: str, *, trusted_root: str):
@@ -100,12 +113,13 @@ def paid_store(
     return store, job
 
 
-def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stores, acme_server):
+def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stores, acme_server, settings):
     store, job = paid_store
     assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
     assert store.status == Store.Status.ACTIVE
 
-    # The front page answers with the site title, through nginx with `Host: shop1.test`.
+    # HTTP redirects to HTTPS (the certificate below), where the front page answers with the site title.
+    assert fetch(NGINX_PORT, "shop1.test", "/cart/").getheader("Location") == f"https://shop1.test:{HTTPS_PORT}/cart/"
     page = fetch_until(NGINX_PORT, "shop1.test", "Ada&#039;s Shop")
     assert page.status == 200 and "<title>Ada&#039;s Shop" in page.text
     # Another name is not routed to this store (the default server closes the connection).
@@ -117,7 +131,8 @@ def test_paid_woocommerce_order_becomes_a_live_store(paid_store, clean_test_stor
     assert store.tls_status == Store.TLS.ISSUED, store.tls_error
     https = fetch_https(HTTPS_PORT, "shop1.test", trusted_root=acme_server)
     assert https.status == 200 and "<title>Ada&#039;s Shop" in https.text
-    assert https.peer_cert_names == ["shop1.test"]
+    # One certificate for the signup domain and the platform name (tests/test_store_names.py).
+    assert sorted(https.peer_cert_names) == sorted(["shop1.test", f"adas-shop.{settings.PLATFORM_DOMAIN}"])
 
     # WordPress login works with the stored (encrypted) credentials.
     creds = store_credentials(store)

@@ -124,6 +124,35 @@ class StackSpec:
         schema and data brought to the new version), run in the `web` container like the installer."""
         raise NotImplementedError
 
+    @property
+    def url_scheme(self) -> str:
+        """The scheme of the application's own URLs: https once the store's certificate covers every active
+        name (the vhost then redirects HTTP there), else http. An input of the containers' environment,
+        read when a container is created; requests through the platform's proxy carry the scheme they came
+        with (X-Forwarded-Proto), which the application prefers, so a certificate issued later needs no
+        recreate (provisioning/README.md, "Names and HTTPS")."""
+        from stores.models import Store  # the stacks are imported by the models' app loading
+
+        return "https" if self.store.tls_status == Store.TLS.ISSUED else "http"
+
+    @property
+    def primary_name(self) -> str:
+        from stores.selectors import store_primary_name
+
+        return store_primary_name(self.store) if self.store.pk else self.store.domain
+
+    @property
+    def served_names(self) -> list[str]:
+        """Every name the store answers on (its vhost's), primary first."""
+        from stores.selectors import store_names_served
+
+        names = [row.name for row in store_names_served(self.store)] if self.store.pk else []
+        return list(dict.fromkeys([self.primary_name, *names]))
+
+    @property
+    def primary_url(self) -> str:
+        return f"{self.url_scheme}://{self.primary_name}"
+
     def container_name(self, role: str) -> str:
         return f"{self.store.slug}-{role}"
 

@@ -109,7 +109,9 @@ class MagentoStack(StackSpec):
                     "MAGENTO_DB_PASSWORD_FILE": secret_path("db_password"),
                     "MAGENTO_SEARCH_HOST": "search",
                     "MAGENTO_REDIS_HOST": "cache",
-                    "MAGENTO_BASE_URL": f"http://{store.domain}/",
+                    # The primary name with the scheme the store serves (https once its certificate covers
+                    # every name); recreated with the container, as Magento keeps base URLs in its database.
+                    "MAGENTO_BASE_URL": f"{self.primary_url}/",
                     "MAGENTO_LISTEN_PORT": str(WEB_PORT),
                     **magento_mail_environment(store.domain),
                 },
@@ -148,7 +150,10 @@ class MagentoStack(StackSpec):
         could read as an option: they sit inside `--name=value` or after `--`."""
         store = self.store
         options = {
-            "base-url": f"http://{store.domain}/",
+            "base-url": f"{self.primary_url}/",
+            "base-url-secure": f"https://{self.primary_name}/",
+            "use-secure": "1" if self.url_scheme == "https" else "0",
+            "use-secure-admin": "1" if self.url_scheme == "https" else "0",
             "db-host": "db",
             "db-name": "magento",
             "db-user": "magento",

@@ -52,6 +52,31 @@ WORDPRESS_HARDENING = (
 WORDPRESS_PLATFORM_PLUGINS = f"define('WPMU_PLUGIN_DIR', '{WORDPRESS_MU_PLUGINS}');"
 
 
+def wordpress_urls(*, scheme: str, primary: str, names: list[str]) -> str:
+    """wp-config lines for WP_HOME and WP_SITEURL: the scheme the request came through the platform's proxy
+    with (X-Forwarded-Proto, which our nginx always sets; is_ssl() follows it) or else the stack's `scheme`,
+    and the requested host (with its port, as the demo proxy's) when it is one of the store's `names` (the
+    platform name works before the merchant's DNS does), else the `primary` name. Names are validated DNS
+    names: no quote can occur."""
+    for value in (scheme, primary, *names):
+        if not re.fullmatch(r"[a-z0-9.-]+", value):
+            raise ImproperlyConfigured(f"refusing {value!r} as a WordPress URL part")
+    listed = ", ".join(f"'{name}'" for name in names)
+    return (
+        " $shophosting_https = ($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '') === 'https';"
+        " if ($shophosting_https) { $_SERVER['HTTPS'] = 'on'; }"
+        " $shophosting_host = strtolower($_SERVER['HTTP_HOST'] ?? '');"
+        " $shophosting_name = preg_replace('/:[0-9]{1,5}$/', '', $shophosting_host);"
+        f" $shophosting_url = ($shophosting_https ? 'https' : '{scheme}') . '://'"
+        f" . (in_array($shophosting_name, [{listed}], true) ? $shophosting_host : '{primary}');"
+        " define('WP_HOME', $shophosting_url); define('WP_SITEURL', $shophosting_url);"
+        # WordPress would force wp-admin to HTTPS when WP_SITEURL is https (wp_ssl_constants): our nginx does
+        # that already for every certified name, and the platform's own checks (an update's login page check)
+        # reach the container's port over plain HTTP.
+        " if (!defined('FORCE_SSL_ADMIN')) { define('FORCE_SSL_ADMIN', false); }"
+    )
+
+
 def wordpress_mail_environment(domain: str) -> dict[str, str]:
     """What the image's mailer mu-plugin (deploy/images/wordpress/mu-plugins/shophosting-mail.php) reads:
     the platform's relay, the password as a file, and the store's From address. No relay: nothing, and
@@ -117,7 +142,7 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_DB_NAME": self.database_user,
                     "WORDPRESS_DB_USER": self.database_user,
                     "WORDPRESS_DB_PASSWORD_FILE": secret_path("db_password"),
-                    "WORDPRESS_URL": f"http://{store.domain}",
+                    "WORDPRESS_URL": self.primary_url,
                     # The object cache drop-in (deploy/images/wordpress/object-cache.php) in the store's Redis.
                     "WORDPRESS_REDIS_HOST": "cache",
                     "WORDPRESS_REDIS_DATABASE": "0",
@@ -126,8 +151,8 @@ class WooCommerceStack(StackSpec):
                     # Extra wp-config lines, evaluated by both images' wp-config.php (the local one also reads
                     # the variables above, for what this does not define).
                     "WORDPRESS_CONFIG_EXTRA": (
-                        f"define('WP_HOME', 'http://{store.domain}'); define('WP_SITEURL', 'http://{store.domain}');"
-                        " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
+                        wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
+                        + " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
                         f" define('WP_REDIS_PREFIX', '{self.cache_prefix}');{wordpress_outbound_http()}"
                         f" {WORDPRESS_HARDENING}"
                         f" {WORDPRESS_PLATFORM_PLUGINS}"
@@ -173,7 +198,7 @@ class WooCommerceStack(StackSpec):
         admin password included, goes through the exec's environment, none through the command line."""
         store = self.store
         environment = {
-            "WORDPRESS_URL": f"http://{store.domain}",
+            "WORDPRESS_URL": self.primary_url,
             "WP_TITLE": store.site_title,
             "WP_ADMIN_USER": creds["admin_user"],
             "WP_ADMIN_EMAIL": creds["admin_email"],
@@ -187,4 +212,4 @@ class WooCommerceStack(StackSpec):
 
     def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
         """WordPress's own wp_upgrade() through wp-upgrade.php (what wp-admin/upgrade.php runs)."""
-        return [(["php", WORDPRESS_UPGRADER], {"WORDPRESS_URL": f"http://{self.store.domain}"})]
+        return [(["php", WORDPRESS_UPGRADER], {"WORDPRESS_URL": self.primary_url})]

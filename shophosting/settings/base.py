@@ -24,6 +24,16 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 # The platform's own domain: stores may not use it or its subdomains.
 PLATFORM_DOMAIN = env("PLATFORM_DOMAIN", default="shophosting.local")
+# Every store answers at once on <label>.PLATFORM_DOMAIN (a wildcard A record points the zone at the proxy).
+# These labels are the platform's own hostnames and never a store's; add any other name you serve there.
+PLATFORM_RESERVED_LABELS = env.list(
+    "PLATFORM_RESERVED_LABELS",
+    default=[
+        "www", "admin", "api", "app", "mail", "smtp", "imap", "pop", "mx", "ns1", "ns2", "status",
+        "static", "media", "cdn", "portal", "dashboard", "staff", "support", "help", "docs", "blog",
+        "billing", "login", "auth", "acme", "autoconfig", "autodiscover", "localhost",
+    ],
+)  # fmt: skip
 
 # --- Applications -------------------------------------------------------------------------------
 DJANGO_APPS = [
@@ -493,6 +503,9 @@ ACME_ACCOUNT_KEY_PATH = env("ACME_ACCOUNT_KEY_PATH", default=str(BASE_DIR / "var
 TLS_CERT_DIR = env("TLS_CERT_DIR", default=str(BASE_DIR / "var" / "tls"))
 # Failed issuance (DNS not pointed yet) is retried after 2, 4, 8 … minutes, at most this many seconds apart.
 TLS_RETRY_MAX_DELAY = env.int("TLS_RETRY_MAX_DELAY", default=6 * 60 * 60)
+# A name whose validation fails this many times in a row is reported on the store page as not pointing at the
+# platform and left off the certificate: no retries and renewals in vain (stores/README.md, "Names").
+TLS_NAME_MAX_FAILURES = env.int("TLS_NAME_MAX_FAILURES", default=5)
 
 # --- Backups (backups/restic.py) ----------------------------------------------------------------
 # The restic repository: a local path, sftp:user@host:/path or s3:host/bucket; the password file; where

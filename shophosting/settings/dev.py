@@ -18,6 +18,16 @@ os.environ.setdefault("CREDENTIALS_KEY", "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2R
 use_local_store_images()  # see shophosting/core/local_images.py
 os.environ.setdefault("STORE_OBJECT_PREFIX", "shdev-store")
 os.environ.setdefault("NGINX_ENABLED", "false")
+# Store names under localhost: browsers resolve *.localhost to the loopback address, so with the demo proxy
+# bin/run starts (an nginx of its own on RUN_PROXY_PORT, no root needed; it sets NGINX_ENABLED=true) every
+# store is at http://<label>.localhost:<port>/, one click from its store page.
+os.environ.setdefault("PLATFORM_DOMAIN", "localhost")
+_demo_proxy = BASE_DIR / "var" / "nginx"
+os.environ.setdefault("NGINX_COMMAND", f"nginx,-p,{_demo_proxy},-c,{_demo_proxy}/nginx.conf")
+os.environ.setdefault("NGINX_SITES_DIR", f"{_demo_proxy}/sites")
+os.environ.setdefault("NGINX_ACME_WEBROOT", f"{_demo_proxy}/acme")
+os.environ.setdefault("NGINX_FIREWALL_LOG_DIR", f"{_demo_proxy}/firewall")
+os.environ.setdefault("NGINX_LISTEN_HTTP", f"127.0.0.1:{os.environ.get('RUN_PROXY_PORT', '8081')}")
 os.environ.setdefault("TLS_ENABLED", "false")
 os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 # The demo's staff sign in with a password alone; production requires an authenticator app.

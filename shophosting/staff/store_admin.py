@@ -27,9 +27,9 @@ from billing.services.staff_stores import staff_store_create, store_delete
 from billing.services.subscriptions import LIVE_STORE_STATUSES
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
-from provisioning.services import job_enqueue
+from provisioning.services import job_enqueue, store_hsts_change
 from stores.exceptions import InvalidTransition
-from stores.models import Store, StoreEvent
+from stores.models import Store, StoreEvent, StoreName
 from stores.selectors import store_disk_usage
 from stores.services import store_credentials
 
@@ -39,6 +39,20 @@ class StoreEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
     readonly_fields = ["created_at", "old_status", "new_status", "actor", "note"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class StoreNameInline(admin.TabularInline):
+    """The names the store answers on. Read-only here: the platform name is given once, and custom domains
+    change through their own flow (issue #17, items 2 and 3)."""
+
+    model = StoreName
+    extra = 0
+    can_delete = False
+    fields = ["name", "kind", "status", "is_primary", "tls_failures", "status_message"]
+    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -111,9 +125,24 @@ class StoreAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     exclude = ["credentials_encrypted"]
-    inlines = [StoreEventInline]
+    inlines = [StoreNameInline, StoreEventInline]
     change_form_template = "admin/stores/store/change_form.html"
     actions = ["suspend", "resume", "retry"]
+
+    def save_model(self, request, obj, form, change):
+        """HSTS (its warning is the field's help text) changes through store_hsts_change, which rewrites the
+        vhost in a job; the other fields save as usual."""
+        hsts_changed = change and "hsts_enabled" in form.changed_data
+        if hsts_changed:
+            wanted, obj.hsts_enabled = obj.hsts_enabled, form.initial["hsts_enabled"]
+        super().save_model(request, obj, form, change)
+        if hsts_changed:
+            try:
+                store_hsts_change(store_id=obj.pk, enabled=wanted, actor=request.user)
+            except (JobConflict, InvalidTransition) as exc:
+                self.message_user(request, f"HSTS unchanged: {exc}", level="error")
+            else:
+                self.message_user(request, f"HSTS turned {'on' if wanted else 'off'}; the vhost is being rewritten.")
 
     @admin.display(description="disk", ordering="disk_bytes")
     def disk(self, store):
