@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from provisioning import acme_client, docker_client
 from provisioning.stacks import stack_for
-from stores.models import Platform, Store
+from stores.models import Platform, Store, StoreName
 from stores.selectors import store_disk_usage
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
@@ -131,8 +131,11 @@ def cart(store: Store) -> Verdict:
 
 
 def store_names(store: Store) -> list[str]:
-    """The names the store's certificate must cover."""
-    return [store.domain]
+    """The names the store's certificate must cover: its active names (a name given up as unreachable is
+    reported on the store page and left off the certificate), or its signup domain for a store that has
+    no name rows yet (it gets them at its next vhost write)."""
+    active = [name.name for name in store.names.all() if name.status == StoreName.Status.ACTIVE]
+    return active or [store.domain]
 
 
 def certificate(store: Store) -> Verdict:
