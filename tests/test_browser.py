@@ -398,6 +398,48 @@ def test_the_staff_pages_render_in_chromium_without_console_errors(browser, plat
     tab.context.close()
 
 
+def test_the_staff_index_is_an_operations_console_for_each_role(browser, platform):
+    """Each role signs in and gets a screenshot of the index (var/test/screenshots/console-<role>.png). Staff
+    who operate see incidents, jobs and capacity above the records; nobody gets an "Add" button on the Stripe
+    mirror; editors see their Wagtail uploads and no operations panels."""
+    from accounts.roles import Role
+    from accounts.services import staff_user_ensure
+
+    operating = {Role.SUPER_ADMIN: True, Role.ADMIN: True, Role.SUPPORT: True, Role.EDITOR: False}
+    for role, operates in operating.items():
+        email = f"console-{role.value}@example.com"
+        staff_user_ensure(email=email, role=role, password="console pass 7 words")
+        tab = Tab(browser, platform["url"])
+        tab.page.goto("/admin/login/")
+        tab.page.fill("input[name=username]", email)
+        tab.page.fill("input[name=password]", "console pass 7 words")
+        tab.page.click("input[type=submit]")
+        tab.page.wait_for_url(f"{platform['url']}/admin/")
+        tab.shot(f"console-{role.value}")
+        page = tab.page
+        assert page.locator("a.addlink[href^='/admin/djstripe/']").count() == 0, role
+        assert page.locator("#dashboard-incidents").count() == int(operates), role
+        assert page.locator("#dashboard-jobs").count() == int(operates), role
+        if operates:
+            records_top = page.locator("#content-main").bounding_box()["y"]
+            for panel in ("#dashboard-incidents", "#dashboard-jobs"):
+                assert page.locator(panel).bounding_box()["y"] < records_top, (role, panel)
+            mirror = page.locator(".app-djstripe caption, .app-djstripe caption a").first
+            if role == Role.SUPER_ADMIN:
+                assert "Stripe mirror (read-only" in mirror.inner_text()
+            else:
+                assert page.locator(".app-djstripe").count() == 0, role  # the mirror is for super admins
+        if role in (Role.SUPER_ADMIN, Role.ADMIN):
+            assert (
+                page.locator("#dashboard-capacity").bounding_box()["y"]
+                < page.locator("#content-main").bounding_box()["y"]
+            )
+        if role == Role.EDITOR:
+            assert page.locator(".app-wagtailimages").is_visible()
+        assert tab.errors == [], tab.errors
+        tab.context.close()
+
+
 @pytest.mark.django_db
 def test_the_signup_page_the_journey_starts_from_renders(client, woo_plan):
     """(Also makes pytest-django set up the test database when this module runs alone.)"""
