@@ -34,6 +34,7 @@ MODEL_ACCESS: dict[str, dict[Role, set[str]]] = {
     "consultations.contactmessage": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
     "consultations.consultationrequest": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
     "consultations.ticket": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
+    "statuspage.statusnotice": {ADMIN: {"view", "add", "change"}, SUPPORT: {"view"}},
     # Editors work in Wagtail; the images and documents they upload there also list here.
     "wagtailimages.image": {EDITOR: {"view", "add", "change"}},
     "wagtaildocs.document": {EDITOR: {"view", "add", "change"}},
@@ -172,6 +173,7 @@ def test_each_role_sees_exactly_its_menu(client, staff):
             "consultations.contactmessage",
             "consultations.consultationrequest",
             "consultations.ticket",
+            "statuspage.statusnotice",
         },
     }
     expected[ADMIN] = expected[SUPPORT] | {
