@@ -63,8 +63,12 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "backups.view_restorerun",
         "backups.run_system_backup",
         "provisioning.use_rq_dashboard",
+        # The public status page's notices: written, edited and closed by those who run operations.
+        "statuspage.view_statusnotice",
+        "statuspage.add_statusnotice",
+        "statuspage.change_statusnotice",
     ],
-    Role.SUPPORT: [*_SUPPORT_DESK, *_VIEW_CUSTOMERS_AND_STORES],
+    Role.SUPPORT: [*_SUPPORT_DESK, *_VIEW_CUSTOMERS_AND_STORES, "statuspage.view_statusnotice"],
     Role.EDITOR: [
         "wagtailadmin.access_admin",
         "wagtailimages.add_image",

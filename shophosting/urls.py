@@ -16,6 +16,7 @@ from shophosting.core.ratelimits import rate_limited
 from shophosting.metrics import metrics_view
 from shophosting.portal import account_home_view
 from shophosting.staff.rq_dashboard import rq_dashboard_urlpatterns
+from shophosting.status.views import status_page_view
 from stores import urls as stores_urls
 
 handler400 = "shophosting.views.bad_request"
@@ -49,6 +50,7 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("consultations.urls")),
     # Wagtail serves every remaining path: it must stay last.
+    path("status/", status_page_view, name="status_page"),
     path("sitemap.xml", sitemap, name="sitemap"),
     path("robots.txt", robots_txt, name="robots_txt"),
     # Browsers ask for /favicon.ico on pages that name no icon (the admins); it is the site's SVG icon.

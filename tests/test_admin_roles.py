@@ -3,7 +3,7 @@ roles table in issue #7 says. A new admin page that is not in the matrix fails t
 
 import pytest
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, reverse
+from django.urls import URLPattern, URLResolver, resolve, reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import AuditEvent, User
@@ -34,6 +34,7 @@ MODEL_ACCESS: dict[str, dict[Role, set[str]]] = {
     "consultations.contactmessage": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
     "consultations.consultationrequest": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
     "consultations.ticket": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
+    "statuspage.statusnotice": {ADMIN: {"view", "add", "change"}, SUPPORT: {"view"}},
     # Editors work in Wagtail; the images and documents they upload there also list here.
     "wagtailimages.image": {EDITOR: {"view", "add", "change"}},
     "wagtaildocs.document": {EDITOR: {"view", "add", "change"}},
@@ -63,7 +64,6 @@ CUSTOM_ACCESS: dict[str, tuple[set[Role], str]] = {
     "billing_subscription_overview": (STAFF_DESK, "GET"),
     "otp_totp_totpdevice_config": ({SUPER}, "GET"),
     "otp_totp_totpdevice_qrcode": ({SUPER}, "GET"),
-    "djstripe_custom_action": ({SUPER}, "skip"),  # djstripe's sync actions; their ModelAdmins are super-only
 }
 STANDARD_SUFFIXES = ("_changelist", "_add", "_change", "_delete", "_history")
 
@@ -173,6 +173,7 @@ def test_each_role_sees_exactly_its_menu(client, staff):
             "consultations.contactmessage",
             "consultations.consultationrequest",
             "consultations.ticket",
+            "statuspage.statusnotice",
         },
     }
     expected[ADMIN] = expected[SUPPORT] | {
@@ -245,3 +246,39 @@ def test_support_cannot_run_a_destructive_action_by_posting_it(client, staff, sa
     )
     store.refresh_from_db()
     assert store.status == Store.Status.AWAITING_PAYMENT
+
+
+def test_the_stripe_mirror_is_read_only_for_everyone_and_listed_last(client, staff, rf, sample_objects):
+    """dj-stripe's models are read-only even for super admins (changes go through Stripe or our billing
+    actions), its action pages (cancel a subscription, sync) are gone, and the models staff never use are not
+    registered at all."""
+    from djstripe import models as djstripe_models
+
+    request = rf.get("/")
+    request.user = staff[SUPER]
+    mirror = {m: ma for m, ma in admin.site._registry.items() if m._meta.app_label == "djstripe"}
+    assert {m._meta.model_name for m in mirror} >= {"customer", "subscription", "invoice", "charge", "refund"}
+    for model, model_admin in mirror.items():
+        assert not model_admin.has_add_permission(request), model
+        assert not model_admin.has_change_permission(request) and not model_admin.has_delete_permission(request)
+        assert model_admin.has_view_permission(request) and model_admin.get_actions(request) == {}, model
+    for hidden in (djstripe_models.Payout, djstripe_models.APIKey, djstripe_models.Transfer):
+        assert hidden not in admin.site._registry
+    assert not {"auth.group", "otp_static.staticdevice"} & {m._meta.label_lower for m in admin.site._registry}
+    assert "djstripe_custom_action" not in {name for _route, name in _walk(admin.site.get_urls())}
+
+    client.force_login(staff[SUPER])
+    assert client.get(reverse("admin:djstripe_charge_add")).status_code == 403
+    assert client.post(reverse("admin:djstripe_refund_add"), {}).status_code == 403
+    cancel = "/admin/djstripe/subscription/action/_cancel/subscription/"  # dj-stripe's "cancel in Stripe" page
+    assert resolve(cancel).url_name != "djstripe_custom_action" and client.post(cancel, {}).status_code != 200
+    response = client.get(reverse("admin:index"))
+    apps = response.context["app_list"]
+    assert apps[-1]["app_label"] == "djstripe" and apps[-1]["name"].startswith("Stripe mirror (read-only")
+    assert [app["app_label"] for app in apps[:3]] == ["stores", "provisioning", "backups"]
+    page = response.content.decode()
+    assert 'href="/admin/djstripe/' in page and "/admin/djstripe/charge/add/" not in page
+    # The operations panels come before the records.
+    assert page.index('id="dashboard-incidents"') < page.index('id="dashboard-jobs"') < page.index('id="content-main"')
+    assert page.index('id="dashboard-capacity"') < page.index('id="dashboard-customers"')
+    assert f'data-job-active="{sample_objects["job"].pk}"' in page  # the queued job, in the jobs panel

@@ -422,6 +422,53 @@ def test_the_staff_pages_render_in_chromium_without_console_errors(browser, plat
     tab.context.close()
 
 
+def test_the_staff_index_is_an_operations_console_for_each_role(browser, platform):
+    """Each role signs in and gets a screenshot of the index (var/test/screenshots/console-<role>.png). Staff
+    who operate see incidents, jobs and capacity above the records; nobody gets an "Add" button on the Stripe
+    mirror; editors see their Wagtail uploads and no operations panels."""
+    from django.conf import settings
+    from django.test import Client
+
+    from accounts.roles import Role
+    from accounts.services import staff_user_ensure
+
+    operating = {Role.SUPER_ADMIN: True, Role.ADMIN: True, Role.SUPPORT: True, Role.EDITOR: False}
+    for role, operates in operating.items():
+        email = f"console-{role.value}@example.com"
+        user, _ = staff_user_ensure(email=email, role=role, password="console pass 7 words")
+        # Signed in by session cookie: the sign-in form is covered above, and its rate limit (3/min) would
+        # refuse the fourth role.
+        session = Client()
+        session.force_login(user)
+        tab = Tab(browser, platform["url"])
+        cookie = session.cookies[settings.SESSION_COOKIE_NAME].value
+        tab.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": platform["url"]}])
+        assert tab.page.goto("/admin/").status == 200, role
+        tab.shot(f"console-{role.value}")
+        page = tab.page
+        assert page.locator("a.addlink[href^='/admin/djstripe/']").count() == 0, role
+        assert page.locator("#dashboard-incidents").count() == int(operates), role
+        assert page.locator("#dashboard-jobs").count() == int(operates), role
+        if operates:
+            records_top = page.locator("#content-main").bounding_box()["y"]
+            for panel in ("#dashboard-incidents", "#dashboard-jobs"):
+                assert page.locator(panel).bounding_box()["y"] < records_top, (role, panel)
+            mirror = page.locator(".app-djstripe caption, .app-djstripe caption a").first
+            if role == Role.SUPER_ADMIN:
+                assert "Stripe mirror (read-only" in mirror.text_content()
+            else:
+                assert page.locator(".app-djstripe").count() == 0, role  # the mirror is for super admins
+        if role in (Role.SUPER_ADMIN, Role.ADMIN):
+            assert (
+                page.locator("#dashboard-capacity").bounding_box()["y"]
+                < page.locator("#content-main").bounding_box()["y"]
+            )
+        if role == Role.EDITOR:
+            assert page.locator(".app-wagtailimages").is_visible()
+        assert tab.errors == [], tab.errors
+        tab.context.close()
+
+
 @pytest.mark.django_db
 def test_the_signup_page_the_journey_starts_from_renders(client, woo_plan):
     """(Also makes pytest-django set up the test database when this module runs alone.)"""

@@ -85,6 +85,7 @@ LOCAL_APPS = [
     "cms",
     # The project package: platform-wide operator commands (deploy_render, release_status).
     "shophosting",
+    "shophosting.status",
 ]
 INSTALLED_APPS = DJANGO_APPS + WAGTAIL_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -574,6 +575,14 @@ METRICS_ALLOWED_NETWORKS = networks_from_setting(
     "METRICS_ALLOWED_NETWORKS", env.list("METRICS_ALLOWED_NETWORKS", default=[])
 )
 METRICS_BEARER_TOKEN = bearer_token_from_setting("METRICS_BEARER_TOKEN", env("METRICS_BEARER_TOKEN", default=""))
+
+# --- Public status page (shophosting/status; README, "Staff admin") -----------------------------------
+# Off by default: publishing the platform's state is the operator's decision. On, /status/ shows each platform
+# component's state from the notices staff publish in the admin, and notices closed in the last
+# STATUS_PAGE_RECENT_DAYS. Never a store or a customer.
+STATUS_PAGE_ENABLED = env.bool("STATUS_PAGE_ENABLED", default=False)
+STATUS_PAGE_CACHE_SECONDS = env.int("STATUS_PAGE_CACHE_SECONDS", default=30)
+STATUS_PAGE_RECENT_DAYS = env.int("STATUS_PAGE_RECENT_DAYS", default=14)
 
 # --- Staff admin --------------------------------------------------------------------------------
 # The log viewer shows these files and nothing else; a request names a key, never a path.

@@ -95,6 +95,15 @@ def failed_jobs_recent(limit: int = 10) -> list[ProvisioningJob]:
     )
 
 
+def jobs_active(limit: int = 10) -> list[ProvisioningJob]:
+    """Jobs queued or running, the oldest first: the one stuck longest is the one to look at."""
+    return list(
+        ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE)
+        .select_related("store")
+        .order_by("created_at", "pk")[:limit]
+    )
+
+
 def sla_breaches_recent() -> list[dict]:
     """SLA breaches of this month (so far) and last month, for credits: [{month, store, uptime}]."""
     today = timezone.now().date()
@@ -123,6 +132,7 @@ def dashboard(user) -> dict:
     if user.has_perm("provisioning.view_provisioningjob"):
         data["failed_jobs"] = failed_jobs_recent()
         data["jobs_running"] = ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
+        data["jobs_active"] = jobs_active()
         try:
             data["queues"] = queues.queue_stats()
         except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it

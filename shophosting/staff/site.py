@@ -57,6 +57,54 @@ class AuditedAdminMixin:
         return response
 
 
+# dj-stripe mirrors what Stripe holds. Staff read the parts that explain a merchant's bill; the rest (Connect
+# accounts, payouts, transfers, tax codes, API keys kept in settings...) is never used here and is not registered.
+STRIPE_MIRROR_APP = "djstripe"
+STRIPE_MIRROR_SHOWN = frozenset(
+    {
+        "customer",
+        "subscription",
+        "invoice",
+        "charge",
+        "paymentintent",
+        "refund",
+        "dispute",
+        "price",
+        "product",
+        "coupon",
+        "event",
+        "webhookeventtrigger",
+        "webhookendpoint",
+    }
+)
+# Admins staff never open: role Groups are defined in code (accounts/roles.py, kept by migrations), and
+# recovery codes are issued and reset through the staff user's 2FA actions.
+HIDDEN_MODELS = frozenset({"auth.group", "otp_static.staticdevice"})
+# The app list after the operations panels: what staff work with first, the Stripe mirror last.
+APP_ORDER = ("stores", "provisioning", "backups", "consultations", "accounts", "billing")
+
+
+class StripeMirrorReadOnlyMixin:
+    """The Stripe mirror is read-only for everyone, super admins included: a local edit would be overwritten by
+    the next webhook, and dj-stripe's actions (cancel a subscription, sync) would reach Stripe with no role
+    check of ours (its action page checks only is_staff). Changes go through Stripe or our billing actions."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        return {}
+
+    def get_urls(self):
+        return [url for url in super().get_urls() if getattr(url, "name", None) != "djstripe_custom_action"]
+
+
 class StaffAdminSite(admin.AdminSite):
     site_header = "ShopHosting staff"
     site_title = "ShopHosting staff"
@@ -64,12 +112,39 @@ class StaffAdminSite(admin.AdminSite):
     index_template = "admin/staff_index.html"
 
     def register(self, model_or_iterable, admin_class=None, **options):
+        models = [model_or_iterable] if isinstance(model_or_iterable, type) else list(model_or_iterable)
+        models = [model for model in models if self._offered(model)]
+        if not models:
+            return
         admin_class = admin_class or admin.ModelAdmin
-        if not issubclass(admin_class, AuditedAdminMixin):
-            admin_class = type(
-                admin_class.__name__, (AuditedAdminMixin, admin_class), {"__module__": admin_class.__module__}
-            )
-        super().register(model_or_iterable, admin_class, **options)
+        mixins = [AuditedAdminMixin] if not issubclass(admin_class, AuditedAdminMixin) else []
+        if models[0]._meta.app_label == STRIPE_MIRROR_APP and not issubclass(admin_class, StripeMirrorReadOnlyMixin):
+            mixins.insert(0, StripeMirrorReadOnlyMixin)
+        if mixins:
+            admin_class = type(admin_class.__name__, (*mixins, admin_class), {"__module__": admin_class.__module__})
+        super().register(models, admin_class, **options)
+
+    @staticmethod
+    def _offered(model) -> bool:
+        if model._meta.app_label == STRIPE_MIRROR_APP:
+            return model._meta.model_name in STRIPE_MIRROR_SHOWN
+        return model._meta.label_lower not in HIDDEN_MODELS
+
+    def get_app_list(self, request, app_label=None):
+        """Our apps in the order staff work with them, third-party ones after, the Stripe mirror last under
+        one heading that says it is read-only."""
+        apps = super().get_app_list(request, app_label)
+
+        def rank(app):
+            label = app["app_label"]
+            if label == STRIPE_MIRROR_APP:
+                return (2, 0, "")
+            return (0, APP_ORDER.index(label), "") if label in APP_ORDER else (1, 0, app["name"])
+
+        for app in apps:
+            if app["app_label"] == STRIPE_MIRROR_APP:
+                app["name"] = "Stripe mirror (read-only: change it in Stripe or through billing actions)"
+        return sorted(apps, key=rank)
 
     def index(self, request, extra_context=None):
         return super().index(request, {"dashboard": dashboard(request.user), **(extra_context or {})})
