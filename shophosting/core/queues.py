@@ -79,7 +79,10 @@ def failed_jobs_clear() -> int:
         queue = django_rq.get_queue(name)
         registry = FailedJobRegistry(queue=queue)
         for job_id in registry.get_job_ids():
-            registry.remove(job_id, delete_job=True)
+            try:
+                registry.remove(job_id, delete_job=True)
+            except NoSuchJobError:  # the job's hash expired or went before its id left the registry
+                registry.remove(job_id)
             cleared += 1
     return cleared
 
