@@ -187,3 +187,45 @@ def test_a_bad_threshold_stops_the_platform_round_with_a_message_naming_it(setti
     with pytest.raises(ImproperlyConfigured, match="CARE_INCIDENT_THRESHOLD must be a whole number from 1 to 100"):
         platform_check_record(component="workers.default", ok=False, output="stale")
     assert not PlatformCheck.objects.filter(component="workers.default").exists()
+
+
+# --- nginx ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.docker  # the shared test nginx runs under the lock
+def test_an_nginx_configuration_that_fails_its_test_opens_a_staff_incident_and_a_fixed_one_closes_it(
+    settings, staff_alerts, nginx_server, django_capture_on_commit_callbacks
+):
+    """The real test nginx: a vhost nginx refuses (`nginx -t`) is what an operator's hand edit or a half-written
+    file leaves; the round names nginx's own words, and the next round after the fix closes the incident. The
+    running nginx is never reloaded with the bad file, so the other tests' routing is untouched."""
+    settings.NGINX_ENABLED = True
+    settings.CARE_INCIDENT_THRESHOLD = 2
+    broken = Path(settings.NGINX_SITES_DIR) / "zz-platform-check-broken.conf"
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            health.platform_checks_run()
+        nginx_row = PlatformCheck.objects.filter(component="nginx").latest("checked_at", "id")
+        assert nginx_row.ok, nginx_row.output
+        assert platform_incident("nginx") is None
+
+        broken.write_text("server { listen 127.0.0.1:18080; this_is_no_directive on; }\n")
+        for round_number in (1, 2):
+            with django_capture_on_commit_callbacks(execute=True):
+                health.platform_checks_run()
+            incident = platform_incident("nginx")
+            # CARE_INCIDENT_THRESHOLD rounds in a row, not the first failure, open it.
+            assert (incident is not None) is (round_number == 2)
+        assert incident.status == Incident.Status.OPEN
+        assert 'unknown directive "this_is_no_directive"' in incident.summary
+        assert any(STAFF in m.to and "nginx" in m.subject for m in mail.outbox)
+        assert any(e["event"] == "incident.opened" and e["component"] == "nginx" for e in staff_alerts.received)
+    finally:
+        broken.unlink(missing_ok=True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        health.platform_checks_run()
+    incident.refresh_from_db()
+    assert incident.status == Incident.Status.CLOSED
+    assert incident.events.filter(new_status=Incident.Status.CLOSED, note="the check passes again").exists()
+    assert any(e["event"] == "incident.closed" and e["component"] == "nginx" for e in staff_alerts.received)

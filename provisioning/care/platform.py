@@ -14,8 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from provisioning.care.models import Incident, IncidentEvent, PlatformCheck
-from provisioning.care.services import INCIDENT_ALLOWED_FROM, care_settings, incident_notify
-from shophosting.core.transitions import transition
+from provisioning.care.services import care_settings, incident_close, incident_notify
 
 OUTPUT_MAX = 4000  # characters of a check's output kept on its row (restic check lists every damaged pack)
 
@@ -81,18 +80,5 @@ def _incident_open_if_due(*, check: PlatformCheck, threshold: int) -> None:
 
 def _incident_close(*, component: str, at: datetime) -> None:
     incident = Incident.objects.filter(open_for_component=component).first()
-    if incident is None:
-        return
-    transition(
-        Incident,
-        incident.pk,
-        Incident.Status.CLOSED,
-        allowed_from=INCIDENT_ALLOWED_FROM,
-        event_model=IncidentEvent,
-        event_link="incident",
-        note="the check passes again",
-        same_is_noop=True,
-        closed_at=at,
-        open_for_component=None,
-    )
-    transaction.on_commit(lambda: incident_notify(incident_id=incident.pk))
+    if incident is not None:
+        incident_close(incident_id=incident.pk, at=at, note="the check passes again")

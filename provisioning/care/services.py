@@ -167,7 +167,7 @@ def store_round_record(
         for name, _, v, ms in verdicts
     )
     if outcome == CheckRound.Outcome.UP:
-        _incident_close(store=store, at=checked_at, care=care)
+        _incident_close(store=store, at=checked_at)
     elif outcome != CheckRound.Outcome.MAINTENANCE:
         _incident_open_if_due(store=store, round_=round_, failed=failed, care=care)
     return round_
@@ -214,23 +214,31 @@ def _incident_open_if_due(*, store, round_, failed, care: CareSettings) -> None:
     transaction.on_commit(lambda: incident_notify(incident_id=incident.pk))
 
 
-def _incident_close(*, store, at, care: CareSettings) -> None:
+def _incident_close(*, store, at) -> None:
     incident = Incident.objects.filter(open_for_store=store.pk).first()
-    if incident is None:
-        return
+    if incident is not None:
+        incident_close(incident_id=incident.pk, at=at, note="every check passes again")
+
+
+def incident_close(*, incident_id: int, at, note: str, notify: bool = True) -> None:
+    """The one way an incident closes, a store's or a platform component's: its status under a row lock with
+    an event, its open marker cleared (so the next failure opens a new one), and, unless the platform took the
+    store out of service itself, everyone told after the commit."""
     transition(
         Incident,
-        incident.pk,
+        incident_id,
         Incident.Status.CLOSED,
         allowed_from=INCIDENT_ALLOWED_FROM,
         event_model=IncidentEvent,
         event_link="incident",
-        note="every check passes again",
+        note=note,
         same_is_noop=True,
         closed_at=at,
         open_for_store=None,
+        open_for_component=None,
     )
-    transaction.on_commit(lambda: incident_notify(incident_id=incident.pk))
+    if notify:
+        transaction.on_commit(lambda: incident_notify(incident_id=incident_id))
 
 
 def incidents_close_of_stores_not_live() -> int:
@@ -239,17 +247,11 @@ def incidents_close_of_stores_not_live() -> int:
     closed = 0
     store_incidents = Incident.objects.filter(status=Incident.Status.OPEN, store__isnull=False)
     for incident in store_incidents.exclude(store__status=Store.Status.ACTIVE):
-        transition(
-            Incident,
-            incident.pk,
-            Incident.Status.CLOSED,
-            allowed_from=INCIDENT_ALLOWED_FROM,
-            event_model=IncidentEvent,
-            event_link="incident",
+        incident_close(
+            incident_id=incident.pk,
+            at=timezone.now(),
             note=f"the store is {incident.store.get_status_display().lower()}: no longer checked as live",
-            same_is_noop=True,
-            closed_at=timezone.now(),
-            open_for_store=None,
+            notify=False,
         )
         closed += 1
     return closed
