@@ -171,6 +171,7 @@ def vhost_render(
         )
     source = Path(settings.NGINX_VHOST_TEMPLATE).read_text()
     context = {
+        "tls_policy": tls_policy(),
         "store_id": int(store_id),
         "firewall": firewall,
         "hsts": hsts,
@@ -186,6 +187,23 @@ def vhost_render(
     # through the old configuration as well.
     context["revision"] = hashlib.sha256(json.dumps([source, context], sort_keys=True).encode()).hexdigest()[:16]
     return engines["django"].from_string(source).render(context)
+
+
+TLS_POLICY_DIRECTIVES = ("ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers")
+
+
+def tls_policy() -> str:
+    """The protocols and ciphers of every store's HTTPS server: those of the platform's own site, read from
+    deploy/nginx/snippets/shophosting-tls.conf (NGINX_TLS_POLICY_FILE) so the two never drift apart. Without
+    them a store's server would fall back to nginx's default list, which still offers CBC ciphers with no
+    forward secrecy. Only the policy lines: the session cache settings belong to the platform's server."""
+    path = Path(settings.NGINX_TLS_POLICY_FILE)
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    policy = [line for line in lines if line.split(" ", 1)[0] in TLS_POLICY_DIRECTIVES]
+    missing = set(TLS_POLICY_DIRECTIVES) - {line.split(" ", 1)[0] for line in policy}
+    if missing or any(not re.fullmatch(r"[a-z_]+ [A-Za-z0-9.:+ -]+;", line) for line in policy):
+        raise ProvisioningError(f"{path} must set {', '.join(sorted(missing)) or 'plain values'} for the stores' TLS")
+    return "\n    ".join(policy)
 
 
 def _revision(vhost: str) -> str:

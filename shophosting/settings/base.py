@@ -476,6 +476,10 @@ NGINX_MAINTENANCE_ROOT = env("NGINX_MAINTENANCE_ROOT", default=str(BASE_DIR / "d
 NGINX_RELOAD_REQUEST_FILE = env("NGINX_RELOAD_REQUEST_FILE", default="")
 NGINX_RELOAD_STATUS_FILE = env("NGINX_RELOAD_STATUS_FILE", default="")
 NGINX_RELOAD_TIMEOUT = env.int("NGINX_RELOAD_TIMEOUT", default=30)
+# The stores' HTTPS protocols and ciphers: the platform's own TLS snippet (provisioning.proxy.tls_policy).
+NGINX_TLS_POLICY_FILE = env(
+    "NGINX_TLS_POLICY_FILE", default=str(BASE_DIR / "deploy" / "nginx" / "snippets" / "shophosting-tls.conf")
+)
 NGINX_ACME_WEBROOT = env("NGINX_ACME_WEBROOT", default="/var/www/shophosting-acme")
 NGINX_LISTEN_HTTPS = env("NGINX_LISTEN_HTTPS", default="443")
 # The firewall of plans with advanced_security (ModSecurity with the OWASP Core Rule Set, blocking): each such
