@@ -9,6 +9,7 @@ from wagtail.models import Page
 from billing.selectors import plan_catalogue_by_platform, plan_list_public
 from cms import views
 from cms.blocks import SectionsBlock
+from cms.page_cache import page_cache_allow
 from consultations.forms import ConsultationForm, ContactForm
 
 INTRO_FEATURES = ["bold", "italic", "link"]
@@ -27,6 +28,12 @@ class MarketingPage(Page):
 
     class Meta:
         abstract = True
+
+    def serve(self, request, *args, **kwargs):
+        # The published page is the same for every anonymous visitor: cms/page_cache.py may keep it (it
+        # checks the visitor, the response and the CSRF token use itself).
+        page_cache_allow(request)
+        return super().serve(request, *args, **kwargs)
 
 
 class HomePage(MarketingPage):

@@ -72,6 +72,18 @@ def site_pages(db):
 
 
 @pytest.fixture
+def page_cache_on(settings):
+    """The marketing pages' cache on, as in production (off in the test settings: a test's rows are rolled
+    back while Redis keeps the pages rendered from them), starting and ending empty."""
+    from cms.page_cache import page_cache_clear
+
+    settings.PAGE_CACHE_SECONDS = 300
+    page_cache_clear()
+    yield
+    page_cache_clear()
+
+
+@pytest.fixture
 def staff_user(db):
     from accounts.roles import Role
     from accounts.services import staff_user_ensure

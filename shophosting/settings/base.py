@@ -96,6 +96,9 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads the body: refuses oversized requests from Content-Length alone.
     "shophosting.middleware.RequestBodyLimitMiddleware",
+    # Anonymous visitors of published marketing pages get a cached copy (cms/page_cache.py): before the
+    # session, CSRF and auth middleware, so a hit costs one Redis round trip.
+    "cms.page_cache.MarketingPageCacheMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,6 +169,10 @@ CACHES = {
         "TIMEOUT": 300,
     }
 }
+# The marketing pages' full-page cache for anonymous visitors (cms/page_cache.py): how long an entry may
+# live at most (publishing, unpublishing and plan changes clear it at once); 0 turns it off.
+PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=300)
+PAGE_CACHE_ALIAS = "default"
 # Separate queues so a long restic run never delays provisioning.
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
