@@ -61,6 +61,28 @@ def page_cache_clear(**_signal_arguments) -> None:
         logger.exception("the page cache could not be cleared")
 
 
+def fragment_cached(name: str, compute):
+    """`compute()` once per cache generation for everyone: a part of a page that every visitor shares, on the
+    pages that are not cached whole (the menu on a signed-in customer's dashboard). Same freshness rules as
+    the pages; computed on the spot when the cache is off or down."""
+    if settings.PAGE_CACHE_SECONDS <= 0:
+        return compute()
+    key = f"pagecache:fragment:{hashlib.sha256(name.encode()).hexdigest()}"
+    try:
+        found = _cache().get_many([GENERATION_KEY, key])
+    except Exception:  # noqa: BLE001 - Redis down: as with the cache off
+        return compute()
+    generation, entry = found.get(GENERATION_KEY, ""), found.get(key)
+    if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == generation:
+        return entry[1]
+    value = compute()
+    try:
+        _cache().set(key, (generation, value), timeout=settings.PAGE_CACHE_SECONDS)
+    except Exception:  # noqa: BLE001
+        logger.warning("the page cache could not store the fragment %s", name, exc_info=True)
+    return value
+
+
 @dataclass(frozen=True)
 class CachedPage:
     generation: str

@@ -225,6 +225,37 @@ def test_dashboard_counts_money_and_recent_failures(
     assert dashboard["capacity"][0].host.name == "local"
 
 
+def test_the_slow_figures_are_computed_once_for_all_staff_and_say_how_fresh_they_are(
+    client, staff_user, settings, woo_plan, store_in_status
+):
+    from django.core.cache import cache
+
+    from shophosting.staff.selectors import FIGURES_CACHE_KEY
+
+    settings.STAFF_FIGURES_SECONDS = 60
+    cache.delete(FIGURES_CACHE_KEY)
+    store_in_status("active", domain="one.test")
+    client.force_login(staff_user)
+    with CaptureQueriesContext(connection) as first:
+        page = client.get(reverse("admin:index"))
+    assert page.context["dashboard"]["stores"] == {"Active": 1}
+    assert "refreshed every 60 s; incidents, jobs, queues and tickets are live" in page.content.decode()
+
+    # Another member of staff a moment later: the same figures, without computing them again.
+    store_in_status("active", domain="two.test")
+    other, _ = staff_user_ensure(email="second@example.com", role=Role.ADMIN, password="second password 1")
+    client.force_login(other)
+    with CaptureQueriesContext(connection) as second:
+        page = client.get(reverse("admin:index"))
+    assert page.context["dashboard"]["stores"] == {"Active": 1}
+    assert len(second) < len(first) - 5, (len(first), len(second))
+
+    # When they are due again (or the cache is emptied) the new store is counted.
+    cache.delete(FIGURES_CACHE_KEY)
+    assert client.get(reverse("admin:index")).context["dashboard"]["stores"] == {"Active": 2}
+    cache.delete(FIGURES_CACHE_KEY)
+
+
 def test_quick_actions_run_for_real_and_are_audited(client, staff_user):
     from backups.models import BackupRun
 

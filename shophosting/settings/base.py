@@ -173,6 +173,9 @@ CACHES = {
 # live at most (publishing, unpublishing and plan changes clear it at once); 0 turns it off.
 PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=300)
 PAGE_CACHE_ALIAS = "default"
+# The staff index's slow figures (MRR, capacity, customers and stores by status, SLA breaches) are computed at
+# most this often and shared by all staff (shophosting/staff/selectors.py, dashboard_figures); 0: every view.
+STAFF_FIGURES_SECONDS = env.int("STAFF_FIGURES_SECONDS", default=60)
 # Separate queues so a long restic run never delays provisioning.
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}

@@ -57,3 +57,6 @@ TICKET_ATTACHMENT_DIR = str(BASE_DIR / "var" / "test" / "attachments")  # noqa: 
 # Each test rolls the database back while Redis keeps what a page cache stored from it: the marketing pages'
 # cache is on only where tests/test_page_cache.py turns it on (with a cleared generation).
 PAGE_CACHE_SECONDS = 0
+# The staff index's figures are computed on every view in tests (rows roll back, the cache would not);
+# tests/test_admin_staff.py turns the sharing on where it tests it.
+STAFF_FIGURES_SECONDS = 0

@@ -1,6 +1,7 @@
 """What the staff dashboard and the system health page show. Reads only; each part is computed only for
 staff whose role may see it."""
 
+import logging
 import shutil
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +29,8 @@ from shophosting.health import (
 )
 from stores.models import Host, Store
 from stores.selectors import host_usage_list
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,20 +118,58 @@ def sla_breaches_recent() -> list[dict]:
     return rows
 
 
+FIGURES_CACHE_KEY = "staff:dashboard:figures:v1"
+
+
+def dashboard_figures() -> dict:
+    """The index's figures that change slowly and cost the most: customers and stores by status, host
+    capacity, the MRR over every subscription, past-due accounts and SLA breaches. Computed for every role at
+    once, at most every STAFF_FIGURES_SECONDS (60: the index says "as of" with the time), and shared by all
+    staff through the cache; 0 computes them on every view. What staff act on (jobs, incidents, tickets,
+    queues) is read live by `dashboard`."""
+    from django.core.cache import cache
+
+    seconds = settings.STAFF_FIGURES_SECONDS
+    figures = None
+    if seconds > 0:
+        try:
+            figures = cache.get(FIGURES_CACHE_KEY)
+        except Exception:  # noqa: BLE001 - Redis down: computed on the spot, as with the cache off
+            figures = None
+    if figures is None:
+        overview = billing_overview()
+        figures = {
+            "computed_at": timezone.now(),
+            "customers": customers_by_status(),
+            "stores": stores_by_status(),
+            "capacity": host_capacity(),
+            "mrr_cents": overview.mrr_cents,
+            "past_due": len(overview.past_due),
+            "sla_breaches": sla_breaches_recent(),
+        }
+        if seconds > 0:
+            try:
+                cache.set(FIGURES_CACHE_KEY, figures, timeout=seconds)
+            except Exception:  # noqa: BLE001 - the next view computes them again
+                logger.warning("the staff figures could not be cached", exc_info=True)
+    return figures
+
+
 def dashboard(user) -> dict:
     """The admin index: counts, capacity, jobs, tickets late for their first answer, money and quick actions,
     as far as the user's role reaches."""
 
-    data: dict = {}
+    figures = dashboard_figures()
+    data: dict = {"figures_at": figures["computed_at"], "figures_seconds": settings.STAFF_FIGURES_SECONDS}
     if user.has_perm("accounts.view_customer"):
-        data["customers"] = customers_by_status()
+        data["customers"] = figures["customers"]
     if user.has_perm("stores.view_store"):
-        data["stores"] = stores_by_status()
+        data["stores"] = figures["stores"]
         data["restartable_stores"] = list(
             Store.objects.filter(status=Store.Status.ACTIVE).order_by("domain").values_list("pk", "domain")[:500]
         )
     if user.has_perm("stores.view_host"):
-        data["capacity"] = host_capacity()
+        data["capacity"] = figures["capacity"]
     if user.has_perm("provisioning.view_provisioningjob"):
         data["failed_jobs"] = failed_jobs_recent()
         data["jobs_running"] = ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
@@ -139,14 +180,13 @@ def dashboard(user) -> dict:
             data["queues_error"] = f"{type(exc).__name__}: {exc}"
     if user.has_perm("provisioning.view_incident"):
         data["incidents_open"] = incidents_open()
-        data["sla_breaches"] = sla_breaches_recent()
+        data["sla_breaches"] = figures["sla_breaches"]
     if user.has_perm("consultations.view_ticket"):
         data["tickets_first_response_overdue"] = tickets_first_response_overdue().count()
         data["tickets_first_response_due_soon"] = tickets_first_response_due_soon().count()
     if user.has_perm("billing.view_subscription"):
-        overview = billing_overview()
-        data["mrr"] = money_text(overview.mrr_cents)
-        data["past_due"] = len(overview.past_due)
+        data["mrr"] = money_text(figures["mrr_cents"])
+        data["past_due"] = figures["past_due"]
     data["can"] = {
         "operate": user.has_perm("stores.operate_store"),
         "system_backup": user.has_perm("backups.run_system_backup"),
