@@ -163,3 +163,18 @@ def store_primary_name(store: Store) -> str:
 def store_platform_name(store: Store) -> StoreName | None:
     """The store's name under PLATFORM_DOMAIN, which works before any DNS of the merchant's own."""
     return store.names.filter(kind=StoreName.Kind.PLATFORM).first()
+
+
+def store_id_by_reference(reference: str) -> int | None:
+    """The live store a member of staff names by number ("12" or "#12"), signup domain or any of its names;
+    None when nothing matches. For quick actions that take a store typed by hand."""
+    reference = reference.strip().lower().removeprefix("#")
+    if not reference:
+        return None
+    if reference.isdigit():
+        return int(reference)
+    live = Store.objects.exclude(status=Store.Status.DELETED)
+    found = live.filter(domain=reference).values_list("pk", flat=True).first()
+    if found is None:
+        found = live.filter(names__name=reference).values_list("pk", flat=True).first()
+    return found

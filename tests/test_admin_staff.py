@@ -437,8 +437,13 @@ def test_store_operations_refuse_bad_input_with_a_clear_message(client, staff_us
     wrong_state = client.post(operate, {"store": store.pk, "operation": "resume"}, follow=True).content.decode()
     elsewhere = client.post(operate, {"store": store.pk, "operation": "x", "next": "https://evil.example/"})
 
-    assert "Choose a store and an operation" in unknown and "Choose a store and an operation" in missing
+    nameless = client.post(operate, {"store": "nowhere.test", "operation": "restart"}, follow=True).content.decode()
+    assert all("Name a store (its number or domain) and an operation" in page for page in (unknown, missing, nameless))
     assert "Not started:" in wrong_state and "a resume job needs it to be suspended" in wrong_state
     assert elsewhere["Location"] == reverse("admin:index")  # never redirected off-site
     assert not ProvisioningJob.objects.filter(store=store).exists()
     assert not AuditEvent.objects.filter(event__startswith="store_").exists()
+
+    # The domain names the store as well as its number does (a typed name, not a list of every store).
+    by_name = client.post(operate, {"store": " OP.test ", "operation": "resume"}, follow=True).content.decode()
+    assert "a resume job needs it to be suspended" in by_name

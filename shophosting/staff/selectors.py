@@ -165,9 +165,6 @@ def dashboard(user) -> dict:
         data["customers"] = figures["customers"]
     if user.has_perm("stores.view_store"):
         data["stores"] = figures["stores"]
-        data["restartable_stores"] = list(
-            Store.objects.filter(status=Store.Status.ACTIVE).order_by("domain").values_list("pk", "domain")[:500]
-        )
     if user.has_perm("stores.view_host"):
         data["capacity"] = figures["capacity"]
     if user.has_perm("provisioning.view_provisioningjob"):

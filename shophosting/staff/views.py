@@ -21,6 +21,7 @@ from shophosting.core import queues
 from shophosting.staff import logs, selectors
 from stores.exceptions import InvalidTransition
 from stores.models import Store
+from stores.selectors import store_id_by_reference
 
 
 def _require(request, permission: str) -> None:
@@ -103,13 +104,15 @@ def store_operate_view(request):
     operation = request.POST.get("operation", "")
     back = request.POST.get("next", "")
     back = back if url_has_allowed_host_and_scheme(back, allowed_hosts=None) and back.startswith("/") else None
+    store_id = store_id_by_reference(request.POST.get("store", ""))
     try:
-        store_id = int(request.POST.get("store", ""))
-        if operation not in STORE_OPERATIONS:
+        if store_id is None or operation not in STORE_OPERATIONS:
             raise ValueError(operation)
         job = job_enqueue(store_id=store_id, kind=operation, actor=request.user)
     except (ValueError, Store.DoesNotExist):
-        messages.error(request, "Choose a store and an operation (suspend, resume, retry or restart).")
+        messages.error(
+            request, "Name a store (its number or domain) and an operation (suspend, resume, retry or restart)."
+        )
         return redirect(back or "admin:index")
     except (JobConflict, InvalidTransition) as exc:
         messages.error(request, f"Not started: {exc}")
