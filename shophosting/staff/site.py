@@ -132,7 +132,14 @@ class StaffAdminSite(admin.AdminSite):
 
     def get_app_list(self, request, app_label=None):
         """Our apps in the order staff work with them, third-party ones after, the Stripe mirror last under
-        one heading that says it is read-only."""
+        one heading that says it is read-only. Built once per request: the index asks for it twice (its own
+        list and the navigation's), and each build checks every model's permissions and reverses its URLs."""
+        built = request.__dict__.setdefault("_staff_app_lists", {})
+        if app_label not in built:
+            built[app_label] = self._app_list_build(request, app_label)
+        return built[app_label]
+
+    def _app_list_build(self, request, app_label):
         apps = super().get_app_list(request, app_label)
 
         def rank(app):

@@ -89,7 +89,7 @@ def seed(many: int) -> dict:
     customer = User.objects.filter(email="bench-customer@example.com").first() or customer_create(
         email="bench-customer@example.com", password="bench-password-1"
     )
-    for n in range(3 - customer.stores.count()):
+    for n in range(customer.stores.count(), 3):
         store_create(customer=customer, plan=plan, domain=f"bench-shop-{n}.test", site_title=f"Bench Shop {n}")
     Store.objects.filter(customer=customer).update(status=Store.Status.ACTIVE)
     staff, _ = staff_user_ensure(email="bench-staff@example.com", role=Role.SUPER_ADMIN, password="bench staff 1")
@@ -116,7 +116,7 @@ def seed(many: int) -> dict:
     other = User.objects.filter(email="bench-crowd@example.com").first() or customer_create(
         email="bench-crowd@example.com", password="bench-password-1"
     )
-    for n in range(many - other.stores.count()):
+    for n in range(other.stores.count(), many):
         store_create(customer=other, plan=plan, domain=f"bench-crowd-{n}.test", site_title=f"Crowd {n}")
     Store.objects.filter(customer=other).update(status=Store.Status.ACTIVE)
     for label, path, who, cached in PAGES:
