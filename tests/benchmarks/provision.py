@@ -16,6 +16,7 @@ import http.client
 import os
 import statistics
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -148,11 +149,81 @@ def sdk_run(n: int, port: int) -> float:
     return elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+def percentile_95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[18] if len(values) > 1 else values[0]
 
+
+def end_to_end(args) -> None:
+    """Webhook to front page through nginx on a running platform (tests/benchmarks/e2e.py), next to the SDK
+    floor measured in the same run; with --burst, `--orders` orders paid at once."""
+    from tests.benchmarks import e2e
+
+    e2e.BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    stripe = e2e.StripeServer()
+    os.environ["BENCH_STRIPE_API_HOST"] = stripe.base
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.benchmarks.e2e_settings"
+    for name in ("NGINX_ENABLED", "STORE_OBJECT_PREFIX"):
+        os.environ.pop(name)  # e2e_settings: nginx on, a store prefix of its own
+    setup()
+    platform = e2e.Platform(stripe_base=stripe.base, workers=args.workers)
+    platform.start()
+    subscriptions = []
+    try:
+        orders = e2e.Orders(stripe)
+        if args.burst:
+            batch = [orders.sign_up(n) for n in range(args.orders)]
+            subscriptions += [order["subscription_id"] for order in batch]
+            started = time.monotonic()
+            live_at = {}
+
+            def watch(order):
+                live_at[order["title"]] = e2e.wait_live(order)
+
+            threads = [threading.Thread(target=orders.pay, args=(order,)) for order in batch]
+            threads += [threading.Thread(target=watch, args=(order,)) for order in batch]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            times = sorted(at - started for at in live_at.values())
+            if len(times) != len(batch):
+                sys.exit(f"only {len(times)} of {len(batch)} stores went live")
+            print(
+                f"burst of {len(batch)} orders, {args.workers} workers: all live after {times[-1]:.2f} s; "
+                f"first {times[0]:.2f} s, median {statistics.median(times):.2f} s, slowest store {times[-1]:.2f} s"
+            )
+            return
+        waits, floor = [], []
+        for n in range(args.orders):
+            order = orders.sign_up(n)
+            subscriptions.append(order["subscription_id"])
+            started = time.monotonic()
+            orders.pay(order)
+            waits.append(e2e.wait_live(order) - started)
+            floor.append(sdk_run(n, port=29_900 + n))
+            print(
+                f"order {n + 1}: webhook to front page {waits[-1]:.2f} s, plain SDK script {floor[-1]:.2f} s",
+                flush=True,
+            )
+        median, floor_median = statistics.median(waits), statistics.median(floor)
+        print(
+            f"webhook -> front page through nginx: median {median:.2f} s, p95 {percentile_95(waits):.2f} s "
+            f"({len(waits)} orders, {args.workers} workers)"
+        )
+        print(f"plain Docker SDK script, same containers: median {floor_median:.2f} s")
+        print(
+            f"ratio {median / floor_median:.2f}; goal without a pool: at most 1.3 x floor + 1 s = "
+            f"{1.3 * floor_median + 1:.2f} s"
+        )
+    finally:
+        try:
+            e2e.teardown_all(subscriptions)
+        finally:
+            platform.stop()
+            stripe.close()
+
+
+def setup() -> None:
     import MySQLdb
 
     MySQLdb.connect(host="127.0.0.1", user="root").cursor().execute(
@@ -170,6 +241,20 @@ def main() -> None:
     plan_catalogue_seed()
     images_build(log=lambda message: None)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--end-to-end", action="store_true", help="webhook to front page on a running platform")
+    parser.add_argument("--orders", type=int, default=10, help="end to end: orders (one at a time, or the burst)")
+    parser.add_argument("--burst", action="store_true", help="end to end: every order paid at once")
+    parser.add_argument("--workers", type=int, default=2, help="end to end: RQ worker processes")
+    args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args)
+        return
+
+    setup()
     platform, sdk = [], []
     for n in range(args.runs):
         platform.append(platform_run(n))
