@@ -134,7 +134,12 @@ def audit_rows_redact(*, user: User) -> int:
     placeholder = closed_account_placeholder(user.pk)
     email = user.email.lower()
     own = Q(actor=user) | Q(actor_email__iexact=email)
-    rows = list(AuditEvent.objects.filter(own | Q(detail__icontains=email)).select_for_update())
+    mentions = Q(detail__icontains=email)
+    # Their full name and company name identify them too; a first name alone is too common to search for.
+    for identifying in (user.get_full_name(), user.company):
+        if len(identifying) >= 6:
+            mentions |= Q(detail__icontains=identifying)
+    rows = list(AuditEvent.objects.filter(own | mentions).select_for_update())
     # Their own rows (their sign-ins, their failed attempts named by their address) carry their IPs.
     own_ids = set(AuditEvent.objects.filter(own).values_list("pk", flat=True))
     own_ids |= {row.pk for row in rows if str(row.detail.get("username", "")).lower() == email}

@@ -147,11 +147,12 @@ class CustomerAdmin(admin.ModelAdmin):
                         customer_id=customer.pk, actor=request.user, reason=form.cleaned_data["reason"], request=request
                     )
                 except (AccountClosureRefused, PermissionDenied, *BILLING_FAILURES) as exc:
-                    self.message_user(request, f"{customer.email}: not closed: {exc}", messages.ERROR)
+                    self.message_user(request, f"Not closed: {customer.email}: {exc}", messages.ERROR)
                 else:
                     self.message_user(
                         request,
-                        f"{customer.email}: closing. Sign-in is refused; the stores go after their final backups.",
+                        f"Closing the account of {customer.email}: sign-in is refused; the stores go after their "
+                        "final backups.",
                         messages.SUCCESS,
                     )
             return None
