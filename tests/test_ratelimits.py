@@ -59,7 +59,8 @@ ENDPOINTS = {
     "job_progress": ("/test-only/job-progress/", lambda n: {}),
     "account_leaving": ("/accounts/leave/", lambda n: {"password": f"wrong guess {n}", "understood": "on"}),
 }
-PER_ACCOUNT = {"ticket_post", "account_leaving"}  # counted per signed-in account (the key is the user's id), not per address
+# Counted per signed-in account (the key is the user's id), not per address.
+PER_ACCOUNT = {"ticket_post", "account_leaving"}
 READS = {"backup_pages", "job_progress"}  # pages whose GETs are limited (backups/views.py, provisioning/views.py)
 CASES = [(group, rate) for group, rates in RATE_LIMITS.items() for rate in rates]
 

@@ -88,6 +88,11 @@ def account_close(
     via = _closing_allowed(customer=customer, actor=actor, password=password, request=request)
     if via == AccountClosure.Via.STAFF and not reason.strip():
         raise AccountClosureRefused("Say how the customer asked (for example: their e-mail of 5 December).")
+    # Checked again under the user's row lock (closure_open); here so that Stripe is never asked for nothing.
+    if customer.is_staff:
+        raise AccountClosureRefused("Staff accounts are not closed here; deactivate them under Admin users.")
+    if AccountClosure.objects.filter(user=customer).exists():
+        raise AccountClosureRefused("This account is already closing or closed; nothing was changed.")
     subscriptions = list(Subscription.objects.filter(customer=customer).order_by("pk"))
     if any(s.status == SS.PAYMENT_PENDING for s in subscriptions):
         # A bank debit cannot be stopped: closing now could charge the customer for stores that are gone.
@@ -252,7 +257,12 @@ def account_closures_advance(*, now=None) -> dict[str, list[int]]:
     now = now or timezone.now()
     done: dict[str, list[int]] = {"closed": [], "purged": []}
     for closure_id in AccountClosure.objects.filter(status=CS.CLOSING).values_list("pk", flat=True):
-        if closure_advance(closure_id=closure_id, now=now) == CS.CLOSED:
+        try:
+            status = closure_advance(closure_id=closure_id, now=now)
+        except Exception:
+            logger.exception("account closure %s: not advanced; tried again next run", closure_id)
+            continue
+        if status == CS.CLOSED:
             done["closed"].append(closure_id)
     due = AccountClosure.objects.filter(status=CS.CLOSED, purge_after__lte=now).values_list("pk", flat=True)
     for closure_id in due:
