@@ -223,6 +223,7 @@ def test_staff_close_an_account_the_customer_asked_to_close_from_the_admin(
     changelist = reverse("admin:accounts_customer_changelist")
     selected = {"action": "close_account", ACTION_CHECKBOX_NAME: [subscription.customer_id]}
 
+    assert client.get(reverse("accounts:home")).status_code == 200  # the customer is signed in
     confirm = staff_client.post(changelist, selected)
     assert confirm.status_code == 200
     assert "shop.example.com" in confirm.content.decode() and "30 days" in confirm.content.decode()
@@ -235,6 +236,10 @@ def test_staff_close_an_account_the_customer_asked_to_close_from_the_admin(
     assert "Closing the account of merchant@example.com: sign-in is refused" in done.content.decode()
     closure = AccountClosure.objects.get(user=subscription.customer)
     assert closure.via == AccountClosure.Via.STAFF and closure.requested_by == admin_user
+    change_page = staff_client.get(reverse("admin:accounts_customer_change", args=[subscription.customer_id]))
+    assert "Closing: stores being backed up and torn down" in change_page.content.decode()
+    # The customer's own open session ends at its next request.
+    assert client.get(reverse("accounts:home")).status_code == 302
     assert stripe_api.requests_to("DELETE", f"subscriptions/{stripe_subscription['id']}") == [{}]
     closing = AuditEvent.objects.get(event="account_closing")
     assert closing.actor == admin_user and closing.detail["reason"] == "e-mail of 5 December"
