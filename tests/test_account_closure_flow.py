@@ -12,6 +12,7 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
+from djstripe import models as djstripe_models
 
 from accounts.closure import closed_account_placeholder
 from accounts.models import AccountClosure, AuditEvent
@@ -119,6 +120,10 @@ def test_a_closed_account_loses_its_stores_after_their_final_backups_and_is_purg
     placeholder = closed_account_placeholder(customer.pk)
     assert closure.status == CS.PURGED
     assert restic.snapshots(tags=[f"store-{store.pk}"]) == []
+    # Stripe deleted the customer (it keeps their invoices); the mirror keeps the row, emptied.
+    assert stripe_api.requests_to("DELETE", f"customers/{subscription.stripe_customer_id}") == [{}]
+    mirrored = djstripe_models.Customer.objects.get(id=subscription.stripe_customer_id)
+    assert mirrored.email == "" and mirrored.date_purged is not None and mirrored.stripe_data["email"] is None
     assert not store.backup_runs.filter(forgotten_at__isnull=True).exclude(snapshot_id="").exists()
     assert customer.email == f"{placeholder}@closed.invalid" and customer.company == ""
     assert store.domain == f"{placeholder}-store-{store.pk}.invalid" and store.credentials_encrypted == ""

@@ -194,11 +194,12 @@ def closure_advance(*, closure_id: int, now=None) -> str:
 
 
 def account_purge(*, closure_id: int, now=None) -> AccountClosure:
-    """After the retention: the stores' snapshots are forgotten (restic, outside any transaction), then in
-    one transaction the customer's tickets (with their attachments), consultation requests and contact
-    messages are deleted, their stores' names and credentials and Stripe's mirrored personal fields are
-    emptied, and accounts anonymises the customer and redacts the audit rows. Invoices and subscription
-    records stay (with no personal fields) for the accounts."""
+    """After the retention: the stores' snapshots are forgotten (restic) and the customer is deleted in Stripe
+    (stripe_gateway; Stripe keeps the invoices), both outside any transaction and tried again next run if
+    either fails. Then, in one transaction, the customer's tickets (with their attachments), consultation
+    requests and contact messages are deleted, their stores' names and credentials and Stripe's mirrored
+    personal fields are emptied, and accounts anonymises the customer and redacts the audit rows. Invoices
+    and subscription records stay (with no personal fields) for the accounts."""
     now = now or timezone.now()
     closure = AccountClosure.objects.select_related("user").get(pk=closure_id)
     if closure.status != CS.CLOSED or closure.purge_after > now:
@@ -208,6 +209,8 @@ def account_purge(*, closure_id: int, now=None) -> AccountClosure:
     kept = BackupRun.objects.filter(store_id__in=store_ids, forgotten_at__isnull=True).exclude(snapshot_id="")
     for store_id in sorted(set(kept.values_list("store_id", flat=True))):
         store_snapshots_forget(store_id=store_id)  # a repository that fails raises: the purge waits
+    for stripe_customer_id in _stripe_customer_ids(customer):
+        stripe_gateway.customer_delete(customer_id=stripe_customer_id)  # Stripe keeps the invoices
     placeholder = closed_account_placeholder(customer.pk)
     with transaction.atomic():
         attachments = list(
@@ -229,14 +232,20 @@ def account_purge(*, closure_id: int, now=None) -> AccountClosure:
     return closure
 
 
-def _stripe_mirror_redact(customer: User) -> None:
-    """Empty the personal fields of the customer's objects in dj-stripe's mirror; the invoices stay, with their
-    amounts. Stripe's own records are Stripe's (accounts/README.md, "Leaving": known gaps)."""
-    stripe_ids = set(
-        Subscription.objects.filter(customer=customer)
-        .exclude(stripe_customer_id="")
-        .values_list("stripe_customer_id", flat=True)
+def _stripe_customer_ids(customer: User) -> list[str]:
+    return sorted(
+        set(
+            Subscription.objects.filter(customer=customer)
+            .exclude(stripe_customer_id="")
+            .values_list("stripe_customer_id", flat=True)
+        )
     )
+
+
+def _stripe_mirror_redact(customer: User) -> None:
+    """Empty the personal fields of the customer's objects in dj-stripe's mirror (the customer itself was
+    deleted in Stripe just before); the invoices stay, with their amounts."""
+    stripe_ids = _stripe_customer_ids(customer)
     for mirrored in MirroredCustomer.objects.filter(id__in=stripe_ids):
         mirrored.email = ""
         mirrored.stripe_data = {**mirrored.stripe_data, **dict.fromkeys(STRIPE_PERSONAL_FIELDS)}
