@@ -26,7 +26,7 @@ from billing.models import Subscription
 from billing.services.closure import account_close, account_closures_advance
 from consultations.models import ConsultationRequest, Ticket
 from consultations.services import consultation_request_create, ticket_create, ticket_reply_staff
-from tests.billing_helpers import SIGNUP, paid_signup
+from tests.billing_helpers import SIGNUP, paid_signup, signup
 
 pytestmark = pytest.mark.django_db
 CS = AccountClosure.Status
@@ -328,3 +328,24 @@ def test_after_the_retention_the_purge_removes_the_customer_and_redacts_every_au
     assert unrelated.detail == {} and unrelated.ip_address == "192.0.2.50"
     purged = AuditEvent.objects.get(event="account_purged")
     assert purged.detail == {"customer": customer.pk, "user": placeholder}
+
+
+def test_closing_an_account_that_never_paid_expires_its_checkout_and_removes_the_unbuilt_store(
+    client, priced_plan, stripe_api, django_capture_on_commit_callbacks
+):
+
+    subscription = signup(client, priced_plan)
+    store = subscription.stores.get()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("accounts:leave"), {"password": SIGNUP["password"], "understood": "on"})
+
+    assert response.status_code == 200
+    assert stripe_api.requests_to("POST", f"checkout/sessions/{subscription.checkout_session_id}/expire") == [{}]
+    assert stripe_api.requests_to("DELETE", "subscriptions/") == []  # nothing was ever charged
+    subscription.refresh_from_db()
+    store.refresh_from_db()
+    assert subscription.status == Subscription.Status.ABANDONED
+    # Nothing was built, so there is nothing to back up: its teardown is queued at once.
+    assert store.status == "deleting" and not store.backup_runs.exists()
+    assert AccountClosure.objects.get(user=subscription.customer).status == CS.CLOSING
