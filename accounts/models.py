@@ -2,6 +2,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
+from shophosting.core.transitions import StatusEvent
+
 
 def email_normalise(email: str) -> str:
     """An address as accounts store it, and as sign-in, lockouts and look-ups compare it: trimmed, lower-cased."""
@@ -114,3 +116,46 @@ class Customer(User):
     class Meta:
         proxy = True
         ordering = ["email"]
+
+
+class AccountClosure(models.Model):
+    """A customer's account on its way out: closing (subscriptions canceled, stores being backed up and torn
+    down; sign-in already refused) → closed (every store gone; the final backups kept until `purge_after`)
+    → purged (personal data removed, audit rows redacted). `status` is written only by
+    accounts.closure.closure_transition, with an AccountClosureEvent (accounts/README.md, "Leaving")."""
+
+    class Status(models.TextChoices):
+        CLOSING = "closing", "Closing: stores being backed up and torn down"
+        CLOSED = "closed", "Closed: final backups kept for the retention period"
+        PURGED = "purged", "Purged: personal data removed"
+
+    class Via(models.TextChoices):
+        CUSTOMER = "customer", "The customer, from their account page"
+        STAFF = "staff", "Staff, at the customer's request"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="closure")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CLOSING, db_index=True)
+    via = models.CharField(max_length=10, choices=Via.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The retention stated to the customer when they asked; the purge keeps to it even if settings change.
+    retention_days = models.PositiveSmallIntegerField()
+    requested_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    purge_after = models.DateTimeField(null=True, blank=True, db_index=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        permissions = [("close_customer_account", "Can close a customer's account (at their request)")]
+
+    def __str__(self):
+        return f"account {self.user_id}: {self.get_status_display()}"
+
+
+class AccountClosureEvent(StatusEvent):
+    closure = models.ForeignKey(AccountClosure, on_delete=models.CASCADE, related_name="events")
+    old_status = models.CharField(max_length=20, choices=AccountClosure.Status.choices, blank=True)
+    new_status = models.CharField(max_length=20, choices=AccountClosure.Status.choices)

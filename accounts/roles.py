@@ -51,6 +51,7 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         *_VIEW_CUSTOMERS_AND_STORES,
         "accounts.view_staffuser",
         "accounts.change_customer",
+        "accounts.close_customer_account",  # at the customer's request (billing.services.closure)
         "accounts.view_auditevent",
         "stores.add_store",
         "stores.change_store",

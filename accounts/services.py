@@ -8,7 +8,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import AuditEvent, User
+from accounts.models import AccountClosure, AuditEvent, User
 from accounts.roles import Role
 from shophosting.core.client_ip import client_ip
 from shophosting.core.emails import email_send
@@ -227,6 +227,9 @@ def customer_active_set(*, user: User, active: bool, actor: User, request=None) 
     """Block (or unblock) a customer's sign-in. Their stores keep running: suspending a store is a store action."""
     if user.is_staff:
         raise PermissionError("Staff accounts are managed under Admin users.")
+    if active and AccountClosure.objects.filter(user=user).exists():
+        # Closing is one way: sign-in stays refused while the stores go, and after.
+        raise PermissionError(f"{user.email}'s account is closed or closing; it cannot sign in again.")
     if user.is_active != active:
         user.is_active = active
         user.save(update_fields=["is_active"])

@@ -55,3 +55,14 @@ class PlanSignupForm(forms.Form):
 class StoreAddForm(forms.Form):
     domain = StoreDomainField()
     site_title = forms.CharField(max_length=200, required=False, label="Store name")
+
+
+class AccountCloseForm(forms.Form):
+    """The customer closes their own account: the password again, and a tick that they read what happens."""
+
+    password = forms.CharField(
+        label="Your password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}), strip=False
+    )
+    understood = forms.BooleanField(
+        label="I understand that my stores will be removed and that this cannot be undone.", required=True
+    )

@@ -1,6 +1,6 @@
 """django-rq entry points for billing's periodic work; each calls one service."""
 
-from billing.services import checkout, dunning, enforcement
+from billing.services import checkout, closure, dunning, enforcement
 
 
 def dunning_enforce():
@@ -17,3 +17,7 @@ def checkouts_abandoned_cleanup():
 
 def stores_billing_enforce():
     return enforcement.stores_billing_enforce()
+
+
+def account_closures_advance():
+    return closure.account_closures_advance()

@@ -8,6 +8,7 @@ pages agree with Stripe without waiting for the webhook.
 import logging
 
 import stripe
+from django.utils import timezone
 from djstripe import models as djstripe_models
 from djstripe.settings import djstripe_settings
 
@@ -148,3 +149,16 @@ def subscription_cancel(*, subscription_id: str) -> dict:
         canceled = current
     djstripe_models.Subscription.sync_from_stripe_data(canceled, api_key=_api_key())
     return canceled.to_dict()
+
+
+def customer_delete(*, customer_id: str) -> None:
+    """Delete a customer in Stripe once their closed account is purged: Stripe drops their name, e-mail
+    address, addresses and payment methods and keeps their invoices, which the merchant's accounts need.
+    An already deleted customer is not an error. The mirror keeps the row, marked purged and emptied."""
+    try:
+        _call(stripe.Customer.delete, customer_id)
+    except StripeFailure:
+        current = _call(stripe.Customer.retrieve, customer_id)
+        if not current.get("deleted"):
+            raise
+    djstripe_models.Customer.objects.filter(id=customer_id).update(email="", date_purged=timezone.now())

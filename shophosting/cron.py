@@ -58,6 +58,9 @@ register(billing_jobs.dunning_enforce, "default", cron="7 * * * *")
 register(billing_jobs.stores_billing_enforce, "default", cron="*/10 * * * *")
 # Canceled subscriptions whose retention period is over have their stores torn down.
 register(billing_jobs.subscriptions_teardown_due, "default", cron="37 * * * *")
+# Closing accounts: final backups asked for, stores torn down once theirs is safe, closed accounts purged
+# after their retention (billing/services/closure.py).
+register(billing_jobs.account_closures_advance, "default", cron="*/10 * * * *")
 # Signups that never paid: the checkout is expired and the domain freed after 24 h.
 register(billing_jobs.checkouts_abandoned_cleanup, "default", cron="47 * * * *")
 # Backups: queue the stores whose last backup is older than BACKUP_INTERVAL_HOURS; apply retention daily;

@@ -9,6 +9,7 @@ from wagtail.contrib.sitemaps.views import sitemap
 from wagtail.documents import urls as wagtaildocs_urls
 
 from accounts import urls as accounts_urls
+from billing.leaving_views import account_export_view, account_leave_view
 from cms.views import robots_txt
 from provisioning.views import store_urlpatterns as provisioning_store_urlpatterns
 from shophosting import health
@@ -43,8 +44,22 @@ urlpatterns = [
     path("documents/", include(wagtaildocs_urls)),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     # Two namespaces are composed here from a lower app's patterns and pages that need apps above it: the
-    # customer's home (shophosting/portal.py) and the store page (provisioning/views.py).
-    path("accounts/", include(([*accounts_urls.urlpatterns, path("", account_home_view, name="home")], "accounts"))),
+    # customer's home (shophosting/portal.py), leaving (billing/leaving_views.py) and the store page
+    # (provisioning/views.py).
+    path(
+        "accounts/",
+        include(
+            (
+                [
+                    *accounts_urls.urlpatterns,
+                    path("", account_home_view, name="home"),
+                    path("leave/", account_leave_view, name="leave"),
+                    path("leave/export/", account_export_view, name="export"),
+                ],
+                "accounts",
+            )
+        ),
+    ),
     path("stores/", include(([*stores_urls.urlpatterns, *provisioning_store_urlpatterns], "stores"))),
     path("stores/<int:store_id>/backups/", include("backups.urls")),
     path("", include("billing.urls")),

@@ -216,6 +216,12 @@ class StripeFake:
             return self._post(path, params)
         if request.method == "GET":
             return self._get(path, params)
+        if request.method == "DELETE" and (match := re.fullmatch(r"customers/([^/]+)", path)):
+            customer = self.objects.get(match[1])
+            if customer is None or customer.get("deleted"):
+                return _error(404, f"No such customer: '{match[1]}'")
+            self.objects[match[1]] = {"id": match[1], "object": "customer", "deleted": True}
+            return 200, {}, json.dumps(self.objects[match[1]])
         if request.method == "DELETE" and (match := re.fullmatch(r"subscriptions/([^/]+)", path)):
             sub = self.objects.get(match[1])
             if sub is None:

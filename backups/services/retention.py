@@ -64,9 +64,16 @@ def backups_prune(*, dry_run: bool = False) -> dict[str, list[str]]:
         deleted = store.events.filter(new_status=Store.Status.DELETED).order_by("-created_at").first()
         if deleted is None or deleted.created_at > timezone.now() - timedelta(days=retention_days(store)):
             continue
-        ids = [snapshot["id"] for snapshot in restic.snapshots(tags=[f"store-{store.pk}"])]
-        if ids:
-            restic.forget_ids(ids, prune=True)
-            BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
-        forgotten[f"store-{store.pk}"] = ids
+        forgotten[f"store-{store.pk}"] = store_snapshots_forget(store_id=store.pk)
     return forgotten
+
+
+def store_snapshots_forget(*, store_id: int) -> list[str]:
+    """Forget (and prune) every snapshot of one store, its final backup included, and mark their records:
+    for a deleted store whose retention is over (above), or whose account is purged (billing's closure).
+    Returns the forgotten ids."""
+    ids = [snapshot["id"] for snapshot in restic.snapshots(tags=[f"store-{store_id}"])]
+    if ids:
+        restic.forget_ids(ids, prune=True)
+        BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
+    return ids

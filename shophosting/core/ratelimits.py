@@ -23,6 +23,7 @@ RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "backup_pages": ("30/m", "300/h"),  # the backups list, restore confirmation and progress pages
     "job_progress": ("90/m",),  # a job's progress JSON (the store page and job pages poll it every 2 s)
     "ticket_post": ("5/m", "30/h"),  # new tickets and customer replies, with their attachments; per account
+    "account_leaving": ("10/h",),  # account data exports and close attempts (a password is checked)
 }
 
 HUMAN_NAMES = {
@@ -35,6 +36,7 @@ HUMAN_NAMES = {
     "backup_pages": "backup page views",
     "job_progress": "progress checks",
     "ticket_post": "support messages",
+    "account_leaving": "account exports and close attempts",
 }
 
 # Budgets of FAILED attempts per account (not per IP or session): a new session, address or device does
