@@ -290,3 +290,17 @@ def teardown_all(subscription_ids: list[int], timeout: float = 300) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the benchmark's stores were not torn down in time")
         time.sleep(0.5)
+
+
+def leftovers_remove() -> int:
+    """Stacks an interrupted earlier run left holding host capacity (its teardown never ran): removed and
+    their reservations released, so every run starts with the host as empty as the first."""
+    from provisioning.steps import stack_remove
+    from stores.models import Store
+    from stores.services import store_release
+
+    leftovers = list(Store.objects.select_related("host").filter(host__isnull=False))
+    for store in leftovers:
+        stack_remove(store, lambda message: None)
+        store_release(store_id=store.pk)
+    return len(leftovers)

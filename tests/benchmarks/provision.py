@@ -165,6 +165,8 @@ def end_to_end(args) -> None:
     for name in ("NGINX_ENABLED", "STORE_OBJECT_PREFIX"):
         os.environ.pop(name)  # e2e_settings: nginx on, a store prefix of its own
     setup()
+    if removed := e2e.leftovers_remove():
+        print(f"removed {removed} stacks an earlier run left behind")
     platform = e2e.Platform(stripe_base=stripe.base, workers=args.workers)
     platform.start()
     subscriptions = []
