@@ -22,32 +22,10 @@ from billing import jobs as billing_jobs
 from billing.models import Subscription
 from provisioning import docker_client
 from stores.models import Store
-from tests.billing_helpers import SIGNUP, paid_signup
+from tests.billing_helpers import SIGNUP
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
 CS = AccountClosure.Status
-
-
-@pytest.fixture
-def live_subscription(
-    client,
-    priced_plan,
-    stripe_api,
-    stripe_webhook,
-    store_images,
-    clean_test_stores,
-    django_capture_on_commit_callbacks,
-    run_provisioning_worker,
-):
-    """A paid signup whose store was provisioned by a real worker; the client is signed in as its customer."""
-    with django_capture_on_commit_callbacks(execute=True):
-        subscription, stripe_subscription = paid_signup(
-            client, priced_plan, stripe_api, stripe_webhook, domain="leaving1.test"
-        )
-    run_provisioning_worker()
-    store = subscription.stores.get()
-    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
-    return subscription, stripe_subscription
 
 
 def test_a_closed_account_loses_its_stores_after_their_final_backups_and_is_purged_after_the_retention(

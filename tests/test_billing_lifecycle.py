@@ -19,32 +19,9 @@ from provisioning import docker_client
 from provisioning.models import ProvisioningJob
 from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
 from stores.models import Store
-from tests.billing_helpers import paid_signup
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
 SS = Subscription.Status
-
-
-@pytest.fixture
-def live_subscription(
-    client,
-    priced_plan,
-    stripe_api,
-    stripe_webhook,
-    store_images,
-    clean_test_stores,
-    django_capture_on_commit_callbacks,
-    run_provisioning_worker,
-):
-    """A paid signup whose store was provisioned by a real worker."""
-    with django_capture_on_commit_callbacks(execute=True):
-        subscription, stripe_subscription = paid_signup(
-            client, priced_plan, stripe_api, stripe_webhook, domain="billing1.test"
-        )
-    run_provisioning_worker()
-    store = subscription.stores.get()
-    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
-    return subscription, stripe_subscription
 
 
 def web_container(store: Store):

@@ -46,3 +46,29 @@ def priced_plan(woo_plan, stripe_api):
     from billing.services.plans import plan_price_create
 
     return plan_price_create(plan_id=woo_plan.pk)
+
+
+@pytest.fixture
+def live_subscription(
+    client,
+    priced_plan,
+    stripe_api,
+    stripe_webhook,
+    store_images,
+    clean_test_stores,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    """A paid signup whose store was provisioned by a real worker (Docker: under the lock); the client is
+    signed in as its customer. Returns our subscription and Stripe's."""
+    from stores.models import Store
+    from tests.billing_helpers import paid_signup
+
+    with django_capture_on_commit_callbacks(execute=True):
+        subscription, stripe_subscription = paid_signup(
+            client, priced_plan, stripe_api, stripe_webhook, domain="live1.test"
+        )
+    run_provisioning_worker()
+    store = subscription.stores.get()
+    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
+    return subscription, stripe_subscription
