@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import BackupRun, RestoreRun, RunStatus
+from backups.models import BackupRun, RestoreExport, RestoreRun, RunStatus
 from backups.services import restore as restore_kind
 from backups.services.backup import backup_enqueue
 from backups.services.records import BackupConflict
@@ -502,7 +502,16 @@ def test_a_web_process_killed_inside_a_restore_request_leaves_a_restore_that_run
         page = web.get(url, params={"scope": "db"}, timeout=60)
         assert page.status_code == 200 and "Restore from" in page.text
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        form = {"csrfmiddlewaretoken": token, "scope": "db", "confirm": backup.snapshot_id[:8]}
+        # The summary read before a database restore, as its job leaves it; the restore exports into it again.
+        export = RestoreExport.objects.create(
+            store=store, backup_run=backup, snapshot_id=backup.snapshot_id, status=RunStatus.SUCCEEDED
+        )
+        form = {
+            "csrfmiddlewaretoken": token,
+            "scope": "db",
+            "confirm": backup.snapshot_id[:8],
+            "export": export.pk,
+        }
 
         def send() -> None:
             with contextlib.suppress(requests.RequestException):  # the process dies under it

@@ -1,0 +1,319 @@
+"""Merchant-safe restore: before a database restore, the rows created or changed since the snapshot are found,
+summed up in plain words before the merchant confirms, exported (CSV and SQL) and downloadable by the store's
+owner only, for the backup retention. WordPress rows on a real store, with a real restic repository; the
+WooCommerce table list against WooCommerce's own table definitions in a scratch MariaDB database."""
+
+import csv
+import io
+import os
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import MySQLdb
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import AuditEvent
+from backups import app_tables
+from backups.models import BackupRun, RestoreExport, RestoreRun, RunStatus
+from backups.services.records import SnapshotNotFound
+from backups.services.restore import restore_request
+from backups.services.restore_export import ExportNotReady, export_path, restore_export_request
+from backups.services.retention import restore_exports_remove_expired
+from tests.test_backups import back_up, job_log, live_store, sql  # noqa: F401 - live_store is a fixture
+
+pytestmark = pytest.mark.django_db
+SCHEMA = Path(__file__).parent / "fixtures" / "woocommerce" / "schema.sql"
+
+
+# --- The WooCommerce table list, against WooCommerce's schema (no Docker) ---------------------------------
+
+
+@pytest.fixture
+def scratch_woocommerce_database():
+    """A scratch database on the test MariaDB server holding the tables of tests/fixtures/woocommerce."""
+    server = connection.settings_dict
+    name = f"scratch_woo_{os.getpid()}"
+    db = MySQLdb.connect(
+        host=server["HOST"] or "127.0.0.1",
+        port=int(server["PORT"] or 3306),
+        user=server["USER"],
+        password=server["PASSWORD"] or "",
+        charset="utf8mb4",
+    )
+    cursor = db.cursor()
+    cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+    cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    cursor.execute(f"USE {name}")
+    statements = [s.strip() for s in SCHEMA.read_text().split(";\n") if s.strip()]
+    for statement in statements:
+        body = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
+        if body.strip():
+            cursor.execute(body)
+    try:
+        yield cursor
+    finally:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.close()
+
+
+def columns_of(cursor) -> dict[str, set[str]]:
+    cursor.execute("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")
+    found: dict[str, set[str]] = {}
+    for table, column in cursor.fetchall():
+        found.setdefault(table, set()).add(column)
+    return found
+
+
+def test_every_table_and_column_the_woocommerce_list_names_is_in_woocommerces_schema(scratch_woocommerce_database):
+    columns = columns_of(scratch_woocommerce_database)
+    selections = app_tables.selections_for("woocommerce")
+    names = {selection.name for selection in selections}
+    prefix = app_tables.wordpress_prefix(columns)
+    assert prefix == "wp_"
+
+    for selection in selections:
+        table = prefix + selection.table
+        assert table in columns, f"{selection.name}: no table {table}"
+        have = {column.lower() for column in columns[table]}
+        assert selection.columns() <= have, f"{selection.name}: {selection.columns() - have} not in {table}"
+        if selection.parent:
+            assert set(selection.parent.selections) <= names, selection.name
+    # The tables the issue names, every one of them covered.
+    tables = {selection.table for selection in selections}
+    assert {
+        "wc_orders",
+        "wc_order_addresses",
+        "wc_order_operational_data",
+        "wc_orders_meta",
+        "woocommerce_order_items",
+        "woocommerce_order_itemmeta",
+        "wc_customer_lookup",
+        "posts",
+        "comments",
+        "users",
+    } <= tables
+    planned = app_tables.plan(selections, columns=columns, prefix=prefix, cutoff=timezone.now())
+    assert [p.selection.name for p in planned] == [s.name for s in selections]  # every one usable
+
+
+def test_the_woocommerce_statements_find_the_orders_items_notes_and_customers_since_the_cutoff(
+    scratch_woocommerce_database,
+):
+    """Old rows stay out; a new HPOS order with its synchronised legacy copy counts once, and brings its
+    addresses, data, meta, items and item meta; a note and a customer count; a revision is not a post."""
+    cursor = scratch_woocommerce_database
+    cutoff = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+    old, new = "2026-11-19 09:00:00", "2026-11-20 12:00:05"
+    cursor.execute("SET time_zone = '+00:00'")
+    for order_id, when in ((50, old), (100, new)):
+        cursor.execute(
+            "INSERT INTO wp_wc_orders (id, status, type, date_created_gmt, date_updated_gmt)"
+            " VALUES (%s, 'wc-processing', 'shop_order', %s, %s)",
+            (order_id, when, when),
+        )
+        # HPOS's compatibility mode keeps a copy of every order in wp_posts under the same id.
+        cursor.execute(
+            "INSERT INTO wp_posts (ID, post_content, post_title, post_excerpt, to_ping, pinged,"
+            " post_content_filtered, post_type, post_modified_gmt) VALUES (%s, '', 'Order', '', '', '', '',"
+            " 'shop_order', %s)",
+            (order_id, when),
+        )
+        cursor.execute("INSERT INTO wp_wc_order_addresses (order_id, address_type) VALUES (%s, 'billing')", (order_id,))
+        cursor.execute("INSERT INTO wp_wc_order_operational_data (order_id, order_key) VALUES (%s, 'k')", (order_id,))
+        cursor.execute("INSERT INTO wp_wc_orders_meta (order_id, meta_key) VALUES (%s, 'm')", (order_id,))
+        cursor.execute(
+            "INSERT INTO wp_woocommerce_order_items (order_item_name, order_item_type, order_id)"
+            " VALUES ('Hoodie', 'line_item', %s)",
+            (order_id,),
+        )
+        cursor.execute(
+            "INSERT INTO wp_woocommerce_order_itemmeta (order_item_id, meta_key, meta_value)"
+            " VALUES (LAST_INSERT_ID(), '_qty', '1')"
+        )
+        cursor.execute(
+            "INSERT INTO wp_comments (comment_post_ID, comment_author, comment_content, comment_type,"
+            " comment_date_gmt) VALUES (%s, 'WooCommerce', 'Paid', 'order_note', %s)",
+            (order_id, when),
+        )
+    cursor.execute(
+        "INSERT INTO wp_wc_customer_lookup (first_name, last_name, date_registered, date_last_active)"
+        " VALUES ('Old', 'Customer', %s, %s), ('New', 'Customer', %s, %s)",
+        (old, old, new, new),
+    )
+    for post_type in ("post", "revision"):
+        cursor.execute(
+            "INSERT INTO wp_posts (post_content, post_title, post_excerpt, to_ping, pinged, post_content_filtered,"
+            " post_type, post_modified_gmt) VALUES ('', 'News', '', '', '', '', %s, %s)",
+            (post_type, new),
+        )
+    selections = app_tables.selections_for("woocommerce")
+    planned = app_tables.plan(selections, columns=columns_of(cursor), prefix="wp_", cutoff=cutoff)
+
+    cursor.execute(app_tables.count_statement(planned))
+    results = {planned[int(index)].selection.name: (int(rows), int(counted)) for index, rows, counted in cursor}
+
+    assert results["orders"] == (1, 1)
+    assert results["legacy_orders"] == (1, 0)  # the same order, already counted from wc_orders
+    for child in ("order_addresses", "order_operational_data", "orders_meta", "order_items", "order_itemmeta"):
+        assert results[child][0] == 1, child
+    assert results["order_notes"] == (1, 1)
+    assert results["customers"] == (1, 1)
+    assert results["posts"] == (2, 1)  # the post and its revision are exported; the revision is not counted
+    assert results["comments"] == (0, 0)  # the note is not a comment of the site
+    counts: dict[str, int] = {}
+    for p in planned:
+        if p.selection.noun:
+            counts[p.selection.noun[0]] = counts.get(p.selection.noun[0], 0) + results[p.selection.name][1]
+    assert app_tables.summary_sentence(counts, selections=selections) == (
+        "1 post, 1 order, 1 order note and 1 customer since this backup"
+    )
+    # Without HPOS (WooCommerce before 8.2, or HPOS never turned on), orders are counted from wp_posts.
+    without_hpos = {t: c for t, c in columns_of(cursor).items() if not t.startswith(("wp_wc_orders", "wp_wc_order_"))}
+    legacy = app_tables.plan(selections, columns=without_hpos, prefix="wp_", cutoff=cutoff)
+    cursor.execute(app_tables.count_statement(legacy))
+    results = {legacy[int(index)].selection.name: (int(rows), int(counted)) for index, rows, counted in cursor}
+    assert "orders" not in results and results["legacy_orders"] == (1, 1) and results["order_items"][0] == 1
+
+
+def test_the_prefix_is_read_from_the_database_and_never_pasted_unchecked():
+    assert app_tables.wordpress_prefix({"shop_options", "shop_posts", "other"}) == "shop_"
+    assert app_tables.wordpress_prefix({"wp_options", "wp_posts", "b_options", "b_posts"}) == "wp_"
+    with pytest.raises(app_tables.NoApplicationTables, match="several WordPress sites"):
+        app_tables.wordpress_prefix({"a_options", "a_posts", "b_options", "b_posts"})
+    with pytest.raises(app_tables.NoApplicationTables, match="no WordPress tables"):
+        app_tables.wordpress_prefix({"x`; DROP TABLE y; -- options", "x`; DROP TABLE y; -- posts"})
+    with pytest.raises(app_tables.NoApplicationTables):
+        app_tables.selections_for("magento")
+
+
+# --- A real store: snapshot, new rows, summary, export, download, restore -------------------------------
+
+
+def add_rows_after_the_backup(store) -> None:
+    """A post, a comment and a user, written the way WordPress writes them (UTC in the *_gmt columns)."""
+    sql(
+        store,
+        "INSERT INTO wp_posts (post_author, post_date, post_date_gmt, post_content, post_title, post_excerpt,"
+        " post_status, post_name, to_ping, pinged, post_modified, post_modified_gmt, post_content_filtered,"
+        " post_type) VALUES (1, NOW(), UTC_TIMESTAMP(), 'Body', 'Written after the backup', '', 'publish',"
+        " 'written-after', '', '', NOW(), UTC_TIMESTAMP(), '', 'post')",
+    )
+    sql(
+        store,
+        "INSERT INTO wp_comments (comment_post_ID, comment_author, comment_author_email, comment_date,"
+        " comment_date_gmt, comment_content, comment_type) VALUES (1, 'Ada', 'ada@example.com', NOW(),"
+        " UTC_TIMESTAMP(), 'A comment after the backup', 'comment')",
+    )
+    sql(
+        store,
+        "INSERT INTO wp_users (user_login, user_pass, user_nicename, user_email, user_registered, display_name)"
+        " VALUES ('newcomer', 'x', 'newcomer', 'newcomer@example.com', UTC_TIMESTAMP(), 'Newcomer')",
+    )
+
+
+def zip_contents(content: bytes) -> dict[str, str]:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        return {name: archive.read(name).decode() for name in archive.namelist()}
+
+
+@pytest.mark.docker
+def test_a_database_restore_names_exports_and_keeps_what_changed_since_the_backup_for_its_owner_only(
+    live_store,  # noqa: F811 - the fixture imported above
+    client,
+    user_factory,
+    run_backups_worker,
+    django_capture_on_commit_callbacks,
+):
+    store, capture = live_store, django_capture_on_commit_callbacks
+    snapshot = back_up(store, BackupRun.Kind.MANUAL, run_backups_worker, capture)
+    add_rows_after_the_backup(store)
+    page_url = reverse("backups:restore", args=[store.pk, snapshot.snapshot_id])
+    client.force_login(store.customer)
+
+    # Step 1: the page offers to look, and no confirmation yet.
+    first = client.get(page_url, {"scope": "db"}).content.decode()
+    assert "Show what changed since this backup" in first and 'name="confirm"' not in first
+    with capture(execute=True):
+        client.post(page_url, {"scope": "db", "prepare": "1"})
+    running = client.get(page_url, {"scope": "db"}).content.decode()
+    assert "Looking at what changed since this backup" in running and 'http-equiv="refresh"' in running
+    run_backups_worker()
+
+    export = RestoreExport.objects.get(store=store)
+    assert export.status == RunStatus.SUCCEEDED, f"{export.error}\n{job_log(export.job_id)}"
+    assert export.changed_after <= snapshot.started_at
+    summary = client.get(page_url, {"scope": "db"}).content.decode()
+    assert "1 post, 1 comment and 1 new user since this backup" in summary  # named before confirming
+    assert 'name="confirm"' in summary and f'name="export" value="{export.pk}"' in summary
+    assert AuditEvent.objects.filter(event="restore_export_requested").count() == 1
+
+    # The export, downloaded by the owner: a CSV per kind of row and one SQL file, with the new rows only.
+    download_url = reverse("backups:export_download", args=[store.pk, export.pk])
+    response = client.get(download_url)
+    assert response.status_code == 200 and response["Cache-Control"] == "private, no-store"
+    files = zip_contents(b"".join(response.streaming_content))
+    assert {"posts.csv", "comments.csv", "users.csv", "changes.sql"} <= set(files)
+    posts = list(csv.DictReader(io.StringIO(files["posts.csv"])))
+    assert [row["post_title"] for row in posts] == ["Written after the backup"]
+    assert [row["comment_content"] for row in csv.DictReader(io.StringIO(files["comments.csv"]))] == [
+        "A comment after the backup"
+    ]
+    assert [row["user_login"] for row in csv.DictReader(io.StringIO(files["users.csv"]))] == ["newcomer"]
+    assert (
+        "INSERT INTO `wp_posts` (`ID`," in files["changes.sql"] and "Written after the backup" in files["changes.sql"]
+    )
+    assert "A comment after the backup" in files["changes.sql"] and "'newcomer'" in files["changes.sql"]
+    assert "Hello world" not in files["changes.sql"]  # rows from before the backup stay out
+    assert AuditEvent.objects.filter(event="restore_export_downloaded", actor=store.customer).count() == 1
+
+    # Someone else: the download, the page and the request are all 404s, and nothing is created.
+    intruder = user_factory(email="intruder@example.com")
+    client.force_login(intruder)
+    assert client.get(download_url).status_code == 404
+    assert client.get(page_url).status_code == 404
+    assert client.post(page_url, {"scope": "db", "prepare": "1"}).status_code == 404
+    assert RestoreExport.objects.count() == 1
+
+    # Bad input: an unknown snapshot, and a restore with a summary that is not this snapshot's.
+    client.force_login(store.customer)
+    cache.delete_pattern("*")  # the requests above count against the backup rate limit
+    with pytest.raises(SnapshotNotFound):
+        restore_export_request(store_id=store.pk, snapshot_id="0" * 64)
+    unknown = reverse("backups:restore", args=[store.pk, "0" * 64])
+    assert client.post(unknown, {"scope": "db", "prepare": "1"}).status_code == 404
+    with pytest.raises(ExportNotReady, match="Look at what changed"):
+        restore_request(store_id=store.pk, snapshot_id="1" * 64, scope="db", export_id=export.pk)
+    refused = client.post(page_url, {"scope": "db", "confirm": snapshot.snapshot_id[:8]}, follow=True)
+    assert "Look at what changed since this backup first" in refused.content.decode()
+    assert not RestoreRun.objects.exists()
+
+    # Step 2: confirmed. The restore exports again once the store is offline, into the same record.
+    cache.delete_pattern("*")
+    with capture(execute=True):
+        confirmed = client.post(page_url, {"scope": "db", "confirm": snapshot.snapshot_id[:8], "export": export.pk})
+    restore = RestoreRun.objects.get()
+    assert confirmed.status_code == 302 and confirmed["Location"].endswith(f"/jobs/{restore.job_id}/")
+    run_backups_worker()
+    restore.refresh_from_db()
+    assert restore.status == RunStatus.SUCCEEDED, f"{restore.error}\n{job_log(restore.job_id)}"
+    assert "1 post, 1 comment and 1 new user since this backup: kept for download" in job_log(restore.job_id)
+    assert sql(store, "SELECT COUNT(*) FROM wp_posts WHERE post_title = 'Written after the backup'") == "0"
+    export.refresh_from_db()
+    assert export.restore_run_id == restore.pk and export.summary.startswith("1 post, 1 comment and 1 new user")
+    listing = client.get(reverse("backups:list", args=[store.pk])).content.decode()
+    assert download_url in listing  # still downloadable after the restore
+    after = zip_contents(b"".join(client.get(download_url).streaming_content))
+    assert "Written after the backup" in after["posts.csv"]
+    with pytest.raises(ExportNotReady, match="used by an earlier restore"):
+        restore_request(store_id=store.pk, snapshot_id=snapshot.snapshot_id, scope="db", export_id=export.pk)
+
+    # Kept for the store's backup retention, then the retention job removes the file.
+    assert restore_exports_remove_expired(now=timezone.now() + timedelta(days=1)) == []
+    assert restore_exports_remove_expired(now=timezone.now() + timedelta(days=31)) == [export.pk]
+    assert not export_path(export).exists()
+    assert client.get(download_url).status_code == 404
