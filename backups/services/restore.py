@@ -133,7 +133,7 @@ def step_export(store: Store, log: Log, *, job_id: int) -> None:
     (nothing can be written any more): the merchant downloads them afterwards. If this fails, the restore
     stops before anything was replaced."""
     export = export_for_restore(store, log, restore=_restore_of(job_id))
-    log(f"{export.summary}: kept for download")
+    log(f"{export.summary}: kept for download" if export.downloadable else export.summary)
 
 
 def step_database(store: Store, log: Log, *, job_id: int) -> None:

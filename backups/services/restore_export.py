@@ -199,9 +199,21 @@ def changes_export(store: Store, export: RestoreExport, log: Log) -> RestoreExpo
     BACKUP_EXPORT_DIR). The store's database must run. Returns the export as recorded."""
     container = stack_for(store).container_name("db")
     base_url = store.host.docker_url
-    selections = app_tables.selections_for(store.plan.platform)
     columns = database_columns(container, base_url)
-    prefix = app_tables.wordpress_prefix(columns)
+    try:
+        selections = app_tables.selections_for(store.plan.platform)
+        prefix = app_tables.wordpress_prefix(columns)
+    except app_tables.NoApplicationTables as exc:
+        # A database the application's tables are gone from is just what a restore mends: say so, keep
+        # nothing (there is nothing to compare), and never stand in the restore's way.
+        summary = f"Nothing to compare with this backup: {exc}"
+        if export.file_name:  # an earlier export of the same record (its summary read before the restore)
+            export_path(export).unlink(missing_ok=True)
+        RestoreExport.objects.filter(pk=export.pk).update(
+            counts={}, rows={}, summary=summary, file_name="", size_bytes=None
+        )
+        log(summary)
+        return RestoreExport.objects.get(pk=export.pk)
     planned = app_tables.plan(selections, columns=columns, prefix=prefix, cutoff=export.changed_after)
     counted: dict[str, int] = {}
     rows: dict[str, int] = {}
