@@ -292,7 +292,15 @@ def test_a_database_restore_names_exports_and_keeps_what_changed_since_the_backu
     assert "Look at what changed since this backup first" in refused.content.decode()
     assert not RestoreRun.objects.exists()
 
-    # Step 2: confirmed. The restore exports again once the store is offline, into the same record.
+    # Step 2: confirmed. The restore exports again once the store is offline, into the same record, so a post
+    # written between the summary and the confirmation is kept too.
+    sql(
+        store,
+        "INSERT INTO wp_posts (post_author, post_date, post_date_gmt, post_content, post_title, post_excerpt,"
+        " post_status, post_name, to_ping, pinged, post_modified, post_modified_gmt, post_content_filtered,"
+        " post_type) VALUES (1, NOW(), UTC_TIMESTAMP(), 'Body', 'Written after the summary', '', 'publish',"
+        " 'after-summary', '', '', NOW(), UTC_TIMESTAMP(), '', 'post')",
+    )
     cache.delete_pattern("*")
     with capture(execute=True):
         confirmed = client.post(page_url, {"scope": "db", "confirm": snapshot.snapshot_id[:8], "export": export.pk})
@@ -301,14 +309,17 @@ def test_a_database_restore_names_exports_and_keeps_what_changed_since_the_backu
     run_backups_worker()
     restore.refresh_from_db()
     assert restore.status == RunStatus.SUCCEEDED, f"{restore.error}\n{job_log(restore.job_id)}"
-    assert "1 post, 1 comment and 1 new user since this backup: kept for download" in job_log(restore.job_id)
-    assert sql(store, "SELECT COUNT(*) FROM wp_posts WHERE post_title = 'Written after the backup'") == "0"
+    assert "2 posts, 1 comment and 1 new user since this backup: kept for download" in job_log(restore.job_id)
+    assert sql(store, "SELECT COUNT(*) FROM wp_posts WHERE post_title LIKE 'Written after%'") == "0"
     export.refresh_from_db()
-    assert export.restore_run_id == restore.pk and export.summary.startswith("1 post, 1 comment and 1 new user")
+    assert export.restore_run_id == restore.pk
+    assert export.summary == "2 posts, 1 comment and 1 new user since this backup"
     listing = client.get(reverse("backups:list", args=[store.pk])).content.decode()
     assert download_url in listing  # still downloadable after the restore
     after = zip_contents(b"".join(client.get(download_url).streaming_content))
-    assert "Written after the backup" in after["posts.csv"]
+    titles = [row["post_title"] for row in csv.DictReader(io.StringIO(after["posts.csv"]))]
+    assert titles == ["Written after the backup", "Written after the summary"]
+    assert "Written after the summary" in after["changes.sql"]
     with pytest.raises(ExportNotReady, match="used by an earlier restore"):
         restore_request(store_id=store.pk, snapshot_id=snapshot.snapshot_id, scope="db", export_id=export.pk)
 
