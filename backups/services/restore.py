@@ -241,6 +241,14 @@ SCOPE_SKIPS = {
 }
 
 
+def _skips(scope: str, from_another_store: bool) -> dict[str, str]:
+    """The steps a restore does not need: by its scope, and the export when the snapshot is another store's
+    (a deleted store's final backup into a new store, whose database holds nothing of its own yet)."""
+    if from_another_store:
+        return {**SCOPE_SKIPS[scope], EXPORT_STEP: "a new store: nothing of its own to keep"}
+    return SCOPE_SKIPS[scope]
+
+
 def restore_request(
     *,
     store_id: int,
@@ -273,7 +281,7 @@ def restore_request(
         ) from exc
     with transaction.atomic():
         try:
-            job = job_enqueue(store_id=store_id, kind=KIND, actor=actor, skip=SCOPE_SKIPS[scope])
+            job = job_enqueue(store_id=store_id, kind=KIND, actor=actor, skip=_skips(scope, source.pk != store_id))
         except JobConflict as exc:
             raise BackupConflict(str(exc)) from None
         except InvalidTransition:
