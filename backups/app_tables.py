@@ -6,7 +6,9 @@ Before a database restore the platform finds the rows created or changed after t
 - WooCommerce: orders, order items and their meta, order notes and customers, in the tables of the versions
   in use: the HPOS tables (`wc_orders`, `wc_order_addresses`, `wc_order_operational_data`, `wc_orders_meta`,
   WooCommerce 8.2+) and the legacy ones (orders as `posts` of type shop_order, notes as `comments` of type
-  order_note), the order items tables both use, and the customer lookup table (3.6+).
+  order_note), the order items tables both use, and the customer lookup table (3.6+);
+- Magento 2: orders with their items, addresses, payments and grid rows, order comments (status history),
+  invoices, shipments, credit memos, customers and their addresses.
 
 A `Selection` is one kind of row in one table. A row is "since the snapshot" when one of its `changed`
 columns (UTC times: WordPress's *_gmt columns (a post's `post_modified_gmt`, set when it is written, not its
@@ -15,8 +17,9 @@ timestamps) is at or after the cutoff, or, for a child table without times of it
 order items), when its parent row is. Tables or columns a store's database does not have are left out (a
 WooCommerce without HPOS has no `wc_orders`), so one list serves every version.
 
-Table names carry the application's prefix (WordPress's `$table_prefix`, `wp_` on this platform). It is read
-from the database itself (`wordpress_prefix`), since a store imported from elsewhere may use another one.
+Table names carry the application's prefix (WordPress's `$table_prefix`, `wp_` on this platform; Magento's
+`table_prefix`, empty here). It is read from the database itself (`table_prefix`), since a store imported from
+elsewhere may use another one.
 Every statement built here uses only this module's constants, the prefix (letters, digits and underscores
 only) and a cutoff the platform formats: no tenant data is pasted into SQL.
 """
@@ -26,8 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-WORDPRESS_DEFAULT_PREFIX = "wp_"
-# What WordPress itself accepts as $table_prefix (wp-settings.php refuses anything else).
+# What WordPress accepts as $table_prefix (wp-settings.php refuses anything else); Magento's are narrower.
 PREFIX = re.compile(r"[A-Za-z0-9_]*")
 # Post types and comment types that are WooCommerce's orders and order notes, not the site's posts.
 ORDER_POST_TYPES = ("shop_order", "shop_order_refund", "shop_order_placehold")
@@ -158,9 +160,65 @@ WOOCOMMERCE = (
     ),
 )
 
+MAGENTO = (
+    Selection("orders", "sales_order", "entity_id", changed=("updated_at", "created_at"), noun=("order", "orders")),
+    Selection("order_items", "sales_order_item", "item_id", parent=Parent("order_id", ("orders",))),
+    Selection("order_addresses", "sales_order_address", "entity_id", parent=Parent("parent_id", ("orders",))),
+    Selection("order_payments", "sales_order_payment", "entity_id", parent=Parent("parent_id", ("orders",))),
+    # The order grid is Magento's own index of sales_order, one row per order under the same id.
+    Selection("order_grid", "sales_order_grid", "entity_id", parent=Parent("entity_id", ("orders",))),
+    # An order's comments and status changes (Magento's order notes).
+    Selection(
+        "order_comments",
+        "sales_order_status_history",
+        "entity_id",
+        changed=("created_at",),
+        noun=("order comment", "order comments"),
+    ),
+    Selection(
+        "invoices", "sales_invoice", "entity_id", changed=("updated_at", "created_at"), noun=("invoice", "invoices")
+    ),
+    Selection(
+        "shipments",
+        "sales_shipment",
+        "entity_id",
+        changed=("updated_at", "created_at"),
+        noun=("shipment", "shipments"),
+    ),
+    Selection(
+        "credit_memos",
+        "sales_creditmemo",
+        "entity_id",
+        changed=("updated_at", "created_at"),
+        noun=("credit memo", "credit memos"),
+    ),
+    Selection(
+        "customers",
+        "customer_entity",
+        "entity_id",
+        changed=("updated_at", "created_at"),
+        noun=("customer", "customers"),
+    ),
+    Selection("customer_addresses", "customer_address_entity", "entity_id", changed=("updated_at", "created_at")),
+)
+
+
+@dataclass(frozen=True)
+class Application:
+    """What a platform's stores run: the selections, and how its tables and their prefix are recognised."""
+
+    name: str
+    selections: tuple[Selection, ...]
+    markers: tuple[str, str]  # two tables (without the prefix) every installation has
+    default_prefix: str  # the platform's own, which wins when a database holds several installations
+
+
 # The applications each platform runs, by `Plan.platform`. A WooCommerce store is a WordPress site.
-APPLICATIONS: dict[str, tuple[Selection, ...]] = {
-    "woocommerce": WORDPRESS + WOOCOMMERCE,
+APPLICATIONS: dict[str, Application] = {
+    "woocommerce": Application("WordPress", WORDPRESS + WOOCOMMERCE, ("options", "posts"), "wp_"),
+    # Magento's timestamps are TIMESTAMP columns (UTC inside; read in UTC, see `SESSION_UTC`); its table
+    # prefix (env.php's db.table_prefix) is empty unless set at install.
+    "magento": Application("Magento", MAGENTO, ("core_config_data", "sales_order"), ""),
 }
 # Every statement these selections run in starts with this, so TIMESTAMP columns compare in UTC.
 SESSION_UTC = "SET time_zone = '+00:00';"
@@ -170,30 +228,37 @@ class NoApplicationTables(Exception):
     """The store's database does not hold the application's tables (or the platform has no list)."""
 
 
-def selections_for(platform: str) -> tuple[Selection, ...]:
+def application_for(platform: str) -> Application:
     try:
         return APPLICATIONS[platform]
     except KeyError:
         raise NoApplicationTables(f"no list of tables for {platform!r} stores") from None
 
 
-def wordpress_prefix(tables: Iterable[str]) -> str:
-    """The $table_prefix of the WordPress whose tables these are: the prefix of an `options` table with a
-    `posts` table beside it. The platform's own (`wp_`) wins when several sites share the database."""
+def selections_for(platform: str) -> tuple[Selection, ...]:
+    return application_for(platform).selections
+
+
+def table_prefix(application: Application, tables: Iterable[str]) -> str:
+    """The prefix of the application's tables in this database (WordPress's $table_prefix, Magento's
+    table_prefix): the one both marker tables carry. The platform's own wins when several installations
+    share the database."""
     names = set(tables)
+    first, second = application.markers
     found = {
-        name.removesuffix("options")
+        name.removesuffix(first)
         for name in names
-        if name.endswith("options") and f"{name.removesuffix('options')}posts" in names
+        if name.endswith(first) and f"{name.removesuffix(first)}{second}" in names
     }
     found = {prefix for prefix in found if PREFIX.fullmatch(prefix)}
-    if WORDPRESS_DEFAULT_PREFIX in found:
-        return WORDPRESS_DEFAULT_PREFIX
+    if application.default_prefix in found:
+        return application.default_prefix
     if len(found) == 1:
         return found.pop()
     if not found:
-        raise NoApplicationTables("the database holds no WordPress tables")
-    raise NoApplicationTables(f"the database holds several WordPress sites ({', '.join(sorted(found))})")
+        raise NoApplicationTables(f"the database holds no {application.name} tables")
+    listed = ", ".join(repr(prefix) for prefix in sorted(found))
+    raise NoApplicationTables(f"the database holds several {application.name} installations ({listed})")
 
 
 def quote(identifier: str) -> str:

@@ -3,6 +3,7 @@ summed up in plain words before the merchant confirms, exported (CSV and SQL) an
 owner only, for the backup retention. WordPress rows on a real store, with a real restic repository; the
 WooCommerce table list against WooCommerce's own table definitions in a scratch MariaDB database."""
 
+import contextlib
 import csv
 import io
 import os
@@ -27,17 +28,17 @@ from backups.services.retention import restore_exports_remove_expired
 from tests.test_backups import back_up, job_log, live_store, sql  # noqa: F401 - live_store is a fixture
 
 pytestmark = pytest.mark.django_db
-SCHEMA = Path(__file__).parent / "fixtures" / "woocommerce" / "schema.sql"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 # --- The WooCommerce table list, against WooCommerce's schema (no Docker) ---------------------------------
 
 
-@pytest.fixture
-def scratch_woocommerce_database():
-    """A scratch database on the test MariaDB server holding the tables of tests/fixtures/woocommerce."""
+@contextlib.contextmanager
+def scratch_database(schema: Path, name: str):
+    """A scratch database on the test MariaDB server holding the tables of a schema fixture."""
     server = connection.settings_dict
-    name = f"scratch_woo_{os.getpid()}"
+    name = f"scratch_{name}_{os.getpid()}"
     db = MySQLdb.connect(
         host=server["HOST"] or "127.0.0.1",
         port=int(server["PORT"] or 3306),
@@ -49,8 +50,7 @@ def scratch_woocommerce_database():
     cursor.execute(f"DROP DATABASE IF EXISTS {name}")
     cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     cursor.execute(f"USE {name}")
-    statements = [s.strip() for s in SCHEMA.read_text().split(";\n") if s.strip()]
-    for statement in statements:
+    for statement in schema.read_text().split(";\n"):
         body = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
         if body.strip():
             cursor.execute(body)
@@ -61,6 +61,18 @@ def scratch_woocommerce_database():
         db.close()
 
 
+@pytest.fixture
+def scratch_woocommerce_database():
+    with scratch_database(FIXTURES / "woocommerce" / "schema.sql", "woo") as cursor:
+        yield cursor
+
+
+@pytest.fixture
+def scratch_magento_database():
+    with scratch_database(FIXTURES / "magento" / "schema.sql", "magento") as cursor:
+        yield cursor
+
+
 def columns_of(cursor) -> dict[str, set[str]]:
     cursor.execute("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")
     found: dict[str, set[str]] = {}
@@ -69,20 +81,39 @@ def columns_of(cursor) -> dict[str, set[str]]:
     return found
 
 
-def test_every_table_and_column_the_woocommerce_list_names_is_in_woocommerces_schema(scratch_woocommerce_database):
-    columns = columns_of(scratch_woocommerce_database)
-    selections = app_tables.selections_for("woocommerce")
-    names = {selection.name for selection in selections}
-    prefix = app_tables.wordpress_prefix(columns)
-    assert prefix == "wp_"
-
-    for selection in selections:
+def assert_every_table_and_column_is_there(platform: str, columns: dict[str, set[str]], prefix: str) -> None:
+    application = app_tables.APPLICATIONS[platform]
+    assert app_tables.table_prefix(application, columns) == prefix
+    names = {selection.name for selection in application.selections}
+    for selection in application.selections:
         table = prefix + selection.table
         assert table in columns, f"{selection.name}: no table {table}"
         have = {column.lower() for column in columns[table]}
         assert selection.columns() <= have, f"{selection.name}: {selection.columns() - have} not in {table}"
         if selection.parent:
             assert set(selection.parent.selections) <= names, selection.name
+    planned = app_tables.plan(application.selections, columns=columns, prefix=prefix, cutoff=timezone.now())
+    assert [p.selection.name for p in planned] == [s.name for s in application.selections]  # every one usable
+
+
+def counted(cursor, planned: list[app_tables.Planned]) -> dict[str, tuple[int, int]]:
+    """selection -> (rows since the cutoff, rows the summary counts), as the export job's statement finds them."""
+    cursor.execute(app_tables.count_statement(planned))
+    return {planned[int(index)].selection.name: (int(rows), int(count)) for index, rows, count in cursor}
+
+
+def summary(planned: list[app_tables.Planned], results: dict[str, tuple[int, int]], platform: str) -> str:
+    counts: dict[str, int] = {}
+    for p in planned:
+        if p.selection.noun:
+            counts[p.selection.noun[0]] = counts.get(p.selection.noun[0], 0) + results[p.selection.name][1]
+    return app_tables.summary_sentence(counts, selections=app_tables.selections_for(platform))
+
+
+def test_every_table_and_column_the_woocommerce_list_names_is_in_woocommerces_schema(scratch_woocommerce_database):
+    columns = columns_of(scratch_woocommerce_database)
+    assert_every_table_and_column_is_there("woocommerce", columns, "wp_")
+    selections = app_tables.selections_for("woocommerce")
     # The tables the issue names, every one of them covered.
     tables = {selection.table for selection in selections}
     assert {
@@ -97,8 +128,6 @@ def test_every_table_and_column_the_woocommerce_list_names_is_in_woocommerces_sc
         "comments",
         "users",
     } <= tables
-    planned = app_tables.plan(selections, columns=columns, prefix=prefix, cutoff=timezone.now())
-    assert [p.selection.name for p in planned] == [s.name for s in selections]  # every one usable
 
 
 def test_the_woocommerce_statements_find_the_orders_items_notes_and_customers_since_the_cutoff(
@@ -154,8 +183,7 @@ def test_the_woocommerce_statements_find_the_orders_items_notes_and_customers_si
     selections = app_tables.selections_for("woocommerce")
     planned = app_tables.plan(selections, columns=columns_of(cursor), prefix="wp_", cutoff=cutoff)
 
-    cursor.execute(app_tables.count_statement(planned))
-    results = {planned[int(index)].selection.name: (int(rows), int(counted)) for index, rows, counted in cursor}
+    results = counted(cursor, planned)
 
     assert results["orders"] == (1, 1)
     assert results["legacy_orders"] == (1, 0)  # the same order, already counted from wc_orders
@@ -165,30 +193,71 @@ def test_the_woocommerce_statements_find_the_orders_items_notes_and_customers_si
     assert results["customers"] == (1, 1)
     assert results["posts"] == (2, 1)  # the post and its revision are exported; the revision is not counted
     assert results["comments"] == (0, 0)  # the note is not a comment of the site
-    counts: dict[str, int] = {}
-    for p in planned:
-        if p.selection.noun:
-            counts[p.selection.noun[0]] = counts.get(p.selection.noun[0], 0) + results[p.selection.name][1]
-    assert app_tables.summary_sentence(counts, selections=selections) == (
-        "1 post, 1 order, 1 order note and 1 customer since this backup"
-    )
+    assert summary(planned, results, "woocommerce") == "1 post, 1 order, 1 order note and 1 customer since this backup"
     # Without HPOS (WooCommerce before 8.2, or HPOS never turned on), orders are counted from wp_posts.
     without_hpos = {t: c for t, c in columns_of(cursor).items() if not t.startswith(("wp_wc_orders", "wp_wc_order_"))}
     legacy = app_tables.plan(selections, columns=without_hpos, prefix="wp_", cutoff=cutoff)
-    cursor.execute(app_tables.count_statement(legacy))
-    results = {legacy[int(index)].selection.name: (int(rows), int(counted)) for index, rows, counted in cursor}
+    results = counted(cursor, legacy)
     assert "orders" not in results and results["legacy_orders"] == (1, 1) and results["order_items"][0] == 1
 
 
+def test_every_table_and_column_the_magento_list_names_is_in_magentos_schema_and_finds_the_right_rows(
+    scratch_magento_database,
+):
+    cursor = scratch_magento_database
+    columns = columns_of(cursor)
+    assert_every_table_and_column_is_there("magento", columns, "")
+    cutoff = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+    cursor.execute("SET time_zone = '+00:00'")
+    for when in ("2026-11-19 09:00:00", "2026-11-20 12:00:05"):
+        cursor.execute("INSERT INTO sales_order (created_at, updated_at) VALUES (%s, %s)", (when, when))
+        cursor.execute("SELECT LAST_INSERT_ID()")
+        (order_id,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO sales_order_item (order_id, sku, created_at) VALUES (%s, 'MH01', %s)", (order_id, when)
+        )
+        cursor.execute("INSERT INTO sales_order_address (parent_id, city) VALUES (%s, 'Lyon')", (order_id,))
+        cursor.execute("INSERT INTO sales_order_payment (parent_id, method) VALUES (%s, 'checkmo')", (order_id,))
+        cursor.execute("INSERT INTO sales_order_grid (entity_id, created_at) VALUES (%s, %s)", (order_id, when))
+        cursor.execute(
+            "INSERT INTO sales_order_status_history (parent_id, comment, created_at) VALUES (%s, 'Paid', %s)",
+            (order_id, when),
+        )
+        for table in ("sales_invoice", "sales_shipment", "sales_creditmemo"):
+            cursor.execute(
+                f"INSERT INTO {table} (order_id, created_at, updated_at) VALUES (%s, %s, %s)",  # noqa: S608 - constants
+                (order_id, when, when),
+            )
+        cursor.execute(
+            "INSERT INTO customer_entity (email, created_at, updated_at) VALUES (%s, %s, %s)",
+            (f"{when}@x.test", when, when),
+        )
+        cursor.execute(
+            "INSERT INTO customer_address_entity (parent_id, city, street, created_at, updated_at)"
+            " VALUES (LAST_INSERT_ID(), 'Lyon', 'Rue', %s, %s)",
+            (when, when),
+        )
+    planned = app_tables.plan(app_tables.selections_for("magento"), columns=columns, prefix="", cutoff=cutoff)
+
+    results = counted(cursor, planned)
+
+    assert {name: rows for name, (rows, _) in results.items()} == {p.selection.name: 1 for p in planned}
+    assert summary(planned, results, "magento") == (
+        "1 order, 1 order comment, 1 invoice, 1 shipment, 1 credit memo and 1 customer since this backup"
+    )
+
+
 def test_the_prefix_is_read_from_the_database_and_never_pasted_unchecked():
-    assert app_tables.wordpress_prefix({"shop_options", "shop_posts", "other"}) == "shop_"
-    assert app_tables.wordpress_prefix({"wp_options", "wp_posts", "b_options", "b_posts"}) == "wp_"
-    with pytest.raises(app_tables.NoApplicationTables, match="several WordPress sites"):
-        app_tables.wordpress_prefix({"a_options", "a_posts", "b_options", "b_posts"})
+    wordpress, magento = app_tables.APPLICATIONS["woocommerce"], app_tables.APPLICATIONS["magento"]
+    assert app_tables.table_prefix(wordpress, {"shop_options", "shop_posts", "other"}) == "shop_"
+    assert app_tables.table_prefix(wordpress, {"wp_options", "wp_posts", "b_options", "b_posts"}) == "wp_"
+    assert app_tables.table_prefix(magento, {"core_config_data", "sales_order", "m2_core_config_data"}) == ""
+    with pytest.raises(app_tables.NoApplicationTables, match="several WordPress installations"):
+        app_tables.table_prefix(wordpress, {"a_options", "a_posts", "b_options", "b_posts"})
     with pytest.raises(app_tables.NoApplicationTables, match="no WordPress tables"):
-        app_tables.wordpress_prefix({"x`; DROP TABLE y; -- options", "x`; DROP TABLE y; -- posts"})
-    with pytest.raises(app_tables.NoApplicationTables):
-        app_tables.selections_for("magento")
+        app_tables.table_prefix(wordpress, {"x`; DROP TABLE y; -- options", "x`; DROP TABLE y; -- posts"})
+    with pytest.raises(app_tables.NoApplicationTables, match="no list of tables for 'shopify' stores"):
+        app_tables.selections_for("shopify")
 
 
 # --- A real store: snapshot, new rows, summary, export, download, restore -------------------------------

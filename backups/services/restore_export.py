@@ -201,8 +201,9 @@ def changes_export(store: Store, export: RestoreExport, log: Log) -> RestoreExpo
     base_url = store.host.docker_url
     columns = database_columns(container, base_url)
     try:
-        selections = app_tables.selections_for(store.plan.platform)
-        prefix = app_tables.wordpress_prefix(columns)
+        application = app_tables.application_for(store.plan.platform)
+        selections = application.selections
+        prefix = app_tables.table_prefix(application, columns)
     except app_tables.NoApplicationTables as exc:
         # A database the application's tables are gone from is just what a restore mends: say so, keep
         # nothing (there is nothing to compare), and never stand in the restore's way.
