@@ -26,6 +26,7 @@ from backups.services.restore import restore_request
 from backups.services.restore_export import ExportNotReady, export_path, restore_export_request
 from backups.services.retention import restore_exports_remove_expired
 from tests.test_backups import back_up, job_log, live_store, sql  # noqa: F401 - live_store is a fixture
+from tests.test_backups import restore as restore_and_wait
 
 pytestmark = pytest.mark.django_db
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -260,6 +261,56 @@ def test_the_prefix_is_read_from_the_database_and_never_pasted_unchecked():
         app_tables.selections_for("shopify")
 
 
+# --- The restore page's two steps, without Docker ----------------------------------------------------------
+
+
+def test_the_restore_page_asks_for_the_summary_before_a_database_restore_and_refuses_a_foreign_one(
+    client, recorded_active_store, store_in_status, user_factory, django_capture_on_commit_callbacks
+):
+    store = recorded_active_store
+    run = BackupRun.objects.create(
+        store=store, kind="manual", status=RunStatus.SUCCEEDED, snapshot_id="c" * 64, finished_at=timezone.now()
+    )
+    url = reverse("backups:restore", args=[store.pk, run.snapshot_id])
+    client.force_login(store.customer)
+
+    # Files only: nothing in the database is replaced, so it is confirmed at once.
+    files = client.get(url, {"scope": "files"}).content.decode()
+    assert 'name="confirm"' in files and "Show what changed" not in files
+    # The database: first the summary, and a confirmation without one is refused in words.
+    database = client.get(url, {"scope": "db"}).content.decode()
+    assert "Show what changed since this backup" in database and 'name="confirm"' not in database
+    refused = client.post(url, {"scope": "db", "confirm": run.snapshot_id[:8]}, follow=True).content.decode()
+    assert "Look at what changed since this backup first" in refused
+
+    # Asking queues a job of the store (no Docker in the request) and the page waits for it.
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(url, {"scope": "db", "prepare": "1"})
+    export = RestoreExport.objects.get(store=store)
+    assert export.status == RunStatus.QUEUED and export.job.kind == "restore_export"
+    waiting = client.get(url, {"scope": "db"}).content.decode()
+    assert "Looking at what changed" in waiting and 'http-equiv="refresh"' in waiting
+    assert 'name="confirm"' not in waiting
+
+    # A summary that failed says so plainly and offers to look again, never the engine's words.
+    RestoreExport.objects.filter(pk=export.pk).update(status=RunStatus.FAILED, error="ProvisioningError: tcp://x")
+    failed = client.get(url, {"scope": "db"}).content.decode()
+    assert "We could not read what changed since this backup" in failed and "Look again" in failed
+    assert "tcp://" not in failed and 'name="confirm"' not in failed
+
+    # Another store's summary (same customer even) is refused, and nothing is queued.
+    other = store_in_status("active", customer=store.customer, domain="other-shop.test")
+    foreign = RestoreExport.objects.create(
+        store=other, snapshot_id=run.snapshot_id, status=RunStatus.SUCCEEDED, changed_after=timezone.now()
+    )
+    cache.delete_pattern("*")
+    answer = client.post(url, {"scope": "db", "confirm": run.snapshot_id[:8], "export": foreign.pk}, follow=True)
+    assert "Look at what changed since this backup first" in answer.content.decode()
+    assert not RestoreRun.objects.exists()
+    # Its download, through this store's address, is a 404 like a missing one.
+    assert client.get(reverse("backups:export_download", args=[store.pk, foreign.pk])).status_code == 404
+
+
 # --- A real store: snapshot, new rows, summary, export, download, restore -------------------------------
 
 
@@ -397,3 +448,11 @@ def test_a_database_restore_names_exports_and_keeps_what_changed_since_the_backu
     assert restore_exports_remove_expired(now=timezone.now() + timedelta(days=31)) == [export.pk]
     assert not export_path(export).exists()
     assert client.get(download_url).status_code == 404
+
+    # A database the application's tables are gone from (what a restore mends) has nothing to compare: the
+    # restore goes ahead. Asked for without a summary (staff, a command), its own step makes the export.
+    sql(store, "RENAME TABLE wp_options TO wp_options_gone")
+    mended = restore_and_wait(store, snapshot.snapshot_id, RestoreRun.Scope.DATABASE, run_backups_worker, capture)
+    assert "Nothing to compare with this backup: the database holds no WordPress tables" in job_log(mended.job_id)
+    assert sql(store, "SHOW TABLES LIKE 'wp_options'") == "wp_options"
+    assert not mended.exports.get().downloadable
