@@ -23,7 +23,12 @@ from backups import app_tables
 from backups.models import BackupRun, RestoreExport, RestoreRun, RunStatus
 from backups.services.records import SnapshotNotFound
 from backups.services.restore import restore_request
-from backups.services.restore_export import ExportNotReady, export_path, restore_export_request
+from backups.services.restore_export import (
+    ExportNotReady,
+    export_path,
+    restore_export_request,
+    xml_rows_to_csv,
+)
 from backups.services.retention import restore_exports_remove_expired
 from tests.test_backups import back_up, job_log, live_store, sql  # noqa: F401 - live_store is a fixture
 from tests.test_backups import restore as restore_and_wait
@@ -259,6 +264,30 @@ def test_the_prefix_is_read_from_the_database_and_never_pasted_unchecked():
         app_tables.table_prefix(wordpress, {"x`; DROP TABLE y; -- options", "x`; DROP TABLE y; -- posts"})
     with pytest.raises(app_tables.NoApplicationTables, match="no list of tables for 'shopify' stores"):
         app_tables.selections_for("shopify")
+
+
+def test_the_csv_tells_null_from_text_keeps_newlines_and_never_hands_a_spreadsheet_a_formula(tmp_path):
+    """From the XML the mariadb client writes: escaped text, NULL as xsi:nil, a control byte XML cannot carry."""
+    xml = tmp_path / "rows.xml"
+    xml.write_bytes(
+        b'<?xml version="1.0"?>\n<resultset statement="SELECT" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+        b'  <row>\n    <field name="ID">7</field>\n    <field name="title">a &lt;b&gt; &amp; "c"\nline two</field>\n'
+        b'    <field name="excerpt" xsi:nil="true" />\n    <field name="note">=HYPERLINK("http://x")</field>\n'
+        b'    <field name="total">-12.50</field>\n  </row>\n'
+        b'  <row>\n    <field name="ID">8</field>\n    <field name="title">bell\x07 caf\xc3\xa9</field>\n'
+        b'    <field name="excerpt"></field>\n    <field name="note">@SUM(A1)</field>\n'
+        b'    <field name="total">+3</field>\n  </row>\n</resultset>\n'
+    )
+    into = tmp_path / "rows.csv"
+
+    xml_rows_to_csv(xml, ["ID", "title", "excerpt", "note", "total"], into)
+
+    rows = list(csv.reader(io.StringIO(into.read_text(encoding="utf-8"))))
+    assert rows == [
+        ["ID", "title", "excerpt", "note", "total"],
+        ["7", 'a <b> & "c"\nline two', "", '\'=HYPERLINK("http://x")', "-12.50"],
+        ["8", "bell? café", "", "'@SUM(A1)", "+3"],
+    ]
 
 
 # --- The restore page's two steps, without Docker ----------------------------------------------------------

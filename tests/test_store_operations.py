@@ -29,6 +29,7 @@ from backups.services import restore as restore_kind
 from backups.services.backup import backup_enqueue
 from backups.services.records import BackupConflict
 from backups.services.restore import restore_request
+from backups.services.restore_export import restore_export_request
 from backups.services.verify import backups_verify, verify_enqueue
 from provisioning import docker_client, liveness
 from provisioning.exceptions import JobConflict
@@ -351,6 +352,15 @@ def test_a_suspended_store_restores_database_files_or_both_and_stays_stopped(
     store.refresh_from_db()
     assert store.status == Store.Status.SUSPENDED
     stopped = {role: "exited" for role in container_states(store)}
+    assert container_states(store) == stopped
+
+    # What changed since the backup is read from the stopped database, which is stopped again afterwards.
+    with capture(execute=True):
+        export = restore_export_request(store_id=store.pk, snapshot_id=snapshot.snapshot_id)
+    run_backups_worker()
+    export.refresh_from_db()
+    assert export.status == RunStatus.SUCCEEDED, f"{export.error}\n{job_log(export.job_id)}"
+    assert export.summary == "1 post since this backup"  # the later post (a deleted row comes back anyway)
     assert container_states(store) == stopped
 
     # The database only: the snapshot's rows are back, the files untouched, and the store still stopped.

@@ -138,11 +138,28 @@ def _rows_as_csv(container: str, planned: app_tables.Planned, columns: list[str]
     docker_client.container_exec_to_file(
         name=container, command=["sh", "-c", CLIENT, select, "--xml"], path=str(raw), base_url=base_url
     )
-    safe = into.with_suffix(".safe.xml")
-    with open(raw, "rb") as source, open(safe, "wb") as target:
-        while chunk := source.read(1 << 20):
-            target.write(chunk.translate(XML_SAFE))
+    xml_rows_to_csv(raw, columns, into)
     raw.unlink()
+
+
+# A cell a spreadsheet would run as a formula (=, +, -, @ first) that is not a plain number.
+FORMULA = re.compile(r"\A[=+\-@\t\r]")
+NUMBER = re.compile(r"\A[+-]?\d+(\.\d+)?\Z")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """The shop's customers wrote much of this text, and merchants open CSV files in spreadsheets: a value
+    that would run as a formula is kept as text by a leading apostrophe (the SQL file keeps it as it is)."""
+    return f"'{value}" if FORMULA.match(value) and not NUMBER.match(value) else value
+
+
+def xml_rows_to_csv(source: Path, columns: list[str], into: Path) -> None:
+    """mariadb --xml output as CSV: a header of column names, NULL as an empty field. Bytes XML cannot carry
+    become "?" first (only in the CSV)."""
+    safe = into.with_suffix(".safe.xml")
+    with open(source, "rb") as raw, open(safe, "wb") as target:
+        while chunk := raw.read(1 << 20):
+            target.write(chunk.translate(XML_SAFE))
     with open(into, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         header = list(columns)
@@ -152,7 +169,7 @@ def _rows_as_csv(container: str, planned: app_tables.Planned, columns: list[str]
             if element.tag != "row":
                 continue
             values = {field.get("name"): ("" if field.get(NIL) == "true" else (field.text or "")) for field in element}
-            writer.writerow([values.get(column, "") for column in header])
+            writer.writerow([spreadsheet_safe(values.get(column, "")) for column in header])
             element.clear()
     safe.unlink()
 
