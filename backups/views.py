@@ -1,4 +1,5 @@
-"""The customer's backups page for one store: list, create and restore (with confirmation). A backup or restore
+"""The customer's backups page for one store: list, create and restore (in two steps: what the restore would
+take away, then the confirmation), and the download of what changed since a backup. A backup or restore
 is a job of the store, followed on the store's job page (stores.views.store_job_view) like any other.
 Every view checks that the store is the signed-in customer's; a foreign or forged id is a 404."""
 
