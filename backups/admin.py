@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from backups.models import BackupEvent, BackupRun, RestoreRun
+from backups.models import BackupEvent, BackupRun, RestoreExport, RestoreRun
 
 
 class BackupEventInline(admin.TabularInline):
@@ -50,6 +50,24 @@ class RestoreRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "scope"]
     list_select_related = ["store", "created_by"]
     readonly_fields = [f.name for f in RestoreRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RestoreExport)
+class RestoreExportAdmin(admin.ModelAdmin):
+    """What changed since a snapshot, found before a restore: its summary and counts, or its error. The file
+    itself is the merchant's, downloaded from their backups page only."""
+
+    list_display = ["pk", "store", "status", "summary", "changed_after", "restore_run", "created_at", "removed_at"]
+    list_filter = ["status", ("removed_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["store", "restore_run"]
+    search_fields = ["snapshot_id", "store__domain"]
+    readonly_fields = [f.name for f in RestoreExport._meta.fields]
 
     def has_add_permission(self, request):
         return False

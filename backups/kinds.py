@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from backups.services import backup, restore, verify
+from backups.services import backup, restore, restore_export, verify
 from provisioning.kinds import JobKind, Step
 from stores.models import Store
 
@@ -32,6 +32,7 @@ KINDS = (
         steps=(
             Step(restore.PRE_BACKUP_STEP, "Back up the store as it is now", restore.step_pre_backup, with_job=True),
             Step("stop", "Stop the store", restore.step_stop, with_job=True),
+            Step(restore.EXPORT_STEP, "Keep what changed since the backup", restore.step_export, with_job=True),
             Step("database", "Restore the database", restore.step_database, with_job=True),
             Step("files", "Restore the files", restore.step_files, with_job=True),
             Step("start", "Start the store", restore.step_start, with_job=True),
@@ -39,12 +40,28 @@ KINDS = (
         ),
         store_statuses=LIVE_OR_STOPPED,
         queue="backups",
-        timeout_seconds=lambda: 3 * settings.RESTIC_TIMEOUT + settings.STORE_WEB_READY_TIMEOUT + 600,
+        timeout_seconds=lambda: 3 * settings.RESTIC_TIMEOUT + settings.STORE_WEB_READY_TIMEOUT + 1200,
         on_start=restore.on_start,
         on_success=restore.on_success,
         on_failure=restore.on_failure,
         after=restore.after,
         retry=restore.retry,
+    ),
+    JobKind(
+        name=restore_export.KIND,
+        title="Find what changed since a backup",
+        steps=(
+            Step("find", "Find what changed since the backup", restore_export.step_find, with_job=True),
+            Step("export", "Export it for you to download", restore_export.step_export, with_job=True),
+        ),
+        store_statuses=LIVE_OR_STOPPED,
+        queue="backups",
+        timeout_seconds=lambda: settings.RESTIC_TIMEOUT + 600,
+        on_start=restore_export.on_start,
+        on_success=restore_export.on_success,
+        on_failure=restore_export.on_failure,
+        after=restore_export.after,
+        retry=restore_export.retry,
     ),
     JobKind(
         name=verify.KIND,

@@ -122,11 +122,60 @@ class RestoreRun(models.Model):
         return f"restore of store {self.store_id} from {self.snapshot_id[:8]} ({self.status})"
 
 
+class RestoreExport(models.Model):
+    """The rows of a store's database created or changed since one of its snapshots (the tables that matter
+    for its application: backups.app_tables), found and exported (a CSV per kind of row and one SQL file of
+    INSERTs, in one zip) before a database restore would throw them away.
+
+    The merchant asks for it from the restore page (a job of kind `restore_export`) and reads its summary
+    before confirming; the restore's own job exports again once the store is offline, into the same record,
+    so nothing written in between is missed. The file stays downloadable by the store's owner for the
+    store's backup retention, then `backups_prune` removes it (`removed_at`)."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="restore_exports")
+    backup_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    snapshot_id = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    changed_after = models.DateTimeField(
+        null=True, blank=True, help_text="Rows changed at or after this moment (UTC) were exported."
+    )
+    counts = models.JSONField(default=dict, blank=True, help_text="What the summary counts, per kind of row.")
+    rows = models.JSONField(default=dict, blank=True, help_text="Rows exported per selection (app_tables).")
+    summary = models.CharField(max_length=500, blank=True)
+    file_name = models.CharField(max_length=200, blank=True, help_text="Under BACKUP_EXPORT_DIR.")
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="restore_exports"
+    )
+    restore_run = models.ForeignKey(
+        RestoreRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="exports"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True, help_text="Its file was removed by retention.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"changes of store {self.store_id} since {self.snapshot_id[:8]} ({self.status})"
+
+    @property
+    def downloadable(self) -> bool:
+        return self.status == RunStatus.SUCCEEDED and bool(self.file_name) and self.removed_at is None
+
+
 class BackupEvent(StatusEvent):
-    """A status change of a backup or restore run."""
+    """A status change of a backup or restore run, or of a restore's export."""
 
     backup_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     restore_run = models.ForeignKey(RestoreRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    restore_export = models.ForeignKey(
+        RestoreExport, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
 
 
 class Installation(models.Model):

@@ -4,7 +4,7 @@
 import secrets
 from dataclasses import dataclass
 
-from backups.models import BackupRun, Installation, RestoreRun, RunStatus
+from backups.models import BackupRun, Installation, RestoreExport, RestoreRun, RunStatus
 from stores.models import Store
 
 
@@ -38,6 +38,21 @@ def store_snapshot(store: Store, snapshot_id: str) -> BackupRun | None:
         store.backup_runs.filter(status=RunStatus.SUCCEEDED, forgotten_at=None, snapshot_id=snapshot_id)
         .order_by("-finished_at")
         .first()
+    )
+
+
+def restore_export_latest(store: Store, snapshot_id: str) -> RestoreExport | None:
+    """The newest summary of what changed since this snapshot that no restore has used yet (the restore
+    page shows it, or its progress)."""
+    return store.restore_exports.filter(snapshot_id=snapshot_id, restore_run=None).select_related("job").first()
+
+
+def restore_exports_downloadable(store: Store) -> list[RestoreExport]:
+    """Exports the owner may still download (kept for the store's backup retention), newest first."""
+    return list(
+        store.restore_exports.filter(status=RunStatus.SUCCEEDED, removed_at=None)
+        .exclude(file_name="")
+        .select_related("restore_run")
     )
 
 

@@ -1,20 +1,22 @@
-"""The customer's backups page for one store: list, create and restore (with confirmation). A backup or restore
+"""The customer's backups page for one store: list, create and restore (in two steps: what the restore would
+take away, then the confirmation), and the download of what changed since a backup. A backup or restore
 is a job of the store, followed on the store's job page (stores.views.store_job_view) like any other.
 Every view checks that the store is the signed-in customer's; a foreign or forged id is a 404."""
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
 from backups import selectors
-from backups.models import BackupRun, RestoreRun
+from backups.models import BackupRun, RestoreExport, RestoreRun
 from backups.services.backup import backup_enqueue
 from backups.services.records import BackupConflict, RepositoryUnavailable, SnapshotNotFound
 from backups.services.restore import restore_request
+from backups.services.restore_export import ExportNotReady, export_path, restore_export_request
 from backups.services.retention import retention_days
 from shophosting.core.ratelimits import rate_limited
 from stores.models import Store
@@ -50,6 +52,7 @@ def backup_list_view(request, store_id: int):
             "can_back_up": store.status in BACKUP_STATUSES,
             "interval_hours": settings.BACKUP_INTERVAL_HOURS,
             "retention_days": retention_days(store),
+            "exports": selectors.restore_exports_downloadable(store),
         },
     )
 
@@ -76,21 +79,39 @@ def backup_create_view(request, store_id: int):
 @rate_limited("backup")
 @rate_limited("backup_pages", methods=("GET",))
 def restore_view(request, store_id: int, snapshot_id: str):
-    """GET: the confirmation page with the snapshot's date and the three choices. POST: start the restore."""
+    """Two steps. GET: the snapshot's date, the three choices and, for a restore of the database, what changed
+    since the backup (once found). POST `prepare`: find it (a job). POST `confirm`: start the restore; one
+    of the database needs the summary the merchant was shown (its export id)."""
     store = _own_store(request, store_id)
     run = _own_snapshot(store, snapshot_id)
     scope = request.POST.get("scope") or request.GET.get("scope") or RestoreRun.Scope.ALL
     if scope not in RestoreRun.Scope.values:
         scope = RestoreRun.Scope.ALL
+    if request.method == "POST" and "prepare" in request.POST:
+        try:
+            export = restore_export_request(store_id=store.pk, snapshot_id=run.snapshot_id, actor=request.user)
+        except BackupConflict as exc:
+            messages.error(request, str(exc))
+        else:
+            audit_record(event="restore_export_requested", request=request, store_id=store.pk, export_id=export.pk)
+        return redirect(f"{request.path}?scope={scope}")
     if request.method == "POST":
+        export_id = request.POST.get("export") or ""
+        needs_export = scope != RestoreRun.Scope.FILES
         if request.POST.get("confirm") != run.snapshot_id[:8]:
             messages.error(request, "Type the first 8 characters of the snapshot id to confirm the restore.")
+        elif needs_export and not export_id.isdigit():
+            messages.error(request, "Look at what changed since this backup first, then confirm the restore.")
         else:
             try:
                 restore = restore_request(
-                    store_id=store.pk, snapshot_id=run.snapshot_id, scope=scope, actor=request.user
+                    store_id=store.pk,
+                    snapshot_id=run.snapshot_id,
+                    scope=scope,
+                    actor=request.user,
+                    export_id=int(export_id) if needs_export else None,
                 )
-            except (BackupConflict, RepositoryUnavailable) as exc:
+            except (BackupConflict, RepositoryUnavailable, ExportNotReady) as exc:
                 messages.error(request, str(exc))
             except SnapshotNotFound:
                 # Forgotten by retention since the page was drawn; the hourly reconcile marks its row.
@@ -98,11 +119,29 @@ def restore_view(request, store_id: int, snapshot_id: str):
             else:
                 audit_record(event="restore_requested", request=request, store_id=store.pk, scope=scope)
                 return redirect("stores:job", store.pk, restore.job_id)
+    export = selectors.restore_export_latest(store, run.snapshot_id)
     return render(
         request,
         "backups/restore_confirm.html",
-        {"store": store, "run": run, "scope": scope, "scopes": RestoreRun.Scope.choices},
+        {"store": store, "run": run, "scope": scope, "scopes": RestoreRun.Scope.choices, "export": export},
     )
+
+
+@login_required
+@rate_limited("backup_pages", methods=("GET",))
+def restore_export_download_view(request, store_id: int, export_id: int):
+    """The rows a restore replaced (or would), as a zip: the store's owner only, audited, for the retention."""
+    store = _own_store(request, store_id)
+    export = get_object_or_404(RestoreExport, pk=export_id, store=store)
+    path = export_path(export) if export.downloadable else None
+    if path is None or not path.exists():
+        raise Http404
+    audit_record(event="restore_export_downloaded", request=request, store_id=store.pk, export_id=export.pk)
+    name = f"{store.domain}-changes-since-{export.changed_after:%Y-%m-%d-%H%M}.zip"
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=name)  # noqa: SIM115 - FileResponse closes it
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @login_required

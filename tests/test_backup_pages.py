@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import BackupRun, RestoreRun, RunStatus
+from backups.models import BackupRun, RestoreExport, RestoreRun, RunStatus
 from backups.services import restore
 from provisioning.exceptions import DockerUnavailable
 from provisioning.models import ProvisioningJob
@@ -49,6 +49,7 @@ def test_a_restore_is_followed_on_the_stores_job_page_by_its_owner_only(client, 
     assert [(s["title"], s["status"]) for s in progress["progress"]["steps"]] == [
         ("Back up the store as it is now", "pending"),
         ("Stop the store", "pending"),
+        ("Keep what changed since the backup", "pending"),
         ("Restore the database", "pending"),
         ("Restore the files", "skipped"),
         ("Start the store", "pending"),
@@ -100,6 +101,7 @@ def test_a_failed_restore_tells_its_owner_plain_words_never_the_engines(
     assert [(s["title"], s["status"]) for s in steps] == [
         ("Back up the store as it is now", "failed"),
         ("Stop the store", "skipped"),
+        ("Keep what changed since the backup", "skipped"),
         ("Restore the database", "skipped"),
         ("Restore the files", "skipped"),
         ("Start the store", "skipped"),
@@ -226,9 +228,13 @@ def test_a_restore_of_a_snapshot_gone_from_the_repository_or_an_unreachable_repo
         snapshot_id="f" * 64,
         finished_at=timezone.now(),
     )
+    # The summary of what changed since the backup, as its job leaves it (read before a database restore).
+    export = RestoreExport.objects.create(
+        store=recorded_active_store, backup_run=run, snapshot_id=run.snapshot_id, status=RunStatus.SUCCEEDED
+    )
     client.force_login(recorded_active_store.customer)
     url = reverse("backups:restore", args=[recorded_active_store.pk, run.snapshot_id])
-    form = {"scope": "db", "confirm": run.snapshot_id[:8]}
+    form = {"scope": "db", "confirm": run.snapshot_id[:8], "export": export.pk}
 
     gone = client.post(url, form, follow=True)  # a real, empty repository: the snapshot is not in it
     settings.RESTIC_REPOSITORY = str(tmp_path / "unreachable")

@@ -385,6 +385,7 @@ def test_the_install_guide_gives_a_working_platform(tmp_path, scratch_database):
         "STATIC_ROOT": dirs["static"],
         "MEDIA_ROOT": dirs["media"],
         "TICKET_ATTACHMENT_DIR": dirs["private"] / "attachments",
+        "BACKUP_EXPORT_DIR": dirs["private"] / "restore-exports",
         "TLS_CERT_DIR": dirs["tls"],
         "NGINX_SITES_DIR": dirs["stores"],
         "NGINX_ACME_WEBROOT": dirs["acme"],

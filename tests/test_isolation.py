@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from backups.models import BackupRun, RestoreRun
+from backups.models import BackupRun, RestoreExport, RestoreRun
 from billing.models import Subscription
 from consultations.models import TicketAttachment
 from consultations.services import ticket_create
@@ -47,6 +47,9 @@ def victim_objects(user_factory, woo_plan, store_in_status):
     with transaction.atomic():  # as restore_request records one once restic has confirmed the snapshot
         job = job_enqueue(store_id=store.pk, kind="restore", skip={"files": "only the database is restored"})
         restore = RestoreRun.objects.create(store=store, snapshot_id=run.snapshot_id, scope="db", job=job)
+    export = RestoreExport.objects.create(
+        store=store, backup_run=run, snapshot_id=run.snapshot_id, status="succeeded", file_name="store-x/changes.zip"
+    )
     ticket = ticket_create(
         customer=victim,
         category="other",
@@ -59,6 +62,7 @@ def victim_objects(user_factory, woo_plan, store_in_status):
         "subscription_id": subscription.pk,
         "snapshot_id": run.snapshot_id,
         "restore_id": restore.pk,
+        "export_id": export.pk,
         "job_id": job.pk,
         "number": ticket.number,
         "attachment_id": TicketAttachment.objects.get().pk,
@@ -70,6 +74,7 @@ MISSING = {
     "subscription_id": 999_999,
     "snapshot_id": "e" * 64,
     "restore_id": 999_999,
+    "export_id": 999_999,
     "job_id": 999_999,
     "number": "TKT-999999",
     "attachment_id": 999_999,
@@ -110,7 +115,7 @@ def test_every_customer_url_answers_another_customers_ids_like_missing_ones(clie
             assert foreign.status_code in (404, 405), f"{method.upper()} {foreign_url} ({name}): {foreign.status_code}"
             assert (foreign.status_code, same(foreign.content)) == (missing.status_code, same(missing.content)), name
     # Nothing was created for the intruder by any of those requests.
-    assert BackupRun.objects.count() == 1 and RestoreRun.objects.count() == 1
+    assert BackupRun.objects.count() == 1 and RestoreRun.objects.count() == 1 and RestoreExport.objects.count() == 1
 
 
 def test_staff_only_pages_refuse_customers(client, user_factory, settings):

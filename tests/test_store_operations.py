@@ -24,11 +24,12 @@ from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import BackupRun, RestoreRun, RunStatus
+from backups.models import BackupRun, RestoreExport, RestoreRun, RunStatus
 from backups.services import restore as restore_kind
 from backups.services.backup import backup_enqueue
 from backups.services.records import BackupConflict
 from backups.services.restore import restore_request
+from backups.services.restore_export import restore_export_request
 from backups.services.verify import backups_verify, verify_enqueue
 from provisioning import docker_client, liveness
 from provisioning.exceptions import JobConflict
@@ -353,6 +354,15 @@ def test_a_suspended_store_restores_database_files_or_both_and_stays_stopped(
     stopped = {role: "exited" for role in container_states(store)}
     assert container_states(store) == stopped
 
+    # What changed since the backup is read from the stopped database, which is stopped again afterwards.
+    with capture(execute=True):
+        export = restore_export_request(store_id=store.pk, snapshot_id=snapshot.snapshot_id)
+    run_backups_worker()
+    export.refresh_from_db()
+    assert export.status == RunStatus.SUCCEEDED, f"{export.error}\n{job_log(export.job_id)}"
+    assert export.summary == "1 post since this backup"  # the later post (a deleted row comes back anyway)
+    assert container_states(store) == stopped
+
     # The database only: the snapshot's rows are back, the files untouched, and the store still stopped.
     run = restore(store, snapshot.snapshot_id, RestoreRun.Scope.DATABASE, run_backups_worker, capture)
     assert "stays stopped" in job_log(run.job_id) and run.pre_restore_backup.status == RunStatus.SUCCEEDED
@@ -502,7 +512,16 @@ def test_a_web_process_killed_inside_a_restore_request_leaves_a_restore_that_run
         page = web.get(url, params={"scope": "db"}, timeout=60)
         assert page.status_code == 200 and "Restore from" in page.text
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        form = {"csrfmiddlewaretoken": token, "scope": "db", "confirm": backup.snapshot_id[:8]}
+        # The summary read before a database restore, as its job leaves it; the restore exports into it again.
+        export = RestoreExport.objects.create(
+            store=store, backup_run=backup, snapshot_id=backup.snapshot_id, status=RunStatus.SUCCEEDED
+        )
+        form = {
+            "csrfmiddlewaretoken": token,
+            "scope": "db",
+            "confirm": backup.snapshot_id[:8],
+            "export": export.pk,
+        }
 
         def send() -> None:
             with contextlib.suppress(requests.RequestException):  # the process dies under it

@@ -4,9 +4,11 @@
 - `stack_io`: reading and writing a store's database and volumes (dump, import, archives, staging);
 - `backup`: the `backup` job kind and the requests for one (manual, scheduled, final);
 - `restore`: the `restore` job kind and the restore request (also into a new store from a final backup);
+- `restore_export`: what a database restore would take away (rows changed since the snapshot, in the tables
+  `backups.app_tables` lists), found and exported by the `restore_export` job kind and by the restore itself;
 - `pre_update`: an update's safety net (provisioning.safety): its pre-update backup, and the data put back;
 - `verify`: the `verify` job kind (restore-checks a snapshot in throwaway containers) and its schedule;
-- `retention`: scheduled backups and retention (`restic forget --prune`);
+- `retention`: scheduled backups and retention (`restic forget --prune`, old restore exports removed);
 - `reconcile`: keeping the BackupRun records matching the repository;
 - `system`: the platform's own backups (database, configuration, code), which are not store operations.
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from backups import restic
-from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreRun, RunStatus
+from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RestoreExport, RestoreRun, RunStatus
 from backups.services.backup import (
     backup_clean_up,
     backup_database,
@@ -23,7 +23,14 @@ from backups.services.backup import (
     run_started,
     run_succeeded,
 )
-from backups.services.records import BackupConflict, RepositoryUnavailable, SnapshotNotFound, run_transition
+from backups.services.records import (
+    BackupConflict,
+    RepositoryUnavailable,
+    SnapshotNotFound,
+    run_transition,
+    snapshot_for_store,
+)
+from backups.services.restore_export import export_for_restore, export_for_restore_request
 from backups.services.stack_io import (
     DB_DUMP,
     database_import,
@@ -49,6 +56,7 @@ logger = logging.getLogger(__name__)
 Kind = BackupRun.Kind
 KIND = "restore"  # the job kind (backups.kinds)
 PRE_BACKUP_STEP = "pre_backup"
+EXPORT_STEP = "export"
 
 
 def _restore_of(job_id: int) -> RestoreRun:
@@ -118,6 +126,14 @@ def backup_in_place(
 
 def step_stop(store: Store, log: Log, *, job_id: int) -> None:
     app_stop(store, log)
+
+
+def step_export(store: Store, log: Log, *, job_id: int) -> None:
+    """The rows the database restore is about to replace, exported once more now that the store is offline
+    (nothing can be written any more): the merchant downloads them afterwards. If this fails, the restore
+    stops before anything was replaced."""
+    export = export_for_restore(store, log, restore=_restore_of(job_id))
+    log(f"{export.summary}: kept for download" if export.downloadable else export.summary)
 
 
 def step_database(store: Store, log: Log, *, job_id: int) -> None:
@@ -217,33 +233,44 @@ def retry(job_id: int, actor: User | None) -> ProvisioningJob:
 # --- Requests ---------------------------------------------------------------------------------------------
 
 
-def snapshot_for_store(*, store: Store, snapshot_id: str) -> dict:
-    """The restic snapshot `snapshot_id` (full or short id) if it is this store's; else SnapshotNotFound.
-
-    Malformed ids never reach restic."""
-    if not restic.SNAPSHOT_ID.match(snapshot_id or ""):
-        raise SnapshotNotFound("not a snapshot id")
-    for snapshot in restic.snapshots(tags=[f"store-{store.pk}"]):
-        if snapshot_id in (snapshot["id"], snapshot.get("short_id")):
-            return snapshot
-    raise SnapshotNotFound(f"snapshot {snapshot_id} is not one of store {store.pk}'s")
-
-
 # Steps a restore of each scope does not need.
 SCOPE_SKIPS = {
     RestoreRun.Scope.DATABASE: {"files": "only the database is restored"},
-    RestoreRun.Scope.FILES: {"database": "only the files are restored"},
+    RestoreRun.Scope.FILES: {"database": "only the files are restored", EXPORT_STEP: "the database is kept as it is"},
     RestoreRun.Scope.ALL: {},
 }
 
 
+def _skips(scope: str, from_another_store: bool) -> dict[str, str]:
+    """The steps a restore does not need: by its scope, and the export when the snapshot is another store's
+    (a deleted store's final backup into a new store, whose database holds nothing of its own yet)."""
+    if from_another_store:
+        return {**SCOPE_SKIPS[scope], EXPORT_STEP: "a new store: nothing of its own to keep"}
+    return SCOPE_SKIPS[scope]
+
+
 def restore_request(
-    *, store_id: int, snapshot_id: str, scope: str, actor: User | None = None, source_store_id: int | None = None
+    *,
+    store_id: int,
+    snapshot_id: str,
+    scope: str,
+    actor: User | None = None,
+    source_store_id: int | None = None,
+    export_id: int | None = None,
 ) -> RestoreRun:
     """Queue a restore after checking that the snapshot is this store's (or, for staff commands only, the
-    `source_store_id`'s, e.g. a deleted store's final backup). Refused while another operation runs."""
+    `source_store_id`'s, e.g. a deleted store's final backup). Refused while another operation runs.
+
+    `export_id`: the RestoreExport whose summary the merchant read before confirming (the customer page
+    requires one for a restore of the database); it must be this store's and snapshot's, finished and not
+    used before (ExportNotReady), and the restore's job exports into it again once the store is offline."""
     if scope not in RestoreRun.Scope.values:
         raise ValueError(f"unknown restore scope {scope!r}")
+    if scope == RestoreRun.Scope.FILES:
+        export_id = None  # a files-only restore keeps every row
+    if export_id is not None:
+        with transaction.atomic():  # refused before restic is asked anything
+            export_for_restore_request(store_id=store_id, snapshot_id=snapshot_id, export_id=export_id)
     source = Store.objects.get(pk=source_store_id or store_id)
     try:
         snapshot = snapshot_for_store(store=source, snapshot_id=snapshot_id)
@@ -254,7 +281,7 @@ def restore_request(
         ) from exc
     with transaction.atomic():
         try:
-            job = job_enqueue(store_id=store_id, kind=KIND, actor=actor, skip=SCOPE_SKIPS[scope])
+            job = job_enqueue(store_id=store_id, kind=KIND, actor=actor, skip=_skips(scope, source.pk != store_id))
         except JobConflict as exc:
             raise BackupConflict(str(exc)) from None
         except InvalidTransition:
@@ -266,6 +293,9 @@ def restore_request(
             store_id=store_id, snapshot_id=snapshot["id"], scope=scope, created_by=actor, job=job
         )
         BackupEvent.objects.create(restore_run=run, new_status=run.status, note=f"restore {scope} requested")
+        if export_id is not None:
+            export = export_for_restore_request(store_id=store_id, snapshot_id=snapshot["id"], export_id=export_id)
+            RestoreExport.objects.filter(pk=export.pk).update(restore_run=run)
     return run
 
 

@@ -1,14 +1,16 @@
-"""Scheduled backups and retention: which stores are due a backup, and `restic forget --prune` per store."""
+"""Scheduled backups and retention: which stores are due a backup, `restic forget --prune` per store, and the
+removal of restore exports kept as long as the store's snapshots."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from backups import restic
-from backups.models import BackupRun, RunStatus
+from backups.models import BackupRun, RestoreExport, RunStatus
 from backups.services.backup import backup_enqueue
 from backups.services.records import BackupConflict
+from backups.services.restore_export import export_path
 from stores.models import Store
 
 Kind = BackupRun.Kind
@@ -38,7 +40,9 @@ def retention_days(store: Store) -> int:
 
 def backups_prune(*, dry_run: bool = False) -> dict[str, list[str]]:
     """Apply retention by time: forget each store's snapshots older than its plan's retention (counted back
-    from its newest snapshot, so the newest always stays), then prune. Returns tag -> forgotten ids."""
+    from its newest snapshot, so the newest always stays), then prune. Returns tag -> forgotten ids.
+    Restore exports past the same retention lose their file first (no restic needed for that)."""
+    restore_exports_remove_expired(dry_run=dry_run)
     forgotten: dict[str, list[str]] = {}
     store_ids = BackupRun.objects.exclude(store=None).values_list("store_id", flat=True).distinct()
     stores = list(Store.objects.filter(pk__in=store_ids))
@@ -77,3 +81,20 @@ def store_snapshots_forget(*, store_id: int) -> list[str]:
         restic.forget_ids(ids, prune=True)
         BackupRun.objects.filter(snapshot_id__in=ids).update(forgotten_at=timezone.now())
     return ids
+
+
+def restore_exports_remove_expired(*, now: datetime | None = None, dry_run: bool = False) -> list[int]:
+    """Remove the files of exports older than their store's backup retention (the snapshots they came from
+    are gone by then too); the records stay, marked removed. Returns their ids."""
+    now = now or timezone.now()
+    removed = []
+    for export in RestoreExport.objects.filter(removed_at=None).select_related("store__plan").order_by("pk"):
+        if export.created_at > now - timedelta(days=retention_days(export.store)):
+            continue
+        removed.append(export.pk)
+        if dry_run:
+            continue
+        if export.file_name:
+            export_path(export).unlink(missing_ok=True)
+        RestoreExport.objects.filter(pk=export.pk).update(removed_at=now)
+    return removed

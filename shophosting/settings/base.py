@@ -535,6 +535,9 @@ RESTIC_HOSTNAME = env("RESTIC_HOSTNAME", default="shophosting")
 BACKUP_INSTALLATION_ID = env("BACKUP_INSTALLATION_ID", default="")
 RESTIC_TIMEOUT = env.int("RESTIC_TIMEOUT", default=3600)
 BACKUP_STAGING_DIR = env("BACKUP_STAGING_DIR", default=str(BASE_DIR / "var" / "backups" / "staging"))
+# The rows a database restore would replace, exported before it (backups/README.md); outside the web root,
+# served only by the owner's download view; shared by the backups worker and the web tier.
+BACKUP_EXPORT_DIR = env("BACKUP_EXPORT_DIR", default=str(BASE_DIR / "var" / "private" / "restore-exports"))
 # Every active store is backed up this often; snapshots are kept this many days (longer on plans with
 # the "daily backups" flag); system and code backups are kept BACKUP_SYSTEM_RETENTION_DAYS.
 BACKUP_INTERVAL_HOURS = env.int("BACKUP_INTERVAL_HOURS", default=6)
@@ -611,6 +614,7 @@ STAFF_DISK_PATHS = {
     "data (media, attachments)": str(MEDIA_ROOT),
     "backup repository": RESTIC_REPOSITORY,
     "backup staging": BACKUP_STAGING_DIR,
+    "restore exports": BACKUP_EXPORT_DIR,
     "logs": str(LOG_DIR),
 }
 STAFF_DISK_FREE_WARN_RATIO = 0.15
