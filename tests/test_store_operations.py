@@ -197,6 +197,7 @@ def test_jobs_that_lost_their_enqueue_run_and_those_whose_worker_hangs_are_faile
         assert steps == {
             "pre_backup": JobStep.Status.SKIPPED,
             "stop": JobStep.Status.SKIPPED,
+            restore_kind.EXPORT_STEP: JobStep.Status.SKIPPED,
             "database": JobStep.Status.SKIPPED,
             "files": JobStep.Status.SKIPPED,  # a database-only restore
             "start": JobStep.Status.SKIPPED,
