@@ -161,8 +161,10 @@ def store_addresses(store) -> list[dict]:
     message when it does not point at the platform."""
     from stores.selectors import store_names_served
 
-    expires_at = acme_client.certificate_expires_at(domain=store.domain) if settings.TLS_ENABLED else None
-    covered = acme_client.certificate_names(domain=store.domain) if expires_at and expires_at > timezone.now() else []
+    expires_at = acme_client.certificate_expires_at(domain=store.proxy_key) if settings.TLS_ENABLED else None
+    covered = (
+        acme_client.certificate_names(domain=store.proxy_key) if expires_at and expires_at > timezone.now() else []
+    )
     http_port = settings.NGINX_LISTEN_HTTP.rpartition(":")[2]
     https_port = settings.NGINX_LISTEN_HTTPS.rpartition(":")[2]
     addresses = []
