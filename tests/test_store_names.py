@@ -81,8 +81,10 @@ def test_a_store_gets_its_signup_domain_and_a_unique_platform_name(user_factory,
     settings.PLATFORM_DOMAIN = "hosting.example"
     customer = user_factory()
     first = store_create(customer=customer, plan=woo_plan, domain="one.example.com", site_title="Ada's Shop")
+    # The platform name is given with the store (it needs no DNS of the merchant's).
     assert [(n.name, n.kind, n.status, n.is_primary) for n in first.names.all()] == [
-        ("one.example.com", StoreName.Kind.CUSTOM, StoreName.Status.ACTIVE, True)
+        ("one.example.com", StoreName.Kind.CUSTOM, StoreName.Status.ACTIVE, True),
+        ("adas-shop.hosting.example", StoreName.Kind.PLATFORM, StoreName.Status.ACTIVE, False),
     ]
     served = [n.name for n in store_names_ensure(store_id=first.pk)]
     assert served == ["one.example.com", "adas-shop.hosting.example"]  # primary first
@@ -103,7 +105,7 @@ def test_a_store_gets_its_signup_domain_and_a_unique_platform_name(user_factory,
     Store.objects.filter(pk=first.pk).update(status=Store.Status.DELETING)
     store_transition(store_id=first.pk, to=Store.Status.DELETED)
     assert not StoreName.objects.filter(store=first).exists()
-    assert store_create(customer=customer, plan=woo_plan, domain="one.example.com").names.count() == 1
+    assert store_create(customer=customer, plan=woo_plan, domain="one.example.com").names.count() == 2
 
 
 def test_a_store_from_before_names_gets_them_on_its_next_vhost_write(user_factory, woo_plan, settings):

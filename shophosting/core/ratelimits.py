@@ -23,6 +23,7 @@ RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "backup_pages": ("30/m", "300/h"),  # the backups list, restore confirmation and progress pages
     "job_progress": ("90/m",),  # a job's progress JSON (the store page and job pages poll it every 2 s)
     "ticket_post": ("5/m", "30/h"),  # new tickets and customer replies, with their attachments; per account
+    "domains": ("20/m", "200/h"),  # custom domains added, checked in DNS, made primary, removed; per account
 }
 
 HUMAN_NAMES = {
@@ -35,6 +36,7 @@ HUMAN_NAMES = {
     "backup_pages": "backup page views",
     "job_progress": "progress checks",
     "ticket_post": "support messages",
+    "domains": "domain changes and checks",
 }
 
 # Budgets of FAILED attempts per account (not per IP or session): a new session, address or device does
