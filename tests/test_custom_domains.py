@@ -174,7 +174,9 @@ def test_an_address_at_the_platform_proves_a_domain_and_brings_an_unreachable_on
 
 
 @pytest.fixture(scope="module")
-def proven_store(django_db_setup, django_db_blocker, docker_engine, store_images, nginx_server, acme_server):
+def proven_store(
+    django_db_setup, django_db_blocker, docker_engine, store_images, nginx_server, acme_server, restic_repository
+):
     """A WooCommerce store on its platform name, provisioned once for this module with real commits; its
     containers, vhost, certificate and rows are removed afterwards."""
     from accounts.services import customer_create
@@ -194,6 +196,7 @@ def proven_store(django_db_setup, django_db_blocker, docker_engine, store_images
         )
         job = store_order_paid(store_id=store.pk)
         _burst("provisioning")
+        _burst("backups")  # its first backup, queued when it went live: until it ran, the store is busy
         job.refresh_from_db()
         store.refresh_from_db()
         assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
@@ -325,3 +328,39 @@ def pebble_root() -> str:
     from tests.test_provisioning import pebble_root as root
 
     return root()
+
+
+@pytest.mark.django_db
+def test_a_primary_name_change_sets_magentos_base_urls_verified_on_the_stand_in_image_only(
+    user_factory, woo_plan, tmp_path
+):
+    """MagentoStack's commands run through the stand-in's own bin/magento (deploy/images/magento-standin-web),
+    which records config:set as Magento's core_config_data would; a real Magento is not available here."""
+    import importlib.util
+    import json
+
+    from billing.models import Plan
+    from provisioning.image_contract import MAGENTO_CLI
+    from provisioning.stacks import stack_for
+    from stores.names import store_primary_set
+
+    path = settings.BASE_DIR / "deploy" / "images" / "magento-standin-web" / "standin.py"
+    spec = importlib.util.spec_from_file_location("magento_standin_urls", path)
+    standin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(standin)
+    standin.STATE = str(tmp_path / "standin-install.json")
+    plan = Plan.objects.get(slug="magento-commerce-core")  # woo_plan seeded the whole catalogue
+    store = store_create(customer=user_factory(), plan=plan, site_title="Mage Shop")
+    (tmp_path / "standin-install.json").write_text(json.dumps({"title": "Mage Shop", "base_url": "x"}))
+    [row, _] = store_domain_add(store_id=store.pk, domain="mage.example")
+    store_name_check_record(name_id=row.pk, records=NameRecords("mage.example", (row.proof_token,), frozenset()))
+    store_primary_set(store_id=store.pk, name_id=row.pk)
+    store.refresh_from_db()
+
+    commands = stack_for(store).url_replace_commands(old_names=[store.names.get(kind="platform").name])
+    for argv, environment in commands:
+        assert argv[0] == MAGENTO_CLI and environment == {}
+        assert standin.cli(argv[1:]) == 0
+    state = json.loads((tmp_path / "standin-install.json").read_text())
+    assert state["base_url"] == "http://mage.example/"  # no certificate yet: the store's scheme is http
+    assert state["secure_base_url"] == "https://mage.example/"
