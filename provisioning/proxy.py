@@ -240,6 +240,7 @@ def vhost_write(
     tls_names: list[str] | None = None,
     hsts: bool = False,
     primary: str | None = None,
+    replaces: str | None = None,
     force_reload: bool = False,
 ) -> Path:
     """Write (or replace) the store's vhost, the file named after `domain` (a store's proxy key), serving `names`
@@ -247,7 +248,9 @@ def vhost_write(
     "maintenance", `firewall` the plan's advanced_security.
     With a certificate (acme_client.Certificate) the `tls_names` it covers (default: all) are served on HTTPS,
     and their HTTP redirects there. `force_reload` reloads even when the file is unchanged: a renewed
-    certificate has the same paths, and nginx reads it on reload."""
+    certificate has the same paths, and nginx reads it on reload. `replaces` names an older vhost file of the
+    same store (under its signup domain) that goes in the same change: two files serving one name would
+    leave nginx routing it to the first one it loaded."""
     names = list(names or [domain])
     # Rendered first: a refused value raises before any directory or file is touched.
     content = vhost_render(
@@ -271,18 +274,26 @@ def vhost_write(
     if firewall:
         # nginx cannot open a log in a missing directory; in production it exists already (deploy/README.md).
         firewall_log_path(store_id).parent.mkdir(parents=True, exist_ok=True)
+    old_path = vhost_path(replaces) if replaces and replaces != domain else None
     with _vhosts_locked():
         previous = path.read_text() if path.exists() else None
-        if previous == content and not force_reload:
+        old_previous = old_path.read_text() if old_path and old_path.exists() else None
+        if previous == content and not force_reload and old_previous is None:
             return path
         _write_atomic(path, content)
+        if old_path:
+            old_path.unlink(missing_ok=True)
         try:
             complaint = _apply()
         except ProvisioningError:
             _restore(path, previous)
+            if old_path and old_previous is not None:
+                _restore(old_path, old_previous)
             raise
         if complaint is not None:
             _restore(path, previous)
+            if old_path and old_previous is not None:
+                _restore(old_path, old_previous)
             if settings.NGINX_RELOAD_REQUEST_FILE:
                 _apply()  # so the unit's last answer describes the configuration in force again
             raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")

@@ -407,10 +407,10 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
         tls_names=tls_names,
         hsts=store.hsts_enabled,
         primary=_redirect_target(rows, tls_names),
+        replaces=legacy,
         force_reload=force_reload,
     )
-    if legacy:  # the new file serves the names now: the old one (and its certificate copy's source) go
-        proxy.vhost_remove(domain=legacy)
+    if legacy:  # the new file serves the names now, and the old one is gone: so can its certificate
         acme_client.certificate_remove(domain=legacy)
     return path
 

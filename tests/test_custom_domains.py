@@ -364,3 +364,27 @@ def test_a_primary_name_change_sets_magentos_base_urls_verified_on_the_stand_in_
     state = json.loads((tmp_path / "standin-install.json").read_text())
     assert state["base_url"] == "http://mage.example/"  # no certificate yet: the store's scheme is http
     assert state["secure_base_url"] == "https://mage.example/"
+
+
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_a_store_from_before_proxy_keys_has_its_vhost_taken_over_in_one_nginx_change(nginx_server, store_in_status):
+    """Its vhost was named after its signup domain: the next write names it store-<id> and drops the old file
+    in the same change (two files serving one name would leave nginx on the first it loaded)."""
+    from provisioning.services import store_vhost_write
+    from stores.services import store_place
+
+    store = store_place(store_id=store_in_status("active", domain="legacy-keys.test").pk)
+    upstream = f"{store.host.bind_address}:{store.port}"
+    proxy.vhost_write(store_id=store.pk, domain=store.domain, upstream=upstream, firewall=False)
+    other = proxy.vhost_write(store_id=store.pk + 1, domain="not-this-store.test", upstream=upstream, firewall=False)
+    try:
+        store_vhost_write(store=store, mode="proxy")
+        assert not proxy.vhost_path(store.domain).exists()
+        assert "legacy-keys.test" in proxy.vhost_path(store.proxy_key).read_text()
+        assert http_get("legacy-keys.test").status == 502  # routed by the new file (no container runs here)
+        # A file under a domain that another store's header claims is never touched.
+        assert proxy.vhost_belongs(domain="not-this-store.test", store_id=store.pk) is False and other.exists()
+    finally:
+        proxy.vhost_remove(domain=store.proxy_key)
+        proxy.vhost_remove(domain="not-this-store.test")
