@@ -140,6 +140,25 @@ def test_the_store_page_shows_the_record_to_create_and_says_why_a_domain_is_refu
     assert store.names.count() == 3  # the platform name, page.example and its www.
 
 
+@pytest.mark.django_db
+def test_staff_add_and_remove_a_domain_through_the_same_services(client, staff_user, user_factory, woo_plan):
+    store = store_create(customer=user_factory(), plan=woo_plan, site_title="Staff Shop")
+    client.force_login(staff_user)
+    url = reverse("admin:stores_store_names", args=[store.pk])
+    client.post(url, {"action": "add", "domain": "staff.example", "include_www": "on"})
+    row = store.names.get(name="staff.example")
+    assert row.status == N.PENDING and store.names.filter(name="www.staff.example").exists()
+    page = client.get(url).content.decode()
+    assert f"_shophosting-challenge.staff.example</code> = <code>{row.proof_token}" in page
+    refused = client.post(url, {"action": "add", "domain": "staff.example"}, follow=True).content.decode()
+    assert "already one of this store&#x27;s names" in refused
+    primary = client.post(url, {"action": "primary", "name": row.pk}, follow=True).content.decode()
+    assert "can be changed once the store is live" in primary
+    client.post(url, {"action": "remove", "name": row.pk})
+    assert not store.names.filter(name="staff.example").exists()
+    assert store.events.filter(actor=staff_user, note="name staff.example removed").exists()
+
+
 # --- DNS through pebble-challtestsrv, no store containers (under the lock: it starts with pebble) -----------
 
 
