@@ -105,8 +105,11 @@ if ($pattern) {
         }
     }
 }
-update_option('home', $url);
-update_option('siteurl', $url);
+// Written to the table directly: with WP_HOME and WP_SITEURL defined (the platform's wp-config), get_option()
+// answers the constants, and update_option() skips a value equal to what it reads.
+foreach (['home', 'siteurl'] as $option) {
+    $wpdb->update($wpdb->options, ['option_value' => $url], ['option_name' => $option]);
+}
 wp_cache_flush();
 echo "replaced the old names in $rows_changed values" . ($skipped ? ", left $skipped holding unknown objects" : '') . "\n";
 echo "home and siteurl: $url\n";
