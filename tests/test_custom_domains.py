@@ -203,11 +203,13 @@ def proven_store(
     from billing.services.plans import plan_catalogue_seed
     from provisioning import docker_client
     from provisioning.orders import store_order_paid
+    from tests.plugins.docker import _store_vhosts_remove
     from tests.plugins.rq import _burst
 
     label = f"shophosting.env={settings.STORE_OBJECT_PREFIX}"
     with django_db_blocker.unblock():
         docker_client.labelled_objects_remove(label=label)
+        _store_vhosts_remove()
         plan_catalogue_seed()
         customer = customer_create(email="proven-owner@example.com", password="correct horse battery")
         store = store_create(
