@@ -5,6 +5,7 @@ check call these; stores/README.md ("Names") draws the life of a name."""
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -86,8 +87,6 @@ def stores_names_apply_due() -> list[int]:
     """Queue the names job for live stores with an active custom name that their certificate does not cover
     (its activation's job was refused while another operation held the store). Only where TLS is on: without
     it, the next vhost write of any kind serves the name."""
-    from django.conf import settings
-
     if not (settings.NGINX_ENABLED and settings.TLS_ENABLED):
         return []
     queued = []
