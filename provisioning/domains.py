@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
+from provisioning import proxy
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
 from provisioning.services import job_enqueue, store_certificate_short
@@ -84,21 +85,25 @@ def stores_names_check_due() -> int:
 
 
 def stores_names_apply_due() -> list[int]:
-    """Queue the names job for live stores with an active custom name that their certificate does not cover
-    (its activation's job was refused while another operation held the store). Only where TLS is on: without
-    it, the next vhost write of any kind serves the name."""
-    if not (settings.NGINX_ENABLED and settings.TLS_ENABLED):
+    """Queue the names job for live stores whose vhost does not serve exactly their served names (a name
+    proven or removed while another operation held the store: its job was refused), or whose certificate
+    lacks an active custom name (unless a certificate retry is scheduled already)."""
+    if not settings.NGINX_ENABLED:
         return []
     queued = []
-    candidates = Store.objects.filter(
-        status__in=NAMES_APPLY_STATUSES, names__kind=StoreName.Kind.CUSTOM, names__status=N.ACTIVE
-    ).distinct()
-    for store in candidates:
-        if store.tls_status == Store.TLS.PENDING or not store_certificate_short(store):
-            continue  # a retry is scheduled already, or nothing is missing
-        with transaction.atomic():
-            if _names_apply(store.pk, actor=None):
-                queued.append(store.pk)
+    for store in Store.objects.filter(status__in=NAMES_APPLY_STATUSES).exclude(host=None):
+        served = set(store.names.filter(status__in=StoreName.SERVED).values_list("name", flat=True))
+        stale_vhost = served != proxy.vhost_names(domain=store.proxy_key)
+        short_certificate = (
+            settings.TLS_ENABLED
+            and store.tls_status != Store.TLS.PENDING
+            and store.names.filter(kind=StoreName.Kind.CUSTOM, status=N.ACTIVE).exists()
+            and bool(store_certificate_short(store))
+        )
+        if stale_vhost or short_certificate:
+            with transaction.atomic():
+                if _names_apply(store.pk, actor=None):
+                    queued.append(store.pk)
     return queued
 
 

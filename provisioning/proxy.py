@@ -61,6 +61,15 @@ def vhost_path(domain: str) -> Path:
     return Path(settings.NGINX_SITES_DIR) / f"{domain}.conf"
 
 
+def vhost_names(*, domain: str) -> set[str]:
+    """Every name the vhost file `domain` serves (its server_name lines); empty when there is no file."""
+    try:
+        text = vhost_path(domain).read_text()
+    except (ProvisioningError, OSError):
+        return set()
+    return {name for line in re.findall(r"^\s*server_name ([^;]+);", text, re.M) for name in line.split()}
+
+
 def vhost_belongs(*, domain: str, store_id: int) -> bool:
     """Whether the vhost file named `domain` exists and is store `store_id`'s (its managed header says so):
     a store from before proxy keys has its vhost under its signup domain."""
