@@ -164,6 +164,33 @@ def test_staff_add_and_remove_a_domain_through_the_same_services(client, staff_u
     assert store.events.filter(actor=staff_user, note="name staff.example removed").exists()
 
 
+def test_the_vhost_proxies_the_primary_name_and_redirects_the_others_to_it(settings):
+    settings.NGINX_LISTEN_HTTP, settings.NGINX_LISTEN_HTTPS = "80", "443"
+    values = {
+        "store_id": 7,
+        "names": ["shop.example", "www.shop.example", "ada.hosting.example"],
+        "upstream": "127.0.0.1:20001",
+        "mode": "proxy",
+        "firewall": False,
+        "listen_http": "80",
+        "listen_https": "443",
+        "acme_webroot": "/srv/acme",
+        "tls_cert": "/tls/fullchain.pem",
+        "tls_key": "/tls/privkey.pem",
+    }
+    vhost = proxy.vhost_render(**values, primary="shop.example")
+    assert vhost.count("proxy_pass") == 1 and "server_name shop.example;" in vhost  # only the primary is served
+    # The others: 301 to the same path on the primary, on HTTP (ACME path excepted) and on HTTPS.
+    assert vhost.count("server_name www.shop.example ada.hosting.example;") == 2
+    assert vhost.count("return 301 https://shop.example$request_uri;") == 2
+    assert vhost.count("return 301 https://$host$request_uri;") == 1  # the primary's own HTTP to HTTPS
+    # A primary not on the certificate (yet): the others go to it on plain HTTP, and nothing is on HTTPS.
+    plain = proxy.vhost_render(**{**values, "tls_cert": None, "tls_key": None}, primary="shop.example")
+    assert "return 301 http://shop.example$request_uri;" in plain and "ssl" not in plain
+    with pytest.raises(Exception, match="primary name 'gone.example' is not served"):
+        proxy.vhost_render(**values, primary="gone.example")
+
+
 # --- DNS through pebble-challtestsrv, no store containers (under the lock: it starts with pebble) -----------
 
 
