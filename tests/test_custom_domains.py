@@ -146,6 +146,29 @@ def test_the_store_page_shows_the_record_to_create_and_says_why_a_domain_is_refu
 
 
 @pytest.mark.django_db
+def test_a_merchant_adds_checks_and_removes_a_domain_and_a_dns_outage_changes_nothing(
+    client, user_factory, woo_plan, settings
+):
+    settings.DNS_RESOLVERS, settings.DNS_TIMEOUT = ["127.0.0.1:9"], 0.3  # nothing answers DNS there
+    customer = user_factory()
+    store = store_create(customer=customer, plan=woo_plan, site_title="Merchant Shop")
+    client.force_login(customer)
+    detail = reverse("stores:detail", args=[store.pk])
+    added = client.post(reverse("stores:domain_add", args=[store.pk]), {"domain": "merchant.example"}, follow=True)
+    assert "Added merchant.example. Create the DNS record shown below." in added.content.decode()  # no www.
+    row = store.names.get(name="merchant.example")
+    assert row.status == N.PENDING and row.checked_at is not None and "DNS did not answer" in row.status_message
+    checked = client.post(reverse("stores:domain_check", args=[store.pk]), follow=True).content.decode()
+    assert "Not proven yet" in checked and "DNS did not answer" in checked
+    primary = client.post(reverse("stores:domain_primary", args=[store.pk, row.pk]), follow=True).content.decode()
+    assert "The primary name is unchanged" in primary
+    removed = client.post(reverse("stores:domain_remove", args=[store.pk, row.pk]), follow=True)
+    assert removed.redirect_chain[-1][0] == detail and "Domain removed." in removed.content.decode()
+    assert not store.names.filter(name="merchant.example").exists()
+    assert store.events.filter(actor=customer, note="name merchant.example removed").exists()
+
+
+@pytest.mark.django_db
 def test_staff_add_and_remove_a_domain_through_the_same_services(client, staff_user, user_factory, woo_plan):
     store = store_create(customer=user_factory(), plan=woo_plan, site_title="Staff Shop")
     client.force_login(staff_user)
