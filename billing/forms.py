@@ -4,22 +4,31 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import User
 from stores.domains import domain_normalize
-from stores.models import Store
+from stores.models import Store, StoreName
 
 
 class StoreDomainField(forms.CharField):
-    """A store domain: validated and normalised as provisioning does, and free among live stores."""
+    """An optional custom domain for a new store: validated and normalised as provisioning does, and not
+    served by another store. It reserves nothing: the store page then shows the DNS records that prove it."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 253)
-        kwargs.setdefault("label", "Store domain")
-        kwargs.setdefault("help_text", "For example shop.example.com. Point its DNS at us when your store is ready.")
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", "Your own domain (optional)")
+        kwargs.setdefault(
+            "help_text",
+            "For example shop.example.com. Your store works at once on its own address with us; once it is "
+            "set up, its page shows the DNS record that proves this domain is yours.",
+        )
         super().__init__(**kwargs)
 
     def clean(self, value):
-        domain = domain_normalize(super().clean(value))
-        if Store.objects.filter(live_domain=domain).exists():
-            raise ValidationError("This domain is already used by another store.")
+        value = super().clean(value)
+        if not (value or "").strip():
+            return ""
+        domain = domain_normalize(value)
+        if Store.objects.filter(live_domain=domain).exists() or StoreName.objects.filter(served_name=domain).exists():
+            raise ValidationError("This domain is already in use by another store.")
         return domain
 
 

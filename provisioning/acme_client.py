@@ -37,8 +37,8 @@ class Certificate:
 
 
 def certificate_paths(domain: str) -> Certificate:
-    """Where the store's certificate lives: one directory per store, named after its signup domain (the
-    certificate covers all of the store's names)."""
+    """Where the store's certificate lives: one directory per store, named by its proxy key (Store.proxy_key,
+    `store-<id>`: the certificate covers all of the store's names, which change)."""
     directory = Path(settings.TLS_CERT_DIR) / domain
     return Certificate(fullchain_path=directory / "fullchain.pem", key_path=directory / "privkey.pem")
 
@@ -158,6 +158,17 @@ def certificate_expires_at(*, domain: str) -> datetime | None:
     if not path.exists():
         return None
     return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc
+
+
+def certificate_copy(*, source: str, destination: str) -> bool:
+    """Copy a stored certificate from one directory to another that has none (a store from before proxy keys
+    kept it under its signup domain). The source stays until its vhost is gone. False when nothing was copied."""
+    old, new = certificate_paths(source), certificate_paths(destination)
+    if not old.fullchain_path.exists() or not old.key_path.exists() or new.fullchain_path.exists():
+        return False
+    _write_private(new.key_path, old.key_path.read_bytes())
+    new.fullchain_path.write_bytes(old.fullchain_path.read_bytes())
+    return True
 
 
 def certificate_remove(*, domain: str) -> bool:

@@ -27,6 +27,8 @@ WORDPRESS_INSTALLER = "/usr/local/share/shophosting/wp-install.php"  # what WooC
 WORDPRESS_INSTALLER_SOURCE = IMAGES_DIR / "wordpress" / "wp-install.php"
 WORDPRESS_UPGRADER = "/usr/local/share/shophosting/wp-upgrade.php"  # what WooCommerceStack.upgrade_commands runs
 WORDPRESS_UPGRADER_SOURCE = IMAGES_DIR / "wordpress" / "wp-upgrade.php"
+# What WooCommerceStack.url_replace_commands runs after a primary-name change (no wp-cli in the local image).
+WORDPRESS_URL_REPLACER = "/usr/local/share/shophosting/wp-search-replace.php"
 OBJECT_CACHE_SOURCE = IMAGES_DIR / "wordpress" / "object-cache.php"
 # Where a recipe may put the drop-in, and what puts it into the store's wp-content from there.
 OBJECT_CACHE_DESTINATIONS = {

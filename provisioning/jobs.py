@@ -45,6 +45,20 @@ def stores_tls_renew() -> None:
     stores_tls_renew_due()
 
 
+@job("default", timeout=15 * 60)
+def stores_names_check() -> None:
+    from provisioning.domains import stores_names_check_due
+
+    stores_names_check_due()
+
+
+@job("default", timeout=2 * 60)
+def store_names_check(store_id: int) -> None:
+    from provisioning.domains import store_names_check
+
+    store_names_check(store_id=store_id)
+
+
 def stores_disk_measure():
     from provisioning.services import stores_disk_measure
 

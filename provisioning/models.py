@@ -17,7 +17,8 @@ class ProvisioningJob(models.Model):
         TEARDOWN = "teardown", "Tear down"
         UPDATE_LIMITS = "update_limits", "Update limits"
         RESTART = "restart", "Restart"
-        HTTPS_SETTINGS = "https_settings", "Apply HTTPS settings"
+        HTTPS_SETTINGS = "https_settings", "Apply the store's names and HTTPS settings"
+        PRIMARY_NAME = "primary_name", "Change the primary name"
         UPDATE = "update", "Update"
 
     class Status(models.TextChoices):

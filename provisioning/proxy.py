@@ -55,9 +55,31 @@ def _nginx_word(field: str, value: str) -> str:
 
 
 def vhost_path(domain: str) -> Path:
+    """The vhost file `<domain>.conf`: a store's is named by its proxy key (Store.proxy_key, `store-<id>`)."""
     if "/" in _nginx_word("domain", domain) or domain.startswith("."):
         raise ProvisioningError(f"refusing to name an nginx vhost file after {domain!r}")
     return Path(settings.NGINX_SITES_DIR) / f"{domain}.conf"
+
+
+def vhost_names(*, domain: str) -> set[str]:
+    """Every name the vhost file `domain` serves (its server_name lines); empty when there is no file."""
+    try:
+        text = vhost_path(domain).read_text()
+    except (ProvisioningError, OSError):
+        return set()
+    return {name for line in re.findall(r"^\s*server_name ([^;]+);", text, re.M) for name in line.split()}
+
+
+def vhost_belongs(*, domain: str, store_id: int) -> bool:
+    """Whether the vhost file named `domain` exists and is store `store_id`'s (its managed header says so):
+    a store from before proxy keys has its vhost under its signup domain."""
+    try:
+        path = vhost_path(domain)
+        with open(path) as vhost:
+            head = vhost.read(200)
+    except (ProvisioningError, OSError):
+        return False
+    return f"# Managed by ShopHosting for store {int(store_id)} (" in head
 
 
 def _apply() -> str | None:
@@ -115,6 +137,12 @@ def firewall_log_path(store_id: int) -> Path:
     return Path(settings.NGINX_FIREWALL_LOG_DIR) / f"store-{int(store_id)}.log"
 
 
+def _http_port_suffix() -> str:
+    """ ":<port>" for redirects to plain HTTP when HTTP listens on another port than 80 (tests, the demo)."""
+    port = settings.NGINX_LISTEN_HTTP.rpartition(":")[2]
+    return "" if port == "80" else f":{int(port)}"
+
+
 def _https_port_suffix() -> str:
     """ ":<port>" for redirects when HTTPS listens on another port than 443 (tests, a demo); "" otherwise."""
     port = settings.NGINX_LISTEN_HTTPS.rpartition(":")[2]
@@ -136,6 +164,7 @@ def vhost_render(
     names: list[str] | None = None,
     tls_names: list[str] | None = None,
     hsts: bool = False,
+    primary: str | None = None,
 ) -> str:
     """A store's vhost from deploy/nginx/store-vhost.conf (NGINX_VHOST_TEMPLATE), the single template of one.
 
@@ -143,7 +172,9 @@ def vhost_render(
     (those of `names` it covers; default: all) are served on HTTPS and their HTTP redirects there (301,
     except ACME challenges), the rest stay on HTTP.
     `firewall` turns ModSecurity on (the plan's advanced_security), `hsts` sends Strict-Transport-Security
-    on HTTPS (the store's choice). Raises ProvisioningError when a value is not one plain nginx word."""
+    on HTTPS (the store's choice). With `primary` (one of `names`), every other name redirects there with 301
+    (to https:// when the primary is in `tls_names`), the ACME path excepted; without, each name is served
+    as itself. Raises ProvisioningError when a value is not one plain nginx word."""
     names = list(dict.fromkeys(names or ([domain] if domain is not None else [])))
     tls_names = [name for name in dict.fromkeys(names if tls_names is None else tls_names) if name in names]
     tls_names = tls_names if tls_cert else []
@@ -165,6 +196,17 @@ def vhost_render(
             _nginx_word(field, str(value))
     for name in names:
         _nginx_word("domain", name)
+    if primary is not None and primary not in names:
+        raise ProvisioningError(f"refusing to write an nginx vhost: the primary name {primary!r} is not served")
+    # Served as themselves: the primary alone when there is one, else every name (on HTTPS when certified).
+    proxied = [primary] if primary else names
+    redirected = [name for name in names if name not in proxied]
+    primary_https = primary in tls_names
+    primary_url = ""
+    if primary:
+        primary_url = (
+            f"https://{primary}{_https_port_suffix()}" if primary_https else f"http://{primary}{_http_port_suffix()}"
+        )
     if not isinstance(firewall, bool) or not isinstance(hsts, bool):
         raise ProvisioningError(
             f"refusing to write an nginx vhost: firewall and hsts must be True or False, not {firewall!r}, {hsts!r}"
@@ -175,8 +217,11 @@ def vhost_render(
         "store_id": int(store_id),
         "firewall": firewall,
         "hsts": hsts,
-        "plain_names": " ".join(name for name in names if name not in tls_names),
-        "tls_names": " ".join(tls_names),
+        "plain_names": " ".join(name for name in proxied if name not in tls_names),
+        "tls_names": " ".join(name for name in proxied if name in tls_names),
+        "redirect_names": " ".join(redirected),
+        "redirect_tls_names": " ".join(name for name in redirected if name in tls_names),
+        "primary_url": primary_url,
         "https_port_suffix": _https_port_suffix(),
         "burst_per_client": int(settings.NGINX_BURST_PER_CLIENT),
         "burst_per_store": int(settings.NGINX_BURST_PER_STORE),
@@ -221,13 +266,18 @@ def vhost_write(
     certificate=None,
     tls_names: list[str] | None = None,
     hsts: bool = False,
+    primary: str | None = None,
+    replaces: str | None = None,
     force_reload: bool = False,
 ) -> Path:
-    """Write (or replace) the store's vhost, the file named after `domain` (its signup domain), serving `names`
-    (default: `domain` alone); `mode` is "proxy" or "maintenance", `firewall` the plan's advanced_security.
+    """Write (or replace) the store's vhost, the file named after `domain` (a store's proxy key), serving `names`
+    (default: `domain` alone), the others redirecting to `primary` when given; `mode` is "proxy" or
+    "maintenance", `firewall` the plan's advanced_security.
     With a certificate (acme_client.Certificate) the `tls_names` it covers (default: all) are served on HTTPS,
     and their HTTP redirects there. `force_reload` reloads even when the file is unchanged: a renewed
-    certificate has the same paths, and nginx reads it on reload."""
+    certificate has the same paths, and nginx reads it on reload. `replaces` names an older vhost file of the
+    same store (under its signup domain) that goes in the same change: two files serving one name would
+    leave nginx routing it to the first one it loaded."""
     names = list(names or [domain])
     # Rendered first: a refused value raises before any directory or file is touched.
     content = vhost_render(
@@ -243,6 +293,7 @@ def vhost_write(
         tls_key=str(certificate.key_path) if certificate else None,
         tls_names=tls_names,
         hsts=hsts,
+        primary=primary,
     )
     path = vhost_path(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,18 +301,26 @@ def vhost_write(
     if firewall:
         # nginx cannot open a log in a missing directory; in production it exists already (deploy/README.md).
         firewall_log_path(store_id).parent.mkdir(parents=True, exist_ok=True)
+    old_path = vhost_path(replaces) if replaces and replaces != domain else None
     with _vhosts_locked():
         previous = path.read_text() if path.exists() else None
-        if previous == content and not force_reload:
+        old_previous = old_path.read_text() if old_path and old_path.exists() else None
+        if previous == content and not force_reload and old_previous is None:
             return path
         _write_atomic(path, content)
+        if old_path:
+            old_path.unlink(missing_ok=True)
         try:
             complaint = _apply()
         except ProvisioningError:
             _restore(path, previous)
+            if old_path and old_previous is not None:
+                _restore(old_path, old_previous)
             raise
         if complaint is not None:
             _restore(path, previous)
+            if old_path and old_previous is not None:
+                _restore(old_path, old_previous)
             if settings.NGINX_RELOAD_REQUEST_FILE:
                 _apply()  # so the unit's last answer describes the configuration in force again
             raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")

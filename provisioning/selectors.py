@@ -7,6 +7,7 @@ from django.utils import timezone
 from provisioning import acme_client, proxy
 from provisioning.kinds import kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
+from stores.models import StoreName
 
 LOG_TAIL_LINES = 30
 ETA_SAMPLE_JOBS = 50
@@ -161,8 +162,10 @@ def store_addresses(store) -> list[dict]:
     message when it does not point at the platform."""
     from stores.selectors import store_names_served
 
-    expires_at = acme_client.certificate_expires_at(domain=store.domain) if settings.TLS_ENABLED else None
-    covered = acme_client.certificate_names(domain=store.domain) if expires_at and expires_at > timezone.now() else []
+    expires_at = acme_client.certificate_expires_at(domain=store.proxy_key) if settings.TLS_ENABLED else None
+    covered = (
+        acme_client.certificate_names(domain=store.proxy_key) if expires_at and expires_at > timezone.now() else []
+    )
     http_port = settings.NGINX_LISTEN_HTTP.rpartition(":")[2]
     https_port = settings.NGINX_LISTEN_HTTPS.rpartition(":")[2]
     addresses = []
@@ -172,8 +175,11 @@ def store_addresses(store) -> list[dict]:
         suffix = "" if port in ("", "80", "443") else f":{port}"
         addresses.append(
             {
+                "id": row.pk,
                 "name": row.name,
                 "kind": row.get_kind_display(),
+                "can_be_primary": row.status == row.Status.ACTIVE and not row.is_primary,
+                "can_remove": row.kind == row.Kind.CUSTOM and not row.is_primary,
                 "is_platform": row.kind == row.Kind.PLATFORM,
                 "is_primary": row.is_primary,
                 "status": row.status,
@@ -184,3 +190,29 @@ def store_addresses(store) -> list[dict]:
             }
         )
     return addresses
+
+
+def store_domains_waiting(store) -> list[dict]:
+    """The store page's custom domains waiting for proof, grouped by the TXT record that proves them (a domain
+    and its www. alias share one): the exact records to create, and each name's last check."""
+    groups: dict[str, dict] = {}
+    for row in store.names.filter(status=StoreName.Status.PENDING).order_by("proof_domain", "name"):
+        group = groups.setdefault(
+            row.proof_record,
+            {
+                "record": row.proof_record,
+                "token": row.proof_token,
+                "names": [],
+                "addresses": [a.strip() for a in settings.PLATFORM_PUBLIC_ADDRESSES if a.strip()],
+            },
+        )
+        group["names"].append(
+            {
+                "id": row.pk,
+                "name": row.name,
+                "checked_at": row.checked_at,
+                "message": row.status_message,
+                "status_display": row.get_status_display(),
+            }
+        )
+    return list(groups.values())

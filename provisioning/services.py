@@ -390,11 +390,15 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
 
     The certificate on disk is used for the names it covers while it is valid, even when other names still
     wait for theirs (a custom domain whose DNS is not pointed yet): those stay on HTTP."""
-    served = [row.name for row in store_names_ensure(store_id=store.pk)]
+    rows = store_names_ensure(store_id=store.pk)
+    served = [row.name for row in rows]
+    legacy = _store_proxy_legacy(store)
+    if legacy:
+        acme_client.certificate_copy(source=legacy, destination=store.proxy_key)
     certificate, tls_names = _store_certificate(store)
-    return proxy.vhost_write(
+    path = proxy.vhost_write(
         store_id=store.pk,
-        domain=store.domain,
+        domain=store.proxy_key,
         names=served,
         upstream=f"{store.host.bind_address}:{store.port}",
         mode=mode,
@@ -402,8 +406,37 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
         certificate=certificate,
         tls_names=tls_names,
         hsts=store.hsts_enabled,
+        primary=_redirect_target(rows, tls_names),
+        replaces=legacy,
         force_reload=force_reload,
     )
+    if legacy:  # the new file serves the names now, and the old one is gone: so can its certificate
+        acme_client.certificate_remove(domain=legacy)
+    return path
+
+
+def _store_proxy_legacy(store: Store) -> str | None:
+    """The signup domain a store from before proxy keys has its vhost (and certificate) under, if any."""
+    if store.domain and store.domain != store.proxy_key and proxy.vhost_belongs(domain=store.domain, store_id=store.pk):
+        return store.domain
+    return None
+
+
+def _redirect_target(rows: list[StoreName], tls_names: list[str]) -> str | None:
+    """The name the store's other names redirect to: its primary name, once we know it reaches us. A platform
+    name always does (the platform's DNS); a custom one once proven and, where TLS is on, once on the
+    certificate (its http-01 validation went through our proxy). Until then (a primary served without proof,
+    from before the proof, or one whose DNS is not pointed yet) every name is served as itself."""
+    primary = next((row for row in rows if row.is_primary and row.status == StoreName.Status.ACTIVE), None)
+    if primary is None:
+        return None
+    if primary.kind == StoreName.Kind.PLATFORM:
+        return primary.name
+    if primary.proved_at is None:
+        return None
+    if settings.TLS_ENABLED and primary.name not in tls_names:
+        return None
+    return primary.name
 
 
 @transaction.atomic
@@ -420,10 +453,10 @@ def _store_certificate(store: Store):
     """(certificate, the names it covers) when the store has an unexpired one on disk, else (None, [])."""
     if not settings.TLS_ENABLED:
         return None, []
-    expires_at = acme_client.certificate_expires_at(domain=store.domain)
+    expires_at = acme_client.certificate_expires_at(domain=store.proxy_key)
     if expires_at is None or expires_at <= timezone.now():
         return None, []
-    return acme_client.certificate_paths(store.domain), acme_client.certificate_names(domain=store.domain)
+    return acme_client.certificate_paths(store.proxy_key), acme_client.certificate_names(domain=store.proxy_key)
 
 
 def store_tls_ensure(*, store_id: int) -> Store:
@@ -446,13 +479,13 @@ def store_tls_ensure(*, store_id: int) -> Store:
         return Store.objects.get(pk=store.pk)
     certificate, issued, failed, error = None, [], {}, ""
     try:
-        certificate, issued = acme_client.certificate_issue(domain=store.domain, names=names), names
+        certificate, issued = acme_client.certificate_issue(domain=store.proxy_key, names=names), names
     except acme_client.CertificateError as exc:
         failed, error = dict(exc.failed_names), str(exc)
         rest = [name for name in names if name not in failed]
         if failed and rest:  # the names the CA did not refuse need not wait for the others
             try:
-                certificate, issued = acme_client.certificate_issue(domain=store.domain, names=rest), rest
+                certificate, issued = acme_client.certificate_issue(domain=store.proxy_key, names=rest), rest
             except acme_client.CertificateError as again:
                 failed.update(again.failed_names)
                 error = str(again)
@@ -509,6 +542,13 @@ def stores_tls_retry_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
     return requeued
 
 
+def store_certificate_short(store: Store) -> list[str]:
+    """The store's active names its certificate on disk does not cover (all of them when it has none)."""
+    active = store.names.filter(status=StoreName.Status.ACTIVE).values_list("name", flat=True)
+    covered = set(acme_client.certificate_names(domain=store.proxy_key))
+    return [name for name in active if name not in covered]
+
+
 def stores_tls_renew_due(*, within: timedelta = timedelta(days=30)) -> list[int]:
     """Renew certificates that expire within `within` (Let's Encrypt's last 30 of 90 days), and those that
     do not cover every active name of their store (a store from before platform names, a name back in
@@ -516,13 +556,8 @@ def stores_tls_renew_due(*, within: timedelta = timedelta(days=30)) -> list[int]
     renewed = []
     deadline = timezone.now() + within
     for store in Store.objects.filter(tls_status=Store.TLS.ISSUED, status__in=(S.ACTIVE, S.SUSPENDED)):
-        expires_at = acme_client.certificate_expires_at(domain=store.domain)
-        active = set(store.names.filter(status=StoreName.Status.ACTIVE).values_list("name", flat=True))
-        if (
-            expires_at is None
-            or expires_at <= deadline
-            or not active <= set(acme_client.certificate_names(domain=store.domain))
-        ):
+        expires_at = acme_client.certificate_expires_at(domain=store.proxy_key)
+        if expires_at is None or expires_at <= deadline or store_certificate_short(store):
             store_tls_ensure(store_id=store.pk)
             renewed.append(store.pk)
     return renewed

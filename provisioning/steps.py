@@ -15,7 +15,7 @@ from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import JobLogLine, JobStep
 from provisioning.models import ProvisioningJob as JobModel
-from provisioning.services import store_tls_ensure, store_vhost_write
+from provisioning.services import store_certificate_short, store_tls_ensure, store_vhost_write
 from provisioning.stacks import stack_for
 from provisioning.stacks.base import SECRETS_DIR, ServiceSpec
 from provisioning.store_images import store_images_record
@@ -258,7 +258,7 @@ def tls_certificate(store: Store, log: Log) -> None:
         return
     store = store_tls_ensure(store_id=store.pk)
     if store.tls_status == Store.TLS.ISSUED:
-        log(f"certificate issued for {', '.join(acme_client.certificate_names(domain=store.domain))}; HTTPS is on")
+        log(f"certificate issued for {', '.join(acme_client.certificate_names(domain=store.proxy_key))}; HTTPS is on")
     elif store.tls_status == Store.TLS.FAILED:
         log(f"no certificate: {store.tls_error}")
     else:
@@ -266,6 +266,48 @@ def tls_certificate(store: Store, log: Log) -> None:
             f"no certificate yet ({store.tls_error}); "
             f"attempt {store.tls_attempts + 1} at {store.tls_next_attempt_at:%H:%M} UTC"
         )
+
+
+def tls_names_cover(store: Store, log: Log) -> None:
+    """Get a certificate when the store's active names are not all on the one it has (a custom domain just
+    proven or pointed at us again); nothing when they are (an HSTS change)."""
+    if not (settings.NGINX_ENABLED and settings.TLS_ENABLED):
+        log("TLS is not enabled here")
+        return
+    short = store_certificate_short(store)
+    if not short:
+        log("the certificate covers every active name")
+        return
+    log(f"not on the certificate yet: {', '.join(short)}")
+    tls_certificate(store, log)
+
+
+def app_recreate(store: Store, log: Log) -> None:
+    """Recreate the application's containers (their data in volumes is kept), so their configuration (the
+    primary name, the names they answer on) is the store's as it is now."""
+    stack = _stack(store)
+    for role in reversed(stack.app_roles):
+        if docker_client.container_remove(name=stack.container_name(role), base_url=store.host.docker_url):
+            log(f"{role} removed, to start again with the store's names")
+    app_start(store, log)
+
+
+def app_urls_replace(store: Store, log: Log) -> None:
+    """The application's own URLs to the primary name: every other name of the store in its database becomes
+    the primary's (WordPress: a serialized-safe search-replace, and home/siteurl; Magento: its base URLs)."""
+    stack = _stack(store)
+    primary = stack.primary_name
+    others = sorted(set(store.names.exclude(name=primary).values_list("name", flat=True)) - {primary})
+    wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    for command, environment in stack.url_replace_commands(old_names=others):
+        code, output = docker_client.container_exec(
+            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.docker_url
+        )
+        for line in output.strip().splitlines():
+            log(line)
+        if code != 0:
+            raise ProvisioningError(f"changing the application's URLs failed (exit {code}): {output.strip()[-500:]}")
+    log(f"the application's URLs are {stack.primary_url}/ now")
 
 
 def vhost_proxy(store: Store, log: Log) -> None:
@@ -282,13 +324,15 @@ def vhost_as_is(store: Store, log: Log) -> None:
 
 
 def vhost_remove(store: Store, log: Log) -> None:
-    if settings.NGINX_ENABLED and proxy.vhost_remove(domain=store.domain):
-        log(f"nginx vhost for {store.domain} removed, nginx reloaded")
-    else:
-        log("no nginx vhost to remove")
-    # Only after the vhost is gone: a vhost naming a missing certificate fails the next `nginx -t`.
-    if acme_client.certificate_remove(domain=store.domain):
-        log(f"certificate for {store.domain} deleted")
+    # The store's files are named by its proxy key; a store from before that may still have them under its
+    # signup domain (never adopted), removed only when its header says it is this store's.
+    keys = [store.proxy_key] + ([store.domain] if proxy.vhost_belongs(domain=store.domain, store_id=store.pk) else [])
+    for key in keys:
+        if settings.NGINX_ENABLED and proxy.vhost_remove(domain=key):
+            log(f"nginx vhost {key}.conf removed, nginx reloaded")
+        # Only after the vhost is gone: a vhost naming a missing certificate fails the next `nginx -t`.
+        if acme_client.certificate_remove(domain=key):
+            log(f"certificate {key} deleted")
 
 
 def live_hooks(store: Store, log: Log) -> None:
@@ -444,9 +488,23 @@ KINDS = (
     ),
     JobKind(
         name=K.HTTPS_SETTINGS,
-        title="Apply HTTPS settings",
-        steps=(Step("proxy", "Rewrite the nginx vhost with the store's HTTPS settings", vhost_as_is),),
+        title="Apply the store's names and HTTPS settings",
+        steps=(
+            Step("proxy", "Rewrite the nginx vhost with the store's names and HTTPS settings", vhost_as_is),
+            Step("tls", "Get a certificate for names not on it yet", tls_names_cover),
+        ),
         store_statuses=frozenset({S.ACTIVE, S.SUSPENDED}),
+    ),
+    JobKind(
+        name=K.PRIMARY_NAME,
+        title="Change the primary name",
+        steps=(
+            # The application first: the moment the other names redirect, it answers on the new one.
+            Step("app", "Restart the web server with the new name", app_recreate),
+            Step("urls", "Change the shop's own links to the new name", app_urls_replace),
+            Step("proxy", "Redirect the other names to the primary name", vhost_as_is),
+        ),
+        store_statuses=frozenset({S.ACTIVE}),
     ),
     JobKind(
         name=K.RESTART,

@@ -3,8 +3,10 @@ and one page per job of any kind (setup, restart, backup, restore, verification)
 under the stores namespace (shophosting/urls.py joins these to stores/urls.py); it lives in
 provisioning because it shows and starts provisioning jobs, which stores must not import."""
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -13,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
 from provisioning.care.selectors import store_care
+from provisioning.domains import store_domain_delete, store_domain_request, store_names_check, store_primary_change
 from provisioning.exceptions import JobConflict
 from provisioning.models import ProvisioningJob
 from provisioning.selectors import (
@@ -20,6 +23,7 @@ from provisioning.selectors import (
     job_progress_for_customer,
     job_setup_latest_for_store,
     store_addresses,
+    store_domains_waiting,
     store_firewall,
 )
 from provisioning.services import job_enqueue, store_hsts_change
@@ -53,8 +57,91 @@ def store_detail_view(request, store_id: int):
             "addresses": store_addresses(store)
             if store.status in (Store.Status.ACTIVE, Store.Status.SUSPENDED)
             else [],
+            "domains_waiting": store_domains_waiting(store),
+            "domain_form": DomainAddForm(),
         },
     )
+
+
+class DomainAddForm(forms.Form):
+    domain = forms.CharField(max_length=253, label="Your domain", help_text="For example shop.example.com.")
+    include_www = forms.BooleanField(required=False, initial=True, label="Also its www. address")
+
+
+def _messages_of(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@require_POST
+@login_required
+@rate_limited("domains", key="user")
+def store_domain_add_view(request, store_id: int):
+    """Add a custom domain (and its www. alias): it waits for its DNS proof, which is checked at once."""
+    store = store_of_customer_or_404(request.user, store_id)
+    form = DomainAddForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter the domain to add, for example shop.example.com.")
+        return redirect("stores:detail", store.pk)
+    try:
+        rows = store_domain_request(
+            store_id=store.pk,
+            domain=form.cleaned_data["domain"],
+            include_www=form.cleaned_data["include_www"],
+            actor=request.user,
+        )
+    except ValidationError as exc:
+        messages.error(request, f"Not added: {_messages_of(exc)}")
+    else:
+        audit_record(event="store_domain_added", request=request, store_id=store.pk, names=[r.name for r in rows])
+        messages.success(request, f"Added {' and '.join(r.name for r in rows)}. Create the DNS record shown below.")
+    return redirect("stores:detail", store.pk)
+
+
+@require_POST
+@login_required
+@rate_limited("domains", key="user")
+def store_domain_check_view(request, store_id: int):
+    """Check now: ask DNS for the proof of the store's waiting names (and unreachable ones)."""
+    store = store_of_customer_or_404(request.user, store_id)
+    activated = store_names_check(store_id=store.pk, actor=request.user)
+    if activated:
+        messages.success(request, f"Proven: {', '.join(activated)}. HTTPS for it is being set up.")
+    else:
+        messages.info(request, "Not proven yet: see each domain's last check below. DNS changes can take a while.")
+    return redirect("stores:detail", store.pk)
+
+
+@require_POST
+@login_required
+@rate_limited("domains", key="user")
+def store_domain_primary_view(request, store_id: int, name_id: int):
+    """Make an active name the store's primary one: the shop's links move there and the others redirect."""
+    store = store_of_customer_or_404(request.user, store_id)
+    try:
+        store_primary_change(store_id=store.pk, name_id=name_id, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"The primary name is unchanged: {_messages_of(exc)}")
+    except (JobConflict, InvalidTransition) as exc:
+        messages.error(request, f"The primary name cannot be changed now: {exc}")
+    else:
+        audit_record(event="store_primary_name_changed", request=request, store_id=store.pk, name_id=name_id)
+        messages.success(request, "Changing the primary name: your shop restarts with it in a moment.")
+    return redirect("stores:detail", store.pk)
+
+
+@require_POST
+@login_required
+@rate_limited("domains", key="user")
+def store_domain_remove_view(request, store_id: int, name_id: int):
+    store = store_of_customer_or_404(request.user, store_id)
+    try:
+        store_domain_delete(store_id=store.pk, name_id=name_id, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"Not removed: {_messages_of(exc)}")
+    else:
+        audit_record(event="store_domain_removed", request=request, store_id=store.pk, name_id=name_id)
+        messages.success(request, "Domain removed.")
+    return redirect("stores:detail", store.pk)
 
 
 @login_required
@@ -140,4 +227,8 @@ store_urlpatterns = [
     path("<int:store_id>/jobs/<int:job_id>/progress.json", store_progress_view, name="job_progress"),
     path("<int:store_id>/restart/", store_restart_view, name="restart"),
     path("<int:store_id>/hsts/", store_hsts_view, name="hsts"),
+    path("<int:store_id>/domains/", store_domain_add_view, name="domain_add"),
+    path("<int:store_id>/domains/check/", store_domain_check_view, name="domain_check"),
+    path("<int:store_id>/domains/<int:name_id>/primary/", store_domain_primary_view, name="domain_primary"),
+    path("<int:store_id>/domains/<int:name_id>/remove/", store_domain_remove_view, name="domain_remove"),
 ]

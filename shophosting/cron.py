@@ -16,6 +16,7 @@ from provisioning.jobs import (
     provisioning_rollouts_advance,
     stores_checks_enqueue_due,
     stores_disk_measure,
+    stores_names_check,
     stores_tls_renew,
     stores_tls_retry_lost,
     stores_usage_sample,
@@ -49,6 +50,9 @@ register(backup_jobs.platform_runs_recover, "default", interval=60)
 register(provisioning_rollouts_advance, "default", interval=60)
 # A store's certificate retry is scheduled in Redis; one that a Redis restart lost is enqueued again.
 register(stores_tls_retry_lost, "default", interval=5 * 60)
+# Custom domains: pending ones are checked for their proof (TXT record or address), unreachable ones for DNS
+# pointing back at us; a name that became active gets its vhost and certificate (stores/README.md, "Names").
+register(stores_names_check, "default", interval=settings.DOMAIN_CHECK_INTERVAL_MINUTES * 60, job_timeout=15 * 60)
 # Renews store certificates in their last 30 days.
 register(stores_tls_renew, "provisioning", cron="41 4 * * *")
 # Dunning: subscriptions unpaid past the grace period have their stores suspended.

@@ -202,8 +202,8 @@ def certificate_series() -> Iterable[Metric]:
     remaining = []
     missing = 0
     issued = Store.objects.order_by().filter(status__in=LIVE_STATUSES, tls_status=Store.TLS.ISSUED)
-    for domain in issued.values_list("domain", flat=True):
-        expires_at = acme_client.certificate_expires_at(domain=domain)
+    for store_id in issued.values_list("pk", flat=True):
+        expires_at = acme_client.certificate_expires_at(domain=Store(pk=store_id).proxy_key)
         if expires_at is None:
             missing += 1
         else:

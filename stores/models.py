@@ -126,6 +126,12 @@ class Store(models.Model):
         return f"{settings.STORE_OBJECT_PREFIX}-{self.pk}"
 
     @property
+    def proxy_key(self) -> str:
+        """What names the store's nginx vhost file and certificate directory: stable for the store's life,
+        whatever its names become (its primary name may change)."""
+        return f"store-{self.pk}"
+
+    @property
     def memory_mb(self) -> int:
         return self.plan.memory_mb
 
@@ -135,25 +141,37 @@ class Store(models.Model):
 
 
 class StoreName(models.Model):
-    """One host name a store answers on. Every live store has a platform name (`<label>.<PLATFORM_DOMAIN>`,
-    stores.services.store_names_ensure), and the domain typed at signup is a custom name, active without proof
-    as before. The vhost serves the served names (SERVED); the store's one certificate (Store.tls_*, files
-    under TLS_CERT_DIR/<Store.domain>/) covers the ACTIVE ones as SANs. Custom-domain proof (PENDING until
-    proven) and primary switching build on these rows (stores/README.md, "Names")."""
+    """One host name a store answers on (stores/README.md, "Names"). Every live store has a platform name
+    (`<label>.<PLATFORM_DOMAIN>`, given when the store is created); custom domains are added by the merchant or
+    staff and wait (PENDING) until their DNS proves control: a TXT record `_shophosting-challenge.<proof_domain>`
+    holding `proof_token`, or the name already resolving to PLATFORM_PUBLIC_ADDRESSES. A `www.` alias shares its
+    apex's proof (same proof_domain and token). The vhost serves the SERVED names; the store's one certificate
+    (files under TLS_CERT_DIR/store-<id>/) covers the ACTIVE ones as SANs; the primary name is what the
+    application's URLs use and where the others redirect once it is proven and on the certificate."""
 
     class Kind(models.TextChoices):
         PLATFORM = "platform", "Platform name"
         CUSTOM = "custom", "Custom domain"
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Waiting for proof"  # not served, holds nothing (the proof flow, later)
+        PENDING = "pending", "Waiting for proof"  # not served, holds nothing, blocks nobody
         ACTIVE = "active", "Active"
         UNREACHABLE = "unreachable", "Not pointing at us"  # served on HTTP, left off the certificate
 
     SERVED = (Status.ACTIVE, Status.UNREACHABLE)
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="names")
-    name = models.CharField(max_length=253, unique=True)
+    name = models.CharField(max_length=253, db_index=True)
+    # Equals `name` while the name is served (ACTIVE or UNREACHABLE) and NULL while it waits for proof: a plain
+    # unique index then says "served by one store at most" and lets any number of stores wait for the same
+    # domain (MariaDB has no conditional unique index; Store.live_domain does the same).
+    served_name = models.CharField(max_length=253, null=True, blank=True, unique=True, editable=False)
+    # The proof: the TXT record _shophosting-challenge.<proof_domain> holding proof_token (a www. alias has its
+    # apex's). Empty for platform names and names made active without proof (stores from before the proof).
+    proof_domain = models.CharField(max_length=253, blank=True)
+    proof_token = models.CharField(max_length=64, blank=True, editable=False)
+    proved_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="When its DNS was last checked.")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     is_primary = models.BooleanField(default=False, help_text="The name the application's own URLs use.")
@@ -165,9 +183,18 @@ class StoreName(models.Model):
 
     class Meta:
         ordering = ["-is_primary", "kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["store", "name"], name="storename_unique_per_store")]
 
     def __str__(self):
         return self.name
+
+    @property
+    def proof_record(self) -> str:
+        """The TXT record's name that proves control of this name."""
+        return f"{PROOF_RECORD_PREFIX}.{self.proof_domain or self.name}"
+
+
+PROOF_RECORD_PREFIX = "_shophosting-challenge"
 
 
 class StoreEvent(StatusEvent):

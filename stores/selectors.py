@@ -175,6 +175,6 @@ def store_id_by_reference(reference: str) -> int | None:
         return int(reference)
     live = Store.objects.exclude(status=Store.Status.DELETED)
     found = live.filter(domain=reference).values_list("pk", flat=True).first()
-    if found is None:
-        found = live.filter(names__name=reference).values_list("pk", flat=True).first()
+    if found is None:  # a name it serves (a pending one may be typed by several accounts: it names nobody)
+        found = live.filter(names__served_name=reference).values_list("pk", flat=True).first()
     return found

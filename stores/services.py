@@ -67,25 +67,70 @@ def store_event_record(*, store_id: int, note: str, message: str = "", actor: Us
 
 @transaction.atomic
 def store_create(
-    *, customer: User, plan: "Plan", domain: str, site_title: str = "", subscription=None, actor: User | None = None
+    *,
+    customer: User,
+    plan: "Plan",
+    domain: str = "",
+    custom_domain: str = "",
+    site_title: str = "",
+    subscription=None,
+    actor: User | None = None,
 ) -> Store:
-    """A new store awaiting payment. The domain is validated and must be free among live stores."""
-    domain = domain_normalize(domain)
-    if Store.objects.select_for_update().filter(live_domain=domain).exists():
-        raise ValidationError("This domain is already used by another store.")
+    """A new store awaiting payment, with its platform name.
+
+    `custom_domain` (what a merchant typed at signup) starts the proof flow: a pending name that holds nothing
+    until its DNS proves control (stores.names.store_domain_add). `domain` is a custom name served at once
+    without proof, as primary, for callers that vouch for it (a restore of the same customer's deleted store);
+    it must be free among live stores. Store.domain is the primary name: that domain, else the platform name."""
+    if domain:
+        domain = domain_normalize(domain)
+        if (
+            Store.objects.select_for_update().filter(live_domain=domain).exists()
+            or StoreName.objects.filter(served_name=domain).exists()
+        ):
+            raise ValidationError("This domain is already used by another store.")
     store = Store.objects.create(
         customer=customer,
         plan=plan,
         subscription=subscription,
         platform=plan.platform,
         domain=domain,
-        live_domain=domain,
-        site_title=site_title or customer.company or domain,
+        live_domain=domain or None,
+        site_title=site_title or customer.company or domain or custom_domain.strip() or "Store",
     )
-    # The signup domain is a custom name, active without proof as before custom-domain proof exists.
-    StoreName.objects.create(store=store, name=domain, kind=StoreName.Kind.CUSTOM, is_primary=True)
+    if domain:
+        StoreName.objects.create(
+            store=store, name=domain, served_name=domain, kind=StoreName.Kind.CUSTOM, is_primary=True
+        )
+    platform = _platform_name_give(store, primary=not domain)
+    if not domain:
+        store.domain = store.live_domain = platform.name
+        store.save(update_fields=["domain", "live_domain"])
     StoreEvent.objects.create(store=store, old_status="", new_status=store.status, actor=actor, note="created")
+    if custom_domain:
+        from stores.names import store_domain_add  # stores.names builds on this module
+
+        store_domain_add(store_id=store.pk, domain=custom_domain, actor=actor)
     return store
+
+
+def _platform_name_give(store: Store, *, primary: bool) -> StoreName:
+    """The store's platform name: its title as a DNS label, made unique with the store's id when taken or
+    reserved; the unique served_name column is the backstop against a concurrent store taking it first."""
+    base = platform_label_base(store.site_title)
+    for label in (base, f"{base}-{store.pk}", f"store-{store.pk}"):
+        try:
+            name = platform_name(label)
+        except ValidationError:
+            continue  # a reserved label: the next candidate carries the store's id
+        if (
+            not StoreName.objects.filter(served_name=name).exists()
+            and not Store.objects.filter(live_domain=name).exists()
+        ):
+            break
+    return StoreName.objects.create(
+        store=store, name=name, served_name=name, kind=StoreName.Kind.PLATFORM, is_primary=primary
+    )
 
 
 @transaction.atomic
@@ -178,31 +223,21 @@ def store_disk_record(*, store_id: int, used_bytes: int, measured_at) -> Store:
 
 @transaction.atomic
 def store_names_ensure(*, store_id: int) -> list[StoreName]:
-    """Give the store its platform name (once: it never changes) and, for a store made before names existed,
-    its signup domain as its custom primary name. Returns the names the vhost serves, primary first.
-
-    The platform label is the store's title as a DNS label, made unique with the store's id when taken or
-    reserved; the unique name column is the backstop against a concurrent store taking it first."""
+    """Give a store made before platform names its platform name, and its signup domain as its custom primary
+    name (it was served without proof then). Returns the names the vhost serves, primary first."""
     store = Store.objects.select_for_update().get(pk=store_id)
     names = store.names.all()
     if (
         store.status != S.DELETED
-        and not names.filter(kind=StoreName.Kind.CUSTOM).exists()
-        and not StoreName.objects.filter(name=store.domain).exists()
+        and not names.exists()
+        and store.domain
+        and not StoreName.objects.filter(served_name=store.domain).exists()
     ):
-        StoreName.objects.create(store=store, name=store.domain, kind=StoreName.Kind.CUSTOM, is_primary=True)
-    if not names.filter(kind=StoreName.Kind.PLATFORM).exists():
-        base = platform_label_base(store.site_title)
-        for label in (base, f"{base}-{store.pk}", f"store-{store.pk}"):
-            try:
-                name = platform_name(label)
-            except ValidationError:
-                continue  # a reserved label: the next candidate carries the store's id
-            if not StoreName.objects.filter(name=name).exists():
-                break
         StoreName.objects.create(
-            store=store, name=name, kind=StoreName.Kind.PLATFORM, is_primary=not names.filter(is_primary=True).exists()
+            store=store, name=store.domain, served_name=store.domain, kind=StoreName.Kind.CUSTOM, is_primary=True
         )
+    if store.status != S.DELETED and not names.filter(kind=StoreName.Kind.PLATFORM).exists():
+        _platform_name_give(store, primary=not names.filter(is_primary=True).exists())
     return list(names.filter(status__in=StoreName.SERVED))
 
 

@@ -11,7 +11,9 @@ from accounts.models import AuditEvent, User
 from billing.models import Subscription
 from provisioning import docker_client
 from provisioning.models import ProvisioningJob
-from stores.models import Store
+from stores.dns import NameRecords
+from stores.models import Store, StoreName
+from stores.names import store_name_check_record
 from tests.billing_helpers import complete_checkout
 
 pytestmark = pytest.mark.django_db
@@ -134,7 +136,7 @@ def test_a_busy_store_or_a_refused_stripe_cancel_deletes_nothing(
 
     # Still being set up: refused before Stripe is asked anything.
     busy = client.post(delete, {"confirm": store.domain}, follow=True).content.decode()
-    assert "Not deleted: shop.example.com is queued" in busy
+    assert f"Not deleted: {store.domain} is queued" in busy
     assert stripe_api.requests_to("DELETE", "subscriptions/") == []
 
     # Set up, then Stripe refuses the cancel: nothing changes here either.
@@ -156,11 +158,12 @@ def test_staff_open_a_store_without_payment_for_a_stated_reason(client, staff_us
 
     missing_reason = client.post(NEW_STORE, form)
     assert "Say why payment is skipped." in missing_reason.content.decode()
-    assert not Store.objects.filter(domain="trial.test").exists()
+    assert not Store.objects.filter(names__name="trial.test").exists()
 
     response = client.post(NEW_STORE, {**form, "reason": "14-day trial agreed by sales"})
 
-    store = Store.objects.get(domain="trial.test")
+    store = Store.objects.get(names__name="trial.test")
+    assert store.names.get(name="trial.test").status == StoreName.Status.PENDING  # staff vouch for nothing either
     assert response.status_code == 302 and response["Location"] == reverse("admin:stores_store_change", args=[store.pk])
     assert store.status == Store.Status.QUEUED and store.jobs.get().kind == "provision"  # provisioning started
     subscription = store.subscription
@@ -171,9 +174,15 @@ def test_staff_open_a_store_without_payment_for_a_stated_reason(client, staff_us
     [email] = mail.outbox
     assert "nothing to pay" in email.body and re.search(r"/accounts/password/reset/\S+/\S+/", email.body)
 
-    # Bad input: a taken domain, a staff address, an unknown plan. Each says why and creates nothing.
+    # Bad input: a domain another store has proven, a staff address, an unknown plan. Each says why and
+    # creates nothing.
+    trial = store.names.get(name="trial.test")
+    store_name_check_record(
+        name_id=trial.pk,
+        records=NameRecords(name="trial.test", txt=(trial.proof_token,), addresses=frozenset()),
+    )
     taken = client.post(NEW_STORE, {**form, "email": "other@example.com", "reason": "trial"}).content.decode()
-    assert "already used by another store" in taken
+    assert "already in use by another store" in taken
     staff = client.post(NEW_STORE, {**form, "email": staff_user.email, "domain": "x.test", "reason": "t"})
     assert "belongs to a staff account" in staff.content.decode()
     unknown = client.post(NEW_STORE, {**form, "plan": 999_999, "domain": "y.test", "reason": "t"})

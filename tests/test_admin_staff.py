@@ -320,8 +320,8 @@ def test_system_health_reports_each_service_host_disk_and_certificate(
         store_in_status("active", domain=domain)
         for domain in ("soon.health.test", "later.health.test", "none.health.test")
     )
-    _certificate_expiring_in(soon.domain, 10)
-    _certificate_expiring_in(later.domain, 80)
+    _certificate_expiring_in(soon.proxy_key, 10)
+    _certificate_expiring_in(later.proxy_key, 80)
     Host.objects.create(
         name="broken-host",
         docker_url="unix:///tmp/no-docker-here.sock",

@@ -1,11 +1,12 @@
 """Signup to payment: a plan, the signup form, Stripe Checkout and the signed checkout.session.completed webhook."""
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from billing.models import Plan, Subscription
 from provisioning.models import ProvisioningJob
-from stores.models import Store
+from stores.models import Store, StoreName
 from tests.billing_helpers import SIGNUP, complete_checkout, signup
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,9 @@ def test_signup_redirects_to_a_subscription_checkout_with_the_store_as_reference
     assert sent["allow_promotion_codes"] is True
     assert sent["success_url"].endswith("/billing/checkout/success/?session_id={CHECKOUT_SESSION_ID}")
     assert store.status == Store.Status.AWAITING_PAYMENT
-    assert store.domain == "shop.example.com"
+    # The signup's domain reserves nothing: it waits for its DNS proof; the store's name is its platform name.
+    assert store.domain.endswith(f".{settings.PLATFORM_DOMAIN}")
+    assert store.names.get(name="shop.example.com").status == StoreName.Status.PENDING
     assert subscription.customer.email == "merchant@example.com"
     assert subscription.customer.company == "Example Goods"
     # Signed in, so the success page can follow the store.

@@ -164,20 +164,24 @@ class CheckoutRedirect:
         )
 
 
-def store_front_page_through_nginx(route):
-    """The browser asks for http://journey.test/…; this answers from the test nginx on 127.0.0.1:18080 with
-    that Host, as DNS pointed at our proxy would. Once the store has its certificate nginx redirects to
-    https://journey.test:18443/…, which is followed here, over TLS with that name and pebble's root trusted:
-    the browser stays on the URL it asked for. Nothing leaves the machine."""
-    path = route.request.url.split(STORE_DOMAIN, 1)[1] or "/"
-    status, headers, body = _store_request(path, tls=False)
-    location = headers.get("Location", headers.get("location", ""))
-    if status == 301 and location.startswith(f"https://{STORE_DOMAIN}:18443/"):
-        status, headers, body = _store_request(location.split(":18443", 1)[1], tls=True)
-    route.fulfill(status=status, headers=headers, body=body)
+def store_front_page_through_nginx(host: str):
+    """The browser asks for http://<host>/… (the store's platform name); this answers from the test nginx on
+    127.0.0.1:18080 with that Host, as DNS pointed at our proxy would. Once the store has its certificate nginx
+    redirects to https://<host>:18443/…, which is followed here, over TLS with that name and pebble's root
+    trusted: the browser stays on the URL it asked for. Nothing leaves the machine."""
+
+    def answer(route):
+        path = route.request.url.split(host, 1)[1] or "/"
+        status, headers, body = _store_request(path, tls=False, host=host)
+        location = headers.get("Location", headers.get("location", ""))
+        if status == 301 and location.startswith(f"https://{host}:18443/"):
+            status, headers, body = _store_request(location.split(":18443", 1)[1], tls=True, host=host)
+        route.fulfill(status=status, headers=headers, body=body)
+
+    return answer
 
 
-def _store_request(path: str, *, tls: bool) -> tuple[int, dict, bytes]:
+def _store_request(path: str, *, tls: bool, host: str) -> tuple[int, dict, bytes]:
     import ssl
 
     if tls:
@@ -185,12 +189,12 @@ def _store_request(path: str, *, tls: bool) -> tuple[int, dict, bytes]:
         root = requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
         # SNI must carry the store's name: the TLS socket is made by hand.
         connection_.sock = ssl.create_default_context(cadata=root).wrap_socket(
-            socket.create_connection(("127.0.0.1", 18443), timeout=10), server_hostname=STORE_DOMAIN
+            socket.create_connection(("127.0.0.1", 18443), timeout=10), server_hostname=host
         )
     else:
         connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
     try:
-        connection_.request("GET", path, headers={"Host": STORE_DOMAIN, "Connection": "close"})
+        connection_.request("GET", path, headers={"Host": host, "Connection": "close"})
         response = connection_.getresponse()
         body = response.read()
         skipped = ("transfer-encoding", "connection", "strict-transport-security")
@@ -227,7 +231,6 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     page = tab.page
     checkout = CheckoutRedirect()
     page.route("**/signup/*/", checkout)
-    page.route(f"http://{STORE_DOMAIN}/**", store_front_page_through_nginx)
 
     # Pick the plan on the home page and sign up.
     page.goto("/")
@@ -255,8 +258,10 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
         timeout=30,
     )
     assert webhook.status_code == 200, webhook.text
-    store = Store.objects.get(domain=STORE_DOMAIN)
-    assert store.status == Store.Status.QUEUED
+    # The domain typed at signup reserved nothing: it waits for its DNS proof; the store has its platform name.
+    store = Store.objects.get(names__name=STORE_DOMAIN)
+    assert store.status == Store.Status.QUEUED and store.names.get(name=STORE_DOMAIN).status == "pending"
+    page.route(f"http://{store.domain}/**", store_front_page_through_nginx(store.domain))
 
     page.goto(f"/billing/checkout/success/?session_id={session['id']}")
     assert "your payment was received" in page.content()
@@ -284,11 +289,14 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
 
     # The store page: reveal the credentials (audited), then visit the store itself.
     page.goto(f"/stores/{store.pk}/")
+    # The store page shows the exact record that proves the signup's domain.
+    proof = store.names.get(name=STORE_DOMAIN)
+    assert f"_shophosting-challenge.{STORE_DOMAIN}" in page.content() and proof.proof_token in page.content()
     page.click("text=Reveal credentials")
     assert "admin_password" in page.content() or "Admin password" in page.content()
     tab.shot("05-credentials")
-    page.goto(f"http://{STORE_DOMAIN}/")
-    assert "Journey Goods" in page.title() or STORE_DOMAIN in page.content()
+    page.goto(f"http://{store.domain}/")
+    assert "Journey Goods" in page.title() or store.domain in page.content()
     tab.shot("06-store-front-page")
 
     # A ticket with an attachment.

@@ -165,7 +165,7 @@ def test_the_firewall_follows_the_plan_when_its_vhost_is_rewritten(nginx_server,
     # The store's app is not running: a request the firewall lets through gets 502 from nginx, not 403.
     assert not store.plan.advanced_security
     store_vhost_write(store=store, mode="proxy")
-    assert "modsecurity" not in proxy.vhost_path(store.domain).read_text()
+    assert "modsecurity" not in proxy.vhost_path(store.proxy_key).read_text()
     assert status_of("fw-plan.test", SQL_INJECTIONS[0]) == 502
 
     # A plan change's job (update_limits) rewrites the vhost in the store's present mode, from its new plan.
@@ -173,15 +173,15 @@ def test_the_firewall_follows_the_plan_when_its_vhost_is_rewritten(nginx_server,
     lines = []
     store = store_plan_change(store_id=store.pk, plan=Plan.objects.get(slug="woocommerce-commerce-scale"))
     vhost_as_is(store, lines.append)
-    assert "modsecurity on;" in proxy.vhost_path(store.domain).read_text()
+    assert "modsecurity on;" in proxy.vhost_path(store.proxy_key).read_text()
     assert status_of("fw-plan.test", SQL_INJECTIONS[0]) == 403
     assert "firewall" in lines[-1]
 
     store = store_plan_change(store_id=store.pk, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
     vhost_as_is(store, lines.append)
-    assert "modsecurity" not in proxy.vhost_path(store.domain).read_text()
+    assert "modsecurity" not in proxy.vhost_path(store.proxy_key).read_text()
     assert status_of("fw-plan.test", SQL_INJECTIONS[0]) == 502
-    proxy.vhost_remove(domain=store.domain)
+    proxy.vhost_remove(domain=store.proxy_key)
 
 
 def audit_line(started: float, code: int) -> str:

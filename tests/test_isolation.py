@@ -66,6 +66,7 @@ def victim_objects(user_factory, woo_plan, store_in_status):
         "job_id": job.pk,
         "number": ticket.number,
         "attachment_id": TicketAttachment.objects.get().pk,
+        "name_id": store.names.get(kind="custom").pk,
     }
 
 
@@ -78,6 +79,7 @@ MISSING = {
     "job_id": 999_999,
     "number": "TKT-999999",
     "attachment_id": 999_999,
+    "name_id": 999_999,
 }
 # Not object ids: /signup/<plan>/ is public, and reset or e-mail-change links carry signed tokens
 # (tested in test_portal.py: forged or reused tokens are refused).

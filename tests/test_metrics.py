@@ -120,7 +120,7 @@ def test_a_scrape_reports_jobs_stores_backups_disk_and_certificates(
     store_disk_record(store_id=measured.pk, used_bytes=2 * GB, measured_at=now)
     store_disk_record(store_id=failed.pk, used_bytes=GB, measured_at=now)  # not live: no series
 
-    certificate_write(measured.domain, days_left=10)
+    certificate_write(measured.proxy_key, days_left=10)
     Store.objects.filter(pk__in=[measured.pk, suspended.pk]).update(tls_status=Store.TLS.ISSUED)  # suspended: no file
 
     samples = scrape(client, REMOTE_ADDR="203.0.113.7")  # the token alone suffices, from anywhere

@@ -242,7 +242,7 @@ def test_suspend_resume_and_teardown(
     run_provisioning_worker()
     store.refresh_from_db()
     assert store.status == Store.Status.DELETED and store.port is None and store.live_domain is None
-    assert not (proxy.vhost_path("shop1.test")).exists()
+    assert not proxy.vhost_path(store.proxy_key).exists() and not proxy.vhost_path("shop1.test").exists()
     assert docker_client.labelled_objects(label=f"shophosting.store={store.pk}") == {
         "containers": [],
         "networks": [],
@@ -501,13 +501,13 @@ def test_certificates_near_expiry_are_renewed(paid_store, acme_server):
 
     store, _ = paid_store
     assert store.tls_status == Store.TLS.ISSUED, store.tls_error
-    first = acme_client.certificate_paths(store.domain).fullchain_path.read_text()
+    first = acme_client.certificate_paths(store.proxy_key).fullchain_path.read_text()
     assert stores_tls_renew_due(within=timedelta(minutes=5)) == []  # not due yet
     assert stores_tls_renew_due(within=timedelta(days=30)) == [store.pk]
     store.refresh_from_db()
     assert store.tls_status == Store.TLS.ISSUED, store.tls_error
-    assert acme_client.certificate_paths(store.domain).fullchain_path.read_text() != first
-    renewed = acme_client.certificate_paths(store.domain).fullchain_path.read_bytes()
+    assert acme_client.certificate_paths(store.proxy_key).fullchain_path.read_text() != first
+    renewed = acme_client.certificate_paths(store.proxy_key).fullchain_path.read_bytes()
     from cryptography import x509
 
     serial = x509.load_pem_x509_certificate(renewed).serial_number

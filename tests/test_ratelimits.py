@@ -58,9 +58,10 @@ ENDPOINTS = {
     "backup_pages": ("/test-only/backup-pages/", lambda n: {}),
     "job_progress": ("/test-only/job-progress/", lambda n: {}),
     "account_leaving": ("/accounts/leave/", lambda n: {"password": f"wrong guess {n}", "understood": "on"}),
+    "domains": ("/test-only/domains/", lambda n: {}),
 }
 # Counted per signed-in account (the key is the user's id), not per address.
-PER_ACCOUNT = {"ticket_post", "account_leaving"}
+PER_ACCOUNT = {"ticket_post", "account_leaving", "domains"}
 READS = {"backup_pages", "job_progress"}  # pages whose GETs are limited (backups/views.py, provisioning/views.py)
 CASES = [(group, rate) for group, rates in RATE_LIMITS.items() for rate in rates]
 

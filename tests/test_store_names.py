@@ -81,8 +81,10 @@ def test_a_store_gets_its_signup_domain_and_a_unique_platform_name(user_factory,
     settings.PLATFORM_DOMAIN = "hosting.example"
     customer = user_factory()
     first = store_create(customer=customer, plan=woo_plan, domain="one.example.com", site_title="Ada's Shop")
+    # The platform name is given with the store (it needs no DNS of the merchant's).
     assert [(n.name, n.kind, n.status, n.is_primary) for n in first.names.all()] == [
-        ("one.example.com", StoreName.Kind.CUSTOM, StoreName.Status.ACTIVE, True)
+        ("one.example.com", StoreName.Kind.CUSTOM, StoreName.Status.ACTIVE, True),
+        ("adas-shop.hosting.example", StoreName.Kind.PLATFORM, StoreName.Status.ACTIVE, False),
     ]
     served = [n.name for n in store_names_ensure(store_id=first.pk)]
     assert served == ["one.example.com", "adas-shop.hosting.example"]  # primary first
@@ -103,7 +105,7 @@ def test_a_store_gets_its_signup_domain_and_a_unique_platform_name(user_factory,
     Store.objects.filter(pk=first.pk).update(status=Store.Status.DELETING)
     store_transition(store_id=first.pk, to=Store.Status.DELETED)
     assert not StoreName.objects.filter(store=first).exists()
-    assert store_create(customer=customer, plan=woo_plan, domain="one.example.com").names.count() == 1
+    assert store_create(customer=customer, plan=woo_plan, domain="one.example.com").names.count() == 2
 
 
 def test_a_store_from_before_names_gets_them_on_its_next_vhost_write(user_factory, woo_plan, settings):
@@ -324,7 +326,7 @@ def test_a_new_store_answers_on_its_platform_name_over_https_at_once(
     platform = store.names.get(kind=StoreName.Kind.PLATFORM).name
     assert platform == f"names-one.{settings.PLATFORM_DOMAIN}"
     assert store.tls_status == Store.TLS.ISSUED, store.tls_error
-    assert sorted(acme_client.certificate_names(domain=store.domain)) == sorted(["names1.test", platform])
+    assert sorted(acme_client.certificate_names(domain=store.proxy_key)) == sorted(["names1.test", platform])
 
     # HTTPS on the platform name, the certificate chaining to pebble's root and naming both names.
     page = https_get(platform, trusted_root=acme_server)
@@ -368,13 +370,13 @@ def test_renewal_asks_for_every_name_and_a_name_not_pointing_at_us_keeps_the_oth
     store = live_store
     platform = store.names.get(kind=StoreName.Kind.PLATFORM).name
     # A store from before platform names has a certificate for its signup domain only: renewal adds it.
-    acme_client.certificate_issue(domain=store.domain, names=[store.domain])
-    assert acme_client.certificate_names(domain=store.domain) == ["names1.test"]
+    acme_client.certificate_issue(domain=store.proxy_key, names=[store.domain])
+    assert acme_client.certificate_names(domain=store.proxy_key) == ["names1.test"]
     assert stores_tls_renew_due(within=timedelta(minutes=5)) == [store.pk]  # not expiring, but a name short
-    assert sorted(acme_client.certificate_names(domain=store.domain)) == sorted(["names1.test", platform])
+    assert sorted(acme_client.certificate_names(domain=store.proxy_key)) == sorted(["names1.test", platform])
     # Expiring (pebble's certificates last an hour): renewed with every name again.
     assert stores_tls_renew_due(within=timedelta(days=30)) == [store.pk]
-    assert sorted(acme_client.certificate_names(domain=store.domain)) == sorted(["names1.test", platform])
+    assert sorted(acme_client.certificate_names(domain=store.proxy_key)) == sorted(["names1.test", platform])
 
     # A name stops resolving (a name pebble never validated, so no earlier authorization is reused): the others
     # keep their certificate, it is retried and, after TLS_NAME_MAX_FAILURES failures, reported and left off.
@@ -384,7 +386,7 @@ def test_renewal_asks_for_every_name_and_a_name_not_pointing_at_us_keeps_the_oth
     try:
         store = store_tls_ensure(store_id=store.pk)
         assert store.tls_status == Store.TLS.PENDING and "gone-names.test" in store.tls_error
-        assert sorted(acme_client.certificate_names(domain=store.domain)) == sorted(["names1.test", platform])
+        assert sorted(acme_client.certificate_names(domain=store.proxy_key)) == sorted(["names1.test", platform])
         assert https_get(platform, trusted_root=acme_server).status == 200
         assert "Names One" in http_get("gone-names.test").text  # off the certificate: served on plain HTTP
         store = store_tls_ensure(store_id=store.pk)
@@ -393,5 +395,5 @@ def test_renewal_asks_for_every_name_and_a_name_not_pointing_at_us_keeps_the_oth
     assert store.tls_status == Store.TLS.ISSUED and store.tls_next_attempt_at is None
     gone = store.names.get(name="gone-names.test")
     assert gone.status == StoreName.Status.UNREACHABLE and "does not point at us" in gone.status_message
-    assert sorted(acme_client.certificate_names(domain=store.domain)) == sorted(["names1.test", platform])
+    assert sorted(acme_client.certificate_names(domain=store.proxy_key)) == sorted(["names1.test", platform])
     assert stores_tls_renew_due(within=timedelta(minutes=5)) == []  # not renewed in vain

@@ -26,7 +26,14 @@ def job_progress_probe(request):
     return HttpResponse("{}")
 
 
+@rate_limited("domains", key="user")
+def domains_probe(request):
+    """The store page's domain operations (provisioning/views.py) share this limit, per account."""
+    return HttpResponse("domain checked")
+
+
 urlpatterns = [
+    path("test-only/domains/", domains_probe),
     path("test-only/backup/", backup_probe),
     path("test-only/backup-pages/", backup_pages_probe),
     path("test-only/job-progress/", job_progress_probe),

@@ -25,17 +25,24 @@ CHECKOUT_REUSE_SECONDS = 60
 
 @transaction.atomic
 def signup_create(
-    *, plan: Plan, domain: str, customer: User | None = None, email: str = "", password: str = "", company: str = ""
+    *,
+    plan: Plan,
+    domain: str = "",
+    customer: User | None = None,
+    email: str = "",
+    password: str = "",
+    company: str = "",
 ) -> Subscription:
     """A subscription awaiting checkout and its first store awaiting payment, for a new customer (created here)
-    or a signed-in one; all or nothing."""
+    or a signed-in one; all or nothing. The store answers on its platform name; `domain`, optional, is added
+    as a custom domain waiting for its DNS proof: a signup reserves no domain (stores/README.md, "Names")."""
     if not plan.active:
         raise BillingRefused("This plan is no longer offered.")
     if customer is None:
         customer = customer_create(email=email, password=password, company=company)
     subscription = Subscription.objects.create(customer=customer, plan=plan)
     SubscriptionEvent.objects.create(subscription=subscription, new_status=subscription.status, note="signup")
-    store_create(customer=customer, plan=plan, domain=domain, subscription=subscription, actor=customer)
+    store_create(customer=customer, plan=plan, custom_domain=domain, subscription=subscription, actor=customer)
     return subscription
 
 

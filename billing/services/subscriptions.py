@@ -76,8 +76,9 @@ def subscription_store_job_enqueue(subscription: Subscription, *, store_id: int,
     return True
 
 
-def subscription_store_add(*, subscription_id: int, domain: str, site_title: str = "", actor: User) -> Store:
-    """Another store on a multi-store plan, up to the plan's store limit. It is paid for, so it is queued at once."""
+def subscription_store_add(*, subscription_id: int, domain: str = "", site_title: str = "", actor: User) -> Store:
+    """Another store on a multi-store plan, up to the plan's store limit. It is paid for, so it is queued at once.
+    `domain`, optional, starts its proof flow (a pending custom domain), as at signup."""
     with transaction.atomic():
         subscription = Subscription.objects.select_for_update().select_related("plan").get(pk=subscription_id)
         if subscription.status != SS.ACTIVE:
@@ -92,7 +93,7 @@ def subscription_store_add(*, subscription_id: int, domain: str, site_title: str
         store = store_create(
             customer=subscription.customer,
             plan=subscription.plan,
-            domain=domain,
+            custom_domain=domain,
             site_title=site_title,
             subscription=subscription,
             actor=actor,

@@ -141,7 +141,7 @@ def store_names(store: Store) -> list[str]:
 def certificate(store: Store) -> Verdict:
     if store.tls_status != Store.TLS.ISSUED:
         return Verdict(SKIPPED, "no certificate asked for")
-    path = acme_client.certificate_paths(store.domain).fullchain_path
+    path = acme_client.certificate_paths(store.proxy_key).fullchain_path
     if not path.exists():
         return Verdict(FAILED, "the certificate file is missing")
     cert = x509.load_pem_x509_certificate(path.read_bytes())

@@ -119,6 +119,11 @@ class StackSpec:
         Secrets travel in the environment, never on a command line."""
         raise NotImplementedError
 
+    def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
+        """Commands (argument list, exec environment) run in the `web` container after the primary name
+        changed: the application's stored URLs on any of `old_names` move to `primary_url`."""
+        raise NotImplementedError
+
     def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
         """The application's own upgrade after its containers were recreated from a new image (its database
         schema and data brought to the new version), run in the `web` container like the installer."""

@@ -190,6 +190,14 @@ class MagentoStack(StackSpec):
             commands.append(([MAGENTO_INSTALLER_NAME, MAGENTO_INSTALLER_SMTP_PASSWORD], {}))
         return commands
 
+    def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
+        """Magento keeps its base URLs in its database (core_config_data): set both to the primary name, as
+        setup:install did (`--` first: a value is never read as an option)."""
+        return [
+            ([MAGENTO_CLI, "config:set", "--", "web/unsecure/base_url", f"{self.primary_url}/"], {}),
+            ([MAGENTO_CLI, "config:set", "--", "web/secure/base_url", f"https://{self.primary_name}/"], {}),
+        ]
+
     def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
         """Magento's schema and data upgrade for the new code; `--keep-generated` keeps the generated code and
         static files the image was built with (the image is the code, so they are current)."""

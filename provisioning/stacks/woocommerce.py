@@ -3,7 +3,12 @@ import re
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from provisioning.image_contract import WORDPRESS_INSTALLER, WORDPRESS_MU_PLUGINS, WORDPRESS_UPGRADER
+from provisioning.image_contract import (
+    WORDPRESS_INSTALLER,
+    WORDPRESS_MU_PLUGINS,
+    WORDPRESS_UPGRADER,
+    WORDPRESS_URL_REPLACER,
+)
 from provisioning.stacks.base import (
     SMTP_PASSWORD_SECRET,
     WWW_DATA_GID,
@@ -209,6 +214,17 @@ class WooCommerceStack(StackSpec):
             "SHOPHOSTING_REQUIRE_WOOCOMMERCE": "1" if settings.STORE_WOOCOMMERCE_REQUIRED else "0",
         }
         return [(["php", WORDPRESS_INSTALLER], environment)]
+
+    def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
+        """wp-search-replace.php: every `//<old name>` in WordPress's tables becomes `//<primary>` with
+        serialized values unserialized, replaced and serialized again (their string lengths change), then
+        home and siteurl are the primary URL. The image's own script on both images, so one code path."""
+        environment = {
+            "WORDPRESS_URL": self.primary_url,
+            "SHOPHOSTING_OLD_NAMES": ",".join(old_names),
+            "SHOPHOSTING_NEW_NAME": self.primary_name,
+        }
+        return [(["php", WORDPRESS_URL_REPLACER], environment)]
 
     def upgrade_commands(self) -> list[tuple[list[str], dict[str, str]]]:
         """WordPress's own wp_upgrade() through wp-upgrade.php (what wp-admin/upgrade.php runs)."""

@@ -24,6 +24,7 @@ RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "job_progress": ("90/m",),  # a job's progress JSON (the store page and job pages poll it every 2 s)
     "ticket_post": ("5/m", "30/h"),  # new tickets and customer replies, with their attachments; per account
     "account_leaving": ("10/h",),  # account data exports and close attempts (a password is checked)
+    "domains": ("20/m", "200/h"),  # custom domains added, checked in DNS, made primary, removed; per account
 }
 
 HUMAN_NAMES = {
@@ -37,6 +38,7 @@ HUMAN_NAMES = {
     "job_progress": "progress checks",
     "ticket_post": "support messages",
     "account_leaving": "account exports and close attempts",
+    "domains": "domain changes and checks",
 }
 
 # Budgets of FAILED attempts per account (not per IP or session): a new session, address or device does

@@ -522,6 +522,16 @@ TLS_RETRY_MAX_DELAY = env.int("TLS_RETRY_MAX_DELAY", default=6 * 60 * 60)
 # platform and left off the certificate: no retries and renewals in vain (stores/README.md, "Names").
 TLS_NAME_MAX_FAILURES = env.int("TLS_NAME_MAX_FAILURES", default=5)
 
+# --- Custom domains (stores/dns.py, stores/README.md "Names") -----------------------------------
+# The proxy's public addresses: a custom domain that already resolves only to these is proven without a TXT
+# record, and an unreachable one that points here again is served on HTTPS again. Empty: TXT proof only.
+PLATFORM_PUBLIC_ADDRESSES = env.list("PLATFORM_PUBLIC_ADDRESSES", default=[])
+# Resolvers asked for the proof (ip or ip:port, comma separated); empty: the machine's own (/etc/resolv.conf).
+DNS_RESOLVERS = env.list("DNS_RESOLVERS", default=[])
+DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=5.0)
+# Pending and unreachable names are checked by a periodic job this often (minutes).
+DOMAIN_CHECK_INTERVAL_MINUTES = env.int("DOMAIN_CHECK_INTERVAL_MINUTES", default=10)
+
 # --- Backups (backups/restic.py) ----------------------------------------------------------------
 # The restic repository: a local path, sftp:user@host:/path or s3:host/bucket; the password file; where
 # store dumps and file archives are staged before they go in; restic's cache.

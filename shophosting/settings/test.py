@@ -36,6 +36,11 @@ os.environ.setdefault("ACME_DIRECTORY_URL", "https://127.0.0.1:14000/dir")
 os.environ.setdefault("ACME_CA_BUNDLE", f"{_pebble}/ca.pem")
 os.environ.setdefault("ACME_ACCOUNT_KEY_PATH", f"{_pebble}/account.pem")
 os.environ.setdefault("TLS_CERT_DIR", f"{_pebble}/../tls")
+# pebble-challtestsrv is the DNS the proof asks (tests/plugins/acme.py); it answers 127.0.0.1 for every name, so
+# the platform's public address is one nothing resolves to unless a test sets it (TEST-NET-1).
+os.environ.setdefault("DNS_RESOLVERS", "127.0.0.1:8053")
+os.environ.setdefault("DNS_TIMEOUT", "2")
+os.environ.setdefault("PLATFORM_PUBLIC_ADDRESSES", "192.0.2.80")
 
 from .base import *  # noqa: E402,F403
 

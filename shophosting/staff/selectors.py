@@ -226,7 +226,7 @@ def store_certificates(*, warn_days: int = 21) -> list[dict]:
     rows = []
     live = Store.objects.filter(status__in=(Store.Status.ACTIVE, Store.Status.SUSPENDED, Store.Status.PROVISIONING))
     for store in live.only("pk", "domain", "tls_status", "tls_error", "tls_next_attempt_at").order_by("domain"):
-        expires_at = acme_client.certificate_expires_at(domain=store.domain)
+        expires_at = acme_client.certificate_expires_at(domain=store.proxy_key)
         days_left = (expires_at - now).days if expires_at else None
         rows.append(
             {

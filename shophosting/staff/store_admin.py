@@ -25,6 +25,7 @@ from billing.exceptions import BILLING_FAILURES
 from billing.models import Plan
 from billing.services.staff_stores import staff_store_create, store_delete
 from billing.services.subscriptions import LIVE_STORE_STATUSES
+from provisioning.domains import store_domain_delete, store_domain_request, store_names_check, store_primary_change
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import job_enqueue, store_hsts_change
@@ -46,12 +47,12 @@ class StoreEventInline(admin.TabularInline):
 
 class StoreNameInline(admin.TabularInline):
     """The names the store answers on. Read-only here: the platform name is given once, and custom domains
-    change through their own flow (issue #17, items 2 and 3)."""
+    change through the Domains page (names_view), which calls the merchant's own services."""
 
     model = StoreName
     extra = 0
     can_delete = False
-    fields = ["name", "kind", "status", "is_primary", "tls_failures", "status_message"]
+    fields = ["name", "kind", "status", "is_primary", "proof_domain", "proved_at", "checked_at", "status_message"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -66,7 +67,12 @@ class StaffStoreForm(forms.Form):
     last_name = forms.CharField(max_length=150, required=False)
     company = forms.CharField(max_length=200, required=False)
     plan = forms.ModelChoiceField(queryset=None)
-    domain = forms.CharField(max_length=253, help_text="The store's domain, for example shop.example.com.")
+    domain = forms.CharField(
+        max_length=253,
+        required=False,
+        help_text="Optional: the customer's own domain, for example shop.example.com. It waits for its DNS proof "
+        "(the store page shows the record); the store answers on its platform name at once.",
+    )
     skip_payment = forms.BooleanField(
         required=False, help_text="Provision now without a Stripe checkout (a trial, a migration, a partner)."
     )
@@ -83,6 +89,11 @@ class StaffStoreForm(forms.Form):
         if data.get("skip_payment") and not (data.get("reason") or "").strip():
             self.add_error("reason", "Say why payment is skipped.")
         return data
+
+
+class StaffDomainForm(forms.Form):
+    domain = forms.CharField(max_length=253, help_text="The customer's domain, for example shop.example.com.")
+    include_www = forms.BooleanField(required=False, initial=True, label="Also its www. alias")
 
 
 @admin.register(Store)
@@ -220,7 +231,57 @@ class StoreAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.credentials_view),
             name="stores_store_credentials",
         )
-        return [credentials, *super().get_urls()]
+        names = path("<int:store_id>/names/", self.admin_site.admin_view(self.names_view), name="stores_store_names")
+        return [credentials, names, *super().get_urls()]
+
+    def names_view(self, request, store_id: int):
+        """The store's names, and for staff with operate_store the merchant's own operations on them: add a
+        custom domain (with its www. alias), check the proof now, choose the primary name, remove one."""
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        store = get_object_or_404(Store, pk=store_id)
+        form = StaffDomainForm(request.POST if request.POST.get("action") == "add" else None)
+        if request.method == "POST":
+            action, name_id = request.POST.get("action"), request.POST.get("name", "")
+            try:
+                if action == "add" and form.is_valid():
+                    rows = store_domain_request(
+                        store_id=store.pk,
+                        domain=form.cleaned_data["domain"],
+                        include_www=form.cleaned_data["include_www"],
+                        actor=request.user,
+                    )
+                    self.message_user(request, f"Added {' and '.join(r.name for r in rows)}, waiting for proof.")
+                elif action == "check":
+                    activated = store_names_check(store_id=store.pk, actor=request.user)
+                    self.message_user(
+                        request, f"Proven: {', '.join(activated)}." if activated else "Nothing proven yet."
+                    )
+                elif action == "primary" and name_id.isdigit():
+                    store_primary_change(store_id=store.pk, name_id=int(name_id), actor=request.user)
+                    self.message_user(request, "The primary name is changing (a job restarts the store with it).")
+                elif action == "remove" and name_id.isdigit():
+                    store_domain_delete(store_id=store.pk, name_id=int(name_id), actor=request.user)
+                    self.message_user(request, "Removed.")
+                elif action != "add":
+                    raise ValidationError("Unknown operation.")
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            except (JobConflict, InvalidTransition) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                if action != "add" or form.is_valid():
+                    audit_record(event=f"store_domain_{action}", request=request, store_id=store.pk, staff=True)
+                    return redirect("admin:stores_store_names", store.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Domains of {store.domain}",
+            "opts": self.opts,
+            "store": store,
+            "names": store.names.all(),
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/stores/store/names.html", context)
 
     def credentials_view(self, request, store_id: int):
         """Shown only after a POST (admin_view makes it uncached), and every reveal is audited."""

@@ -32,5 +32,18 @@ def clean_test_stores(docker_engine, nginx_server, acme_server):
 
     label = f"shophosting.env={settings.STORE_OBJECT_PREFIX}"
     docker_client.labelled_objects_remove(label=label)
+    _store_vhosts_remove()
     yield label
     docker_client.labelled_objects_remove(label=label)
+    _store_vhosts_remove()
+
+
+def _store_vhosts_remove() -> None:
+    """Store vhosts are named store-<id>.conf: one left by an earlier test's store would keep serving its names
+    (nginx routes a name to the first file that has it), so a new store with the same names never gets them."""
+    from pathlib import Path
+
+    from provisioning import proxy
+
+    for path in Path(settings.NGINX_SITES_DIR).glob("store-*.conf"):
+        proxy.vhost_remove(domain=path.stem)

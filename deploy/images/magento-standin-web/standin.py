@@ -109,7 +109,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_page(
             f"<!doctype html><html><head><title>{html.escape(title)}</title></head><body>"
             f"<h1>{html.escape(title)}</h1><p>Magento web STAND-IN</p><ul>{rows}"
-            f"<li>setup:upgrade runs: {upgrades}</li></ul></body></html>"
+            f"<li>setup:upgrade runs: {upgrades}</li>"
+            f"<li>base URL: {html.escape(state().get('base_url', ''))}</li>"
+            f"<li>secure base URL: {html.escape(state().get('secure_base_url', ''))}</li></ul></body></html>"
         )
 
     def send_page(self, text: str):
@@ -130,7 +132,12 @@ def state() -> dict:
 
 
 # What the stand-in's config:set takes: the store name (install_commands), the relay password (smtp-password).
-CONFIG_PATHS = ("general/store_information/name", "system/smtp/password")
+CONFIG_PATHS = (
+    "general/store_information/name",
+    "system/smtp/password",
+    "web/unsecure/base_url",  # a primary-name change (MagentoStack.url_replace_commands)
+    "web/secure/base_url",
+)
 # The options each command takes besides Symfony Console's global ones, as bin/magento defines them.
 COMMAND_OPTIONS = {
     "config:set": {"scope", "scope-code", "lock-env", "le", "lock-config", "lc"},
@@ -206,6 +213,10 @@ def cli(args: list[str]) -> int:
                 return 1
             env = current.setdefault("env", {})
             env["system"] = {**env.get("system", {}), "smtp/password": arguments[1]}  # env.php's `system`
+        elif arguments[0] == "web/unsecure/base_url":
+            current["base_url"] = arguments[1]
+        elif arguments[0] == "web/secure/base_url":
+            current["secure_base_url"] = arguments[1]
         else:
             current["title"] = arguments[1]
         with open(STATE, "w") as handle:
