@@ -160,6 +160,46 @@ def test_a_burst_above_the_rate_limit_gets_429_while_another_store_keeps_answeri
 
 
 @ON_NGINX
+def test_a_store_s_http_and_https_servers_share_one_rate_limit_budget(nginx_server, upstream, settings, tmp_path):
+    """A name the certificate does not cover yet is served on HTTP, the others on HTTPS: two server blocks of
+    one store. Keyed by the store, not by the block's first name, a client alternating between them gets one
+    store's budget, not two."""
+    import ssl
+
+    from tests.test_tls_scan import NAME as TLS_NAME
+    from tests.test_tls_scan import self_signed_certificate
+
+    proxy.vhost_write(
+        store_id=900_003,
+        domain=TLS_NAME,
+        names=[TLS_NAME, "plain-name.test"],
+        upstream=upstream,
+        firewall=False,
+        certificate=self_signed_certificate(tmp_path),
+        tls_names=[TLS_NAME],
+    )
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the budget is the question, not trust
+    plain = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
+    secure = http.client.HTTPSConnection("127.0.0.1", 18443, timeout=10, context=context)
+    try:
+        burst = settings.NGINX_BURST_PER_CLIENT
+        started = time.monotonic()
+        statuses = []
+        for _ in range(burst):
+            statuses.append(request(plain, "plain-name.test", "/"))
+            statuses.append(request(secure, TLS_NAME, "/"))
+        elapsed = time.monotonic() - started
+        allowed = burst + 1 + settings.NGINX_RATE_PER_CLIENT * elapsed
+        # Two budgets would have let all 2 x burst through.
+        assert statuses.count(200) <= allowed + 1 and 429 in statuses, (statuses.count(200), allowed)
+    finally:
+        plain.close()
+        secure.close()
+        proxy.vhost_remove(domain=TLS_NAME)
+
+
+@ON_NGINX
 def test_the_firewall_follows_the_plan_when_its_vhost_is_rewritten(nginx_server, store_in_status):
     store = store_place(store_id=store_in_status("active", domain="fw-plan.test").pk)  # Commerce Core
     # The store's app is not running: a request the firewall lets through gets 502 from nginx, not 403.

@@ -48,7 +48,7 @@ class _Store(BaseHTTPRequestHandler):
         pass
 
 
-def _certificate(directory) -> Certificate:
+def self_signed_certificate(directory) -> Certificate:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # what the ACME client's CSRs use
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)])
@@ -82,7 +82,7 @@ def store_on_https(nginx_server, tmp_path):
         domain=NAME,
         upstream=f"127.0.0.1:{upstream.server_address[1]}",
         firewall=False,
-        certificate=_certificate(tmp_path),
+        certificate=self_signed_certificate(tmp_path),
     )
     yield settings.NGINX_LISTEN_HTTPS
     proxy.vhost_remove(domain=NAME)

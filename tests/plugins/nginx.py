@@ -29,8 +29,9 @@ http {{
     scgi_temp_path {prefix}/tmp/scgi;
     # What the platform's config gives every store vhost (deploy/nginx/shophosting.conf): the rate limit
     # zones and the firewall's rules, loaded once and off unless a vhost turns them on.
-    limit_req_zone "$server_name $binary_remote_addr" zone=shophosting_store_client:20m rate={rate_per_client}r/s;
-    limit_req_zone $server_name zone=shophosting_store:5m rate={rate_per_store}r/s;
+    map "" $shophosting_store {{ default ""; }}
+    limit_req_zone "$shophosting_store $binary_remote_addr" zone=shophosting_store_client:20m rate={rate_per_client}r/s;
+    limit_req_zone $shophosting_store zone=shophosting_store:5m rate={rate_per_store}r/s;
     modsecurity off;
     modsecurity_rules_file {modsecurity_rules};
     # The platform's default server: ACME challenges for any name (so validation never depends on a
