@@ -247,3 +247,14 @@ def dump(snapshot_id: str, path: str, *, into: Path) -> None:
 
 def check() -> str:
     return run(["check"])
+
+
+def restore(snapshot_id: str, *, into: Path, include: list[str] | None = None) -> None:
+    """Write a snapshot's files (or only those matching `include` patterns) under `into`, as the snapshot
+    holds them (db.sql, files/<volume>.tar, store.json for a store's). One restic call for all of them."""
+    if not SNAPSHOT_ID.match(snapshot_id):
+        raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    args = ["restore", snapshot_id, "--target", str(into)]
+    for pattern in include or []:
+        args += ["--include", pattern]
+    run(args)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from backups.models import BackupRun, RestoreRun
+from backups.services.store_import import upload_start
 from billing.models import Subscription
 from consultations.models import TicketAttachment
 from consultations.services import ticket_create
@@ -47,6 +48,7 @@ def victim_objects(user_factory, woo_plan, store_in_status):
     with transaction.atomic():  # as restore_request records one once restic has confirmed the snapshot
         job = job_enqueue(store_id=store.pk, kind="restore", skip={"files": "only the database is restored"})
         restore = RestoreRun.objects.create(store=store, snapshot_id=run.snapshot_id, scope="db", job=job)
+    upload = upload_start(store_id=store.pk, part="database", filename="shop.sql", size=10)
     ticket = ticket_create(
         customer=victim,
         category="other",
@@ -62,6 +64,7 @@ def victim_objects(user_factory, woo_plan, store_in_status):
         "job_id": job.pk,
         "number": ticket.number,
         "attachment_id": TicketAttachment.objects.get().pk,
+        "upload_id": upload.pk,
     }
 
 
@@ -73,6 +76,7 @@ MISSING = {
     "job_id": 999_999,
     "number": "TKT-999999",
     "attachment_id": 999_999,
+    "upload_id": 999_999,
 }
 # Not object ids: /signup/<plan>/ is public, and reset or e-mail-change links carry signed tokens
 # (tested in test_portal.py: forged or reused tokens are refused).

@@ -53,4 +53,5 @@ RESTIC_REPOSITORY = str(BASE_DIR / "var" / "test" / "restic" / "repository")  # 
 RESTIC_PASSWORD_FILE = str(BASE_DIR / "var" / "test" / "restic" / "password")  # noqa: F405
 RESTIC_CACHE_DIR = str(BASE_DIR / "var" / "test" / "restic" / "cache")  # noqa: F405
 BACKUP_STAGING_DIR = str(BASE_DIR / "var" / "test" / "restic" / "staging")  # noqa: F405
+BACKUP_TRANSFER_DIR = str(BASE_DIR / "var" / "test" / "restic" / "transfers")  # noqa: F405
 TICKET_ATTACHMENT_DIR = str(BASE_DIR / "var" / "test" / "attachments")  # noqa: F405
