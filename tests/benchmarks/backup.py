@@ -1,11 +1,13 @@
-"""Benchmark: an incremental backup of an unchanged store, and a database-only restore of a store whose
-database holds about 50 MB.
+"""Benchmark: an incremental backup of an unchanged store, a database-only restore, and preparing a download
+(database.sql.gz and files.tar.gz) of a store whose database holds about 50 MB.
 
 Each figure is the median of N runs, and each has a baseline measured in the same run, interleaved:
 - backup: the platform's backup job (dump in the db container, volume archives, restic, bookkeeping) against
   plain `restic backup` of the same, already staged files;
 - restore: the platform's restore job (pre-restore backup, stop, import, start, HTTP check) against a plain
-  import of the same dump into the database container.
+  import of the same dump into the database container;
+- download: the platform's download job (restic restore of the snapshot into staging, gzip of the dump, one
+  .tar.gz of the volumes, bookkeeping) against a plain `restic restore` of the same snapshot.
 
     .venv/bin/python tests/benchmarks/backup.py [--runs 3] [--megabytes 50]
 
@@ -126,6 +128,32 @@ def plain_import(store, dump_tar: Path) -> float:
     return time.monotonic() - started
 
 
+def platform_download(store, snapshot_id: str) -> float:
+    from backups.models import BackupDownload
+    from backups.services.download import download_request
+    from provisioning.services import job_execute
+
+    download = download_request(store_id=store.pk, snapshot_id=snapshot_id)
+    started = time.monotonic()
+    job_execute(job_id=download.job_id)
+    elapsed = time.monotonic() - started
+    download = BackupDownload.objects.get(pk=download.pk)
+    assert download.status == "succeeded", download.error
+    return elapsed
+
+
+def plain_restic_restore(snapshot_id: str) -> float:
+    from backups import restic
+
+    target = BENCH / "restored"
+    shutil.rmtree(target, ignore_errors=True)
+    started = time.monotonic()
+    restic.restore(snapshot_id, into=target)
+    elapsed = time.monotonic() - started
+    shutil.rmtree(target, ignore_errors=True)
+    return elapsed
+
+
 def report(what: str, platform: list[float], baseline: list[float], baseline_name: str) -> None:
     p, b = statistics.median(platform), statistics.median(baseline)
     print(f"{what}: median {p:.2f} s (min {min(platform):.2f}, max {max(platform):.2f}, {len(platform)} runs)")
@@ -158,6 +186,7 @@ def main() -> None:
     settings.RESTIC_REPOSITORY = str(BENCH / "restic" / "repository")
     settings.RESTIC_PASSWORD_FILE = str(BENCH / "restic" / "password")
     settings.BACKUP_STAGING_DIR = str(BENCH / "staging")
+    settings.BACKUP_TRANSFER_DIR = str(BENCH / "transfers")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -187,25 +216,33 @@ def main() -> None:
         restic.backup(["db.sql", "files"], cwd=staged, tags=store_tags(store))  # warm the baseline too
         tar_single_file(staged / "db.sql", "shophosting-restore.sql", staged / "dump.tar")
 
-        backup, backup_base, restore, restore_base = [], [], [], []
+        backup, backup_base, restore, restore_base, download, download_base = [], [], [], [], [], []
         for n in range(args.runs):
             backup.append(platform_backup(store))
             backup_base.append(plain_restic_backup(staged, store_tags(store)))
             restore.append(platform_restore(store, snapshot_id))
             restore_base.append(plain_import(store, staged / "dump.tar"))
+            download.append(platform_download(store, snapshot_id))
+            download_base.append(plain_restic_restore(snapshot_id))
             print(
                 f"run {n + 1}: backup {backup[-1]:.2f} s (plain restic {backup_base[-1]:.2f} s), "
-                f"db restore {restore[-1]:.2f} s (plain import {restore_base[-1]:.2f} s)",
+                f"db restore {restore[-1]:.2f} s (plain import {restore_base[-1]:.2f} s), "
+                f"download {download[-1]:.2f} s (plain restic restore {download_base[-1]:.2f} s)",
                 flush=True,
             )
         report("incremental backup of an unchanged store", backup, backup_base, "plain restic backup, staged files")
         report(
             f"database-only restore ({args.megabytes} MB)", restore, restore_base, "plain import into the db container"
         )
+        latest = store.downloads.filter(status="succeeded").first()
+        sizes = f"database.sql.gz {latest.database_bytes / 1e6:.1f} MB, files.tar.gz {latest.files_bytes / 1e6:.1f} MB"
+        print(f"download: {sizes}")
+        report(f"preparing a download ({args.megabytes} MB store)", download, download_base, "plain restic restore")
     finally:
         stack_remove(store, lambda message: None)
         store_release(store_id=store.pk)
         shutil.rmtree(BENCH / "staged", ignore_errors=True)
+        shutil.rmtree(BENCH / "transfers", ignore_errors=True)
         docker_client.labelled_objects_remove(label=f"shophosting.store={store.pk}")
 
 
