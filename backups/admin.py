@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from backups.models import BackupDownload, BackupEvent, BackupRun, RestoreRun, StoreImport, TransferEvent
+from backups.models import BackupDownload, BackupEvent, BackupRun, FileRestore, RestoreRun, StoreImport, TransferEvent
 
 
 class BackupEventInline(admin.TabularInline):
@@ -95,4 +95,14 @@ class StoreImportAdmin(ReadOnlyAdmin):
     list_select_related = ["store", "created_by"]
     search_fields = ["store__domain"]
     readonly_fields = [f.name for f in StoreImport._meta.fields]
+    inlines = [TransferEventInline]
+
+
+@admin.register(FileRestore)
+class FileRestoreAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "store", "path", "status", "restored_count", "created_by", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["store", "created_by"]
+    search_fields = ["store__domain", "path"]
+    readonly_fields = [f.name for f in FileRestore._meta.fields]
     inlines = [TransferEventInline]

@@ -233,10 +233,58 @@ class StoreImport(models.Model):
         return f"import into store {self.store_id} ({self.status})"
 
 
+class SnapshotFileList(models.Model):
+    """The files one volume held in a snapshot (read from the volume's archive when the backup was taken): what
+    the merchant browses to restore a single file or folder, with no restic call in a page view. Names, kinds,
+    sizes and times only, as gzip-compressed JSON rows [path, kind ("d", "f" or "l"), size, mtime]."""
+
+    backup_run = models.ForeignKey(BackupRun, on_delete=models.CASCADE, related_name="file_lists")
+    volume = models.CharField(max_length=40, help_text="The volume's suffix (e.g. wp-content).")
+    top_directory = models.CharField(max_length=100, help_text="Its mount's directory name, the entries' first part.")
+    entries = models.BinaryField()
+    entry_count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["backup_run", "volume"], name="one_file_list_per_volume")]
+
+    def __str__(self):
+        return f"{self.volume} of backup {self.backup_run_id} ({self.entry_count} entries)"
+
+
+class FileRestore(models.Model):
+    """One file or folder of a snapshot put back into the store's volume (a job of kind `restore_path`): the
+    snapshot's copies overwrite the store's; files the store has there now and the snapshot had not are kept."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="file_restores")
+    backup_run = models.ForeignKey(BackupRun, null=True, on_delete=models.SET_NULL, related_name="file_restores")
+    snapshot_id = models.CharField(max_length=64)
+    volume = models.CharField(max_length=40)
+    path = models.CharField(max_length=4096, help_text="As listed: `<mount directory>/...`, a file or a folder.")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    restored_count = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="file_restores"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"restore of {self.path} into store {self.store_id} ({self.status})"
+
+
 class TransferEvent(StatusEvent):
-    """A status change of a download or an import."""
+    """A status change of a download, an import or a single file restore."""
 
     download = models.ForeignKey(BackupDownload, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     store_import = models.ForeignKey(
         StoreImport, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    file_restore = models.ForeignKey(
+        FileRestore, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )

@@ -3,7 +3,7 @@ imports"), registered with the engine (provisioning.kinds) from BackupsConfig.re
 
 from django.conf import settings
 
-from backups.services import download, store_import
+from backups.services import download, file_restore, store_import
 from provisioning.kinds import JobKind, Step
 from stores.models import Store
 
@@ -52,5 +52,21 @@ KINDS = (
         on_failure=store_import.on_failure,
         after=store_import.after,
         retry=store_import.retry,
+    ),
+    JobKind(
+        name=file_restore.KIND,
+        title="Restore a file or folder",
+        steps=(
+            Step("read", "Read the files from the backup", file_restore.step_read, with_job=True),
+            Step("put", "Put them back into the store", file_restore.step_put, with_job=True),
+        ),
+        store_statuses=frozenset({Store.Status.ACTIVE, Store.Status.SUSPENDED}),
+        queue="backups",
+        timeout_seconds=lambda: settings.RESTIC_TIMEOUT + 600,
+        on_start=file_restore.on_start,
+        on_success=file_restore.on_success,
+        on_failure=file_restore.on_failure,
+        after=file_restore.after,
+        retry=file_restore.retry,
     ),
 )

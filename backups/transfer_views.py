@@ -1,7 +1,11 @@
 """The merchant's pages for taking a store's data away (a backup prepared as a download, served through signed
-links) and bringing a store in (chunked uploads, then an import job). Thin: each view parses its input and
+links), bringing a store in (chunked uploads, then an import job), and putting back one file or folder from a
+snapshot's listing. Thin: each view parses its input and
 calls one service. Every store page checks that the store is the signed-in customer's (a foreign id is a 404);
 the signed file link is the one view that needs no session: the signature is its authority."""
+
+from pathlib import PurePosixPath
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,7 +18,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.services import audit_record
 from backups import transfer_selectors
 from backups.models import ImportUpload
+from backups.selectors import store_snapshot
 from backups.services.download import DownloadLinkExpired, DownloadLinkInvalid, download_open, download_request
+from backups.services.file_restore import file_restore_request, snapshot_folder
 from backups.services.records import BackupConflict, SnapshotNotFound
 from backups.services.store_import import (
     UploadOffsetMismatch,
@@ -175,3 +181,49 @@ def import_start_view(request, store_id: int):
         return redirect("backups:import", store.pk)
     audit_record(event="store_import_requested", request=request, store_id=store.pk, import_id=store_import.pk)
     return redirect("stores:job", store.pk, store_import.job_id)
+
+
+@require_GET
+@login_required
+@rate_limited("backup_pages", methods=("GET",))
+def snapshot_files_view(request, store_id: int, snapshot_id: str):
+    """A folder of a snapshot (`?path=`, as the snapshot lists it; the volumes at the top), from the file list
+    recorded with the backup: no restic call."""
+    store = store_of_customer_or_404(request.user, store_id)
+    run = store_snapshot(store, snapshot_id)
+    if run is None:
+        raise Http404
+    path = request.GET.get("path", "").strip("/")
+    entries = snapshot_folder(run, path)
+    if entries is None:
+        raise Http404
+    parts = PurePosixPath(path).parts if path else ()
+    return render(
+        request,
+        "backups/snapshot_files.html",
+        {
+            "store": store,
+            "run": run,
+            "path": path,
+            "entries": entries,
+            "breadcrumbs": [(part, "/".join(parts[: number + 1])) for number, part in enumerate(parts)],
+            "has_file_lists": run.file_lists.exists(),
+        },
+    )
+
+
+@require_POST
+@login_required
+@rate_limited("backup")
+def file_restore_view(request, store_id: int, snapshot_id: str):
+    store = store_of_customer_or_404(request.user, store_id)
+    path = request.POST.get("path", "").strip("/")
+    try:
+        file_restore = file_restore_request(store_id=store.pk, snapshot_id=snapshot_id, path=path, actor=request.user)
+    except SnapshotNotFound:
+        raise Http404 from None
+    except BackupConflict as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('backups:files', args=[store.pk, snapshot_id])}?{urlencode({'path': path})}")
+    audit_record(event="file_restore_requested", request=request, store_id=store.pk, path=path)
+    return redirect("stores:job", store.pk, file_restore.job_id)

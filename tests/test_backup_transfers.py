@@ -1,7 +1,8 @@
 """Taking a store away and bringing one in (backups/README.md, "Downloads and imports"), on the real engine with
 a real restic repository: a backup is downloaded through its signed link (and the link expires, and a changed
 one is refused), that download is imported into a new store whose front page then shows the same title and
-posts, and bad uploads are refused with a clear error, changing nothing; one that fails half-way is undone.
+posts, and bad uploads are refused with a clear error, changing nothing; one that fails half-way is undone. A
+single file and a folder are put back from a snapshot's listing.
 
 The two stores are provisioned once for the module (committed, removed at the end): each test runs in its own
 transaction on top of them, so the suite pays for two stores, not one per test."""
@@ -20,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from backups.models import BackupDownload, BackupRun, ImportUpload, RunStatus, StoreImport
+from backups.models import BackupDownload, BackupRun, FileRestore, ImportUpload, RunStatus, StoreImport
 from backups.services.download import downloads_remove_expired
 from backups.services.store_import import (
     ImportRejected,
@@ -36,7 +37,7 @@ from backups.services.transfers import transfers_clean_up
 from provisioning import docker_client
 from provisioning.models import JobStep
 from stores.models import Store
-from tests.test_backups import insert_post, job_log, posts, sql
+from tests.test_backups import WP_CONTENT, back_up, insert_post, job_log, posts, sql, web
 from tests.test_provisioning import fetch
 
 SOURCE_TITLE = "Taken Away"
@@ -450,3 +451,64 @@ def test_a_bad_dump_is_refused_before_anything_changes_and_one_failing_half_way_
     assert posts(target) == before
     assert sql(target, "SELECT COUNT(*) FROM wp_options") != "0"
     assert fetch(target.port, target.domain).status == 200
+
+
+# --- A single file or folder, chosen from the snapshot's listing --------------------------------------------
+
+UPLOADS = f"{WP_CONTENT}/uploads/2026/12"
+
+
+@pytest.mark.django_db
+@pytest.mark.docker
+def test_a_single_file_and_a_folder_are_restored_from_the_snapshots_listing(
+    client, stores, run_backups_worker, django_capture_on_commit_callbacks
+):
+    source = stores["source"]
+    capture = django_capture_on_commit_callbacks
+    web(
+        source,
+        f"mkdir -p {UPLOADS}/gallery && echo 'the original note' > {UPLOADS}/note.txt"
+        f" && echo one > {UPLOADS}/gallery/one.txt && echo two > {UPLOADS}/gallery/two.txt"
+        f" && chown -R www-data:www-data {WP_CONTENT}/uploads",
+    )
+    snapshot = back_up(source, BackupRun.Kind.MANUAL, run_backups_worker, capture)
+    assert snapshot.file_lists.get().entry_count > 10
+    # After the backup: the note is overwritten, one picture deleted, and a new one added.
+    web(
+        source,
+        f"echo 'changed' > {UPLOADS}/note.txt && rm {UPLOADS}/gallery/one.txt && echo new > {UPLOADS}/gallery/new.txt",
+    )
+
+    client.force_login(source.customer)
+    files_url = reverse("backups:files", args=[source.pk, snapshot.snapshot_id])
+    top = client.get(files_url).content.decode()
+    assert 'data-path="wp-content"' in top
+    folder = client.get(files_url, {"path": "wp-content/uploads/2026/12"})
+    assert folder.status_code == 200
+    listed = re.findall(r'data-path="([^"]+)"', folder.content.decode())
+    assert listed == ["wp-content/uploads/2026/12/gallery", "wp-content/uploads/2026/12/note.txt"]  # folders first
+    assert client.get(files_url, {"path": "wp-content/../../etc"}).status_code == 404
+    assert client.get(files_url, {"path": "wp-content/uploads/2026/12/note.txt"}).status_code == 404  # not a folder
+
+    def restore_path(path: str) -> FileRestore:
+        with capture(execute=True):
+            asked = client.post(reverse("backups:file_restore", args=[source.pk, snapshot.snapshot_id]), {"path": path})
+        assert asked.status_code == 302, asked.content
+        run_backups_worker()
+        restored = FileRestore.objects.filter(store=source).order_by("-pk").first()
+        assert restored.status == RunStatus.SUCCEEDED, f"{restored.error}\n{job_log(restored.job_id)}"
+        return restored
+
+    restore_path("wp-content/uploads/2026/12/note.txt")
+    assert web(source, f"cat {UPLOADS}/note.txt") == "the original note"
+    assert web(source, f"ls {UPLOADS}/gallery") == "new.txt\ntwo.txt"  # only the one file was put back
+    folder_restore = restore_path("wp-content/uploads/2026/12/gallery")
+    assert folder_restore.restored_count == 3  # the folder and its two files
+    assert web(source, f"ls {UPLOADS}/gallery") == "new.txt\none.txt\ntwo.txt"  # the later file is kept
+    assert web(source, f"stat -c %U:%G {UPLOADS}/gallery/one.txt") == "www-data:www-data"  # ownership kept
+    # A path the snapshot does not list is a 404, and queues nothing.
+    missing = client.post(
+        reverse("backups:file_restore", args=[source.pk, snapshot.snapshot_id]), {"path": "wp-content/nothing-here"}
+    )
+    assert missing.status_code == 404
+    assert FileRestore.objects.filter(store=source).count() == 2

@@ -71,12 +71,14 @@ def provision_store():
 
 
 def fill_database(store, megabytes: int) -> None:
-    """About `megabytes` of incompressible order-like rows (1 KB each), through MariaDB's sequence engine."""
+    """About `megabytes` of order-like rows (1 KB of random hex each, which gzip halves: a harder case for the
+    download's compression than a real shop's dump), through MariaDB's sequence engine."""
     sql(store, "CREATE TABLE bench_orders (id INT AUTO_INCREMENT PRIMARY KEY, payload TEXT) ENGINE=InnoDB")
     rows = megabytes * 1024
+    payload = f"CONCAT({', '.join(['SHA2(RAND(), 512)'] * 8)})"  # 8 x 128 hex characters
     for start in range(0, rows, 10_000):
         count = min(10_000, rows - start)
-        sql(store, f"INSERT INTO bench_orders (payload) SELECT REPEAT(MD5(RAND()), 32) FROM seq_1_to_{count}")  # noqa: S608
+        sql(store, f"INSERT INTO bench_orders (payload) SELECT {payload} FROM seq_1_to_{count}")  # noqa: S608
 
 
 def platform_backup(store) -> float:
@@ -116,12 +118,13 @@ def platform_restore(store, snapshot_id: str) -> float:
 
 
 def plain_import(store, dump_tar: Path) -> float:
-    from backups.services.stack_io import IMPORT_COMMAND
+    from backups.services.stack_io import IMPORT_COMMAND, IMPORT_DIR
     from provisioning import docker_client
 
     db = f"{store.slug}-db"
     started = time.monotonic()
-    docker_client.container_archive_put(name=db, path="/tmp", tar_path=str(dump_tar))  # noqa: S108
+    # Into the data volume, where IMPORT_COMMAND reads it: the container's root (and /tmp) is read-only.
+    docker_client.container_archive_put(name=db, path=IMPORT_DIR, tar_path=str(dump_tar))
     code, output = docker_client.container_exec(name=db, command=IMPORT_COMMAND)
     if code != 0:
         raise RuntimeError(output)
