@@ -57,6 +57,7 @@ ENDPOINTS = {
     "ticket_post": ("/support/new/", ticket_payload),
     "backup_pages": ("/test-only/backup-pages/", lambda n: {}),
     "job_progress": ("/test-only/job-progress/", lambda n: {}),
+    "import_upload": ("/test-only/import-upload/", lambda n: {}),
 }
 PER_ACCOUNT = {"ticket_post"}  # counted per signed-in account (the key is the user's id), not per address
 READS = {"backup_pages", "job_progress"}  # pages whose GETs are limited (backups/views.py, provisioning/views.py)
