@@ -17,6 +17,7 @@ import gzip
 import re
 import shutil
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Iterator
 from datetime import timedelta
@@ -155,30 +156,36 @@ def upload_append(*, upload_id: int, offset: int, stream: BinaryIO, length: int)
     that offset otherwise). A chunk cut short by a broken connection keeps what arrived."""
     if length <= 0 or length > settings.BACKUP_IMPORT_CHUNK_BYTES:
         raise UploadRefused(f"Send the file in chunks of 1 to {settings.BACKUP_IMPORT_CHUNK_BYTES} bytes.")
-    with transaction.atomic():  # the row lock keeps two requests from writing the same range
-        upload = ImportUpload.objects.select_for_update().get(pk=upload_id)
-        if upload.removed_at is not None:
-            raise UploadRefused("This upload was removed. Start it again.")
-        if offset != upload.size_received:
-            raise UploadOffsetMismatch(upload.size_received)
-        if offset + length > upload.size_declared:
-            raise UploadRefused(f"This chunk goes past the {upload.size_declared} bytes announced for the file.")
-        written = 0
-        with open(upload_path(upload), "r+b") as handle:
-            handle.seek(offset)
-            handle.truncate()  # bytes past the offset were never acknowledged
-            while written < length:
-                block = stream.read(min(COPY_BUFFER, length - written))
-                if not block:
-                    break
-                handle.write(block)
-                written += len(block)
-        upload.size_received = offset + written
-        fields = ["size_received"]
-        if upload.complete:
-            upload.completed_at = timezone.now()
-            fields.append("completed_at")
-        upload.save(update_fields=fields)
+    upload = ImportUpload.objects.get(pk=upload_id)
+    # The chunk is received first, with no transaction open (a slow client holds no row lock), then appended
+    # under the lock, which keeps two requests from writing the same range.
+    with tempfile.TemporaryFile(dir=upload_path(upload).parent) as chunk:
+        received = 0
+        while received < length:
+            block = stream.read(min(COPY_BUFFER, length - received))
+            if not block:
+                break
+            chunk.write(block)
+            received += len(block)
+        chunk.seek(0)
+        with transaction.atomic():
+            upload = ImportUpload.objects.select_for_update().get(pk=upload_id)
+            if upload.removed_at is not None:
+                raise UploadRefused("This upload was removed. Start it again.")
+            if offset != upload.size_received:
+                raise UploadOffsetMismatch(upload.size_received)
+            if offset + length > upload.size_declared:
+                raise UploadRefused(f"This chunk goes past the {upload.size_declared} bytes announced for the file.")
+            with open(upload_path(upload), "r+b") as handle:
+                handle.seek(offset)
+                handle.truncate()  # bytes past the offset were never acknowledged
+                shutil.copyfileobj(chunk, handle, COPY_BUFFER)
+            upload.size_received = offset + received
+            fields = ["size_received"]
+            if upload.complete:
+                upload.completed_at = timezone.now()
+                fields.append("completed_at")
+            upload.save(update_fields=fields)
     return upload
 
 
