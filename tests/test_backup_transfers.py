@@ -38,6 +38,7 @@ from provisioning import docker_client
 from provisioning.models import JobStep
 from stores.models import Store
 from tests.test_backups import WP_CONTENT, back_up, insert_post, job_log, posts, sql, web
+from tests.test_browser import Tab, browser, platform  # noqa: F401 - the browser tests' fixtures
 from tests.test_provisioning import fetch
 
 SOURCE_TITLE = "Taken Away"
@@ -243,24 +244,27 @@ def stores(django_db_setup, django_db_blocker, store_images, nginx_server, acme_
         first_user = (User.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
         first_store = (Store.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
         first_audit = (AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
-        plan_catalogue_seed()
-        plan = Plan.objects.get(slug="woocommerce-commerce-core")
-        made = {}
-        for role, domain, title in (("source", "takeaway.test", SOURCE_TITLE), ("target", "bringin.test", "New Shop")):
-            customer = customer_create(email=f"transfer-{role}@example.com", password="pw-123-pw-456")
-            store = store_create(customer=customer, plan=plan, domain=domain, site_title=title)
-            store_order_paid(store_id=store.pk)  # autocommit: its job is queued at once
-            _burst("provisioning")
-            store.refresh_from_db()
-            assert store.status == Store.Status.ACTIVE, store.jobs.first().error
-            made[role] = store
-        for title in SOURCE_POSTS:
-            insert_post(made["source"], title)
-        _burst("backups")  # each store's first backup, queued when it went live: the source's holds the posts
-        for store in made.values():
-            run = store.backup_runs.get()
-            assert run.status == RunStatus.SUCCEEDED, run.error
-        try:
+        try:  # a setup that fails half-way is cleaned up too
+            plan_catalogue_seed()
+            plan = Plan.objects.get(slug="woocommerce-commerce-core")
+            made = {}
+            for role, domain, title in (
+                ("source", "takeaway.test", SOURCE_TITLE),
+                ("target", "bringin.test", "New Shop"),
+            ):
+                customer = customer_create(email=f"transfer-{role}@example.com", password="pw-123-pw-456")
+                store = store_create(customer=customer, plan=plan, domain=domain, site_title=title)
+                store_order_paid(store_id=store.pk)  # autocommit: its job is queued at once
+                _burst("provisioning")
+                store.refresh_from_db()
+                assert store.status == Store.Status.ACTIVE, store.jobs.first().error
+                made[role] = store
+            for title in SOURCE_POSTS:
+                insert_post(made["source"], title)
+            _burst("backups")  # each store's first backup, queued when it went live: the source's holds the posts
+            for store in made.values():
+                run = store.backup_runs.get()
+                assert run.status == RunStatus.SUCCEEDED, run.error
             yield made
         finally:
             BackupRun.objects.filter(store__pk__gte=first_store).delete()
@@ -512,3 +516,61 @@ def test_a_single_file_and_a_folder_are_restored_from_the_snapshots_listing(
     )
     assert missing.status_code == 404
     assert FileRestore.objects.filter(store=source).count() == 2
+
+
+# --- The import page's chunked upload, in a real browser ----------------------------------------------------
+
+
+@pytest.mark.docker  # Chromium and the live server share the lock with the other browser tests
+def test_the_import_page_uploads_in_chunks_and_resumes_an_interrupted_upload_in_chromium(
+    browser,  # noqa: F811 - the fixture imported from tests.test_browser
+    platform,  # noqa: F811
+    settings,
+    tmp_path,
+):
+    """static/js/chunked-upload.js against the real endpoints: a file goes up in 64 KB chunks; when the
+    connection drops mid-file, choosing the file again asks the server where its copy ends and goes on."""
+    from accounts.services import customer_create
+    from billing.models import Plan
+    from stores.services import store_create, store_transition
+
+    settings.BACKUP_IMPORT_CHUNK_BYTES = 64 * 1024
+    customer = customer_create(email="browser-import@example.com", password="browser import pass 7")
+    store = store_create(customer=customer, plan=Plan.objects.get(slug="woocommerce-commerce-core"), domain="i.test")
+    for status in ("queued", "provisioning", "active"):
+        store_transition(store_id=store.pk, to=status)
+    dump = tmp_path / "shop.sql"
+    dump.write_bytes(DUMP + b"".join(b"-- row %06d of an old shop's dump\n" % n for n in range(8000)))  # ~300 KB
+    session = Client()
+    session.force_login(customer)
+    tab = Tab(browser, platform["url"])
+    cookie = session.cookies[settings.SESSION_COOKIE_NAME].value
+    tab.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": platform["url"]}])
+    page = tab.page
+    assert page.goto(reverse("backups:import", args=[store.pk])).status == 200
+
+    dropped = []
+
+    def drop_the_second_chunk(route):
+        if route.request.method == "PUT" and "offset=65536" in route.request.url and not dropped:
+            dropped.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/import/uploads/*/?offset=*", drop_the_second_chunk)
+    page.set_input_files("#database-file", str(dump))
+    page.wait_for_function("document.getElementById('upload-status').textContent.includes('Failed')")
+    upload = ImportUpload.objects.get(store=store)
+    assert dropped and upload.size_received == 65536  # the first chunk arrived, the second did not
+
+    page.set_input_files("#database-file", [])
+    page.set_input_files("#database-file", str(dump))
+    page.wait_for_function("document.getElementById('upload-status').textContent.includes('shop.sql uploaded')")
+    upload.refresh_from_db()
+    assert upload.complete and ImportUpload.objects.filter(store=store).count() == 1  # resumed, not restarted
+    assert settings_path(upload).read_bytes() == dump.read_bytes()
+    assert page.input_value("#database_upload") == str(upload.pk)
+    tab.shot("import-uploaded")
+    assert [error for error in tab.errors if "ERR_CONNECTION_RESET" not in error] == [], tab.errors
+    tab.context.close()
