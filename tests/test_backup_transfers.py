@@ -516,6 +516,11 @@ def test_a_single_file_and_a_folder_are_restored_from_the_snapshots_listing(
     )
     assert missing.status_code == 404
     assert FileRestore.objects.filter(store=source).count() == 2
+    # Once retention has forgotten the snapshot (as snapshots_reconcile records it), the clean-up drops its list.
+    file_lists = list(snapshot.file_lists.values_list("pk", flat=True))
+    BackupRun.objects.filter(pk=snapshot.pk).update(forgotten_at=timezone.now())
+    assert transfers_clean_up()["file_lists"] == file_lists
+    assert not snapshot.file_lists.exists()
 
 
 # --- The import page's chunked upload, in a real browser ----------------------------------------------------
