@@ -1,7 +1,16 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from backups.models import BackupEvent, BackupRun, RestoreExport, RestoreRun
+from backups.models import (
+    BackupDownload,
+    BackupEvent,
+    BackupRun,
+    FileRestore,
+    RestoreExport,
+    RestoreRun,
+    StoreImport,
+    TransferEvent,
+)
 
 
 class BackupEventInline(admin.TabularInline):
@@ -58,8 +67,28 @@ class RestoreRunAdmin(admin.ModelAdmin):
         return False
 
 
+class TransferEventInline(admin.TabularInline):
+    model = TransferEvent
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["created_at", "old_status", "new_status", "note"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Downloads and imports are the merchant's requests, moved only by their jobs: staff read them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(RestoreExport)
-class RestoreExportAdmin(admin.ModelAdmin):
+class RestoreExportAdmin(ReadOnlyAdmin):
     """What changed since a snapshot, found before a restore: its summary and counts, or its error. The file
     itself is the merchant's, downloaded from their backups page only."""
 
@@ -69,8 +98,32 @@ class RestoreExportAdmin(admin.ModelAdmin):
     search_fields = ["snapshot_id", "store__domain"]
     readonly_fields = [f.name for f in RestoreExport._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(BackupDownload)
+class BackupDownloadAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "store", "status", "snapshot_id", "database_bytes", "files_bytes", "expires_at", "removed_at"]
+    list_filter = ["status", ("removed_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["store"]
+    search_fields = ["snapshot_id", "store__domain"]
+    readonly_fields = [f.name for f in BackupDownload._meta.fields]
+    inlines = [TransferEventInline]
+
+
+@admin.register(StoreImport)
+class StoreImportAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "store", "status", "created_by", "created_at", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["store", "created_by"]
+    search_fields = ["store__domain"]
+    readonly_fields = [f.name for f in StoreImport._meta.fields]
+    inlines = [TransferEventInline]
+
+
+@admin.register(FileRestore)
+class FileRestoreAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "store", "path", "status", "restored_count", "created_by", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["store", "created_by"]
+    search_fields = ["store__domain", "path"]
+    readonly_fields = [f.name for f in FileRestore._meta.fields]
+    inlines = [TransferEventInline]

@@ -56,3 +56,9 @@ def code_backup():
     from backups.services.system import system_backup_enqueue
 
     return system_backup_enqueue(kind=BackupRun.Kind.CODE).pk
+
+
+def transfers_clean_up():
+    from backups.services.transfers import transfers_clean_up
+
+    return transfers_clean_up()

@@ -33,6 +33,7 @@ class BackupRun(models.Model):
         MANUAL = "manual", "Manual"
         PRE_RESTORE = "pre-restore", "Before a restore"
         PRE_UPDATE = "pre-update", "Before an update"
+        PRE_IMPORT = "pre-import", "Before an import"
         FINAL = "final", "Final (subscription ended)"
         SYSTEM = "system", "System"
         CODE = "code", "Application code"
@@ -80,7 +81,7 @@ class BackupRun(models.Model):
 
     # Taken by another job's step before it changes the store (a restore's job, an update's job), never by a
     # `backup` job of their own; the schedule does not count them.
-    BEFORE_A_CHANGE = (Kind.PRE_RESTORE, Kind.PRE_UPDATE)
+    BEFORE_A_CHANGE = (Kind.PRE_RESTORE, Kind.PRE_UPDATE, Kind.PRE_IMPORT)
 
     def __str__(self):
         target = f"store {self.store_id}" if self.store_id else "platform"
@@ -187,3 +188,152 @@ class Installation(models.Model):
 
     def __str__(self):
         return self.backup_namespace
+
+
+class BackupDownload(models.Model):
+    """A snapshot prepared for the merchant to take away: its database dump (.sql.gz) and its files (.tar.gz),
+    made by a job of kind `download` (`job`), served through short-lived signed links, and removed
+    BACKUP_DOWNLOAD_KEEP_HOURS after it was made (`expires_at`, then `removed_at`). Status written only by
+    `backups.services.download` through the shared transition, along RUN_ALLOWED_FROM."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="downloads")
+    backup_run = models.ForeignKey(BackupRun, null=True, on_delete=models.SET_NULL, related_name="downloads")
+    snapshot_id = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    database_bytes = models.BigIntegerField(null=True, blank=True)
+    files_bytes = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="downloads"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="When the prepared archives are removed.")
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"download of store {self.store_id} from {self.snapshot_id[:8]} ({self.status})"
+
+    @property
+    def total_bytes(self) -> int | None:
+        if self.database_bytes is None or self.files_bytes is None:
+            return None
+        return self.database_bytes + self.files_bytes
+
+
+class ImportUpload(models.Model):
+    """One file a merchant uploads for an import (the dump or the files archive), received in chunks at
+    increasing offsets, so a broken connection resumes where the server's copy ends. The size is declared up
+    front and counted against the plan's disk allowance before a byte is stored."""
+
+    class Part(models.TextChoices):
+        DATABASE = "database", "Database dump (.sql or .sql.gz)"
+        FILES = "files", "Files archive (.tar.gz)"
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="import_uploads")
+    part = models.CharField(max_length=10, choices=Part.choices)
+    filename = models.CharField(max_length=255)
+    size_declared = models.BigIntegerField()
+    size_received = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.part} upload {self.pk} for store {self.store_id} ({self.size_received}/{self.size_declared})"
+
+    @property
+    def complete(self) -> bool:
+        return self.size_received == self.size_declared
+
+
+class StoreImport(models.Model):
+    """An existing store brought in from an uploaded dump and files archive: a job of kind `import` (`job`)
+    that checks both, backs the store up (`pre_import_backup`), replaces its database and files, and puts the
+    store back from that backup if any later step fails."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="imports")
+    database_upload = models.ForeignKey(ImportUpload, on_delete=models.PROTECT, related_name="+")
+    files_upload = models.ForeignKey(ImportUpload, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    error = models.TextField(blank=True, help_text="Written for the merchant: what was wrong with the upload.")
+    pre_import_backup = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="imports"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"import into store {self.store_id} ({self.status})"
+
+
+class SnapshotFileList(models.Model):
+    """The files one volume held in a snapshot (read from the volume's archive when the backup was taken): what
+    the merchant browses to restore a single file or folder, with no restic call in a page view. Names, kinds,
+    sizes and times only, as gzip-compressed JSON rows [path, kind ("d", "f" or "l"), size, mtime]."""
+
+    backup_run = models.ForeignKey(BackupRun, on_delete=models.CASCADE, related_name="file_lists")
+    volume = models.CharField(max_length=40, help_text="The volume's suffix (e.g. wp-content).")
+    top_directory = models.CharField(max_length=100, help_text="Its mount's directory name, the entries' first part.")
+    entries = models.BinaryField()
+    entry_count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["backup_run", "volume"], name="one_file_list_per_volume")]
+
+    def __str__(self):
+        return f"{self.volume} of backup {self.backup_run_id} ({self.entry_count} entries)"
+
+
+class FileRestore(models.Model):
+    """One file or folder of a snapshot put back into the store's volume (a job of kind `restore_path`): the
+    snapshot's copies overwrite the store's; files the store has there now and the snapshot had not are kept."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="file_restores")
+    backup_run = models.ForeignKey(BackupRun, null=True, on_delete=models.SET_NULL, related_name="file_restores")
+    snapshot_id = models.CharField(max_length=64)
+    volume = models.CharField(max_length=40)
+    path = models.CharField(max_length=4096, help_text="As listed: `<mount directory>/...`, a file or a folder.")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    restored_count = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="file_restores"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"restore of {self.path} into store {self.store_id} ({self.status})"
+
+
+class TransferEvent(StatusEvent):
+    """A status change of a download, an import or a single file restore."""
+
+    download = models.ForeignKey(BackupDownload, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    store_import = models.ForeignKey(
+        StoreImport, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    file_restore = models.ForeignKey(
+        FileRestore, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )

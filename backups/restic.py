@@ -13,15 +13,19 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from django.conf import settings
 
 from backups.selectors import installation_id as stored_installation_id
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 SNAPSHOT_ID = re.compile(r"\A[0-9a-f]{8,64}\Z")  # \Z, not $: `$` also matches before a trailing "\n"
 
 
@@ -247,3 +251,46 @@ def dump(snapshot_id: str, path: str, *, into: Path) -> None:
 
 def check() -> str:
     return run(["check"])
+
+
+def restore(snapshot_id: str, *, into: Path, include: list[str] | None = None) -> None:
+    """Write a snapshot's files (or only those matching `include` patterns) under `into`, as the snapshot
+    holds them (db.sql, files/<volume>.tar, store.json for a store's). One restic call for all of them."""
+    if not SNAPSHOT_ID.match(snapshot_id):
+        raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    args = ["restore", snapshot_id, "--target", str(into)]
+    for pattern in include or []:
+        args += ["--include", pattern]
+    run(args)
+
+
+def dump_stream(snapshot_id: str, path: str, *, consume: Callable[[BinaryIO], T]) -> T:
+    """`consume(stream)` reads one file of a snapshot as restic streams it (never written to disk whole, e.g.
+    a volume's archive read member by member); returns what it returns. What it leaves unread is drained, so
+    restic ends normally; a failure of restic raises ResticError."""
+    if not SNAPSHOT_ID.match(snapshot_id):
+        raise ResticError(f"not a snapshot id: {snapshot_id!r}")
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: restic never blocks on a full stderr
+        process = subprocess.Popen(  # noqa: S603 - an argument list, no shell
+            [settings.RESTIC_BINARY, "dump", snapshot_id, path],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=_environment(),
+        )
+        try:
+            result = consume(process.stdout)
+            while process.stdout.read(1024 * 1024):
+                pass
+            returncode = process.wait(timeout=settings.RESTIC_TIMEOUT)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
+        if returncode != 0:
+            errors.seek(0)
+            raise ResticError(
+                "restic dump failed", stderr=errors.read().decode(errors="replace"), returncode=returncode
+            )
+    return result

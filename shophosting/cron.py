@@ -77,6 +77,9 @@ register(backup_jobs.repository_check, "backups", cron="23 6 * * 0", job_timeout
 # The backup pages read snapshots from the database; this keeps it matching the repository (snapshots
 # made or forgotten outside the platform) without a restic call in any web request.
 register(backup_jobs.snapshots_reconcile, "backups", cron="53 * * * *", job_timeout=RESTIC_JOB_TIMEOUT)
+# Prepared backup downloads past BACKUP_DOWNLOAD_KEEP_HOURS and import uploads no import took are removed
+# (files on local disk only: no restic).
+register(backup_jobs.transfers_clean_up, "default", cron="3 * * * *")
 # Weekly proof that each store's newest snapshot restores (throwaway containers, front page and row counts).
 # This only queues one `verify` job per store (backups queue); each job has its own timeout.
 register(backup_jobs.backups_verify, "backups", cron="43 3 * * 1")

@@ -62,6 +62,7 @@ urlpatterns = [
     ),
     path("stores/", include(([*stores_urls.urlpatterns, *provisioning_store_urlpatterns], "stores"))),
     path("stores/<int:store_id>/backups/", include("backups.urls")),
+    path("backup-downloads/", include("backups.download_urls")),
     path("", include("billing.urls")),
     path("", include("consultations.urls")),
     # Wagtail serves every remaining path: it must stay last.

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from backups.models import BackupRun, RestoreExport, RestoreRun
+from backups.services.store_import import upload_start
 from billing.models import Subscription
 from consultations.models import TicketAttachment
 from consultations.services import ticket_create
@@ -50,6 +51,7 @@ def victim_objects(user_factory, woo_plan, store_in_status):
     export = RestoreExport.objects.create(
         store=store, backup_run=run, snapshot_id=run.snapshot_id, status="succeeded", file_name="store-x/changes.zip"
     )
+    upload = upload_start(store_id=store.pk, part="database", filename="shop.sql", size=10)
     ticket = ticket_create(
         customer=victim,
         category="other",
@@ -67,6 +69,7 @@ def victim_objects(user_factory, woo_plan, store_in_status):
         "number": ticket.number,
         "attachment_id": TicketAttachment.objects.get().pk,
         "name_id": store.names.get(kind="custom").pk,
+        "upload_id": upload.pk,
     }
 
 
@@ -80,6 +83,7 @@ MISSING = {
     "number": "TKT-999999",
     "attachment_id": 999_999,
     "name_id": 999_999,
+    "upload_id": 999_999,
 }
 # Not object ids: /signup/<plan>/ is public, and reset or e-mail-change links carry signed tokens
 # (tested in test_portal.py: forged or reused tokens are refused).

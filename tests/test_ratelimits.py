@@ -59,6 +59,7 @@ ENDPOINTS = {
     "job_progress": ("/test-only/job-progress/", lambda n: {}),
     "account_leaving": ("/accounts/leave/", lambda n: {"password": f"wrong guess {n}", "understood": "on"}),
     "domains": ("/test-only/domains/", lambda n: {}),
+    "import_upload": ("/test-only/import-upload/", lambda n: {}),
 }
 # Counted per signed-in account (the key is the user's id), not per address.
 PER_ACCOUNT = {"ticket_post", "account_leaving", "domains"}

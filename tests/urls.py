@@ -21,6 +21,11 @@ def backup_pages_probe(request):
     return HttpResponse("a backup page")
 
 
+@rate_limited("import_upload")
+def import_upload_probe(request):
+    return HttpResponse("chunk stored")
+
+
 @rate_limited("job_progress", methods=("GET",))
 def job_progress_probe(request):
     return HttpResponse("{}")
@@ -37,5 +42,6 @@ urlpatterns = [
     path("test-only/backup/", backup_probe),
     path("test-only/backup-pages/", backup_pages_probe),
     path("test-only/job-progress/", job_progress_probe),
+    path("test-only/import-upload/", import_upload_probe),
     *project_urlpatterns,
 ]

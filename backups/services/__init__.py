@@ -10,6 +10,9 @@
 - `verify`: the `verify` job kind (restore-checks a snapshot in throwaway containers) and its schedule;
 - `retention`: scheduled backups and retention (`restic forget --prune`, old restore exports removed);
 - `reconcile`: keeping the BackupRun records matching the repository;
+- `download`: the `download` job kind (a snapshot packed as .sql.gz and .tar.gz) and its signed links;
+- `store_import`: chunked uploads and the `import` job kind (checked, backed up first, undone on failure);
+- `transfers`: the periodic removal of expired downloads and abandoned uploads;
 - `system`: the platform's own backups (database, configuration, code), which are not store operations.
 
 Store backups, restores and verifications are kinds of the job engine (provisioning.kinds), registered in

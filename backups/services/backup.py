@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import User
 from backups import restic
 from backups.models import ACTIVE_STATUSES, BackupEvent, BackupRun, RunStatus
+from backups.services.file_restore import file_lists_record
 from backups.services.records import BackupConflict, run_transition, store_tags
 from backups.services.stack_io import (
     DB_DUMP,
@@ -56,8 +57,12 @@ def backup_database(run: BackupRun, store: Store, log: Log) -> None:
 
 
 def backup_files(run: BackupRun, store: Store, log: Log) -> None:
-    suffixes = volumes_archive(store, staging_path(_staging_name(run)) / "files")
+    files = staging_path(_staging_name(run)) / "files"
+    suffixes = volumes_archive(store, files)
     log(f"files copied: {', '.join(suffixes) or 'no volumes'}")
+    # What the merchant browses to restore one file or folder (services/file_restore.py), without restic.
+    entries = file_lists_record(run, files, web_volumes(store))
+    log(f"file list kept: {entries} entries")
 
 
 def backup_snapshot(run: BackupRun, store: Store, log: Log) -> None:

@@ -21,6 +21,7 @@ RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "consultation": ("5/h",),
     "backup": ("3/h",),
     "backup_pages": ("30/m", "300/h"),  # the backups list, restore confirmation and progress pages
+    "import_upload": ("240/m",),  # a store import's upload announcements and chunks (8 MB each by default)
     "job_progress": ("90/m",),  # a job's progress JSON (the store page and job pages poll it every 2 s)
     "ticket_post": ("5/m", "30/h"),  # new tickets and customer replies, with their attachments; per account
     "account_leaving": ("10/h",),  # account data exports and close attempts (a password is checked)
@@ -35,6 +36,7 @@ HUMAN_NAMES = {
     "consultation": "consultation requests",
     "backup": "backup and restore requests",
     "backup_pages": "backup page views",
+    "import_upload": "upload chunks",
     "job_progress": "progress checks",
     "ticket_post": "support messages",
     "account_leaving": "account exports and close attempts",

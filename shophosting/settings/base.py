@@ -554,6 +554,15 @@ BACKUP_INTERVAL_HOURS = env.int("BACKUP_INTERVAL_HOURS", default=6)
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=14)
 BACKUP_RETENTION_DAYS_DAILY_PLANS = env.int("BACKUP_RETENTION_DAYS_DAILY_PLANS", default=30)
 BACKUP_SYSTEM_RETENTION_DAYS = env.int("BACKUP_SYSTEM_RETENTION_DAYS", default=30)
+# Taking a store away and bringing one in (backups/README.md, "Downloads and imports"): prepared downloads and
+# uploads live under BACKUP_TRANSFER_DIR; a download link works for BACKUP_DOWNLOAD_LINK_MINUTES, the prepared
+# archives are removed BACKUP_DOWNLOAD_KEEP_HOURS after they were made, and uploads nobody imported after
+# BACKUP_IMPORT_UPLOAD_KEEP_HOURS. An upload arrives in chunks of at most BACKUP_IMPORT_CHUNK_BYTES.
+BACKUP_TRANSFER_DIR = env("BACKUP_TRANSFER_DIR", default=str(BASE_DIR / "var" / "backups" / "transfers"))
+BACKUP_DOWNLOAD_LINK_MINUTES = env.int("BACKUP_DOWNLOAD_LINK_MINUTES", default=15)
+BACKUP_DOWNLOAD_KEEP_HOURS = env.int("BACKUP_DOWNLOAD_KEEP_HOURS", default=24)
+BACKUP_IMPORT_UPLOAD_KEEP_HOURS = env.int("BACKUP_IMPORT_UPLOAD_KEEP_HOURS", default=24)
+BACKUP_IMPORT_CHUNK_BYTES = env.int("BACKUP_IMPORT_CHUNK_BYTES", default=8 * 1024 * 1024)
 
 # Store care (provisioning/care, README "Store care"): every live store gets a round of read-only checks once
 # per interval, in a slot of its own; CARE_INCIDENT_THRESHOLD failing rounds in a row open an incident, which

@@ -59,6 +59,7 @@ RESTIC_PASSWORD_FILE = str(BASE_DIR / "var" / "test" / "restic" / "password")  #
 RESTIC_CACHE_DIR = str(BASE_DIR / "var" / "test" / "restic" / "cache")  # noqa: F405
 BACKUP_STAGING_DIR = str(BASE_DIR / "var" / "test" / "restic" / "staging")  # noqa: F405
 BACKUP_EXPORT_DIR = str(BASE_DIR / "var" / "test" / "restore-exports")  # noqa: F405
+BACKUP_TRANSFER_DIR = str(BASE_DIR / "var" / "test" / "restic" / "transfers")  # noqa: F405
 TICKET_ATTACHMENT_DIR = str(BASE_DIR / "var" / "test" / "attachments")  # noqa: F405
 # Each test rolls the database back while Redis keeps what a page cache stored from it: the marketing pages'
 # cache is on only where tests/test_page_cache.py turns it on (with a cleared generation).

@@ -1,11 +1,13 @@
-"""Benchmark: an incremental backup of an unchanged store, and a database-only restore of a store whose
-database holds about 50 MB.
+"""Benchmark: an incremental backup of an unchanged store, a database-only restore, and preparing a download
+(database.sql.gz and files.tar.gz) of a store whose database holds about 50 MB.
 
 Each figure is the median of N runs, and each has a baseline measured in the same run, interleaved:
 - backup: the platform's backup job (dump in the db container, volume archives, restic, bookkeeping) against
   plain `restic backup` of the same, already staged files;
 - restore: the platform's restore job (pre-restore backup, stop, import, start, HTTP check) against a plain
-  import of the same dump into the database container.
+  import of the same dump into the database container;
+- download: the platform's download job (restic restore of the snapshot into staging, gzip of the dump, one
+  .tar.gz of the volumes, bookkeeping) against a plain `restic restore` of the same snapshot.
 
     .venv/bin/python tests/benchmarks/backup.py [--runs 3] [--megabytes 50]
 
@@ -69,12 +71,14 @@ def provision_store():
 
 
 def fill_database(store, megabytes: int) -> None:
-    """About `megabytes` of incompressible order-like rows (1 KB each), through MariaDB's sequence engine."""
+    """About `megabytes` of order-like rows (1 KB of random hex each, which gzip halves: a harder case for the
+    download's compression than a real shop's dump), through MariaDB's sequence engine."""
     sql(store, "CREATE TABLE bench_orders (id INT AUTO_INCREMENT PRIMARY KEY, payload TEXT) ENGINE=InnoDB")
     rows = megabytes * 1024
+    payload = f"CONCAT({', '.join(['SHA2(RAND(), 512)'] * 8)})"  # 8 x 128 hex characters
     for start in range(0, rows, 10_000):
         count = min(10_000, rows - start)
-        sql(store, f"INSERT INTO bench_orders (payload) SELECT REPEAT(MD5(RAND()), 32) FROM seq_1_to_{count}")  # noqa: S608
+        sql(store, f"INSERT INTO bench_orders (payload) SELECT {payload} FROM seq_1_to_{count}")  # noqa: S608
 
 
 def platform_backup(store) -> float:
@@ -114,16 +118,43 @@ def platform_restore(store, snapshot_id: str) -> float:
 
 
 def plain_import(store, dump_tar: Path) -> float:
-    from backups.services.stack_io import IMPORT_COMMAND
+    from backups.services.stack_io import IMPORT_COMMAND, IMPORT_DIR
     from provisioning import docker_client
 
     db = f"{store.slug}-db"
     started = time.monotonic()
-    docker_client.container_archive_put(name=db, path="/tmp", tar_path=str(dump_tar))  # noqa: S108
+    # Into the data volume, where IMPORT_COMMAND reads it: the container's root (and /tmp) is read-only.
+    docker_client.container_archive_put(name=db, path=IMPORT_DIR, tar_path=str(dump_tar))
     code, output = docker_client.container_exec(name=db, command=IMPORT_COMMAND)
     if code != 0:
         raise RuntimeError(output)
     return time.monotonic() - started
+
+
+def platform_download(store, snapshot_id: str) -> float:
+    from backups.models import BackupDownload
+    from backups.services.download import download_request
+    from provisioning.services import job_execute
+
+    download = download_request(store_id=store.pk, snapshot_id=snapshot_id)
+    started = time.monotonic()
+    job_execute(job_id=download.job_id)
+    elapsed = time.monotonic() - started
+    download = BackupDownload.objects.get(pk=download.pk)
+    assert download.status == "succeeded", download.error
+    return elapsed
+
+
+def plain_restic_restore(snapshot_id: str) -> float:
+    from backups import restic
+
+    target = BENCH / "restored"
+    shutil.rmtree(target, ignore_errors=True)
+    started = time.monotonic()
+    restic.restore(snapshot_id, into=target)
+    elapsed = time.monotonic() - started
+    shutil.rmtree(target, ignore_errors=True)
+    return elapsed
 
 
 def report(what: str, platform: list[float], baseline: list[float], baseline_name: str) -> None:
@@ -158,6 +189,7 @@ def main() -> None:
     settings.RESTIC_REPOSITORY = str(BENCH / "restic" / "repository")
     settings.RESTIC_PASSWORD_FILE = str(BENCH / "restic" / "password")
     settings.BACKUP_STAGING_DIR = str(BENCH / "staging")
+    settings.BACKUP_TRANSFER_DIR = str(BENCH / "transfers")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -187,25 +219,33 @@ def main() -> None:
         restic.backup(["db.sql", "files"], cwd=staged, tags=store_tags(store))  # warm the baseline too
         tar_single_file(staged / "db.sql", "shophosting-restore.sql", staged / "dump.tar")
 
-        backup, backup_base, restore, restore_base = [], [], [], []
+        backup, backup_base, restore, restore_base, download, download_base = [], [], [], [], [], []
         for n in range(args.runs):
             backup.append(platform_backup(store))
             backup_base.append(plain_restic_backup(staged, store_tags(store)))
             restore.append(platform_restore(store, snapshot_id))
             restore_base.append(plain_import(store, staged / "dump.tar"))
+            download.append(platform_download(store, snapshot_id))
+            download_base.append(plain_restic_restore(snapshot_id))
             print(
                 f"run {n + 1}: backup {backup[-1]:.2f} s (plain restic {backup_base[-1]:.2f} s), "
-                f"db restore {restore[-1]:.2f} s (plain import {restore_base[-1]:.2f} s)",
+                f"db restore {restore[-1]:.2f} s (plain import {restore_base[-1]:.2f} s), "
+                f"download {download[-1]:.2f} s (plain restic restore {download_base[-1]:.2f} s)",
                 flush=True,
             )
         report("incremental backup of an unchanged store", backup, backup_base, "plain restic backup, staged files")
         report(
             f"database-only restore ({args.megabytes} MB)", restore, restore_base, "plain import into the db container"
         )
+        latest = store.downloads.filter(status="succeeded").first()
+        sizes = f"database.sql.gz {latest.database_bytes / 1e6:.1f} MB, files.tar.gz {latest.files_bytes / 1e6:.1f} MB"
+        print(f"download: {sizes}")
+        report(f"preparing a download ({args.megabytes} MB store)", download, download_base, "plain restic restore")
     finally:
         stack_remove(store, lambda message: None)
         store_release(store_id=store.pk)
         shutil.rmtree(BENCH / "staged", ignore_errors=True)
+        shutil.rmtree(BENCH / "transfers", ignore_errors=True)
         docker_client.labelled_objects_remove(label=f"shophosting.store={store.pk}")
 
 
