@@ -1,6 +1,8 @@
 """The merchant's journey in a real browser (Playwright driving Debian's Chromium, headless): sign up for a
 plan, pay (a signed webhook for the paid order), watch the checklist advance to an active store, reveal the
-credentials, open the store's front page, and open a ticket with an attachment. A second customer is then
+credentials, open the store's front page, add a domain of their own (the store page shows the DNS record to
+create; the test sets it in pebble-challtestsrv), make it primary and see the store on HTTPS under it, and
+open a ticket with an attachment. A second customer is then
 refused the first one's store, ticket and attachment. Every platform page is checked for console errors and
 CSP violations, and screenshots land in var/test/screenshots/. Every public page (the Wagtail marketing site
 and the public forms) gets the same check and a screenshot of its own.
@@ -47,6 +49,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 });
 """
 STORE_DOMAIN = "journey.test"
+OWN_DOMAIN = "journeyshop.test"  # added on the store page, proven and made primary
+CHALLTESTSRV_SET_TXT = "http://127.0.0.1:8055/set-txt"
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
 
@@ -203,15 +207,27 @@ def _store_request(path: str, *, tls: bool, host: str) -> tuple[int, dict, bytes
         connection_.close()
 
 
-def provisioning_worker_process() -> subprocess.Popen:
-    """A real `rqworker --burst` in its own process, on the test database, so this thread can watch the page."""
+def store_over_https_through_nginx(host: str):
+    """The browser asks for https://<host>/…: answered from the test nginx's HTTPS port with that name's SNI,
+    trusting pebble's root only, so a certificate without the name fails the request."""
+
+    def answer(route):
+        path = route.request.url.split(host, 1)[1] or "/"
+        status, headers, body = _store_request(path, tls=True, host=host)
+        route.fulfill(status=status, headers=headers, body=body)
+
+    return answer
+
+
+def rq_burst_process(queue: str) -> subprocess.Popen:
+    """A real `rqworker --burst` on `queue` in its own process, on the test database."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "shophosting.settings.test",
         "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{connection.settings_dict['NAME']}",
     }
     return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "provisioning", "--burst"],
+        [sys.executable, "manage.py", "rqworker", queue, "--burst"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -219,8 +235,13 @@ def provisioning_worker_process() -> subprocess.Popen:
     )
 
 
+def provisioning_worker_process() -> subprocess.Popen:
+    """A real `rqworker --burst` in its own process, on the test database, so this thread can watch the page."""
+    return rq_burst_process("provisioning")
+
+
 def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
-    browser, platform, stripe_api, store_images, clean_test_stores, acme_server
+    browser, platform, stripe_api, store_images, clean_test_stores, acme_server, restic_repository
 ):
     from accounts.services import customer_create
 
@@ -299,6 +320,41 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     assert "Journey Goods" in page.title() or store.domain in page.content()
     tab.shot("06-store-front-page")
 
+    # A domain of the merchant's own: added on the store page, which shows the exact record to create; the
+    # merchant creates it at their DNS (here pebble-challtestsrv, the DNS the platform and the CA ask), checks
+    # it, makes the domain primary, and the store answers on HTTPS under that name with its URLs moved there.
+    first_backup = rq_burst_process("backups")  # queued when the store went live; until it ran, the store is busy
+    assert first_backup.wait(timeout=120) == 0, first_backup.stderr.read().decode()[-3000:]
+    page.goto(f"/stores/{store.pk}/")
+    page.fill("#domain-add input[name=domain]", OWN_DOMAIN)
+    with page.expect_navigation():
+        page.click("#domain-add button[type=submit]")
+    record = f"_shophosting-challenge.{OWN_DOMAIN}"
+    proof = page.locator(f".domain-proof[data-record='{record}']")
+    token = proof.locator("tr >> nth=1 >> td >> nth=2").text_content().strip()
+    assert token == store.names.get(name=OWN_DOMAIN).proof_token
+    assert proof.locator(f"li[data-name='www.{OWN_DOMAIN}']").count() == 1  # its www. alias, proven alike
+    tab.shot("07-domain-record-to-create")
+    requests.post(CHALLTESTSRV_SET_TXT, json={"host": f"{record}.", "value": token}, timeout=5).raise_for_status()
+    with page.expect_navigation():
+        page.click("text=Check now")
+    names_job = rq_burst_process("provisioning")  # the names job: the certificate now covers the domain
+    assert names_job.wait(timeout=180) == 0, names_job.stderr.read().decode()[-3000:]
+    page.goto(f"/stores/{store.pk}/")
+    own = page.locator(f"#addresses li[data-name='{OWN_DOMAIN}']")
+    assert own.get_attribute("data-status") == "active" and "HTTPS on" in own.text_content(), [
+        (job.kind, job.status, job.error) for job in store.jobs.order_by("pk")
+    ] + [Store.objects.values_list("tls_status", "tls_error").get(pk=store.pk)]
+    with page.expect_navigation():
+        own.locator("text=Make primary").click()
+    primary_job = rq_burst_process("provisioning")  # the application's own URLs move to the new name
+    assert primary_job.wait(timeout=180) == 0, primary_job.stderr.read().decode()[-3000:]
+    page.route(f"https://{OWN_DOMAIN}/**", store_over_https_through_nginx(OWN_DOMAIN))
+    response = page.goto(f"https://{OWN_DOMAIN}/")
+    assert response.status == 200 and page.url == f"https://{OWN_DOMAIN}/"
+    assert "Journey Goods" in page.title() and f"https://{OWN_DOMAIN}/" in page.content()
+    tab.shot("08-store-on-its-own-domain-over-https")
+
     # A ticket with an attachment.
     page.goto("/support/new/")
     page.select_option("select[name=category]", "store")
@@ -312,7 +368,7 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     ticket_url = page.url
     attachment_href = page.get_attribute(".attachments a", "href")
     assert "logo-brief.pdf" in page.content()
-    tab.shot("07-ticket")
+    tab.shot("09-ticket")
     assert tab.errors == [], tab.errors
 
     # Another customer gets 404 for all of it.
@@ -326,7 +382,7 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     for url in (f"/stores/{store.pk}/", ticket_url, f"{base_url}{attachment_href}"):
         response = other.page.goto(url)
         assert response.status == 404, url
-    other.shot("08-second-customer-refused")
+    other.shot("10-second-customer-refused")
     assert all("404" in error for error in other.errors), other.errors  # only the refusals themselves
     tab.context.close()
     other.context.close()
