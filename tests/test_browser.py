@@ -1,11 +1,11 @@
 """The merchant's journey in a real browser (Playwright driving Debian's Chromium, headless): sign up for a
 plan, pay (a signed webhook for the paid order), watch the checklist advance to an active store, reveal the
 credentials, open the store's front page, add a domain of their own (the store page shows the DNS record to
-create; the test sets it in pebble-challtestsrv), make it primary and see the store on HTTPS under it, and
-open a ticket with an attachment. A second customer is then
-refused the first one's store, ticket and attachment. Every platform page is checked for console errors and
-CSP violations, and screenshots land in var/test/screenshots/. Every public page (the Wagtail marketing site
-and the public forms) gets the same check and a screenshot of its own.
+create; the test sets it in pebble-challtestsrv), make it primary and see the store on HTTPS under it,
+restore the database after reading what the restore would take away, and open a ticket with an attachment.
+A second customer is then refused the first one's store, ticket and attachment. Every platform page is
+checked for console errors and CSP violations, and screenshots land in var/test/screenshots/. Every public
+page (the Wagtail marketing site and the public forms) gets the same check and a screenshot of its own.
 """
 
 import http.client
@@ -355,6 +355,35 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     assert "Journey Goods" in page.title() and f"https://{OWN_DOMAIN}/" in page.content()
     tab.shot("08-store-on-its-own-domain-over-https")
 
+    # A database restore of the first backup, after a post, a comment and a user were written since: the page
+    # names them before the merchant confirms, and keeps them for download.
+    from backups.models import BackupRun, RestoreRun
+    from tests.test_restore_exports import add_rows_after_the_backup
+
+    snapshot = BackupRun.objects.filter(store=store, status="succeeded").earliest("pk").snapshot_id
+    add_rows_after_the_backup(store)
+    page.goto(f"/stores/{store.pk}/backups/{snapshot}/restore/?scope=database")
+    with page.expect_navigation():
+        page.click("text=Show what changed since this backup")
+    changes = rq_burst_process("backups")
+    assert changes.wait(timeout=120) == 0, changes.stderr.read().decode()[-3000:]
+    page.goto(f"/stores/{store.pk}/backups/{snapshot}/restore/?scope=database")
+    summary = page.text_content("#changes .summary")
+    assert "1 post" in summary and "1 comment" in summary and "1 new user" in summary, summary
+    assert page.locator("#changes a", has_text="Download what changed").count() == 1
+    tab.shot("09-restore-summary-before-confirming")
+    page.fill("input[name=confirm]", snapshot[:8])
+    with page.expect_navigation():
+        page.click("form button:has-text('Restore')")
+    restore = rq_burst_process("backups")
+    assert restore.wait(timeout=180) == 0, restore.stderr.read().decode()[-3000:]
+    page.reload()
+    steps = page.eval_on_selector_all(".checklist li", "items => items.map(i => i.className)")
+    assert steps and all(step in ("step step-succeeded", "step step-skipped") for step in steps), steps
+    restored = RestoreRun.objects.filter(store=store).latest("pk")
+    assert restored.status == "succeeded", restored.error
+    tab.shot("10-restored")
+
     # A ticket with an attachment.
     page.goto("/support/new/")
     page.select_option("select[name=category]", "store")
@@ -368,7 +397,7 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     ticket_url = page.url
     attachment_href = page.get_attribute(".attachments a", "href")
     assert "logo-brief.pdf" in page.content()
-    tab.shot("09-ticket")
+    tab.shot("11-ticket")
     assert tab.errors == [], tab.errors
 
     # Another customer gets 404 for all of it.
@@ -382,7 +411,7 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     for url in (f"/stores/{store.pk}/", ticket_url, f"{base_url}{attachment_href}"):
         response = other.page.goto(url)
         assert response.status == 404, url
-    other.shot("10-second-customer-refused")
+    other.shot("12-second-customer-refused")
     assert all("404" in error for error in other.errors), other.errors  # only the refusals themselves
     tab.context.close()
     other.context.close()

@@ -36,6 +36,11 @@ os.environ.setdefault("STAFF_TWO_FACTOR_REQUIRED", "false")
 # WordPress makes no outbound call: nothing outside answers on most development machines.
 os.environ.setdefault("EGRESS_MANAGED", "false")
 os.environ.setdefault("STORE_HTTP_BLOCK_EXTERNAL", "true")
+# The demo asks no DNS server outside this machine: custom domains typed into it stay waiting for their proof
+# ("DNS did not answer"), and the platform names under localhost need none. Set DNS_RESOLVERS to a resolver
+# to prove real domains from a development machine.
+os.environ.setdefault("DNS_RESOLVERS", "127.0.0.1:53")
+os.environ.setdefault("DNS_TIMEOUT", "1")  # nothing answers there: say so at once
 
 from .base import *  # noqa: E402,F403
 
