@@ -22,7 +22,13 @@ from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store, StoreName, StoreUsageSample
 from stores.operations import store_busy_refusal, store_lock_for_operation
-from stores.services import store_disk_record, store_names_ensure, store_names_tls_result, store_transition
+from stores.services import (
+    store_credentials,
+    store_disk_record,
+    store_names_ensure,
+    store_names_tls_result,
+    store_transition,
+)
 
 logger = logging.getLogger(__name__)
 Job = ProvisioningJob
@@ -392,6 +398,14 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
     wait for theirs (a custom domain whose DNS is not pointed yet): those stay on HTTP."""
     served = [row.name for row in store_names_ensure(store_id=store.pk)]
     certificate, tls_names = _store_certificate(store)
+    basic_auth_file = None
+    if store.staging_of_id:  # a staging copy: basic auth with the merchant's credentials, never indexed
+        credentials = store_credentials(store)
+        basic_auth_file = str(
+            proxy.basic_auth_write(
+                store_id=store.pk, user=credentials["staging_user"], password=credentials["staging_password"]
+            )
+        )
     return proxy.vhost_write(
         store_id=store.pk,
         domain=store.domain,
@@ -402,6 +416,8 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
         certificate=certificate,
         tls_names=tls_names,
         hsts=store.hsts_enabled,
+        basic_auth_file=basic_auth_file,
+        noindex=store.staging_of_id is not None,
         force_reload=force_reload,
     )
 
