@@ -48,6 +48,17 @@ TABLES_DUMP_COMMAND = [
     'exec mariadb-dump --single-transaction --quick --triggers -uroot "$MARIADB_DATABASE" "$@"',
     "sh",
 ]
+# The whole database but the tables given as arguments (the staging copy's captured mail, on a push).
+FULL_DUMP_COMMAND = [
+    "sh",
+    "-c",
+    f"export {DB_ROOT_CLIENT_ENV}; "
+    'for table in "$@"; do shift; set -- "$@" "--ignore-table=$MARIADB_DATABASE.$table"; done; '
+    'exec mariadb-dump --single-transaction --quick --routines --triggers --events -uroot "$@" "$MARIADB_DATABASE"',
+    "sh",
+]
+# The table the staging mu-plugin keeps captured mail in (after the WordPress table prefix).
+CAPTURED_MAIL_TABLE = "shophosting_captured_mail"
 # Replaces only the tables the dump holds (its DROP TABLE IF EXISTS and CREATE TABLE), the rest untouched.
 TABLES_IMPORT_COMMAND = [
     "sh",
@@ -82,13 +93,21 @@ def tables_refusal(tables: list[str], known: list[str]) -> str | None:
     return None
 
 
-def database_copy(*, source: Store, target: Store, log: Log, tables: list[str] | None = None) -> None:
-    """`target`'s database becomes `source`'s (all of it, or only `tables`, the others left as they are)."""
+def database_copy(
+    *, source: Store, target: Store, log: Log, tables: list[str] | None = None, to_live: bool = False
+) -> None:
+    """`target`'s database becomes `source`'s (all of it, or only `tables`, the others left as they are).
+    `to_live`: a push from a staging copy, whose captured mail stays behind (it is the copy's, not the shop's)."""
     wait_db(target, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
     work = _work_directory(source, target)
     dump = work / "db.sql"
+    left_out = [t for t in database_tables(source) if t.endswith(CAPTURED_MAIL_TABLE)] if to_live else []
+    limited = bool(tables)
+    tables = [table for table in tables or [] if table not in left_out]
+    if limited and not tables:
+        raise ProvisioningError("The chosen tables hold only the staging copy's captured mail; nothing was pushed.")
     try:
-        if tables:
+        if limited:
             refusal = tables_refusal(tables, database_tables(source))
             if refusal:
                 raise ProvisioningError(refusal)
@@ -111,7 +130,16 @@ def database_copy(*, source: Store, target: Store, log: Log, tables: list[str] |
                 raise ProvisioningError(f"the tables do not import: {output.strip()[-1000:]}")
             log(f"tables {', '.join(tables)} copied from store {source.pk} to store {target.pk} ({size} bytes)")
         else:
-            size = database_dump(source, dump)
+            if left_out:
+                size = docker_client.container_exec_to_file(
+                    name=stack_for(source).container_name("db"),
+                    command=[*FULL_DUMP_COMMAND, *left_out],
+                    path=str(dump),
+                    base_url=source.host.docker_url,
+                )
+                log(f"left on staging: {', '.join(left_out)} (its captured mail)")
+            else:
+                size = database_dump(source, dump)
             database_import(
                 container=stack_for(target).container_name("db"), dump=dump, base_url=target.host.docker_url
             )

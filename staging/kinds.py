@@ -87,7 +87,7 @@ def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
 
 def step_push_database(store: Store, log: Log, *, job_id: int) -> None:
     run = _run(job_id)
-    copy.database_copy(source=run.staging, target=run.live, log=log, tables=run.tables or None)
+    copy.database_copy(source=run.staging, target=run.live, log=log, tables=run.tables or None, to_live=True)
 
 
 def step_push_files(store: Store, log: Log, *, job_id: int) -> None:
