@@ -164,3 +164,32 @@ def test_staging_is_refused_without_the_plan_feature_and_bad_push_requests_chang
     with pytest.raises(ValidationError, match="Push files, the database or both"):
         staging_push(live_store_id=live.pk, scope="everything")
     assert ProvisioningJob.objects.count() == jobs and not StagingRun.objects.exists()
+
+
+def test_the_staging_page_creates_a_copy_on_a_plan_with_staging_and_explains_the_refusal_on_one_without(
+    client, store_in_status
+):
+    core = store_in_status(Store.Status.ACTIVE)
+    client.force_login(core.customer)
+    page = client.get(f"/stores/{core.pk}/staging/")
+    assert page.status_code == 200 and "does not include it" in page.content.decode()
+    refused = client.post(f"/stores/{core.pk}/staging/create/", follow=True)
+    assert "Staging copies are not part of the Commerce Core plan" in refused.content.decode()
+    assert not core.staging_copies.exists()
+
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    client.force_login(live.customer)
+    assert "Staging copy" in client.get(f"/stores/{live.pk}/").content.decode()
+    created = client.post(f"/stores/{live.pk}/staging/create/")
+    copy = live.staging_copies.get()
+    run = StagingRun.objects.get(staging=copy)
+    assert created.status_code == 302 and created["Location"] == f"/stores/{copy.pk}/jobs/{run.job_id}/"
+    assert copy.status == Store.Status.QUEUED and run.job.kind == "staging_create"
+    page = client.get(f"/stores/{live.pk}/staging/").content.decode()
+    assert copy.domain in page and store_credentials(copy)["staging_password"] not in page
+    revealed = client.post(f"/stores/{live.pk}/staging/reveal/").content.decode()
+    assert store_credentials(copy)["staging_password"] in revealed
+    again = client.post(f"/stores/{live.pk}/staging/create/", follow=True).content.decode()
+    assert "busy" in again or "has a staging copy already" in again  # the copy's setup holds the live store
+    assert live.staging_copies.count() == 1
+    assert client.get(f"/stores/{copy.pk}/staging/").status_code == 404  # a copy has no copy
