@@ -129,7 +129,7 @@ MESSAGES = {
     StagingRun.Kind.REFRESH: ("Staging copy refreshed from live.", "Refreshing the staging copy failed."),
     StagingRun.Kind.PUSH: (
         "Staging pushed to live ({scope}); the backup taken before it can undo it.",
-        "The push from staging failed; your live store was put back as it was.",
+        "The push from staging failed; your live store is as it was before it.",
     ),
     StagingRun.Kind.UNDO: ("The push was undone: your live store is back as before it.", "Undoing the push failed."),
 }
@@ -150,7 +150,11 @@ def on_failure(job_id: int, summary: str) -> None:
     if run.status not in (R.QUEUED, R.RUNNING):
         return
     run = run_transition(run.pk, R.FAILED, note=summary, error=summary[:10000], finished_at=timezone.now())
-    store_event_record(store_id=run.live_id, note=f"job #{job_id}: {summary}", message=MESSAGES[run.kind][1])
+    message = MESSAGES[run.kind][1]
+    put_back = JobStep.objects.filter(job_id=job_id, name=PUT_BACK_STEP, status=JobStep.Status.SUCCEEDED).exists()
+    if run.kind == StagingRun.Kind.PUSH and _step_started(job_id, STOP_STEP) and not put_back:
+        message = "The push from staging failed and your live store could not be put back yet; our team is on it."
+    store_event_record(store_id=run.live_id, note=f"job #{job_id}: {summary}", message=message)
 
 
 HOOKS = {"on_start": on_start, "on_success": on_success, "on_failure": on_failure}

@@ -19,11 +19,11 @@ from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
 from provisioning.services import job_enqueue
 from staging.models import StagingRun
-from staging.services import staging_create, staging_push, staging_undo
+from staging.services import staging_create, staging_push, staging_refresh, staging_undo
 from stores.models import Store, StoreName
 from stores.selectors import store_list_for_customer
 from stores.services import store_create, store_credentials
-from tests.test_backups import posts, sql
+from tests.test_backups import WP_CONTENT, posts, sql, web
 from tests.test_provisioning import HTTPS_PORT, NGINX_PORT, pebble_root
 
 pytestmark = pytest.mark.django_db
@@ -133,6 +133,37 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     assert undo.status == StagingRun.Status.SUCCEEDED, undo.job.error
     assert "Hello world!" in posts(live) and "Changed on staging" not in posts(live)
     assert "Changed on staging" in posts(copy)  # staging keeps its work
+
+    # A database push limited to wp_posts leaves live's other tables (its title) as they are.
+    sql(copy, "UPDATE wp_options SET option_value = 'Renamed on staging' WHERE option_name = 'blogname'")
+    with capture(execute=True):
+        tables_push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.DATABASE, tables="wp_posts")
+    run_provisioning_worker()
+    tables_push.refresh_from_db()
+    assert tables_push.status == StagingRun.Status.SUCCEEDED, tables_push.job.error
+    assert "Changed on staging" in posts(live)
+    assert sql(live, "SELECT option_value FROM wp_options WHERE option_name = 'blogname'") == "Stage Door"
+
+    # A files push: the copy's files reach live, without the copy's staging plugin.
+    web(copy, f"mkdir -p {WP_CONTENT}/uploads && echo staged > {WP_CONTENT}/uploads/staged.txt")
+    with capture(execute=True):
+        files_push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.FILES)
+    run_provisioning_worker()
+    files_push.refresh_from_db()
+    assert files_push.status == StagingRun.Status.SUCCEEDED, files_push.job.error
+    assert web(live, f"cat {WP_CONTENT}/uploads/staged.txt") == "staged"
+    assert web(live, f"ls {WP_CONTENT}/mu-plugins/shophosting-staging.php 2>/dev/null || echo absent") == "absent"
+    assert web(copy, f"ls {WP_CONTENT}/mu-plugins/") == "shophosting-staging.php"
+
+    # A refresh: the copy becomes live again (its renamed title goes), and stays a staging copy.
+    with capture(execute=True):
+        refresh = staging_refresh(live_store_id=live.pk)
+    run_provisioning_worker()
+    refresh.refresh_from_db()
+    assert refresh.status == StagingRun.Status.SUCCEEDED, refresh.job.error
+    assert sql(copy, "SELECT option_value FROM wp_options WHERE option_name = 'blogname'") == "Stage Door"
+    assert posts(copy) == posts(live)
+    assert through_nginx(copy.domain).status == 401
 
     # Tearing the live store down removes its staging copy: containers, volumes, vhost, password file.
     with capture(execute=True):
