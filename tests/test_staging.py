@@ -23,7 +23,7 @@ from staging.services import staging_create, staging_push, staging_refresh, stag
 from stores.models import Store, StoreName
 from stores.selectors import store_list_for_customer
 from stores.services import store_create, store_credentials
-from tests.test_backups import WP_CONTENT, posts, sql, web
+from tests.test_backups import WP_CONTENT, insert_post, posts, sql, web
 from tests.test_provisioning import HTTPS_PORT, NGINX_PORT, pebble_root
 
 pytestmark = pytest.mark.django_db
@@ -154,6 +154,21 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     assert web(live, f"cat {WP_CONTENT}/uploads/staged.txt") == "staged"
     assert web(live, f"ls {WP_CONTENT}/mu-plugins/shophosting-staging.php 2>/dev/null || echo absent") == "absent"
     assert web(copy, f"ls {WP_CONTENT}/mu-plugins/") == "shophosting-staging.php"
+
+    # A push that fails after its backup puts live back (here the copy's web container is gone mid-way).
+    insert_post(copy, "Only on staging")
+    docker_client.container_remove(name=f"{copy.slug}-web")
+    live_posts = posts(live)
+    assert "Only on staging" not in live_posts
+    with capture(execute=True):
+        broken_push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.BOTH)
+    run_provisioning_worker()
+    broken_push.refresh_from_db()
+    assert broken_push.status == StagingRun.Status.FAILED and broken_push.backup_reference
+    steps = dict(broken_push.job.steps.values_list("name", "status"))
+    assert steps["push_files"] == JobStep.Status.FAILED and steps["put_back"] == JobStep.Status.SUCCEEDED
+    assert JobStep.objects.get(job=broken_push.job, name="push_database").status == JobStep.Status.SUCCEEDED
+    assert posts(live) == live_posts and through_nginx(live.domain).status == 200  # its database put back too
 
     # A refresh: the copy becomes live again (its renamed title goes), and stays a staging copy.
     with capture(execute=True):
