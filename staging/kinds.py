@@ -15,12 +15,13 @@ backup and put-back). A database-only or files-only push has the other step skip
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from provisioning import safety
 from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step
-from provisioning.models import JobStep
+from provisioning.models import JobStep, StoreImage
 from provisioning.steps import (
     allocate,
     app_start,
@@ -31,9 +32,17 @@ from provisioning.steps import (
     vhost_maintenance,
     vhost_proxy,
 )
+from provisioning.store_images import store_image_set
 from staging import copy
 from staging.models import StagingRun
-from staging.services import run_transition
+from staging.services import (
+    run_transition,
+    staging_create_retry,
+    staging_push,
+    staging_refresh,
+    staging_undo,
+)
+from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.services import store_event_record
 
@@ -50,6 +59,15 @@ def _run(job_id: int) -> StagingRun:
 
 
 # --- The copy's steps (create, refresh): live → staging ------------------------------------------------------
+
+
+def step_images(store: Store, log: Log, *, job_id: int) -> None:
+    """The copy runs what its live store runs (an updated live store may be ahead of the day's defaults that
+    allocate recorded), so what is tried on staging is what live would do."""
+    run = _run(job_id)
+    for role, image in StoreImage.objects.filter(store=run.live).values_list("role", "image"):
+        store_image_set(store_id=store.pk, role=role, image=image)
+        log(f"{role}: {image}, as the live store")
 
 
 def step_copy_database(store: Store, log: Log, *, job_id: int) -> None:
@@ -157,7 +175,24 @@ def on_failure(job_id: int, summary: str) -> None:
     store_event_record(store_id=run.live_id, note=f"job #{job_id}: {summary}", message=message)
 
 
-HOOKS = {"on_start": on_start, "on_success": on_success, "on_failure": on_failure}
+def retry(job_id: int, actor) -> object:
+    """A failed staging job again, as a new run of the same request (the engine's Retry, from the admin)."""
+    run = _run(job_id)
+    try:
+        if run.kind == StagingRun.Kind.CREATE:
+            again = staging_create_retry(staging_store_id=run.staging_id, actor=actor)
+        elif run.kind == StagingRun.Kind.REFRESH:
+            again = staging_refresh(live_store_id=run.live_id, actor=actor)
+        elif run.kind == StagingRun.Kind.PUSH:
+            again = staging_push(live_store_id=run.live_id, scope=run.scope, tables=run.tables, actor=actor)
+        else:
+            again = staging_undo(push_run_id=run.undoes_id, actor=actor)
+    except ValidationError as exc:  # the engine's callers (the admin's Retry) show InvalidTransition's words
+        raise InvalidTransition(" ".join(exc.messages)) from None
+    return again.job
+
+
+HOOKS = {"on_start": on_start, "on_success": on_success, "on_failure": on_failure, "retry": retry}
 COPY_TIMEOUT = lambda: 2 * settings.RESTIC_TIMEOUT + 2 * settings.STORE_WEB_READY_TIMEOUT + 600  # noqa: E731
 KINDS = (
     JobKind(
@@ -165,6 +200,7 @@ KINDS = (
         title="Create the staging copy",
         steps=(
             Step("allocate", "Reserve a port beside the live store", allocate),
+            Step("images", "Use the live store's versions", step_images, with_job=True),
             Step("network", "Create the network and volumes", network_and_volumes),
             Step("data_services", "Start the database and cache", data_services_start),
             Step("copy_database", "Copy the live database", step_copy_database, with_job=True),
@@ -173,7 +209,7 @@ KINDS = (
             Step("proxy", "Route the staging name through nginx, behind a password", vhost_proxy),
             Step("tls", "Get a TLS certificate", tls_certificate),
         ),
-        store_statuses=frozenset({S.QUEUED}),
+        store_statuses=frozenset({S.QUEUED, S.FAILED}),  # failed: staff's Retry (staging_create_retry)
         store_status_on_start=S.PROVISIONING,
         store_status_on_success=S.ACTIVE,
         fails_store=True,

@@ -80,6 +80,19 @@ def staging_create(*, live_store_id: int, actor: User | None = None) -> StagingR
 
 
 @transaction.atomic
+def staging_create_retry(*, staging_store_id: int, actor: User | None = None) -> StagingRun:
+    """A failed copy's setup again (staff's Retry on its failed job): the same steps, which find their done
+    work done, as a new job with its own run."""
+    staging = Store.objects.get(pk=staging_store_id, staging_of__isnull=False)
+    try:
+        live = store_lock_for_operation(store_id=staging.staging_of_id)
+    except StoreBusy as exc:
+        raise JobConflict(str(exc)) from None
+    job = job_enqueue(store_id=staging.pk, kind="staging_create", actor=actor)
+    return _record(live=live, staging=staging, job=job, kind=StagingRun.Kind.CREATE, actor=actor)
+
+
+@transaction.atomic
 def staging_refresh(*, live_store_id: int, actor: User | None = None) -> StagingRun:
     """The staging copy's database and files become the live store's again (whatever staging changed goes)."""
     live, staging = _locked_pair(live_store_id)

@@ -113,6 +113,11 @@ def store_place(*, store_id: int) -> Store:
         store.host, store.port = host, port
         store.save(update_fields=["host", "port", "updated_at"])
         return store
+    if store.staging_of_id:
+        raise NoCapacity(
+            f"the host of store {store.staging_of_id} has no room ({memory_mb} MB, {cpus} CPU and a free port) "
+            f"for its staging copy {store.pk}"
+        )
     raise NoCapacity(f"no active host has {memory_mb} MB, {cpus} CPU and a free port for store {store.pk}")
 
 

@@ -17,11 +17,12 @@ from billing.models import Plan
 from provisioning import docker_client, proxy
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
-from provisioning.services import job_enqueue
+from provisioning.services import job_enqueue, job_execute, job_retry
 from staging.models import StagingRun
 from staging.services import staging_create, staging_push, staging_refresh, staging_undo
+from stores.exceptions import NoCapacity
 from stores.models import Store, StoreName
-from stores.selectors import store_list_for_customer
+from stores.selectors import store_history, store_list_for_customer
 from stores.services import store_create, store_credentials
 from tests.test_backups import WP_CONTENT, insert_post, posts, sql, web
 from tests.test_provisioning import HTTPS_PORT, NGINX_PORT, pebble_root
@@ -239,3 +240,21 @@ def test_the_staging_page_creates_a_copy_on_a_plan_with_staging_and_explains_the
     assert "busy" in again or "has a staging copy already" in again  # the copy's setup holds the live store
     assert live.staging_copies.count() == 1
     assert client.get(f"/stores/{copy.pk}/staging/").status_code == 404  # a copy has no copy
+
+
+def test_a_copy_that_cannot_be_placed_fails_with_its_run_and_staff_retry_it_as_a_new_run(store_in_status):
+    """The live store was never placed on a host here, so its copy has no host to go beside: the setup job
+    fails at its first step, the copy is failed, and the engine's Retry makes a new run of the same copy."""
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    created = staging_create(live_store_id=live.pk)
+    with pytest.raises(NoCapacity):  # the worker's call re-raises for RQ's record, after the job failed
+        job_execute(job_id=created.job_id)
+    created.refresh_from_db()
+    copy = created.staging
+    copy.refresh_from_db()
+    assert created.status == StagingRun.Status.FAILED and "has no room" in created.error
+    assert copy.status == Store.Status.FAILED
+    assert store_history(live)[0].message == "The staging copy could not be made."
+    job = job_retry(job_id=created.job_id)
+    again = StagingRun.objects.get(job=job)
+    assert (again.kind, again.staging_id, job.store_id, job.kind) == ("create", copy.pk, copy.pk, "staging_create")
