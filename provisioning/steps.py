@@ -368,6 +368,9 @@ def staging_copies_remove(store: Store, log: Log) -> None:
         return
     for copy in copies:
         active = JobModel.objects.filter(store=copy, status__in=JobModel.ACTIVE).first()
+        if active is not None and active.kind == K.TEARDOWN:
+            log(f"staging copy {copy.domain} is being removed by its own job #{active.pk}")  # an account closure
+            continue
         if active is not None:
             raise ProvisioningError(f"the staging copy {copy.domain} is busy ({active.kind}, job #{active.pk})")
         if copy.status != S.DELETING:
