@@ -165,6 +165,8 @@ def vhost_render(
     tls_names: list[str] | None = None,
     hsts: bool = False,
     primary: str | None = None,
+    basic_auth_file: str | None = None,
+    noindex: bool = False,
 ) -> str:
     """A store's vhost from deploy/nginx/store-vhost.conf (NGINX_VHOST_TEMPLATE), the single template of one.
 
@@ -174,7 +176,10 @@ def vhost_render(
     `firewall` turns ModSecurity on (the plan's advanced_security), `hsts` sends Strict-Transport-Security
     on HTTPS (the store's choice). With `primary` (one of `names`), every other name redirects there with 301
     (to https:// when the primary is in `tls_names`), the ACME path excepted; without, each name is served
-    as itself. Raises ProvisioningError when a value is not one plain nginx word."""
+    as itself.
+    `basic_auth_file` (a staging copy's, basic_auth_write) asks every request but the ACME challenges for a
+    user and password; `noindex` sends `X-Robots-Tag: noindex, nofollow`. Raises ProvisioningError when a
+    value is not one plain nginx word."""
     names = list(dict.fromkeys(names or ([domain] if domain is not None else [])))
     tls_names = [name for name in dict.fromkeys(names if tls_names is None else tls_names) if name in names]
     tls_names = tls_names if tls_cert else []
@@ -190,9 +195,10 @@ def vhost_render(
         "firewall_log": str(firewall_log_path(store_id)),
         "tls_cert": tls_cert if tls_names else None,
         "tls_key": tls_key if tls_names else None,
+        "basic_auth_file": basic_auth_file,
     }
     for field, value in words.items():
-        if value is not None or field not in ("tls_cert", "tls_key"):
+        if value is not None or field not in ("tls_cert", "tls_key", "basic_auth_file"):
             _nginx_word(field, str(value))
     for name in names:
         _nginx_word("domain", name)
@@ -207,9 +213,10 @@ def vhost_render(
         primary_url = (
             f"https://{primary}{_https_port_suffix()}" if primary_https else f"http://{primary}{_http_port_suffix()}"
         )
-    if not isinstance(firewall, bool) or not isinstance(hsts, bool):
+    if not all(isinstance(flag, bool) for flag in (firewall, hsts, noindex)):
         raise ProvisioningError(
-            f"refusing to write an nginx vhost: firewall and hsts must be True or False, not {firewall!r}, {hsts!r}"
+            "refusing to write an nginx vhost: firewall, hsts and noindex must be True or False, not "
+            f"{firewall!r}, {hsts!r}, {noindex!r}"
         )
     source = Path(settings.NGINX_VHOST_TEMPLATE).read_text()
     context = {
@@ -222,6 +229,7 @@ def vhost_render(
         "redirect_names": " ".join(redirected),
         "redirect_tls_names": " ".join(name for name in redirected if name in tls_names),
         "primary_url": primary_url,
+        "noindex": noindex,
         "https_port_suffix": _https_port_suffix(),
         "burst_per_client": int(settings.NGINX_BURST_PER_CLIENT),
         "burst_per_store": int(settings.NGINX_BURST_PER_STORE),
@@ -268,6 +276,8 @@ def vhost_write(
     hsts: bool = False,
     primary: str | None = None,
     replaces: str | None = None,
+    basic_auth_file: str | None = None,
+    noindex: bool = False,
     force_reload: bool = False,
 ) -> Path:
     """Write (or replace) the store's vhost, the file named after `domain` (a store's proxy key), serving `names`
@@ -294,6 +304,8 @@ def vhost_write(
         tls_names=tls_names,
         hsts=hsts,
         primary=primary,
+        basic_auth_file=basic_auth_file,
+        noindex=noindex,
     )
     path = vhost_path(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,6 +392,42 @@ def vhost_wait_routed(*, domain: str, revision: str, timeout: float = 10.0) -> N
     finally:
         probe.unlink(missing_ok=True)
     raise ProvisioningError(f"nginx did not start routing {domain} within {timeout:.0f} s after the reload")
+
+
+def basic_auth_path(store_id: int) -> Path:
+    return Path(settings.NGINX_AUTH_DIR) / f"store-{int(store_id)}.htpasswd"
+
+
+def basic_auth_write(*, store_id: int, user: str, password: str) -> Path:
+    """The store's nginx `auth_basic_user_file`: one user with a SHA-512 crypt hash (`openssl passwd -6`,
+    the password on stdin, never a command line), written atomically, readable by nginx's workers. Written
+    again only when the password no longer matches, so a vhost rewrite does not churn it."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", user) or not password or "\n" in password:
+        raise ProvisioningError("refusing a basic-auth user or password with characters nginx cannot read")
+    path = basic_auth_path(store_id)
+    if path.exists():
+        known_user, _, known_hash = path.read_text().strip().partition(":")
+        salt = known_hash.split("$")[2] if known_hash.startswith("$6$") else None
+        if known_user == user and salt and _crypt_sha512(password, salt=salt) == known_hash:
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, f"{user}:{_crypt_sha512(password)}\n")
+    return path
+
+
+def _crypt_sha512(password: str, *, salt: str | None = None) -> str:
+    command = ["openssl", "passwd", "-6", "-stdin"] + (["-salt", salt] if salt else [])
+    result = subprocess.run(command, input=password, capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        raise ProvisioningError(f"openssl could not hash the basic-auth password: {result.stderr.strip()[:300]}")
+    return result.stdout.strip()
+
+
+def basic_auth_remove(*, store_id: int) -> bool:
+    path = basic_auth_path(store_id)
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
 
 
 def vhost_remove(*, domain: str) -> bool:

@@ -22,7 +22,13 @@ from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
 from stores.models import Store, StoreName, StoreUsageSample
 from stores.operations import store_busy_refusal, store_lock_for_operation
-from stores.services import store_disk_record, store_names_ensure, store_names_tls_result, store_transition
+from stores.services import (
+    store_credentials,
+    store_disk_record,
+    store_names_ensure,
+    store_names_tls_result,
+    store_transition,
+)
 
 logger = logging.getLogger(__name__)
 Job = ProvisioningJob
@@ -396,6 +402,14 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
     if legacy:
         acme_client.certificate_copy(source=legacy, destination=store.proxy_key)
     certificate, tls_names = _store_certificate(store)
+    basic_auth_file = None
+    if store.staging_of_id:  # a staging copy: basic auth with the merchant's credentials, never indexed
+        credentials = store_credentials(store)
+        basic_auth_file = str(
+            proxy.basic_auth_write(
+                store_id=store.pk, user=credentials["staging_user"], password=credentials["staging_password"]
+            )
+        )
     path = proxy.vhost_write(
         store_id=store.pk,
         domain=store.proxy_key,
@@ -408,6 +422,8 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
         hsts=store.hsts_enabled,
         primary=_redirect_target(rows, tls_names),
         replaces=legacy,
+        basic_auth_file=basic_auth_file,
+        noindex=store.staging_of_id is not None,
         force_reload=force_reload,
     )
     if legacy:  # the new file serves the names now, and the old one is gone: so can its certificate

@@ -399,6 +399,35 @@ def stack_remove(store: Store, log: Log) -> None:
         log(f"removed {len(names)} {kind}")
 
 
+def staging_copies_remove(store: Store, log: Log) -> None:
+    """A store's staging copy goes with it: its vhost, basic-auth file, certificate, containers, network and
+    volumes, its port, and its row becomes deleted (stores/staging.py). A copy busy with a job of its own
+    fails this step with the reason; the teardown's retry removes it once that job has ended. A staging
+    copy torn down on its own loses its basic-auth file here."""
+    if store.staging_of_id and proxy.basic_auth_remove(store_id=store.pk):
+        log("the staging copy's basic-auth file removed")
+    copies = list(Store.objects.select_related("host", "plan").filter(staging_of=store).exclude(status=S.DELETED))
+    if not copies:
+        log("no staging copy")
+        return
+    for copy in copies:
+        active = JobModel.objects.filter(store=copy, status__in=JobModel.ACTIVE).first()
+        if active is not None and active.kind == K.TEARDOWN:
+            log(f"staging copy {copy.domain} is being removed by its own job #{active.pk}")  # an account closure
+            continue
+        if active is not None:
+            raise ProvisioningError(f"the staging copy {copy.domain} is busy ({active.kind}, job #{active.pk})")
+        if copy.status != S.DELETING:
+            store_services.store_transition(store_id=copy.pk, to=S.DELETING, note=f"its live store {store.pk} goes")
+        vhost_remove(copy, log)
+        if proxy.basic_auth_remove(store_id=copy.pk):
+            log(f"{copy.domain}: basic-auth file removed")
+        stack_remove(copy, log)
+        port_release(copy, log)
+        store_services.store_transition(store_id=copy.pk, to=S.DELETED, note=f"removed with its live store {store.pk}")
+        log(f"staging copy {copy.domain} removed")
+
+
 def port_release(store: Store, log: Log) -> None:
     store_services.store_release(store_id=store.pk)
     log("port released")
@@ -469,6 +498,7 @@ KINDS = (
         name=K.TEARDOWN,
         title="Tear down",
         steps=(
+            Step("staging", "Remove the staging copy", staging_copies_remove),
             Step("unroute", "Remove the nginx vhost and certificate", vhost_remove),
             Step("remove", "Remove containers, network and volumes", stack_remove),
             Step("release", "Release the port", port_release),

@@ -105,6 +105,12 @@ class Store(models.Model):
     disk_bytes = models.BigIntegerField(null=True, blank=True)
     disk_measured_at = models.DateTimeField(null=True, blank=True)
     disk_alert_percent = models.PositiveSmallIntegerField(default=0)
+    # A staging copy is a store of its own (its stack on its live store's host, its platform name, its place
+    # counted against the host) that points at the live store it copies; customer lists show it only on that
+    # store's page (stores/staging.py).
+    staging_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="staging_copies", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -130,6 +136,10 @@ class Store(models.Model):
         """What names the store's nginx vhost file and certificate directory: stable for the store's life,
         whatever its names become (its primary name may change)."""
         return f"store-{self.pk}"
+
+    @property
+    def is_staging(self) -> bool:
+        return self.staging_of_id is not None
 
     @property
     def memory_mb(self) -> int:

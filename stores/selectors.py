@@ -58,8 +58,13 @@ def host_usage_list() -> list[HostUsage]:
 
 
 def store_list_for_customer(customer):
-    """The customer's stores (all but deleted ones) with their plan, in one query."""
-    return Store.objects.filter(customer=customer).exclude(status=Store.Status.DELETED).select_related("plan")
+    """The customer's stores (all but deleted ones) with their plan, in one query. A staging copy is not one
+    of them: it shows on its live store's page only."""
+    return (
+        Store.objects.filter(customer=customer, staging_of__isnull=True)
+        .exclude(status=Store.Status.DELETED)
+        .select_related("plan")
+    )
 
 
 def store_usage_chart(store: Store, *, now=None, width: int = 600, height: int = 120) -> dict | None:

@@ -144,7 +144,10 @@ def store_place(*, store_id: int) -> Store:
     if store.host_id and store.port:
         return store
     memory_mb, cpus = stack_reservation(store)
-    for host in Host.objects.select_for_update().filter(active=True).order_by("pk"):
+    hosts = Host.objects.select_for_update().filter(active=True)
+    if store.staging_of_id:  # a staging copy runs beside its live store, on the same engine
+        hosts = Host.objects.select_for_update().filter(stores__pk=store.staging_of_id)
+    for host in hosts.order_by("pk"):
         used_memory, used_cpus = host_reservation(host=host, exclude_store_id=store.pk)
         if used_memory + memory_mb > host.memory_capacity_mb or used_cpus + cpus > host.cpu_capacity:
             continue
@@ -155,6 +158,11 @@ def store_place(*, store_id: int) -> Store:
         store.host, store.port = host, port
         store.save(update_fields=["host", "port", "updated_at"])
         return store
+    if store.staging_of_id:
+        raise NoCapacity(
+            f"the host of store {store.staging_of_id} has no room ({memory_mb} MB, {cpus} CPU and a free port) "
+            f"for its staging copy {store.pk}"
+        )
     raise NoCapacity(f"no active host has {memory_mb} MB, {cpus} CPU and a free port for store {store.pk}")
 
 

@@ -45,6 +45,10 @@ FEATURE_BEHAVIOUR = {
         "provisioning.care: monthly uptime from check rounds against Plan.sla_target_percent; breaches listed",
         "tests/test_store_care.py::test_monthly_uptime_counts_maintenance_apart_and_sla_plans_show_their_target_and_breaches",
     ),
+    "staging": (
+        "staging: a copy beside the live store (basic auth, noindex, mail captured), pushed back behind a backup",
+        "tests/test_staging.py::test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown",
+    ),
     "redis_cache": (
         "provisioning: WordPress keeps its object cache in the store's own Redis (the drop-in), bounded by it",
         "tests/test_object_cache.py::test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answers_without_it",
@@ -53,9 +57,7 @@ FEATURE_BEHAVIOUR = {
 
 # Still sold while other work delivers them. Keep this short: a flag moves to FEATURE_BEHAVIOUR the day it
 # works. Issue #16 allows only these here; any other flag without behaviour is taken off sale.
-IN_PROGRESS = {
-    "staging": "issue #19: staging copy and push of a store (an operation kind of the job engine)",
-}
+IN_PROGRESS: dict[str, str] = {}
 ALLOWED_IN_PROGRESS = {"redis_cache", "staging", "sla_uptime", "advanced_security"}
 # Taken off sale: nothing delivered them (billing/README.md, "What a plan sells").
 OFF_SALE = {"premium_plugins": "Premium plugins", "centralized_management": "Centralized management",

@@ -152,7 +152,13 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_REDIS_HOST": "cache",
                     "WORDPRESS_REDIS_DATABASE": "0",
                     "WORDPRESS_REDIS_PREFIX": self.cache_prefix,
-                    **wordpress_mail_environment(store.domain),
+                    # A staging copy sends no mail: no relay, and its mu-plugin captures every message
+                    # (staging/wordpress/shophosting-staging.php, which acts only with this flag).
+                    **(
+                        {"SHOPHOSTING_STAGING": "1"}
+                        if store.staging_of_id
+                        else wordpress_mail_environment(store.domain)
+                    ),
                     # Extra wp-config lines, evaluated by both images' wp-config.php (the local one also reads
                     # the variables above, for what this does not define).
                     "WORDPRESS_CONFIG_EXTRA": (
@@ -171,7 +177,10 @@ class WooCommerceStack(StackSpec):
                 # official image copies core into its /var/www/html volume, which stays writable.
                 read_only=True,
                 tmpfs=APACHE_TMPFS,
-                secrets={"db_password": creds.get("db_password", ""), **smtp_secrets()},
+                secrets={
+                    "db_password": creds.get("db_password", ""),
+                    **({} if store.staging_of_id else smtp_secrets()),
+                },
                 secrets_gid=WWW_DATA_GID,  # wp-config.php reads it in every PHP request
             ),
         ]

@@ -81,6 +81,7 @@ LOCAL_APPS = [
     "provisioning",
     "billing",
     "backups",
+    "staging",
     "consultations",
     "cms",
     # The project package: platform-wide operator commands (deploy_render, release_status).
@@ -496,6 +497,9 @@ NGINX_LISTEN_HTTPS = env("NGINX_LISTEN_HTTPS", default="443")
 # store's blocked requests go to <dir>/store-<id>.log, one JSON line each (ModSecurity's audit log), which
 # the store page counts. Under nginx's log directory; deploy/logrotate rotates it.
 NGINX_FIREWALL_LOG_DIR = env("NGINX_FIREWALL_LOG_DIR", default="/var/log/nginx/shophosting")
+# The basic-auth user files of staging copies (provisioning.proxy.basic_auth_write), one per store; readable by
+# nginx's workers, outside any directory nginx includes as configuration.
+NGINX_AUTH_DIR = env("NGINX_AUTH_DIR", default="/etc/nginx/shophosting-auth")
 # The store page reads at most this many bytes from the end of a store's firewall logs per view; a store
 # blocked more than that shows "at least N".
 FIREWALL_LOG_READ_BYTES = env.int("FIREWALL_LOG_READ_BYTES", default=4 * 1024 * 1024)

@@ -27,6 +27,7 @@ os.environ.setdefault("NGINX_COMMAND", f"nginx,-p,{_demo_proxy},-c,{_demo_proxy}
 os.environ.setdefault("NGINX_SITES_DIR", f"{_demo_proxy}/sites")
 os.environ.setdefault("NGINX_ACME_WEBROOT", f"{_demo_proxy}/acme")
 os.environ.setdefault("NGINX_FIREWALL_LOG_DIR", f"{_demo_proxy}/firewall")
+os.environ.setdefault("NGINX_AUTH_DIR", f"{_demo_proxy}/auth")
 os.environ.setdefault("NGINX_LISTEN_HTTP", f"127.0.0.1:{os.environ.get('RUN_PROXY_PORT', '8081')}")
 os.environ.setdefault("TLS_ENABLED", "false")
 os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

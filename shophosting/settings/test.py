@@ -30,6 +30,7 @@ os.environ.setdefault("NGINX_ACME_WEBROOT", f"{_nginx_prefix}/acme")
 os.environ.setdefault("NGINX_LISTEN_HTTP", "127.0.0.1:18080")
 os.environ.setdefault("NGINX_LISTEN_HTTPS", "127.0.0.1:18443")
 os.environ.setdefault("NGINX_FIREWALL_LOG_DIR", f"{_nginx_prefix}/firewall")
+os.environ.setdefault("NGINX_AUTH_DIR", f"{_nginx_prefix}/auth")
 # Debian's pebble on loopback, started by the tests (tests/conftest.py: acme_server).
 _pebble = os.path.abspath(os.path.join(_nginx_prefix, "..", "pebble"))
 os.environ.setdefault("ACME_DIRECTORY_URL", "https://127.0.0.1:14000/dir")

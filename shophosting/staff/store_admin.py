@@ -29,6 +29,7 @@ from provisioning.domains import store_domain_delete, store_domain_request, stor
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import job_enqueue, store_hsts_change
+from staging.models import StagingRun
 from stores.exceptions import InvalidTransition
 from stores.models import Store, StoreEvent, StoreName
 from stores.selectors import store_disk_usage
@@ -40,6 +41,20 @@ class StoreEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
     readonly_fields = ["created_at", "old_status", "new_status", "actor", "note"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class StagingRunInline(admin.TabularInline):
+    """A live store's staging operations (create, refresh, push, undo) with their jobs; read only."""
+
+    model = StagingRun
+    fk_name = "live"
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "scope", "tables", "status", "staging", "job", "backup_reference", "error"]
+    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -108,11 +123,12 @@ class StoreAdmin(admin.ModelAdmin):
         "port",
         "disk",
         "last_backup",
+        "staging_of",
         "created_at",
     ]
-    list_filter = ["status", "platform", "tls_status", "host", "plan"]
+    list_filter = ["status", "platform", "tls_status", "host", "plan", ("staging_of", admin.EmptyFieldListFilter)]
     search_fields = ["domain", "customer__email", "customer__company", "site_title"]
-    list_select_related = ["customer", "plan", "host"]
+    list_select_related = ["customer", "plan", "host", "staging_of"]
     # Status and placement change only through services (store_transition, store_place).
     readonly_fields = [
         "customer",
@@ -125,6 +141,7 @@ class StoreAdmin(admin.ModelAdmin):
         "host",
         "port",
         "live_domain",
+        "staging_of",
         "tls_status",
         "tls_error",
         "tls_attempts",
@@ -136,7 +153,7 @@ class StoreAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     exclude = ["credentials_encrypted"]
-    inlines = [StoreNameInline, StoreEventInline]
+    inlines = [StoreNameInline, StagingRunInline, StoreEventInline]
     change_form_template = "admin/stores/store/change_form.html"
     actions = ["suspend", "resume", "retry"]
 

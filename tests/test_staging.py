@@ -1,0 +1,260 @@
+"""Staging copies on the real engine (issue #19, item 1): a live store and its staging copy, built once for the
+module's Docker test, through nginx (basic auth, noindex) with a real restic repository behind the pre-push
+backup; and the refusals, which need no engine."""
+
+import base64
+import http.client
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from backups.models import BackupRun, RunStatus
+from billing.models import Plan
+from provisioning import docker_client, proxy
+from provisioning.models import JobStep, ProvisioningJob
+from provisioning.orders import store_order_paid
+from provisioning.services import job_enqueue, job_execute, job_retry
+from staging.models import StagingRun
+from staging.services import staging_create, staging_push, staging_refresh, staging_undo
+from stores.exceptions import NoCapacity
+from stores.models import Store, StoreName
+from stores.selectors import store_history, store_list_for_customer
+from stores.services import store_create, store_credentials
+from tests.test_backups import WP_CONTENT, insert_post, posts, sql, web
+from tests.test_provisioning import HTTPS_PORT, NGINX_PORT, pebble_root
+
+pytestmark = pytest.mark.django_db
+CAPTURE_MAIL = (
+    "$_SERVER['HTTP_HOST'] = parse_url(getenv('WORDPRESS_URL'), PHP_URL_HOST); $_SERVER['REQUEST_URI'] = '/';"
+    " require '/var/www/html/wp-load.php';"
+    " echo wp_mail('buyer@example.com', 'Your order on staging', 'Thank you') ? 'handled' : 'failed';"
+)
+
+
+def through_nginx(name: str, *, auth: tuple[str, str] | None = None):
+    """GET / for `name` through the test nginx, following its redirect to HTTPS (pebble's certificate, SNI
+    `name`) when the name has one; never resolves the name."""
+    headers = f"Host: {name}\r\nConnection: close\r\n"
+    if auth:
+        headers += f"Authorization: Basic {base64.b64encode(':'.join(auth).encode()).decode()}\r\n"
+    connection = http.client.HTTPConnection("127.0.0.1", NGINX_PORT, timeout=10)
+    connection.request("GET", "/", headers=dict(line.split(": ", 1) for line in headers.strip().split("\r\n")))
+    response = connection.getresponse()
+    response.text = response.read().decode(errors="replace")
+    connection.close()
+    if response.status != 301:
+        return response
+    context = ssl.create_default_context(cadata=pebble_root())
+    raw = socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=10)
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\n{headers}\r\n".encode())
+        response = http.client.HTTPResponse(tls)
+        response.begin()
+        response.text = response.read().decode(errors="replace")
+    return response
+
+
+def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
+    user_factory,
+    woo_plan,
+    store_images,
+    clean_test_stores,
+    restic_repository,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    capture = django_capture_on_commit_callbacks
+    pro = Plan.objects.get(slug="woocommerce-commerce-pro")
+    assert pro.staging
+    customer = user_factory(email="staging@example.com")
+    live = store_create(customer=customer, plan=pro, domain="staging-live.test", site_title="Stage Door")
+    with capture(execute=True):
+        store_order_paid(store_id=live.pk)
+    run_provisioning_worker()  # the first backup it queues after its commit is not needed here
+    live.refresh_from_db()
+    assert live.status == Store.Status.ACTIVE, live.jobs.first().error
+
+    # Create: a store of its own beside the live one, with the live store's posts, on its platform name.
+    with capture(execute=True):
+        created = staging_create(live_store_id=live.pk)
+    run_provisioning_worker()
+    created.refresh_from_db()
+    assert created.status == StagingRun.Status.SUCCEEDED, created.job.error
+    copy = created.staging
+    copy.refresh_from_db()
+    assert copy.status == Store.Status.ACTIVE and copy.staging_of_id == live.pk
+    assert copy.host_id == live.host_id and copy.port != live.port
+    assert list(copy.names.values_list("kind", flat=True)) == [StoreName.Kind.PLATFORM]
+    assert copy.domain.endswith("-staging." + settings.PLATFORM_DOMAIN)
+    assert list(store_list_for_customer(customer)) == [live]  # never listed as a store of its own
+    assert posts(copy) == posts(live) and "Hello world!" in posts(live)
+
+    # Only the merchant gets in: 401 without the password, and never indexed.
+    credentials = store_credentials(copy)
+    refused = through_nginx(copy.domain)
+    assert refused.status == 401
+    assert refused.getheader("X-Robots-Tag") == "noindex, nofollow"
+    allowed = through_nginx(copy.domain, auth=(credentials["staging_user"], credentials["staging_password"]))
+    assert allowed.status == 200 and "Stage Door" in allowed.text
+    assert allowed.getheader("X-Robots-Tag") == "noindex, nofollow"
+    assert through_nginx(copy.domain, auth=("staging", "wrong")).status == 401
+    assert through_nginx(live.domain).getheader("X-Robots-Tag") is None
+
+    # Its WordPress keeps mail instead of sending it.
+    code, output = docker_client.container_exec(name=f"{copy.slug}-web", command=["php", "-r", CAPTURE_MAIL])
+    assert (code, output.strip()) == (0, "handled"), output
+    assert sql(copy, "SELECT recipients, subject FROM wp_shophosting_captured_mail") == (
+        "buyer@example.com\tYour order on staging"
+    )
+
+    # A post changed on staging reaches live with a database-only push, behind a pre-push backup.
+    sql(copy, "UPDATE wp_posts SET post_title = 'Changed on staging' WHERE post_title = 'Hello world!'")
+    with capture(execute=True):
+        push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.DATABASE)
+    run_provisioning_worker()
+    push.refresh_from_db()
+    assert push.status == StagingRun.Status.SUCCEEDED, push.job.error
+    assert "Changed on staging" in posts(live) and "Hello world!" not in posts(live)
+    assert JobStep.objects.get(job=push.job, name="push_files").status == JobStep.Status.SKIPPED
+    backup = BackupRun.objects.get(pk=int(push.backup_reference))
+    assert backup.store_id == live.pk and backup.status == RunStatus.SUCCEEDED
+    assert sql(live, "SHOW TABLES LIKE '%captured_mail'") == ""  # the copy's captured mail stays there
+    live_page = through_nginx(live.domain)
+    assert live_page.status == 200 and "Changed on staging" in live_page.text
+
+    # The pre-push backup undoes it.
+    with capture(execute=True):
+        undo = staging_undo(push_run_id=push.pk)
+    run_provisioning_worker()
+    undo.refresh_from_db()
+    assert undo.status == StagingRun.Status.SUCCEEDED, undo.job.error
+    assert "Hello world!" in posts(live) and "Changed on staging" not in posts(live)
+    assert "Changed on staging" in posts(copy)  # staging keeps its work
+
+    # A database push limited to wp_posts leaves live's other tables (its title) as they are.
+    sql(copy, "UPDATE wp_options SET option_value = 'Renamed on staging' WHERE option_name = 'blogname'")
+    with capture(execute=True):
+        tables_push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.DATABASE, tables="wp_posts")
+    run_provisioning_worker()
+    tables_push.refresh_from_db()
+    assert tables_push.status == StagingRun.Status.SUCCEEDED, tables_push.job.error
+    assert "Changed on staging" in posts(live)
+    assert sql(live, "SELECT option_value FROM wp_options WHERE option_name = 'blogname'") == "Stage Door"
+
+    # A files push: the copy's files reach live, without the copy's staging plugin.
+    web(copy, f"mkdir -p {WP_CONTENT}/uploads && echo staged > {WP_CONTENT}/uploads/staged.txt")
+    with capture(execute=True):
+        files_push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.FILES)
+    run_provisioning_worker()
+    files_push.refresh_from_db()
+    assert files_push.status == StagingRun.Status.SUCCEEDED, files_push.job.error
+    assert web(live, f"cat {WP_CONTENT}/uploads/staged.txt") == "staged"
+    assert web(live, f"ls {WP_CONTENT}/mu-plugins/shophosting-staging.php 2>/dev/null || echo absent") == "absent"
+    assert web(copy, f"ls {WP_CONTENT}/mu-plugins/") == "shophosting-staging.php"
+
+    # A push that fails after its backup puts live back (here the copy's web container is gone mid-way).
+    insert_post(copy, "Only on staging")
+    docker_client.container_remove(name=f"{copy.slug}-web")
+    live_posts = posts(live)
+    assert "Only on staging" not in live_posts
+    with capture(execute=True):
+        broken_push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.BOTH)
+    run_provisioning_worker()
+    broken_push.refresh_from_db()
+    assert broken_push.status == StagingRun.Status.FAILED and broken_push.backup_reference
+    steps = dict(broken_push.job.steps.values_list("name", "status"))
+    assert steps["push_files"] == JobStep.Status.FAILED and steps["put_back"] == JobStep.Status.SUCCEEDED
+    assert JobStep.objects.get(job=broken_push.job, name="push_database").status == JobStep.Status.SUCCEEDED
+    assert posts(live) == live_posts and through_nginx(live.domain).status == 200  # its database put back too
+
+    # A refresh: the copy becomes live again (its renamed title goes), and stays a staging copy.
+    with capture(execute=True):
+        refresh = staging_refresh(live_store_id=live.pk)
+    run_provisioning_worker()
+    refresh.refresh_from_db()
+    assert refresh.status == StagingRun.Status.SUCCEEDED, refresh.job.error
+    assert sql(copy, "SELECT option_value FROM wp_options WHERE option_name = 'blogname'") == "Stage Door"
+    assert posts(copy) == posts(live)
+    assert through_nginx(copy.domain).status == 401
+
+    # Tearing the live store down removes its staging copy: containers, volumes, vhost, password file.
+    with capture(execute=True):
+        job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.TEARDOWN)
+    run_provisioning_worker()
+    live.refresh_from_db()
+    copy.refresh_from_db()
+    assert live.status == Store.Status.DELETED, live.jobs.first().error
+    assert copy.status == Store.Status.DELETED and copy.port is None
+    assert not any(docker_client.labelled_objects(label=f"shophosting.store={copy.pk}").values())
+    assert not proxy.vhost_path(copy.domain).exists()
+    assert not Path(proxy.basic_auth_path(copy.pk)).exists()
+
+
+def test_staging_is_refused_without_the_plan_feature_and_bad_push_requests_change_nothing(store_in_status):
+    live = store_in_status(Store.Status.ACTIVE)  # Commerce Core: no staging
+    assert not live.plan.staging
+    stores, jobs = Store.objects.count(), ProvisioningJob.objects.count()
+    with pytest.raises(ValidationError, match="Staging copies are not part of the Commerce Core plan"):
+        staging_create(live_store_id=live.pk)
+    assert (Store.objects.count(), ProvisioningJob.objects.count()) == (stores, jobs)
+
+    with pytest.raises(ValidationError, match="has no staging copy"):
+        staging_push(live_store_id=live.pk, scope="database")
+    with pytest.raises(ValidationError, match="not table names: wp_posts;DROP"):
+        staging_push(live_store_id=live.pk, scope="database", tables="wp_options, wp_posts;DROP")
+    with pytest.raises(ValidationError, match="database push only"):
+        staging_push(live_store_id=live.pk, scope="files", tables=["wp_posts"])
+    with pytest.raises(ValidationError, match="Push files, the database or both"):
+        staging_push(live_store_id=live.pk, scope="everything")
+    assert ProvisioningJob.objects.count() == jobs and not StagingRun.objects.exists()
+
+
+def test_the_staging_page_creates_a_copy_on_a_plan_with_staging_and_explains_the_refusal_on_one_without(
+    client, store_in_status
+):
+    core = store_in_status(Store.Status.ACTIVE)
+    client.force_login(core.customer)
+    page = client.get(f"/stores/{core.pk}/staging/")
+    assert page.status_code == 200 and "does not include it" in page.content.decode()
+    refused = client.post(f"/stores/{core.pk}/staging/create/", follow=True)
+    assert "Staging copies are not part of the Commerce Core plan" in refused.content.decode()
+    assert not core.staging_copies.exists()
+
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    client.force_login(live.customer)
+    assert "Staging copy" in client.get(f"/stores/{live.pk}/").content.decode()
+    created = client.post(f"/stores/{live.pk}/staging/create/")
+    copy = live.staging_copies.get()
+    run = StagingRun.objects.get(staging=copy)
+    assert created.status_code == 302 and created["Location"] == f"/stores/{copy.pk}/jobs/{run.job_id}/"
+    assert copy.status == Store.Status.QUEUED and run.job.kind == "staging_create"
+    page = client.get(f"/stores/{live.pk}/staging/").content.decode()
+    assert copy.domain in page and store_credentials(copy)["staging_password"] not in page
+    revealed = client.post(f"/stores/{live.pk}/staging/reveal/").content.decode()
+    assert store_credentials(copy)["staging_password"] in revealed
+    again = client.post(f"/stores/{live.pk}/staging/create/", follow=True).content.decode()
+    assert "busy" in again or "has a staging copy already" in again  # the copy's setup holds the live store
+    assert live.staging_copies.count() == 1
+    assert client.get(f"/stores/{copy.pk}/staging/").status_code == 404  # a copy has no copy
+
+
+def test_a_copy_that_cannot_be_placed_fails_with_its_run_and_staff_retry_it_as_a_new_run(store_in_status):
+    """The live store was never placed on a host here, so its copy has no host to go beside: the setup job
+    fails at its first step, the copy is failed, and the engine's Retry makes a new run of the same copy."""
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    created = staging_create(live_store_id=live.pk)
+    with pytest.raises(NoCapacity):  # the worker's call re-raises for RQ's record, after the job failed
+        job_execute(job_id=created.job_id)
+    created.refresh_from_db()
+    copy = created.staging
+    copy.refresh_from_db()
+    assert created.status == StagingRun.Status.FAILED and "has no room" in created.error
+    assert copy.status == Store.Status.FAILED
+    assert store_history(live)[0].message == "The staging copy could not be made."
+    job = job_retry(job_id=created.job_id)
+    again = StagingRun.objects.get(job=job)
+    assert (again.kind, again.staging_id, job.store_id, job.kind) == ("create", copy.pk, copy.pk, "staging_create")
