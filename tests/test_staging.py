@@ -58,6 +58,7 @@ def through_nginx(name: str, *, auth: tuple[str, str] | None = None):
     return response
 
 
+@pytest.mark.docker
 def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     user_factory,
     woo_plan,
