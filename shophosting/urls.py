@@ -63,7 +63,7 @@ urlpatterns = [
     path("stores/", include(([*stores_urls.urlpatterns, *provisioning_store_urlpatterns], "stores"))),
     path("stores/<int:store_id>/backups/", include("backups.urls")),
     path("backup-downloads/", include("backups.download_urls")),
-    path("stores/<int:store_id>/staging/", include("staging.urls")),
+    path("stores/<int:store_id>/staging/", include("backups.staging.urls")),
     path("", include("billing.urls")),
     path("", include("consultations.urls")),
     # Wagtail serves every remaining path: it must stay last.

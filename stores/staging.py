@@ -1,6 +1,6 @@
 """Staging copies as stores: the Store row of a live store's staging copy (`Store.staging_of`), its platform
 name and its basic-auth credentials. The copy's containers, data and pushes are the `staging` app's jobs
-(staging/README.md); this module only writes the rows, under the live store's lock.
+(backups/staging/README.md); this module only writes the rows, under the live store's lock.
 
 A staging copy is a store of its own so that everything a store has works for it unchanged: placement (on
 its live store's host, counted against that host's capacity), its own stack, job checklist and admin page.

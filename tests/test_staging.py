@@ -13,13 +13,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from backups.models import BackupRun, RunStatus
+from backups.staging.models import StagingRun
+from backups.staging.services import staging_create, staging_push, staging_refresh, staging_undo
 from billing.models import Plan
 from provisioning import docker_client, proxy
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
 from provisioning.services import job_enqueue, job_execute, job_retry
-from staging.models import StagingRun
-from staging.services import staging_create, staging_push, staging_refresh, staging_undo
 from stores.exceptions import NoCapacity
 from stores.models import Store, StoreName
 from stores.selectors import store_history, store_list_for_customer

@@ -153,7 +153,7 @@ class WooCommerceStack(StackSpec):
                     "WORDPRESS_REDIS_DATABASE": "0",
                     "WORDPRESS_REDIS_PREFIX": self.cache_prefix,
                     # A staging copy sends no mail: no relay, and its mu-plugin captures every message
-                    # (staging/wordpress/shophosting-staging.php, which acts only with this flag).
+                    # (backups/staging/wordpress/shophosting-staging.php, which acts only with this flag).
                     **(
                         {"SHOPHOSTING_STAGING": "1"}
                         if store.staging_of_id

@@ -81,7 +81,7 @@ LOCAL_APPS = [
     "provisioning",
     "billing",
     "backups",
-    "staging",
+    "backups.staging",
     "consultations",
     "cms",
     # The project package: platform-wide operator commands (deploy_render, release_status).

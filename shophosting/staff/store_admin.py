@@ -21,6 +21,7 @@ from django.utils.timesince import timesince
 
 from accounts.services import audit_record
 from backups.models import BackupRun, RunStatus
+from backups.staging.models import StagingRun
 from billing.exceptions import BILLING_FAILURES
 from billing.models import Plan
 from billing.services.staff_stores import staff_store_create, store_delete
@@ -29,7 +30,6 @@ from provisioning.domains import store_domain_delete, store_domain_request, stor
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.services import job_enqueue, store_hsts_change
-from staging.models import StagingRun
 from stores.exceptions import InvalidTransition
 from stores.models import Store, StoreEvent, StoreName
 from stores.selectors import store_disk_usage

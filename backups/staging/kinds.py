@@ -18,6 +18,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from backups.staging import copy
+from backups.staging.models import StagingRun
+from backups.staging.services import (
+    run_transition,
+    staging_create_retry,
+    staging_push,
+    staging_refresh,
+    staging_undo,
+)
 from provisioning import safety
 from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step
@@ -33,15 +42,6 @@ from provisioning.steps import (
     vhost_proxy,
 )
 from provisioning.store_images import store_image_set
-from staging import copy
-from staging.models import StagingRun
-from staging.services import (
-    run_transition,
-    staging_create_retry,
-    staging_push,
-    staging_refresh,
-    staging_undo,
-)
 from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.services import store_event_record

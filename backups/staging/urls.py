@@ -1,6 +1,6 @@
 from django.urls import path
 
-from staging import views
+from backups.staging import views
 
 app_name = "staging"
 

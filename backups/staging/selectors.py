@@ -1,4 +1,4 @@
-from staging.models import StagingRun
+from backups.staging.models import StagingRun
 from stores.models import Store
 from stores.staging import staging_copy_of
 

@@ -10,11 +10,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.services import audit_record
+from backups.staging.models import StagingRun
+from backups.staging.selectors import staging_overview
+from backups.staging.services import staging_create, staging_push, staging_refresh, staging_undo
 from provisioning.exceptions import JobConflict
 from shophosting.core.ratelimits import rate_limited
-from staging.models import StagingRun
-from staging.selectors import staging_overview
-from staging.services import staging_create, staging_push, staging_refresh, staging_undo
 from stores.exceptions import InvalidTransition
 from stores.models import Store
 from stores.selectors import store_of_customer_or_404

@@ -10,10 +10,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
+from backups.staging.models import StagingEvent, StagingRun
 from provisioning.exceptions import JobConflict
 from provisioning.services import job_enqueue
 from shophosting.core.transitions import transition
-from staging.models import StagingEvent, StagingRun
 from stores.exceptions import StoreBusy
 from stores.models import Store
 from stores.operations import store_lock_for_operation
