@@ -15,7 +15,7 @@ here, which the figure does not depend on).
 
 Needs MariaDB and Redis as the tests do, and `ab` (Debian's apache2-utils; installed when missing and root).
 Uses its own MariaDB database `shophosting_bench_pages` (migrated on first use, a few minutes) and Redis
-database 11. Nothing is sent anywhere but 127.0.0.1.
+database 11 (`BENCH_REDIS_URL` chooses another). Nothing is sent anywhere but 127.0.0.1.
 """
 
 import argparse
@@ -38,7 +38,7 @@ ENVIRONMENT = {
     "DJANGO_SETTINGS_MODULE": "tests.benchmarks.pages_settings",
     "DJANGO_SECRET_KEY": "bench-only-" + "x" * 50,
     "DATABASE_URL": "mysql://root@127.0.0.1:3306/shophosting_bench_pages",
-    "REDIS_URL": "redis://127.0.0.1:6379/11",
+    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
     "PLATFORM_DOMAIN": "shophosting.test",
     "CREDENTIALS_KEY": "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=",
     "DJANGO_ALLOWED_HOSTS": HOST,
@@ -205,7 +205,7 @@ def main() -> None:
     import MySQLdb
 
     MySQLdb.connect(host="127.0.0.1", user="root").cursor().execute(
-        "CREATE DATABASE IF NOT EXISTS shophosting_bench_pages CHARACTER SET utf8mb4"
+        "CREATE DATABASE IF NOT EXISTS shophosting_bench_pages CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     )
     os.environ.update(ENVIRONMENT)
     binary = ensure_ab()
