@@ -2,6 +2,7 @@
 change there: clearing failed jobs. Enqueuing stays with the services that own each job; they enqueue
 committed work through `enqueue_recorded`."""
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -39,19 +40,38 @@ class WorkerState:
 
 
 def queue_stats() -> list[QueueStats]:
-    stats = []
-    for name in settings.RQ_QUEUES:
-        queue = django_rq.get_queue(name)
-        stats.append(
-            QueueStats(
-                name=name,
-                queued=queue.count,
-                started=queue.started_job_registry.count,
-                scheduled=queue.scheduled_job_registry.count,
-                failed=queue.failed_job_registry.count,
-            )
+    """Each queue's length and registry sizes, read in one pipelined round trip on one connection (all queues
+    share REDIS_URL). RQ's own `count` properties would open a connection per queue (django-rq builds a new
+    client per call) and clean each registry up first: writes that a page view should not make, and that the
+    workers' maintenance already does. So a job whose worker died may be counted as started until then."""
+    names = list(settings.RQ_QUEUES)
+    connection = _stats_connection(names[0])
+    queues = [django_rq.get_queue(name, connection=connection) for name in names]
+    with connection.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.llen(queue.key)
+            pipe.zcard(queue.started_job_registry.key)
+            pipe.zcard(queue.scheduled_job_registry.key)
+            pipe.zcard(queue.failed_job_registry.key)
+        counts = pipe.execute()
+    return [
+        QueueStats(name=name, queued=queued, started=started, scheduled=scheduled, failed=failed)
+        for name, (queued, started, scheduled, failed) in zip(
+            names, (counts[i : i + 4] for i in range(0, len(counts), 4)), strict=True
         )
-    return stats
+    ]
+
+
+def _stats_connection(queue_name: str):
+    """One client (and its connection pool) per process and connection settings for the reads above:
+    django-rq builds a new client, and so a new TCP connection, on every call. redis-py's pool is thread-safe
+    and starts afresh after a fork."""
+    return _client_for(repr(sorted(settings.RQ_QUEUES[queue_name].items())), queue_name)
+
+
+@functools.cache
+def _client_for(config: str, queue_name: str):
+    return django_rq.get_connection(queue_name)
 
 
 def workers(*, connection=None) -> list[WorkerState]:
