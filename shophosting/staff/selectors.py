@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
@@ -127,8 +128,6 @@ def dashboard_figures() -> dict:
     once, at most every STAFF_FIGURES_SECONDS (60: the index says "as of" with the time), and shared by all
     staff through the cache; 0 computes them on every view. What staff act on (jobs, incidents, tickets,
     queues) is read live by `dashboard`."""
-    from django.core.cache import cache
-
     seconds = settings.STAFF_FIGURES_SECONDS
     figures = None
     if seconds > 0:
