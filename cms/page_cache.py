@@ -61,6 +61,19 @@ def page_cache_clear(**_signal_arguments) -> None:
         logger.exception("the page cache could not be cleared")
 
 
+def _lookup(key: str) -> tuple[str, object]:
+    """The current generation and what is stored under `key`, in one round trip; raises when Redis is down."""
+    found = _cache().get_many([GENERATION_KEY, key])
+    return found.get(GENERATION_KEY, ""), found.get(key)
+
+
+def _keep(key: str, value, what: str) -> None:
+    try:
+        _cache().set(key, value, timeout=settings.PAGE_CACHE_SECONDS)
+    except Exception:  # noqa: BLE001 - the next request renders it again
+        logger.warning("the page cache could not store %s", what, exc_info=True)
+
+
 def fragment_cached(name: str, compute):
     """`compute()` once per cache generation for everyone: a part of a page that every visitor shares, on the
     pages that are not cached whole (the menu on a signed-in customer's dashboard). Same freshness rules as
@@ -69,17 +82,13 @@ def fragment_cached(name: str, compute):
         return compute()
     key = f"pagecache:fragment:{hashlib.sha256(name.encode()).hexdigest()}"
     try:
-        found = _cache().get_many([GENERATION_KEY, key])
+        generation, entry = _lookup(key)
     except Exception:  # noqa: BLE001 - Redis down: as with the cache off
         return compute()
-    generation, entry = found.get(GENERATION_KEY, ""), found.get(key)
     if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == generation:
         return entry[1]
     value = compute()
-    try:
-        _cache().set(key, (generation, value), timeout=settings.PAGE_CACHE_SECONDS)
-    except Exception:  # noqa: BLE001
-        logger.warning("the page cache could not store the fragment %s", name, exc_info=True)
+    _keep(key, (generation, value), f"the fragment {name}")
     return value
 
 
@@ -147,12 +156,10 @@ class MarketingPageCacheMiddleware:
             return self.get_response(request)
         key = _page_key(request)
         try:
-            found = _cache().get_many([GENERATION_KEY, key])
+            generation, entry = _lookup(key)
         except Exception:  # noqa: BLE001 - Redis down: the site renders as it would without the cache
             logger.warning("the page cache is unreachable; rendering %s", request.path, exc_info=True)
             return self.get_response(request)
-        generation = found.get(GENERATION_KEY, "")
-        entry = found.get(key)
         if isinstance(entry, CachedPage) and entry.generation == generation:
             return entry.response()
         response = self.get_response(request)
@@ -168,8 +175,5 @@ class MarketingPageCacheMiddleware:
             headers=headers,
             nonce=nonce if isinstance(nonce := getattr(request, "_csp_nonce", None), str) else None,
         )
-        try:
-            _cache().set(key, entry, timeout=settings.PAGE_CACHE_SECONDS)
-        except Exception:  # noqa: BLE001
-            logger.warning("the page cache could not store %s", request.path, exc_info=True)
+        _keep(key, entry, request.path)
         response[HIT_HEADER] = "miss"
