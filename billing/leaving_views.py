@@ -1,6 +1,7 @@
 """The customer's "Leaving" page: download their account data, or close their account. Thin: each view
 calls one service (billing/account_export.py, billing/services/closure.py)."""
 
+from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -54,5 +55,10 @@ def account_leave_view(request):
     return render(
         request,
         "billing/account_leave.html",
-        {"form": form, "stores": stores, "retention_days": closure_retention_days(request.user)},
+        {
+            "form": form,
+            "stores": stores,
+            "retention_days": closure_retention_days(request.user),
+            "log_retention_days": settings.LOG_RETENTION_DAYS,
+        },
     )

@@ -67,6 +67,7 @@ class DeployTarget:
     rate_per_client: int = field(default_factory=lambda: settings.NGINX_RATE_PER_CLIENT)
     rate_per_store: int = field(default_factory=lambda: settings.NGINX_RATE_PER_STORE)
     firewall_log_dir: str = field(default_factory=lambda: str(settings.NGINX_FIREWALL_LOG_DIR))
+    log_retention_days: int = field(default_factory=lambda: settings.LOG_RETENTION_DAYS)
     tls: bool = True  # False before the platform's certificate exists: the site answers on plain HTTP
     tls_cert: str = ""
     tls_key: str = ""

@@ -142,6 +142,8 @@ def test_the_leave_page_states_what_happens_and_the_retention(client, priced_pla
 
     assert "Your subscriptions are canceled at once" in page and "You can no longer sign in" in page
     assert "The final backups are kept for 30 days" in page and signup_store_domain() in page
+    # The logs are not rewritten: the page says how long they keep the address, the figure logrotate uses.
+    assert "Our server logs are not rewritten" in page and "at most 30 days after it was written" in page
     assert reverse("accounts:leave") in client.get(reverse("accounts:home")).content.decode()
 
 

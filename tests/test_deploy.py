@@ -161,6 +161,8 @@ def test_every_rendered_unit_and_timer_passes_systemd_analyze_verify(tmp_path):
     rules.write_text((out / "logrotate" / "shophosting").read_text().replace("shophosting shophosting", "root root"))
     logrotate = subprocess.run(["logrotate", "--debug", str(rules)], capture_output=True, text=True)
     assert logrotate.returncode == 0 and "error" not in logrotate.stderr.lower(), logrotate.stderr
+    # The leave page promises that logs keep a closed account's address LOG_RETENTION_DAYS at most.
+    assert "rotate 30\n    maxage 30\n" in rules.read_text()
     target = (units / "shophosting.target").read_text()
     assert "shophosting-worker-provisioning@1.service shophosting-worker-provisioning@2.service" in target
     # The stores' outbound fence: root (only root changes the firewall), after dockerd and again whenever it

@@ -348,6 +348,9 @@ USE_TZ = True
 # --- Logging ------------------------------------------------------------------------------------
 LOG_DIR = Path(env("LOG_DIR", default=str(BASE_DIR / "var" / "log")))
 SECURITY_LOG_PATH = Path(env("SECURITY_LOG_PATH", default=str(LOG_DIR / "security.log")))
+# Days the rotated log files are kept (deploy/logrotate's `rotate` and `maxage`). They are never rewritten, so
+# this is also how long a closed account's address stays in them after it was written (the leave page says so).
+LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=30)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
