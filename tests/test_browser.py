@@ -2,7 +2,8 @@
 plan, pay (a signed webhook for the paid order), watch the checklist advance to an active store, reveal the
 credentials, open the store's front page, add a domain of their own (the store page shows the DNS record to
 create; the test sets it in pebble-challtestsrv), make it primary and see the store on HTTPS under it,
-restore the database after reading what the restore would take away, and open a ticket with an attachment.
+restore the database after reading what the restore would take away, make a staging copy, push a change made
+on it to live (database only) and undo the push, and open a ticket with an attachment.
 A second customer is then refused the first one's store, ticket and attachment. Every platform page is
 checked for console errors and CSP violations, and screenshots land in var/test/screenshots/. Every public
 page (the Wagtail marketing site and the public forms) gets the same check and a screenshot of its own.
@@ -90,7 +91,8 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
         marks = {model: (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) for model in marked}
         plan_catalogue_seed()
         site_seed()
-        plan = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-commerce-core").pk)
+        # Commerce Pro: the journey makes a staging copy, which the plan's `staging` feature allows.
+        plan = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-commerce-pro").pk)
         server = LiveServerThread("localhost", StaticFilesHandler, connections_override={}, port=0)
         server.daemon = True
         server.start()
@@ -103,7 +105,9 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
             server.terminate()
             new_users = User.objects.filter(pk__gt=marks[User])
             Ticket.objects.filter(customer__in=new_users).delete()
-            for store in Store.objects.filter(customer__in=new_users):
+            # Staging copies first: a live store cannot go while its copy points at it.
+            stores = Store.objects.filter(customer__in=new_users)
+            for store in sorted(stores, key=lambda store: store.staging_of_id is None):
                 store.backup_runs.all().delete()
                 store.delete()
             Subscription.objects.filter(customer__in=new_users).delete()
@@ -238,6 +242,26 @@ def rq_burst_process(queue: str) -> subprocess.Popen:
 def provisioning_worker_process() -> subprocess.Popen:
     """A real `rqworker --burst` in its own process, on the test database, so this thread can watch the page."""
     return rq_burst_process("provisioning")
+
+
+JOB_PAGE_SETTLED = """() => {
+  const steps = [...document.querySelectorAll('.checklist li')].map((item) => item.className);
+  return steps.some((c) => c.includes('step-failed'))
+    || (steps.length > 0 && steps.every((c) => /step-(succeeded|skipped)/.test(c)));
+}"""
+
+
+def job_page_finished(page, worker: subprocess.Popen) -> list[str]:
+    """A job's own page, watched while a burst worker runs the job: once the worker is done, the page's poll
+    shows every step succeeded or skipped (or one failed). Returns the steps' classes."""
+    assert worker.wait(timeout=300) == 0, worker.stderr.read().decode()[-3000:]
+    page.wait_for_function(JOB_PAGE_SETTLED, timeout=15_000)
+    steps = page.eval_on_selector_all(".checklist li", "items => items.map(i => i.className)")
+    assert all(step in ("step step-succeeded", "step step-skipped") for step in steps), (
+        steps,
+        page.text_content('[data-field="log"]')[-3000:],
+    )
+    return steps
 
 
 def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
@@ -383,6 +407,61 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     restored = RestoreRun.objects.filter(store=store).latest("pk")
     assert restored.status == "succeeded", restored.error
     tab.shot("10-restored")
+
+    # Staging (issue #19): the merchant makes a copy and watches it go live, a change made on it is pushed to
+    # live (database only) behind a backup, the live store shows it, and undoing the push takes it away.
+    from django.core.cache import cache
+
+    from backups.staging.models import StagingRun
+    from tests.test_backups import posts, sql
+
+    # The restore above used two of the hour's three backup-and-restore requests, which staging's share: the
+    # counters go as they would an hour later (sessions are kept in the database as well, so none is lost).
+    cache.delete_pattern("*")
+    page.goto(f"/stores/{store.pk}/")
+    with page.expect_navigation():
+        page.click("a[href$='/staging/']")
+    with page.expect_navigation():
+        page.click("form[action$='/staging/create/'] button[type=submit]")
+    copy = store.staging_copies.get()
+    created = StagingRun.objects.get(staging=copy, kind=StagingRun.Kind.CREATE)
+    assert page.url.endswith(f"/stores/{copy.pk}/jobs/{created.job_id}/"), page.url
+    assert page.text_content('[data-field="status"]') == "Queued"  # nothing runs it yet
+    job_page_finished(page, provisioning_worker_process())
+    assert page.text_content('[data-field="status"]') == "Active"
+    tab.shot("10a-staging-copy-live")
+    page.goto(f"/stores/{store.pk}/staging/")
+    assert copy.domain in page.text_content("main") and "Captured mail" in page.text_content("#staging-captured-mail")
+
+    # The change on staging, made in its database (what editing the post in the copy's wp-admin writes).
+    assert "Hello world!" in posts(copy)
+    sql(copy, "UPDATE wp_posts SET post_title = 'Changed on staging' WHERE post_title = 'Hello world!'")
+    page.check("input[name=scope][value=database]")
+    with page.expect_navigation():
+        page.click("form[action$='/staging/push/'] button[type=submit]")
+    push = StagingRun.objects.get(staging=copy, kind=StagingRun.Kind.PUSH)
+    assert page.url.endswith(f"/stores/{store.pk}/jobs/{push.job_id}/"), page.url
+    steps = job_page_finished(page, provisioning_worker_process())
+    assert "step step-skipped" in steps  # the files, in a database-only push
+    page.goto(f"/stores/{store.pk}/staging/")
+    latest = page.locator(".table tbody tr").first
+    assert "Push staging to live (database only)" in latest.text_content() and "Succeeded" in latest.text_content()
+    tab.shot("10b-staging-pushed")
+    page.goto(f"https://{OWN_DOMAIN}/")
+    assert "Changed on staging" in page.content() and "Hello world!" not in page.content()
+    tab.shot("10c-live-store-after-the-push")
+
+    page.goto(f"/stores/{store.pk}/staging/")
+    with page.expect_navigation():
+        page.click("text=Undo this push")
+    undo = StagingRun.objects.get(staging=copy, kind=StagingRun.Kind.UNDO)
+    assert page.url.endswith(f"/stores/{store.pk}/jobs/{undo.job_id}/"), page.url
+    job_page_finished(page, provisioning_worker_process())
+    page.goto(f"https://{OWN_DOMAIN}/")
+    assert "Hello world!" in page.content() and "Changed on staging" not in page.content()
+    tab.shot("10d-live-store-after-the-undo")
+    page.goto(f"/stores/{store.pk}/staging/")
+    assert page.locator("text=Undo this push").count() == 0 and "Changed on staging" in posts(copy)
 
     # A ticket with an attachment.
     page.goto("/support/new/")
