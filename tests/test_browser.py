@@ -2,12 +2,15 @@
 plan, pay (a signed webhook for the paid order), watch the checklist advance to an active store, reveal the
 credentials, open the store's front page, add a domain of their own (the store page shows the DNS record to
 create; the test sets it in pebble-challtestsrv), make it primary and see the store on HTTPS under it,
-restore the database after reading what the restore would take away, and open a ticket with an attachment.
+restore the database after reading what the restore would take away, make a staging copy, push a change made
+on it to live (database only) and undo the push, and open a ticket with an attachment.
 A second customer is then refused the first one's store, ticket and attachment. Every platform page is
 checked for console errors and CSP violations, and screenshots land in var/test/screenshots/. Every public
 page (the Wagtail marketing site and the public forms) gets the same check and a screenshot of its own.
 """
 
+import base64
+import functools
 import http.client
 import json
 import os
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -90,7 +94,8 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
         marks = {model: (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) for model in marked}
         plan_catalogue_seed()
         site_seed()
-        plan = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-commerce-core").pk)
+        # Commerce Pro: the journey makes a staging copy, which the plan's `staging` feature allows.
+        plan = plan_price_create(plan_id=Plan.objects.get(slug="woocommerce-commerce-pro").pk)
         server = LiveServerThread("localhost", StaticFilesHandler, connections_override={}, port=0)
         server.daemon = True
         server.start()
@@ -103,7 +108,9 @@ def platform(django_db_setup, django_db_blocker, stripe_api):
             server.terminate()
             new_users = User.objects.filter(pk__gt=marks[User])
             Ticket.objects.filter(customer__in=new_users).delete()
-            for store in Store.objects.filter(customer__in=new_users):
+            # Staging copies first: a live store cannot go while its copy points at it.
+            stores = Store.objects.filter(customer__in=new_users)
+            for store in sorted(stores, key=lambda store: store.staging_of_id is None):
                 store.backup_runs.all().delete()
                 store.delete()
             Subscription.objects.filter(customer__in=new_users).delete()
@@ -185,12 +192,19 @@ def store_front_page_through_nginx(host: str):
     return answer
 
 
-def _store_request(path: str, *, tls: bool, host: str) -> tuple[int, dict, bytes]:
+@functools.cache
+def _pebble_root() -> str:
+    return requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
+
+
+def _store_request(
+    path: str, *, tls: bool, host: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None
+) -> tuple[int, dict, bytes]:
     import ssl
 
     if tls:
         connection_ = http.client.HTTPConnection("127.0.0.1", 18443, timeout=10)
-        root = requests.get("https://127.0.0.1:15000/roots/0", verify=settings.ACME_CA_BUNDLE, timeout=5).text
+        root = _pebble_root()
         # SNI must carry the store's name: the TLS socket is made by hand.
         connection_.sock = ssl.create_default_context(cadata=root).wrap_socket(
             socket.create_connection(("127.0.0.1", 18443), timeout=10), server_hostname=host
@@ -198,11 +212,15 @@ def _store_request(path: str, *, tls: bool, host: str) -> tuple[int, dict, bytes
     else:
         connection_ = http.client.HTTPConnection("127.0.0.1", 18080, timeout=10)
     try:
-        connection_.request("GET", path, headers={"Host": host, "Connection": "close"})
+        connection_.request(method, path, body=body, headers={**(headers or {}), "Host": host, "Connection": "close"})
         response = connection_.getresponse()
         body = response.read()
-        skipped = ("transfer-encoding", "connection", "strict-transport-security")
-        return response.status, {k: v for k, v in response.getheaders() if k.lower() not in skipped}, body
+        skipped = ("transfer-encoding", "connection", "strict-transport-security", "set-cookie")
+        answer = {k: v for k, v in response.getheaders() if k.lower() not in skipped}
+        cookies = response.msg.get_all("Set-Cookie") or []
+        if cookies:  # Playwright's fulfil takes one header per name: several cookies go one a line
+            answer["Set-Cookie"] = "\n".join(cookies)
+        return response.status, answer, body
     finally:
         connection_.close()
 
@@ -215,6 +233,53 @@ def store_over_https_through_nginx(host: str):
         path = route.request.url.split(host, 1)[1] or "/"
         status, headers, body = _store_request(path, tls=True, host=host)
         route.fulfill(status=status, headers=headers, body=body)
+
+    return answer
+
+
+def staging_copy_through_nginx(host: str, *, user: str, password: str):
+    """The browser asks for https://<host>/… (a staging copy's name): answered from the test nginx's HTTPS
+    port as store_over_https_through_nginx does, with the request's method, body and cookies (a WordPress
+    sign-in), and the basic-auth user and password the merchant gives at the copy's password prompt. Playwright
+    does not route the hops of a redirect, so WordPress's redirects on the copy's own name are followed here
+    (as the browser would: a GET, the cookies set on the way kept and handed to the browser); the browser stays
+    on the URL it asked for."""
+    authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    passed = ("content-type", "accept", "user-agent", "referer")
+
+    def answer(route):
+        request = route.request
+        sent = request.all_headers()
+        headers = {name: value for name, value in sent.items() if name in passed}
+        jar = dict(pair.split("=", 1) for pair in sent.get("cookie", "").split("; ") if "=" in pair)
+        method, url, body, set_cookies = request.method, request.url, request.post_data_buffer, []
+        for _hop in range(5):
+            cookies = {"Cookie": "; ".join(f"{name}={value}" for name, value in jar.items())} if jar else {}
+            status, answer_headers, content = _store_request(
+                url.split(host, 1)[1] or "/",
+                tls=True,
+                host=host,
+                method=method,
+                headers={**headers, **cookies, "Authorization": authorization},
+                body=body,
+            )
+            for cookie in answer_headers.pop("Set-Cookie", "").splitlines():
+                set_cookies.append(cookie)
+                name, _, rest = cookie.partition("=")
+                value = rest.split(";", 1)[0]
+                if value.strip() in ("", "deleted"):  # WordPress clears a cookie with a blank value
+                    jar.pop(name, None)
+                else:
+                    jar[name] = value
+            # WordPress may answer with a relative Location (wp-login.php?checkemail=confirm).
+            location = urljoin(url, answer_headers.get("Location", answer_headers.get("location", "")))
+            if status not in (301, 302, 303) or urlsplit(location).netloc != host:
+                break
+            method, url, body = "GET", location, None
+            headers.pop("content-type", None)
+        if set_cookies:
+            answer_headers["Set-Cookie"] = "\n".join(set_cookies)
+        route.fulfill(status=status, headers=answer_headers, body=content)
 
     return answer
 
@@ -238,6 +303,26 @@ def rq_burst_process(queue: str) -> subprocess.Popen:
 def provisioning_worker_process() -> subprocess.Popen:
     """A real `rqworker --burst` in its own process, on the test database, so this thread can watch the page."""
     return rq_burst_process("provisioning")
+
+
+JOB_PAGE_SETTLED = """() => {
+  const steps = [...document.querySelectorAll('.checklist li')].map((item) => item.className);
+  return steps.some((c) => c.includes('step-failed'))
+    || (steps.length > 0 && steps.every((c) => /step-(succeeded|skipped)/.test(c)));
+}"""
+
+
+def job_page_finished(page, worker: subprocess.Popen) -> list[str]:
+    """A job's own page, watched while a burst worker runs the job: once the worker is done, the page's poll
+    shows every step succeeded or skipped (or one failed). Returns the steps' classes."""
+    assert worker.wait(timeout=300) == 0, worker.stderr.read().decode()[-3000:]
+    page.wait_for_function(JOB_PAGE_SETTLED, timeout=15_000)
+    steps = page.eval_on_selector_all(".checklist li", "items => items.map(i => i.className)")
+    assert all(step in ("step step-succeeded", "step step-skipped") for step in steps), (
+        steps,
+        page.text_content('[data-field="log"]')[-3000:],
+    )
+    return steps
 
 
 def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
@@ -383,6 +468,87 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
     restored = RestoreRun.objects.filter(store=store).latest("pk")
     assert restored.status == "succeeded", restored.error
     tab.shot("10-restored")
+
+    # Staging (issue #19): the merchant makes a copy and watches it go live, a change made on it is pushed to
+    # live (database only) behind a backup, the live store shows it, and undoing the push takes it away.
+    from django.core.cache import cache
+
+    from backups.staging.models import StagingRun
+    from tests.test_backups import posts, sql
+
+    # The restore above used two of the hour's three backup-and-restore requests, which staging's share: the
+    # counters go as they would an hour later (sessions are kept in the database as well, so none is lost).
+    cache.delete_pattern("*")
+    page.goto(f"/stores/{store.pk}/")
+    with page.expect_navigation():
+        page.click("a[href$='/staging/']")
+    with page.expect_navigation():
+        page.click("form[action$='/staging/create/'] button[type=submit]")
+    copy = store.staging_copies.get()
+    created = StagingRun.objects.get(staging=copy, kind=StagingRun.Kind.CREATE)
+    assert page.url.endswith(f"/stores/{copy.pk}/jobs/{created.job_id}/"), page.url
+    assert page.text_content('[data-field="status"]') == "Queued"  # nothing runs it yet
+    job_page_finished(page, provisioning_worker_process())
+    assert page.text_content('[data-field="status"]') == "Active"
+    tab.shot("10a-staging-copy-live")
+    # The copy's mail is kept: the merchant asks for a password reset on the copy's sign-in page, then follows
+    # the staging page's link to the copy's wp-admin (its password prompt, then WordPress's sign-in with the
+    # live store's login, which the copy has) and reads the reset mail there.
+    from stores.services import store_credentials
+
+    staging_login, admin = store_credentials(copy), store_credentials(Store.objects.get(pk=store.pk))
+    user, password = staging_login["staging_user"], staging_login["staging_password"]
+    page.route(f"https://{copy.domain}/**", staging_copy_through_nginx(copy.domain, user=user, password=password))
+    page.goto(f"https://{copy.domain}/wp-login.php?action=lostpassword")
+    page.fill("#user_login", admin["admin_user"])
+    with page.expect_navigation():
+        page.click("#wp-submit")
+    assert "Check your email" in page.text_content("#login"), page.content()[-2000:]
+    page.goto(f"/stores/{store.pk}/staging/")
+    assert copy.domain in page.text_content("main") and "kept" in page.text_content("#staging-captured-mail")
+    with page.expect_navigation():
+        page.click("#staging-captured-mail a")
+    assert page.locator("#loginform").count() == 1  # WordPress's sign-in first: not signed in to the copy yet
+    page.fill("#user_login", admin["admin_user"])
+    page.fill("#user_pass", admin["admin_password"])
+    with page.expect_navigation():
+        page.click("#wp-submit")
+    subjects = page.locator("#shophosting-captured-mail td.subject").all_text_contents()
+    assert subjects == ["[Journey Goods] Password Reset"], subjects
+    page.click("#shophosting-captured-mail summary")  # the message itself: the reset link, on the copy's name
+    assert f"https://{copy.domain}/wp-login.php?action=rp" in page.text_content("#shophosting-captured-mail pre")
+    tab.shot("10b-staging-captured-mail")
+
+    # The change on staging, made in its database (what editing the post in the copy's wp-admin writes).
+    assert "Hello world!" in posts(copy)
+    sql(copy, "UPDATE wp_posts SET post_title = 'Changed on staging' WHERE post_title = 'Hello world!'")
+    page.goto(f"/stores/{store.pk}/staging/")
+    page.check("input[name=scope][value=database]")
+    with page.expect_navigation():
+        page.click("form[action$='/staging/push/'] button[type=submit]")
+    push = StagingRun.objects.get(staging=copy, kind=StagingRun.Kind.PUSH)
+    assert page.url.endswith(f"/stores/{store.pk}/jobs/{push.job_id}/"), page.url
+    steps = job_page_finished(page, provisioning_worker_process())
+    assert "step step-skipped" in steps  # the files, in a database-only push
+    page.goto(f"/stores/{store.pk}/staging/")
+    latest = page.locator(".table tbody tr").first
+    assert "Push staging to live (database only)" in latest.text_content() and "Succeeded" in latest.text_content()
+    tab.shot("10c-staging-pushed")
+    page.goto(f"https://{OWN_DOMAIN}/")
+    assert "Changed on staging" in page.content() and "Hello world!" not in page.content()
+    tab.shot("10d-live-store-after-the-push")
+
+    page.goto(f"/stores/{store.pk}/staging/")
+    with page.expect_navigation():
+        page.click("text=Undo this push")
+    undo = StagingRun.objects.get(staging=copy, kind=StagingRun.Kind.UNDO)
+    assert page.url.endswith(f"/stores/{store.pk}/jobs/{undo.job_id}/"), page.url
+    job_page_finished(page, provisioning_worker_process())
+    page.goto(f"https://{OWN_DOMAIN}/")
+    assert "Hello world!" in page.content() and "Changed on staging" not in page.content()
+    tab.shot("10e-live-store-after-the-undo")
+    page.goto(f"/stores/{store.pk}/staging/")
+    assert page.locator("text=Undo this push").count() == 0 and "Changed on staging" in posts(copy)
 
     # A ticket with an attachment.
     page.goto("/support/new/")

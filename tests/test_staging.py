@@ -4,13 +4,16 @@ backup; and the refusals, which need no engine."""
 
 import base64
 import http.client
+import re
 import socket
 import ssl
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from backups.models import BackupRun, RunStatus
 from backups.staging.models import StagingRun
@@ -32,6 +35,14 @@ CAPTURE_MAIL = (
     "$_SERVER['HTTP_HOST'] = parse_url(getenv('WORDPRESS_URL'), PHP_URL_HOST); $_SERVER['REQUEST_URI'] = '/';"
     " require '/var/www/html/wp-load.php';"
     " echo wp_mail('buyer@example.com', 'Your order on staging', 'Thank you') ? 'handled' : 'failed';"
+)
+# A subscriber of the copy (WordPress's own wp_insert_user; the password from the exec's environment).
+ADD_SUBSCRIBER = (
+    "$_SERVER['HTTP_HOST'] = parse_url(getenv('WORDPRESS_URL'), PHP_URL_HOST); $_SERVER['REQUEST_URI'] = '/';"
+    " require '/var/www/html/wp-load.php';"
+    " $id = wp_insert_user(['user_login' => 'shopper', 'user_email' => 'shopper@example.com',"
+    " 'user_pass' => getenv('SUBSCRIBER_PASSWORD'), 'role' => 'subscriber']);"
+    " echo is_wp_error($id) ? $id->get_error_message() : 'created';"
 )
 
 
@@ -56,6 +67,146 @@ def through_nginx(name: str, *, auth: tuple[str, str] | None = None):
         response.begin()
         response.text = response.read().decode(errors="replace")
     return response
+
+
+class NginxSession:
+    """Requests to one name through the test nginx, as a browser with that name resolved to us would make them:
+    HTTPS (pebble's certificate, SNI the name) once the name has a certificate, HTTP before; the basic-auth
+    password on every request; the cookies WordPress sets kept and sent back (a wp-admin sign-in). Redirects
+    are returned, not followed."""
+
+    def __init__(self, name: str, *, auth: tuple[str, str]):
+        self.name = name
+        self.authorization = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        self.cookies: dict[str, str] = {}
+        probe = http.client.HTTPConnection("127.0.0.1", NGINX_PORT, timeout=10)
+        probe.request("GET", "/", headers={"Host": name, "Connection": "close"})
+        self.tls = probe.getresponse().status == 301
+        probe.close()
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", HTTPS_PORT if self.tls else NGINX_PORT, timeout=30)
+        if self.tls:
+            context = ssl.create_default_context(cadata=pebble_root())
+            raw = socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=30)
+            connection.sock = context.wrap_socket(raw, server_hostname=self.name)
+        headers = {"Host": self.name, "Authorization": self.authorization, "Connection": "close"}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        for cookie in response.msg.get_all("Set-Cookie") or []:
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";", 1)[0]
+            if value.strip() in ("", "deleted"):  # WordPress clears a cookie with a blank value
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        response.text = response.read().decode(errors="replace")
+        connection.close()
+        return response
+
+    def get(self, path: str) -> http.client.HTTPResponse:
+        return self.request("GET", path)
+
+    def post(self, path: str, form: dict[str, str]) -> http.client.HTTPResponse:
+        return self.request("POST", path, form)
+
+    def wordpress_sign_in(self, user: str, password: str) -> None:
+        self.get("/wp-login.php")  # its test cookie, which the sign-in checks
+        signed_in = self.post(
+            "/wp-login.php",
+            {"log": user, "pwd": password, "wp-submit": "Log In", "testcookie": "1", "redirect_to": "/wp-admin/"},
+        )
+        assert signed_in.status == 302 and any(name.startswith("wordpress_logged_in_") for name in self.cookies), (
+            signed_in.status,
+            re.findall(r'<div id="login_error">(.*?)</div>', signed_in.text, re.S),
+            self.cookies,
+        )
+
+
+def captured_mail_is_shown_to_the_copys_administrators_only(live: Store, copy: Store) -> None:
+    """The copy's captured mail, read where the merchant reads it: the staging page's link, into the copy's own
+    wp-admin (Tools → Captured mail) through nginx and its basic auth, signed in with the live store's WordPress
+    login (the copy has the live store's users). Another user of the copy and a visitor who is not signed in
+    see none of it; the list is escaped, newest first, paginated, and cleared only with the page's nonce."""
+    staging_page = Client()
+    staging_page.force_login(live.customer)
+    html = staging_page.get(f"/stores/{live.pk}/staging/").content.decode()
+    link = re.search(rf'href="https://{re.escape(copy.domain)}(/wp-admin/tools\.php\?page=[\w-]+)"', html)
+    assert link and "kept, never delivered" in html, html
+    mail_page = link.group(1)
+
+    staging = store_credentials(copy)
+    auth = (staging["staging_user"], staging["staging_password"])
+    visitor = NginxSession(copy.domain, auth=auth)
+    # A password reset asked for on the copy's own sign-in page: WordPress mails the link, the copy keeps it.
+    admin = store_credentials(live)
+    reset = visitor.post("/wp-login.php?action=lostpassword", {"user_login": admin["admin_user"], "redirect_to": ""})
+    assert reset.status == 302 and "checkemail=confirm" in reset.getheader("Location", ""), reset.text[-2000:]
+    assert "Password Reset" in sql(copy, "SELECT subject FROM wp_shophosting_captured_mail ORDER BY id DESC LIMIT 1")
+    # Not signed in: WordPress sends the visitor to its sign-in page, and nothing of the mail shows.
+    anonymous = visitor.get(mail_page)
+    assert anonymous.status == 302 and "wp-login.php" in anonymous.getheader("Location")
+    assert "Password Reset" not in anonymous.text
+
+    merchant = NginxSession(copy.domain, auth=auth)
+    merchant.wordpress_sign_in(admin["admin_user"], admin["admin_password"])
+    shown = merchant.get(mail_page)
+    assert shown.status == 200 and "Captured mail" in shown.text, shown.text[-2000:]
+    subjects = re.findall(r'<td class="subject">(.*?)</td>', shown.text)
+    assert subjects[0].endswith("Password Reset") and subjects[1] == "Your order on staging", subjects  # newest first
+    assert admin["admin_user"] in shown.text and "buyer@example.com" in shown.text
+    assert "2 messages" in shown.text
+
+    # A subscriber of the copy is refused the page (WordPress's own 403 for a capability it lacks).
+    code, output = docker_client.container_exec(
+        name=f"{copy.slug}-web",
+        command=["php", "-r", ADD_SUBSCRIBER],
+        environment={"SUBSCRIBER_PASSWORD": "a subscriber own password 5"},
+    )
+    assert (code, output.strip()) == (0, "created"), output
+    subscriber = NginxSession(copy.domain, auth=auth)
+    subscriber.wordpress_sign_in("shopper", "a subscriber own password 5")
+    refused = subscriber.get(mail_page)
+    assert refused.status == 403 and "Password Reset" not in refused.text, refused.text[-1000:]
+
+    # What a message holds is shown as text, never as markup; 20 a page, the oldest on the last page.
+    sql(
+        copy,
+        "INSERT INTO wp_shophosting_captured_mail (captured_at, recipients, subject, message, headers) VALUES"
+        " (UTC_TIMESTAMP(), 'x@example.com', '<script>alert(1)</script>', '<img src=x onerror=alert(2)>', '')",
+    )
+    sql(
+        copy,
+        "INSERT INTO wp_shophosting_captured_mail (captured_at, recipients, subject, message, headers)"
+        " SELECT UTC_TIMESTAMP(), 'x@example.com', CONCAT('Filler ', seq), 'body', '' FROM seq_0_to_19 ORDER BY seq",
+    )
+    first = merchant.get(mail_page).text
+    assert "23 messages" in first and first.count('<tr class="shophosting-captured-message">') == 20
+    assert "Filler 19" in first and "Your order on staging" not in first
+    second = merchant.get(f"{mail_page}&paged=2").text
+    assert "Your order on staging" in second and "Filler 19" not in second
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in second and "<script>alert(1)" not in second
+    assert "&lt;img src=x onerror=alert(2)&gt;" in second and "<img src=x" not in second
+
+    # Clearing needs the page's nonce: without it WordPress refuses and nothing goes.
+    forged = merchant.post("/wp-admin/admin-post.php", {"action": "shophosting_captured_mail_clear"})
+    assert forged.status == 403 and sql(copy, "SELECT COUNT(*) FROM wp_shophosting_captured_mail") == "23"
+    refused_clear = subscriber.post("/wp-admin/admin-post.php", {"action": "shophosting_captured_mail_clear"})
+    assert refused_clear.status == 403
+    nonce = re.search(r'name="_wpnonce" value="([0-9a-f]+)"', first).group(1)
+    cleared = merchant.post(
+        "/wp-admin/admin-post.php",
+        {"action": "shophosting_captured_mail_clear", "_wpnonce": nonce, "_wp_http_referer": mail_page},
+    )
+    assert cleared.status == 302 and "cleared=1" in cleared.getheader("Location"), cleared.text[-1000:]
+    assert sql(copy, "SELECT COUNT(*) FROM wp_shophosting_captured_mail") == "0"
+    assert "No mail has been captured" in merchant.get(mail_page).text
 
 
 @pytest.mark.docker
@@ -111,6 +262,7 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     assert sql(copy, "SELECT recipients, subject FROM wp_shophosting_captured_mail") == (
         "buyer@example.com\tYour order on staging"
     )
+    captured_mail_is_shown_to_the_copys_administrators_only(live, copy)
 
     # A post changed on staging reaches live with a database-only push, behind a pre-push backup.
     sql(copy, "UPDATE wp_posts SET post_title = 'Changed on staging' WHERE post_title = 'Hello world!'")
@@ -235,6 +387,7 @@ def test_the_staging_page_creates_a_copy_on_a_plan_with_staging_and_explains_the
     assert copy.status == Store.Status.QUEUED and run.job.kind == "staging_create"
     page = client.get(f"/stores/{live.pk}/staging/").content.decode()
     assert copy.domain in page and store_credentials(copy)["staging_password"] not in page
+    assert f'href="https://{copy.domain}/wp-admin/tools.php?page=shophosting-captured-mail"' in page  # its kept mail
     revealed = client.post(f"/stores/{live.pk}/staging/reveal/").content.decode()
     assert store_credentials(copy)["staging_password"] in revealed
     again = client.post(f"/stores/{live.pk}/staging/create/", follow=True).content.decode()

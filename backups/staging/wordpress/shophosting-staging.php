@@ -1,7 +1,8 @@
 <?php
 /*
  * Plugin Name: ShopHosting staging copy
- * Description: On a staging copy, mail is captured instead of sent, and payment gateways run in test mode.
+ * Description: On a staging copy, mail is captured instead of sent (and shown under Tools → Captured mail), and payment
+ *   gateways run in test mode.
  *
  * Put into a staging copy's wp-content/mu-plugins by the platform (staging/services/copy.py) and loaded by the
  * image's shophosting-store-mu-plugins.php. It acts only where the container says it is a staging copy
@@ -18,6 +19,12 @@ if (getenv('SHOPHOSTING_STAGING') !== '1') {
 function shophosting_staging_mail_table() {
     global $wpdb;
     return $wpdb->prefix . 'shophosting_captured_mail';
+}
+
+function shophosting_staging_mail_table_exists() {
+    global $wpdb;
+    $table = shophosting_staging_mail_table();
+    return $wpdb->get_var($wpdb->prepare('SHOW TABLES LIKE %s', $wpdb->esc_like($table))) === $table;
 }
 
 add_filter('pre_wp_mail', function ($short_circuit, $atts) {
@@ -39,6 +46,86 @@ add_filter('pre_wp_mail', function ($short_circuit, $atts) {
     ]);
     return true;
 }, PHP_INT_MAX, 2);
+
+// The captured mail, shown in the copy's own wp-admin (Tools → Captured mail, administrators only), newest first.
+// Here rather than on the platform's staging page: the platform's web tier never reaches a store's database or
+// its containers, and the copy's WordPress already has the table, its own login and its own administrators.
+// The staging page links straight to this page (SHOPHOSTING_CAPTURED_MAIL_PAGE is the `page` it links to).
+const SHOPHOSTING_CAPTURED_MAIL_PAGE = 'shophosting-captured-mail';
+const SHOPHOSTING_CAPTURED_MAIL_PER_PAGE = 20;
+
+add_action('admin_menu', function () {
+    add_management_page(
+        'Captured mail', 'Captured mail', 'manage_options', SHOPHOSTING_CAPTURED_MAIL_PAGE, 'shophosting_staging_mail_page'
+    );
+});
+
+function shophosting_staging_mail_page() {
+    global $wpdb;
+    if (!current_user_can('manage_options')) {  // add_management_page checks it too; a page that lists mail checks again
+        wp_die(esc_html__('Sorry, you are not allowed to access this page.'), 403);
+    }
+    $table = shophosting_staging_mail_table();
+    $exists = shophosting_staging_mail_table_exists();
+    $total = $exists ? (int) $wpdb->get_var("SELECT COUNT(*) FROM `$table`") : 0;
+    $pages = max(1, (int) ceil($total / SHOPHOSTING_CAPTURED_MAIL_PER_PAGE));
+    $current = min($pages, max(1, isset($_GET['paged']) ? absint($_GET['paged']) : 1));
+    $rows = $exists ? $wpdb->get_results($wpdb->prepare(
+        "SELECT id, captured_at, recipients, subject, message, headers FROM `$table` ORDER BY id DESC LIMIT %d OFFSET %d",
+        SHOPHOSTING_CAPTURED_MAIL_PER_PAGE,
+        ($current - 1) * SHOPHOSTING_CAPTURED_MAIL_PER_PAGE
+    )) : [];
+    echo '<div class="wrap" id="shophosting-captured-mail"><h1>Captured mail</h1>';
+    echo '<p>This is a staging copy: the mail it sends is kept here and never delivered. The newest comes first.</p>';
+    if (isset($_GET['cleared'])) {
+        echo '<div class="notice notice-success"><p>The captured mail was cleared.</p></div>';
+    }
+    if (!$rows) {
+        echo '<p class="shophosting-captured-mail-empty">No mail has been captured.</p></div>';
+        return;
+    }
+    echo '<p>' . esc_html(sprintf(_n('%d message', '%d messages', $total), $total)) . '</p>';
+    echo '<table class="widefat striped"><thead><tr><th>Captured (UTC)</th><th>To</th><th>Subject</th><th>Message</th></tr></thead><tbody>';
+    foreach ($rows as $row) {
+        echo '<tr class="shophosting-captured-message"><td>' . esc_html($row->captured_at) . '</td>';
+        echo '<td>' . esc_html($row->recipients) . '</td>';
+        echo '<td class="subject">' . esc_html($row->subject) . '</td>';
+        echo '<td><details><summary>Show</summary><pre style="white-space: pre-wrap">';
+        echo esc_html(($row->headers !== '' ? $row->headers . "\n\n" : '') . $row->message);
+        echo '</pre></details></td></tr>';
+    }
+    echo '</tbody></table>';
+    $links = paginate_links([
+        'base' => add_query_arg('paged', '%#%', remove_query_arg('cleared')),
+        'format' => '',
+        'current' => $current,
+        'total' => $pages,
+    ]);
+    if ($links) {
+        echo '<div class="tablenav"><div class="tablenav-pages">' . $links . '</div></div>';  // paginate_links escapes its URLs
+    }
+    echo '<form method="post" action="' . esc_url(admin_url('admin-post.php')) . '">';
+    echo '<input type="hidden" name="action" value="shophosting_captured_mail_clear">';
+    wp_nonce_field('shophosting_captured_mail_clear');
+    submit_button('Clear the captured mail', 'delete', 'submit', false);
+    echo '</form></div>';
+}
+
+// Clearing: a POST to admin-post.php by an administrator, with the page's nonce (check_admin_referer answers
+// anything else with WordPress's "link expired" page, 403).
+add_action('admin_post_shophosting_captured_mail_clear', function () {
+    if (!current_user_can('manage_options')) {
+        wp_die(esc_html__('Sorry, you are not allowed to access this page.'), 403);
+    }
+    check_admin_referer('shophosting_captured_mail_clear');
+    global $wpdb;
+    if (shophosting_staging_mail_table_exists()) {
+        $table = shophosting_staging_mail_table();
+        $wpdb->query("DELETE FROM `$table`");
+    }
+    wp_safe_redirect(add_query_arg(['page' => SHOPHOSTING_CAPTURED_MAIL_PAGE, 'cleared' => 1], admin_url('tools.php')));
+    exit;
+});
 
 // Payments: the gateways' own test switches, applied when their settings are read, so the staging database
 // keeps the live values (a database push does not carry a forced test mode to the live store). Gateways with
