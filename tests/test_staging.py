@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from backups.models import BackupRun, RunStatus
 from backups.staging.models import StagingRun
@@ -24,7 +25,7 @@ from stores.exceptions import NoCapacity
 from stores.models import Store, StoreName
 from stores.selectors import store_history, store_list_for_customer
 from stores.services import store_create, store_credentials
-from tests.test_backups import WP_CONTENT, insert_post, posts, sql, web
+from tests.test_backups import WP_CONTENT, back_up, insert_post, posts, sql, web
 from tests.test_provisioning import HTTPS_PORT, NGINX_PORT, pebble_root
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +60,7 @@ def through_nginx(name: str, *, auth: tuple[str, str] | None = None):
 
 
 @pytest.mark.docker
-def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
+def test_staging_copy_from_a_backup_push_database_undo_basic_auth_noindex_mail_and_teardown(
     user_factory,
     woo_plan,
     store_images,
@@ -67,6 +68,7 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     restic_repository,
     django_capture_on_commit_callbacks,
     run_provisioning_worker,
+    run_backups_worker,
 ):
     capture = django_capture_on_commit_callbacks
     pro = Plan.objects.get(slug="woocommerce-commerce-pro")
@@ -79,20 +81,27 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     live.refresh_from_db()
     assert live.status == Store.Status.ACTIVE, live.jobs.first().error
 
-    # Create: a store of its own beside the live one, with the live store's posts, on its platform name.
+    # Create from a chosen backup: a store of its own beside the live one, with the live store's posts as that
+    # backup kept them (not the one written since), on its platform name.
+    insert_post(live, "Before the backup")
+    backup = back_up(live, BackupRun.Kind.MANUAL, run_backups_worker, capture)
+    insert_post(live, "After the backup")
     with capture(execute=True):
-        created = staging_create(live_store_id=live.pk)
+        created = staging_create(live_store_id=live.pk, source=str(backup.pk))
     run_provisioning_worker()
     created.refresh_from_db()
     assert created.status == StagingRun.Status.SUCCEEDED, created.job.error
+    assert created.source_backup_id == backup.pk
     copy = created.staging
     copy.refresh_from_db()
+    assert "Before the backup" in posts(copy) and "After the backup" not in posts(copy)
+    assert posts(copy) == [title for title in posts(live) if title != "After the backup"]
     assert copy.status == Store.Status.ACTIVE and copy.staging_of_id == live.pk
     assert copy.host_id == live.host_id and copy.port != live.port
     assert list(copy.names.values_list("kind", flat=True)) == [StoreName.Kind.PLATFORM]
     assert copy.domain.endswith("-staging." + settings.PLATFORM_DOMAIN)
     assert list(store_list_for_customer(customer)) == [live]  # never listed as a store of its own
-    assert posts(copy) == posts(live) and "Hello world!" in posts(live)
+    assert "Hello world!" in posts(copy)
 
     # Only the merchant gets in: 401 without the password, and never indexed.
     credentials = store_credentials(copy)
@@ -259,3 +268,41 @@ def test_a_copy_that_cannot_be_placed_fails_with_its_run_and_staff_retry_it_as_a
     job = job_retry(job_id=created.job_id)
     again = StagingRun.objects.get(job=job)
     assert (again.kind, again.staging_id, job.store_id, job.kind) == ("create", copy.pk, copy.pk, "staging_create")
+
+
+def test_a_copy_from_a_backup_that_is_not_the_stores_or_not_usable_is_refused_and_changes_nothing(
+    client, store_in_status
+):
+    pro = Plan.objects.get(slug="woocommerce-commerce-pro")
+    live = store_in_status(Store.Status.ACTIVE, plan=pro)
+    other = store_in_status(Store.Status.ACTIVE, plan=pro)
+    done = dict(status=RunStatus.SUCCEEDED, snapshot_id="ab" * 32, finished_at=timezone.now())
+    kept = BackupRun.objects.create(store=live, kind=BackupRun.Kind.MANUAL, **done)
+    theirs = BackupRun.objects.create(store=other, kind=BackupRun.Kind.MANUAL, **done)
+    failed = BackupRun.objects.create(store=live, kind=BackupRun.Kind.MANUAL, status=RunStatus.FAILED)
+    expired = BackupRun.objects.create(store=live, kind=BackupRun.Kind.SCHEDULED, forgotten_at=timezone.now(), **done)
+    stores, jobs = Store.objects.count(), ProvisioningJob.objects.count()
+    for source, refusal in (
+        (theirs.pk, "not one of"),
+        (failed.pk, "did not complete"),
+        (expired.pk, "no longer kept"),
+        ("yesterday", "Choose a live copy or one of your store's backups"),
+    ):
+        with pytest.raises(ValidationError, match=refusal):
+            staging_create(live_store_id=live.pk, source=source)
+    assert (Store.objects.count(), ProvisioningJob.objects.count()) == (stores, jobs)
+    assert not live.staging_copies.exists() and not StagingRun.objects.exists()
+
+    # The page offers a live copy and the store's kept backups only, and shows a refusal as it is worded.
+    client.force_login(live.customer)
+    page = client.get(f"/stores/{live.pk}/staging/").content.decode()
+    assert 'value="live" selected' in page and f'value="{kept.pk}"' in page
+    assert not any(f'value="{run.pk}"' in page for run in (theirs, failed, expired))
+    refused = client.post(f"/stores/{live.pk}/staging/create/", {"source": theirs.pk}, follow=True)
+    assert f"That backup is not one of {live.domain}" in refused.content.decode()
+    assert not live.staging_copies.exists()
+
+    created = client.post(f"/stores/{live.pk}/staging/create/", {"source": kept.pk})
+    run = StagingRun.objects.get(live=live)
+    assert created.status_code == 302 and run.source_backup_id == kept.pk
+    assert run.events.get().note == f"create requested from backup #{kept.pk} (snapshot abababab)"

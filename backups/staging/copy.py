@@ -1,7 +1,9 @@
 """Moving a store's data between a live store and its staging copy, on the engine that runs both: the database
 as a mariadb-dump (backups' dump and import, inside the database containers, the root password from each
 container's own secret file) and the web volumes as the engine's tar archives (ownership and modes kept),
-through a private directory under BACKUP_STAGING_DIR. Nothing goes through restic: a copy is made live."""
+through a private directory under BACKUP_STAGING_DIR. Nothing goes through restic for a live copy; a copy
+made from one of the live store's backups reads that snapshot with the restore's own steps (backups.services
+.restore: the dump imported, each web volume replaced by the snapshot's archive), which alone run restic."""
 
 import io
 import re
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from backups.services.restore import database_put_back, files_put_back
 from backups.services.stack_io import (
     IMPORT_DIR,
     IMPORT_FILE,
@@ -169,6 +172,30 @@ def files_copy(*, source: Store, target: Store, log: Log, staging_plugin: bool) 
                 base_url=target.host.docker_url,
             )
         log(f"files copied from store {source.pk} to store {target.pk}: {', '.join(suffixes)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def database_from_snapshot(*, snapshot_id: str, target: Store, log: Log) -> None:
+    """`target`'s database becomes the one in the snapshot (one of its live store's backups)."""
+    wait_db(target, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    work = staging_directory(f"staging-snapshot-{target.pk}-database")
+    try:
+        database_put_back(target, log, snapshot_id=snapshot_id, staging=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def files_from_snapshot(*, snapshot_id: str, target: Store, log: Log) -> None:
+    """`target`'s web volumes hold exactly the snapshot's files, plus the staging mu-plugin (a staging copy)."""
+
+    def with_staging_plugin(archive: Path, top: str) -> None:
+        if top == "wp-content":
+            _staging_plugin_set(archive, top=top, present=True)
+
+    work = staging_directory(f"staging-snapshot-{target.pk}-files")
+    try:
+        files_put_back(target, log, snapshot_id=snapshot_id, staging=work, rewrite=with_staging_plugin)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

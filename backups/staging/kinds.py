@@ -3,6 +3,7 @@
     staging_create   (the copy's job)  allocate → network → database and cache → copy the database →
                                        copy the files → start → route (basic auth, noindex) → certificate
     staging_refresh  (the copy's job)  stop the copy's app → copy the database → copy the files → start
+                     (both copy from the live store as it is, or from the backup the run names: source_backup)
     staging_push     (the live store's job)  check → pre-push backup → maintenance page → stop →
                                        push the database (all, or the chosen tables) → push the files → start
                                        → route;  any failure after the backup: put_back (the undo step)
@@ -53,9 +54,9 @@ PRE_BACKUP_STEP, MAINTENANCE_STEP, STOP_STEP, PUT_BACK_STEP = "pre_backup", "mai
 
 
 def _run(job_id: int) -> StagingRun:
-    return StagingRun.objects.select_related("live__host", "staging__host", "live__plan", "staging__plan").get(
-        job_id=job_id
-    )
+    return StagingRun.objects.select_related(
+        "live__host", "staging__host", "live__plan", "staging__plan", "source_backup"
+    ).get(job_id=job_id)
 
 
 # --- The copy's steps (create, refresh): live → staging ------------------------------------------------------
@@ -72,12 +73,20 @@ def step_images(store: Store, log: Log, *, job_id: int) -> None:
 
 def step_copy_database(store: Store, log: Log, *, job_id: int) -> None:
     run = _run(job_id)
-    copy.database_copy(source=run.live, target=run.staging, log=log)
+    if run.source_backup_id:
+        log(f"from the live store's backup #{run.source_backup_id}")
+        copy.database_from_snapshot(snapshot_id=run.source_backup.snapshot_id, target=run.staging, log=log)
+    else:
+        copy.database_copy(source=run.live, target=run.staging, log=log)
 
 
 def step_copy_files(store: Store, log: Log, *, job_id: int) -> None:
     run = _run(job_id)
-    copy.files_copy(source=run.live, target=run.staging, log=log, staging_plugin=True)
+    if run.source_backup_id:
+        log(f"from the live store's backup #{run.source_backup_id}")
+        copy.files_from_snapshot(snapshot_id=run.source_backup.snapshot_id, target=run.staging, log=log)
+    else:
+        copy.files_copy(source=run.live, target=run.staging, log=log, staging_plugin=True)
     log("the staging copy captures its mail and runs its payment gateways in test mode (its own mu-plugin)")
 
 
@@ -180,9 +189,9 @@ def retry(job_id: int, actor) -> object:
     run = _run(job_id)
     try:
         if run.kind == StagingRun.Kind.CREATE:
-            again = staging_create_retry(staging_store_id=run.staging_id, actor=actor)
+            again = staging_create_retry(staging_store_id=run.staging_id, source=run.source_backup_id, actor=actor)
         elif run.kind == StagingRun.Kind.REFRESH:
-            again = staging_refresh(live_store_id=run.live_id, actor=actor)
+            again = staging_refresh(live_store_id=run.live_id, source=run.source_backup_id, actor=actor)
         elif run.kind == StagingRun.Kind.PUSH:
             again = staging_push(live_store_id=run.live_id, scope=run.scope, tables=run.tables, actor=actor)
         else:
