@@ -18,6 +18,7 @@ from backups.staging.models import StagingRun
 from backups.staging.services import staging_create, staging_push, staging_refresh, staging_undo
 from billing.models import Plan
 from provisioning import docker_client, proxy
+from provisioning.exceptions import ProvisioningError
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
 from provisioning.services import job_enqueue, job_execute, job_retry
@@ -60,7 +61,7 @@ def through_nginx(name: str, *, auth: tuple[str, str] | None = None):
 
 
 @pytest.mark.docker
-def test_staging_copy_from_a_backup_push_database_undo_basic_auth_noindex_mail_and_teardown(
+def test_staging_copy_from_a_backup_push_undo_basic_auth_noindex_mail_suspend_resume_and_teardown(
     user_factory,
     woo_plan,
     store_images,
@@ -191,6 +192,32 @@ def test_staging_copy_from_a_backup_push_database_undo_basic_auth_noindex_mail_a
     assert posts(copy) == posts(live)
     assert through_nginx(copy.domain).status == 401
 
+    # Suspending the live store (whoever asks: the suspend kind) suspends its copy too: stopped, and its name
+    # answers the maintenance page like any suspended store (never indexed); resuming the live store starts it.
+    staging_auth = (credentials["staging_user"], credentials["staging_password"])
+    with capture(execute=True):
+        job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.SUSPEND)
+    run_provisioning_worker()
+    live.refresh_from_db()
+    copy.refresh_from_db()
+    assert live.status == Store.Status.SUSPENDED, live.jobs.first().error
+    assert copy.status == Store.Status.SUSPENDED
+    assert docker_client.container_state(name=f"{copy.slug}-web")[0] != "running"
+    assert docker_client.container_state(name=f"{copy.slug}-db")[0] != "running"
+    suspended = through_nginx(copy.domain)
+    assert suspended.status == 503 and "temporarily unavailable" in suspended.text
+    assert suspended.getheader("X-Robots-Tag") == "noindex, nofollow"
+    with pytest.raises(ValidationError, match="it must be live first"):
+        staging_refresh(live_store_id=live.pk)
+    with capture(execute=True):
+        job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.RESUME)
+    run_provisioning_worker()
+    live.refresh_from_db()
+    copy.refresh_from_db()
+    assert live.status == Store.Status.ACTIVE and copy.status == Store.Status.ACTIVE, live.jobs.first().error
+    resumed = through_nginx(copy.domain, auth=staging_auth)
+    assert resumed.status == 200 and "Stage Door" in resumed.text
+
     # Tearing the live store down removes its staging copy: containers, volumes, vhost, password file.
     with capture(execute=True):
         job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.TEARDOWN)
@@ -306,3 +333,22 @@ def test_a_copy_from_a_backup_that_is_not_the_stores_or_not_usable_is_refused_an
     run = StagingRun.objects.get(live=live)
     assert created.status_code == 302 and run.source_backup_id == kept.pk
     assert run.events.get().note == f"create requested from backup #{kept.pk} (snapshot abababab)"
+
+
+def test_a_suspend_waits_for_a_staging_copy_busy_with_its_own_job_and_changes_nothing(store_in_status):
+    """The copy's setup job still runs (queued here): the live store's suspend fails at its first step, saying
+    why, before its own containers or vhost are touched; the live store stays live and the copy is as it was."""
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    created = staging_create(live_store_id=live.pk)
+    suspend = job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.SUSPEND)
+    with pytest.raises(ProvisioningError, match=r"the staging copy .* is busy \(staging_create"):
+        job_execute(job_id=suspend.pk)
+    steps = dict(suspend.steps.values_list("name", "status"))
+    assert steps == {
+        "staging": JobStep.Status.FAILED,
+        "maintenance": JobStep.Status.SKIPPED,  # the engine's word for steps a failure left undone
+        "stop": JobStep.Status.SKIPPED,
+    }
+    live.refresh_from_db()
+    created.staging.refresh_from_db()
+    assert live.status == Store.Status.ACTIVE and created.staging.status == Store.Status.QUEUED
