@@ -21,7 +21,7 @@ from provisioning import docker_client, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
-from provisioning.services import job_enqueue, job_execute, job_retry
+from provisioning.services import job_enqueue, job_execute, job_retry, stores_disk_measure
 from stores.exceptions import NoCapacity
 from stores.models import Store, StoreName
 from stores.selectors import store_history, store_list_for_customer
@@ -104,6 +104,13 @@ def test_staging_copy_from_a_backup_push_undo_basic_auth_noindex_mail_suspend_re
     assert list(store_list_for_customer(customer)) == [live]  # never listed as a store of its own
     assert "Hello world!" in posts(copy)
 
+    # Its volumes count against the live store's disk allowance (and are recorded on its own row for staff).
+    stores_disk_measure()
+    live.refresh_from_db()
+    copy.refresh_from_db()
+    assert copy.disk_bytes > 1024 * 1024 and live.disk_staging_bytes == copy.disk_bytes
+    assert live.disk_bytes > 2 * 1024 * 1024 + copy.disk_bytes  # its own database and files, and the copy's
+
     # Only the merchant gets in: 401 without the password, and never indexed.
     credentials = store_credentials(copy)
     refused = through_nginx(copy.domain)
@@ -133,6 +140,7 @@ def test_staging_copy_from_a_backup_push_undo_basic_auth_noindex_mail_suspend_re
     assert JobStep.objects.get(job=push.job, name="push_files").status == JobStep.Status.SKIPPED
     backup = BackupRun.objects.get(pk=int(push.backup_reference))
     assert backup.store_id == live.pk and backup.status == RunStatus.SUCCEEDED
+    assert backup.get_kind_display() == "Before a push from staging"
     assert sql(live, "SHOW TABLES LIKE '%captured_mail'") == ""  # the copy's captured mail stays there
     live_page = through_nginx(live.domain)
     assert live_page.status == 200 and "Changed on staging" in live_page.text
@@ -352,3 +360,15 @@ def test_a_suspend_waits_for_a_staging_copy_busy_with_its_own_job_and_changes_no
     live.refresh_from_db()
     created.staging.refresh_from_db()
     assert live.status == Store.Status.ACTIVE and created.staging.status == Store.Status.QUEUED
+
+
+def test_the_backup_a_push_takes_is_listed_for_what_it_is_beside_an_updates(client, store_in_status):
+    """Both are the update's safety net, each labelled by its own kind (BackupRun.Kind, the one place)."""
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    done = dict(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    BackupRun.objects.create(store=live, kind=BackupRun.Kind.PRE_UPDATE, snapshot_id="cd" * 32, **done)
+    BackupRun.objects.create(store=live, kind=BackupRun.Kind.PRE_PUSH, snapshot_id="ef" * 32, **done)
+    client.force_login(live.customer)
+    page = client.get(f"/stores/{live.pk}/backups/").content.decode()
+    assert "<td>Before a push from staging</td>" in page and "<td>Before an update</td>" in page
+    assert "(before a push from staging)" in client.get(f"/stores/{live.pk}/staging/").content.decode()

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from backups.models import BackupRun
+from backups.services.pre_update import pre_update_backup_take
 from backups.staging import copy
 from backups.staging.models import StagingRun
 from backups.staging.services import (
@@ -106,8 +108,15 @@ def step_check(store: Store, log: Log, *, job_id: int) -> None:
 
 
 def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
-    reference = safety.snapshot_take(
-        store_id=store.pk, job_id=job_id, reason="before a push from its staging copy", log=log
+    """The update's safety net, called directly (staging is part of backups) for its own kind of backup, so
+    the merchant's list names it for what it is ("Before a push from staging"); it is put back through
+    provisioning.safety like an update's."""
+    reference = pre_update_backup_take(
+        store_id=store.pk,
+        job_id=job_id,
+        reason="before a push from its staging copy",
+        log=log,
+        kind=BackupRun.Kind.PRE_PUSH,
     )
     StagingRun.objects.filter(job_id=job_id).update(backup_reference=reference)
 
