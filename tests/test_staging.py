@@ -4,6 +4,7 @@ backup; and the refusals, which need no engine."""
 
 import base64
 import http.client
+import re
 import socket
 import ssl
 from pathlib import Path
@@ -372,3 +373,84 @@ def test_the_backup_a_push_takes_is_listed_for_what_it_is_beside_an_updates(clie
     page = client.get(f"/stores/{live.pk}/backups/").content.decode()
     assert "<td>Before a push from staging</td>" in page and "<td>Before an update</td>" in page
     assert "(before a push from staging)" in client.get(f"/stores/{live.pk}/staging/").content.decode()
+
+
+@pytest.mark.docker
+def test_a_magento_staging_copy_with_standin_images_has_its_own_base_urls_no_mail_and_pushes_keep_lives_install(
+    settings,
+    user_factory,
+    woo_plan,  # seeds the whole plan catalogue
+    store_images,
+    clean_test_stores,
+    restic_repository,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+    run_backups_worker,
+):
+    """Magento is obtainable nowhere here: the STAND-IN web and search images (their bin/magento config:set
+    keeps base URLs and env.php's values in the `env` volume's state file), real MariaDB, Redis and Varnish.
+    Proves the copy's wiring (database, its own base URLs, mail disabled, behind its password) and that a
+    push never sends live's install configuration; not Magento itself."""
+    from tests.test_confinement import exec_in, provision
+
+    capture = django_capture_on_commit_callbacks
+    settings.STORE_SMTP_HOST, settings.STORE_SMTP_PORT, settings.STORE_SMTP_SECURITY = ("relay.example.net", 587, "tls")
+    settings.STORE_SMTP_USER, settings.STORE_SMTP_PASSWORD = "shops", "magento-staging-relay-pw"
+    plan = Plan.objects.get(slug="magento-commerce-pro")
+    assert plan.staging
+    live = provision(
+        customer=user_factory(),
+        plan=plan,
+        domain="mage-live.test",
+        title="Mage Live",
+        capture=capture,
+        run_worker=run_provisioning_worker,
+    )
+    run_backups_worker()  # the first backup its setup queued holds the store until it is done
+    with capture(execute=True):
+        created = staging_create(live_store_id=live.pk)
+    run_provisioning_worker()
+    created.refresh_from_db()
+    assert created.status == StagingRun.Status.SUCCEEDED, created.job.error
+    copy = created.staging
+    copy.refresh_from_db()
+    assert copy.status == Store.Status.ACTIVE and copy.platform == "magento"
+
+    # Its Magento reaches its own database with live's install configuration, on its own base URLs.
+    auth = (store_credentials(copy)["staging_user"], store_credentials(copy)["staging_password"])
+    assert through_nginx(copy.domain).status == 401
+    page = through_nginx(copy.domain, auth=auth)
+    assert page.status == 200 and "<title>Mage Live</title>" in page.text, page.text
+    assert page.getheader("X-Robots-Tag") == "noindex, nofollow"
+    assert "database: ok" in page.text
+    assert re.search(rf"<li>base URL: https?://{re.escape(copy.domain)}/</li>", page.text), page.text
+    assert f"secure base URL: https://{copy.domain}/" in page.text
+    live_page = through_nginx(live.domain)
+    assert re.search(r"<li>base URL: https?://mage-live\.test/</li>", live_page.text), live_page.text
+
+    # Mail: Magento's "Disable Email Communications", locked as a configuration variable; no relay at all.
+    environment = dict(
+        item.split("=", 1) for item in docker_client.client().containers.get(f"{copy.slug}-web").attrs["Config"]["Env"]
+    )
+    assert environment["CONFIG__DEFAULT__SYSTEM__SMTP__DISABLE"] == "1"
+    assert not any(name.startswith("CONFIG__DEFAULT__SYSTEM__SMTP__HOST") for name in environment)
+    assert "MAGENTO_SMTP_PASSWORD_FILE" not in environment
+    assert environment["CONFIG__DEFAULT__PAYPAL__WPP__SANDBOX_FLAG"] == "1"
+    assert "mail: sendmail" in page.text  # the stand-in's word for "no SMTP transport configured"
+    code, _ = exec_in(f"{copy.slug}-web", "ls /run/secrets/smtp_password")
+    assert code != 0
+
+    # A push of both: media reaches live, live's install configuration (env.php) stays its own, and live's
+    # base URLs are set back after its database came from staging.
+    exec_in(f"{copy.slug}-web", "echo staged > /var/www/html/pub/media/staged.txt")
+    with capture(execute=True):
+        push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.BOTH)
+    run_provisioning_worker()
+    push.refresh_from_db()
+    assert push.status == StagingRun.Status.SUCCEEDED, push.job.error
+    assert exec_in(f"{live.slug}-web", "cat /var/www/html/pub/media/staged.txt")[1].strip() == "staged"
+    assert JobStep.objects.get(job=push.job, name="urls").status == JobStep.Status.SUCCEEDED
+    live_page = through_nginx(live.domain)
+    assert live_page.status == 200 and "<title>Mage Live</title>" in live_page.text
+    assert re.search(r"<li>base URL: https?://mage-live\.test/</li>", live_page.text), live_page.text
+    assert "mail: smtp relay.example.net:587" in live_page.text  # live still sends through the relay

@@ -37,6 +37,9 @@ from stores.models import Store
 STAGING_PLUGIN_SOURCE = Path(__file__).parent / "wordpress" / "shophosting-staging.php"
 STAGING_PLUGIN_MEMBER = "mu-plugins/shophosting-staging.php"  # inside wp-content
 WWW_DATA = 33
+# Volumes a push never sends to live: Magento's install configuration (app/etc/env.php: its database password,
+# crypt key and relay password are the live store's own; a copy receives live's on create and refresh).
+NEVER_PUSHED = {"env"}
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 TABLES_COMMAND = [
     "sh",
@@ -153,10 +156,16 @@ def database_copy(
 
 def files_copy(*, source: Store, target: Store, log: Log, staging_plugin: bool) -> None:
     """`target`'s web volumes hold exactly `source`'s files. `staging_plugin`: the target is a staging copy,
-    and gets the staging mu-plugin; otherwise (a push to live) the plugin is left out of what arrives."""
+    and gets the staging mu-plugin; otherwise (a push to live) the plugin is left out of what arrives, and
+    the volumes in NEVER_PUSHED stay live's."""
     work = _work_directory(source, target)
     try:
         suffixes = volumes_archive(source, work / "files")
+        if not staging_plugin:
+            kept = [suffix for suffix in suffixes if suffix in NEVER_PUSHED]
+            suffixes = [suffix for suffix in suffixes if suffix not in NEVER_PUSHED]
+            if kept:
+                log(f"kept as they are on live: {', '.join(kept)} (its own install configuration)")
         stack, mounts = stack_for(target), web_volumes(target)
         for suffix in suffixes:
             archive = work / "files" / f"{suffix}.tar"

@@ -38,6 +38,7 @@ from provisioning.steps import (
     allocate,
     app_start,
     app_stop,
+    app_urls_replace,
     data_services_start,
     network_and_volumes,
     tls_certificate,
@@ -90,6 +91,16 @@ def step_copy_files(store: Store, log: Log, *, job_id: int) -> None:
     else:
         copy.files_copy(source=run.live, target=run.staging, log=log, staging_plugin=True)
     log("the staging copy captures its mail and runs its payment gateways in test mode (its own mu-plugin)")
+
+
+def step_urls(store: Store, log: Log) -> None:
+    """The store's application URLs are its own names again after its database came from the other store:
+    Magento keeps its base URLs in its database (the stack's url_replace_commands, as a primary-name change
+    runs them). WordPress takes its URLs from the stack (WP_HOME, WP_SITEURL): nothing to do."""
+    if store.platform != "magento":
+        log("WordPress takes its addresses from the stack: nothing to change")
+        return
+    app_urls_replace(store, log)
 
 
 # --- The push's steps: staging → live ------------------------------------------------------------------------
@@ -224,6 +235,7 @@ KINDS = (
             Step("copy_database", "Copy the live database", step_copy_database, with_job=True),
             Step("copy_files", "Copy the live files", step_copy_files, with_job=True),
             Step("app", "Start the web server", app_start),
+            Step("urls", "Give the copy its own address", step_urls),
             Step("proxy", "Route the staging name through nginx, behind a password", vhost_proxy),
             Step("tls", "Get a TLS certificate", tls_certificate),
         ),
@@ -242,6 +254,7 @@ KINDS = (
             Step("copy_database", "Copy the live database", step_copy_database, with_job=True),
             Step("copy_files", "Copy the live files", step_copy_files, with_job=True),
             Step("app", "Start the web server", app_start),
+            Step("urls", "Give the copy its own address", step_urls),
         ),
         store_statuses=frozenset({S.ACTIVE}),
         timeout_seconds=COPY_TIMEOUT,
@@ -258,6 +271,7 @@ KINDS = (
             Step("push_database", "Push the database", step_push_database, with_job=True),
             Step("push_files", "Push the files", step_push_files, with_job=True),
             Step("app", "Start the web server", app_start),
+            Step("urls", "Give the live store its own addresses again", step_urls),
             Step("route", "Route the domain to the store again", vhost_proxy),
         ),
         undo=Step(PUT_BACK_STEP, "Put the live store back as it was", step_put_back, with_job=True),
