@@ -317,11 +317,15 @@ def test_a_copy_from_a_backup_that_is_not_the_stores_or_not_usable_is_refused_an
     theirs = BackupRun.objects.create(store=other, kind=BackupRun.Kind.MANUAL, **done)
     failed = BackupRun.objects.create(store=live, kind=BackupRun.Kind.MANUAL, status=RunStatus.FAILED)
     expired = BackupRun.objects.create(store=live, kind=BackupRun.Kind.SCHEDULED, forgotten_at=timezone.now(), **done)
+    broken = BackupRun.objects.create(
+        store=live, kind=BackupRun.Kind.MANUAL, verify_error="dump does not import", **done
+    )
     stores, jobs = Store.objects.count(), ProvisioningJob.objects.count()
     for source, refusal in (
         (theirs.pk, "not one of"),
         (failed.pk, "did not complete"),
         (expired.pk, "no longer kept"),
+        (broken.pk, "failed its last restore check"),
         ("yesterday", "Choose a live copy or one of your store's backups"),
     ):
         with pytest.raises(ValidationError, match=refusal):
@@ -333,7 +337,7 @@ def test_a_copy_from_a_backup_that_is_not_the_stores_or_not_usable_is_refused_an
     client.force_login(live.customer)
     page = client.get(f"/stores/{live.pk}/staging/").content.decode()
     assert 'value="live" selected' in page and f'value="{kept.pk}"' in page
-    assert not any(f'value="{run.pk}"' in page for run in (theirs, failed, expired))
+    assert not any(f'value="{run.pk}"' in page for run in (theirs, failed, expired, broken))
     refused = client.post(f"/stores/{live.pk}/staging/create/", {"source": theirs.pk}, follow=True)
     assert f"That backup is not one of {live.domain}" in refused.content.decode()
     assert not live.staging_copies.exists()

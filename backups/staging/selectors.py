@@ -34,5 +34,6 @@ def staging_overview(live: Store) -> dict:
         "runs": runs,
         "undoable": undoable,
         "allowed": live.plan.staging,
-        "sources": store_snapshot_list(live).runs if live.plan.staging else [],
+        # Those a copy can be made from (services.source_backup_choose): not one whose restore check failed.
+        "sources": [run for run in store_snapshot_list(live).runs if not run.verify_error] if live.plan.staging else [],
     }

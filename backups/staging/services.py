@@ -67,7 +67,8 @@ LIVE_SOURCE = "live"  # the form's value for "a live copy (now)"; a backup is ch
 def source_backup_choose(*, live: Store, source: str | int | None) -> BackupRun | None:
     """The backup of `live` a copy is made from (None: a live copy, for `source` None, "" or "live"), from the
     database records the backups page lists (no restic in a request). Refused in plain words, nothing
-    changed: not a backup of this store, one that did not complete, or one the repository no longer keeps."""
+    changed: not a backup of this store, one that did not complete, one the repository no longer keeps, or
+    one whose last restore check (backups' verify) failed."""
     if source in (None, "", LIVE_SOURCE):
         return None
     try:
@@ -81,6 +82,10 @@ def source_backup_choose(*, live: Store, source: str | int | None) -> BackupRun 
         raise ValidationError("That backup did not complete, so a copy cannot be made from it; choose another.")
     if run.forgotten_at is not None:
         raise ValidationError("That backup is no longer kept (it has expired); choose a newer one.")
+    if run.verify_error:
+        raise ValidationError(
+            "That backup failed its last restore check, so a copy is not made from it; choose another."
+        )
     return run
 
 
