@@ -33,6 +33,7 @@ class BackupRun(models.Model):
         MANUAL = "manual", "Manual"
         PRE_RESTORE = "pre-restore", "Before a restore"
         PRE_UPDATE = "pre-update", "Before an update"
+        PRE_PUSH = "pre-push", "Before a push from staging"
         PRE_IMPORT = "pre-import", "Before an import"
         FINAL = "final", "Final (subscription ended)"
         SYSTEM = "system", "System"
@@ -81,7 +82,7 @@ class BackupRun(models.Model):
 
     # Taken by another job's step before it changes the store (a restore's job, an update's job), never by a
     # `backup` job of their own; the schedule does not count them.
-    BEFORE_A_CHANGE = (Kind.PRE_RESTORE, Kind.PRE_UPDATE, Kind.PRE_IMPORT)
+    BEFORE_A_CHANGE = (Kind.PRE_RESTORE, Kind.PRE_UPDATE, Kind.PRE_PUSH, Kind.PRE_IMPORT)
 
     def __str__(self):
         target = f"store {self.store_id}" if self.store_id else "platform"

@@ -613,9 +613,16 @@ def stores_usage_sample(*, now=None) -> int:
 def stores_disk_measure(*, now=None) -> int:
     """Record what every live or suspended store's volumes (its database and files) take on disk, one engine
     report per host; stores.services.store_disk_record tells the merchant at 80 % and over 100 % of the plan's
-    allowance. A host whose engine does not answer is skipped (logged) and measured next time."""
+    allowance. A store's staging copy (on the same host) counts against its live store's allowance: its
+    volumes are added to the live store's, whatever the copy's status, and also recorded on the copy's own
+    row for staff. A host whose engine does not answer is skipped (logged) and measured next time."""
     now = now or timezone.now()
     stores = Store.objects.filter(status__in=[S.ACTIVE, S.SUSPENDED]).exclude(host=None).select_related("host")
+    copies: dict[int, list[int]] = {}  # live store id -> its staging copies that still have volumes
+    for copy_id, live_id in (
+        Store.objects.filter(staging_of__isnull=False).exclude(status=S.DELETED).values_list("pk", "staging_of_id")
+    ):
+        copies.setdefault(live_id, []).append(copy_id)
     by_host: dict[int, list[Store]] = {}
     for store in stores:
         by_host.setdefault(store.host_id, []).append(store)
@@ -628,6 +635,12 @@ def stores_disk_measure(*, now=None) -> int:
             logger.warning("disk use of the stores on %s not measured: %s", host.name, exc)
             continue
         for store in host_stores:
-            store_disk_record(store_id=store.pk, used_bytes=sizes.get(str(store.pk), 0), measured_at=now)
+            staging = sum(sizes.get(str(copy_id), 0) for copy_id in copies.get(store.pk, []))
+            store_disk_record(
+                store_id=store.pk,
+                used_bytes=sizes.get(str(store.pk), 0) + staging,
+                staging_bytes=staging,
+                measured_at=now,
+            )
             measured += 1
     return measured

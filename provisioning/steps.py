@@ -428,6 +428,63 @@ def staging_copies_remove(store: Store, log: Log) -> None:
         log(f"staging copy {copy.domain} removed")
 
 
+def _staging_copies(store: Store, statuses: set[str]) -> list[Store]:
+    return list(Store.objects.select_related("host", "plan").filter(staging_of=store, status__in=statuses))
+
+
+def staging_copies_suspend(store: Store, log: Log) -> None:
+    """A suspended store's staging copy is suspended with it: the maintenance page (like any suspended store's,
+    to everyone; still noindex) and every container stopped, whatever suspends the store (non-payment, staff, a final
+    backup), since each goes through the suspend kind. First in the suspend, so a copy busy with a job of its
+    own (a refresh) fails it before the live store is touched; its retry suspends both once that job ended.
+    A copy suspended already (a retried suspend) is stopped again, which changes nothing."""
+    copies = _staging_copies(store, set(S.values) - {S.DELETING, S.DELETED})
+    if not copies:
+        log("no staging copy")
+        return
+    for copy in copies:  # a copy being made counts: it would be live once its job ends
+        active = JobModel.objects.filter(store=copy, status__in=JobModel.ACTIVE).first()
+        if active is not None:
+            raise ProvisioningError(
+                f"the staging copy {copy.domain} is busy ({active.kind}, job #{active.pk}); nothing was suspended"
+            )
+    for copy in copies:
+        if copy.status not in (S.ACTIVE, S.SUSPENDED):
+            log(f"staging copy {copy.domain} is {copy.get_status_display().lower()}: left as it is")
+            continue
+        if copy.status == S.ACTIVE:
+            copy = store_services.store_transition(
+                store_id=copy.pk, to=S.SUSPENDED, note=f"its live store {store.pk} is suspended"
+            )
+        vhost_maintenance(copy, log)
+        containers_stop(copy, log)
+        log(f"staging copy {copy.domain} suspended with its live store")
+
+
+def staging_copies_resume(store: Store, log: Log) -> None:
+    """A resumed store's suspended staging copy starts again and is routed (behind its password). Last in the
+    resume, after the live store answers: a copy that does not start is logged and left suspended (staff
+    resume it from its own page), never holding its live store back."""
+    copies = _staging_copies(store, {S.SUSPENDED})
+    if not copies:
+        log("no suspended staging copy")
+        return
+    for copy in copies:
+        if JobModel.objects.filter(store=copy, status__in=JobModel.ACTIVE).exists():
+            log(f"staging copy {copy.domain} is busy with a job of its own; left as it is")
+            continue
+        try:
+            containers_start(copy, log)
+            copy = store_services.store_transition(
+                store_id=copy.pk, to=S.ACTIVE, note=f"its live store {store.pk} is resumed"
+            )
+            vhost_proxy(copy, log)
+        except ProvisioningError as exc:
+            log(f"staging copy {copy.domain} did not start again, left suspended for staff: {exc}")
+            continue
+        log(f"staging copy {copy.domain} resumed with its live store")
+
+
 def port_release(store: Store, log: Log) -> None:
     store_services.store_release(store_id=store.pk)
     log("port released")
@@ -478,6 +535,7 @@ KINDS = (
         name=K.SUSPEND,
         title="Suspend",
         steps=(
+            Step("staging", "Suspend the staging copy", staging_copies_suspend),
             Step("maintenance", "Show the maintenance page", vhost_maintenance),
             Step("stop", "Stop the containers", containers_stop),
         ),
@@ -490,6 +548,7 @@ KINDS = (
         steps=(
             Step("start", "Start the containers", containers_start),
             Step("proxy", "Route the domain through nginx", vhost_proxy),
+            Step("staging", "Start the staging copy again", staging_copies_resume),
         ),
         store_statuses=frozenset({S.SUSPENDED}),
         store_status_on_success=S.ACTIVE,

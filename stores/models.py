@@ -100,9 +100,12 @@ class Store(models.Model):
             "after a certificate lapses or a domain moves away. Turn it on only when HTTPS works on every name."
         ),
     )
-    # Disk: what the store's volumes (its database and files) take, measured by a periodic job, and the share
+    # Disk: what the store's volumes (its database and files, and its staging copy's) take, measured by a
+    # periodic job, and the share
     # of the plan's allowance the merchant was last told about (0, 80 or 100), so each is mailed once.
     disk_bytes = models.BigIntegerField(null=True, blank=True)
+    # Of disk_bytes, what the store's staging copy takes: a copy counts against its live store's allowance.
+    disk_staging_bytes = models.BigIntegerField(default=0)
     disk_measured_at = models.DateTimeField(null=True, blank=True)
     disk_alert_percent = models.PositiveSmallIntegerField(default=0)
     # A staging copy is a store of its own (its stack on its live store's host, its platform name, its place

@@ -110,6 +110,11 @@ class DiskUsage:
     used_bytes: int
     allowance_bytes: int
     measured_at: object  # an aware datetime
+    staging_bytes: int = 0  # of used_bytes, the staging copy's
+
+    @property
+    def staging_gb(self) -> str:
+        return f"{self.staging_bytes / GB:.2f}"
 
     @property
     def percent(self) -> int:
@@ -133,10 +138,13 @@ class DiskUsage:
 
 
 def store_disk_usage(store: Store) -> DiskUsage | None:
-    """The store's disk use against its plan's allowance, as last measured; None before the first measurement."""
+    """The store's disk use (its staging copy's included) against its plan's allowance, as last measured; None
+    before the first measurement."""
     if store.disk_bytes is None:
         return None
-    return DiskUsage(store.disk_bytes, store.plan.disk_allowance_gb * GB, store.disk_measured_at)
+    return DiskUsage(
+        store.disk_bytes, store.plan.disk_allowance_gb * GB, store.disk_measured_at, store.disk_staging_bytes
+    )
 
 
 def store_of_customer_or_404(customer, store_id: int) -> Store:

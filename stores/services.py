@@ -213,16 +213,19 @@ def store_plan_change(*, store_id: int, plan: "Plan", actor: User | None = None)
 
 
 @transaction.atomic
-def store_disk_record(*, store_id: int, used_bytes: int, measured_at) -> Store:
-    """Record what the store's volumes take. When it crosses 80 % of the plan's allowance, or the allowance
-    itself, the merchant is mailed once (after the commit); falling back below re-arms the warning."""
+def store_disk_record(*, store_id: int, used_bytes: int, measured_at, staging_bytes: int = 0) -> Store:
+    """Record what the store's volumes take, `staging_bytes` of its staging copy's included in `used_bytes`
+    (a copy counts against its live store's allowance). When it crosses 80 % of the plan's allowance, or the
+    allowance itself, the merchant is mailed once (after the commit); falling back below re-arms the warning.
+    A staging copy's own record is for staff only: its use is told on its live store's."""
     store = Store.objects.select_for_update().select_related("plan", "customer").get(pk=store_id)
     store.disk_bytes = used_bytes
+    store.disk_staging_bytes = staging_bytes
     store.disk_measured_at = measured_at
     usage = store_disk_usage(store)
-    crossed = usage.alert_percent > store.disk_alert_percent
+    crossed = usage.alert_percent > store.disk_alert_percent and not store.staging_of_id
     store.disk_alert_percent = usage.alert_percent
-    store.save(update_fields=["disk_bytes", "disk_measured_at", "disk_alert_percent"])
+    store.save(update_fields=["disk_bytes", "disk_staging_bytes", "disk_measured_at", "disk_alert_percent"])
     if crossed:
         context = {"store": store, "usage": usage, "dashboard_path": reverse("stores:detail", args=[store.pk])}
         transaction.on_commit(lambda: email_send(template="store_disk", to=[store.customer.email], context=context))

@@ -36,7 +36,7 @@ def _staging_label(live: Store) -> str:
 def staging_store_create(*, live_store_id: int, actor: User | None = None) -> Store:
     """The Store row of a new staging copy of `live_store_id`, queued (its setup job is the caller's). Refused
     with a ValidationError in plain words: a plan without the `staging` feature, a store that is not live, a
-    staging copy of a staging copy, a second copy, a platform the copy cannot be made for yet."""
+    staging copy of a staging copy, a second copy."""
     live = Store.objects.select_for_update().select_related("plan", "customer").get(pk=live_store_id)
     if live.staging_of_id:
         raise ValidationError("This is a staging copy already; make a staging copy of the live store instead.")
@@ -45,8 +45,6 @@ def staging_store_create(*, live_store_id: int, actor: User | None = None) -> St
             f"Staging copies are not part of the {live.plan.name} plan. Choose a plan that includes staging "
             "to make one."
         )
-    if live.platform != "woocommerce":
-        raise ValidationError(f"Staging copies are available for WooCommerce stores; {live.domain} runs Magento.")
     if live.status != S.ACTIVE:
         raise ValidationError(
             f"A staging copy is made from a live store; {live.domain} is {live.get_status_display().lower()}."
@@ -79,9 +77,18 @@ def staging_store_create(*, live_store_id: int, actor: User | None = None) -> St
     )
     # Its one name: the platform name, primary (the vhost serves it; store_names_ensure adds nothing more).
     StoreName.objects.create(store=staging, name=name, served_name=name, kind=StoreName.Kind.PLATFORM, is_primary=True)
-    staging.credentials_encrypted = crypto.encrypt(
-        {"staging_user": STAGING_USER, "staging_password": secrets.token_urlsafe(18)}
-    )
+    credentials = {"staging_user": STAGING_USER, "staging_password": secrets.token_urlsafe(18)}
+    if live.platform == "magento":
+        # Magento's install configuration (app/etc/env.php: the database password, the crypt key that
+        # decrypts the copied database's secrets) lives in the `env` volume the copy receives from live, so the
+        # copy's database user gets the live store's password, and its admin login is the live store's (its
+        # users come with the database). The database root password stays the copy's own.
+        live_credentials = crypto.decrypt(live.credentials_encrypted) if live.credentials_encrypted else {}
+        shared = ("db_user", "db_password", "admin_user", "admin_email", "admin_password")
+        if all(live_credentials.get(key) for key in shared):
+            credentials |= {key: live_credentials[key] for key in shared}
+            credentials["db_root_password"] = secrets.token_urlsafe(24)
+    staging.credentials_encrypted = crypto.encrypt(credentials)
     staging.save(update_fields=["credentials_encrypted"])
     StoreEvent.objects.create(
         store=staging, old_status="", new_status=staging.status, actor=actor, note=f"staging copy of store {live.pk}"

@@ -47,7 +47,7 @@ FEATURE_BEHAVIOUR = {
     ),
     "staging": (
         "staging: a copy beside the live store (basic auth, noindex, mail captured), pushed back behind a backup",
-        "tests/test_staging.py::test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown",
+        "tests/test_staging.py::test_staging_copy_from_a_backup_push_undo_basic_auth_noindex_mail_suspend_resume_and_teardown",
     ),
     "redis_cache": (
         "provisioning: WordPress keeps its object cache in the store's own Redis (the drop-in), bounded by it",

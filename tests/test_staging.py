@@ -14,20 +14,22 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import Client
+from django.utils import timezone
 
 from backups.models import BackupRun, RunStatus
 from backups.staging.models import StagingRun
 from backups.staging.services import staging_create, staging_push, staging_refresh, staging_undo
 from billing.models import Plan
 from provisioning import docker_client, proxy
+from provisioning.exceptions import ProvisioningError
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.orders import store_order_paid
-from provisioning.services import job_enqueue, job_execute, job_retry
+from provisioning.services import job_enqueue, job_execute, job_retry, stores_disk_measure
 from stores.exceptions import NoCapacity
 from stores.models import Store, StoreName
 from stores.selectors import store_history, store_list_for_customer
 from stores.services import store_create, store_credentials
-from tests.test_backups import WP_CONTENT, insert_post, posts, sql, web
+from tests.test_backups import WP_CONTENT, back_up, insert_post, posts, sql, web
 from tests.test_provisioning import HTTPS_PORT, NGINX_PORT, pebble_root
 
 pytestmark = pytest.mark.django_db
@@ -210,7 +212,7 @@ def captured_mail_is_shown_to_the_copys_administrators_only(live: Store, copy: S
 
 
 @pytest.mark.docker
-def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
+def test_staging_copy_from_a_backup_push_undo_basic_auth_noindex_mail_suspend_resume_and_teardown(
     user_factory,
     woo_plan,
     store_images,
@@ -218,6 +220,7 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     restic_repository,
     django_capture_on_commit_callbacks,
     run_provisioning_worker,
+    run_backups_worker,
 ):
     capture = django_capture_on_commit_callbacks
     pro = Plan.objects.get(slug="woocommerce-commerce-pro")
@@ -230,20 +233,34 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     live.refresh_from_db()
     assert live.status == Store.Status.ACTIVE, live.jobs.first().error
 
-    # Create: a store of its own beside the live one, with the live store's posts, on its platform name.
+    # Create from a chosen backup: a store of its own beside the live one, with the live store's posts as that
+    # backup kept them (not the one written since), on its platform name.
+    insert_post(live, "Before the backup")
+    backup = back_up(live, BackupRun.Kind.MANUAL, run_backups_worker, capture)
+    insert_post(live, "After the backup")
     with capture(execute=True):
-        created = staging_create(live_store_id=live.pk)
+        created = staging_create(live_store_id=live.pk, source=str(backup.pk))
     run_provisioning_worker()
     created.refresh_from_db()
     assert created.status == StagingRun.Status.SUCCEEDED, created.job.error
+    assert created.source_backup_id == backup.pk
     copy = created.staging
     copy.refresh_from_db()
+    assert "Before the backup" in posts(copy) and "After the backup" not in posts(copy)
+    assert posts(copy) == [title for title in posts(live) if title != "After the backup"]
     assert copy.status == Store.Status.ACTIVE and copy.staging_of_id == live.pk
     assert copy.host_id == live.host_id and copy.port != live.port
     assert list(copy.names.values_list("kind", flat=True)) == [StoreName.Kind.PLATFORM]
     assert copy.domain.endswith("-staging." + settings.PLATFORM_DOMAIN)
     assert list(store_list_for_customer(customer)) == [live]  # never listed as a store of its own
-    assert posts(copy) == posts(live) and "Hello world!" in posts(live)
+    assert "Hello world!" in posts(copy)
+
+    # Its volumes count against the live store's disk allowance (and are recorded on its own row for staff).
+    stores_disk_measure()
+    live.refresh_from_db()
+    copy.refresh_from_db()
+    assert copy.disk_bytes > 1024 * 1024 and live.disk_staging_bytes == copy.disk_bytes
+    assert live.disk_bytes > 2 * 1024 * 1024 + copy.disk_bytes  # its own database and files, and the copy's
 
     # Only the merchant gets in: 401 without the password, and never indexed.
     credentials = store_credentials(copy)
@@ -275,6 +292,7 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     assert JobStep.objects.get(job=push.job, name="push_files").status == JobStep.Status.SKIPPED
     backup = BackupRun.objects.get(pk=int(push.backup_reference))
     assert backup.store_id == live.pk and backup.status == RunStatus.SUCCEEDED
+    assert backup.get_kind_display() == "Before a push from staging"
     assert sql(live, "SHOW TABLES LIKE '%captured_mail'") == ""  # the copy's captured mail stays there
     live_page = through_nginx(live.domain)
     assert live_page.status == 200 and "Changed on staging" in live_page.text
@@ -333,6 +351,32 @@ def test_staging_copy_push_database_undo_basic_auth_noindex_mail_and_teardown(
     assert sql(copy, "SELECT option_value FROM wp_options WHERE option_name = 'blogname'") == "Stage Door"
     assert posts(copy) == posts(live)
     assert through_nginx(copy.domain).status == 401
+
+    # Suspending the live store (whoever asks: the suspend kind) suspends its copy too: stopped, and its name
+    # answers the maintenance page like any suspended store (never indexed); resuming the live store starts it.
+    staging_auth = (credentials["staging_user"], credentials["staging_password"])
+    with capture(execute=True):
+        job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.SUSPEND)
+    run_provisioning_worker()
+    live.refresh_from_db()
+    copy.refresh_from_db()
+    assert live.status == Store.Status.SUSPENDED, live.jobs.first().error
+    assert copy.status == Store.Status.SUSPENDED
+    assert docker_client.container_state(name=f"{copy.slug}-web")[0] != "running"
+    assert docker_client.container_state(name=f"{copy.slug}-db")[0] != "running"
+    suspended = through_nginx(copy.domain)
+    assert suspended.status == 503 and "temporarily unavailable" in suspended.text
+    assert suspended.getheader("X-Robots-Tag") == "noindex, nofollow"
+    with pytest.raises(ValidationError, match="it must be live first"):
+        staging_refresh(live_store_id=live.pk)
+    with capture(execute=True):
+        job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.RESUME)
+    run_provisioning_worker()
+    live.refresh_from_db()
+    copy.refresh_from_db()
+    assert live.status == Store.Status.ACTIVE and copy.status == Store.Status.ACTIVE, live.jobs.first().error
+    resumed = through_nginx(copy.domain, auth=staging_auth)
+    assert resumed.status == 200 and "Stage Door" in resumed.text
 
     # Tearing the live store down removes its staging copy: containers, volumes, vhost, password file.
     with capture(execute=True):
@@ -412,3 +456,157 @@ def test_a_copy_that_cannot_be_placed_fails_with_its_run_and_staff_retry_it_as_a
     job = job_retry(job_id=created.job_id)
     again = StagingRun.objects.get(job=job)
     assert (again.kind, again.staging_id, job.store_id, job.kind) == ("create", copy.pk, copy.pk, "staging_create")
+
+
+def test_a_copy_from_a_backup_that_is_not_the_stores_or_not_usable_is_refused_and_changes_nothing(
+    client, store_in_status
+):
+    pro = Plan.objects.get(slug="woocommerce-commerce-pro")
+    live = store_in_status(Store.Status.ACTIVE, plan=pro)
+    other = store_in_status(Store.Status.ACTIVE, plan=pro)
+    done = dict(status=RunStatus.SUCCEEDED, snapshot_id="ab" * 32, finished_at=timezone.now())
+    kept = BackupRun.objects.create(store=live, kind=BackupRun.Kind.MANUAL, **done)
+    theirs = BackupRun.objects.create(store=other, kind=BackupRun.Kind.MANUAL, **done)
+    failed = BackupRun.objects.create(store=live, kind=BackupRun.Kind.MANUAL, status=RunStatus.FAILED)
+    expired = BackupRun.objects.create(store=live, kind=BackupRun.Kind.SCHEDULED, forgotten_at=timezone.now(), **done)
+    broken = BackupRun.objects.create(
+        store=live, kind=BackupRun.Kind.MANUAL, verify_error="dump does not import", **done
+    )
+    stores, jobs = Store.objects.count(), ProvisioningJob.objects.count()
+    for source, refusal in (
+        (theirs.pk, "not one of"),
+        (failed.pk, "did not complete"),
+        (expired.pk, "no longer kept"),
+        (broken.pk, "failed its last restore check"),
+        ("yesterday", "Choose a live copy or one of your store's backups"),
+    ):
+        with pytest.raises(ValidationError, match=refusal):
+            staging_create(live_store_id=live.pk, source=source)
+    assert (Store.objects.count(), ProvisioningJob.objects.count()) == (stores, jobs)
+    assert not live.staging_copies.exists() and not StagingRun.objects.exists()
+
+    # The page offers a live copy and the store's kept backups only, and shows a refusal as it is worded.
+    client.force_login(live.customer)
+    page = client.get(f"/stores/{live.pk}/staging/").content.decode()
+    assert 'value="live" selected' in page and f'value="{kept.pk}"' in page
+    assert not any(f'value="{run.pk}"' in page for run in (theirs, failed, expired, broken))
+    refused = client.post(f"/stores/{live.pk}/staging/create/", {"source": theirs.pk}, follow=True)
+    assert f"That backup is not one of {live.domain}" in refused.content.decode()
+    assert not live.staging_copies.exists()
+
+    created = client.post(f"/stores/{live.pk}/staging/create/", {"source": kept.pk})
+    run = StagingRun.objects.get(live=live)
+    assert created.status_code == 302 and run.source_backup_id == kept.pk
+    assert run.events.get().note == f"create requested from backup #{kept.pk} (snapshot abababab)"
+
+
+def test_a_suspend_waits_for_a_staging_copy_busy_with_its_own_job_and_changes_nothing(store_in_status):
+    """The copy's setup job still runs (queued here): the live store's suspend fails at its first step, saying
+    why, before its own containers or vhost are touched; the live store stays live and the copy is as it was."""
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    created = staging_create(live_store_id=live.pk)
+    suspend = job_enqueue(store_id=live.pk, kind=ProvisioningJob.Kind.SUSPEND)
+    with pytest.raises(ProvisioningError, match=r"the staging copy .* is busy \(staging_create"):
+        job_execute(job_id=suspend.pk)
+    steps = dict(suspend.steps.values_list("name", "status"))
+    assert steps == {
+        "staging": JobStep.Status.FAILED,
+        "maintenance": JobStep.Status.SKIPPED,  # the engine's word for steps a failure left undone
+        "stop": JobStep.Status.SKIPPED,
+    }
+    live.refresh_from_db()
+    created.staging.refresh_from_db()
+    assert live.status == Store.Status.ACTIVE and created.staging.status == Store.Status.QUEUED
+
+
+def test_the_backup_a_push_takes_is_listed_for_what_it_is_beside_an_updates(client, store_in_status):
+    """Both are the update's safety net, each labelled by its own kind (BackupRun.Kind, the one place)."""
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    done = dict(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    BackupRun.objects.create(store=live, kind=BackupRun.Kind.PRE_UPDATE, snapshot_id="cd" * 32, **done)
+    BackupRun.objects.create(store=live, kind=BackupRun.Kind.PRE_PUSH, snapshot_id="ef" * 32, **done)
+    client.force_login(live.customer)
+    page = client.get(f"/stores/{live.pk}/backups/").content.decode()
+    assert "<td>Before a push from staging</td>" in page and "<td>Before an update</td>" in page
+    assert "(before a push from staging)" in client.get(f"/stores/{live.pk}/staging/").content.decode()
+
+
+@pytest.mark.docker
+def test_a_magento_staging_copy_with_standin_images_has_its_own_base_urls_no_mail_and_pushes_keep_lives_install(
+    settings,
+    user_factory,
+    woo_plan,  # seeds the whole plan catalogue
+    store_images,
+    clean_test_stores,
+    restic_repository,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+    run_backups_worker,
+):
+    """Magento is obtainable nowhere here: the STAND-IN web and search images (their bin/magento config:set
+    keeps base URLs and env.php's values in the `env` volume's state file), real MariaDB, Redis and Varnish.
+    Proves the copy's wiring (database, its own base URLs, mail disabled, behind its password) and that a
+    push never sends live's install configuration; not Magento itself."""
+    from tests.test_confinement import exec_in, provision
+
+    capture = django_capture_on_commit_callbacks
+    settings.STORE_SMTP_HOST, settings.STORE_SMTP_PORT, settings.STORE_SMTP_SECURITY = ("relay.example.net", 587, "tls")
+    settings.STORE_SMTP_USER, settings.STORE_SMTP_PASSWORD = "shops", "magento-staging-relay-pw"
+    plan = Plan.objects.get(slug="magento-commerce-pro")
+    assert plan.staging
+    live = provision(
+        customer=user_factory(),
+        plan=plan,
+        domain="mage-live.test",
+        title="Mage Live",
+        capture=capture,
+        run_worker=run_provisioning_worker,
+    )
+    run_backups_worker()  # the first backup its setup queued holds the store until it is done
+    with capture(execute=True):
+        created = staging_create(live_store_id=live.pk)
+    run_provisioning_worker()
+    created.refresh_from_db()
+    assert created.status == StagingRun.Status.SUCCEEDED, created.job.error
+    copy = created.staging
+    copy.refresh_from_db()
+    assert copy.status == Store.Status.ACTIVE and copy.platform == "magento"
+
+    # Its Magento reaches its own database with live's install configuration, on its own base URLs.
+    auth = (store_credentials(copy)["staging_user"], store_credentials(copy)["staging_password"])
+    assert through_nginx(copy.domain).status == 401
+    page = through_nginx(copy.domain, auth=auth)
+    assert page.status == 200 and "<title>Mage Live</title>" in page.text, page.text
+    assert page.getheader("X-Robots-Tag") == "noindex, nofollow"
+    assert "database: ok" in page.text
+    assert re.search(rf"<li>base URL: https?://{re.escape(copy.domain)}/</li>", page.text), page.text
+    assert f"secure base URL: https://{copy.domain}/" in page.text
+    live_page = through_nginx(live.domain)
+    assert re.search(r"<li>base URL: https?://mage-live\.test/</li>", live_page.text), live_page.text
+
+    # Mail: Magento's "Disable Email Communications", locked as a configuration variable; no relay at all.
+    environment = dict(
+        item.split("=", 1) for item in docker_client.client().containers.get(f"{copy.slug}-web").attrs["Config"]["Env"]
+    )
+    assert environment["CONFIG__DEFAULT__SYSTEM__SMTP__DISABLE"] == "1"
+    assert not any(name.startswith("CONFIG__DEFAULT__SYSTEM__SMTP__HOST") for name in environment)
+    assert "MAGENTO_SMTP_PASSWORD_FILE" not in environment
+    assert environment["CONFIG__DEFAULT__PAYPAL__WPP__SANDBOX_FLAG"] == "1"
+    assert "mail: sendmail" in page.text  # the stand-in's word for "no SMTP transport configured"
+    code, _ = exec_in(f"{copy.slug}-web", "ls /run/secrets/smtp_password")
+    assert code != 0
+
+    # A push of both: media reaches live, live's install configuration (env.php) stays its own, and live's
+    # base URLs are set back after its database came from staging.
+    exec_in(f"{copy.slug}-web", "echo staged > /var/www/html/pub/media/staged.txt")
+    with capture(execute=True):
+        push = staging_push(live_store_id=live.pk, scope=StagingRun.Scope.BOTH)
+    run_provisioning_worker()
+    push.refresh_from_db()
+    assert push.status == StagingRun.Status.SUCCEEDED, push.job.error
+    assert exec_in(f"{live.slug}-web", "cat /var/www/html/pub/media/staged.txt")[1].strip() == "staged"
+    assert JobStep.objects.get(job=push.job, name="urls").status == JobStep.Status.SUCCEEDED
+    live_page = through_nginx(live.domain)
+    assert live_page.status == 200 and "<title>Mage Live</title>" in live_page.text
+    assert re.search(r"<li>base URL: https?://mage-live\.test/</li>", live_page.text), live_page.text
+    assert "mail: smtp relay.example.net:587" in live_page.text  # live still sends through the relay

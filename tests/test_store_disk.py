@@ -77,3 +77,31 @@ def test_disk_use_is_measured_from_the_stores_own_volumes(live_store):  # noqa: 
     live_store.refresh_from_db()
     assert live_store.disk_bytes - before >= 8_000_000
     assert live_store.disk_measured_at is not None
+
+
+def test_a_staging_copy_counts_against_its_live_stores_allowance_and_is_shown_as_such(
+    client, store_in_status, staff_user, django_capture_on_commit_callbacks
+):
+    from backups.staging.services import staging_create
+    from billing.models import Plan
+
+    live = store_in_status(Store.Status.ACTIVE, plan=Plan.objects.get(slug="woocommerce-commerce-pro"))
+    copy = staging_create(live_store_id=live.pk).staging
+    allowance = live.plan.disk_allowance_gb * GB
+    # The copy alone would be 50 %, the live store alone 40 %: together they cross 80 %, told on the live store.
+    with django_capture_on_commit_callbacks(execute=True):
+        store_disk_record(store_id=copy.pk, used_bytes=allowance // 2, measured_at=timezone.now())
+        live = store_disk_record(
+            store_id=live.pk, used_bytes=allowance * 9 // 10, staging_bytes=allowance // 2, measured_at=timezone.now()
+        )
+    assert [m.subject for m in mail.outbox] == [f"{live.domain} has used 90% of its disk"]
+    usage = store_disk_usage(live)
+    assert f"of which its staging copy: {usage.staging_gb} GB" in mail.outbox[0].alternatives[0][0]
+    assert (usage.state, usage.staging_gb) == ("warning", f"{allowance / 2 / GB:.2f}")
+
+    client.force_login(live.customer)
+    page = client.get(reverse("stores:detail", args=[live.pk])).content.decode()
+    assert f"({usage.percent}%; of which staging: {usage.staging_gb} GB)" in page
+    client.force_login(staff_user)
+    listing = client.get(reverse("admin:stores_store_changelist")).content.decode()
+    assert f"{usage.used_gb} GB (90%); of which staging: {usage.staging_gb} GB" in listing

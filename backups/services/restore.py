@@ -155,8 +155,10 @@ def database_put_back(store: Store, log: Log, *, snapshot_id: str, staging: Path
     log("database replaced by the snapshot's")
 
 
-def files_put_back(store: Store, log: Log, *, snapshot_id: str, staging: Path) -> None:
-    """Each web volume holds exactly the snapshot's files (the app is stopped)."""
+def files_put_back(
+    store: Store, log: Log, *, snapshot_id: str, staging: Path, rewrite: Callable[[Path, str], None] | None = None
+) -> None:
+    """Each web volume holds exactly the snapshot's files (the app is stopped); `rewrite` as volume_restore's."""
     stack = stack_for(store)
     for suffix, mount in web_volumes(store).items():
         volume_restore(
@@ -167,6 +169,7 @@ def files_put_back(store: Store, log: Log, *, snapshot_id: str, staging: Path) -
             staging=staging,
             labels={**stack.labels, "shophosting.role": "restore-helper"},
             base_url=store.host.docker_url,
+            rewrite=rewrite,
         )
         log(f"{suffix}: files replaced by the snapshot's")
 

@@ -4,6 +4,7 @@ volumes as the engine's tar archives (so ownership and modes survive), and the l
 
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -118,11 +119,22 @@ def database_import(*, container: str, dump: Path, base_url: str | None) -> None
 
 
 def volume_restore(
-    *, snapshot_id: str, suffix: str, mount: str, volume: str, staging: Path, labels: dict, base_url: str | None
+    *,
+    snapshot_id: str,
+    suffix: str,
+    mount: str,
+    volume: str,
+    staging: Path,
+    labels: dict,
+    base_url: str | None,
+    rewrite: Callable[[Path, str], None] | None = None,
 ) -> None:
-    """Make `volume` hold exactly the snapshot's files/<suffix>.tar (the engine's archive of `mount`)."""
+    """Make `volume` hold exactly the snapshot's files/<suffix>.tar (the engine's archive of `mount`).
+    `rewrite(archive, top)` may change the archive first (a staging copy's own mu-plugin goes in)."""
     archive = staging / f"{suffix}.tar"
     restic.dump(snapshot_id, f"/files/{suffix}.tar", into=archive)
+    if rewrite is not None:
+        rewrite(archive, Path(mount).name)
     docker_client.volume_contents_replace(
         volume=volume,
         top_directory=Path(mount).name,

@@ -1,7 +1,9 @@
 """Moving a store's data between a live store and its staging copy, on the engine that runs both: the database
 as a mariadb-dump (backups' dump and import, inside the database containers, the root password from each
 container's own secret file) and the web volumes as the engine's tar archives (ownership and modes kept),
-through a private directory under BACKUP_STAGING_DIR. Nothing goes through restic: a copy is made live."""
+through a private directory under BACKUP_STAGING_DIR. Nothing goes through restic for a live copy; a copy
+made from one of the live store's backups reads that snapshot with the restore's own steps (backups.services
+.restore: the dump imported, each web volume replaced by the snapshot's archive), which alone run restic."""
 
 import io
 import re
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from backups.services.restore import database_put_back, files_put_back
 from backups.services.stack_io import (
     IMPORT_DIR,
     IMPORT_FILE,
@@ -34,6 +37,9 @@ from stores.models import Store
 STAGING_PLUGIN_SOURCE = Path(__file__).parent / "wordpress" / "shophosting-staging.php"
 STAGING_PLUGIN_MEMBER = "mu-plugins/shophosting-staging.php"  # inside wp-content
 WWW_DATA = 33
+# Volumes a push never sends to live: Magento's install configuration (app/etc/env.php: its database password,
+# crypt key and relay password are the live store's own; a copy receives live's on create and refresh).
+NEVER_PUSHED = {"env"}
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 TABLES_COMMAND = [
     "sh",
@@ -150,10 +156,16 @@ def database_copy(
 
 def files_copy(*, source: Store, target: Store, log: Log, staging_plugin: bool) -> None:
     """`target`'s web volumes hold exactly `source`'s files. `staging_plugin`: the target is a staging copy,
-    and gets the staging mu-plugin; otherwise (a push to live) the plugin is left out of what arrives."""
+    and gets the staging mu-plugin; otherwise (a push to live) the plugin is left out of what arrives, and
+    the volumes in NEVER_PUSHED stay live's."""
     work = _work_directory(source, target)
     try:
         suffixes = volumes_archive(source, work / "files")
+        if not staging_plugin:
+            kept = [suffix for suffix in suffixes if suffix in NEVER_PUSHED]
+            suffixes = [suffix for suffix in suffixes if suffix not in NEVER_PUSHED]
+            if kept:
+                log(f"kept as they are on live: {', '.join(kept)} (its own install configuration)")
         stack, mounts = stack_for(target), web_volumes(target)
         for suffix in suffixes:
             archive = work / "files" / f"{suffix}.tar"
@@ -169,6 +181,30 @@ def files_copy(*, source: Store, target: Store, log: Log, staging_plugin: bool) 
                 base_url=target.host.docker_url,
             )
         log(f"files copied from store {source.pk} to store {target.pk}: {', '.join(suffixes)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def database_from_snapshot(*, snapshot_id: str, target: Store, log: Log) -> None:
+    """`target`'s database becomes the one in the snapshot (one of its live store's backups)."""
+    wait_db(target, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    work = staging_directory(f"staging-snapshot-{target.pk}-database")
+    try:
+        database_put_back(target, log, snapshot_id=snapshot_id, staging=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def files_from_snapshot(*, snapshot_id: str, target: Store, log: Log) -> None:
+    """`target`'s web volumes hold exactly the snapshot's files, plus the staging mu-plugin (a staging copy)."""
+
+    def with_staging_plugin(archive: Path, top: str) -> None:
+        if top == "wp-content":
+            _staging_plugin_set(archive, top=top, present=True)
+
+    work = staging_directory(f"staging-snapshot-{target.pk}-files")
+    try:
+        files_put_back(target, log, snapshot_id=snapshot_id, staging=work, rewrite=with_staging_plugin)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -3,6 +3,7 @@
     staging_create   (the copy's job)  allocate → network → database and cache → copy the database →
                                        copy the files → start → route (basic auth, noindex) → certificate
     staging_refresh  (the copy's job)  stop the copy's app → copy the database → copy the files → start
+                     (both copy from the live store as it is, or from the backup the run names: source_backup)
     staging_push     (the live store's job)  check → pre-push backup → maintenance page → stop →
                                        push the database (all, or the chosen tables) → push the files → start
                                        → route;  any failure after the backup: put_back (the undo step)
@@ -18,6 +19,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from backups.models import BackupRun
+from backups.services.pre_update import pre_update_backup_take
 from backups.staging import copy
 from backups.staging.models import StagingRun
 from backups.staging.services import (
@@ -35,6 +38,7 @@ from provisioning.steps import (
     allocate,
     app_start,
     app_stop,
+    app_urls_replace,
     data_services_start,
     network_and_volumes,
     tls_certificate,
@@ -53,9 +57,9 @@ PRE_BACKUP_STEP, MAINTENANCE_STEP, STOP_STEP, PUT_BACK_STEP = "pre_backup", "mai
 
 
 def _run(job_id: int) -> StagingRun:
-    return StagingRun.objects.select_related("live__host", "staging__host", "live__plan", "staging__plan").get(
-        job_id=job_id
-    )
+    return StagingRun.objects.select_related(
+        "live__host", "staging__host", "live__plan", "staging__plan", "source_backup"
+    ).get(job_id=job_id)
 
 
 # --- The copy's steps (create, refresh): live → staging ------------------------------------------------------
@@ -72,13 +76,31 @@ def step_images(store: Store, log: Log, *, job_id: int) -> None:
 
 def step_copy_database(store: Store, log: Log, *, job_id: int) -> None:
     run = _run(job_id)
-    copy.database_copy(source=run.live, target=run.staging, log=log)
+    if run.source_backup_id:
+        log(f"from the live store's backup #{run.source_backup_id}")
+        copy.database_from_snapshot(snapshot_id=run.source_backup.snapshot_id, target=run.staging, log=log)
+    else:
+        copy.database_copy(source=run.live, target=run.staging, log=log)
 
 
 def step_copy_files(store: Store, log: Log, *, job_id: int) -> None:
     run = _run(job_id)
-    copy.files_copy(source=run.live, target=run.staging, log=log, staging_plugin=True)
+    if run.source_backup_id:
+        log(f"from the live store's backup #{run.source_backup_id}")
+        copy.files_from_snapshot(snapshot_id=run.source_backup.snapshot_id, target=run.staging, log=log)
+    else:
+        copy.files_copy(source=run.live, target=run.staging, log=log, staging_plugin=True)
     log("the staging copy captures its mail and runs its payment gateways in test mode (its own mu-plugin)")
+
+
+def step_urls(store: Store, log: Log) -> None:
+    """The store's application URLs are its own names again after its database came from the other store:
+    Magento keeps its base URLs in its database (the stack's url_replace_commands, as a primary-name change
+    runs them). WordPress takes its URLs from the stack (WP_HOME, WP_SITEURL): nothing to do."""
+    if store.platform != "magento":
+        log("WordPress takes its addresses from the stack: nothing to change")
+        return
+    app_urls_replace(store, log)
 
 
 # --- The push's steps: staging → live ------------------------------------------------------------------------
@@ -97,8 +119,15 @@ def step_check(store: Store, log: Log, *, job_id: int) -> None:
 
 
 def step_pre_backup(store: Store, log: Log, *, job_id: int) -> None:
-    reference = safety.snapshot_take(
-        store_id=store.pk, job_id=job_id, reason="before a push from its staging copy", log=log
+    """The update's safety net, called directly (staging is part of backups) for its own kind of backup, so
+    the merchant's list names it for what it is ("Before a push from staging"); it is put back through
+    provisioning.safety like an update's."""
+    reference = pre_update_backup_take(
+        store_id=store.pk,
+        job_id=job_id,
+        reason="before a push from its staging copy",
+        log=log,
+        kind=BackupRun.Kind.PRE_PUSH,
     )
     StagingRun.objects.filter(job_id=job_id).update(backup_reference=reference)
 
@@ -180,9 +209,9 @@ def retry(job_id: int, actor) -> object:
     run = _run(job_id)
     try:
         if run.kind == StagingRun.Kind.CREATE:
-            again = staging_create_retry(staging_store_id=run.staging_id, actor=actor)
+            again = staging_create_retry(staging_store_id=run.staging_id, source=run.source_backup_id, actor=actor)
         elif run.kind == StagingRun.Kind.REFRESH:
-            again = staging_refresh(live_store_id=run.live_id, actor=actor)
+            again = staging_refresh(live_store_id=run.live_id, source=run.source_backup_id, actor=actor)
         elif run.kind == StagingRun.Kind.PUSH:
             again = staging_push(live_store_id=run.live_id, scope=run.scope, tables=run.tables, actor=actor)
         else:
@@ -206,6 +235,7 @@ KINDS = (
             Step("copy_database", "Copy the live database", step_copy_database, with_job=True),
             Step("copy_files", "Copy the live files", step_copy_files, with_job=True),
             Step("app", "Start the web server", app_start),
+            Step("urls", "Give the copy its own address", step_urls),
             Step("proxy", "Route the staging name through nginx, behind a password", vhost_proxy),
             Step("tls", "Get a TLS certificate", tls_certificate),
         ),
@@ -224,6 +254,7 @@ KINDS = (
             Step("copy_database", "Copy the live database", step_copy_database, with_job=True),
             Step("copy_files", "Copy the live files", step_copy_files, with_job=True),
             Step("app", "Start the web server", app_start),
+            Step("urls", "Give the copy its own address", step_urls),
         ),
         store_statuses=frozenset({S.ACTIVE}),
         timeout_seconds=COPY_TIMEOUT,
@@ -240,6 +271,7 @@ KINDS = (
             Step("push_database", "Push the database", step_push_database, with_job=True),
             Step("push_files", "Push the files", step_push_files, with_job=True),
             Step("app", "Start the web server", app_start),
+            Step("urls", "Give the live store its own addresses again", step_urls),
             Step("route", "Route the domain to the store again", vhost_proxy),
         ),
         undo=Step(PUT_BACK_STEP, "Put the live store back as it was", step_put_back, with_job=True),

@@ -37,6 +37,10 @@ class StagingRun(models.Model):
     # A push: what the snapshot provider (provisioning.safety; backups) returned for the live store's
     # pre-push backup, which an undo puts back.
     backup_reference = models.CharField(max_length=64, blank=True)
+    # A create or refresh from one of the live store's backups (None: a live copy, made from the store as it is).
+    source_backup = models.ForeignKey(
+        "backups.BackupRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="staging_runs"
+    )
     undoes = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undone_by")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)

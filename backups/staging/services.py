@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
+from backups.models import BackupRun, RunStatus
 from backups.staging.models import StagingEvent, StagingRun
 from provisioning.exceptions import JobConflict
 from provisioning.services import job_enqueue
@@ -60,27 +61,73 @@ def _locked_pair(live_store_id: int) -> tuple[Store, Store]:
     return live, staging
 
 
+LIVE_SOURCE = "live"  # the form's value for "a live copy (now)"; a backup is chosen by its BackupRun id
+
+
+def source_backup_choose(*, live: Store, source: str | int | None) -> BackupRun | None:
+    """The backup of `live` a copy is made from (None: a live copy, for `source` None, "" or "live"), from the
+    database records the backups page lists (no restic in a request). Refused in plain words, nothing
+    changed: not a backup of this store, one that did not complete, one the repository no longer keeps, or
+    one whose last restore check (backups' verify) failed."""
+    if source in (None, "", LIVE_SOURCE):
+        return None
+    try:
+        backup_id = int(source)
+    except (TypeError, ValueError):
+        raise ValidationError("Choose a live copy or one of your store's backups from the list.") from None
+    run = BackupRun.objects.filter(pk=backup_id, store=live).first()
+    if run is None:
+        raise ValidationError(f"That backup is not one of {live.domain}'s; choose one from the list.")
+    if run.status != RunStatus.SUCCEEDED or not run.snapshot_id:
+        raise ValidationError("That backup did not complete, so a copy cannot be made from it; choose another.")
+    if run.forgotten_at is not None:
+        raise ValidationError("That backup is no longer kept (it has expired); choose a newer one.")
+    if run.verify_error:
+        raise ValidationError(
+            "That backup failed its last restore check, so a copy is not made from it; choose another."
+        )
+    return run
+
+
+def _from(backup: BackupRun | None) -> str:
+    return f"backup #{backup.pk} (snapshot {backup.snapshot_id[:8]})" if backup else "a live copy"
+
+
 def _record(*, live: Store, staging: Store, job, kind: str, actor: User | None, **fields) -> StagingRun:
     run = StagingRun.objects.create(live=live, staging=staging, job=job, kind=kind, created_by=actor, **fields)
-    StagingEvent.objects.create(run=run, new_status=run.status, actor=actor, note=f"{kind} requested")
+    note = f"{kind} requested" + (
+        f" from {_from(run.source_backup)}" if kind in (StagingRun.Kind.CREATE, StagingRun.Kind.REFRESH) else ""
+    )
+    StagingEvent.objects.create(run=run, new_status=run.status, actor=actor, note=note)
     return run
 
 
 @transaction.atomic
-def staging_create(*, live_store_id: int, actor: User | None = None) -> StagingRun:
+def staging_create(*, live_store_id: int, source: str | int | None = None, actor: User | None = None) -> StagingRun:
     """A staging copy of a live store: its Store row (stores.staging, which refuses plans without the
-    `staging` feature with a ValidationError in plain words) and the job that builds it from a live copy."""
+    `staging` feature with a ValidationError in plain words) and the job that builds it, from a live copy or
+    from the backup `source` (source_backup_choose)."""
     try:
-        store_lock_for_operation(store_id=live_store_id)  # the live store is read by the copy: not while busy
+        live = store_lock_for_operation(store_id=live_store_id)  # the live store is read by the copy: not while busy
     except StoreBusy as exc:
         raise JobConflict(str(exc)) from None
+    backup = source_backup_choose(live=live, source=source)
     staging = staging_store_create(live_store_id=live_store_id, actor=actor)
     job = job_enqueue(store_id=staging.pk, kind="staging_create", actor=actor)
-    return _record(live=staging.staging_of, staging=staging, job=job, kind=StagingRun.Kind.CREATE, actor=actor)
+    return _record(
+        live=staging.staging_of,
+        staging=staging,
+        job=job,
+        kind=StagingRun.Kind.CREATE,
+        actor=actor,
+        source_backup=backup,
+    )
 
 
 @transaction.atomic
-def staging_create_retry(*, staging_store_id: int, actor: User | None = None) -> StagingRun:
+def staging_create_retry(
+    *, staging_store_id: int, source: str | int | None = None, actor: User | None = None
+) -> StagingRun:
     """A failed copy's setup again (staff's Retry on its failed job): the same steps, which find their done
     work done, as a new job with its own run."""
     staging = Store.objects.get(pk=staging_store_id, staging_of__isnull=False)
@@ -88,16 +135,19 @@ def staging_create_retry(*, staging_store_id: int, actor: User | None = None) ->
         live = store_lock_for_operation(store_id=staging.staging_of_id)
     except StoreBusy as exc:
         raise JobConflict(str(exc)) from None
+    backup = source_backup_choose(live=live, source=source)
     job = job_enqueue(store_id=staging.pk, kind="staging_create", actor=actor)
-    return _record(live=live, staging=staging, job=job, kind=StagingRun.Kind.CREATE, actor=actor)
+    return _record(live=live, staging=staging, job=job, kind=StagingRun.Kind.CREATE, actor=actor, source_backup=backup)
 
 
 @transaction.atomic
-def staging_refresh(*, live_store_id: int, actor: User | None = None) -> StagingRun:
-    """The staging copy's database and files become the live store's again (whatever staging changed goes)."""
+def staging_refresh(*, live_store_id: int, source: str | int | None = None, actor: User | None = None) -> StagingRun:
+    """The staging copy's database and files become the live store's again (whatever staging changed goes),
+    as it is now or as one of its backups (`source`, source_backup_choose) holds it."""
     live, staging = _locked_pair(live_store_id)
+    backup = source_backup_choose(live=live, source=source)
     job = job_enqueue(store_id=staging.pk, kind="staging_refresh", actor=actor)
-    return _record(live=live, staging=staging, job=job, kind=StagingRun.Kind.REFRESH, actor=actor)
+    return _record(live=live, staging=staging, job=job, kind=StagingRun.Kind.REFRESH, actor=actor, source_backup=backup)
 
 
 def tables_parse(value: str | list[str] | None) -> list[str]:

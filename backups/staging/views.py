@@ -1,6 +1,7 @@
 """The live store's staging page: create the copy, reveal its password (an audited POST, like the store's
 credentials), refresh it from live, push it to live (files, database or both; the database limited to chosen
-tables) and undo the last push. Each action calls one service; refusals are shown as they are worded."""
+tables) and undo the last push. A copy is made (or refreshed) from the live store now or from one of its
+backups. Each action calls one service; refusals are shown as they are worded."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -78,7 +79,7 @@ def _started(request, store: Store, run: StagingRun, event: str, message: str):
 def staging_create_view(request, store_id: int):
     store = _live_store(request, store_id)
     try:
-        run = staging_create(live_store_id=store.pk, actor=request.user)
+        run = staging_create(live_store_id=store.pk, source=request.POST.get("source"), actor=request.user)
     except REFUSALS as exc:
         messages.error(request, _refusal(exc))
         return redirect("staging:page", store.pk)
@@ -91,7 +92,7 @@ def staging_create_view(request, store_id: int):
 def staging_refresh_view(request, store_id: int):
     store = _live_store(request, store_id)
     try:
-        run = staging_refresh(live_store_id=store.pk, actor=request.user)
+        run = staging_refresh(live_store_id=store.pk, source=request.POST.get("source"), actor=request.user)
     except REFUSALS as exc:
         messages.error(request, _refusal(exc))
         return redirect("staging:page", store.pk)

@@ -64,6 +64,25 @@ def magento_mail_environment(domain: str) -> dict[str, str]:
     return environment
 
 
+# A staging copy's Magento, as configuration variables (CONFIG__DEFAULT__<PATH>): read at run time and locked
+# in the admin, and never in the copy's database, so a database push to live carries none of them.
+# - Mail: "Disable Email Communications" (system/smtp/disable = 1) rather than an SMTP host that answers
+#   nothing. Magento then drops every message before any transport runs (none queued, none retried, no error
+#   at checkout), and no relay host or password is given to the container, so nothing leaves even if a module
+#   brought its own transport through Magento's. Magento has no built-in capture: messages are not kept.
+# - Payments in test mode: Braintree's sandbox environment and PayPal's sandbox flag (the paths of
+#   Magento 2.4's bundled PayPal/Braintree modules; not verified here, where Magento cannot be installed).
+#   Other gateways keep their configuration.
+# - Never indexed: robots meta NOINDEX,NOFOLLOW (nginx sends X-Robots-Tag as for any copy).
+MAGENTO_STAGING_ENVIRONMENT = {
+    "SHOPHOSTING_STAGING": "1",
+    "CONFIG__DEFAULT__SYSTEM__SMTP__DISABLE": "1",
+    "CONFIG__DEFAULT__PAYMENT__BRAINTREE__ENVIRONMENT": "sandbox",
+    "CONFIG__DEFAULT__PAYPAL__WPP__SANDBOX_FLAG": "1",
+    "CONFIG__DEFAULT__DESIGN__SEARCH_ENGINE_ROBOTS__DEFAULT_ROBOTS": "NOINDEX,NOFOLLOW",
+}
+
+
 class MagentoStack(StackSpec):
     """varnish (published) → web:8080 → db, cache (redis), search (OpenSearch)."""
 
@@ -113,7 +132,7 @@ class MagentoStack(StackSpec):
                     # every name); recreated with the container, as Magento keeps base URLs in its database.
                     "MAGENTO_BASE_URL": f"{self.primary_url}/",
                     "MAGENTO_LISTEN_PORT": str(WEB_PORT),
-                    **magento_mail_environment(store.domain),
+                    **(MAGENTO_STAGING_ENVIRONMENT if store.staging_of_id else magento_mail_environment(store.domain)),
                 },
                 # The install's env.php (database, cache, crypt key) in its own volume, kept when an update
                 # recreates the container from a newer image (image_contract: MAGENTO_ENV_DIR).
@@ -122,7 +141,10 @@ class MagentoStack(StackSpec):
                 # Listens on 8080 and needs no capability. Not read-only: Magento writes var/, generated/
                 # and pub/static/ inside its own tree (the stand-in writes var/).
                 read_only=False,
-                secrets={"db_password": creds.get("db_password", ""), **smtp_secrets()},
+                secrets={
+                    "db_password": creds.get("db_password", ""),
+                    **({} if store.staging_of_id else smtp_secrets()),
+                },
                 secrets_gid=WWW_DATA_GID,
             ),
             ServiceSpec(

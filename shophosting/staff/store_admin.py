@@ -147,6 +147,7 @@ class StoreAdmin(admin.ModelAdmin):
         "tls_attempts",
         "tls_next_attempt_at",
         "disk_bytes",
+        "disk_staging_bytes",
         "disk_measured_at",
         "disk_alert_percent",
         "created_at",
@@ -179,6 +180,8 @@ class StoreAdmin(admin.ModelAdmin):
         if usage is None:
             return "–"
         text = f"{usage.used_gb} GB ({usage.percent}%)"
+        if usage.staging_bytes:
+            text += f"; of which staging: {usage.staging_gb} GB"
         return format_html('<strong style="color:#b91c1c">{}</strong>', text) if usage.state != "ok" else text
 
     def get_queryset(self, request):
