@@ -471,14 +471,9 @@ def test_merchant_journey_from_signup_to_a_live_store_and_a_ticket(
 
     # Staging (issue #19): the merchant makes a copy and watches it go live, a change made on it is pushed to
     # live (database only) behind a backup, the live store shows it, and undoing the push takes it away.
-    from django.core.cache import cache
-
     from backups.staging.models import StagingRun
     from tests.test_backups import posts, sql
 
-    # The restore above used two of the hour's three backup-and-restore requests, which staging's share: the
-    # counters go as they would an hour later (sessions are kept in the database as well, so none is lost).
-    cache.delete_pattern("*")
     page.goto(f"/stores/{store.pk}/")
     with page.expect_navigation():
         page.click("a[href$='/staging/']")

@@ -60,9 +60,12 @@ ENDPOINTS = {
     "account_leaving": ("/accounts/leave/", lambda n: {"password": f"wrong guess {n}", "understood": "on"}),
     "domains": ("/test-only/domains/", lambda n: {}),
     "import_upload": ("/test-only/import-upload/", lambda n: {}),
+    # The real staging view, signed in: the limit counts before the store is looked up (404 here).
+    "staging": ("/stores/999999/staging/push/", lambda n: {"scope": "database"}),
 }
 # Counted per signed-in account (the key is the user's id), not per address.
 PER_ACCOUNT = {"ticket_post", "account_leaving", "domains"}
+SIGNED_IN = {"staging"}  # counted per address, but only a signed-in merchant reaches the view
 READS = {"backup_pages", "job_progress"}  # pages whose GETs are limited (backups/views.py, provisioning/views.py)
 CASES = [(group, rate) for group, rates in RATE_LIMITS.items() for rate in rates]
 
@@ -75,10 +78,10 @@ def test_every_limit_has_an_endpoint_under_test():
 def test_request_after_the_limit_gets_429_and_is_audited(client, group, rate, security_log, user_factory):
     path, payload = ENDPOINTS[group]
     key = CLIENT_IP
-    if group in PER_ACCOUNT:
+    if group in PER_ACCOUNT | SIGNED_IN:
         user = user_factory()
         client.force_login(user)
-        key = str(user.pk)
+        key = str(user.pk) if group in PER_ACCOUNT else CLIENT_IP
     limit, period = _split_rate(rate)
     # Requests per minute that stay under every shorter window of the same group.
     per_minute = min(

@@ -75,7 +75,7 @@ def _started(request, store: Store, run: StagingRun, event: str, message: str):
 
 @require_POST
 @login_required
-@rate_limited("backup")
+@rate_limited("staging")
 def staging_create_view(request, store_id: int):
     store = _live_store(request, store_id)
     try:
@@ -88,7 +88,7 @@ def staging_create_view(request, store_id: int):
 
 @require_POST
 @login_required
-@rate_limited("backup")
+@rate_limited("staging")
 def staging_refresh_view(request, store_id: int):
     store = _live_store(request, store_id)
     try:
@@ -101,7 +101,7 @@ def staging_refresh_view(request, store_id: int):
 
 @require_POST
 @login_required
-@rate_limited("backup")
+@rate_limited("staging")
 def staging_push_view(request, store_id: int):
     store = _live_store(request, store_id)
     try:
@@ -121,7 +121,7 @@ def staging_push_view(request, store_id: int):
 
 @require_POST
 @login_required
-@rate_limited("backup")
+@rate_limited("staging")
 def staging_undo_view(request, store_id: int, run_id: int):
     store = _live_store(request, store_id)
     if not StagingRun.objects.filter(pk=run_id, live=store, kind=StagingRun.Kind.PUSH).exists():

@@ -20,6 +20,9 @@ RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "contact": ("5/h",),
     "consultation": ("5/h",),
     "backup": ("3/h",),
+    # Staging copies made, refreshed, pushed and undone: a merchant trying a change pushes and undoes several
+    # times an hour, and each is one job at a time per store anyway (stores/operations.py).
+    "staging": ("10/h",),
     "backup_pages": ("30/m", "300/h"),  # the backups list, restore confirmation and progress pages
     "import_upload": ("240/m",),  # a store import's upload announcements and chunks (8 MB each by default)
     "job_progress": ("90/m",),  # a job's progress JSON (the store page and job pages poll it every 2 s)
@@ -35,6 +38,7 @@ HUMAN_NAMES = {
     "contact": "contact messages",
     "consultation": "consultation requests",
     "backup": "backup and restore requests",
+    "staging": "staging requests",
     "backup_pages": "backup page views",
     "import_upload": "upload chunks",
     "job_progress": "progress checks",
