@@ -1,3 +1,5 @@
+from dataclasses import dataclass, field
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -12,6 +14,26 @@ class Platform(models.TextChoices):
 
     WOOCOMMERCE = "woocommerce", "WooCommerce"
     MAGENTO = "magento", "Magento 2"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where a Docker engine answers and how to prove who we are to it: what provisioning.docker_client
+    needs to build a client. The TLS fields are PEM text (a tcp:// engine with --tlsverify); empty for a
+    unix:// socket, an ssh:// engine (the worker's own SSH keys and known_hosts) or plain tcp://.
+    Hashable, so the adapter keeps one client per engine and its certificates."""
+
+    url: str
+    ca_pem: str = field(default="", repr=False)
+    cert_pem: str = field(default="", repr=False)
+    key_pem: str = field(default="", repr=False)
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.cert_pem and self.key_pem)
+
+    def __str__(self):
+        return self.url
 
 
 class Host(models.Model):
