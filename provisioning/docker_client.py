@@ -140,6 +140,8 @@ def _client(base_url: str | Engine) -> docker.DockerClient:
 
 
 def client(base_url: EngineRef = None) -> docker.DockerClient:
+    if isinstance(base_url, Engine) and not base_url.uses_tls:
+        base_url = base_url.url  # a plain URL: the same client as when it is given as a string
     try:
         return _client(base_url or settings.DOCKER_HOST)
     except docker.errors.TLSParameterError as exc:

@@ -94,7 +94,7 @@ def check_system_backup():
 # --- Docker: checked where the docker group is, read everywhere else --------------------------------------
 
 
-def _engine(base_url: str | None = None):
+def _engine(base_url: docker_client.EngineRef = None):
     try:
         info = docker_client.engine_info(base_url=base_url)
     except docker_client.DockerUnavailable as exc:
@@ -109,7 +109,7 @@ def docker_engines_check() -> dict:
         "checked_at": time.time(),
         "checked_by": f"{socket.gethostname()}:{os.getpid()}",
         "docker": timed_check(_engine),
-        "hosts": {str(host.pk): timed_check(lambda host=host: _engine(host.docker_url)) for host in Host.objects.all()},
+        "hosts": {str(host.pk): timed_check(lambda host=host: _engine(host.engine)) for host in Host.objects.all()},
     }
 
 

@@ -2,15 +2,19 @@
 client certificates (tests/plugins/engines.py). Hosts, their registration check, and placement over both."""
 
 import dataclasses
+import html
 
 import pytest
+from django.urls import reverse
 
 from provisioning import docker_client
+from stores.exceptions import NoCapacity
+from stores.models import Host
+from stores.services import host_transition, store_place
 from tests.plugins import engines
 
-pytestmark = [pytest.mark.docker]
 
-
+@pytest.mark.docker
 def test_the_second_engine_answers_over_tls_only_with_the_client_certificate_and_holds_the_store_images(
     second_engine, settings
 ):
@@ -32,3 +36,143 @@ def test_the_second_engine_answers_over_tls_only_with_the_client_certificate_and
     wrong_ca = dataclasses.replace(second_engine.engine(), ca_pem=stranger.ca)
     with pytest.raises(docker_client.DockerUnavailable):
         docker_client.engine_facts(base_url=wrong_ca)
+
+
+# --- Registering a host -----------------------------------------------------------------------------------
+
+
+def _host_form(second_engine, **overrides) -> dict:
+    form = {
+        "name": "engine2",
+        "docker_url": second_engine.url,
+        "bind_address": second_engine.address,
+        "port_range_start": "21000",
+        "port_range_end": "21099",
+        "memory_capacity_mb": "20480",
+        "cpu_capacity": "32",
+        "disk_capacity_gb": "",
+        "active": "on",
+        "tls_ca": second_engine.tls.ca,
+        "tls_cert": second_engine.tls.client_cert,
+        "tls_key": second_engine.tls.client_key,
+    }
+    return {**form, **overrides}
+
+
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_registering_a_remote_host_in_the_admin_checks_its_engine_and_address_and_keeps_its_key_encrypted(
+    client, staff_user, second_engine, settings
+):
+    client.force_login(staff_user)
+    response = client.post(reverse("admin:stores_host_add"), _host_form(second_engine))
+    assert response.status_code == 302, response.content.decode()[-3000:]
+
+    host = Host.objects.get(name="engine2")
+    assert host.engine == second_engine.engine()  # the certificates come back as given
+    assert "PRIVATE KEY" not in host.tls_encrypted and second_engine.tls.client_cert not in host.tls_encrypted
+    assert host.engine_version.startswith("20.10") and host.storage_driver == "overlay2"
+    assert "memory, CPU and process limits" in host.cgroup_limits
+    assert host.memory_total_mb > 512 and host.cpus_total >= 1
+    assert 0 < host.disk_free_bytes <= host.disk_total_bytes
+    assert f"{second_engine.address} answers from the platform" in host.check_report
+    assert host.checked_at is not None and host.status == Host.Status.READY
+    # The probe is gone from the engine.
+    assert docker_client.labelled_objects(label="shophosting.host-check=1", base_url=host.engine)["containers"] == []
+
+    page = client.get(reverse("admin:stores_host_change", args=[host.pk])).content.decode()
+    assert host.check_report.split(";")[0] in page and "client certificates stored (encrypted)" in page
+    assert second_engine.tls.client_key not in page  # write-only
+
+    # An edit that changes neither the engine, the address nor the certificates saves without a check.
+    checked_at = host.checked_at
+    edit = _host_form(second_engine, memory_capacity_mb="10240", tls_ca="", tls_cert="", tls_key="")
+    assert client.post(reverse("admin:stores_host_change", args=[host.pk]), edit).status_code == 302
+    host.refresh_from_db()
+    assert host.memory_capacity_mb == 10240 and host.checked_at == checked_at
+    assert host.engine == second_engine.engine()  # kept
+
+
+@pytest.mark.docker
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"tls_ca": "stranger"}, "certificate verify failed"),  # the engine's certificate is not the CA's
+        ({"tls_cert": "stranger", "tls_key": "stranger"}, "does not answer"),  # the engine refuses our certificate
+        ({"docker_url": f"tcp://{engines.ADDRESS}:2399"}, "does not answer"),
+        ({"bind_address": "10.213.0.1"}, "cannot assign requested address"),  # not the host's own address
+        ({"tls_key": ""}, "Give the CA certificate, the client certificate and the client key together."),
+        ({"tls_cert": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----"}, "This is not a PEM certificate"),
+    ],
+)
+def test_a_host_failing_its_check_is_not_saved_and_the_admin_says_why(
+    client, staff_user, second_engine, overrides, expected
+):
+    stranger = engines.tls_files_make(address=engines.ADDRESS, common_name="another CA")
+    replace = {"tls_ca": stranger.ca, "tls_cert": stranger.client_cert, "tls_key": stranger.client_key}
+    overrides = {key: replace[key] if value == "stranger" else value for key, value in overrides.items()}
+    hosts = Host.objects.count()
+    client.force_login(staff_user)
+    response = client.post(reverse("admin:stores_host_add"), _host_form(second_engine, **overrides))
+    assert response.status_code == 200
+    errors = " ".join(str(e) for e in response.context["adminform"].form.errors.values())
+    assert expected in html.unescape(errors), errors
+    assert Host.objects.count() == hosts
+    assert (
+        docker_client.labelled_objects(label="shophosting.host-check=1", base_url=second_engine.engine())["containers"]
+        == []
+    )
+
+
+# --- Placement ---------------------------------------------------------------------------------------------
+
+
+def _hosts(*names: str, memory_mb: int = 8192, **fields) -> list[Host]:
+    Host.objects.update(active=False)  # the platform's "local" host takes no part
+    return [
+        Host.objects.create(
+            name=name,
+            docker_url=f"tcp://{name}.invalid:2376",
+            bind_address="127.0.0.1",
+            port_range_start=22000 + 100 * index,
+            port_range_end=22099 + 100 * index,
+            memory_capacity_mb=memory_mb,
+            cpu_capacity=16,
+            **fields,
+        )
+        for index, name in enumerate(names)
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("policy", "expected"), [("spread", ["a", "b", "a"]), ("pack", ["a", "a", "b"])])
+def test_the_placement_policy_spreads_or_packs(store_in_status, settings, policy, expected):
+    settings.HOST_PLACEMENT_POLICY = policy
+    _hosts("a", "b", memory_mb=4096)  # one WooCommerce stack reserves 1 GB + 768 MB: two fit on a host
+    placed = [store_place(store_id=store_in_status("queued").pk).host.name for _ in expected]
+    assert placed == expected
+
+
+@pytest.mark.django_db
+def test_a_draining_host_a_host_not_accepting_stores_and_a_full_disk_get_no_new_store(
+    store_in_status, settings, woo_plan, staff_user
+):
+    settings.HOST_PLACEMENT_POLICY = "spread"
+    draining, closed, small_disk, open_host = _hosts("draining", "closed", "small-disk", "open")
+    draining.memory_capacity_mb = 20480  # the most room: spread would pick it first
+    draining.save()
+    Host.objects.filter(pk=closed.pk).update(active=False)
+    Host.objects.filter(pk=small_disk.pk).update(disk_capacity_gb=woo_plan.disk_allowance_gb - 1)
+    host_transition(host_id=draining.pk, to=Host.Status.DRAINING, actor=staff_user, note="moving to new hardware")
+    assert draining.events.get().new_status == Host.Status.DRAINING
+
+    assert {store_place(store_id=store_in_status("queued").pk).host.name for _ in range(3)} == {"open"}
+
+    # No room anywhere that takes stores: a clear refusal naming what was asked for.
+    Host.objects.filter(pk=open_host.pk).update(active=False)
+    with pytest.raises(NoCapacity, match="no host accepting new stores has"):
+        store_place(store_id=store_in_status("queued").pk)
+    # Ready again, the host takes new stores.
+    host_transition(host_id=draining.pk, to=Host.Status.READY, actor=staff_user)
+    assert store_place(store_id=store_in_status("queued").pk).host == draining
