@@ -3,6 +3,7 @@ client certificates (tests/plugins/engines.py). Hosts, their registration check,
 
 import dataclasses
 import html
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -176,3 +177,94 @@ def test_a_draining_host_a_host_not_accepting_stores_and_a_full_disk_get_no_new_
     # Ready again, the host takes new stores.
     host_transition(host_id=draining.pk, to=Host.Status.READY, actor=staff_user)
     assert store_place(store_id=store_in_status("queued").pk).host == draining
+
+
+# --- Two stores, two engines ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_hosts(db, second_engine, settings):
+    """The platform's own engine ("local", 127.0.0.1) and the second one registered with its check, with the
+    same room: spread places the first new store on the older host and the next on the other."""
+    from provisioning.hosts import host_check
+    from stores.services import host_save
+
+    settings.HOST_PLACEMENT_POLICY = "spread"
+    Host.objects.exclude(name="local").update(active=False)
+    local = Host.objects.get(name="local")
+    Host.objects.filter(pk=local.pk).update(active=True, memory_capacity_mb=20480, cpu_capacity=32)
+    remote = Host(
+        name="engine2",
+        docker_url=second_engine.url,
+        bind_address=second_engine.address,
+        port_range_start=21000,
+        port_range_end=21099,
+        memory_capacity_mb=20480,
+        cpu_capacity=32,
+    )
+    tls = {"ca": second_engine.tls.ca, "cert": second_engine.tls.client_cert, "key": second_engine.tls.client_key}
+    host_save(host=remote, tls=tls, check=host_check(engine=second_engine.engine(), bind_address=remote.bind_address))
+    label = f"shophosting.env={settings.STORE_OBJECT_PREFIX}"
+    yield Host.objects.get(pk=local.pk), remote
+    if second_engine.answers():  # clean_test_stores cleans the first engine; this is the second's
+        docker_client.labelled_objects_remove(label=label, base_url=second_engine.engine())
+
+
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_spread_places_two_new_stores_on_two_engines_and_nginx_routes_each_to_its_hosts_private_address(
+    two_hosts,
+    second_engine,
+    user_factory,
+    woo_plan,
+    store_images,
+    clean_test_stores,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+    settings,
+):
+    from provisioning.orders import store_order_paid
+    from stores.models import Store
+    from stores.services import store_create
+    from tests.test_provisioning import NGINX_PORT, fetch_until
+
+    local, remote = two_hosts
+    stores = []
+    for number in (1, 2):
+        store = store_create(
+            customer=user_factory(), plan=woo_plan, domain=f"fleet{number}.test", site_title=f"Fleet Shop {number}"
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            store_order_paid(store_id=store.pk)
+        run_provisioning_worker()
+        store.refresh_from_db()
+        assert store.status == Store.Status.ACTIVE, store.jobs.get().error
+        stores.append(store)
+    first, second = stores
+    assert (first.host, second.host) == (local, remote)
+
+    # Each store's objects are on its own host's engine, and only there.
+    for store, engine, other in ((first, local.engine, remote.engine), (second, remote.engine, local.engine)):
+        label = f"shophosting.store={store.pk}"
+        assert docker_client.labelled_objects(label=label, base_url=engine)["containers"] == sorted(
+            f"{store.slug}-{role}" for role in ("cache", "db", "web")
+        )
+        assert docker_client.labelled_objects(label=label, base_url=other) == {
+            "containers": [],
+            "networks": [],
+            "volumes": [],
+        }
+    # The remote store's web port is published on the host's private address only.
+    web = docker_client.client(remote.engine).containers.get(f"{second.slug}-web").attrs
+    assert web["HostConfig"]["PortBindings"]["80/tcp"] == [
+        {"HostIp": second_engine.address, "HostPort": str(second.port)}
+    ]
+    assert remote.port_range_start <= second.port <= remote.port_range_end
+
+    # nginx (in the platform's namespace) proxies each store to its host's private address.
+    vhosts = {store: (Path(settings.NGINX_SITES_DIR) / f"{store.proxy_key}.conf").read_text() for store in stores}
+    assert f"proxy_pass http://127.0.0.1:{first.port};" in vhosts[first]
+    assert f"proxy_pass http://{second_engine.address}:{second.port};" in vhosts[second]
+    for store in stores:
+        page = fetch_until(NGINX_PORT, store.domain, store.site_title)
+        assert page.status == 200 and f"<title>{store.site_title}" in page.text

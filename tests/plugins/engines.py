@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,20 @@ def tls_files_make(*, address: str, common_name: str = "shophosting test engine"
     )
 
 
+# A resolver that knows no name: every query gets NXDOMAIN, its question echoed (RFC 1035 4.1.1).
+NXDOMAIN_RESOLVER = """
+import socket, sys
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind((sys.argv[1], 53))
+while True:
+    query, client = server.recvfrom(512)
+    if len(query) < 12:
+        continue
+    flags = 0x8000 | (query[2] & 0x79) << 8 | 0x80 | 3  # response, opcode and RD kept, RA, NXDOMAIN
+    server.sendto(query[:2] + flags.to_bytes(2, "big") + query[4:6] + bytes(6) + query[12:], client)
+"""
+
+
 @dataclass
 class SecondEngine:
     """The running second engine: where it listens and the client's TLS material, and stop()/start() for
@@ -172,6 +187,10 @@ class SecondEngine:
                 f"--cgroup-parent=/{NAME}",
                 f"--containerd-namespace={NAME}",
                 f"--containerd-plugins-namespace={NAME}-plugins",
+                # The namespace has no route to the machine's resolver, and the engine's embedded DNS waits
+                # 20 s for one that does not answer (a store's WordPress looks its own name up to spawn
+                # its cron): the namespace's own stand-in answers every name "does not exist" at once.
+                f"--dns={self.address}",
                 "--ip-forward=true",
                 "--iptables=true",
             ]
@@ -272,6 +291,7 @@ def second_engine(store_images, tmp_path_factory):
             done = namespace.run(args)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()}")
+        namespace.popen([sys.executable, "-c", NXDOMAIN_RESOLVER, ADDRESS])
         engine = SecondEngine(namespace=namespace, tls=tls, tls_dir=tls_dir)
         try:
             try:
