@@ -108,3 +108,25 @@ def host_check(*, engine: Engine, bind_address: str) -> dict:
         "disk_total_bytes": probe.disk_total_bytes,
         "check_report": report,
     }
+
+
+def host_images_copy(*, host, dry_run: bool = False, log=print) -> list[str]:
+    """Give the host's engine every store image the platform's engine has (settings.STORE_IMAGES), through
+    the Docker API, skipping those it already has (same id). The images a host runs are the platform's:
+    build or load them on the platform's engine (manage.py images_build), then copy them to each host.
+    Returns the images copied (or that would be, with dry_run)."""
+    wanted = sorted({image for roles in settings.STORE_IMAGES.values() for image in roles.values()})
+    copied = []
+    for image in wanted:
+        source_id = docker_client.image_id(tag=image)
+        if source_id is None:
+            log(f"{image}: not on the platform's engine, skipped")
+            continue
+        if docker_client.image_id(tag=image, base_url=host.engine) == source_id:
+            log(f"{image}: already on {host.name}")
+            continue
+        if not dry_run:
+            docker_client.image_copy(image=image, source=None, target=host.engine)
+        log(f"{image}: {'would copy' if dry_run else 'copied'} to {host.name}")
+        copied.append(image)
+    return copied

@@ -268,3 +268,25 @@ def test_spread_places_two_new_stores_on_two_engines_and_nginx_routes_each_to_it
     for store in stores:
         page = fetch_until(NGINX_PORT, store.domain, store.site_title)
         assert page.status == 200 and f"<title>{store.site_title}" in page.text
+
+
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_host_images_copy_gives_a_host_the_store_images_it_lacks(two_hosts, second_engine, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _, remote = two_hosts
+    cache_image = settings.STORE_IMAGES["woocommerce"]["cache"]
+    docker_client.client(remote.engine).images.remove(cache_image)  # the tag only: its layers stay
+    assert docker_client.image_id(tag=cache_image, base_url=remote.engine) is None
+
+    out = StringIO()
+    call_command("host_images_copy", "engine2", "--dry-run", stdout=out)
+    assert f"{cache_image}: would copy to engine2" in out.getvalue()
+    assert f"{settings.STORE_IMAGES['woocommerce']['web']}: already on engine2" in out.getvalue()
+    assert docker_client.image_id(tag=cache_image, base_url=remote.engine) is None
+
+    call_command("host_images_copy", "engine2", stdout=out)
+    assert docker_client.image_id(tag=cache_image, base_url=remote.engine) == docker_client.image_id(tag=cache_image)
