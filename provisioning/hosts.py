@@ -9,6 +9,7 @@ address nginx will proxy to answers from here. The same container reports the fr
 data root. Any failure raises HostCheckFailed saying which part, and nothing is saved.
 """
 
+import logging
 import socket
 import time
 import uuid
@@ -17,9 +18,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from provisioning import docker_client
+from provisioning.care.models import Incident
 from provisioning.exceptions import HostCheckFailed, ProvisioningError
-from stores.models import Engine
+from provisioning.stacks import stack_for
+from stores.exceptions import InvalidTransition
+from stores.models import Engine, Host, Store
+from stores.services import store_transition
 
+logger = logging.getLogger(__name__)
 PROBE_PORT = 6379
 
 
@@ -130,3 +136,53 @@ def host_images_copy(*, host, dry_run: bool = False, log=print) -> list[str]:
         log(f"{image}: {'would copy' if dry_run else 'copied'} to {host.name}")
         copied.append(image)
     return copied
+
+
+UNREACHABLE_MESSAGE = (
+    "The server your store runs on is not answering, so your store is offline. Our team has been alerted and "
+    "is on it; your data is safe and there is nothing you need to do."
+)
+BACK_MESSAGE = "The server your store runs on answers again, and your store is back online."
+
+
+def host_heartbeat(*, host_id: int, ok: bool) -> list[tuple[int, str]]:
+    """React to one look at a host's engine (the platform round, every minute, after it recorded
+    `docker.host-<id>`). While the host's platform incident is open (CARE_INCIDENT_THRESHOLD failing looks
+    in a row), its active stores are marked unreachable, with a plain message for their merchants: not
+    failed, since nothing of theirs broke and nothing is to be retried. Once the engine answers again, each
+    unreachable store whose web container runs (the engine restarts them itself) is active again; one
+    whose container does not run stays unreachable, and the log says so. Returns (store id, new status)
+    for the stores it moved."""
+    host = Host.objects.get(pk=host_id)
+    moved = []
+    if not ok:
+        if not Incident.objects.filter(open_for_component=f"docker.host-{host_id}").exists():
+            return moved  # not yet CARE_INCIDENT_THRESHOLD failures in a row: a blip marks nothing
+        for store_id in Store.objects.filter(host=host, status=Store.Status.ACTIVE).values_list("pk", flat=True):
+            try:
+                store_transition(
+                    store_id=store_id,
+                    to=Store.Status.UNREACHABLE,
+                    note=f"host {host.name}: its engine does not answer",
+                    message=UNREACHABLE_MESSAGE,
+                )
+            except InvalidTransition:
+                continue  # it changed meanwhile (a suspend, a delete): left as it is
+            moved.append((store_id, Store.Status.UNREACHABLE))
+        return moved
+    for store in Store.objects.filter(host=host, status=Store.Status.UNREACHABLE).select_related("plan"):
+        try:
+            state, _ = docker_client.container_state(name=stack_for(store).container_name("web"), base_url=host.engine)
+        except ProvisioningError:
+            continue  # the engine went again: the next round looks
+        if state != "running":
+            logger.warning("store %s on host %s: web container %s, left unreachable", store.pk, host.name, state)
+            continue
+        try:
+            store_transition(
+                store_id=store.pk, to=Store.Status.ACTIVE, note=f"host {host.name} answers again", message=BACK_MESSAGE
+            )
+        except InvalidTransition:
+            continue
+        moved.append((store.pk, Store.Status.ACTIVE))
+    return moved

@@ -30,6 +30,7 @@ from provisioning import docker_client, proxy
 from provisioning.care.models import PlatformCheck
 from provisioning.care.platform import platform_check_record
 from provisioning.care.selectors import platform_check_last
+from provisioning.hosts import host_heartbeat
 from shophosting.core import queues
 from stores.models import Host
 
@@ -175,6 +176,9 @@ def platform_checks_run() -> list[PlatformCheck]:
             )
         )
     recorded += [platform_check_record(component=c, ok=ok, output=output) for c, ok, output in workers_by_queue()]
+    # After the records: a host's stores go unreachable once its incident is open, and come back when it answers.
+    for pk, result in engines["hosts"].items():
+        host_heartbeat(host_id=int(pk), ok=result["ok"])
     return recorded
 
 

@@ -141,6 +141,9 @@ class Store(models.Model):
         FAILED = "failed", "Failed"
         DELETING = "deleting", "Deleting"
         DELETED = "deleted", "Deleted"
+        # Its host's engine stopped answering (provisioning/hosts.py, host_heartbeat): not failed, nothing to
+        # retry; back to active when the engine answers again and the store's containers run.
+        UNREACHABLE = "unreachable", "Host unreachable"
 
     customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stores")
     plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="stores")

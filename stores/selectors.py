@@ -17,7 +17,7 @@ class HostUsage:
 
 S = Store.Status
 # Statuses in which a store holds its host reservation and port.
-HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}
+HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING, S.UNREACHABLE}
 
 
 # store -> the memory (MB) and CPUs its whole stack reserves on its host. Provisioning owns the stacks and

@@ -290,3 +290,78 @@ def test_host_images_copy_gives_a_host_the_store_images_it_lacks(two_hosts, seco
 
     call_command("host_images_copy", "engine2", stdout=out)
     assert docker_client.image_id(tag=cache_image, base_url=remote.engine) == docker_client.image_id(tag=cache_image)
+
+
+# --- A host that goes away ---------------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_a_stopped_engine_marks_its_stores_unreachable_with_an_incident_and_they_come_back_when_it_answers(
+    two_hosts,
+    second_engine,
+    user_factory,
+    woo_plan,
+    store_images,
+    clean_test_stores,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+    client,
+    settings,
+):
+    import time
+
+    from provisioning.care.models import Incident
+    from provisioning.hosts import BACK_MESSAGE, UNREACHABLE_MESSAGE
+    from provisioning.orders import store_order_paid
+    from shophosting.health import platform_checks_run
+    from stores.models import Store
+    from stores.services import store_create
+    from tests.test_provisioning import NGINX_PORT, fetch_until
+
+    local, remote = two_hosts
+    Host.objects.filter(pk=local.pk).update(active=False)  # the store goes to the second engine
+    store = store_create(customer=user_factory(), plan=woo_plan, domain="away.test", site_title="Away Shop")
+    with django_capture_on_commit_callbacks(execute=True):
+        store_order_paid(store_id=store.pk)
+    run_provisioning_worker()
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE and store.host == remote
+    settings.CARE_INCIDENT_THRESHOLD = 2
+    component = f"docker.host-{remote.pk}"
+
+    second_engine.stop()
+    try:
+        platform_checks_run()  # one failing look: a blip marks nothing
+        store.refresh_from_db()
+        assert store.status == Store.Status.ACTIVE
+        assert not Incident.objects.filter(open_for_component=component).exists()
+
+        platform_checks_run()  # the second in a row: the staff incident opens and the store is unreachable
+        incident = Incident.objects.get(open_for_component=component)
+        assert incident.store is None and "host engine2" in incident.summary
+        store.refresh_from_db()
+        assert store.status == Store.Status.UNREACHABLE  # not failed: nothing of the store's broke
+        assert store.status_message == UNREACHABLE_MESSAGE
+        assert store.events.last().note == "host engine2: its engine does not answer"
+        client.force_login(store.customer)
+        page = html.unescape(client.get(reverse("stores:detail", args=[store.pk])).content.decode())
+        assert UNREACHABLE_MESSAGE in page and "10.213" not in page and "engine2" not in page
+
+        platform_checks_run()  # still down: nothing changes, the incident stays the same one
+        assert Incident.objects.get(open_for_component=component) == incident
+    finally:
+        second_engine.start()
+
+    # The engine restarts the store's containers (restart policy unless-stopped); the next round brings it back.
+    deadline = time.monotonic() + 60
+    while docker_client.container_state(name=f"{store.slug}-web", base_url=remote.engine)[0] != "running":
+        assert time.monotonic() < deadline, "the web container did not start again"
+        time.sleep(0.5)
+    platform_checks_run()
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE and store.status_message == BACK_MESSAGE
+    incident.refresh_from_db()
+    assert incident.status == Incident.Status.CLOSED and incident.open_for_component is None
+    page = fetch_until(NGINX_PORT, store.domain, store.site_title, timeout=30)
+    assert page.status == 200 and "<title>Away Shop" in page.text
