@@ -235,6 +235,14 @@ class SecondEngine:
             self.process.wait()
 
 
+def is_second_engine(pid: int) -> bool:
+    """Whether process `pid` is this module's dockerd (tests that look for the machine's one dockerd skip it)."""
+    try:
+        return f"--pidfile={PIDFILE}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+
+
 def _stale_dockerd_stop() -> None:
     """A dockerd a killed session left (its pid file names it): stop it before its namespace is replaced."""
     try:
