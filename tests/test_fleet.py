@@ -365,3 +365,23 @@ def test_a_stopped_engine_marks_its_stores_unreachable_with_an_incident_and_they
     assert incident.status == Incident.Status.CLOSED and incident.open_for_component is None
     page = fetch_until(NGINX_PORT, store.domain, store.site_title, timeout=30)
     assert page.status == 200 and "<title>Away Shop" in page.text
+
+
+@pytest.mark.django_db
+def test_staff_drain_a_host_and_take_it_back_from_the_admin_with_an_event_each(client, staff_user):
+    [host] = _hosts("busy")
+    client.force_login(staff_user)
+    changelist = reverse("admin:stores_host_changelist")
+    response = client.post(changelist, {"action": "drain_selected", "_selected_action": [host.pk]}, follow=True)
+    assert "1 host(s) draining: no new store will be placed there." in response.content.decode()
+    host.refresh_from_db()
+    assert host.status == Host.Status.DRAINING and not host.accepts_new_stores
+    assert "Draining (no new stores)" in client.get(changelist).content.decode()
+
+    client.post(changelist, {"action": "ready_selected", "_selected_action": [host.pk]})
+    host.refresh_from_db()
+    assert host.status == Host.Status.READY and host.accepts_new_stores
+    assert [(e.new_status, e.actor) for e in host.events.order_by("pk")] == [
+        (Host.Status.DRAINING, staff_user),
+        (Host.Status.READY, staff_user),
+    ]
