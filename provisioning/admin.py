@@ -8,7 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from provisioning.exceptions import JobConflict
+from provisioning.exceptions import HostCheckFailed, JobConflict
+from provisioning.hosts import host_check
 from provisioning.models import Incident, IncidentEvent, JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
 from provisioning.rollouts import (
     MAX_BATCH_SIZE,
@@ -20,7 +21,8 @@ from provisioning.rollouts import (
 from provisioning.selectors import job_progress_for_staff, rollout_progress
 from provisioning.services import job_retry
 from stores.exceptions import InvalidTransition
-from stores.models import Platform, Store
+from stores.models import Engine, Host, Platform, Store
+from stores.services import host_check_record, host_save, host_transition
 
 
 class JobStepInline(admin.TabularInline):
@@ -323,3 +325,191 @@ class IncidentAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+def _pem_check(key: str, text: str) -> None:
+    """Refuse what is not a PEM certificate (or an unencrypted PEM key) before anything is dialled."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        if key == "key":
+            serialization.load_pem_private_key(text.encode(), password=None)
+        else:
+            x509.load_pem_x509_certificate(text.encode())
+    except (ValueError, TypeError) as exc:
+        what = "an unencrypted PEM private key" if key == "key" else "a PEM certificate"
+        raise ValidationError({f"tls_{key}": f"This is not {what}: {exc}"}) from exc
+
+
+class HostForm(forms.ModelForm):
+    """A host with its TLS client certificates (write-only: never shown again, stored encrypted). Saving a new
+    host, or one whose engine URL, private address or certificates changed, first runs the host check
+    (provisioning/hosts.py): a host that fails it is not saved, and the error says why."""
+
+    tls_ca = forms.CharField(
+        label="CA certificate (PEM)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="For tcp:// with --tlsverify: the CA that signed the engine's certificate and ours.",
+    )
+    tls_cert = forms.CharField(
+        label="Client certificate (PEM)", required=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
+    tls_key = forms.CharField(
+        label="Client key (PEM)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Stored encrypted; never shown. Leave the three empty to keep the certificates the host has.",
+    )
+    tls_clear = forms.BooleanField(label="Remove the TLS certificates", required=False)
+
+    class Meta:
+        model = Host
+        fields = [
+            "name",
+            "docker_url",
+            "bind_address",
+            "port_range_start",
+            "port_range_end",
+            "memory_capacity_mb",
+            "cpu_capacity",
+            "disk_capacity_gb",
+            "active",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # PEM text as files hold it (the form strips the last newline, a browser may send \r\n).
+        pems = {key: (cleaned.get(f"tls_{key}") or "").replace("\r\n", "\n").strip() for key in ("ca", "cert", "key")}
+        pems = {key: f"{value}\n" if value else "" for key, value in pems.items()}
+        given = [key for key, value in pems.items() if value]
+        if given and len(given) != 3:
+            raise ValidationError("Give the CA certificate, the client certificate and the client key together.")
+        for key in given:
+            _pem_check(key, pems[key])
+        url = cleaned["docker_url"]
+        self.tls = {"ca": pems["ca"], "cert": pems["cert"], "key": pems["key"]} if given else None
+        if cleaned.get("tls_clear"):
+            self.tls = {}
+        kept = self.instance.engine if self.instance.pk and self.tls is None else None
+        engine = Engine(
+            url=url,
+            ca_pem=(self.tls or {}).get("ca", kept.ca_pem if kept else ""),
+            cert_pem=(self.tls or {}).get("cert", kept.cert_pem if kept else ""),
+            key_pem=(self.tls or {}).get("key", kept.key_pem if kept else ""),
+        )
+        if engine.uses_tls and not url.startswith("tcp://"):
+            raise ValidationError({"docker_url": "TLS certificates go with a tcp:// engine URL only."})
+        changed = {"docker_url", "bind_address"} & set(self.changed_data)
+        self.check = None
+        if not self.instance.pk or changed or self.tls is not None:
+            try:
+                self.check = host_check(engine=engine, bind_address=cleaned["bind_address"])
+            except HostCheckFailed as exc:
+                raise ValidationError(f"The host check failed, nothing was saved: {exc}") from exc
+        return cleaned
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    form = HostForm
+    list_display = [
+        "name",
+        "docker_url",
+        "bind_address",
+        "status",
+        "active",
+        "memory_capacity_mb",
+        "cpu_capacity",
+        "disk_capacity_gb",
+        "engine_version",
+        "checked_at",
+    ]
+    list_filter = ["active", "status"]
+    readonly_fields = [
+        "status",
+        "tls_state",
+        "checked_at",
+        "engine_version",
+        "storage_driver",
+        "cgroup_limits",
+        "memory_total_mb",
+        "cpus_total",
+        "disk_free",
+        "check_report",
+    ]
+    actions = ["drain_selected", "ready_selected", "check_selected"]
+
+    def get_fieldsets(self, request, obj=None):
+        main = [
+            "name",
+            "docker_url",
+            "bind_address",
+            ("port_range_start", "port_range_end"),
+            ("memory_capacity_mb", "cpu_capacity", "disk_capacity_gb"),
+            "active",
+            "status",
+        ]
+        return [
+            (None, {"fields": main}),
+            (
+                "TLS client certificates (tcp://)",
+                {"fields": ["tls_state", "tls_ca", "tls_cert", "tls_key", "tls_clear"]},
+            ),
+            (
+                "What the host check found",
+                {
+                    "fields": [
+                        "checked_at",
+                        "engine_version",
+                        "storage_driver",
+                        "cgroup_limits",
+                        ("memory_total_mb", "cpus_total"),
+                        "disk_free",
+                        "check_report",
+                    ]
+                },
+            ),
+        ]
+
+    @admin.display(description="TLS")
+    def tls_state(self, host):
+        return "client certificates stored (encrypted)" if host.tls_encrypted else "none"
+
+    @admin.display(description="disk free")
+    def disk_free(self, host):
+        if host.disk_free_bytes is None:
+            return "–"
+        return f"{host.disk_free_bytes / 1e9:.1f} of {host.disk_total_bytes / 1e9:.1f} GB"
+
+    def save_model(self, request, obj, form, change):
+        if form.check is None:  # nothing the check looks at changed: capacity, ranges, the flag
+            obj.save()
+            return
+        host_save(host=obj, tls=form.tls, check=form.check)
+
+    @admin.action(description="Drain: no new stores on the selected hosts")
+    def drain_selected(self, request, queryset):
+        for host in queryset:
+            host_transition(host_id=host.pk, to=Host.Status.DRAINING, actor=request.user, note="drained in the admin")
+        self.message_user(request, f"{queryset.count()} host(s) draining: no new store will be placed there.")
+
+    @admin.action(description="Ready: the selected hosts take new stores again")
+    def ready_selected(self, request, queryset):
+        for host in queryset:
+            host_transition(host_id=host.pk, to=Host.Status.READY, actor=request.user, note="ready in the admin")
+        self.message_user(request, f"{queryset.count()} host(s) ready for new stores.")
+
+    @admin.action(description="Run the host check again")
+    def check_selected(self, request, queryset):
+        for host in queryset:
+            try:
+                check = host_check(engine=host.engine, bind_address=host.bind_address)
+            except HostCheckFailed as exc:
+                self.message_user(request, f"{host}: {exc}", messages.ERROR)
+                continue
+            host_check_record(host_id=host.pk, check=check)
+            self.message_user(request, f"{host}: {check['check_report']}")

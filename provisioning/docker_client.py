@@ -1,12 +1,17 @@
 """The only module that imports the Docker SDK. Callers get dataclasses and project exceptions.
 
-The engine is `settings.DOCKER_HOST` (unix://, ssh:// or tcp://). Every published port binds to an
-explicit address (127.0.0.1 by default), never to all interfaces.
+Every function takes `base_url`: the engine to talk to, either a URL (unix://, ssh:// or tcp://; None is
+`settings.DOCKER_HOST`, the platform's own engine) or a `stores.models.Engine`, which a `Host` gives
+(`host.engine`) with the TLS client certificates of a remote engine. Every published port binds to an
+explicit address (the host's private address, 127.0.0.1 on a single machine), never to all interfaces.
 """
 
 import functools
+import hashlib
 import io
+import os
 import tarfile
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,10 +19,12 @@ from functools import lru_cache
 
 import docker
 import docker.errors
+import docker.tls
 import requests.exceptions
 from django.conf import settings
 
 from provisioning.exceptions import DockerUnavailable, ProvisioningError
+from stores.models import Engine
 
 __all__ = ["DockerUnavailable", "ProvisioningError", "EngineInfo", "ContainerInfo", "NetworkInfo"]
 
@@ -62,8 +69,18 @@ _TRANSPORT_ERRORS = (
 )
 
 
-def _unavailable(exc: BaseException, base_url: str | None) -> DockerUnavailable:
-    return DockerUnavailable(f"the Docker engine at {base_url or settings.DOCKER_HOST} does not answer: {exc}")
+EngineRef = str | Engine | None
+
+
+def engine_url(base_url: EngineRef) -> str:
+    """The URL of the engine `base_url` names (never its certificates)."""
+    if isinstance(base_url, Engine):
+        return base_url.url
+    return base_url or settings.DOCKER_HOST
+
+
+def _unavailable(exc: BaseException, base_url: EngineRef) -> DockerUnavailable:
+    return DockerUnavailable(f"the Docker engine at {engine_url(base_url)} does not answer: {exc}")
 
 
 def _engine_call(function):
@@ -80,26 +97,67 @@ def _engine_call(function):
     return call
 
 
-@lru_cache(maxsize=8)
-def _client(base_url: str) -> docker.DockerClient:
+def _tls_files(engine: Engine) -> tuple[str, str, str]:
+    """The SDK (and the ssl module under it) read certificates from files, at every new connection: write
+    the engine's into a directory only this user can read, named by a hash of their content, kept for the
+    life of the process (a certificate changed in the admin is a new engine, so a new directory)."""
+    digest = hashlib.sha256("\0".join((engine.ca_pem, engine.cert_pem, engine.key_pem)).encode()).hexdigest()[:16]
+    directory = os.path.join(tempfile.gettempdir(), f"shophosting-docker-tls-{os.getuid()}", digest)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(os.path.dirname(directory), 0o700)
+    paths = []
+    for file_name, text in (("ca.pem", engine.ca_pem), ("cert.pem", engine.cert_pem), ("key.pem", engine.key_pem)):
+        path = os.path.join(directory, file_name)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        paths.append(path)
+    return paths[0], paths[1], paths[2]
+
+
+MIN_API_VERSION = "1.41"  # Docker 20.10, the oldest engine a host may run
+
+
+@lru_cache(maxsize=16)
+def _client(base_url: str | Engine) -> docker.DockerClient:
+    if isinstance(base_url, Engine):
+        tls = None
+        if base_url.uses_tls:
+            ca, cert, key = _tls_files(base_url)
+            # verify=True with the host's own CA: the engine's certificate must be signed by it and name the
+            # address we dial (an IP SAN for tcp://10.0.0.5:2376); a public CA is never trusted for an engine.
+            tls = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
+        # The SDK is a requests Session, which lets REQUESTS_CA_BUNDLE (and proxy variables) from the
+        # environment replace the CA it was given: build it without asking the engine anything, turn the
+        # environment off, then ask the engine its API version as the SDK would have.
+        engine = docker.DockerClient(
+            base_url=base_url.url, tls=tls or False, timeout=settings.DOCKER_TIMEOUT, version=MIN_API_VERSION
+        )
+        engine.api.trust_env = False
+        engine.api._version = engine.api.version(api_version=False)["ApiVersion"]
+        return engine
     return docker.DockerClient(base_url=base_url, timeout=settings.DOCKER_TIMEOUT)
 
 
-def client(base_url: str | None = None) -> docker.DockerClient:
+def client(base_url: EngineRef = None) -> docker.DockerClient:
+    if isinstance(base_url, Engine) and not base_url.uses_tls:
+        base_url = base_url.url  # a plain URL: the same client as when it is given as a string
     try:
         return _client(base_url or settings.DOCKER_HOST)
-    except docker.errors.DockerException as exc:  # the SDK asks the engine its API version first
+    except docker.errors.TLSParameterError as exc:
+        raise DockerUnavailable(f"the TLS certificates for {engine_url(base_url)} are not usable: {exc}") from exc
+    except (docker.errors.DockerException, *_TRANSPORT_ERRORS) as exc:  # the engine is asked its API version first
         raise _unavailable(exc, base_url) from exc
 
 
 @_engine_call
-def engine_info(*, base_url: str | None = None) -> EngineInfo:
+def engine_info(*, base_url: EngineRef = None) -> EngineInfo:
     try:
         docker_client = client(base_url)
         info = docker_client.info()
         version = docker_client.version()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        raise DockerUnavailable(f"Docker engine at {base_url or settings.DOCKER_HOST} does not answer: {exc}") from exc
+        raise DockerUnavailable(f"Docker engine at {engine_url(base_url)} does not answer: {exc}") from exc
     return EngineInfo(
         server_version=version.get("Version", ""),
         api_version=version.get("ApiVersion", ""),
@@ -123,7 +181,7 @@ def _container_info(container) -> ContainerInfo:
 
 
 @_engine_call
-def image_exists(*, tag: str, base_url: str | None = None) -> bool:
+def image_exists(*, tag: str, base_url: EngineRef = None) -> bool:
     try:
         client(base_url).images.get(tag)
     except docker.errors.ImageNotFound:
@@ -132,7 +190,7 @@ def image_exists(*, tag: str, base_url: str | None = None) -> bool:
 
 
 @_engine_call
-def image_build(*, path: str, tags: list[str], base_url: str | None = None) -> str:
+def image_build(*, path: str, tags: list[str], base_url: EngineRef = None) -> str:
     """Build an image from a local directory with the classic builder (no BuildKit, no registry)."""
     engine = client(base_url)
     try:
@@ -146,13 +204,139 @@ def image_build(*, path: str, tags: list[str], base_url: str | None = None) -> s
 
 
 @_engine_call
-def image_tag(*, image: str, tag: str, base_url: str | None = None) -> None:
+def image_tag(*, image: str, tag: str, base_url: EngineRef = None) -> None:
     """Point `tag` at the image `image` names (moving it if it pointed elsewhere)."""
     repository, _, version = tag.rpartition(":")
     try:
         client(base_url).images.get(image).tag(repository, version)
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"tagging {image} as {tag} failed: {exc}") from exc
+
+
+@_engine_call
+def image_id(*, tag: str, base_url: EngineRef = None) -> str | None:
+    """The id of the image `tag` names on the engine, or None when the engine has no such image."""
+    try:
+        return client(base_url).images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+@_engine_call
+def image_copy(*, image: str, source: EngineRef, target: EngineRef) -> bool:
+    """Give `target` the image `source` has under the name `image` (same id, same tag), streamed from one
+    engine's API to the other's (`docker save | docker load`: nothing on disk here, no registry). False when
+    the target already has that very image. How a host gets the images the platform built or loaded."""
+    wanted = image_id(tag=image, base_url=source)
+    if wanted is None:
+        raise ProvisioningError(f"image {image} is not on {engine_url(source)}; build it with manage.py images_build")
+    if image_id(tag=image, base_url=target) == wanted:
+        return False
+    try:
+        stream = client(source).api.get_image(image)
+        client(target).api.load_image(stream)
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(
+            f"copying {image} from {engine_url(source)} to {engine_url(target)} failed: {exc.explanation or exc}"
+        ) from exc
+    if image_id(tag=image, base_url=target) != wanted:
+        raise ProvisioningError(f"{engine_url(target)} did not keep {image} after loading it")
+    return True
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What a host's engine says about itself (`docker info` and `docker version`)."""
+
+    server_version: str
+    api_version: str
+    storage_driver: str
+    cgroup_driver: str
+    cgroup_version: str
+    memory_limit: bool  # the engine can cap a container's memory (and swap)
+    cpu_limit: bool  # CFS quota: --cpus
+    pids_limit: bool
+    memory_bytes: int
+    cpus: int
+    warnings: tuple[str, ...]
+
+
+@_engine_call
+def engine_facts(*, base_url: EngineRef = None) -> EngineFacts:
+    engine = client(base_url)
+    try:
+        info, version = engine.info(), engine.version()
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"{engine_url(base_url)} did not describe itself: {exc.explanation or exc}") from exc
+    return EngineFacts(
+        server_version=version.get("Version", ""),
+        api_version=version.get("ApiVersion", ""),
+        storage_driver=info.get("Driver", ""),
+        cgroup_driver=info.get("CgroupDriver", ""),
+        cgroup_version=str(info.get("CgroupVersion", "")),
+        memory_limit=bool(info.get("MemoryLimit")) and bool(info.get("SwapLimit")),
+        cpu_limit=bool(info.get("CpuCfsQuota")),
+        pids_limit=bool(info.get("PidsLimit")),
+        memory_bytes=info.get("MemTotal", 0),
+        cpus=info.get("NCPU", 0),
+        warnings=tuple(info.get("Warnings") or ()),
+    )
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    port: int  # published on the address asked for
+    disk_free_bytes: int  # of the filesystem holding the engine's data root (the container's root is on it)
+    disk_total_bytes: int
+
+
+@_engine_call
+def probe_start(
+    *,
+    name: str,
+    image: str,
+    command: list[str],
+    container_port: int,
+    address: str,
+    labels: dict[str, str],
+    base_url: EngineRef = None,
+) -> Probe:
+    """A throwaway container on the engine, its `container_port` published on `address` (a port the engine
+    picks), for the platform to connect to: an engine that cannot bind that address refuses to start it,
+    so the address is the host's own. Also reads the free disk of the engine's data root from inside it.
+    Remove it with container_remove."""
+    engine = client(base_url)
+    try:
+        engine.containers.get(name).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    with _starting(name, image):
+        container = engine.containers.run(
+            image,
+            command=command,
+            name=name,
+            labels=labels,
+            detach=True,
+            ports={f"{container_port}/tcp": (address, None)},
+            mem_limit=64 * 1024 * 1024,
+            pids_limit=64,
+            security_opt=["no-new-privileges:true"],
+        )
+    try:
+        container.reload()
+        binding = container.attrs["NetworkSettings"]["Ports"][f"{container_port}/tcp"][0]
+        result = container.exec_run(["df", "-Pk", "/"])
+        if result.exit_code != 0:
+            raise ProvisioningError(f"df in {name} exited {result.exit_code}: {result.output.decode(errors='replace')}")
+        fields = result.output.decode().splitlines()[-1].split()
+        total_kb, available_kb = int(fields[1]), int(fields[3])
+    except (docker.errors.APIError, KeyError, IndexError, ValueError, TypeError) as exc:
+        container.remove(force=True)
+        raise ProvisioningError(f"the probe container on {engine_url(base_url)} did not report: {exc}") from exc
+    return Probe(
+        name=name, port=int(binding["HostPort"]), disk_free_bytes=available_kb * 1024, disk_total_bytes=total_kb * 1024
+    )
 
 
 # --- Store stacks ------------------------------------------------------------------------------
@@ -184,7 +368,7 @@ def network_ensure(
     labels: dict[str, str],
     internal: bool = False,
     bridge: str | None = None,
-    base_url: str | None = None,
+    base_url: EngineRef = None,
 ) -> NetworkInfo:
     """A bridge network; `internal` ones have no route out (and so no published ports). `bridge` names its
     interface on the host (firewall rules match it); an existing network keeps the interface it has."""
@@ -208,7 +392,7 @@ def network_ensure(
 
 
 @_engine_call
-def networks_by_label(*, label: str, base_url: str | None = None) -> list[NetworkInfo]:
+def networks_by_label(*, label: str, base_url: EngineRef = None) -> list[NetworkInfo]:
     """The networks carrying `label` (a key, or key=value)."""
     try:
         return [_network_info(n) for n in client(base_url).networks.list(filters={"label": label})]
@@ -217,7 +401,7 @@ def networks_by_label(*, label: str, base_url: str | None = None) -> list[Networ
 
 
 @_engine_call
-def volume_ensure(*, name: str, labels: dict[str, str], base_url: str | None = None) -> str:
+def volume_ensure(*, name: str, labels: dict[str, str], base_url: EngineRef = None) -> str:
     engine = client(base_url)
     try:
         return engine.volumes.get(name).name
@@ -250,7 +434,7 @@ def stack_container_ensure(
     secrets_dir: str = "/run/secrets",
     secrets_gid: int = 0,
     user: str | None = None,
-    base_url: str | None = None,
+    base_url: EngineRef = None,
 ) -> tuple[ContainerInfo, bool]:
     """A running container for one store service; returns (info, created).
 
@@ -361,7 +545,7 @@ def _secrets_write(engine, *, name: str, image: str, labels: dict[str, str], sec
 
 @_engine_call
 def container_exec(
-    *, name: str, command: list[str], environment: dict[str, str] | None = None, base_url: str | None = None
+    *, name: str, command: list[str], environment: dict[str, str] | None = None, base_url: EngineRef = None
 ) -> tuple[int, str]:
     """Run a command (an argument list, never a shell string) in a container; (exit code, output)."""
     try:
@@ -374,7 +558,7 @@ def container_exec(
 
 
 @_engine_call
-def container_stop(*, name: str, timeout: int = 10, base_url: str | None = None) -> bool:
+def container_stop(*, name: str, timeout: int = 10, base_url: EngineRef = None) -> bool:
     try:
         client(base_url).containers.get(name).stop(timeout=timeout)
     except docker.errors.NotFound:
@@ -386,7 +570,7 @@ def container_stop(*, name: str, timeout: int = 10, base_url: str | None = None)
 
 @_engine_call
 def container_update_limits(
-    *, name: str, memory_bytes: int, cpus: float, pids_limit: int | None = None, base_url: str | None = None
+    *, name: str, memory_bytes: int, cpus: float, pids_limit: int | None = None, base_url: EngineRef = None
 ) -> None:
     api = client(base_url).api
     try:
@@ -408,7 +592,7 @@ def container_update_limits(
 
 
 @_engine_call
-def labelled_objects(*, label: str, base_url: str | None = None) -> dict[str, list[str]]:
+def labelled_objects(*, label: str, base_url: EngineRef = None) -> dict[str, list[str]]:
     """Names of the containers, networks and volumes carrying `label` (key=value)."""
     engine = client(base_url)
     return {
@@ -419,7 +603,7 @@ def labelled_objects(*, label: str, base_url: str | None = None) -> dict[str, li
 
 
 @_engine_call
-def volume_sizes_by_label(*, key: str, base_url: str | None = None) -> dict[str, int]:
+def volume_sizes_by_label(*, key: str, base_url: EngineRef = None) -> dict[str, int]:
     """Bytes on disk of the volumes carrying the label `key`, summed per value of it ("shophosting.store":
     {"12": 734003200, ...}), as the engine's disk-usage report counts them. The engine walks every volume for
     that report, so it is for a periodic job, never a page view."""
@@ -437,7 +621,7 @@ def volume_sizes_by_label(*, key: str, base_url: str | None = None) -> dict[str,
 
 
 @_engine_call
-def labelled_objects_remove(*, label: str, base_url: str | None = None) -> dict[str, list[str]]:
+def labelled_objects_remove(*, label: str, base_url: EngineRef = None) -> dict[str, list[str]]:
     """Remove every container, then network and volume, carrying `label`. Idempotent."""
     engine = client(base_url)
     removed = labelled_objects(label=label, base_url=base_url)
@@ -457,7 +641,7 @@ def labelled_objects_remove(*, label: str, base_url: str | None = None) -> dict[
 
 @_engine_call
 def container_exec_to_file(
-    *, name: str, command: list[str], path: str, environment: dict[str, str] | None = None, base_url: str | None = None
+    *, name: str, command: list[str], path: str, environment: dict[str, str] | None = None, base_url: EngineRef = None
 ) -> int:
     """Run a command in a container and stream its stdout into `path` (never held in memory). Returns the
     number of bytes written; raises ProvisioningError with the command's stderr when it exits non-zero."""
@@ -484,7 +668,7 @@ def container_exec_to_file(
 
 
 @_engine_call
-def container_archive_get(*, name: str, path: str, tar_path: str, base_url: str | None = None) -> int:
+def container_archive_get(*, name: str, path: str, tar_path: str, base_url: EngineRef = None) -> int:
     """Copy `path` out of a container (running or stopped) as a tar file; returns its size in bytes."""
     try:
         chunks, _ = client(base_url).containers.get(name).get_archive(path)
@@ -501,7 +685,7 @@ def container_archive_get(*, name: str, path: str, tar_path: str, base_url: str 
 
 
 @_engine_call
-def container_state(*, name: str, base_url: str | None = None) -> tuple[str, str]:
+def container_state(*, name: str, base_url: EngineRef = None) -> tuple[str, str]:
     """(status, health) of a container: ("running", "healthy"), ("exited", "")…; ("missing", "") if absent."""
     try:
         state = client(base_url).api.inspect_container(name)["State"]
@@ -511,7 +695,7 @@ def container_state(*, name: str, base_url: str | None = None) -> tuple[str, str
 
 
 @_engine_call
-def container_image(*, name: str, base_url: str | None = None) -> str | None:
+def container_image(*, name: str, base_url: EngineRef = None) -> str | None:
     """The image reference a container was created from (as it was asked for, e.g. `shophosting/wordpress:6`);
     None if there is no such container."""
     try:
@@ -521,7 +705,7 @@ def container_image(*, name: str, base_url: str | None = None) -> str | None:
 
 
 @_engine_call
-def container_remove(*, name: str, base_url: str | None = None) -> bool:
+def container_remove(*, name: str, base_url: EngineRef = None) -> bool:
     """Remove a container (stopped first) with its anonymous volumes; the named volumes it mounts are kept.
     False if there was none."""
     try:
@@ -534,7 +718,7 @@ def container_remove(*, name: str, base_url: str | None = None) -> bool:
 
 
 @_engine_call
-def container_rename(*, name: str, new_name: str, base_url: str | None = None) -> None:
+def container_rename(*, name: str, new_name: str, base_url: EngineRef = None) -> None:
     try:
         client(base_url).containers.get(name).rename(new_name)
     except docker.errors.APIError as exc:
@@ -542,7 +726,7 @@ def container_rename(*, name: str, new_name: str, base_url: str | None = None) -
 
 
 @_engine_call
-def container_start(*, name: str, base_url: str | None = None) -> None:
+def container_start(*, name: str, base_url: EngineRef = None) -> None:
     try:
         client(base_url).containers.get(name).start()
     except docker.errors.APIError as exc:
@@ -551,7 +735,7 @@ def container_start(*, name: str, base_url: str | None = None) -> None:
 
 @_engine_call
 def volume_contents_replace(
-    *, volume: str, top_directory: str, tar_path: str, image: str, labels: dict[str, str], base_url: str | None = None
+    *, volume: str, top_directory: str, tar_path: str, image: str, labels: dict[str, str], base_url: EngineRef = None
 ) -> None:
     """Make a volume hold exactly what a tar from container_archive_get holds (its entries start with
     `top_directory/`, the mount point's name). A short-lived helper container mounts the volume there,
@@ -587,7 +771,7 @@ def volume_contents_replace(
 
 
 @_engine_call
-def container_archive_put(*, name: str, path: str, tar_path: str, base_url: str | None = None) -> None:
+def container_archive_put(*, name: str, path: str, tar_path: str, base_url: EngineRef = None) -> None:
     """Unpack a tar file into `path` of a container (the engine keeps the tar's ownership)."""
     try:
         with open(tar_path, "rb") as handle:
@@ -607,7 +791,7 @@ class ContainerUsage:
 
 
 @_engine_call
-def container_usage(*, name: str, base_url: str | None = None) -> ContainerUsage | None:
+def container_usage(*, name: str, base_url: EngineRef = None) -> ContainerUsage | None:
     """One stats reading (the engine takes two samples a second apart); None if the container is not running."""
     try:
         stats = client(base_url).api.stats(name, stream=False)

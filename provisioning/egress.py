@@ -265,7 +265,7 @@ def fence_remove() -> None:
             _iptables("-X", chain)
 
 
-def unfenced_store_networks(*, base_url: str | None = None) -> list[str]:
+def unfenced_store_networks(*, base_url: docker_client.EngineRef = None) -> list[str]:
     """Store networks on the engine whose bridge the fence does not match: created before the fence existed.
     They get a fenced bridge when they are created again."""
     networks = docker_client.networks_by_label(label="shophosting.store", base_url=base_url)

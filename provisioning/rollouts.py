@@ -97,7 +97,7 @@ def rollout_image_check(*, image: str, hosts: list[Host]) -> None:
     missing = []
     for host in hosts:
         try:
-            if not docker_client.image_exists(tag=image, base_url=host.docker_url):
+            if not docker_client.image_exists(tag=image, base_url=host.engine):
                 missing.append(host.name)
         except DockerUnavailable:
             raise ValidationError(

@@ -590,7 +590,7 @@ def stores_usage_sample(*, now=None) -> int:
     targets = [(store, stack.container_name(service.role)) for store, stack in stacks for service in stack.services()]
     with ThreadPoolExecutor(max_workers=8) as pool:
         readings = list(
-            pool.map(lambda t: docker_client.container_usage(name=t[1], base_url=t[0].host.docker_url), targets)
+            pool.map(lambda t: docker_client.container_usage(name=t[1], base_url=t[0].host.engine), targets)
         )
     by_store: dict[int, list] = {}
     for (store, _), reading in zip(targets, readings, strict=True):
@@ -630,7 +630,7 @@ def stores_disk_measure(*, now=None) -> int:
     for host_stores in by_host.values():
         host = host_stores[0].host
         try:
-            sizes = docker_client.volume_sizes_by_label(key="shophosting.store", base_url=host.docker_url)
+            sizes = docker_client.volume_sizes_by_label(key="shophosting.store", base_url=host.engine)
         except docker_client.ProvisioningError as exc:
             logger.warning("disk use of the stores on %s not measured: %s", host.name, exc)
             continue

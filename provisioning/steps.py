@@ -69,13 +69,13 @@ def network_and_volumes(store: Store, log: Log) -> None:
         name=stack.network_name,
         labels=stack.labels,
         bridge=egress.bridge_name(stack.network_name),  # inside the host's outbound fence
-        base_url=store.host.docker_url,
+        base_url=store.host.engine,
     )
     log(f"network {network.name} ready (bridge {network.bridge})")
     for service in stack.services():
         for suffix in service.volumes:
             name = docker_client.volume_ensure(
-                name=stack.volume_name(suffix), labels=stack.labels, base_url=store.host.docker_url
+                name=stack.volume_name(suffix), labels=stack.labels, base_url=store.host.engine
             )
             log(f"volume {name} ready")
 
@@ -88,7 +88,7 @@ def service_container_ensure(
     labels: dict[str, str],
     volumes: dict[str, str],
     publish: tuple | None = None,
-    base_url: str | None = None,
+    base_url: docker_client.EngineRef = None,
 ) -> tuple[docker_client.ContainerInfo, bool]:
     """The running container of one service, with its limits, confinement and secret files: a store's own,
     or a throwaway copy of it (backup verification) on another network and volumes."""
@@ -127,7 +127,7 @@ def _start(store: Store, services, log: Log) -> None:
             labels={**stack.labels, "shophosting.role": service.role},
             volumes={stack.volume_name(suffix): path for suffix, path in service.volumes.items()},
             publish=_publish(store, service),
-            base_url=store.host.docker_url,
+            base_url=store.host.engine,
         )
         verb = "started" if created else "already running"
         log(f"{service.role}: {info.name} {verb} ({service.memory_mb} MB, {service.cpus} CPU)")
@@ -159,7 +159,7 @@ def wait_http(store: Store, log: Log, *, timeout: float, accept_server_errors: b
     last_error = ""
     while time.monotonic() < deadline:
         if time.monotonic() - engine_checked > 2:
-            docker_client.container_state(name=_stack(store).container_name("web"), base_url=store.host.docker_url)
+            docker_client.container_state(name=_stack(store).container_name("web"), base_url=store.host.engine)
             engine_checked = time.monotonic()
         connection = http.client.HTTPConnection(store.host.bind_address, store.port, timeout=2)
         try:
@@ -185,7 +185,7 @@ def wait_db(store: Store, log: Log, *, timeout: float, container: str | None = N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code, _ = docker_client.container_exec(
-            name=name, command=["healthcheck.sh", "--connect"], base_url=store.host.docker_url
+            name=name, command=["healthcheck.sh", "--connect"], base_url=store.host.engine
         )
         if code == 0:
             log("database accepts connections")
@@ -203,7 +203,7 @@ def _cache_empty(store: Store, log: Log) -> None:
     if not any(service.role == "cache" for service in stack.services()):
         return
     code, output = docker_client.container_exec(
-        name=stack.container_name("cache"), command=["redis-cli", "FLUSHALL"], base_url=store.host.docker_url
+        name=stack.container_name("cache"), command=["redis-cli", "FLUSHALL"], base_url=store.host.engine
     )
     log("cache emptied" if code == 0 and output.strip() == "OK" else f"cache not emptied: {output.strip()[:200]}")
 
@@ -224,7 +224,7 @@ def app_install(store: Store, log: Log) -> None:
     what = stack.install_name
     for command, environment in stack.install_commands(creds):
         code, output = docker_client.container_exec(
-            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.docker_url
+            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.engine
         )
         output = _without_secrets(output, creds)
         for line in output.strip().splitlines():
@@ -287,7 +287,7 @@ def app_recreate(store: Store, log: Log) -> None:
     primary name, the names they answer on) is the store's as it is now."""
     stack = _stack(store)
     for role in reversed(stack.app_roles):
-        if docker_client.container_remove(name=stack.container_name(role), base_url=store.host.docker_url):
+        if docker_client.container_remove(name=stack.container_name(role), base_url=store.host.engine):
             log(f"{role} removed, to start again with the store's names")
     app_start(store, log)
 
@@ -301,7 +301,7 @@ def app_urls_replace(store: Store, log: Log) -> None:
     wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
     for command, environment in stack.url_replace_commands(old_names=others):
         code, output = docker_client.container_exec(
-            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.docker_url
+            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.engine
         )
         for line in output.strip().splitlines():
             log(line)
@@ -358,7 +358,7 @@ def notify(store: Store, log: Log) -> None:
 def containers_stop(store: Store, log: Log) -> None:
     stack = _stack(store)
     for service in reversed(stack.services(include_optional=True)):
-        if docker_client.container_stop(name=stack.container_name(service.role), base_url=store.host.docker_url):
+        if docker_client.container_stop(name=stack.container_name(service.role), base_url=store.host.engine):
             log(f"{service.role} stopped")
 
 
@@ -366,7 +366,7 @@ def app_stop(store: Store, log: Log) -> None:
     """Stop what serves requests (the stack's app roles, last started first); the data services keep running."""
     stack = _stack(store)
     for role in reversed(stack.app_roles):
-        if docker_client.container_stop(name=stack.container_name(role), base_url=store.host.docker_url):
+        if docker_client.container_stop(name=stack.container_name(role), base_url=store.host.engine):
             log(f"{role} stopped")
 
 
@@ -383,7 +383,7 @@ def limits_apply(store: Store, log: Log) -> None:
             memory_bytes=service.memory_mb * MB,
             cpus=service.cpus,
             pids_limit=service.pids_limit,
-            base_url=store.host.docker_url,
+            base_url=store.host.engine,
         )
         log(f"{service.role}: {service.memory_mb} MB, {service.cpus} CPU, {service.pids_limit} processes")
 
@@ -392,9 +392,7 @@ def stack_remove(store: Store, log: Log) -> None:
     if store.host is None:
         log("the store was never placed on a host; nothing to remove")
         return
-    removed = docker_client.labelled_objects_remove(
-        label=f"shophosting.store={store.pk}", base_url=store.host.docker_url
-    )
+    removed = docker_client.labelled_objects_remove(label=f"shophosting.store={store.pk}", base_url=store.host.engine)
     for kind, names in removed.items():
         log(f"removed {len(names)} {kind}")
 

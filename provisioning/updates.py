@@ -139,7 +139,7 @@ def _app_replace(store: Store, log: Log, *, image: str) -> None:
     store_image_set(store_id=store.pk, role=ROLE, image=image)
     log(f"{ROLE}: the store runs {image} from now on")
     app_stop(store, log)
-    name, base_url = stack_for(store).container_name(ROLE), store.host.docker_url
+    name, base_url = stack_for(store).container_name(ROLE), store.host.engine
     current = docker_client.container_image(name=name, base_url=base_url)
     if current not in (None, image):
         docker_client.container_remove(name=_previous(store), base_url=base_url)  # one an earlier update left
@@ -152,7 +152,7 @@ def _app_put_back(store: Store, log: Log, *, image: str) -> None:
     store_image_set(store_id=store.pk, role=ROLE, image=image)
     log(f"{ROLE}: the store runs {image} again")
     app_stop(store, log)
-    name, base_url = stack_for(store).container_name(ROLE), store.host.docker_url
+    name, base_url = stack_for(store).container_name(ROLE), store.host.engine
     if docker_client.container_image(name=name, base_url=base_url) not in (None, image):
         docker_client.container_remove(name=name, base_url=base_url)
         log(f"{ROLE}: the new version's {name} removed")
@@ -167,7 +167,7 @@ def _app_put_back(store: Store, log: Log, *, image: str) -> None:
 def step_precheck(store: Store, log: Log, *, job_id: int) -> None:
     update = _update_of(job_id)
     web = stack_for(store).container_name(ROLE)
-    state, _ = docker_client.container_state(name=web, base_url=store.host.docker_url)
+    state, _ = docker_client.container_state(name=web, base_url=store.host.engine)
     if state != "running":
         raise ProvisioningError(f"{web} is {state} before the update; nothing was changed")
     status, body = _page(store, "/")
@@ -199,7 +199,7 @@ def step_upgrade(store: Store, log: Log, *, job_id: int) -> None:
     stack = stack_for(store)
     for command, environment in stack.upgrade_commands():
         code, output = docker_client.container_exec(
-            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.docker_url
+            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.engine
         )
         for line in output.strip().splitlines()[-20:]:
             log(line)
@@ -213,7 +213,7 @@ def step_check(store: Store, log: Log, *, job_id: int) -> None:
 
 def step_route(store: Store, log: Log, *, job_id: int) -> None:
     vhost_proxy(store, log)
-    if docker_client.container_remove(name=_previous(store), base_url=store.host.docker_url):
+    if docker_client.container_remove(name=_previous(store), base_url=store.host.engine):
         log(f"{_previous(store)}, the old version's container, removed")
 
 

@@ -30,6 +30,7 @@ from provisioning import docker_client, proxy
 from provisioning.care.models import PlatformCheck
 from provisioning.care.platform import platform_check_record
 from provisioning.care.selectors import platform_check_last
+from provisioning.hosts import host_heartbeat
 from shophosting.core import queues
 from stores.models import Host
 
@@ -94,7 +95,7 @@ def check_system_backup():
 # --- Docker: checked where the docker group is, read everywhere else --------------------------------------
 
 
-def _engine(base_url: str | None = None):
+def _engine(base_url: docker_client.EngineRef = None):
     try:
         info = docker_client.engine_info(base_url=base_url)
     except docker_client.DockerUnavailable as exc:
@@ -109,7 +110,7 @@ def docker_engines_check() -> dict:
         "checked_at": time.time(),
         "checked_by": f"{socket.gethostname()}:{os.getpid()}",
         "docker": timed_check(_engine),
-        "hosts": {str(host.pk): timed_check(lambda host=host: _engine(host.docker_url)) for host in Host.objects.all()},
+        "hosts": {str(host.pk): timed_check(lambda host=host: _engine(host.engine)) for host in Host.objects.all()},
     }
 
 
@@ -175,6 +176,9 @@ def platform_checks_run() -> list[PlatformCheck]:
             )
         )
     recorded += [platform_check_record(component=c, ok=ok, output=output) for c, ok, output in workers_by_queue()]
+    # After the records: a host's stores go unreachable once its incident is open, and come back when it answers.
+    for pk, result in engines["hosts"].items():
+        host_heartbeat(host_id=int(pk), ok=result["ok"])
     return recorded
 
 

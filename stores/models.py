@@ -1,9 +1,12 @@
+from dataclasses import dataclass, field
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from shophosting.core.transitions import StatusEvent
+from stores import crypto
 
 
 class Platform(models.TextChoices):
@@ -14,23 +17,77 @@ class Platform(models.TextChoices):
     MAGENTO = "magento", "Magento 2"
 
 
+@dataclass(frozen=True)
+class Engine:
+    """Where a Docker engine answers and how to prove who we are to it: what provisioning.docker_client
+    needs to build a client. The TLS fields are PEM text (a tcp:// engine with --tlsverify); empty for a
+    unix:// socket, an ssh:// engine (the worker's own SSH keys and known_hosts) or plain tcp://.
+    Hashable, so the adapter keeps one client per engine and its certificates."""
+
+    url: str
+    ca_pem: str = field(default="", repr=False)
+    cert_pem: str = field(default="", repr=False)
+    key_pem: str = field(default="", repr=False)
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.cert_pem and self.key_pem)
+
+    def __str__(self):
+        return self.url
+
+
 class Host(models.Model):
-    """A Docker engine that runs stores, with its capacity and the port range for published web ports."""
+    """A Docker engine that runs stores (stores/README.md, "Hosts"): where it answers and the TLS client
+    certificates for it (encrypted), its capacity, the port range and the private address its stores'
+    web ports are published on (nginx proxies there), and what its registration check found."""
+
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        DRAINING = "draining", "Draining (no new stores)"
 
     name = models.CharField(max_length=100, unique=True)
     docker_url = models.CharField(
         max_length=255,
         validators=[RegexValidator(r"^(unix|ssh|tcp)://", "Use a unix://, ssh:// or tcp:// URL.")],
-        help_text="unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376",
+        help_text="unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376 (with TLS client certificates)",
     )
     bind_address = models.GenericIPAddressField(
-        default="127.0.0.1", help_text="Address store web ports are published on; nginx proxies to it."
+        default="127.0.0.1",
+        verbose_name="private address",
+        help_text=(
+            "The host's address on the private network between nginx and the hosts: store web ports are "
+            "published on it and nginx proxies to it. Never a public address; 127.0.0.1 for the platform's own engine."
+        ),
     )
     port_range_start = models.PositiveIntegerField(default=20000, validators=[MinValueValidator(1024)])
     port_range_end = models.PositiveIntegerField(default=20999, validators=[MaxValueValidator(65535)])
     memory_capacity_mb = models.PositiveIntegerField(help_text="Memory that stores may reserve on this host.")
     cpu_capacity = models.DecimalField(max_digits=5, decimal_places=2, help_text="CPUs that stores may reserve.")
-    active = models.BooleanField(default=True, help_text="New stores are placed only on active hosts.")
+    disk_capacity_gb = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Disk that stores may reserve (their plans' allowances); empty: disk is not counted here.",
+    )
+    active = models.BooleanField(
+        default=True,
+        verbose_name="accepts new stores",
+        help_text="New stores are placed only on hosts that accept them.",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY, editable=False)
+    # The CA, client certificate and key for a tcp:// engine with --tlsverify, one Fernet token like store
+    # credentials (stores/crypto.py): {"ca": PEM, "cert": PEM, "key": PEM}; empty for unix:// and ssh://.
+    tls_encrypted = models.TextField(blank=True, editable=False)
+    # What the registration check found (provisioning/hosts.py, run again from the admin).
+    checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    engine_version = models.CharField(max_length=40, blank=True, editable=False)
+    storage_driver = models.CharField(max_length=40, blank=True, editable=False)
+    cgroup_limits = models.CharField(max_length=100, blank=True, editable=False)
+    memory_total_mb = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    cpus_total = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    disk_free_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
+    disk_total_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
+    check_report = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -50,6 +107,29 @@ class Host(models.Model):
                 {"docker_url": "The engine URL cannot contain spaces, line breaks or control characters."}
             )
 
+    @property
+    def engine(self) -> Engine:
+        """What provisioning.docker_client needs to reach this host's engine, its certificates decrypted."""
+        tls = crypto.decrypt(self.tls_encrypted)
+        return Engine(
+            url=self.docker_url, ca_pem=tls.get("ca", ""), cert_pem=tls.get("cert", ""), key_pem=tls.get("key", "")
+        )
+
+    @property
+    def accepts_new_stores(self) -> bool:
+        return self.active and self.status == self.Status.READY
+
+
+class HostEvent(StatusEvent):
+    """One row per status change of a host (stores.services.host_transition): drained, back to ready."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="events")
+    old_status = models.CharField(max_length=20, choices=Host.Status.choices, blank=True)
+    new_status = models.CharField(max_length=20, choices=Host.Status.choices)
+
+    def __str__(self):
+        return f"{self.host_id}: {super().__str__()}"
+
 
 class Store(models.Model):
     class Status(models.TextChoices):
@@ -61,6 +141,9 @@ class Store(models.Model):
         FAILED = "failed", "Failed"
         DELETING = "deleting", "Deleting"
         DELETED = "deleted", "Deleted"
+        # Its host's engine stopped answering (provisioning/hosts.py, host_heartbeat): not failed, nothing to
+        # retry; back to active when the engine answers again and the store's containers run.
+        UNREACHABLE = "unreachable", "Host unreachable"
 
     customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stores")
     plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="stores")

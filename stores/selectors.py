@@ -2,6 +2,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import models
+
 from stores.models import Host, Store, StoreEvent, StoreName, StoreUsageSample
 
 
@@ -15,7 +17,7 @@ class HostUsage:
 
 S = Store.Status
 # Statuses in which a store holds its host reservation and port.
-HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}
+HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING, S.UNREACHABLE}
 
 
 # store -> the memory (MB) and CPUs its whole stack reserves on its host. Provisioning owns the stacks and
@@ -43,6 +45,14 @@ def host_reservation(*, host: Host, exclude_store_id: int | None = None) -> tupl
         holders = holders.exclude(pk=exclude_store_id)
     reservations = [stack_reservation(store) for store in holders]
     return sum(memory for memory, _ in reservations), sum((cpus for _, cpus in reservations), Decimal(0))
+
+
+def host_disk_reserved(*, host: Host, exclude_store_id: int | None = None) -> int:
+    """GB of disk the plans of the stores holding resources on `host` allow them."""
+    holders = Store.objects.filter(host=host, status__in=HOLDS_RESOURCES)
+    if exclude_store_id is not None:
+        holders = holders.exclude(pk=exclude_store_id)
+    return holders.aggregate(total=models.Sum("plan__disk_allowance_gb"))["total"] or 0
 
 
 def host_ports_used(*, host: Host) -> list[int]:

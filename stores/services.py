@@ -1,6 +1,7 @@
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
@@ -11,8 +12,8 @@ from shophosting.core.transitions import transition
 from stores import crypto
 from stores.domains import domain_normalize, platform_label_base, platform_name
 from stores.exceptions import InvalidTransition, NoCapacity
-from stores.models import Host, Store, StoreEvent, StoreName
-from stores.selectors import host_ports_used, host_reservation, stack_reservation, store_disk_usage
+from stores.models import Host, HostEvent, Store, StoreEvent, StoreName
+from stores.selectors import host_disk_reserved, host_ports_used, host_reservation, stack_reservation, store_disk_usage
 
 if TYPE_CHECKING:
     # Store.plan points up at billing's catalogue (stores/README.md, "Layers"); only the annotations name it.
@@ -24,7 +25,8 @@ S = Store.Status
 ALLOWED_FROM: dict[str, set[str]] = {
     S.QUEUED: {S.AWAITING_PAYMENT},
     S.PROVISIONING: {S.QUEUED, S.FAILED},
-    S.ACTIVE: {S.PROVISIONING, S.SUSPENDED},
+    S.ACTIVE: {S.PROVISIONING, S.SUSPENDED, S.UNREACHABLE},
+    S.UNREACHABLE: {S.ACTIVE},
     S.SUSPENDED: {S.ACTIVE},
     S.FAILED: {S.QUEUED, S.PROVISIONING},
     S.DELETING: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED},
@@ -135,7 +137,13 @@ def _platform_name_give(store: Store, *, primary: bool) -> StoreName:
 
 @transaction.atomic
 def store_place(*, store_id: int) -> Store:
-    """Give the store a host with capacity and a free port (idempotent: a placed store keeps its place).
+    """Give the store a host with room and a free port (idempotent: a placed store keeps its place).
+
+    Candidates are the hosts that accept new stores (`active`) and are not draining, with room for the
+    stack's memory and CPU, the plan's disk allowance (where the host counts disk) and a free port in its
+    range. Among them `settings.HOST_PLACEMENT_POLICY` picks: "spread", the most free memory first (ties: the
+    older host); "pack", the hosts in order, so one fills before the next is used. A staging copy goes to its
+    live store's host whatever its flags, or nowhere.
 
     Race-free: the candidate host rows are locked while ports and capacity are counted, and the unique
     (host, port) constraint is the backstop.
@@ -144,18 +152,28 @@ def store_place(*, store_id: int) -> Store:
     if store.host_id and store.port:
         return store
     memory_mb, cpus = stack_reservation(store)
-    hosts = Host.objects.select_for_update().filter(active=True)
+    disk_gb = store.plan.disk_allowance_gb
+    hosts = Host.objects.select_for_update().filter(active=True, status=Host.Status.READY)
     if store.staging_of_id:  # a staging copy runs beside its live store, on the same engine
         hosts = Host.objects.select_for_update().filter(stores__pk=store.staging_of_id)
+    candidates = []
     for host in hosts.order_by("pk"):
         used_memory, used_cpus = host_reservation(host=host, exclude_store_id=store.pk)
         if used_memory + memory_mb > host.memory_capacity_mb or used_cpus + cpus > host.cpu_capacity:
+            continue
+        if host.disk_capacity_gb is not None and host_disk_reserved(host=host, exclude_store_id=store.pk) + disk_gb > (
+            host.disk_capacity_gb
+        ):
             continue
         used_ports = set(host_ports_used(host=host))
         port = next((p for p in range(host.port_range_start, host.port_range_end + 1) if p not in used_ports), None)
         if port is None:
             continue
-        store.host, store.port = host, port
+        candidates.append((host.memory_capacity_mb - used_memory, host, port))
+    if candidates:
+        if settings.HOST_PLACEMENT_POLICY == "spread":
+            candidates.sort(key=lambda candidate: -candidate[0])  # stable: equal room keeps the host order
+        _, store.host, store.port = candidates[0]
         store.save(update_fields=["host", "port", "updated_at"])
         return store
     if store.staging_of_id:
@@ -163,7 +181,10 @@ def store_place(*, store_id: int) -> Store:
             f"the host of store {store.staging_of_id} has no room ({memory_mb} MB, {cpus} CPU and a free port) "
             f"for its staging copy {store.pk}"
         )
-    raise NoCapacity(f"no active host has {memory_mb} MB, {cpus} CPU and a free port for store {store.pk}")
+    raise NoCapacity(
+        f"no host accepting new stores has {memory_mb} MB, {cpus} CPU, {disk_gb} GB of disk and a free port "
+        f"for store {store.pk}"
+    )
 
 
 @transaction.atomic
@@ -183,6 +204,65 @@ def store_credentials_save(*, store_id: int, credentials: dict[str, str]) -> Non
 
 def store_credentials(store: Store) -> dict[str, str]:
     return crypto.decrypt(store.credentials_encrypted)
+
+
+HOST_ALLOWED_FROM = {
+    Host.Status.DRAINING: {Host.Status.READY},
+    Host.Status.READY: {Host.Status.DRAINING},
+}
+
+
+def host_transition(*, host_id: int, to: str, actor: User | None = None, note: str = "") -> Host:
+    """The only code that writes Host.status: ready ⇄ draining (a draining host gets no new store; its
+    stores stay), under the row's lock, with a HostEvent."""
+    return transition(
+        Host,
+        host_id,
+        to,
+        allowed_from=HOST_ALLOWED_FROM,
+        event_model=HostEvent,
+        event_link="host",
+        actor=actor,
+        note=note,
+        same_is_noop=True,
+    )
+
+
+HOST_CHECK_FIELDS = (
+    "checked_at",
+    "engine_version",
+    "storage_driver",
+    "cgroup_limits",
+    "memory_total_mb",
+    "cpus_total",
+    "disk_free_bytes",
+    "disk_total_bytes",
+    "check_report",
+)
+
+
+@transaction.atomic
+def host_save(*, host: Host, tls: dict[str, str] | None, check: dict) -> Host:
+    """Save a host the admin filled in, with what its registration check found (`check`: the
+    HOST_CHECK_FIELDS) and its TLS material encrypted (`tls`: {"ca", "cert", "key"} PEM text; None keeps
+    what the host has, {} clears it). The caller ran the check first: a host is never saved half-checked."""
+    if tls is not None:
+        host.tls_encrypted = crypto.encrypt(tls) if tls else ""
+    for name in HOST_CHECK_FIELDS:
+        setattr(host, name, check[name])
+    host.full_clean()
+    host.save()
+    return host
+
+
+@transaction.atomic
+def host_check_record(*, host_id: int, check: dict) -> Host:
+    """Record a check run again on a saved host (the admin's "Check again")."""
+    host = Host.objects.select_for_update().get(pk=host_id)
+    for name in HOST_CHECK_FIELDS:
+        setattr(host, name, check[name])
+    host.save(update_fields=list(HOST_CHECK_FIELDS))
+    return host
 
 
 def host_local_ensure(*, docker_url: str) -> Host:

@@ -17,6 +17,7 @@ from tests.plugins.ci import IN_CI, require_or_skip, require_tool  # noqa: E402,
 pytest_plugins = [
     "tests.plugins.ci",
     "tests.plugins.docker",
+    "tests.plugins.engines",
     "tests.plugins.nginx",
     "tests.plugins.acme",
     "tests.plugins.rq",

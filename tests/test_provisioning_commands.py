@@ -67,7 +67,7 @@ def test_hosts_shows_capacity_and_ports(user_factory, woo_plan, capsys):
     port = store_place(store_id=store.pk).port
     call_command("hosts")
     out = capsys.readouterr().out
-    assert "local (active)" in out and "memory 1792 / 20480 MB" in out and str(port) in out
+    assert "local (accepts new stores)" in out and "memory 1792 / 20480 MB" in out and str(port) in out
 
 
 def test_images_build_rejects_unknown_names_and_lists_tags():

@@ -196,7 +196,7 @@ def step_put(store: Store, log: Log, *, job_id: int) -> None:
         name=stack_for(store).container_name("web"),
         path=mount,
         tar_path=str(staging_path(_staging_name(file_restore)) / SELECTED),
-        base_url=store.host.docker_url,
+        base_url=store.host.engine,
     )
     log(f"{file_restore.path} put back ({file_restore.restored_count} entries)")
 

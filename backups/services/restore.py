@@ -151,7 +151,7 @@ def database_put_back(store: Store, log: Log, *, snapshot_id: str, staging: Path
     dump = staging / DB_DUMP
     restic.dump(snapshot_id, f"/{DB_DUMP}", into=dump)
     log(f"dump read from the snapshot ({dump.stat().st_size} bytes)")
-    database_import(container=stack_for(store).container_name("db"), dump=dump, base_url=store.host.docker_url)
+    database_import(container=stack_for(store).container_name("db"), dump=dump, base_url=store.host.engine)
     log("database replaced by the snapshot's")
 
 
@@ -168,7 +168,7 @@ def files_put_back(
             volume=stack.volume_name(suffix),
             staging=staging,
             labels={**stack.labels, "shophosting.role": "restore-helper"},
-            base_url=store.host.docker_url,
+            base_url=store.host.engine,
             rewrite=rewrite,
         )
         log(f"{suffix}: files replaced by the snapshot's")

@@ -92,7 +92,7 @@ def export_path(export: RestoreExport) -> Path:
 # --- Reading the store's database -------------------------------------------------------------------------
 
 
-def _query(container: str, statement: str, base_url: str | None) -> list[list[str]]:
+def _query(container: str, statement: str, base_url: docker_client.EngineRef) -> list[list[str]]:
     """Rows of a statement, tab separated (mariadb -N -B): only for numbers and names this code matches."""
     code, output = docker_client.container_exec(
         name=container, command=["sh", "-c", CLIENT, statement, "-NB"], base_url=base_url
@@ -102,7 +102,7 @@ def _query(container: str, statement: str, base_url: str | None) -> list[list[st
     return [line.split("\t") for line in output.splitlines() if line]
 
 
-def database_columns(container: str, base_url: str | None) -> dict[str, set[str]]:
+def database_columns(container: str, base_url: docker_client.EngineRef) -> dict[str, set[str]]:
     """table -> its columns, for every table of the store's database."""
     rows = _query(
         container,
@@ -116,7 +116,9 @@ def database_columns(container: str, base_url: str | None) -> dict[str, set[str]
     return columns
 
 
-def _counts(container: str, planned: list[app_tables.Planned], base_url: str | None) -> list[tuple[int, int]]:
+def _counts(
+    container: str, planned: list[app_tables.Planned], base_url: docker_client.EngineRef
+) -> list[tuple[int, int]]:
     """(rows since the cutoff, of them the rows the summary counts) per planned selection, in one statement."""
     if not planned:
         return []
@@ -174,7 +176,7 @@ def xml_rows_to_csv(source: Path, columns: list[str], into: Path) -> None:
     safe.unlink()
 
 
-def _ordered_columns(container: str, table: str, base_url: str | None) -> list[str]:
+def _ordered_columns(container: str, table: str, base_url: docker_client.EngineRef) -> list[str]:
     rows = _query(
         container,
         f"SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"  # noqa: S608 - app_tables' name and checked prefix
@@ -215,7 +217,7 @@ def changes_export(store: Store, export: RestoreExport, log: Log) -> RestoreExpo
     them for the summary and write the export (a CSV per selection and one SQL file, zipped under
     BACKUP_EXPORT_DIR). The store's database must run. Returns the export as recorded."""
     container = stack_for(store).container_name("db")
-    base_url = store.host.docker_url
+    base_url = store.host.engine
     columns = database_columns(container, base_url)
     try:
         application = app_tables.application_for(store.plan.platform)

@@ -58,20 +58,18 @@ def web_volumes(store: Store) -> dict[str, str]:
 
 
 def database_running(store: Store) -> bool:
-    status, _ = docker_client.container_state(
-        name=stack_for(store).container_name("db"), base_url=store.host.docker_url
-    )
+    status, _ = docker_client.container_state(name=stack_for(store).container_name("db"), base_url=store.host.engine)
     return status == "running"
 
 
 def database_start(store: Store) -> None:
     """Start a stopped database container (a suspended store's) and wait until it answers."""
-    docker_client.container_start(name=stack_for(store).container_name("db"), base_url=store.host.docker_url)
+    docker_client.container_start(name=stack_for(store).container_name("db"), base_url=store.host.engine)
     wait_db(store, lambda message: None, timeout=120)
 
 
 def database_stop(store: Store) -> None:
-    docker_client.container_stop(name=stack_for(store).container_name("db"), base_url=store.host.docker_url)
+    docker_client.container_stop(name=stack_for(store).container_name("db"), base_url=store.host.engine)
 
 
 def database_dump(store: Store, into: Path) -> int:
@@ -80,7 +78,7 @@ def database_dump(store: Store, into: Path) -> int:
         name=stack_for(store).container_name("db"),
         command=DUMP_COMMAND,
         path=str(into),
-        base_url=store.host.docker_url,
+        base_url=store.host.engine,
     )
 
 
@@ -93,7 +91,7 @@ def volumes_archive(store: Store, into: Path) -> list[str]:
             name=stack_for(store).container_name("web"),
             path=mount,
             tar_path=str(into / f"{suffix}.tar"),
-            base_url=store.host.docker_url,
+            base_url=store.host.engine,
         )
     return list(volumes)
 
@@ -103,7 +101,7 @@ def tar_single_file(source: Path, arcname: str, into: Path) -> None:
         archive.add(source, arcname=arcname)
 
 
-def database_import(*, container: str, dump: Path, base_url: str | None) -> None:
+def database_import(*, container: str, dump: Path, base_url: docker_client.EngineRef) -> None:
     """Replace the database in `container` (a store's, or a verification's throwaway one) by the dump."""
     archive = dump.with_suffix(".tar")
     tar_single_file(dump, IMPORT_FILE, archive)
@@ -126,7 +124,7 @@ def volume_restore(
     volume: str,
     staging: Path,
     labels: dict,
-    base_url: str | None,
+    base_url: docker_client.EngineRef,
     rewrite: Callable[[Path, str], None] | None = None,
 ) -> None:
     """Make `volume` hold exactly the snapshot's files/<suffix>.tar (the engine's archive of `mount`).

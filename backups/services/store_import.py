@@ -372,9 +372,7 @@ def step_stop(store: Store, log: Log, *, job_id: int) -> None:
 
 def step_database(store: Store, log: Log, *, job_id: int) -> None:
     staging = staging_path(_staging_name(_import_of(job_id)))
-    database_import(
-        container=stack_for(store).container_name("db"), dump=staging / DB_DUMP, base_url=store.host.docker_url
-    )
+    database_import(container=stack_for(store).container_name("db"), dump=staging / DB_DUMP, base_url=store.host.engine)
     log("database replaced by the uploaded dump")
 
 
@@ -388,7 +386,7 @@ def step_files(store: Store, log: Log, *, job_id: int) -> None:
             tar_path=str(staging / "files" / f"{suffix}.tar"),
             image=settings.DOCKER_BASE_IMAGE,
             labels={**stack.labels, "shophosting.role": "restore-helper"},
-            base_url=store.host.docker_url,
+            base_url=store.host.engine,
         )
         log(f"{suffix}: files replaced by the uploaded archive's")
 

@@ -94,7 +94,7 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _row_counts(container: str, tables: list[str], base_url: str | None) -> Counter:
+def _row_counts(container: str, tables: list[str], base_url: docker_client.EngineRef) -> Counter:
     """Rows per table, counted by the restored database. Table names come from the tenant's dump, so each
     is quoted as an identifier, and the rows are labelled by position rather than by echoing names back."""
     if not tables:
@@ -117,7 +117,7 @@ def _row_counts(container: str, tables: list[str], base_url: str | None) -> Coun
     return counts
 
 
-def _front_page_status(container: str, domain: str, base_url: str | None) -> str:
+def _front_page_status(container: str, domain: str, base_url: docker_client.EngineRef) -> str:
     """The status line the web container itself answers on port 80 for the store's domain (bash, no curl)."""
     script = (
         'exec 3<>/dev/tcp/127.0.0.1/80 && printf "GET / HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n" '
@@ -140,7 +140,7 @@ class _Copy:
         self.run = run
         self.store = run.store
         self.stack = stack_for(run.store)
-        self.base_url = run.store.host.docker_url if run.store.host else None
+        self.base_url = run.store.host.engine if run.store.host else None
         self.prefix = f"{settings.STORE_OBJECT_PREFIX}-verify-{run.pk}"
         self.label = f"shophosting.verify={run.pk}"
         self.labels = {**self.stack.labels, "shophosting.verify": str(run.pk)}

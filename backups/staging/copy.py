@@ -81,7 +81,7 @@ def _work_directory(source: Store, target: Store) -> Path:
 def database_tables(store: Store) -> list[str]:
     """The tables of the store's application database, as its database server lists them."""
     code, output = docker_client.container_exec(
-        name=stack_for(store).container_name("db"), command=TABLES_COMMAND, base_url=store.host.docker_url
+        name=stack_for(store).container_name("db"), command=TABLES_COMMAND, base_url=store.host.engine
     )
     if code != 0:
         raise ProvisioningError(f"the tables of store {store.pk} could not be listed: {output.strip()[-500:]}")
@@ -121,16 +121,16 @@ def database_copy(
                 name=stack_for(source).container_name("db"),
                 command=[*TABLES_DUMP_COMMAND, *tables],
                 path=str(dump),
-                base_url=source.host.docker_url,
+                base_url=source.host.engine,
             )
             archive = dump.with_suffix(".tar")
             tar_single_file(dump, IMPORT_FILE, archive)
             container = stack_for(target).container_name("db")
             docker_client.container_archive_put(
-                name=container, path=IMPORT_DIR, tar_path=str(archive), base_url=target.host.docker_url
+                name=container, path=IMPORT_DIR, tar_path=str(archive), base_url=target.host.engine
             )
             code, output = docker_client.container_exec(
-                name=container, command=TABLES_IMPORT_COMMAND, base_url=target.host.docker_url
+                name=container, command=TABLES_IMPORT_COMMAND, base_url=target.host.engine
             )
             if code != 0:
                 raise ProvisioningError(f"the tables do not import: {output.strip()[-1000:]}")
@@ -141,14 +141,12 @@ def database_copy(
                     name=stack_for(source).container_name("db"),
                     command=[*FULL_DUMP_COMMAND, *left_out],
                     path=str(dump),
-                    base_url=source.host.docker_url,
+                    base_url=source.host.engine,
                 )
                 log(f"left on staging: {', '.join(left_out)} (its captured mail)")
             else:
                 size = database_dump(source, dump)
-            database_import(
-                container=stack_for(target).container_name("db"), dump=dump, base_url=target.host.docker_url
-            )
+            database_import(container=stack_for(target).container_name("db"), dump=dump, base_url=target.host.engine)
             log(f"database copied from store {source.pk} to store {target.pk} ({size} bytes)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -178,7 +176,7 @@ def files_copy(*, source: Store, target: Store, log: Log, staging_plugin: bool) 
                 tar_path=str(archive),
                 image=settings.DOCKER_BASE_IMAGE,
                 labels=stack.labels,
-                base_url=target.host.docker_url,
+                base_url=target.host.engine,
             )
         log(f"files copied from store {source.pk} to store {target.pk}: {', '.join(suffixes)}")
     finally:

@@ -165,7 +165,7 @@ def containers(store: Store) -> Verdict:
     problems = []
     for service in stack.services():
         name = stack.container_name(service.role)
-        status, health = docker_client.container_state(name=name, base_url=store.host.docker_url)
+        status, health = docker_client.container_state(name=name, base_url=store.host.engine)
         if status != "running":
             problems.append(f"{service.role} is {status}")
         elif health not in ("", "healthy", "starting"):

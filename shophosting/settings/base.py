@@ -7,6 +7,7 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from shophosting.core.mail_relay import store_smtp_settings
 from shophosting.core.scrape_access import bearer_token_from_setting, networks_from_setting
@@ -203,6 +204,12 @@ PLATFORM_TIMERS_EXTERNAL = env.bool("PLATFORM_TIMERS_EXTERNAL", default=False)
 DOCKER_HOST = env("DOCKER_HOST", default="unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env.int("DOCKER_TIMEOUT", default=10)
 DOCKER_BASE_IMAGE = env("SHOPHOSTING_BASE_IMAGE", default="shophosting/base:bookworm")
+# Where new stores go among the hosts that accept them and have room (stores.services.store_place):
+# "spread" (the host with the most free memory first) or "pack" (fill the hosts in order, one before the next;
+# the default, and what placement always did: with one host the two are the same).
+HOST_PLACEMENT_POLICY = env("HOST_PLACEMENT_POLICY", default="pack")
+if HOST_PLACEMENT_POLICY not in ("spread", "pack"):
+    raise ImproperlyConfigured(f"HOST_PLACEMENT_POLICY must be spread or pack, not {HOST_PLACEMENT_POLICY!r}")
 # Encrypts store credentials at rest: comma-separated Fernet keys, newest first (rotation).
 CREDENTIALS_KEY = env("CREDENTIALS_KEY", default="")
 

@@ -29,7 +29,7 @@ from shophosting.health import (
     timed_check,
 )
 from stores.models import Host, Store
-from stores.selectors import host_usage_list
+from stores.selectors import host_disk_reserved, host_usage_list
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ class HostCapacity:
     ports_total: int
     memory_mb: int
     cpus: float
+    disk_gb: int = 0  # the plans' allowances of the stores holding resources there
+
+    @property
+    def disk_free_gb(self) -> str:
+        return f"{self.host.disk_free_bytes / 1e9:.1f}" if self.host.disk_free_bytes is not None else ""
 
     @property
     def memory_percent(self) -> int:
@@ -59,6 +64,7 @@ def host_capacity() -> list[HostCapacity]:
             ports_total=usage.host.port_range_end - usage.host.port_range_start + 1,
             memory_mb=usage.memory_mb,
             cpus=float(usage.cpus),
+            disk_gb=host_disk_reserved(host=usage.host),
         )
         for usage in host_usage_list()
     ]

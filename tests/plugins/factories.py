@@ -22,6 +22,7 @@ _PATHS = {
     "failed": ("queued", "provisioning", "failed"),
     "deleting": ("queued", "provisioning", "active", "deleting"),
     "deleted": ("queued", "provisioning", "active", "deleting", "deleted"),
+    "unreachable": ("queued", "provisioning", "active", "unreachable"),
 }
 
 

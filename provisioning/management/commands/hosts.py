@@ -3,6 +3,12 @@ from django.core.management.base import BaseCommand
 from stores.selectors import host_usage_list
 
 
+def _placement(host) -> str:
+    if host.status != host.Status.READY:
+        return host.get_status_display().lower()
+    return "accepts new stores" if host.active else "takes no new stores"
+
+
 class Command(BaseCommand):
     help = "Show each Docker host's capacity, what its stores reserve, and the ports in use."
 
@@ -13,7 +19,8 @@ class Command(BaseCommand):
         for row in rows:
             host = row.host
             self.stdout.write(
-                f"{host.name} ({'active' if host.active else 'inactive'}) {host.docker_url} bind {host.bind_address}\n"
+                f"{host.name} ({_placement(host)}) "
+                f"{host.docker_url}{' (TLS)' if host.tls_encrypted else ''} private address {host.bind_address}\n"
                 f"  memory {row.memory_mb} / {host.memory_capacity_mb} MB   cpu {row.cpus} / {host.cpu_capacity}\n"
                 f"  ports {len(row.ports)} of {host.port_range_end - host.port_range_start + 1} used"
                 f"{': ' + ', '.join(map(str, row.ports)) if row.ports else ''}"
