@@ -628,6 +628,6 @@ def stores_disk_measure(*, now=None) -> int:
             logger.warning("disk use of the stores on %s not measured: %s", host.name, exc)
             continue
         for store in host_stores:
-            store_disk_record(store_id=store.pk, used_bytes=sizes.get(str(store.pk), 0), measured_at=now)
+            store_disk_record(store_id=store.pk, used_bytes=sizes.get(store.object_key, 0), measured_at=now)
             measured += 1
     return measured

@@ -119,8 +119,46 @@ def wordpress_outbound_http() -> str:
     return f" define('WP_HTTP_BLOCK_EXTERNAL', true);{accessible}"
 
 
+# A claimed pool stack becomes the store's (run with `php -r`, every value from the exec's environment, none
+# on the command line): the pool's placeholder administrator (the first one) takes the store's login, e-mail
+# and password, with every session of it ended; the title and the admin e-mail options are the store's; the
+# URLs follow (wp-search-replace.php, run next, moves the placeholder domain everywhere else). Idempotent.
+WORDPRESS_CLAIM_PHP = r"""
+$url = getenv('WORDPRESS_URL');
+$_SERVER['HTTP_HOST'] = parse_url($url, PHP_URL_HOST);
+$_SERVER['REQUEST_URI'] = '/';
+require '/var/www/html/wp-load.php';
+add_filter('pre_wp_mail', '__return_true');
+add_filter('send_password_change_email', '__return_false');
+add_filter('send_email_change_email', '__return_false');
+$admins = get_users(['role' => 'administrator', 'orderby' => 'ID', 'order' => 'ASC', 'number' => 1]);
+if (!$admins) { fwrite(STDERR, "the pool stack has no administrator\n"); exit(1); }
+$id = $admins[0]->ID;
+$login = sanitize_user(getenv('WP_ADMIN_USER'), true);
+if ($login === '') { fwrite(STDERR, "the admin user name is empty once sanitized\n"); exit(1); }
+global $wpdb;
+$wpdb->update($wpdb->users,
+    ['user_login' => $login, 'user_nicename' => sanitize_title($login), 'display_name' => $login], ['ID' => $id]);
+clean_user_cache($id);
+$result = wp_update_user(['ID' => $id, 'user_email' => getenv('WP_ADMIN_EMAIL'),
+    'user_pass' => getenv('WP_ADMIN_PASSWORD'), 'nickname' => $login]);
+if (is_wp_error($result)) { fwrite(STDERR, "admin update failed: " . $result->get_error_message() . "\n"); exit(1); }
+WP_Session_Tokens::get_instance($id)->destroy_all();
+update_option('blogname', getenv('WP_TITLE'));
+update_option('admin_email', getenv('WP_ADMIN_EMAIL'));
+update_option('home', $url);
+update_option('siteurl', $url);
+wp_cache_flush();
+echo "administrator, title and URLs are the store's\n";
+"""
+
+
 class WooCommerceStack(StackSpec):
     platform = "woocommerce"
+    poolable = True
+    # The local image keeps its salts in wp-content (its entrypoint makes them when missing); the official
+    # image's are in its wp-config.php, in the container's own /var/www/html, which goes with the container.
+    claim_forget_commands = (["rm", "-f", "/var/www/html/wp-content/shophosting-salts.php"],)
     web_port = 80
     database_user = "wordpress"
     admin_login_path = "/wp-login.php"
@@ -223,6 +261,16 @@ class WooCommerceStack(StackSpec):
             "SHOPHOSTING_REQUIRE_WOOCOMMERCE": "1" if settings.STORE_WOOCOMMERCE_REQUIRED else "0",
         }
         return [(["php", WORDPRESS_INSTALLER], environment)]
+
+    def claim_commands(self, creds: dict[str, str], *, pool_domain: str) -> list[tuple[list[str], dict[str, str]]]:
+        environment = {
+            "WORDPRESS_URL": self.primary_url,
+            "WP_TITLE": self.store.site_title,
+            "WP_ADMIN_USER": creds["admin_user"],
+            "WP_ADMIN_EMAIL": creds["admin_email"],
+            "WP_ADMIN_PASSWORD": creds["admin_password"],
+        }
+        return [(["php", "-r", WORDPRESS_CLAIM_PHP], environment), *self.url_replace_commands(old_names=[pool_domain])]
 
     def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
         """wp-search-replace.php: every `//<old name>` in WordPress's tables becomes `//<primary>` with
