@@ -59,7 +59,7 @@ def pool_claim(*, store_id: int) -> PoolStack | None:
     passes over a stack another holds and takes the next (or none). A stale stack (old images) is left
     for the refill to replace."""
     store = Store.objects.select_related("plan").get(pk=store_id)
-    if store.host_id or not platform_poolable(store.platform):
+    if store.host_id or store.staging_of_id or not platform_poolable(store.platform):
         return None
     active_hosts = list(Host.objects.filter(active=True).values_list("pk", flat=True))
     with transaction.atomic():
@@ -242,15 +242,6 @@ def pool_refill() -> dict[str, int]:
                 _stack_create(target=target, plan=plans[target.pk], host=host)
                 started["built"] += 1
     return started
-
-
-def pool_host_drain(*, host_id: int) -> int:
-    """Remove every pool stack of a host (its teardown, or the host leaving service); returns how many
-    removals started. Building ones are removed by the refill once their build ended."""
-    return sum(
-        pool_stack_remove(stack_id=stack.pk, reason="its host is drained")
-        for stack in PoolStack.objects.filter(host_id=host_id, state__in=(State.READY, State.FAILED))
-    )
 
 
 # --- reading ------------------------------------------------------------------------------------------------

@@ -37,25 +37,26 @@ def _services(store: Store):
     return _stack(store).services(credentials=creds, include_optional=store.phpmyadmin_enabled)
 
 
-def allocate(store: Store, log: Log, *, job_id: int) -> None:
+def allocate(store: Store, log: Log, *, job_id: int | None = None) -> None:
     """Place the store: claim a ready stack of the warm pool (provisioning/pool.py), else a host and a port
-    for a stack built from scratch. The job records which path it took."""
-    claimed = pool.pool_claim(store_id=store.pk)
+    for a stack built from scratch. A provision job (`job_id`) records which path it took; a staging copy's
+    job (no job_id) never claims."""
+    claimed = pool.pool_claim(store_id=store.pk) if job_id is not None else None
     if claimed is not None:
         store = Store.objects.select_related("host", "plan", "customer").get(pk=store.pk)
-        JobModel.objects.filter(pk=job_id).update(path=JobModel.Path.CLAIMED)
+        _path_record(job_id, JobModel.Path.CLAIMED)
         log(f"claimed warm pool stack {store.slug} (ready since {claimed.ready_at:%H:%M:%S} UTC)")
         log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
         log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(claimed.images.items()))}")
     else:
         store = store_services.store_place(store_id=store.pk)
         if not store.stack_key:  # a retry of a claimed store keeps its path
-            JobModel.objects.filter(pk=job_id).update(path=JobModel.Path.BUILT)
+            _path_record(job_id, JobModel.Path.BUILT)
             images = store_images_record(store_id=store.pk)
             log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
             log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
         else:
-            JobModel.objects.filter(pk=job_id).update(path=JobModel.Path.CLAIMED)
+            _path_record(job_id, JobModel.Path.CLAIMED)
             log(f"runs the warm pool stack {store.slug} it claimed, on host {store.host.name}")
     # Before any container: the application's configuration lists the names it answers on.
     names = store_services.store_names_ensure(store_id=store.pk)
@@ -77,6 +78,11 @@ def allocate(store: Store, log: Log, *, job_id: int) -> None:
         log("generated database and admin credentials (stored encrypted)")
     else:
         log("credentials already exist; reusing them")
+
+
+def _path_record(job_id: int | None, path: str) -> None:
+    if job_id is not None:
+        JobModel.objects.filter(pk=job_id).update(path=path)
 
 
 def network_and_volumes(store: Store, log: Log) -> None:
@@ -483,7 +489,7 @@ echo "$(grep -c . <<< "$accounts") database accounts have new passwords"
 SAFE_SECRET = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def _claimed_db_rotate(store: Store, log: Log, claimed) -> None:
+def _claimed_db_rotate(store: Store, log: Log) -> None:
     """The database's passwords become the store's, then its secret files."""
     stack = _stack(store)
     creds = store_services.store_credentials(store)
@@ -519,9 +525,8 @@ def _claimed_db_rotate(store: Store, log: Log, claimed) -> None:
 
 def provision_data_services(store: Store, log: Log) -> None:
     data_services_start(store, log)
-    claimed = pool.pool_stack_claimed_by(store)
-    if claimed is not None:
-        _claimed_db_rotate(store, log, claimed)
+    if pool.pool_stack_claimed_by(store) is not None:
+        _claimed_db_rotate(store, log)
         limits_apply(store, log)  # the exact plan's limits, on the containers the pool started
 
 

@@ -22,6 +22,9 @@ _PATHS = {
     "failed": ("queued", "provisioning", "failed"),
     "deleting": ("queued", "provisioning", "active", "deleting"),
     "deleted": ("queued", "provisioning", "active", "deleting", "deleted"),
+    # A warm pool stack's row is made pooled by stores.services.store_pooled_create, never reached from a
+    # customer's store: not something this factory makes.
+    "pooled": None,
 }
 
 
@@ -38,6 +41,8 @@ def store_in_status(db, user_factory, woo_plan):
     numbers = itertools.count(1)
 
     def make(status: str, *, customer=None, plan=None, domain: str | None = None, **fields) -> Store:
+        if _PATHS.get(status, ()) is None:
+            raise ValueError(f"a {status} store is not made here (see _PATHS)")
         if status not in _PATHS:
             raise ValueError(f"unknown store status {status!r}; one of {', '.join(_PATHS)}")
         store = store_create(

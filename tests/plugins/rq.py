@@ -23,7 +23,7 @@ def rq_worker_process():
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shophosting.settings.test"}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "provisioning", "backups", "--with-scheduler"],
+        [sys.executable, "manage.py", "rqworker", "default", "provisioning", "backups", "pool", "--with-scheduler"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
