@@ -196,7 +196,8 @@ def wait_http(store: Store, log: Log, *, timeout: float, accept_server_errors: b
             last_error = str(exc)
         finally:
             connection.close()
-        time.sleep(0.2)
+        # Apache answers within a second of its start: polled often, the first answer is not waited for.
+        time.sleep(0.05)
     raise ProvisioningError(
         f"the store's web service did not answer on {address} within {timeout:.0f} s ({last_error})"
     )

@@ -7,7 +7,8 @@ from the same images, waits for the database, installs WordPress and polls the p
     .venv/bin/python tests/benchmarks/provision.py [--runs 5]
 
 Needs what bin/test needs (dockerd, MariaDB, Redis, the local images). Uses its own MariaDB database
-`shophosting_bench` (migrated on first use, which takes about two minutes) and Redis database 12.
+`shophosting_bench` (migrated on first use, which takes about two minutes; BENCH_DATABASE names another, for
+a branch whose migrations the shared one should not get) and Redis database 12.
 nginx is left out of both sides: the figure is the container path.
 """
 
@@ -24,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "shophosting.settings.test"
-os.environ["DATABASE_URL"] = "mysql://root@127.0.0.1:3306/shophosting_bench"
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "shophosting_bench")
+os.environ["DATABASE_URL"] = f"mysql://root@127.0.0.1:3306/{BENCH_DATABASE}"
 os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/12"
 os.environ["NGINX_ENABLED"] = "false"
 os.environ["STORE_OBJECT_PREFIX"] = "shbench-store"
@@ -238,7 +240,7 @@ def setup() -> None:
     import MySQLdb
 
     MySQLdb.connect(host="127.0.0.1", user="root").cursor().execute(
-        "CREATE DATABASE IF NOT EXISTS shophosting_bench CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        f"CREATE DATABASE IF NOT EXISTS {BENCH_DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     )
     import django
 
