@@ -369,6 +369,18 @@ def container_secrets_rewrite(
 
 
 @_engine_call
+def container_published(*, name: str, base_url: str | None = None) -> list[tuple[str, int]]:
+    """Where the container's ports are published: (host address, host port) pairs; [] when none or no container."""
+    try:
+        bindings = client(base_url).api.inspect_container(name)["HostConfig"].get("PortBindings") or {}
+    except docker.errors.NotFound:
+        return []
+    return [
+        (b.get("HostIp", ""), int(b["HostPort"])) for spec in bindings.values() for b in spec or [] if b.get("HostPort")
+    ]
+
+
+@_engine_call
 def container_labels(*, name: str, base_url: str | None = None) -> dict[str, str] | None:
     """The container's labels; None when it does not exist."""
     try:

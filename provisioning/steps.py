@@ -4,6 +4,7 @@ hold no database transaction while they do."""
 
 import dataclasses
 import http.client
+import ipaddress
 import re
 import secrets
 import time
@@ -156,9 +157,14 @@ def _start(store: Store, services, log: Log) -> None:
 
 
 def _publish(store: Store, service) -> tuple[str | int, ...] | None:
-    # A warm pool stack publishes nothing: nothing outside its engine reaches it until a store claims it.
-    if not service.published_port or store.status == Store.Status.POOLED:
+    if not service.published_port:
         return None
+    if store.status == Store.Status.POOLED:
+        # A warm pool stack is reachable from its own host at most: published on the port it holds only where
+        # that is a loopback address (no vhost routes to it), so a claim keeps the running container; on a
+        # host whose stores publish beyond loopback it publishes nothing, and a claim replaces it.
+        if service.optional or not ipaddress.ip_address(store.host.bind_address).is_loopback:
+            return None
     if service.optional:  # tools such as phpMyAdmin: loopback only, on a port Docker picks
         return (service.published_port, "127.0.0.1", None)
     return (service.published_port, store.host.bind_address, store.port)
@@ -532,18 +538,40 @@ def provision_data_services(store: Store, log: Log) -> None:
 
 
 def provision_app(store: Store, log: Log) -> None:
-    """Start the web server. A claimed pool stack's web container (configured for the pool) is replaced by
-    one with the store's names, mail and password file; its WordPress salts go with it, so the new one
-    makes its own."""
+    """Start the web server. A claimed pool stack's web container, configured for the pool, becomes the
+    store's: kept running where it is published on the store's port already (new password file, new
+    application keys, the store's names and mail, all in place: no restart), else replaced by one with the
+    store's configuration (its application keys removed first, so the new one makes its own)."""
     stack = _stack(store)
     web = stack.container_name("web")
-    labels = docker_client.container_labels(name=web, base_url=store.host.docker_url)
+    base_url = store.host.docker_url
+    labels = docker_client.container_labels(name=web, base_url=base_url)
     if labels is not None and labels.get("shophosting.pool") == "1":
-        for command in stack.claim_forget_commands:
-            docker_client.container_exec(name=web, command=command, base_url=store.host.docker_url)
-        for role in reversed(stack.app_roles):
-            docker_client.container_remove(name=stack.container_name(role), base_url=store.host.docker_url)
-        log("the pool's web server removed, with its application keys")
+        in_place = stack.claim_in_place_commands()
+        published = docker_client.container_published(name=web, base_url=base_url)
+        if in_place is not None and published == [(store.host.bind_address, store.port)]:
+            service = next(s for s in _services(store) if s.role == "web")
+            docker_client.container_secrets_rewrite(
+                name=web,
+                image=service.image,
+                labels=stack.labels,
+                secrets=service.secrets,
+                gid=service.secrets_gid,
+                base_url=base_url,
+            )
+            for command, environment in in_place:
+                code, output = docker_client.container_exec(
+                    name=web, command=command, environment=environment, base_url=base_url
+                )
+                if code != 0:
+                    raise ProvisioningError(f"making the pool's web server the store's failed: {output.strip()[-500:]}")
+            log("the pool's web server kept running: the store's password file, application keys, names and mail")
+        else:
+            for command in stack.claim_forget_commands:
+                docker_client.container_exec(name=web, command=command, base_url=base_url)
+            for role in reversed(stack.app_roles):
+                docker_client.container_remove(name=stack.container_name(role), base_url=base_url)
+            log("the pool's web server removed, with its application keys")
     app_start(store, log)
 
 

@@ -113,7 +113,10 @@ def test_an_order_claims_a_ready_stack_and_every_secret_becomes_the_stores(pool,
     page = fetch_until(NGINX_PORT, "claimed.test", "Claimed Shop")
     assert page.status == 200 and "<title>Claimed Shop" in page.text
     web = docker_client.client().containers.get(f"{store.slug}-web").attrs
-    assert "shophosting.pool" not in web["Config"]["Labels"]
+    assert web["Config"]["Labels"]["shophosting.pool"] == "1"  # the pool's container, kept running
+    assert web["State"]["StartedAt"] < job.started_at.isoformat().replace("+00:00", "Z")
+    code, secret = exec_in(store, "web", ["cat", "/run/secrets/db_password"])
+    assert code == 0 and secret == store_credentials(store)["db_password"]
     assert web["HostConfig"]["PortBindings"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(store.port)}]
     assert web["HostConfig"]["Memory"] == store.plan.memory_mb * 1024 * 1024
     assert web["HostConfig"]["NanoCpus"] == int(store.plan.cpu_limit * 1_000_000_000)
@@ -186,15 +189,18 @@ def test_the_pool_refills_to_its_target_unreachable_and_counted_and_shrinks(pool
     stacks = pool.ready()
     assert len(stacks) == 2
     assert pool.fill() == {"built": 0, "removed": 0}  # at its target: nothing to do
-    # Counted against the host; nothing published, no vhost, no names.
+    # Counted against the host; published on loopback only, no vhost, no names.
     memory, _ = host_reservation(host=host)
     assert memory > before[0]
     for stack in stacks:
         assert stack.store.customer is None and not stack.store.names.exists()
-        for container in docker_client.client().containers.list(
-            filters={"label": f"shophosting.store={stack.store.pk}"}
-        ):
-            assert container.attrs["HostConfig"]["PortBindings"] in (None, {}), container.name
+        label = f"shophosting.store={stack.store.pk}"
+        for container in docker_client.client().containers.list(filters={"label": label}):
+            published = container.attrs["HostConfig"]["PortBindings"]
+            if container.name.endswith("-web"):  # on the port it holds; no vhost routes to it
+                assert published == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(stack.store.port)}]}
+            else:
+                assert published in (None, {}), container.name
         assert not (Path(settings.NGINX_SITES_DIR) / f"{stack.store.proxy_key}.conf").exists()
 
     pool.target(1)  # lowered: one goes, with its objects

@@ -132,6 +132,12 @@ class StackSpec:
     # the application's keys kept in its volumes, which the new container then makes afresh.
     claim_forget_commands: tuple[list[str], ...] = ()
 
+    def claim_in_place_commands(self) -> list[tuple[list[str], dict[str, str]]] | None:
+        """Commands that make a claimed pool stack's running web container the store's without replacing it
+        (new application keys, the store's names and mail): None when the platform cannot, and the container
+        is replaced instead."""
+        return None
+
     def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
         """Commands (argument list, exec environment) run in the `web` container after the primary name
         changed: the application's stored URLs on any of `old_names` move to `primary_url`."""

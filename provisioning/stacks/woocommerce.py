@@ -153,6 +153,31 @@ echo "administrator, title and URLs are the store's\n";
 """
 
 
+# A warm pool stack's web container is configured for the pool; the store that claims it keeps it running
+# (no restart: Apache's start is most of a claim's time) and writes its own names and mail here, which the
+# pool's configuration reads first. A container created later for the store (a restart does not; an update or
+# a primary-name change does) has the store's own configuration and never reads this file.
+CLAIMED_SITE_FILE = "/var/www/html/wp-content/shophosting-claimed-site.php"
+# New salts, written atomically, as the image's entrypoint makes them (deploy/images/wordpress/entrypoint.sh).
+WORDPRESS_SALTS_RENEW = (
+    r"""$k = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT',"""
+    r"""'LOGGED_IN_SALT', 'NONCE_SALT']; $o = "<?php\n";"""
+    r"""foreach ($k as $n) { $o .= "define('$n', '" . bin2hex(random_bytes(32)) . "');\n"; }"""
+    r"""$f = '/var/www/html/wp-content/shophosting-salts.php'; file_put_contents("$f.tmp", $o);"""
+    r"""chown("$f.tmp", 'www-data'); chgrp("$f.tmp", 'www-data'); rename("$f.tmp", $f); echo "new salts\n";"""
+)
+# Writes $SHOPHOSTING_SITE (the exec's environment) to the claimed-site file, atomically.
+SITE_FILE_WRITE = (
+    r"""$f = getenv('SHOPHOSTING_SITE_FILE'); file_put_contents("$f.tmp", getenv('SHOPHOSTING_SITE'));"""
+    r"""chown("$f.tmp", 'www-data'); chgrp("$f.tmp", 'www-data'); rename("$f.tmp", $f);"""
+    r"""echo "names and mail set\n";"""
+)
+
+
+def php_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class WooCommerceStack(StackSpec):
     platform = "woocommerce"
     poolable = True
@@ -200,8 +225,7 @@ class WooCommerceStack(StackSpec):
                     # Extra wp-config lines, evaluated by both images' wp-config.php (the local one also reads
                     # the variables above, for what this does not define).
                     "WORDPRESS_CONFIG_EXTRA": (
-                        wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
-                        + " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
+                        self._urls_config() + " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
                         f" define('WP_REDIS_PREFIX', '{self.cache_prefix}');{wordpress_outbound_http()}"
                         f" {WORDPRESS_HARDENING}"
                         f" {WORDPRESS_PLATFORM_PLUGINS}"
@@ -244,6 +268,22 @@ class WooCommerceStack(StackSpec):
         return services
 
     install_name = "WordPress install"
+
+    def _urls_config(self) -> str:
+        urls = wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
+        if self.store.status != "pooled":
+            return urls
+        # The pool's own names until a store claims the stack and writes its own (claim_in_place_commands).
+        return f" if (is_readable('{CLAIMED_SITE_FILE}')) {{ require '{CLAIMED_SITE_FILE}'; }} else {{{urls} }}"
+
+    def claim_in_place_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        site = "<?php\n" + wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
+        for key, value in wordpress_mail_environment(self.store.domain).items():
+            site += f"\nputenv({php_string(f'{key}={value}')});"
+        return [
+            (["php", "-r", WORDPRESS_SALTS_RENEW], {}),
+            (["php", "-r", SITE_FILE_WRITE], {"SHOPHOSTING_SITE_FILE": CLAIMED_SITE_FILE, "SHOPHOSTING_SITE": site}),
+        ]
 
     def install_commands(self, creds: dict[str, str]) -> list[tuple[list[str], dict[str, str]]]:
         """WordPress's own wp_install() through wp-install.php: every value, the customer's site title and the
