@@ -40,6 +40,8 @@ _VIEW_CUSTOMERS_AND_STORES = [
     "provisioning.view_provisioningjob",
     "provisioning.view_rollout",
     "provisioning.view_incident",
+    "provisioning.view_pooltarget",
+    "provisioning.view_poolstack",
     "billing.view_plan",
     "billing.view_subscription",
     "billing.view_subscriptionevent",
@@ -58,6 +60,8 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "stores.delete_store",
         "stores.operate_store",
         "provisioning.operate_rollout",  # the roles that operate stores roll out their images
+        "provisioning.change_pooltarget",  # and size the warm pool
+        "provisioning.add_pooltarget",
         "stores.reveal_store_credentials",
         "stores.view_host",
         "backups.view_backuprun",

@@ -10,7 +10,18 @@ from django.utils.html import format_html
 
 from provisioning.exceptions import HostCheckFailed, JobConflict
 from provisioning.hosts import host_check
-from provisioning.models import Incident, IncidentEvent, JobLogLine, JobStep, ProvisioningJob, Rollout, RolloutStore
+from provisioning.models import (
+    Incident,
+    IncidentEvent,
+    JobLogLine,
+    JobStep,
+    PoolStack,
+    PoolTarget,
+    ProvisioningJob,
+    Rollout,
+    RolloutStore,
+)
+from provisioning.pool import platform_poolable, pool_counts
 from provisioning.rollouts import (
     MAX_BATCH_SIZE,
     ROLLOUT_STORE_STATUSES,
@@ -47,7 +58,7 @@ class JobStepInline(admin.TabularInline):
 
 @admin.register(ProvisioningJob)
 class ProvisioningJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "store", "kind", "status", "failed_step", "created_by", "created_at", "duration"]
+    list_display = ["id", "store", "kind", "status", "path", "failed_step", "created_by", "created_at", "duration"]
     list_filter = ["status", "kind", "created_at"]
     search_fields = ["store__domain", "rq_job_id"]
     list_select_related = ["store", "created_by"]
@@ -62,6 +73,7 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "timeout_seconds",
+        "path",
         "error",
     ]
     inlines = [JobStepInline]
@@ -513,3 +525,54 @@ class HostAdmin(admin.ModelAdmin):
                 continue
             host_check_record(host_id=host.pk, check=check)
             self.message_user(request, f"{host}: {check['check_report']}")
+
+
+class PoolTargetForm(forms.ModelForm):
+    class Meta:
+        model = PoolTarget
+        fields = ["platform", "memory_mb", "cpus", "ready_target"]
+
+    def clean_platform(self):
+        platform = self.cleaned_data["platform"]
+        if not platform_poolable(platform):
+            raise ValidationError(f"{platform} stacks cannot be kept warm yet: only WooCommerce can be claimed.")
+        return platform
+
+
+@admin.register(PoolTarget)
+class PoolTargetAdmin(admin.ModelAdmin):
+    """The warm pool's size per platform and size class (provisioning/README.md, "The warm pool"): the refill
+    (every minute) builds or removes stacks on each active host to match `ready_target`."""
+
+    form = PoolTargetForm
+    list_display = ["platform", "memory_mb", "cpus", "ready_target", "ready", "building", "updated_at"]
+    list_editable = ["ready_target"]
+
+    @admin.display(description="ready now")
+    def ready(self, target):
+        return pool_counts(target)["ready"]
+
+    @admin.display(description="building")
+    def building(self, target):
+        return pool_counts(target)["building"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["platform", "memory_mb", "cpus"] if obj else []
+
+
+@admin.register(PoolStack)
+class PoolStackAdmin(admin.ModelAdmin):
+    """Read-only: the pool's stacks, where each runs, and which store claimed it."""
+
+    list_display = ["store_id", "platform", "memory_mb", "cpus", "host", "state", "ready_at", "claimed_by", "note"]
+    list_filter = ["state", "platform", "host"]
+    list_select_related = ["host", "claimed_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -544,6 +544,36 @@ def _secrets_write(engine, *, name: str, image: str, labels: dict[str, str], sec
 
 
 @_engine_call
+def container_secrets_rewrite(
+    *, name: str, image: str, labels: dict[str, str], secrets: dict[str, str], gid: int, base_url: str | None = None
+) -> None:
+    """Write the secret files of the container `name` again (its `<name>-secrets` volume), as at its creation:
+    the running container reads the new files at once (a claimed pool stack's rotated passwords)."""
+    _secrets_write(client(base_url), name=f"{name}-secrets", image=image, labels=labels, secrets=secrets, gid=gid)
+
+
+@_engine_call
+def container_published(*, name: str, base_url: str | None = None) -> list[tuple[str, int]]:
+    """Where the container's ports are published: (host address, host port) pairs; [] when none or no container."""
+    try:
+        bindings = client(base_url).api.inspect_container(name)["HostConfig"].get("PortBindings") or {}
+    except docker.errors.NotFound:
+        return []
+    return [
+        (b.get("HostIp", ""), int(b["HostPort"])) for spec in bindings.values() for b in spec or [] if b.get("HostPort")
+    ]
+
+
+@_engine_call
+def container_labels(*, name: str, base_url: str | None = None) -> dict[str, str] | None:
+    """The container's labels; None when it does not exist."""
+    try:
+        return dict(client(base_url).containers.get(name).labels)
+    except docker.errors.NotFound:
+        return None
+
+
+@_engine_call
 def container_exec(
     *, name: str, command: list[str], environment: dict[str, str] | None = None, base_url: EngineRef = None
 ) -> tuple[int, str]:

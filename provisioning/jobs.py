@@ -97,3 +97,10 @@ def check_history_downsample() -> None:
     from provisioning.care.services import check_history_downsample
 
     check_history_downsample()
+
+
+@job("pool", timeout=60)
+def pool_refill() -> None:
+    from provisioning.pool import pool_refill
+
+    pool_refill()

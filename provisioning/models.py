@@ -43,6 +43,14 @@ class ProvisioningJob(models.Model):
         null=True, blank=True, help_text="Failed by the reaper: its worker was gone, or it ran past its timeout."
     )
 
+    class Path(models.TextChoices):
+        BUILT = "built", "Built from scratch"
+        CLAIMED = "claimed", "Claimed from the warm pool"
+
+    # A provision (or its retry): whether the stack was built for the store or claimed from the warm pool;
+    # set by the allocate step. Each step's time is on its JobStep.
+    path = models.CharField(max_length=10, choices=Path.choices, blank=True)
+
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("use_rq_dashboard", "Can use the RQ dashboard and clear failed RQ jobs")]
@@ -232,3 +240,65 @@ class UpdateEvent(StatusEvent):
 
 # Store care's tables (check history, incidents) live in their own module of the app.
 from provisioning.care.models import CheckHourly, CheckResult, CheckRound, Incident, IncidentEvent, PlatformCheck  # noqa: E402, F401
+
+
+class PoolTarget(models.Model):
+    """How many ready stacks the warm pool keeps on each active host for one platform and size class (the
+    memory and CPU of the web service, which plans share). Staff change `ready_target` in the admin; the
+    refill (provisioning.pool.pool_refill, every minute) builds or removes stacks to match."""
+
+    platform = models.CharField(max_length=20, choices=[("woocommerce", "WooCommerce"), ("magento", "Magento 2")])
+    memory_mb = models.PositiveIntegerField(help_text="The web service's memory of the plans in this class.")
+    cpus = models.DecimalField(max_digits=5, decimal_places=2, help_text="The web service's CPU of these plans.")
+    ready_target = models.PositiveSmallIntegerField(
+        default=0, help_text="Stacks kept ready on each active host; 0 turns the pool off for this class."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["platform", "memory_mb", "cpus"]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "memory_mb", "cpus"], name="pooltarget_unique_class")
+        ]
+
+    def __str__(self):
+        return f"{self.platform} {self.memory_mb} MB / {self.cpus} CPU: {self.ready_target} per host"
+
+
+class PoolStack(models.Model):
+    """One stack of the warm pool: its store row (status pooled, no customer) runs it, its job of kind
+    pool_fill builds it. `state` changes only in provisioning.pool, under this row's lock."""
+
+    class State(models.TextChoices):
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        CLAIMED = "claimed", "Claimed"
+        REMOVING = "removing", "Removing"
+        REMOVED = "removed", "Removed"
+
+    LIVE = (State.BUILDING, State.READY, State.FAILED)  # hold a place on the host, counted by the refill
+
+    store = models.OneToOneField("stores.Store", on_delete=models.PROTECT, related_name="pool_stack")
+    platform = models.CharField(max_length=20)
+    memory_mb = models.PositiveIntegerField()
+    cpus = models.DecimalField(max_digits=5, decimal_places=2)
+    host = models.ForeignKey("stores.Host", on_delete=models.PROTECT, related_name="pool_stacks")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.BUILDING, db_index=True)
+    # role -> image the stack was built from; a stack whose images are not the settings' of the day is
+    # replaced, never claimed.
+    images = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.OneToOneField(
+        "stores.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="claimed_pool_stack"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["platform", "memory_mb", "cpus", "state"], name="poolstack_class_state")]
+
+    def __str__(self):
+        return f"pool stack {self.store_id} ({self.platform} {self.memory_mb} MB, {self.state})"

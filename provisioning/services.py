@@ -618,11 +618,13 @@ def stores_disk_measure(*, now=None) -> int:
     row for staff. A host whose engine does not answer is skipped (logged) and measured next time."""
     now = now or timezone.now()
     stores = Store.objects.filter(status__in=[S.ACTIVE, S.SUSPENDED]).exclude(host=None).select_related("host")
-    copies: dict[int, list[int]] = {}  # live store id -> its staging copies that still have volumes
-    for copy_id, live_id in (
-        Store.objects.filter(staging_of__isnull=False).exclude(status=S.DELETED).values_list("pk", "staging_of_id")
+    copies: dict[int, list[str]] = {}  # live store id -> the object keys of its staging copies with volumes
+    for copy_id, live_id, stack_key in (
+        Store.objects.filter(staging_of__isnull=False)
+        .exclude(status=S.DELETED)
+        .values_list("pk", "staging_of_id", "stack_key")
     ):
-        copies.setdefault(live_id, []).append(copy_id)
+        copies.setdefault(live_id, []).append(stack_key or str(copy_id))  # as Store.object_key
     by_host: dict[int, list[Store]] = {}
     for store in stores:
         by_host.setdefault(store.host_id, []).append(store)
@@ -635,10 +637,10 @@ def stores_disk_measure(*, now=None) -> int:
             logger.warning("disk use of the stores on %s not measured: %s", host.name, exc)
             continue
         for store in host_stores:
-            staging = sum(sizes.get(str(copy_id), 0) for copy_id in copies.get(store.pk, []))
+            staging = sum(sizes.get(copy_key, 0) for copy_key in copies.get(store.pk, []))
             store_disk_record(
                 store_id=store.pk,
-                used_bytes=sizes.get(str(store.pk), 0) + staging,
+                used_bytes=sizes.get(store.object_key, 0) + staging,
                 staging_bytes=staging,
                 measured_at=now,
             )

@@ -4,13 +4,15 @@ hold no database transaction while they do."""
 
 import dataclasses
 import http.client
+import ipaddress
+import re
 import secrets
 import time
 
 from django.conf import settings
 from django.urls import reverse
 
-from provisioning import acme_client, docker_client, egress, hooks, proxy
+from provisioning import acme_client, docker_client, egress, hooks, pool, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import JobLogLine, JobStep
@@ -36,11 +38,27 @@ def _services(store: Store):
     return _stack(store).services(credentials=creds, include_optional=store.phpmyadmin_enabled)
 
 
-def allocate(store: Store, log: Log) -> None:
-    store = store_services.store_place(store_id=store.pk)
-    log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
-    images = store_images_record(store_id=store.pk)
-    log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
+def allocate(store: Store, log: Log, *, job_id: int | None = None) -> None:
+    """Place the store: claim a ready stack of the warm pool (provisioning/pool.py), else a host and a port
+    for a stack built from scratch. A provision job (`job_id`) records which path it took; a staging copy's
+    job (no job_id) never claims."""
+    claimed = pool.pool_claim(store_id=store.pk) if job_id is not None else None
+    if claimed is not None:
+        store = Store.objects.select_related("host", "plan", "customer").get(pk=store.pk)
+        _path_record(job_id, JobModel.Path.CLAIMED)
+        log(f"claimed warm pool stack {store.slug} (ready since {claimed.ready_at:%H:%M:%S} UTC)")
+        log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
+        log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(claimed.images.items()))}")
+    else:
+        store = store_services.store_place(store_id=store.pk)
+        if not store.stack_key:  # a retry of a claimed store keeps its path
+            _path_record(job_id, JobModel.Path.BUILT)
+            images = store_images_record(store_id=store.pk)
+            log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
+            log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
+        else:
+            _path_record(job_id, JobModel.Path.CLAIMED)
+            log(f"runs the warm pool stack {store.slug} it claimed, on host {store.host.name}")
     # Before any container: the application's configuration lists the names it answers on.
     names = store_services.store_names_ensure(store_id=store.pk)
     log(f"names: {', '.join(row.name for row in names)}")
@@ -61,6 +79,11 @@ def allocate(store: Store, log: Log) -> None:
         log("generated database and admin credentials (stored encrypted)")
     else:
         log("credentials already exist; reusing them")
+
+
+def _path_record(job_id: int | None, path: str) -> None:
+    if job_id is not None:
+        JobModel.objects.filter(pk=job_id).update(path=path)
 
 
 def network_and_volumes(store: Store, log: Log) -> None:
@@ -136,6 +159,12 @@ def _start(store: Store, services, log: Log) -> None:
 def _publish(store: Store, service) -> tuple[str | int, ...] | None:
     if not service.published_port:
         return None
+    if store.status == Store.Status.POOLED:
+        # A warm pool stack is reachable from its own host at most: published on the port it holds only where
+        # that is a loopback address (no vhost routes to it), so a claim keeps the running container; on a
+        # host whose stores publish beyond loopback it publishes nothing, and a claim replaces it.
+        if service.optional or not ipaddress.ip_address(store.host.bind_address).is_loopback:
+            return None
     if service.optional:  # tools such as phpMyAdmin: loopback only, on a port Docker picks
         return (service.published_port, "127.0.0.1", None)
     return (service.published_port, store.host.bind_address, store.port)
@@ -173,7 +202,8 @@ def wait_http(store: Store, log: Log, *, timeout: float, accept_server_errors: b
             last_error = str(exc)
         finally:
             connection.close()
-        time.sleep(0.2)
+        # Apache answers within a second of its start: polled often, the first answer is not waited for.
+        time.sleep(0.05)
     raise ProvisioningError(
         f"the store's web service did not answer on {address} within {timeout:.0f} s ({last_error})"
     )
@@ -392,7 +422,9 @@ def stack_remove(store: Store, log: Log) -> None:
     if store.host is None:
         log("the store was never placed on a host; nothing to remove")
         return
-    removed = docker_client.labelled_objects_remove(label=f"shophosting.store={store.pk}", base_url=store.host.engine)
+    removed = docker_client.labelled_objects_remove(
+        label=f"shophosting.store={store.object_key}", base_url=store.host.engine
+    )
     for kind, names in removed.items():
         log(f"removed {len(names)} {kind}")
 
@@ -488,12 +520,146 @@ def port_release(store: Store, log: Log) -> None:
     log("port released")
 
 
+# A claimed pool stack becomes the store's: every password of the database changes (ALTER USER, so the pool's
+# no longer opens it), in one client session opened with the root password of the secret file, or, for a
+# retry after the change but before the files were written, with the new one. Values come from the exec's
+# environment; the account list from the server itself.
+DB_PASSWORDS_ROTATE = r"""
+set -euo pipefail
+client() {
+    local password error
+    for password in "$(cat "$MARIADB_ROOT_PASSWORD_FILE")" "$NEW_ROOT_PASSWORD"; do
+        if error=$(MYSQL_PWD="$password" mariadb -uroot -N -B -e "$1" 2>&1 >&3); then return 0; fi
+        # Only a refused login tries the next password; any other error is the answer.
+        [[ "$error" == *"Access denied"* ]] || { echo "$error" >&2; return 1; }
+    done 3>&1
+    echo "neither the pool's nor the store's root password opens the database" >&2
+    return 1
+}
+# mariadb-install-db also makes root@<the pool container's hostname>: the server (skip-name-resolve) never
+# matches it and cannot ALTER it; it goes, with any other account of those names beyond these hosts.
+hosts="'localhost', '%', '127.0.0.1', '::1'"
+accounts=$(client "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host), ' ', User) FROM mysql.user
+    WHERE User IN ('root', '$APP_USER') AND Host IN ($hosts)")
+sql="DELETE FROM mysql.global_priv WHERE User IN ('root', '$APP_USER') AND Host NOT IN ($hosts); FLUSH PRIVILEGES; "
+while read -r account user; do
+    [[ -n "$account" ]] || continue
+    if [[ "$user" == root ]]; then password="$NEW_ROOT_PASSWORD"; else password="$NEW_APP_PASSWORD"; fi
+    sql+="ALTER USER $account IDENTIFIED BY '$password'; "
+done <<< "$accounts"
+client "$sql FLUSH PRIVILEGES;"
+echo "$(grep -c . <<< "$accounts") database accounts have new passwords"
+"""
+SAFE_SECRET = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _claimed_db_rotate(store: Store, log: Log) -> None:
+    """The database's passwords become the store's, then its secret files."""
+    stack = _stack(store)
+    creds = store_services.store_credentials(store)
+    for key in ("db_password", "db_root_password"):
+        if not SAFE_SECRET.match(creds[key]):  # token_urlsafe: never a quote that could end the SQL string
+            raise ProvisioningError(f"refusing a {key} with characters outside [A-Za-z0-9_-]")
+    wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    code, output = docker_client.container_exec(
+        name=stack.container_name("db"),
+        command=["bash", "-c", DB_PASSWORDS_ROTATE],
+        environment={
+            "NEW_ROOT_PASSWORD": creds["db_root_password"],
+            "NEW_APP_PASSWORD": creds["db_password"],
+            "APP_USER": stack.database_user,
+        },
+        base_url=store.host.engine,
+    )
+    output = _without_secrets(output, creds)
+    if code != 0:
+        raise ProvisioningError(f"rotating the database passwords failed (exit {code}): {output.strip()[-500:]}")
+    log(output.strip().splitlines()[-1] if output.strip() else "database passwords rotated")
+    db = next(s for s in _services(store) if s.role == "db")
+    docker_client.container_secrets_rewrite(
+        name=stack.container_name("db"),
+        image=db.image,
+        labels=stack.labels,
+        secrets=db.secrets,
+        gid=db.secrets_gid,
+        base_url=store.host.engine,
+    )
+    log("the database container's password files are the store's")
+
+
+def provision_data_services(store: Store, log: Log) -> None:
+    data_services_start(store, log)
+    if pool.pool_stack_claimed_by(store) is not None:
+        _claimed_db_rotate(store, log)
+        limits_apply(store, log)  # the exact plan's limits, on the containers the pool started
+
+
+def provision_app(store: Store, log: Log) -> None:
+    """Start the web server. A claimed pool stack's web container, configured for the pool, becomes the
+    store's: kept running where it is published on the store's port already (new password file, new
+    application keys, the store's names and mail, all in place: no restart), else replaced by one with the
+    store's configuration (its application keys removed first, so the new one makes its own)."""
+    stack = _stack(store)
+    web = stack.container_name("web")
+    base_url = store.host.engine
+    labels = docker_client.container_labels(name=web, base_url=base_url)
+    if labels is not None and labels.get("shophosting.pool") == "1":
+        in_place = stack.claim_in_place_commands()
+        published = docker_client.container_published(name=web, base_url=base_url)
+        if in_place is not None and published == [(store.host.bind_address, store.port)]:
+            service = next(s for s in _services(store) if s.role == "web")
+            docker_client.container_secrets_rewrite(
+                name=web,
+                image=service.image,
+                labels=stack.labels,
+                secrets=service.secrets,
+                gid=service.secrets_gid,
+                base_url=base_url,
+            )
+            for command, environment in in_place:
+                code, output = docker_client.container_exec(
+                    name=web, command=command, environment=environment, base_url=base_url
+                )
+                if code != 0:
+                    raise ProvisioningError(f"making the pool's web server the store's failed: {output.strip()[-500:]}")
+            log("the pool's web server kept running: the store's password file, application keys, names and mail")
+        else:
+            for command in stack.claim_forget_commands:
+                docker_client.container_exec(name=web, command=command, base_url=base_url)
+            for role in reversed(stack.app_roles):
+                docker_client.container_remove(name=stack.container_name(role), base_url=base_url)
+            log("the pool's web server removed, with its application keys")
+    app_start(store, log)
+
+
+def provision_install(store: Store, log: Log) -> None:
+    """Install the application; on a claimed pool stack (installed already), make it the store's instead."""
+    claimed = pool.pool_stack_claimed_by(store)
+    if claimed is None:
+        app_install(store, log)
+        return
+    wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    creds = store_services.store_credentials(store)
+    stack = _stack(store)
+    for command, environment in stack.claim_commands(creds, pool_domain=claimed.store.domain):
+        code, output = docker_client.container_exec(
+            name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.engine
+        )
+        output = _without_secrets(output, creds)
+        for line in output.strip().splitlines():
+            log(line)
+        if code != 0:
+            raise ProvisioningError(
+                f"handing the pool's application over failed (exit {code}): {output.strip()[-500:]}"
+            )
+
+
 PROVISION = (
-    Step("allocate", "Reserve a host and a port", allocate),
+    Step("allocate", "Reserve a host and a port", allocate, with_job=True),
     Step("network", "Create the network and volumes", network_and_volumes),
-    Step("data_services", "Start the database and cache", data_services_start),
-    Step("app", "Start the web server", app_start),
-    Step("install", "Install the store application", app_install),
+    Step("data_services", "Start the database and cache", provision_data_services),
+    Step("app", "Start the web server", provision_app),
+    Step("install", "Install the store application", provision_install),
     Step("proxy", "Route the domain through nginx", vhost_proxy),
     Step("tls", "Get a TLS certificate", tls_certificate),
     Step(LIVE_HOOKS_STEP, "Queue the first backup", live_hooks),
@@ -514,6 +680,12 @@ def _store_went_live(job_id: int) -> None:
 
 S = Store.Status
 K = JobModel.Kind
+TEARDOWN_STEPS = (
+    Step("staging", "Remove the staging copy", staging_copies_remove),
+    Step("unroute", "Remove the nginx vhost and certificate", vhost_remove),
+    Step("remove", "Remove containers, network and volumes", stack_remove),
+    Step("release", "Release the port", port_release),
+)
 SETUP = JobKind(
     name=K.PROVISION,
     title="Set up the store",
@@ -554,12 +726,7 @@ KINDS = (
     JobKind(
         name=K.TEARDOWN,
         title="Tear down",
-        steps=(
-            Step("staging", "Remove the staging copy", staging_copies_remove),
-            Step("unroute", "Remove the nginx vhost and certificate", vhost_remove),
-            Step("remove", "Remove containers, network and volumes", stack_remove),
-            Step("release", "Release the port", port_release),
-        ),
+        steps=TEARDOWN_STEPS,
         store_statuses=frozenset({S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING}),
         store_status_on_enqueue=S.DELETING,
         store_status_on_success=S.DELETED,

@@ -11,6 +11,7 @@ from backups import jobs as backup_jobs
 from billing import jobs as billing_jobs
 from provisioning.jobs import (
     check_history_downsample,
+    pool_refill,
     provisioning_jobs_reap,
     provisioning_jobs_requeue,
     provisioning_rollouts_advance,
@@ -48,6 +49,9 @@ register(provisioning_jobs_requeue, "default", interval=60)
 register(backup_jobs.platform_runs_recover, "default", interval=60)
 # A rollout whose next batch was not queued when its last update ended (the worker died right after) goes on.
 register(provisioning_rollouts_advance, "default", interval=60)
+# The warm pool: every active host back to its targets, stacks on old images or of lowered targets removed
+# (provisioning/README.md, "The warm pool"). On the pool queue, behind the pool's own builds only.
+register(pool_refill, "pool", interval=60)
 # A store's certificate retry is scheduled in Redis; one that a Redis restart lost is enqueued again.
 register(stores_tls_retry_lost, "default", interval=5 * 60)
 # Custom domains: pending ones are checked for their proof (TXT record or address), unreachable ones for DNS

@@ -15,6 +15,7 @@ UNITS = [
     "shophosting-worker-provisioning@.service",
     "shophosting-worker-default.service",
     "shophosting-worker-backups.service",
+    "shophosting-worker-pool.service",
     "shophosting-cron.service",
     "shophosting-backup-system.service",
     "shophosting-backup-system.timer",

@@ -144,8 +144,12 @@ class Store(models.Model):
         # Its host's engine stopped answering (provisioning/hosts.py, host_heartbeat): not failed, nothing to
         # retry; back to active when the engine answers again and the store's containers run.
         UNREACHABLE = "unreachable", "Host unreachable"
+        # A stack of the warm pool (provisioning/README.md, "The warm pool"): built ahead of any order, owned
+        # by no customer, handed to a paid store by the provision job that claims it.
+        POOLED = "pooled", "In the warm pool"
 
-    customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stores")
+    # None only for a stack of the warm pool, which belongs to nobody until a store claims it.
+    customer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="stores")
     plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="stores")
     platform = models.CharField(max_length=20, choices=Platform.choices)
     domain = models.CharField(max_length=253, db_index=True)
@@ -161,6 +165,10 @@ class Store(models.Model):
     host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="stores")
     port = models.PositiveIntegerField(null=True, blank=True)
     credentials_encrypted = models.TextField(blank=True, editable=False)
+    # The key of the Docker objects this store runs when it claimed them from the warm pool (the pool stack's
+    # own key, since the engine can rename a container but never relabel one, a volume or a network); empty
+    # for a store whose stack was built for it. See `object_key`.
+    stack_key = models.CharField(max_length=40, blank=True, editable=False)
     phpmyadmin_enabled = models.BooleanField(
         default=False, help_text="Run phpMyAdmin for this store, reachable on 127.0.0.1 of its host only."
     )
@@ -213,9 +221,15 @@ class Store(models.Model):
         return self.domain
 
     @property
+    def object_key(self) -> str:
+        """What names and labels the store's Docker objects (`shophosting.store=<key>`): its id, or the key of
+        the pool stack it claimed."""
+        return self.stack_key or str(self.pk)
+
+    @property
     def slug(self) -> str:
         """The prefix of every Docker object of this store."""
-        return f"{settings.STORE_OBJECT_PREFIX}-{self.pk}"
+        return f"{settings.STORE_OBJECT_PREFIX}-{self.object_key}"
 
     @property
     def proxy_key(self) -> str:

@@ -17,7 +17,8 @@ class HostUsage:
 
 S = Store.Status
 # Statuses in which a store holds its host reservation and port.
-HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING, S.UNREACHABLE}
+# A warm pool stack (pooled) holds its host's memory, CPU and a port like a store: its containers run.
+HOLDS_RESOURCES = {S.QUEUED, S.PROVISIONING, S.ACTIVE, S.SUSPENDED, S.FAILED, S.DELETING, S.UNREACHABLE, S.POOLED}
 
 
 # store -> the memory (MB) and CPUs its whole stack reserves on its host. Provisioning owns the stacks and

@@ -29,8 +29,9 @@ ALLOWED_FROM: dict[str, set[str]] = {
     S.UNREACHABLE: {S.ACTIVE},
     S.SUSPENDED: {S.ACTIVE},
     S.FAILED: {S.QUEUED, S.PROVISIONING},
-    S.DELETING: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED},
-    S.DELETED: {S.DELETING},
+    S.DELETING: {S.AWAITING_PAYMENT, S.ACTIVE, S.SUSPENDED, S.FAILED, S.POOLED},
+    # pooled -> deleted: a warm pool stack handed to the store that claimed it (store_pool_hand_over).
+    S.DELETED: {S.DELETING, S.POOLED},
 }
 
 
@@ -136,14 +137,15 @@ def _platform_name_give(store: Store, *, primary: bool) -> StoreName:
 
 
 @transaction.atomic
-def store_place(*, store_id: int) -> Store:
+def store_place(*, store_id: int, host_id: int | None = None) -> Store:
     """Give the store a host with room and a free port (idempotent: a placed store keeps its place).
 
     Candidates are the hosts that accept new stores (`active`) and are not draining, with room for the
     stack's memory and CPU, the plan's disk allowance (where the host counts disk) and a free port in its
     range. Among them `settings.HOST_PLACEMENT_POLICY` picks: "spread", the most free memory first (ties: the
     older host); "pack", the hosts in order, so one fills before the next is used. A staging copy goes to its
-    live store's host whatever its flags, or nowhere.
+    live store's host whatever its flags, or nowhere. `host_id`: that host only (a warm pool stack is built
+    for one host).
 
     Race-free: the candidate host rows are locked while ports and capacity are counted, and the unique
     (host, port) constraint is the backstop.
@@ -154,6 +156,8 @@ def store_place(*, store_id: int) -> Store:
     memory_mb, cpus = stack_reservation(store)
     disk_gb = store.plan.disk_allowance_gb
     hosts = Host.objects.select_for_update().filter(active=True, status=Host.Status.READY)
+    if host_id is not None:
+        hosts = hosts.filter(pk=host_id)
     if store.staging_of_id:  # a staging copy runs beside its live store, on the same engine
         hosts = Host.objects.select_for_update().filter(stores__pk=store.staging_of_id)
     candidates = []
@@ -185,6 +189,34 @@ def store_place(*, store_id: int) -> Store:
         f"no host accepting new stores has {memory_mb} MB, {cpus} CPU, {disk_gb} GB of disk and a free port "
         f"for store {store.pk}"
     )
+
+
+@transaction.atomic
+def store_pooled_create(*, plan: "Plan", key: str) -> Store:
+    """A store row for a warm pool stack: no customer, no names (nothing routes to it), a placeholder domain
+    under .invalid that no DNS answers, in status pooled (provisioning/README.md, "The warm pool")."""
+    domain = f"{key}.pool.invalid"
+    store = Store.objects.create(
+        customer=None, plan=plan, platform=plan.platform, domain=domain, site_title="Pool", status=S.POOLED
+    )
+    StoreEvent.objects.create(store=store, old_status="", new_status=S.POOLED, note="created for the warm pool")
+    return store
+
+
+@transaction.atomic
+def store_pool_hand_over(*, pool_store_id: int, store_id: int) -> Store:
+    """The paid store takes the pool stack's host, port and Docker objects (by their key); the pool stack's row
+    becomes deleted with a note naming the store. The caller holds the pool stack's row lock (its claim)."""
+    pool = Store.objects.select_for_update().get(pk=pool_store_id)
+    store = Store.objects.select_for_update().get(pk=store_id)
+    if pool.status != S.POOLED or store.host_id:
+        raise InvalidTransition(f"store {store_id} cannot take pool stack {pool_store_id} ({pool.status})")
+    host_id, port, key = pool.host_id, pool.port, pool.object_key
+    # The port first leaves the pool row: (host, port) is unique.
+    Store.objects.filter(pk=pool.pk).update(host=None, port=None)
+    Store.objects.filter(pk=store.pk).update(host_id=host_id, port=port, stack_key=key)
+    store_transition(store_id=pool.pk, to=S.DELETED, note=f"claimed by store {store.pk} ({store.domain})")
+    return Store.objects.select_related("host", "plan").get(pk=store.pk)
 
 
 @transaction.atomic

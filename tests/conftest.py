@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 
 # Test modules import these from here; they live in tests/plugins/ (rewritten for pytest's assert messages,
 # which it can only do if it is told before this import).
@@ -100,3 +101,17 @@ def woo_plan(db):
 
     plan_catalogue_seed()
     return Plan.objects.get(slug="woocommerce-commerce-core")
+
+
+@pytest.fixture
+def _data_migrations_put_back(request, django_db_blocker):
+    """A transactional test ends with a flush that empties every table, rows written by data migrations (staff
+    roles, the local host, Wagtail's root page) included, and bin/test keeps the database for later runs.
+    serialized_rollback gives the test those rows; this puts them back after the flush (at module teardown,
+    which runs after the test's own)."""
+
+    def put_back() -> None:
+        with django_db_blocker.unblock():
+            connection.creation.deserialize_db_from_string(connection._test_serialized_contents)
+
+    request.node.parent.addfinalizer(put_back)

@@ -27,6 +27,9 @@ MODEL_ACCESS: dict[str, dict[Role, set[str]]] = {
     "provisioning.provisioningjob": {ADMIN: {"view"}, SUPPORT: {"view"}},
     "provisioning.rollout": {ADMIN: {"view", "add"}, SUPPORT: {"view"}},
     "provisioning.incident": {ADMIN: {"view"}, SUPPORT: {"view"}},
+    # The warm pool's size: set by those who run operations; its stacks are read-only for everyone.
+    "provisioning.pooltarget": {ADMIN: {"view", "add", "change"}, SUPPORT: {"view"}},
+    "provisioning.poolstack": {ADMIN: {"view"}, SUPPORT: {"view"}},
     "backups.backuprun": {ADMIN: {"view"}},
     "backups.restorerun": {ADMIN: {"view"}},
     "billing.plan": {ADMIN: {"view"}, SUPPORT: {"view"}},
@@ -169,6 +172,8 @@ def test_each_role_sees_exactly_its_menu(client, staff):
             "provisioning.provisioningjob",
             "provisioning.rollout",
             "provisioning.incident",
+            "provisioning.pooltarget",
+            "provisioning.poolstack",
             "billing.plan",
             "billing.subscription",
             "consultations.contactmessage",

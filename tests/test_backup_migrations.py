@@ -5,7 +5,6 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from backups.models import BackupRun, RestoreRun, RunStatus
-from tests.test_billing_trust import _data_migrations_put_back  # noqa: F401 - the fixture
 
 # Migrating back past later migrations that create tables is DDL, which MariaDB cannot roll back: Django
 # refuses it inside a test's transaction. So this test commits, and the data migrations' rows its closing flush

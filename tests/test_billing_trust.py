@@ -507,20 +507,6 @@ def test_a_failure_that_overtakes_its_checkout_completed_is_not_undone_by_it(
 # --- a double click on "pay now" ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def _data_migrations_put_back(request, django_db_blocker):
-    """A transactional test ends with a flush that empties every table, rows written by data migrations (staff
-    roles, the local host, Wagtail's root page) included, and bin/test keeps the database for later runs.
-    serialized_rollback gives the test those rows; this puts them back after the flush (at module teardown,
-    which runs after the test's own)."""
-
-    def put_back() -> None:
-        with django_db_blocker.unblock():
-            connection.creation.deserialize_db_from_string(connection._test_serialized_contents)
-
-    request.node.parent.addfinalizer(put_back)
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_concurrent_pay_now_clicks_open_one_checkout_session(
     _data_migrations_put_back, client, priced_plan, stripe_api

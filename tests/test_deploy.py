@@ -145,7 +145,7 @@ def test_every_rendered_unit_and_timer_passes_systemd_analyze_verify(tmp_path):
     shutil.copy(template, units / "shophosting-worker-provisioning@1.service")
     shutil.copy(template, units / "shophosting-worker-provisioning@2.service")
     files = sorted(str(p) for p in units.iterdir() if p.name != template.name)
-    assert len(files) == 16
+    assert len(files) == 17
 
     verified = subprocess.run(["systemd-analyze", "verify", "--man=no", *files], capture_output=True, text=True)
 
@@ -197,6 +197,7 @@ def test_only_the_workers_and_housekeeping_get_the_docker_group_never_the_web_ti
         "shophosting-worker-provisioning@.service",
         "shophosting-worker-default.service",
         "shophosting-worker-backups.service",
+        "shophosting-worker-pool.service",
         "shophosting-housekeeping.service",
     }
 

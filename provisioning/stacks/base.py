@@ -78,6 +78,9 @@ class StackSpec:
     """What a platform differs in; steps.py reads these and never branches on the platform itself."""
 
     platform = ""
+    # Whether stacks of this platform can be kept warm and claimed (provisioning/pool.py): the stack knows
+    # how to hand an installed application to a new owner (`claim_commands`).
+    poolable = False
     install_name = ""  # how job errors name the installer
     database_user = ""  # the application's MariaDB user (and database), as its services() configure it
     # The services that serve requests, in start order; every other service is a data service, started
@@ -118,6 +121,22 @@ class StackSpec:
         """The platform's installer, run in the web container: (argument list, exec environment) pairs.
         Secrets travel in the environment, never on a command line."""
         raise NotImplementedError
+
+    def claim_commands(self, creds: dict[str, str], *, pool_domain: str) -> list[tuple[list[str], dict[str, str]]]:
+        """Commands run in the `web` container of a claimed pool stack, once its database passwords were
+        rotated and the web container recreated with the store's configuration: the application's admin
+        user, password, e-mail, title and URLs become the store's (the pool's placeholders go)."""
+        raise NotImplementedError
+
+    # Commands (argument lists) run in a claimed pool stack's web container before it is replaced: they remove
+    # the application's keys kept in its volumes, which the new container then makes afresh.
+    claim_forget_commands: tuple[list[str], ...] = ()
+
+    def claim_in_place_commands(self) -> list[tuple[list[str], dict[str, str]]] | None:
+        """Commands that make a claimed pool stack's running web container the store's without replacing it
+        (new application keys, the store's names and mail): None when the platform cannot, and the container
+        is replaced instead."""
+        return None
 
     def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
         """Commands (argument list, exec environment) run in the `web` container after the primary name
@@ -170,11 +189,18 @@ class StackSpec:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
-            "shophosting.store": str(self.store.pk),
+        from stores.models import Store  # the stacks are imported by the models' app loading
+
+        labels = {
+            "shophosting.store": self.store.object_key,
             "shophosting.platform": self.platform,
             "shophosting.env": settings.STORE_OBJECT_PREFIX,
         }
+        if self.store.status == Store.Status.POOLED:
+            # Built for the warm pool: a claim recreates what carries this (the web container, with the store's
+            # configuration); the data services keep it, as the engine cannot relabel a container.
+            labels["shophosting.pool"] = "1"
+        return labels
 
 
 def mariadb_service(stack: "StackSpec", *, database: str, memory_mb: int, cpus: float, creds: dict) -> ServiceSpec:

@@ -119,8 +119,71 @@ def wordpress_outbound_http() -> str:
     return f" define('WP_HTTP_BLOCK_EXTERNAL', true);{accessible}"
 
 
+# A claimed pool stack becomes the store's (run with `php -r`, every value from the exec's environment, none
+# on the command line): the pool's placeholder administrator (the first one) takes the store's login, e-mail
+# and password, with every session of it ended; the title and the admin e-mail options are the store's; the
+# URLs follow (wp-search-replace.php, run next, moves the placeholder domain everywhere else). Idempotent.
+WORDPRESS_CLAIM_PHP = r"""
+$url = getenv('WORDPRESS_URL');
+$_SERVER['HTTP_HOST'] = parse_url($url, PHP_URL_HOST);
+$_SERVER['REQUEST_URI'] = '/';
+require '/var/www/html/wp-load.php';
+add_filter('pre_wp_mail', '__return_true');
+add_filter('send_password_change_email', '__return_false');
+add_filter('send_email_change_email', '__return_false');
+$admins = get_users(['role' => 'administrator', 'orderby' => 'ID', 'order' => 'ASC', 'number' => 1]);
+if (!$admins) { fwrite(STDERR, "the pool stack has no administrator\n"); exit(1); }
+$id = $admins[0]->ID;
+$login = sanitize_user(getenv('WP_ADMIN_USER'), true);
+if ($login === '') { fwrite(STDERR, "the admin user name is empty once sanitized\n"); exit(1); }
+global $wpdb;
+$wpdb->update($wpdb->users,
+    ['user_login' => $login, 'user_nicename' => sanitize_title($login), 'display_name' => $login], ['ID' => $id]);
+clean_user_cache($id);
+$result = wp_update_user(['ID' => $id, 'user_email' => getenv('WP_ADMIN_EMAIL'),
+    'user_pass' => getenv('WP_ADMIN_PASSWORD'), 'nickname' => $login]);
+if (is_wp_error($result)) { fwrite(STDERR, "admin update failed: " . $result->get_error_message() . "\n"); exit(1); }
+WP_Session_Tokens::get_instance($id)->destroy_all();
+update_option('blogname', getenv('WP_TITLE'));
+update_option('admin_email', getenv('WP_ADMIN_EMAIL'));
+update_option('home', $url);
+update_option('siteurl', $url);
+wp_cache_flush();
+echo "administrator, title and URLs are the store's\n";
+"""
+
+
+# A warm pool stack's web container is configured for the pool; the store that claims it keeps it running
+# (no restart: Apache's start is most of a claim's time) and writes its own names and mail here, which the
+# pool's configuration reads first. A container created later for the store (a restart does not; an update or
+# a primary-name change does) has the store's own configuration and never reads this file.
+CLAIMED_SITE_FILE = "/var/www/html/wp-content/shophosting-claimed-site.php"
+# New salts, written atomically, as the image's entrypoint makes them (deploy/images/wordpress/entrypoint.sh).
+WORDPRESS_SALTS_RENEW = (
+    r"""$k = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT',"""
+    r"""'LOGGED_IN_SALT', 'NONCE_SALT']; $o = "<?php\n";"""
+    r"""foreach ($k as $n) { $o .= "define('$n', '" . bin2hex(random_bytes(32)) . "');\n"; }"""
+    r"""$f = '/var/www/html/wp-content/shophosting-salts.php'; file_put_contents("$f.tmp", $o);"""
+    r"""chown("$f.tmp", 'www-data'); chgrp("$f.tmp", 'www-data'); rename("$f.tmp", $f); echo "new salts\n";"""
+)
+# Writes $SHOPHOSTING_SITE (the exec's environment) to the claimed-site file, atomically.
+SITE_FILE_WRITE = (
+    r"""$f = getenv('SHOPHOSTING_SITE_FILE'); file_put_contents("$f.tmp", getenv('SHOPHOSTING_SITE'));"""
+    r"""chown("$f.tmp", 'www-data'); chgrp("$f.tmp", 'www-data'); rename("$f.tmp", $f);"""
+    r"""echo "names and mail set\n";"""
+)
+
+
+def php_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class WooCommerceStack(StackSpec):
     platform = "woocommerce"
+    poolable = True
+    # The local image keeps its salts in wp-content (its entrypoint makes them when missing); the official
+    # image's are in its wp-config.php, in the container's own /var/www/html, which goes with the container.
+    claim_forget_commands = (["rm", "-f", "/var/www/html/wp-content/shophosting-salts.php"],)
     web_port = 80
     database_user = "wordpress"
     admin_login_path = "/wp-login.php"
@@ -162,8 +225,7 @@ class WooCommerceStack(StackSpec):
                     # Extra wp-config lines, evaluated by both images' wp-config.php (the local one also reads
                     # the variables above, for what this does not define).
                     "WORDPRESS_CONFIG_EXTRA": (
-                        wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
-                        + " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
+                        self._urls_config() + " define('WP_REDIS_HOST', 'cache'); define('WP_REDIS_DATABASE', 0);"
                         f" define('WP_REDIS_PREFIX', '{self.cache_prefix}');{wordpress_outbound_http()}"
                         f" {WORDPRESS_HARDENING}"
                         f" {WORDPRESS_PLATFORM_PLUGINS}"
@@ -207,6 +269,22 @@ class WooCommerceStack(StackSpec):
 
     install_name = "WordPress install"
 
+    def _urls_config(self) -> str:
+        urls = wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
+        if self.store.status != "pooled":
+            return urls
+        # The pool's own names until a store claims the stack and writes its own (claim_in_place_commands).
+        return f" if (is_readable('{CLAIMED_SITE_FILE}')) {{ require '{CLAIMED_SITE_FILE}'; }} else {{{urls} }}"
+
+    def claim_in_place_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        site = "<?php\n" + wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
+        for key, value in wordpress_mail_environment(self.store.domain).items():
+            site += f"\nputenv({php_string(f'{key}={value}')});"
+        return [
+            (["php", "-r", WORDPRESS_SALTS_RENEW], {}),
+            (["php", "-r", SITE_FILE_WRITE], {"SHOPHOSTING_SITE_FILE": CLAIMED_SITE_FILE, "SHOPHOSTING_SITE": site}),
+        ]
+
     def install_commands(self, creds: dict[str, str]) -> list[tuple[list[str], dict[str, str]]]:
         """WordPress's own wp_install() through wp-install.php: every value, the customer's site title and the
         admin password included, goes through the exec's environment, none through the command line."""
@@ -223,6 +301,16 @@ class WooCommerceStack(StackSpec):
             "SHOPHOSTING_REQUIRE_WOOCOMMERCE": "1" if settings.STORE_WOOCOMMERCE_REQUIRED else "0",
         }
         return [(["php", WORDPRESS_INSTALLER], environment)]
+
+    def claim_commands(self, creds: dict[str, str], *, pool_domain: str) -> list[tuple[list[str], dict[str, str]]]:
+        environment = {
+            "WORDPRESS_URL": self.primary_url,
+            "WP_TITLE": self.store.site_title,
+            "WP_ADMIN_USER": creds["admin_user"],
+            "WP_ADMIN_EMAIL": creds["admin_email"],
+            "WP_ADMIN_PASSWORD": creds["admin_password"],
+        }
+        return [(["php", "-r", WORDPRESS_CLAIM_PHP], environment), *self.url_replace_commands(old_names=[pool_domain])]
 
     def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
         """wp-search-replace.php: every `//<old name>` in WordPress's tables becomes `//<primary>` with

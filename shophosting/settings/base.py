@@ -181,7 +181,8 @@ STAFF_FIGURES_SECONDS = env.int("STAFF_FIGURES_SECONDS", default=60)
 # Separate queues so a long restic run never delays provisioning.
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
-    for name, timeout in (("default", 300), ("provisioning", 15 * 60), ("backups", 60 * 60))
+    # `pool`: the warm pool's builds (provisioning/pool.py), apart so they never delay a paying customer's job.
+    for name, timeout in (("default", 300), ("provisioning", 15 * 60), ("backups", 60 * 60), ("pool", 15 * 60))
 }
 # Off: django-rq's own admin entry checks only is_staff. The admin index links /django-rq/ instead, which
 # needs provisioning.use_rq_dashboard (shophosting/staff/rq_dashboard.py).

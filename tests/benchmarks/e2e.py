@@ -86,7 +86,8 @@ class StripeServer:
 class Platform:
     """nginx, gunicorn and `workers` RQ workers, started here and stopped together."""
 
-    def __init__(self, *, stripe_base: str, workers: int):
+    def __init__(self, *, stripe_base: str, workers: int, pool_worker: bool = False):
+        self.pool_worker = pool_worker
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.benchmarks.e2e_settings",
@@ -128,6 +129,8 @@ class Platform:
         # in production; a teardown waits for it.
         self._backup_repository()
         self._spawn("worker-backups", [python, "manage.py", "rqworker", "backups"])
+        if self.pool_worker:  # the warm pool's builds, on their own worker as in production
+            self._spawn("worker-pool", [python, "manage.py", "rqworker", "pool"])
         self._wait_web()
 
     @staticmethod
@@ -267,6 +270,14 @@ def wait_live(order: dict, timeout: float = 180) -> float:
     raise RuntimeError(f"{order['title']} was not live through nginx within {timeout} s")
 
 
+def order_path(order: dict) -> str:
+    """claimed or built: the path the order's provision job took."""
+    from provisioning.models import ProvisioningJob
+
+    job = ProvisioningJob.objects.filter(store__subscription_id=order["subscription_id"], kind="provision").first()
+    return job.path if job else "?"
+
+
 def teardown_all(subscription_ids: list[int], timeout: float = 300) -> None:
     """Every benchmark store torn down by the platform's own teardown jobs, on the running workers."""
     from provisioning.services import job_enqueue
@@ -295,6 +306,7 @@ def teardown_all(subscription_ids: list[int], timeout: float = 300) -> None:
 def leftovers_remove() -> int:
     """Stacks an interrupted earlier run left holding host capacity (its teardown never ran): removed and
     their reservations released, so every run starts with the host as empty as the first."""
+    from provisioning.models import PoolStack
     from provisioning.steps import stack_remove
     from stores.models import Store
     from stores.services import store_release
@@ -303,4 +315,34 @@ def leftovers_remove() -> int:
     for store in leftovers:
         stack_remove(store, lambda message: None)
         store_release(store_id=store.pk)
+    # The warm pool's stacks were among them (or never got built): the pool starts empty too.
+    PoolStack.objects.filter(state__in=[*PoolStack.LIVE, PoolStack.State.REMOVING]).update(
+        state=PoolStack.State.REMOVED, note="removed by the benchmark"
+    )
     return len(leftovers)
+
+
+def pool_set(ready: int) -> None:
+    """The warm pool's target for the benchmark plan's size class (0: no pool)."""
+    from billing.models import Plan
+    from provisioning.models import PoolTarget
+
+    plan = Plan.objects.get(slug="woocommerce-commerce-core")
+    PoolTarget.objects.update_or_create(
+        platform=plan.platform, memory_mb=plan.memory_mb, cpus=plan.cpu_limit, defaults={"ready_target": ready}
+    )
+
+
+def pool_wait_ready(ready: int, timeout: float = 300) -> float:
+    """Refill (what the periodic job does every minute) and wait until `ready` stacks are ready; returns the
+    seconds it took."""
+    from provisioning.models import PoolStack
+    from provisioning.pool import pool_refill
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        pool_refill()
+        if PoolStack.objects.filter(state=PoolStack.State.READY).count() >= ready:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"the warm pool had not {ready} ready stacks after {timeout} s; see {BENCH_DIR}/worker-pool.log")

@@ -7,7 +7,8 @@ from the same images, waits for the database, installs WordPress and polls the p
     .venv/bin/python tests/benchmarks/provision.py [--runs 5]
 
 Needs what bin/test needs (dockerd, MariaDB, Redis, the local images). Uses its own MariaDB database
-`shophosting_bench` (migrated on first use, which takes about two minutes) and Redis database 12.
+`shophosting_bench` (migrated on first use, which takes about two minutes; BENCH_DATABASE names another, for
+a branch whose migrations the shared one should not get) and Redis database 12.
 nginx is left out of both sides: the figure is the container path.
 """
 
@@ -24,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "shophosting.settings.test"
-os.environ["DATABASE_URL"] = "mysql://root@127.0.0.1:3306/shophosting_bench"
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "shophosting_bench")
+os.environ["DATABASE_URL"] = f"mysql://root@127.0.0.1:3306/{BENCH_DATABASE}"
 os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/12"
 os.environ["NGINX_ENABLED"] = "false"
 os.environ["STORE_OBJECT_PREFIX"] = "shbench-store"
@@ -167,13 +169,16 @@ def end_to_end(args) -> None:
     setup()
     if removed := e2e.leftovers_remove():
         print(f"removed {removed} stacks an earlier run left behind")
-    platform = e2e.Platform(stripe_base=stripe.base, workers=args.workers)
+    e2e.pool_set(args.pool)
+    platform = e2e.Platform(stripe_base=stripe.base, workers=args.workers, pool_worker=bool(args.pool))
     platform.start()
     subscriptions = []
     try:
         orders = e2e.Orders(stripe)
         if args.burst:
             batch = [orders.sign_up(n) for n in range(args.orders)]
+            if args.pool:
+                print(f"warm pool: {args.pool} ready after {e2e.pool_wait_ready(args.pool):.1f} s", flush=True)
             subscriptions += [order["subscription_id"] for order in batch]
             started = time.monotonic()
             live_at = {}
@@ -195,22 +200,27 @@ def end_to_end(args) -> None:
                 f"first {times[0]:.2f} s, median {statistics.median(times):.2f} s, slowest store {times[-1]:.2f} s"
             )
             return
-        waits, floor = [], []
+        waits, floor, paths = [], [], []
         for n in range(args.orders):
             order = orders.sign_up(n)
             subscriptions.append(order["subscription_id"])
+            if args.pool:  # the pool refilled between orders, as the periodic refill does
+                e2e.pool_wait_ready(args.pool)
             started = time.monotonic()
             orders.pay(order)
             waits.append(e2e.wait_live(order) - started)
+            paths.append(e2e.order_path(order))
             floor.append(sdk_run(n, port=29_900 + n))
             print(
-                f"order {n + 1}: webhook to front page {waits[-1]:.2f} s, plain SDK script {floor[-1]:.2f} s",
+                f"order {n + 1} ({paths[-1]}): webhook to front page {waits[-1]:.2f} s, "
+                f"plain SDK script {floor[-1]:.2f} s",
                 flush=True,
             )
         median, floor_median = statistics.median(waits), statistics.median(floor)
         print(
             f"webhook -> front page through nginx: median {median:.2f} s, p95 {percentile_95(waits):.2f} s "
-            f"({len(waits)} orders, {args.workers} workers)"
+            f"({len(waits)} orders, {args.workers} workers, "
+            + (f"warm pool of {args.pool}: {paths.count('claimed')} claimed)" if args.pool else "no warm pool)")
         )
         print(f"plain Docker SDK script, same containers: median {floor_median:.2f} s")
         print(
@@ -223,13 +233,14 @@ def end_to_end(args) -> None:
         finally:
             platform.stop()
             stripe.close()
+            e2e.leftovers_remove()  # the warm pool's stacks
 
 
 def setup() -> None:
     import MySQLdb
 
     MySQLdb.connect(host="127.0.0.1", user="root").cursor().execute(
-        "CREATE DATABASE IF NOT EXISTS shophosting_bench CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        f"CREATE DATABASE IF NOT EXISTS {BENCH_DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     )
     import django
 
@@ -255,6 +266,13 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10, help="end to end: orders (one at a time, or the burst)")
     parser.add_argument("--burst", action="store_true", help="end to end: every order paid at once")
     parser.add_argument("--workers", type=int, default=2, help="end to end: RQ worker processes")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="end to end: keep this many stacks ready in the warm pool (refilled before each order; for --burst, "
+        "filled once before it); 0: every store is built from scratch",
+    )
     args = parser.parse_args()
     if args.end_to_end:
         end_to_end(args)

@@ -23,6 +23,9 @@ _PATHS = {
     "deleting": ("queued", "provisioning", "active", "deleting"),
     "deleted": ("queued", "provisioning", "active", "deleting", "deleted"),
     "unreachable": ("queued", "provisioning", "active", "unreachable"),
+    # A warm pool stack's row is made pooled by stores.services.store_pooled_create, never reached from a
+    # customer's store: not something this factory makes.
+    "pooled": None,
 }
 
 
@@ -39,6 +42,8 @@ def store_in_status(db, user_factory, woo_plan):
     numbers = itertools.count(1)
 
     def make(status: str, *, customer=None, plan=None, domain: str | None = None, **fields) -> Store:
+        if _PATHS.get(status, ()) is None:
+            raise ValueError(f"a {status} store is not made here (see _PATHS)")
         if status not in _PATHS:
             raise ValueError(f"unknown store status {status!r}; one of {', '.join(_PATHS)}")
         store = store_create(

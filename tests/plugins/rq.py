@@ -23,7 +23,7 @@ def rq_worker_process():
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shophosting.settings.test"}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "provisioning", "backups", "--with-scheduler"],
+        [sys.executable, "manage.py", "rqworker", "default", "provisioning", "backups", "pool", "--with-scheduler"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -62,3 +62,9 @@ def run_provisioning_worker():
 def run_backups_worker(restic_repository):
     """Drains the `backups` queue with a real RQ worker in this process (SimpleWorker, like provisioning)."""
     return lambda: _burst("backups")
+
+
+@pytest.fixture
+def run_pool_worker():
+    """Drains the warm pool's `pool` queue in this process, like run_provisioning_worker."""
+    return lambda: _burst("pool")
