@@ -221,7 +221,7 @@ def test_dashboard_counts_money_and_recent_failures(
     assert dashboard["stores"] == {"Failed": 1}
     assert '<p class="big" data-figure="mrr">$496.00</p>' in body  # 9 900 + 9 900 + 29 800 cents in Stripe
     assert "Start the web server" in body and reverse("admin:job_retry", args=[job.pk]) in body
-    assert [q.name for q in dashboard["queues"]] == ["default", "provisioning", "backups"]
+    assert [q.name for q in dashboard["queues"]] == ["default", "provisioning", "backups", "pool"]
     assert dashboard["capacity"][0].host.name == "local"
 
 
