@@ -67,6 +67,8 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "backups.view_backuprun",
         "backups.view_restorerun",
         "backups.run_system_backup",
+        "backups.view_hostrecovery",  # and restore a lost host's stores elsewhere from their backups
+        "backups.recover_host",
         "provisioning.use_rq_dashboard",
         # The public status page's notices: written, edited and closed by those who run operations.
         "statuspage.view_statusnotice",

@@ -6,7 +6,7 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backups"
 
     def ready(self):
-        from backups import care_checks, transfer_kinds
+        from backups import care_checks, recovery_kinds, transfer_kinds
         from backups import kinds as backup_kinds
         from backups.handlers import store_live_first_backup
         from backups.services.pre_update import pre_update_backup_restore, pre_update_backup_take
@@ -16,7 +16,7 @@ class BackupsConfig(AppConfig):
         from provisioning.safety import snapshot_provider_register
 
         # Backups, restores and verifications are jobs of the engine: one operation per store at a time.
-        for kind in (*backup_kinds.KINDS, *transfer_kinds.KINDS):
+        for kind in (*backup_kinds.KINDS, *transfer_kinds.KINDS, *recovery_kinds.KINDS):
             kinds.register(kind)
         store_live_register(
             name="backups.first_backup", promise="its first backup is queued", react=store_live_first_backup

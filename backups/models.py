@@ -338,3 +338,74 @@ class TransferEvent(StatusEvent):
     file_restore = models.ForeignKey(
         FileRestore, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
+
+
+class HostRecovery(models.Model):
+    """Staff's restore of a lost host's stores onto other hosts from their latest backups (backups/recovery.py),
+    started from the host admin while the host's engine does not answer. One row per store it took up
+    (`HostRecoveryStore`), each a `restore_elsewhere` job of its own; this row only groups them."""
+
+    host = models.ForeignKey("stores.Host", on_delete=models.PROTECT, related_name="recoveries")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "host recoveries"
+        permissions = [("recover_host", "Can restore a lost host's stores on other hosts from their backups")]
+
+    def __str__(self):
+        return f"recovery #{self.pk} of host {self.host}"
+
+
+class HostRecoveryStore(models.Model):
+    """One store of a host recovery: the backup it is restored from, the host it goes to, its job."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RESTORING = "restoring", "Restoring"
+        RESTORED = "restored", "Restored"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    ACTIVE = (Status.PENDING, Status.RESTORING)
+
+    recovery = models.ForeignKey(HostRecovery, on_delete=models.CASCADE, related_name="stores")
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="recoveries")
+    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    backup = models.ForeignKey(
+        BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Restored from."
+    )
+    target_host = models.ForeignKey(
+        "stores.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Restored on."
+    )
+    job = models.ForeignKey(
+        "provisioning.ProvisioningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True, help_text="Why it was skipped or failed.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["recovery", "id"]
+
+    def __str__(self):
+        return f"store {self.store_id} in recovery #{self.recovery_id} ({self.status})"
+
+
+# to-status -> the statuses a recovery's store row may reach it from (backups.recovery.row_transition). A
+# failed row goes back to pending when staff retry its job; skipped is for a store left where it is (no
+# backup, busy, or its host answered again before its restore began).
+RECOVERY_ALLOWED_FROM: dict[str, set[str]] = {
+    HostRecoveryStore.Status.RESTORING: {HostRecoveryStore.Status.PENDING},
+    HostRecoveryStore.Status.RESTORED: {HostRecoveryStore.Status.RESTORING},
+    HostRecoveryStore.Status.FAILED: {HostRecoveryStore.Status.PENDING, HostRecoveryStore.Status.RESTORING},
+    HostRecoveryStore.Status.SKIPPED: {HostRecoveryStore.Status.PENDING},
+    HostRecoveryStore.Status.PENDING: {HostRecoveryStore.Status.FAILED},
+}
+
+
+class HostRecoveryEvent(StatusEvent):
+    """A status change of one store of a host recovery (its first row: old status empty)."""
+
+    recovery_store = models.ForeignKey(HostRecoveryStore, on_delete=models.CASCADE, related_name="events")

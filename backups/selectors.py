@@ -4,7 +4,7 @@
 import secrets
 from dataclasses import dataclass
 
-from backups.models import BackupRun, Installation, RestoreExport, RestoreRun, RunStatus
+from backups.models import BackupRun, HostRecoveryStore, Installation, RestoreExport, RestoreRun, RunStatus
 from stores.models import Store
 
 
@@ -61,3 +61,22 @@ def installation_id() -> str:
     so it stays the same across restarts and a move of the database to another server."""
     row, _ = Installation.objects.get_or_create(pk=1, defaults={"backup_namespace": secrets.token_hex(6)})
     return row.backup_namespace
+
+
+def store_backup_latest(store: Store) -> BackupRun | None:
+    """The store's newest kept snapshot (any kind but the platform's), as last reconciled: what a restore
+    elsewhere starts from when its host is gone."""
+    return (
+        store.backup_runs.filter(status=RunStatus.SUCCEEDED, forgotten_at=None, finished_at__isnull=False)
+        .exclude(snapshot_id="")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def host_recovery_progress(recovery) -> dict[str, int]:
+    """How many stores of a host recovery are in each status (every status present, zeros included)."""
+    counts = dict.fromkeys(HostRecoveryStore.Status.values, 0)
+    for status in recovery.stores.values_list("status", flat=True):
+        counts[status] += 1
+    return counts

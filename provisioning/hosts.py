@@ -15,11 +15,13 @@ import time
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from provisioning import docker_client
 from provisioning.care.models import Incident
 from provisioning.exceptions import HostCheckFailed, ProvisioningError
+from provisioning.lost_hosts import stale_stacks_remove
 from provisioning.stacks import stack_for
 from stores.exceptions import InvalidTransition
 from stores.models import Engine, Host, Store
@@ -151,8 +153,9 @@ def host_heartbeat(*, host_id: int, ok: bool) -> list[tuple[int, str]]:
     in a row), its active stores are marked unreachable, with a plain message for their merchants: not
     failed, since nothing of theirs broke and nothing is to be retried. Once the engine answers again, each
     unreachable store whose web container runs (the engine restarts them itself) is active again; one
-    whose container does not run stays unreachable, and the log says so. Returns (store id, new status)
-    for the stores it moved."""
+    whose container does not run stays unreachable, and the log says so. Before that, the old stacks of
+    stores restored on another host meanwhile are removed from it (lost_hosts.stale_stacks_remove).
+    Returns (store id, new status) for the stores it moved."""
     host = Host.objects.get(pk=host_id)
     moved = []
     if not ok:
@@ -170,6 +173,8 @@ def host_heartbeat(*, host_id: int, ok: bool) -> list[tuple[int, str]]:
                 continue  # it changed meanwhile (a suspend, a delete): left as it is
             moved.append((store_id, Store.Status.UNREACHABLE))
         return moved
+    # First what stores restored elsewhere meanwhile left here: their old stacks must not run or be served.
+    stale_stacks_remove(host=host)
     for store in Store.objects.filter(host=host, status=Store.Status.UNREACHABLE).select_related("plan"):
         try:
             state, _ = docker_client.container_state(name=stack_for(store).container_name("web"), base_url=host.engine)
@@ -178,11 +183,22 @@ def host_heartbeat(*, host_id: int, ok: bool) -> list[tuple[int, str]]:
         if state != "running":
             logger.warning("store %s on host %s: web container %s, left unreachable", store.pk, host.name, state)
             continue
-        try:
-            store_transition(
-                store_id=store.pk, to=Store.Status.ACTIVE, note=f"host {host.name} answers again", message=BACK_MESSAGE
-            )
-        except InvalidTransition:
-            continue
-        moved.append((store.pk, Store.Status.ACTIVE))
+        if _store_back(store_id=store.pk, host=host):
+            moved.append((store.pk, Store.Status.ACTIVE))
     return moved
+
+
+@transaction.atomic
+def _store_back(*, store_id: int, host: Host) -> bool:
+    """Active again, under the store's row lock, only if it is still this host's unreachable store: a restore
+    elsewhere (lost_hosts.store_rehome, under the same lock) may have placed it on another host meanwhile."""
+    store = Store.objects.select_for_update().get(pk=store_id)
+    if store.host_id != host.pk or store.status != Store.Status.UNREACHABLE:
+        return False
+    try:
+        store_transition(
+            store_id=store.pk, to=Store.Status.ACTIVE, note=f"host {host.name} answers again", message=BACK_MESSAGE
+        )
+    except InvalidTransition:
+        return False
+    return True

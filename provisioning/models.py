@@ -302,3 +302,24 @@ class PoolStack(models.Model):
 
     def __str__(self):
         return f"pool stack {self.store_id} ({self.platform} {self.memory_mb} MB, {self.state})"
+
+
+class StaleStack(models.Model):
+    """What a store left on a host it no longer runs on: its containers, network and volumes there, labelled
+    with `object_key`. Recorded when a store is placed on another host while its own is away (backups'
+    restore elsewhere); the host's heartbeat removes them once its engine answers again, so the old copy
+    never comes back to life or gets served (provisioning/lost_hosts.py)."""
+
+    store = models.ForeignKey("stores.Store", on_delete=models.CASCADE, related_name="stale_stacks")
+    host = models.ForeignKey("stores.Host", on_delete=models.CASCADE, related_name="stale_stacks")
+    object_key = models.CharField(max_length=64, help_text="The label shophosting.store=<key> its objects carry.")
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    report = models.TextField(blank=True, help_text="What the heartbeat removed, or why it removed nothing.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"stale stack of store {self.store_id} on host {self.host_id}"

@@ -1,3 +1,4 @@
+from collections.abc import Collection
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -137,7 +138,7 @@ def _platform_name_give(store: Store, *, primary: bool) -> StoreName:
 
 
 @transaction.atomic
-def store_place(*, store_id: int, host_id: int | None = None) -> Store:
+def store_place(*, store_id: int, host_id: int | None = None, exclude_host_ids: Collection[int] = ()) -> Store:
     """Give the store a host with room and a free port (idempotent: a placed store keeps its place).
 
     Candidates are the hosts that accept new stores (`active`) and are not draining, with room for the
@@ -145,19 +146,21 @@ def store_place(*, store_id: int, host_id: int | None = None) -> Store:
     range. Among them `settings.HOST_PLACEMENT_POLICY` picks: "spread", the most free memory first (ties: the
     older host); "pack", the hosts in order, so one fills before the next is used. A staging copy goes to its
     live store's host whatever its flags, or nowhere. `host_id`: that host only (a warm pool stack is built
-    for one host).
+    for one host). `exclude_host_ids`: never these (a store restored elsewhere while its host is away); a
+    store placed on one of them is placed again, elsewhere.
 
     Race-free: the candidate host rows are locked while ports and capacity are counted, and the unique
     (host, port) constraint is the backstop.
     """
     store = Store.objects.select_for_update().select_related("plan").get(pk=store_id)
-    if store.host_id and store.port:
+    if store.host_id and store.port and store.host_id not in exclude_host_ids:
         return store
     memory_mb, cpus = stack_reservation(store)
     disk_gb = store.plan.disk_allowance_gb
     hosts = Host.objects.select_for_update().filter(active=True, status=Host.Status.READY)
     if host_id is not None:
         hosts = hosts.filter(pk=host_id)
+    hosts = hosts.exclude(pk__in=exclude_host_ids)
     if store.staging_of_id:  # a staging copy runs beside its live store, on the same engine
         hosts = Host.objects.select_for_update().filter(stores__pk=store.staging_of_id)
     candidates = []
