@@ -400,7 +400,7 @@ RECOVERY_ALLOWED_FROM: dict[str, set[str]] = {
     HostRecoveryStore.Status.RESTORING: {HostRecoveryStore.Status.PENDING},
     HostRecoveryStore.Status.RESTORED: {HostRecoveryStore.Status.RESTORING},
     HostRecoveryStore.Status.FAILED: {HostRecoveryStore.Status.PENDING, HostRecoveryStore.Status.RESTORING},
-    HostRecoveryStore.Status.SKIPPED: {HostRecoveryStore.Status.PENDING},
+    HostRecoveryStore.Status.SKIPPED: {HostRecoveryStore.Status.PENDING, HostRecoveryStore.Status.RESTORING},
     HostRecoveryStore.Status.PENDING: {HostRecoveryStore.Status.FAILED},
 }
 

@@ -12,9 +12,10 @@ KINDS = (
         name=recovery.KIND,
         title="Restore on another server",
         steps=(
-            # The vhost still points at the lost host: a maintenance page, not a proxy error, until the end.
-            Step("maintenance", "Show the maintenance page", vhost_maintenance),
             Step("place", "Reserve a place on another server", recovery.step_place, with_job=True),
+            # Once the store is the new host's: until it is routed there, a maintenance page, never the old
+            # host's copy should that host answer meanwhile (its heartbeat removes that copy).
+            Step("maintenance", "Show the maintenance page", vhost_maintenance),
             Step("images", "Give that server the store's software", recovery.step_images),
             Step("network", "Create the network and volumes", network_and_volumes),
             Step("data_services", "Start the database and cache", data_services_start),

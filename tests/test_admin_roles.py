@@ -32,6 +32,7 @@ MODEL_ACCESS: dict[str, dict[Role, set[str]]] = {
     "provisioning.poolstack": {ADMIN: {"view"}, SUPPORT: {"view"}},
     "backups.backuprun": {ADMIN: {"view"}},
     "backups.restorerun": {ADMIN: {"view"}},
+    "backups.hostrecovery": {ADMIN: {"view"}},  # the progress of a lost host's stores restored elsewhere
     "billing.plan": {ADMIN: {"view"}, SUPPORT: {"view"}},
     "billing.subscription": {ADMIN: {"view"}, SUPPORT: {"view"}},
     "consultations.contactmessage": {ADMIN: {"view", "change"}, SUPPORT: {"view", "change"}},
