@@ -158,8 +158,10 @@ def step_place(store: Store, log: Log, *, job_id: int) -> None:
 
 
 def step_images(store: Store, log: Log) -> None:
-    """The new host gets the images the store runs from the platform's engine (never from a registry)."""
-    images = sorted({service.image for service in stack_for(store).services(include_optional=True)})
+    """The new host gets the images the store runs from the platform's engine (never from a registry), and the
+    base image the restore's helper containers run."""
+    images = {service.image for service in stack_for(store).services(include_optional=True)}
+    images = sorted(images | {settings.DOCKER_BASE_IMAGE})
     for image in images:
         copied = docker_client.image_copy(image=image, source=None, target=store.host.engine)
         log(f"{image}: {'copied to' if copied else 'already on'} {store.host.name}")
