@@ -59,8 +59,9 @@ def test_the_action_refuses_a_host_that_answers_has_no_unreachable_store_or_lack
         for index, name in enumerate(("lost", "spare"))
     )
     backed_up, without_backup = (store_in_status("active") for _ in range(2))
-    for store in (backed_up, without_backup):
-        store_place(store_id=store.pk, host_id=lost.pk)
+    backed_up, without_backup = (
+        store_place(store_id=store.pk, host_id=lost.pk) for store in (backed_up, without_backup)
+    )
     now = timezone.now()
     BackupRun.objects.create(  # a kept snapshot, as the reconcile job records one
         store=backed_up,
