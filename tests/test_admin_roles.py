@@ -189,6 +189,7 @@ def test_each_role_sees_exactly_its_menu(client, staff):
         "stores.host",
         "backups.backuprun",
         "backups.restorerun",
+        "backups.hostrecovery",
     }
     expected[SUPER] = {m._meta.label_lower for m in admin.site._registry}
     expected[EDITOR] = {"wagtailimages.image", "wagtaildocs.document"}
