@@ -39,13 +39,11 @@ def _messages(response) -> str:
 # --- Bad input: refused in words, nothing changed (records only, no engine is asked) ------------------------
 
 
-@pytest.mark.django_db
-def test_the_action_refuses_a_host_that_answers_has_no_unreachable_store_or_lacks_room_elsewhere_and_changes_nothing(
-    client, staff_user, store_in_status, settings
-):
-    settings.CARE_INCIDENT_THRESHOLD = 1
+def _lost_and_spare() -> tuple[Host, Host]:
+    """Two hosts of records only (no engine is asked): "lost", which takes stores, and "spare", which does not
+    yet; the platform's own host takes no part."""
     Host.objects.update(active=False)
-    lost, spare = (
+    return tuple(
         Host.objects.create(
             name=name,
             docker_url=f"tcp://{name}.invalid:2376",
@@ -58,19 +56,32 @@ def test_the_action_refuses_a_host_that_answers_has_no_unreachable_store_or_lack
         )
         for index, name in enumerate(("lost", "spare"))
     )
+
+
+def _backup_recorded(store: Store, snapshot_id: str = "ab" * 32) -> BackupRun:
+    """A kept snapshot of the store, as the reconcile job records one."""
+    began = timezone.now() - timedelta(hours=2)
+    return BackupRun.objects.create(
+        store=store,
+        kind=BackupRun.Kind.SCHEDULED,
+        status=RunStatus.SUCCEEDED,
+        snapshot_id=snapshot_id,
+        started_at=began,
+        finished_at=began,
+    )
+
+
+@pytest.mark.django_db
+def test_the_action_refuses_a_host_that_answers_has_no_unreachable_store_or_lacks_room_elsewhere_and_changes_nothing(
+    client, staff_user, store_in_status, settings
+):
+    settings.CARE_INCIDENT_THRESHOLD = 1
+    lost, spare = _lost_and_spare()
     backed_up, without_backup = (store_in_status("active") for _ in range(2))
     backed_up, without_backup = (
         store_place(store_id=store.pk, host_id=lost.pk) for store in (backed_up, without_backup)
     )
-    now = timezone.now()
-    BackupRun.objects.create(  # a kept snapshot, as the reconcile job records one
-        store=backed_up,
-        kind=BackupRun.Kind.SCHEDULED,
-        status=RunStatus.SUCCEEDED,
-        snapshot_id="ab" * 32,
-        started_at=now - timedelta(hours=2),
-        finished_at=now - timedelta(hours=2),
-    )
+    _backup_recorded(backed_up)
     client.force_login(staff_user)
 
     # The host answers: its stores run there; nothing to restore from backups.
@@ -115,6 +126,52 @@ def test_the_action_refuses_a_host_that_answers_has_no_unreachable_store_or_lack
     # Once more while it is under way: refused.
     assert f"A restore of lost's stores is under way (recovery #{recovery.pk})" in _messages(_recover(client, lost))
     assert HostRecovery.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_store_whose_host_answers_before_it_moves_is_skipped_and_one_with_no_room_left_fails_unchanged_then_retries(
+    staff_user, store_in_status, settings
+):
+    from backups.services.recovery import host_recovery_start
+    from provisioning.services import job_execute, job_retry
+    from stores.exceptions import NoCapacity
+    from stores.services import store_transition
+
+    settings.CARE_INCIDENT_THRESHOLD = 1
+    lost, spare = _lost_and_spare()
+    Host.objects.filter(pk=spare.pk).update(active=True)
+    back, no_room = (store_place(store_id=store_in_status("active").pk, host_id=lost.pk) for _ in range(2))
+    for store in (back, no_room):
+        _backup_recorded(store)
+    platform_check_record(component=f"docker.host-{lost.pk}", ok=False, output="does not answer")
+    host_heartbeat(host_id=lost.pk, ok=False)
+    recovery = host_recovery_start(host_id=lost.pk, actor=staff_user)
+    rows = {row.store_id: row for row in recovery.stores.all()}
+
+    # Its host answers before the job begins: the heartbeat brings the store back there, and its job stops
+    # before any step; the store is reported skipped, still on its host.
+    store_transition(store_id=back.pk, to=S.ACTIVE, note="host lost answers again")
+    job_execute(job_id=rows[back.pk].job_id)
+    row = HostRecoveryStore.objects.get(pk=rows[back.pk].pk)
+    assert row.status == R.SKIPPED and "lost answered again before the store was moved" in row.reason
+    assert Store.objects.get(pk=back.pk).host == lost
+
+    # The other hosts filled up meanwhile: its job fails at placement and nothing of the store changed.
+    Host.objects.filter(pk=spare.pk).update(active=False)
+    with pytest.raises(NoCapacity):
+        job_execute(job_id=rows[no_room.pk].job_id)
+    row = HostRecoveryStore.objects.get(pk=rows[no_room.pk].pk)
+    assert row.status == R.FAILED and "no host accepting new stores has" in row.reason
+    unchanged = Store.objects.get(pk=no_room.pk)
+    assert (unchanged.host, unchanged.port, unchanged.status) == (lost, no_room.port, S.UNREACHABLE)
+    assert not StaleStack.objects.exists() and row.target_host is None
+
+    # With room again, staff retry its job: the same row, pending on a new job.
+    Host.objects.filter(pk=spare.pk).update(active=True)
+    job = job_retry(job_id=row.job_id, actor=staff_user)
+    row.refresh_from_db()
+    assert (row.status, row.job, job.kind) == (R.PENDING, job, "restore_elsewhere")
+    assert [e.new_status for e in row.events.all()] == [R.PENDING, R.RESTORING, R.FAILED, R.PENDING]
 
 
 @pytest.mark.django_db
