@@ -26,7 +26,6 @@ from provisioning.models import StaleStack
 from provisioning.stacks import stack_for
 from stores.exceptions import InvalidTransition
 from stores.models import Engine, Host, Store
-from stores.operations import store_busy_refusal
 from stores.services import store_transition
 
 logger = logging.getLogger(__name__)
@@ -195,11 +194,10 @@ def _store_back(*, store_id: int, host: Host) -> bool:
     """Active again, under the store's row lock, only if it is still this host's unreachable store and went
     unreachable here: a restore elsewhere (lost_hosts.store_rehome, under the same lock) may have placed it on
     another host meanwhile, or on this one, where it is unreachable until that restore ends (while its job
-    runs, or after it failed and waits for its retry), whatever of it already runs here."""
+    runs, or after it failed and waits for its retry), whatever of it already runs here. A restore queued but
+    not yet placed loses the race: the store is back where its newest data is, and that job stops."""
     store = Store.objects.select_for_update().get(pk=store_id)
     if store.host_id != host.pk or store.status != Store.Status.UNREACHABLE:
-        return False
-    if store_busy_refusal(store_id=store.pk):
         return False
     went = store.events.filter(new_status=Store.Status.UNREACHABLE).order_by("-created_at", "-pk").first()
     if went is not None and StaleStack.objects.filter(store=store, created_at__gte=went.created_at).exists():

@@ -77,10 +77,7 @@ def test_the_action_refuses_a_host_that_answers_has_no_unreachable_store_or_lack
 ):
     settings.CARE_INCIDENT_THRESHOLD = 1
     lost, spare = _lost_and_spare()
-    backed_up, without_backup = (store_in_status("active") for _ in range(2))
-    backed_up, without_backup = (
-        store_place(store_id=store.pk, host_id=lost.pk) for store in (backed_up, without_backup)
-    )
+    backed_up, without_backup = (store_place(store_id=store_in_status("active").pk, host_id=lost.pk) for _ in range(2))
     _backup_recorded(backed_up)
     client.force_login(staff_user)
 
