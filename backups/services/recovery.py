@@ -191,9 +191,10 @@ def _backup_time(row: HostRecoveryStore) -> str:
 
 def restored_message(row: HostRecoveryStore) -> str:
     return (
-        "The server your store ran on stopped answering, so we restored your store on another server from its "
-        f"backup of {_backup_time(row)}. Anything added or changed after that time (orders, customers, posts, "
-        "uploads) is not in it; please check and redo what is missing. Your store's addresses stay the same."
+        "The server your store ran on stopped answering, so we restored your store (its database and files) on "
+        f"another server from its backup of {_backup_time(row)}. Anything added or changed after that time "
+        "(orders, customers, posts, uploads) is not in it; please check and redo what is missing. Your store's "
+        "addresses stay the same."
     )
 
 
