@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.django_db]
 
 MACHINE = "10.213.0.1"  # the machine's end of the second engine's link (tests/netns.py)
 MACHINE_PORT = 18631
+B_PORT = 21150  # store B's published port on the second engine's private address
 
 
 class MachineListener:
@@ -112,18 +113,18 @@ def host_stores(second_engine, store_images, settings):
             command=["redis-server", "--port", "6379", "--protected-mode", "no", "--save", ""]
             if store == "b"
             else ["sleep", "600"],
-            publish=(6379, second_engine.address, None) if store == "b" else None,
+            publish=(6379, second_engine.address, B_PORT) if store == "b" else None,
             pids_limit=64,
             base_url=engine,
         )
         names[store] = info.name
-    published = docker_client.container_published(name=names["b"], base_url=engine)
-    address_b = docker_client.client(engine).api.inspect_container(names["b"])["NetworkSettings"]["Networks"]
+    code, address_b = docker_client.container_exec(name=names["b"], command=["hostname", "-i"], base_url=engine)
+    assert code == 0, address_b
     yield {
         "engine": engine,
         "a": names["a"],
-        "b_published": published[0],
-        "b_address": next(iter(address_b.values()))["IPAddress"],
+        "b_published": (second_engine.address, B_PORT),
+        "b_address": address_b.split()[0],
     }
     docker_client.labelled_objects_remove(label="shophosting.test=egress-hosts", base_url=engine)
 
