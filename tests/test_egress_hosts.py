@@ -209,3 +209,16 @@ def test_an_unknown_host_is_named_and_nothing_is_touched(settings):
     settings.EGRESS_MANAGED = True
     with pytest.raises(CommandError, match="no host named nowhere"):
         call_command("egress_apply", "--host", "nowhere")
+
+
+def test_a_host_that_cannot_be_fenced_is_not_registered_and_the_check_says_why(second_engine, store_images, settings):
+    from provisioning.exceptions import HostCheckFailed
+    from provisioning.hosts import host_check
+
+    settings.EGRESS_MANAGED = True
+    settings.EGRESS_IMAGE = "shophosting/egress-missing:none"
+    with pytest.raises(HostCheckFailed, match="the stores' outbound fence could not be applied on tcp://10.213.0.2"):
+        host_check(engine=second_engine.engine(), bind_address=second_engine.address)
+    engine = second_engine.engine()
+    assert docker_client.labelled_objects(label="shophosting.egress-helper=1", base_url=engine)["containers"] == []
+    assert docker_client.labelled_objects(label="shophosting.host-check=1", base_url=engine)["containers"] == []
