@@ -354,8 +354,33 @@ def _pem_check(key: str, text: str) -> None:
         raise ValidationError({f"tls_{key}": f"This is not {what}: {exc}"}) from exc
 
 
+def _ssh_check(key: str, known_hosts: str) -> None:
+    """Refuse what is not an unencrypted OpenSSH private key, or known_hosts lines with a host key each."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_ssh_private_key(key.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValidationError({"ssh_key": f"This is not an unencrypted OpenSSH private key: {exc}"}) from exc
+    lines = [line for line in known_hosts.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise ValidationError(
+            {"ssh_known_hosts": "Give the host's key as known_hosts lines (ssh-keyscan prints them)."}
+        )
+    for line in lines:
+        fields = line.split()
+        try:
+            if len(fields) < 3 or fields[0].startswith("@"):
+                raise ValueError("expected: host key-type base64-key")
+            serialization.load_ssh_public_key(f"{fields[1]} {fields[2]}".encode())
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ValidationError({"ssh_known_hosts": f"Not a known_hosts line ({line[:60]}): {exc}"}) from exc
+
+
 class HostForm(forms.ModelForm):
-    """A host with its TLS client certificates (write-only: never shown again, stored encrypted). Saving a new
+    """A host with its TLS client certificates or its SSH key and pinned host key (write-only: never shown
+    again, stored encrypted). Saving a new
     host, or one whose engine URL, private address or certificates changed, first runs the host check
     (provisioning/hosts.py): a host that fails it is not saved, and the error says why."""
 
@@ -375,6 +400,21 @@ class HostForm(forms.ModelForm):
         help_text="Stored encrypted; never shown. Leave the three empty to keep the certificates the host has.",
     )
     tls_clear = forms.BooleanField(label="Remove the TLS certificates", required=False)
+    ssh_key = forms.CharField(
+        label="SSH private key (OpenSSH)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=(
+            "For ssh://user@host: a key of its own for the platform (unencrypted), whose user may run docker on "
+            "the host. Stored encrypted; never shown. Leave both empty to keep what the host has."
+        ),
+    )
+    ssh_known_hosts = forms.CharField(
+        label="Host key (known_hosts lines)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="The host's own SSH key, pinned: `ssh-keyscan -p PORT HOST` on a trusted path, checked by hand.",
+    )
 
     class Meta:
         model = Host
@@ -406,18 +446,34 @@ class HostForm(forms.ModelForm):
         self.tls = {"ca": pems["ca"], "cert": pems["cert"], "key": pems["key"]} if given else None
         if cleaned.get("tls_clear"):
             self.tls = {}
-        kept = self.instance.engine if self.instance.pk and self.tls is None else None
+        ssh_key = (cleaned.get("ssh_key") or "").replace("\r\n", "\n").strip()
+        known_hosts = (cleaned.get("ssh_known_hosts") or "").replace("\r\n", "\n").strip()
+        self.ssh = None
+        if ssh_key or known_hosts:
+            if not (ssh_key and known_hosts):
+                raise ValidationError("Give the SSH private key and the host key together.")
+            _ssh_check(ssh_key, known_hosts)
+            self.ssh = {"key": ssh_key + "\n", "known_hosts": known_hosts + "\n"}
+        kept = self.instance.engine if self.instance.pk else None
         engine = Engine(
             url=url,
-            ca_pem=(self.tls or {}).get("ca", kept.ca_pem if kept else ""),
-            cert_pem=(self.tls or {}).get("cert", kept.cert_pem if kept else ""),
-            key_pem=(self.tls or {}).get("key", kept.key_pem if kept else ""),
+            ca_pem=(self.tls or {}).get("ca", kept.ca_pem if kept and self.tls is None else ""),
+            cert_pem=(self.tls or {}).get("cert", kept.cert_pem if kept and self.tls is None else ""),
+            key_pem=(self.tls or {}).get("key", kept.key_pem if kept and self.tls is None else ""),
+            ssh_key=(self.ssh or {}).get("key", kept.ssh_key if kept else ""),
+            ssh_known_hosts=(self.ssh or {}).get("known_hosts", kept.ssh_known_hosts if kept else ""),
         )
         if engine.uses_tls and not url.startswith("tcp://"):
             raise ValidationError({"docker_url": "TLS certificates go with a tcp:// engine URL only."})
+        if self.ssh is not None and not url.startswith("ssh://"):
+            raise ValidationError({"docker_url": "An SSH key goes with an ssh:// engine URL only."})
+        if url.startswith("ssh://") and not (engine.ssh_key and engine.ssh_known_hosts):
+            raise ValidationError(
+                {"ssh_key": "An ssh:// engine needs the platform's SSH key and the host's key (known_hosts lines)."}
+            )
         changed = {"docker_url", "bind_address"} & set(self.changed_data)
         self.check = None
-        if not self.instance.pk or changed or self.tls is not None:
+        if not self.instance.pk or changed or self.tls is not None or self.ssh is not None:
             try:
                 self.check = host_check(engine=engine, bind_address=cleaned["bind_address"])
             except HostCheckFailed as exc:
@@ -444,6 +500,7 @@ class HostAdmin(admin.ModelAdmin):
     readonly_fields = [
         "status",
         "tls_state",
+        "ssh_state",
         "checked_at",
         "engine_version",
         "storage_driver",
@@ -471,6 +528,7 @@ class HostAdmin(admin.ModelAdmin):
                 "TLS client certificates (tcp://)",
                 {"fields": ["tls_state", "tls_ca", "tls_cert", "tls_key", "tls_clear"]},
             ),
+            ("SSH (ssh://)", {"fields": ["ssh_state", "ssh_key", "ssh_known_hosts"]}),
             (
                 "What the host check found",
                 {
@@ -491,6 +549,10 @@ class HostAdmin(admin.ModelAdmin):
     def tls_state(self, host):
         return "client certificates stored (encrypted)" if host.tls_encrypted else "none"
 
+    @admin.display(description="SSH")
+    def ssh_state(self, host):
+        return "key and pinned host key stored (encrypted)" if host.ssh_encrypted else "none"
+
     @admin.display(description="disk free")
     def disk_free(self, host):
         if host.disk_free_bytes is None:
@@ -501,7 +563,7 @@ class HostAdmin(admin.ModelAdmin):
         if form.check is None:  # nothing the check looks at changed: capacity, ranges, the flag
             obj.save()
             return
-        host_save(host=obj, tls=form.tls, check=form.check)
+        host_save(host=obj, tls=form.tls, ssh=form.ssh, check=form.check)
 
     @admin.action(description="Drain: no new stores on the selected hosts")
     def drain_selected(self, request, queryset):

@@ -2,17 +2,22 @@
 
 Every function takes `base_url`: the engine to talk to, either a URL (unix://, ssh:// or tcp://; None is
 `settings.DOCKER_HOST`, the platform's own engine) or a `stores.models.Engine`, which a `Host` gives
-(`host.engine`) with the TLS client certificates of a remote engine. Every published port binds to an
-explicit address (the host's private address, 127.0.0.1 on a single machine), never to all interfaces.
+(`host.engine`) with the TLS client certificates of a remote engine, or the SSH key and pinned host key of an
+ssh:// one (`_ssh_client`: OpenSSH runs `docker system dial-stdio` on the host, as the docker CLI does).
+Every published port binds to an explicit address (the host's private address, 127.0.0.1 on a single
+machine), never to all interfaces.
 """
 
 import functools
 import hashlib
 import io
 import os
+import socket
+import subprocess
 import tarfile
 import tempfile
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +25,12 @@ from functools import lru_cache
 import docker
 import docker.errors
 import docker.tls
+import docker.transport.basehttpadapter
+import requests.adapters
 import requests.exceptions
+import urllib3
+import urllib3.connection
+import urllib3.connectionpool
 from django.conf import settings
 
 from provisioning.exceptions import DockerUnavailable, ProvisioningError
@@ -80,7 +90,8 @@ def engine_url(base_url: EngineRef) -> str:
 
 
 def _unavailable(exc: BaseException, base_url: EngineRef) -> DockerUnavailable:
-    return DockerUnavailable(f"the Docker engine at {engine_url(base_url)} does not answer: {exc}")
+    said = _ssh_errors.pop(engine_url(base_url), "")  # an ssh:// engine: why ssh gave up, if it said
+    return DockerUnavailable(f"the Docker engine at {engine_url(base_url)} does not answer: {said or exc}")
 
 
 def _engine_call(function):
@@ -97,22 +108,156 @@ def _engine_call(function):
     return call
 
 
-def _tls_files(engine: Engine) -> tuple[str, str, str]:
-    """The SDK (and the ssl module under it) read certificates from files, at every new connection: write
+def _private_files(engine: Engine, files: dict[str, str]) -> dict[str, str]:
+    """The SDK (and the ssl module under it) and OpenSSH read keys from files, at every new connection: write
     the engine's into a directory only this user can read, named by a hash of their content, kept for the
-    life of the process (a certificate changed in the admin is a new engine, so a new directory)."""
-    digest = hashlib.sha256("\0".join((engine.ca_pem, engine.cert_pem, engine.key_pem)).encode()).hexdigest()[:16]
+    life of the process (a key changed in the admin is a new engine, so a new directory). File name -> path."""
+    digest = hashlib.sha256("\0".join((engine.url, *files, *files.values())).encode()).hexdigest()[:16]
     directory = os.path.join(tempfile.gettempdir(), f"shophosting-docker-tls-{os.getuid()}", digest)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     os.chmod(os.path.dirname(directory), 0o700)
-    paths = []
-    for file_name, text in (("ca.pem", engine.ca_pem), ("cert.pem", engine.cert_pem), ("key.pem", engine.key_pem)):
+    paths = {}
+    for file_name, text in files.items():
         path = os.path.join(directory, file_name)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(text)
-        paths.append(path)
-    return paths[0], paths[1], paths[2]
+            handle.write(text if text.endswith("\n") else text + "\n")
+        paths[file_name] = path
+    return paths
+
+
+def _tls_files(engine: Engine) -> tuple[str, str, str]:
+    paths = _private_files(engine, {"ca.pem": engine.ca_pem, "cert.pem": engine.cert_pem, "key.pem": engine.key_pem})
+    return paths["ca.pem"], paths["cert.pem"], paths["key.pem"]
+
+
+# --- ssh:// engines --------------------------------------------------------------------------------------
+# The SDK's own ssh transport imports paramiko even when told to shell out to `ssh` (use_ssh_client=True), and
+# its `ssh` command line takes no key, known_hosts or options: every engine would share the worker's
+# ~/.ssh. So the platform runs OpenSSH itself, per connection, with the host's own key and pinned host key
+# and nothing from ~/.ssh or /etc/ssh (-F /dev/null), and hands the SDK one end of a socket pair whose
+# other end is ssh's stdin and stdout: `docker system dial-stdio` on the host joins it to the engine's
+# socket (the remote user's DOCKER_HOST, /var/run/docker.sock by default), as `docker -H ssh://` does.
+SSH_CONNECT_TIMEOUT = 10
+
+
+def _ssh_argv(engine: Engine) -> list[str]:
+    url = urllib.parse.urlsplit(engine.url)
+    if not url.hostname or url.path not in ("", "/") or url.query or url.fragment or url.password:
+        raise DockerUnavailable(f"{engine.url} is not an ssh://user@host[:port] engine URL")
+    paths = _private_files(engine, {"id": engine.ssh_key, "known_hosts": engine.ssh_known_hosts})
+    argv = [
+        settings.DOCKER_SSH_COMMAND,
+        "-F",
+        "/dev/null",  # nothing from the worker's or the system's ssh configuration
+        "-i",
+        paths["id"],
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        f"UserKnownHostsFile={paths['known_hosts']}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",  # the pinned key or nothing; never trust on first use
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={SSH_CONNECT_TIMEOUT}",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "LogLevel=ERROR",
+        "-T",
+    ]
+    if url.username:
+        argv += ["-l", urllib.parse.unquote(url.username)]
+    if url.port:
+        argv += ["-p", str(url.port)]
+    return [*argv, "--", url.hostname, "docker system dial-stdio"]
+
+
+# What ssh last said on its standard error, per engine URL: why a connection failed (a host key that does not
+# match the pinned one, a refused key), for the error the caller gets.
+_ssh_errors: dict[str, str] = {}
+
+
+class _SSHConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, argv: list[str], url: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.ssh_argv, self.engine_url, self.process, self.errors = argv, url, None, None
+
+    def connect(self):
+        ours, theirs = socket.socketpair()
+        self.errors = tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - an argument list, no shell
+                self.ssh_argv, stdin=theirs, stdout=theirs, stderr=self.errors, start_new_session=True
+            )
+        except OSError as exc:
+            ours.close()
+            raise DockerUnavailable(f"{self.ssh_argv[0]} cannot run (Debian package openssh-client): {exc}") from exc
+        finally:
+            theirs.close()
+        ours.settimeout(self.timeout if isinstance(self.timeout, int | float) else None)
+        self.sock = ours
+
+    def close(self):
+        super().close()
+        process, self.process = self.process, None
+        if process is not None:
+            try:
+                process.wait(timeout=2)  # the socket's end is ssh's end of input: it leaves by itself
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.errors is not None:
+            self.errors.seek(0)
+            said = self.errors.read().decode(errors="replace").strip()
+            if said:
+                _ssh_errors[self.engine_url] = said.splitlines()[-1][:300]
+            self.errors.close()
+            self.errors = None
+
+
+class _SSHConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+    def __init__(self, argv: list[str], url: str, timeout: float, maxsize: int):
+        super().__init__("localhost", timeout=timeout, maxsize=maxsize)
+        self.ssh_argv, self.engine_url, self.ssh_timeout = argv, url, timeout
+
+    def _new_conn(self):
+        return _SSHConnection(self.ssh_argv, self.engine_url, self.ssh_timeout)
+
+
+class _SSHAdapter(docker.transport.basehttpadapter.BaseHTTPAdapter):
+    def __init__(self, argv: list[str], url: str, timeout: float):
+        super().__init__()
+        self.pool = _SSHConnectionPool(argv, url, timeout, maxsize=10)
+
+    def get_connection(self, url, proxies=None):
+        return self.pool
+
+    def request_url(self, request, proxies):
+        return request.path_url  # no proxies and no host part: the connection is ssh's
+
+    def close(self):
+        super().close()
+        self.pool.close()
+
+
+def _ssh_client(engine: Engine) -> docker.DockerClient:
+    """A client whose every connection is a fresh `ssh … docker system dial-stdio` to the host."""
+    adapter = _SSHAdapter(_ssh_argv(engine), engine.url, settings.DOCKER_TIMEOUT)
+    # Built as for a unix socket (the SDK then speaks plain HTTP over whatever the adapter connects), then
+    # the adapter replaces the unix one; nothing is dialled until the first request.
+    sdk = docker.DockerClient(base_url="unix:///nonexistent", timeout=settings.DOCKER_TIMEOUT, version=MIN_API_VERSION)
+    sdk.api.mount("http+docker://", adapter)
+    sdk.api._custom_adapter = adapter
+    return sdk
 
 
 MIN_API_VERSION = "1.41"  # Docker 20.10, the oldest engine a host may run
@@ -120,6 +265,17 @@ MIN_API_VERSION = "1.41"  # Docker 20.10, the oldest engine a host may run
 
 @lru_cache(maxsize=16)
 def _client(base_url: str | Engine) -> docker.DockerClient:
+    if isinstance(base_url, Engine) and base_url.uses_ssh:
+        engine = _ssh_client(base_url)
+        engine.api.trust_env = False
+        try:
+            engine.api._version = engine.api.version(api_version=False)["ApiVersion"]
+        except (docker.errors.DockerException, *_TRANSPORT_ERRORS) as exc:
+            said = _ssh_errors.pop(base_url.url, "")
+            raise DockerUnavailable(
+                f"the Docker engine at {base_url.url} does not answer over SSH: {said or exc}"
+            ) from exc
+        return engine
     if isinstance(base_url, Engine):
         tls = None
         if base_url.uses_tls:
@@ -140,7 +296,7 @@ def _client(base_url: str | Engine) -> docker.DockerClient:
 
 
 def client(base_url: EngineRef = None) -> docker.DockerClient:
-    if isinstance(base_url, Engine) and not base_url.uses_tls:
+    if isinstance(base_url, Engine) and not base_url.uses_tls and not base_url.uses_ssh:
         base_url = base_url.url  # a plain URL: the same client as when it is given as a string
     try:
         return _client(base_url or settings.DOCKER_HOST)
@@ -337,6 +493,36 @@ def probe_start(
     return Probe(
         name=name, port=int(binding["HostPort"]), disk_free_bytes=available_kb * 1024, disk_total_bytes=total_kb * 1024
     )
+
+
+@_engine_call
+def host_network_helper_start(
+    *, name: str, image: str, command: list[str], labels: dict[str, str], capabilities: list[str], base_url: EngineRef
+) -> None:
+    """A short-lived container in the host's own network namespace (network_mode=host) holding only
+    `capabilities` (every other one dropped, not privileged, no new privileges), running `command` and removed
+    by the engine when that exits: how the platform changes a host's firewall through the Docker API alone
+    (provisioning/egress.py). Remove it with container_remove when done."""
+    engine = client(base_url)
+    try:
+        engine.containers.get(name).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    with _starting(name, image):
+        engine.containers.run(
+            image,
+            command=command,
+            name=name,
+            labels=labels,
+            detach=True,
+            auto_remove=True,
+            network_mode="host",
+            cap_drop=["ALL"],
+            cap_add=capabilities,
+            security_opt=["no-new-privileges:true"],
+            mem_limit=64 * 1024 * 1024,
+            pids_limit=64,
+        )
 
 
 # --- Store stacks ------------------------------------------------------------------------------

@@ -24,14 +24,21 @@ platform's own, refilled atomically (iptables-restore --noflush flushes only the
 Rejected, not dropped: a store gets "No route to host" (ICMP admin-prohibited) at once instead of waiting
 for a timeout. IPv4 only: the platform creates store networks without IPv6.
 
-Applied by `manage.py egress_apply` (root) on each engine's host: the systemd unit
-`shophosting-egress.service` runs it at boot and whenever dockerd restarts. Re-applying never duplicates a
-rule; `--check` reports drift.
+Where it runs: either here, with the machine's own iptables (`manage.py egress_apply`, root: the systemd unit
+`shophosting-egress.service` runs it at boot and whenever dockerd restarts), or on any host through its
+Docker API (`egress_apply --host NAME` / `--all-hosts`, the host registration check, the periodic drift check):
+a short-lived helper container on that engine (`settings.EGRESS_IMAGE`, Debian's iptables) in the host's own
+network namespace (network_mode=host) with NET_ADMIN and NET_RAW and no other capability runs the same
+commands with the same rules text. Both paths go through one `Runner`, so the rules are built here only.
+Re-applying never duplicates a rule; `--check` reports drift.
 """
 
 import hashlib
 import ipaddress
 import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,31 +122,40 @@ def allowance_parse(entry: str, setting: str = "EGRESS_ALLOWED") -> Allowance:
     return Allowance(network=_network(address, setting), port=_port(port, setting, entry) if colon else None)
 
 
-def host_resolvers(paths=RESOLV_CONF_PATHS) -> list[ipaddress.IPv4Address]:
-    """The IPv4 nameservers the host (and so Docker's embedded DNS) uses, loopback ones left out."""
+def resolvers_parse(text: str) -> list[ipaddress.IPv4Address]:
+    """The IPv4 nameservers of a resolv.conf, loopback ones left out."""
     found = []
-    for path in paths:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) >= 2 and fields[0] == "nameserver":
-                try:
-                    address = ipaddress.IPv4Address(fields[1])
-                except ValueError:
-                    continue  # IPv6: the store networks have none
-                if not address.is_loopback and address not in found:
-                    found.append(address)
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                address = ipaddress.IPv4Address(fields[1])
+            except ValueError:
+                continue  # IPv6: the store networks have none
+            if not address.is_loopback and address not in found:
+                found.append(address)
     return found
 
 
-def policy_from_settings() -> FencePolicy:
-    """The fence the settings describe; a malformed entry raises ImproperlyConfigured naming it."""
+def host_resolvers(paths=RESOLV_CONF_PATHS) -> list[ipaddress.IPv4Address]:
+    """The IPv4 nameservers this machine (and so Docker's embedded DNS) uses, loopback ones left out."""
+    found = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        found += [address for address in resolvers_parse(text) if address not in found]
+    return found
+
+
+def policy_from_settings(resolvers: list[ipaddress.IPv4Address] | None = None) -> FencePolicy:
+    """The fence the settings describe; a malformed entry raises ImproperlyConfigured naming it. `resolvers`:
+    the DNS resolvers of the host the fence is for (None: this machine's)."""
     allowed = [allowance_parse(entry) for entry in settings.EGRESS_ALLOWED if entry.strip()]
     if settings.EGRESS_ALLOW_HOST_RESOLVERS:
-        allowed += [Allowance(ipaddress.IPv4Network(address), DNS_PORT) for address in host_resolvers()]
+        resolvers = host_resolvers() if resolvers is None else resolvers
+        allowed += [Allowance(ipaddress.IPv4Network(address), DNS_PORT) for address in resolvers]
     blocked = [ipaddress.IPv4Network(cidr) for cidr in ALWAYS_BLOCKED]
     blocked += [_network(cidr, "EGRESS_BLOCKED_EXTRA") for cidr in settings.EGRESS_BLOCKED_EXTRA if cidr.strip()]
     host_ports = [
@@ -178,11 +194,26 @@ JUMPS = (
 # --- iptables ------------------------------------------------------------------------------------------
 
 
-def _iptables(*args: str, check: bool = True, restore_input: str | None = None) -> subprocess.CompletedProcess:
+@dataclass(frozen=True)
+class Ran:
+    """What one iptables command gave: its exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# Runs iptables (or, with restore input, iptables-restore) with these arguments where the fence is wanted:
+# this machine (`local_runner`) or a host through its engine (`host_runner`).
+Runner = Callable[[list[str], str | None], Ran]
+
+
+def local_runner(args: list[str], restore_input: str | None) -> Ran:
+    """iptables of this machine (settings.EGRESS_IPTABLES), as root."""
     command = list(settings.EGRESS_IPTABLES)
     if restore_input is not None:
         command[-1] += "-restore"
-    command += ["-w", "10", *args]  # wait for the xtables lock that dockerd may hold
+    command += args
     try:
         done = subprocess.run(  # noqa: S603 - an argument list from settings, no shell
             command, input=restore_input, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
@@ -191,52 +222,59 @@ def _iptables(*args: str, check: bool = True, restore_input: str | None = None) 
         raise EgressError(f"{command[0]} is not installed (Debian package iptables): {exc}") from exc
     except subprocess.TimeoutExpired as exc:
         raise EgressError(f"{' '.join(command)} did not finish within {COMMAND_TIMEOUT} s") from exc
+    return Ran(done.returncode, done.stdout, done.stderr)
+
+
+def _iptables(*args: str, runner: Runner, check: bool = True, restore_input: str | None = None) -> Ran:
+    arguments = ["-w", "10", *args]  # wait for the xtables lock that dockerd may hold
+    done = runner(arguments, restore_input)
     if check and done.returncode != 0:
-        raise EgressError(f"{' '.join(command)} failed: {(done.stderr or done.stdout).strip()}")
+        what = "iptables-restore" if restore_input is not None else "iptables"
+        raise EgressError(f"{what} {' '.join(arguments)} failed: {(done.stderr or done.stdout).strip()}")
     return done
 
 
-def _rules(chain: str) -> list[str] | None:
+def _rules(chain: str, runner: Runner) -> list[str] | None:
     """The chain's rules as `iptables -S` prints them; None when the chain does not exist."""
-    listed = _iptables("-S", chain, check=False)
+    listed = _iptables("-S", chain, runner=runner, check=False)
     if listed.returncode != 0:
         return None
     return [line for line in listed.stdout.splitlines() if line.startswith("-A ")]
 
 
-def _jump_ensure(chain: str, jump: str) -> None:
+def _jump_ensure(chain: str, jump: str, runner: Runner) -> None:
     """`jump` first in `chain`, once: insert it first, then delete other copies from the last up, so there is
     never a moment without it."""
-    rules = _rules(chain) or []
+    rules = _rules(chain, runner) or []
     if rules[:1] != [jump]:
-        _iptables("-I", chain, "1", *jump.split()[2:])
+        _iptables("-I", chain, "1", *jump.split()[2:], runner=runner)
         rules = [jump, *rules]
     for number in sorted((i + 1 for i, rule in enumerate(rules) if rule == jump and i > 0), reverse=True):
-        _iptables("-D", chain, str(number))
+        _iptables("-D", chain, str(number), runner=runner)
 
 
-def fence_apply(policy: FencePolicy | None = None) -> list[str]:
+def fence_apply(policy: FencePolicy | None = None, *, runner: Runner = local_runner) -> list[str]:
     """Install or refresh the fence; returns the rules in force. Idempotent."""
     policy = policy or policy_from_settings()
-    if _rules(DOCKER_CHAIN) is None:
+    if _rules(DOCKER_CHAIN, runner) is None:
         raise EgressError(
             f"the chain {DOCKER_CHAIN} does not exist: start dockerd (with iptables enabled, its default) first"
         )
     rules = chain_rules(policy)
     declarations = "".join(f":{chain} - [0:0]\n" for chain in rules)  # created if missing, else flushed
     body = "".join(line + "\n" for chain_lines in rules.values() for line in chain_lines)
-    _iptables("--noflush", restore_input=f"*filter\n{declarations}{body}COMMIT\n")
+    _iptables("--noflush", runner=runner, restore_input=f"*filter\n{declarations}{body}COMMIT\n")
     for chain, jump in JUMPS:
-        _jump_ensure(chain, jump)
+        _jump_ensure(chain, jump, runner)
     return [rule for chain in rules.values() for rule in chain] + [jump for _, jump in JUMPS]
 
 
-def fence_drift(policy: FencePolicy | None = None) -> list[str]:
+def fence_drift(policy: FencePolicy | None = None, *, runner: Runner = local_runner) -> list[str]:
     """What differs between the host's rules and the fence the settings describe; empty when none does."""
     policy = policy or policy_from_settings()
     problems = []
     for chain, expected in chain_rules(policy).items():
-        actual = _rules(chain)
+        actual = _rules(chain, runner)
         if actual is None:
             problems.append(f"chain {chain} is missing")
             continue
@@ -246,7 +284,7 @@ def fence_drift(policy: FencePolicy | None = None) -> list[str]:
             differences.append(f"the rules of {chain} are out of order")
         problems += differences
     for chain, jump in JUMPS:
-        rules = _rules(chain)
+        rules = _rules(chain, runner)
         if rules is None:
             problems.append(f"chain {chain} is missing")
         elif rules[:1] != [jump] or rules.count(jump) != 1:
@@ -254,15 +292,101 @@ def fence_drift(policy: FencePolicy | None = None) -> list[str]:
     return problems
 
 
-def fence_remove() -> None:
+def fence_remove(*, runner: Runner = local_runner) -> None:
     """Take the fence away (stores then reach everything Docker lets them). Idempotent."""
     for chain, jump in JUMPS:
-        while jump in (_rules(chain) or []):
-            _iptables("-D", chain, *jump.split()[2:])
+        while jump in (_rules(chain, runner) or []):
+            _iptables("-D", chain, *jump.split()[2:], runner=runner)
     for chain in (FORWARD_CHAIN, HOST_CHAIN):
-        if _rules(chain) is not None:
-            _iptables("-F", chain)
-            _iptables("-X", chain)
+        if _rules(chain, runner) is not None:
+            _iptables("-F", chain, runner=runner)
+            _iptables("-X", chain, runner=runner)
+
+
+# --- On a host, through its Docker API -----------------------------------------------------------------
+# The helper gets these capabilities and no other: iptables-nft needs NET_ADMIN, iptables-legacy also NET_RAW.
+HELPER_CAPABILITIES = ("NET_ADMIN", "NET_RAW")
+# Debian's two iptables: the fence must go where dockerd put DOCKER-USER, so the helper asks each in turn.
+IPTABLES_VARIANTS = ("iptables-nft", "iptables-legacy")
+
+
+@dataclass(frozen=True)
+class HostIptables:
+    """The iptables of one host, reached through a helper container on its engine."""
+
+    runner: Runner
+    variant: str  # iptables-nft or iptables-legacy: the one holding dockerd's chains
+    resolvers: list[ipaddress.IPv4Address]  # the host's own, from its resolv.conf
+
+    def policy(self) -> FencePolicy:
+        return policy_from_settings(resolvers=self.resolvers)
+
+
+def _helper_exec(name: str, engine, command: list[str], environment: dict[str, str] | None = None) -> Ran:
+    code, output = docker_client.container_exec(name=name, command=command, environment=environment, base_url=engine)
+    return Ran(code, output, output)  # the engine hands back stdout and stderr as one stream
+
+
+@contextmanager
+def host_iptables(engine) -> Iterator[HostIptables]:
+    """A helper container on the engine `engine` (a stores.models.Engine: `host.engine`) in the host's network
+    namespace, for as long as the block runs; it is removed afterwards (and exits on its own after
+    EGRESS_HELPER_LIFETIME seconds if this process dies first). The image is copied to the host from the
+    platform's engine when the host lacks it."""
+    image = settings.EGRESS_IMAGE
+    name = f"{settings.STORE_OBJECT_PREFIX}-egress-{uuid.uuid4().hex[:8]}"
+    labels = {"shophosting.env": settings.STORE_OBJECT_PREFIX, "shophosting.egress-helper": "1"}
+    if docker_client.image_id(tag=image, base_url=engine) is None:
+        docker_client.image_copy(image=image, source=None, target=engine)
+    docker_client.host_network_helper_start(
+        name=name,
+        image=image,
+        command=["sleep", str(settings.EGRESS_HELPER_LIFETIME)],
+        labels=labels,
+        capabilities=list(HELPER_CAPABILITIES),
+        base_url=engine,
+    )
+    try:
+        variant = IPTABLES_VARIANTS[0]
+        for candidate in IPTABLES_VARIANTS:
+            if _helper_exec(name, engine, [candidate, "-w", "10", "-S", DOCKER_CHAIN]).returncode == 0:
+                variant = candidate
+                break
+        resolv_conf = _helper_exec(name, engine, ["cat", "/etc/resolv.conf"])  # the host's: network_mode=host
+        resolvers = resolvers_parse(resolv_conf.stdout) if resolv_conf.returncode == 0 else []
+
+        def runner(args: list[str], restore_input: str | None) -> Ran:
+            if restore_input is None:
+                return _helper_exec(name, engine, [variant, *args])
+            # The engine's exec has no stdin here: the rules text travels in the environment, never a shell line.
+            pipe = 'printf "%s" "$EGRESS_RULES" | "$@"'
+            return _helper_exec(
+                name, engine, ["sh", "-c", pipe, "sh", f"{variant}-restore", *args], {"EGRESS_RULES": restore_input}
+            )
+
+        yield HostIptables(runner=runner, variant=variant, resolvers=resolvers)
+    finally:
+        try:
+            docker_client.container_remove(name=name, base_url=engine)
+        except ProvisioningError:
+            pass  # it exits and goes by itself (auto-remove) after its lifetime
+
+
+def host_fence_apply(engine) -> list[str]:
+    """Install or refresh the fence on the host whose engine is `engine`; the rules in force."""
+    with host_iptables(engine) as host:
+        return fence_apply(host.policy(), runner=host.runner)
+
+
+def host_fence_drift(engine) -> list[str]:
+    """What differs on that host from the fence the settings describe; empty when nothing does."""
+    with host_iptables(engine) as host:
+        return fence_drift(host.policy(), runner=host.runner)
+
+
+def host_fence_remove(engine) -> None:
+    with host_iptables(engine) as host:
+        fence_remove(runner=host.runner)
 
 
 def unfenced_store_networks(*, base_url: docker_client.EngineRef = None) -> list[str]:

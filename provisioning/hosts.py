@@ -6,7 +6,12 @@ engine holds every store image: images move to hosts through the Docker API, nev
 starts a throwaway Redis there with its port published on the host's private address. The engine refuses
 that address unless it is the host's own; the platform then connects to it and expects Redis's PONG: the
 address nginx will proxy to answers from here. The same container reports the free disk of the engine's
-data root. Any failure raises HostCheckFailed saying which part, and nothing is saved.
+data root. With EGRESS_MANAGED, the check then applies the stores' outbound fence on the host through its
+engine (provisioning/egress.py): a host that cannot be fenced is not registered. Any failure raises
+HostCheckFailed saying which part, and nothing is saved.
+
+`hosts_fence_check` (a periodic job) looks for drift of that fence on every host and records it as the
+platform check `egress.host-<id>`, so a host whose rules were flushed (a firewall reload) opens a staff incident.
 """
 
 import logging
@@ -18,8 +23,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning import docker_client
-from provisioning.care.models import Incident
+from provisioning import docker_client, egress
+from provisioning.care.models import Incident, PlatformCheck
+from provisioning.care.platform import platform_check_record
 from provisioning.exceptions import HostCheckFailed, ProvisioningError
 from provisioning.lost_hosts import stale_stacks_remove
 from provisioning.models import StaleStack
@@ -97,12 +103,18 @@ def host_check(*, engine: Engine, bind_address: str) -> dict:
             docker_client.container_remove(name=name, base_url=engine)
         except ProvisioningError:
             pass  # the check's verdict stands; a leftover probe carries its label
+    fence = ""
+    if settings.EGRESS_MANAGED:
+        try:
+            fence = f"; the stores' outbound fence is in place ({len(egress.host_fence_apply(engine))} rules)"
+        except ProvisioningError as exc:
+            raise HostCheckFailed(f"the stores' outbound fence could not be applied on {where}: {exc}") from exc
     limits = f"{facts.cgroup_driver} v{facts.cgroup_version}: memory, CPU and process limits"
     report = (
         f"Docker {facts.server_version} (API {facts.api_version}), {facts.storage_driver}, {limits}; "
         f"{facts.memory_bytes >> 20} MB memory, {facts.cpus} CPUs; "
         f"{probe.disk_free_bytes / 1e9:.1f} of {probe.disk_total_bytes / 1e9:.1f} GB free on the data root; "
-        f"{bind_address} answers from the platform"
+        f"{bind_address} answers from the platform{fence}"
     )
     if facts.warnings:
         report += "; the engine warns: " + " | ".join(facts.warnings)
@@ -117,6 +129,31 @@ def host_check(*, engine: Engine, bind_address: str) -> dict:
         "disk_total_bytes": probe.disk_total_bytes,
         "check_report": report,
     }
+
+
+def hosts_fence_check() -> list[PlatformCheck]:
+    """Compare each host's fence with the settings (through a helper container on its engine) and record it
+    as the platform check `egress.host-<id>`: drift, or an engine that cannot be asked, fails it. Nothing is
+    repaired here (`manage.py egress_apply --host NAME` does); nothing is checked when the fence is unmanaged."""
+    if not settings.EGRESS_MANAGED:
+        return []
+    recorded = []
+    for host in Host.objects.order_by("name"):
+        started = time.monotonic()
+        try:
+            problems = egress.host_fence_drift(host.engine)
+        except ProvisioningError as exc:
+            problems = [f"could not be checked: {exc}"]
+        output = "" if not problems else f"host {host.name}: the outbound fence differs: " + "; ".join(problems)
+        recorded.append(
+            platform_check_record(
+                component=f"egress.host-{host.pk}",
+                ok=not problems,
+                output=output,
+                duration_ms=round((time.monotonic() - started) * 1000),
+            )
+        )
+    return recorded
 
 
 def host_images_copy(*, host, dry_run: bool = False, log=print) -> list[str]:

@@ -24,8 +24,9 @@ from provisioning.image_contract import recipe_get, recipe_missing, recipe_parse
 from shophosting.core.local_images import LOCAL_STORE_IMAGES
 
 IMAGES_DIR = Path(settings.BASE_DIR) / "deploy" / "images"
-# Build order: the ones the WooCommerce stack needs first.
-LOCAL_IMAGES = list(LOCAL_STORE_IMAGES.values())
+# Build order: the ones the WooCommerce stack needs first; then the fence's helper (settings.EGRESS_IMAGE),
+# which production builds here too (it is Debian's iptables, no store runs it).
+LOCAL_IMAGES = [*LOCAL_STORE_IMAGES.values(), "egress"]
 
 
 def content_hash(name: str) -> str:

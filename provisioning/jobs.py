@@ -104,3 +104,10 @@ def pool_refill() -> None:
     from provisioning.pool import pool_refill
 
     pool_refill()
+
+
+@job("default", timeout=10 * 60)
+def hosts_fence_check() -> None:
+    from provisioning.hosts import hosts_fence_check
+
+    hosts_fence_check()

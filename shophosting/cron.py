@@ -11,6 +11,7 @@ from backups import jobs as backup_jobs
 from billing import jobs as billing_jobs
 from provisioning.jobs import (
     check_history_downsample,
+    hosts_fence_check,
     pool_refill,
     provisioning_jobs_reap,
     provisioning_jobs_requeue,
@@ -52,6 +53,9 @@ register(provisioning_rollouts_advance, "default", interval=60)
 # The warm pool: every active host back to its targets, stacks on old images or of lowered targets removed
 # (provisioning/README.md, "The warm pool"). On the pool queue, behind the pool's own builds only.
 register(pool_refill, "pool", interval=60)
+# The stores' outbound fence on every host, compared with the settings through each engine (a helper container
+# for a second or so): drift is the platform check egress.host-<id>, and opens a staff incident if it stays.
+register(hosts_fence_check, "default", interval=10 * 60)
 # A store's certificate retry is scheduled in Redis; one that a Redis restart lost is enqueued again.
 register(stores_tls_retry_lost, "default", interval=5 * 60)
 # Custom domains: pending ones are checked for their proof (TXT record or address), unreachable ones for DNS

@@ -20,18 +20,24 @@ class Platform(models.TextChoices):
 @dataclass(frozen=True)
 class Engine:
     """Where a Docker engine answers and how to prove who we are to it: what provisioning.docker_client
-    needs to build a client. The TLS fields are PEM text (a tcp:// engine with --tlsverify); empty for a
-    unix:// socket, an ssh:// engine (the worker's own SSH keys and known_hosts) or plain tcp://.
-    Hashable, so the adapter keeps one client per engine and its certificates."""
+    needs to build a client. The TLS fields are PEM text (a tcp:// engine with --tlsverify); the SSH fields
+    are an ssh:// engine's private key (OpenSSH format) and its pinned host key(s) in known_hosts form; all
+    empty for a unix:// socket or plain tcp://. Hashable, so the adapter keeps one client per engine."""
 
     url: str
     ca_pem: str = field(default="", repr=False)
     cert_pem: str = field(default="", repr=False)
     key_pem: str = field(default="", repr=False)
+    ssh_key: str = field(default="", repr=False)
+    ssh_known_hosts: str = field(default="", repr=False)
 
     @property
     def uses_tls(self) -> bool:
         return bool(self.cert_pem and self.key_pem)
+
+    @property
+    def uses_ssh(self) -> bool:
+        return self.url.startswith("ssh://")
 
     def __str__(self):
         return self.url
@@ -78,6 +84,9 @@ class Host(models.Model):
     # The CA, client certificate and key for a tcp:// engine with --tlsverify, one Fernet token like store
     # credentials (stores/crypto.py): {"ca": PEM, "cert": PEM, "key": PEM}; empty for unix:// and ssh://.
     tls_encrypted = models.TextField(blank=True, editable=False)
+    # The private key the platform signs in with to an ssh:// engine and the host key(s) it pins, known_hosts
+    # lines, one Fernet token: {"key": OpenSSH private key, "known_hosts": text}; empty for unix:// and tcp://.
+    ssh_encrypted = models.TextField(blank=True, editable=False)
     # What the registration check found (provisioning/hosts.py, run again from the admin).
     checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     engine_version = models.CharField(max_length=40, blank=True, editable=False)
@@ -111,8 +120,14 @@ class Host(models.Model):
     def engine(self) -> Engine:
         """What provisioning.docker_client needs to reach this host's engine, its certificates decrypted."""
         tls = crypto.decrypt(self.tls_encrypted)
+        ssh = crypto.decrypt(self.ssh_encrypted)
         return Engine(
-            url=self.docker_url, ca_pem=tls.get("ca", ""), cert_pem=tls.get("cert", ""), key_pem=tls.get("key", "")
+            url=self.docker_url,
+            ca_pem=tls.get("ca", ""),
+            cert_pem=tls.get("cert", ""),
+            key_pem=tls.get("key", ""),
+            ssh_key=ssh.get("key", ""),
+            ssh_known_hosts=ssh.get("known_hosts", ""),
         )
 
     @property

@@ -277,12 +277,15 @@ HOST_CHECK_FIELDS = (
 
 
 @transaction.atomic
-def host_save(*, host: Host, tls: dict[str, str] | None, check: dict) -> Host:
+def host_save(*, host: Host, tls: dict[str, str] | None, check: dict, ssh: dict[str, str] | None = None) -> Host:
     """Save a host the admin filled in, with what its registration check found (`check`: the
     HOST_CHECK_FIELDS) and its TLS material encrypted (`tls`: {"ca", "cert", "key"} PEM text; None keeps
-    what the host has, {} clears it). The caller ran the check first: a host is never saved half-checked."""
+    what the host has, {} clears it), likewise an ssh:// engine's key and pinned host keys (`ssh`: {"key",
+    "known_hosts"}). The caller ran the check first: a host is never saved half-checked."""
     if tls is not None:
         host.tls_encrypted = crypto.encrypt(tls) if tls else ""
+    if ssh is not None:
+        host.ssh_encrypted = crypto.encrypt(ssh) if ssh else ""
     for name in HOST_CHECK_FIELDS:
         setattr(host, name, check[name])
     host.full_clean()

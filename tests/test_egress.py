@@ -191,6 +191,7 @@ def test_remove_takes_the_fence_away_and_dry_run_and_unmanaged_touch_nothing(fir
 @pytest.mark.docker
 def test_apply_refuses_a_host_where_dockers_chain_is_missing(settings):
     need_root_network_tools()
+    settings.EGRESS_MANAGED = True
     with netns.private_namespace("egress-nodocker") as ns:
         settings.EGRESS_IPTABLES = ns.command(["iptables"])
         with pytest.raises(CommandError, match="the chain DOCKER-USER does not exist: start dockerd"):
@@ -218,6 +219,7 @@ def test_bad_settings_are_refused_with_the_settings_name(settings, setting, valu
 
 
 def test_a_missing_iptables_is_named(settings):
+    settings.EGRESS_MANAGED = True
     settings.EGRESS_IPTABLES = ["/nonexistent/iptables"]
     with pytest.raises(CommandError, match=r"/nonexistent/iptables is not installed \(Debian package iptables\)"):
         call_command("egress_apply")

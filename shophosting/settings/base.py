@@ -204,6 +204,9 @@ PLATFORM_TIMERS_EXTERNAL = env.bool("PLATFORM_TIMERS_EXTERNAL", default=False)
 # --- Outside systems ----------------------------------------------------------------------------
 DOCKER_HOST = env("DOCKER_HOST", default="unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env.int("DOCKER_TIMEOUT", default=10)
+# The OpenSSH client that reaches ssh:// engines (provisioning/docker_client.py: it runs `docker system
+# dial-stdio` on the host with the host's own key and pinned host key; Debian package openssh-client).
+DOCKER_SSH_COMMAND = env("DOCKER_SSH_COMMAND", default="ssh")
 DOCKER_BASE_IMAGE = env("SHOPHOSTING_BASE_IMAGE", default="shophosting/base:bookworm")
 # Where new stores go among the hosts that accept them and have room (stores.services.store_place):
 # "spread" (the host with the most free memory first) or "pack" (fill the hosts in order, one before the next;
@@ -478,6 +481,12 @@ EGRESS_ALLOW_HOST_RESOLVERS = env.bool("EGRESS_ALLOW_HOST_RESOLVERS", default=Tr
 # The iptables that dockerd uses (Debian's default is the nf_tables one; "iptables-legacy" if dockerd uses
 # that). "-restore" is appended to the last word for the atomic refill.
 EGRESS_IPTABLES = env.list("EGRESS_IPTABLES", default=["iptables"])
+# The helper that applies the fence on a host through its Docker API (deploy/images/egress: Debian's iptables,
+# built by `manage.py images_build egress` on the platform's engine and copied to each host when it lacks it).
+EGRESS_IMAGE = env("EGRESS_IMAGE", default="shophosting/egress:local")
+# Seconds the helper lives at most: it is removed as soon as its work is done, and exits by itself (and the
+# engine removes it) if the process that started it dies first.
+EGRESS_HELPER_LIFETIME = env.int("EGRESS_HELPER_LIFETIME", default=120)
 # WordPress's own outbound HTTP switch (WP_HTTP_BLOCK_EXTERNAL): off in production, where the fence decides;
 # on in development and tests, where nothing outside answers and every call would wait for its timeout.
 STORE_HTTP_BLOCK_EXTERNAL = env.bool("STORE_HTTP_BLOCK_EXTERNAL", default=False)

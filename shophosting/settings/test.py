@@ -21,6 +21,9 @@ os.environ.setdefault("STORE_OBJECT_PREFIX", "shtest-store")
 # Nothing outside answers here: WordPress blocks outbound HTTP (tests/test_egress.py lets one store reach its
 # stand-in for the internet through STORE_HTTP_ACCESSIBLE_HOSTS).
 os.environ.setdefault("STORE_HTTP_BLOCK_EXTERNAL", "true")
+# The host check applies the stores' outbound fence on a host when it is managed: tests that want it (egress
+# on the second engine, tests/test_egress_hosts.py) turn it on, so other tests' hosts keep their rules as they are.
+os.environ.setdefault("EGRESS_MANAGED", "false")
 # A private nginx on a loopback port, started by the tests (tests/conftest.py: nginx_server).
 _nginx_prefix = os.path.join(os.path.dirname(__file__), "..", "..", "var", "test", "nginx")
 _nginx_prefix = os.path.abspath(_nginx_prefix)

@@ -19,6 +19,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -318,3 +319,119 @@ def second_engine(store_images, tmp_path_factory):
                     label=f"shophosting.env={settings.STORE_OBJECT_PREFIX}", base_url=engine.engine()
                 )
             engine.stop()
+
+
+# --- The same engine over SSH -----------------------------------------------------------------------------
+
+
+@dataclass
+class SSHAccess:
+    """An sshd inside the second engine's namespace on ADDRESS:22, and what the platform needs to use it: the
+    engine URL, a client key it accepts and the known_hosts line pinning its host key."""
+
+    url: str
+    client_key: str = field(repr=False)
+    known_hosts: str
+    stranger_key: str = field(repr=False)  # a well-formed key sshd does not accept
+    other_host_key_line: str = ""  # a known_hosts line for this address with another host's key
+
+    def engine(self, **overrides):
+        from stores.models import Engine
+
+        fields = {"url": self.url, "ssh_key": self.client_key, "ssh_known_hosts": self.known_hosts, **overrides}
+        return Engine(**fields)
+
+
+def ssh_keypair() -> tuple[str, str]:
+    """(OpenSSH private key, `ssh-ed25519 AAAA…` public key)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    text = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return text, public.decode()
+
+
+@pytest.fixture
+def second_engine_ssh(second_engine, tmp_path):
+    """sshd (Debian's openssh-server; bin/test installs it) in the second engine's namespace, letting root in
+    with a key the test generates only; its sessions get DOCKER_HOST pointing at the second engine's socket, so
+    `docker system dial-stdio` there reaches that engine, as on a host whose docker CLI uses its local engine."""
+    sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
+    if sshd is None or shutil.which("ssh") is None or shutil.which("docker") is None:
+        require_or_skip(
+            "sshd, ssh and the docker CLI", "Debian's openssh-server and openssh-client; bin/test installs them"
+        )
+    host_key, host_public = ssh_keypair()
+    client_key, client_public = ssh_keypair()
+    stranger_key, _ = ssh_keypair()
+    _, other_host_public = ssh_keypair()
+    files = {"host_key": host_key, "authorized_keys": client_public + "\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)
+    config = tmp_path / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"ListenAddress {ADDRESS}",
+                "Port 22",
+                f"HostKey {tmp_path / 'host_key'}",
+                f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}",
+                f"PidFile {tmp_path / 'sshd.pid'}",
+                "AllowUsers root",
+                "PermitRootLogin prohibit-password",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",  # the key files are in pytest's temporary directory
+                "PermitTTY no",
+                "X11Forwarding no",
+                "AllowTcpForwarding no",
+                f"SetEnv DOCKER_HOST=unix://{SOCKET}",
+                "",
+            ]
+        )
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    check = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise RuntimeError(f"sshd refuses the test's configuration: {check.stderr.strip()}")
+    log = (tmp_path / "sshd.log").open("w")
+    process = subprocess.Popen(
+        second_engine.namespace.command([sshd, "-D", "-e", "-f", str(config)]),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((ADDRESS, 22), timeout=1).close()
+                break
+            except OSError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    said = (tmp_path / "sshd.log").read_text()
+                    raise RuntimeError(f"sshd did not listen on {ADDRESS}:22: {said}") from exc
+                time.sleep(0.05)
+        yield SSHAccess(
+            url=f"ssh://root@{ADDRESS}",
+            client_key=client_key,
+            known_hosts=f"{ADDRESS} {host_public}\n",
+            stranger_key=stranger_key,
+            other_host_key_line=f"{ADDRESS} {other_host_public}\n",
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

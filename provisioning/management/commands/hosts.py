@@ -18,9 +18,10 @@ class Command(BaseCommand):
             self.stdout.write("no hosts")
         for row in rows:
             host = row.host
+            keys = " (TLS)" if host.tls_encrypted else " (SSH key)" if host.ssh_encrypted else ""
             self.stdout.write(
                 f"{host.name} ({_placement(host)}) "
-                f"{host.docker_url}{' (TLS)' if host.tls_encrypted else ''} private address {host.bind_address}\n"
+                f"{host.docker_url}{keys} private address {host.bind_address}\n"
                 f"  memory {row.memory_mb} / {host.memory_capacity_mb} MB   cpu {row.cpus} / {host.cpu_capacity}\n"
                 f"  ports {len(row.ports)} of {host.port_range_end - host.port_range_start + 1} used"
                 f"{': ' + ', '.join(map(str, row.ports)) if row.ports else ''}"
