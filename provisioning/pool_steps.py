@@ -4,7 +4,7 @@ behind, on the pool stack's own store row (status pooled)."""
 
 from django.conf import settings
 
-from provisioning import pool
+from provisioning import docker_client, pool
 from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import PoolStack
 from provisioning.steps import (
@@ -29,7 +29,13 @@ def pool_allocate(store: Store, log: Log) -> None:
     store = store_services.store_place(store_id=store.pk, host_id=stack.host_id)
     log(f"placed on host {store.host.name} (port {store.port} held, nothing published)")
     images = store_images_record(store_id=store.pk)
-    pool.pool_stack_images_record(store_id=store.pk, images=images)
+    # Their ids too: a rebuilt image keeps its reference (`:local`), and the claim compares ids. Read before
+    # the containers are created from the same references, so a rebuild in between makes the stack look old
+    # (replaced, never handed out), never new.
+    image_ids = {role: docker_client.image_id(tag=image, base_url=store.host.engine) for role, image in images.items()}
+    pool.pool_stack_images_record(
+        store_id=store.pk, images=images, image_ids={role: i for role, i in image_ids.items() if i}
+    )
     log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
     if not store_services.store_credentials(store).get("db_password"):
         store_services.store_credentials_save(

@@ -32,6 +32,7 @@ if [[ ! -f "$SENTINEL" ]]; then
     mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal \
         --skip-name-resolve >/dev/null
     root_pw=$(sql_escape "$root_password")
+    healthcheck_password=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
     {
         echo "FLUSH PRIVILEGES;"
         echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$root_pw';"
@@ -40,11 +41,19 @@ if [[ ! -f "$SENTINEL" ]]; then
         if [[ -n "${MARIADB_DATABASE:-}" ]]; then
             echo "CREATE DATABASE IF NOT EXISTS \`${MARIADB_DATABASE//\`/}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
         fi
+        # The official image's healthcheck account (its healthcheck.sh reads .my-healthcheck.cnf): a random
+        # password of this data directory's, on the loopback hosts only, allowed nothing but to connect.
+        for host in 127.0.0.1 ::1 localhost; do
+            echo "CREATE USER IF NOT EXISTS 'healthcheck'@'$host' IDENTIFIED BY '$healthcheck_password';"
+        done
         if [[ -n "${MARIADB_USER:-}" && -n "$user_password" ]]; then
             echo "CREATE USER IF NOT EXISTS '$(sql_escape "$MARIADB_USER")'@'%' IDENTIFIED BY '$(sql_escape "$user_password")';"
             [[ -n "${MARIADB_DATABASE:-}" ]] && echo "GRANT ALL ON \`${MARIADB_DATABASE//\`/}\`.* TO '$(sql_escape "$MARIADB_USER")'@'%';"
         fi
     } | mariadbd --user=mysql --datadir="$DATADIR" --bootstrap --skip-grant-tables=0 >/dev/null 2>&1
+    (umask 0077; printf '[mariadb-client]\nport=3306\nsocket=/run/mysqld/mysqld.sock\nuser=healthcheck\npassword=%s\n' \
+        "$healthcheck_password" > "$DATADIR/.my-healthcheck.cnf")
+    chown mysql:mysql "$DATADIR/.my-healthcheck.cnf"
     touch "$SENTINEL"
 fi
 
