@@ -2,6 +2,8 @@
 `pool_remove` tears one down. Both run on the `pool` queue, which a paying customer's job never waits
 behind, on the pool stack's own store row (status pooled)."""
 
+import ipaddress
+
 from django.conf import settings
 
 from provisioning import docker_client, pool
@@ -15,6 +17,7 @@ from provisioning.steps import (
     app_install,
     data_services_start,
     network_and_volumes,
+    wait_http,
 )
 from provisioning.store_images import store_images_record
 from stores import services as store_services
@@ -50,6 +53,16 @@ def pool_app_start(store: Store, log: Log) -> None:
     _start(store, [by_role[role] for role in _stack(store).app_roles], log)
 
 
+def pool_warm(store: Store, log: Log) -> None:
+    """Render the front page once, as the pool's: PHP compiles and caches (opcache) every file a page needs,
+    which a claim keeps running, so the store's first page after a claim does not wait for that. A stack
+    that publishes nothing (a host beyond loopback) is not asked: a claim replaces its web container."""
+    if not ipaddress.ip_address(store.host.bind_address).is_loopback:
+        log("nothing to warm: the web container publishes nothing on this host, and a claim replaces it")
+        return
+    wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+
+
 KINDS = (
     JobKind(
         name=pool.POOL_FILL,
@@ -60,6 +73,7 @@ KINDS = (
             Step("data_services", "Start the database and cache", data_services_start),
             Step("app", "Start the web server", pool_app_start),
             Step("install", "Install the application with a placeholder identity", app_install),
+            Step("warm", "Render the front page once", pool_warm),
         ),
         store_statuses=frozenset({Store.Status.POOLED}),
         queue=POOL_QUEUE,

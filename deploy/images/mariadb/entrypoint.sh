@@ -1,10 +1,12 @@
 #!/bin/bash
-# First start on an empty data directory: create the system tables, the root password, the database and
-# its user, all in bootstrap mode (no network), then run the server. A half-initialised directory (no
-# sentinel) is wiped and initialised again, so a killed first start can simply be retried.
+# First start on an empty data directory: the system tables (unpacked from the image, made at its build), the
+# root password, the database and its user, all in bootstrap mode (no network), then run the server. A
+# half-initialised directory (no sentinel) is wiped and initialised again, so a killed first start can simply
+# be retried.
 set -euo pipefail
 DATADIR=/var/lib/mysql
 SENTINEL="$DATADIR/.shophosting-initialized"
+INITIAL=/usr/local/share/shophosting-mariadb-initial.tar
 sql_escape() { printf "%s" "${1//\'/\'\'}"; }
 # The official image's file_env: VAR or VAR_FILE (a file holding the value, e.g. a mounted secret), not both.
 # The value stays in this script: it is never exported into the server's environment.
@@ -29,13 +31,26 @@ if [[ ! -f "$SENTINEL" ]]; then
     [[ -n "$root_password" ]] || { echo "MARIADB_ROOT_PASSWORD or MARIADB_ROOT_PASSWORD_FILE is required" >&2; exit 1; }
     find "$DATADIR" -mindepth 1 -delete
     chown mysql:mysql "$DATADIR"
-    mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal \
-        --skip-name-resolve >/dev/null
+    if [[ -f "$INITIAL" ]]; then
+        # The image's system tables (Dockerfile), unpacked as mysql: its files, and no capability needed to
+        # set their modes.
+        setpriv --reuid=mysql --regid=mysql --init-groups tar --sparse -xf "$INITIAL" -C "$DATADIR"
+    else
+        mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal \
+            --skip-name-resolve >/dev/null
+    fi
     root_pw=$(sql_escape "$root_password")
     healthcheck_password=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
     {
         echo "FLUSH PRIVILEGES;"
+        # mariadb-install-db's root@<the host it ran on> (the image build's, for every store): never matched
+        # (skip-name-resolve), and nobody's.
+        echo "DELETE FROM mysql.global_priv WHERE User = 'root' AND Host NOT IN ('localhost', '127.0.0.1', '::1', '%');"
+        echo "FLUSH PRIVILEGES;"
         echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$root_pw';"
+        # mariadb-install-db leaves these two with no password at all.
+        echo "ALTER USER IF EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '$root_pw';"
+        echo "ALTER USER IF EXISTS 'root'@'::1' IDENTIFIED BY '$root_pw';"
         echo "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$root_pw';"
         echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
         if [[ -n "${MARIADB_DATABASE:-}" ]]; then
