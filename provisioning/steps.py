@@ -141,18 +141,29 @@ def service_container_ensure(
     )
 
 
-def _start(store: Store, services, log: Log) -> None:
+def _start(store: Store, services, log: Log, *, at_once: bool = False) -> None:
+    """Start (or find running) each service's container, in order; `at_once` starts them all together
+    (services that do not depend on each other: the data services), which saves each start's wait on the
+    engine but the longest."""
     stack = _stack(store)
-    for service in services:
-        info, created = service_container_ensure(
+    engine = store.host.engine
+
+    def start(service):
+        return service_container_ensure(
             service,
             name=stack.container_name(service.role),
             network=stack.network_name,
             labels={**stack.labels, "shophosting.role": service.role},
             volumes={stack.volume_name(suffix): path for suffix, path in service.volumes.items()},
             publish=_publish(store, service),
-            base_url=store.host.engine,
+            base_url=engine,
         )
+
+    if at_once and len(services) > 1:
+        results = _parallel(*(lambda service=service: start(service) for service in services))
+    else:
+        results = [start(service) for service in services]
+    for service, (info, created) in zip(services, results, strict=True):
         verb = "started" if created else "already running"
         log(f"{service.role}: {info.name} {verb} ({service.memory_mb} MB, {service.cpus} CPU)")
 
@@ -173,7 +184,7 @@ def _publish(store: Store, service) -> tuple[str | int, ...] | None:
 
 def data_services_start(store: Store, log: Log) -> None:
     app_roles = _stack(store).app_roles
-    _start(store, [s for s in _services(store) if s.role not in app_roles], log)
+    _start(store, [s for s in _services(store) if s.role not in app_roles], log, at_once=True)
 
 
 def wait_http(
@@ -533,17 +544,18 @@ def port_release(store: Store, log: Log) -> None:
 
 
 # A claimed pool stack becomes the store's: every password of the database changes (ALTER USER, so the pool's
-# no longer opens it), in one client session opened with the root password of the secret file, or, for a
-# retry after the change but before the files were written, with the new one. Values come from the exec's
-# environment; the account list from the server itself. The official image's `healthcheck` account (its
-# healthcheck.sh reads the password from .my-healthcheck.cnf in the data directory) gets a new password too,
-# written into that file (atomically, the mysql user's, 0600); without the file nothing uses the account, and
-# it is dropped.
+# no longer opens it), in one client session opened with the root password of the secret file, the pool's
+# or the store's (the files are rewritten at the same time, and a retry may find the change made already).
+# Values come from the exec's environment; the account list from the server itself. The official image's
+# `healthcheck` account (its healthcheck.sh reads the password from .my-healthcheck.cnf in the data directory)
+# gets a new password too, written into that file (atomically, the mysql user's, 0600); without the file
+# nothing uses the account, and it is dropped. The pool's password never appears in the step's log (the
+# output is scrubbed of the store's, and the pool's is never printed).
 DB_PASSWORDS_ROTATE = r"""
 set -euo pipefail
 client() {
     local password error
-    for password in "$(cat "$MARIADB_ROOT_PASSWORD_FILE")" "$NEW_ROOT_PASSWORD"; do
+    for password in "$(cat "$MARIADB_ROOT_PASSWORD_FILE")" "$POOL_ROOT_PASSWORD" "$NEW_ROOT_PASSWORD"; do
         if error=$(MYSQL_PWD="$password" mariadb -uroot -N -B -e "$1" 2>&1 >&3); then return 0; fi
         # Only a refused login tries the next password; any other error is the answer.
         [[ "$error" == *"Access denied"* ]] || { echo "$error" >&2; return 1; }
@@ -593,9 +605,10 @@ def _parallel(*calls):
 
 
 def _claimed_make_own(store: Store, log: Log) -> None:
-    """A claimed pool stack's data services and secret files become the store's, three things at once: the
-    database's passwords (then the database container's password files), the web container's password file
-    (read by every PHP request, so the running container uses it at once), and the exact plan's limits."""
+    """A claimed pool stack's data services and secret files become the store's, all at once: the database's
+    passwords, the database container's password files (read by the platform's own clients, never by the
+    running server), the web container's password file (read by every PHP request, so the running container
+    uses it at once), and the exact plan's limits."""
     stack = _stack(store)
     creds = store_services.store_credentials(store)
     for key in ("db_password", "db_root_password"):
@@ -603,6 +616,7 @@ def _claimed_make_own(store: Store, log: Log) -> None:
             raise ProvisioningError(f"refusing a {key} with characters outside [A-Za-z0-9_-]")
     engine = store.host.engine
     by_role = {service.role: service for service in _services(store)}
+    pool_root_password = store_services.store_credentials(pool.pool_stack_claimed_by(store).store)["db_root_password"]
 
     def database() -> str:
         deadline = time.monotonic() + settings.STORE_WEB_READY_TIMEOUT
@@ -613,6 +627,7 @@ def _claimed_make_own(store: Store, log: Log) -> None:
                 environment={
                     "NEW_ROOT_PASSWORD": creds["db_root_password"],
                     "NEW_APP_PASSWORD": creds["db_password"],
+                    "POOL_ROOT_PASSWORD": pool_root_password,
                     # Kept nowhere but in the data directory's own file, which the image's healthcheck reads.
                     "NEW_HEALTHCHECK_PASSWORD": secrets.token_urlsafe(24),
                     "APP_USER": stack.database_user,
@@ -625,14 +640,18 @@ def _claimed_make_own(store: Store, log: Log) -> None:
             time.sleep(0.2)
         if code != 0:
             raise ProvisioningError(f"rotating the database passwords failed (exit {code}): {output.strip()[-500:]}")
-        _secrets_rewrite(store, by_role["db"])
         return output.strip().splitlines()[-1] if output.strip() else "database passwords rotated"
 
     def limits() -> None:
         for service in by_role.values():
             _limits_set(store, service)
 
-    rotated, _, _ = _parallel(database, lambda: _secrets_rewrite(store, by_role["web"]), limits)
+    rotated, *_ = _parallel(
+        database,
+        lambda: _secrets_rewrite(store, by_role["db"]),
+        lambda: _secrets_rewrite(store, by_role["web"]),
+        limits,
+    )
     log(rotated)
     log("the database and web containers' password files are the store's")
     for service in by_role.values():
