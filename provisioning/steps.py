@@ -284,7 +284,7 @@ def app_install(store: Store, log: Log) -> None:
 
 
 def _without_secrets(text: str, creds: dict[str, str]) -> str:
-    for key in ("admin_password", "db_password", "db_root_password"):
+    for key in ("admin_password", "db_password", "db_root_password", "pool_root_password"):
         if creds.get(key):
             text = text.replace(creds[key], "********")
     return text
@@ -549,8 +549,8 @@ def port_release(store: Store, log: Log) -> None:
 # Values come from the exec's environment; the account list from the server itself. The official image's
 # `healthcheck` account (its healthcheck.sh reads the password from .my-healthcheck.cnf in the data directory)
 # gets a new password too, written into that file (atomically, the mysql user's, 0600); without the file
-# nothing uses the account, and it is dropped. The pool's password never appears in the step's log (the
-# output is scrubbed of the store's, and the pool's is never printed).
+# nothing uses the account, and it is dropped. No password appears in the step's log (the output is
+# scrubbed of the store's and the pool's).
 DB_PASSWORDS_ROTATE = r"""
 set -euo pipefail
 client() {
@@ -616,7 +616,8 @@ def _claimed_make_own(store: Store, log: Log) -> None:
             raise ProvisioningError(f"refusing a {key} with characters outside [A-Za-z0-9_-]")
     engine = store.host.engine
     by_role = {service.role: service for service in _services(store)}
-    pool_root_password = store_services.store_credentials(pool.pool_stack_claimed_by(store).store)["db_root_password"]
+    pool_creds = store_services.store_credentials(pool.pool_stack_claimed_by(store).store)
+    pool_root_password = pool_creds.get("db_root_password", "")
 
     def database() -> str:
         deadline = time.monotonic() + settings.STORE_WEB_READY_TIMEOUT
@@ -634,7 +635,7 @@ def _claimed_make_own(store: Store, log: Log) -> None:
                 },
                 base_url=engine,
             )
-            output = _without_secrets(output, creds)
+            output = _without_secrets(output, {**creds, "pool_root_password": pool_root_password})
             if code == 0 or "Can't connect" not in output or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
