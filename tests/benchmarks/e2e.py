@@ -128,9 +128,8 @@ class Platform:
         # Every new store's first backup (backups.first_backup, queued when it goes live) runs meanwhile, as
         # in production; a teardown waits for it.
         self._backup_repository()
-        # At Nice=10, as their units run them (deploy/systemd): background work behind the paying customers'.
-        self._spawn("worker-backups", ["nice", "-n", "10", python, "manage.py", "rqworker", "backups"])
-        if self.pool_worker:  # the warm pool's builds, on their own worker as in production
+        self._spawn("worker-backups", [python, "manage.py", "rqworker", "backups"])
+        if self.pool_worker:  # the warm pool's builds, on their own worker at Nice=10, as its unit runs it
             self._spawn("worker-pool", ["nice", "-n", "10", python, "manage.py", "rqworker", "pool"])
         self._wait_web()
 
