@@ -739,27 +739,6 @@ def container_secrets_rewrite(
 
 
 @_engine_call
-def container_published(*, name: str, base_url: str | None = None) -> list[tuple[str, int]]:
-    """Where the container's ports are published: (host address, host port) pairs; [] when none or no container."""
-    try:
-        bindings = client(base_url).api.inspect_container(name)["HostConfig"].get("PortBindings") or {}
-    except docker.errors.NotFound:
-        return []
-    return [
-        (b.get("HostIp", ""), int(b["HostPort"])) for spec in bindings.values() for b in spec or [] if b.get("HostPort")
-    ]
-
-
-@_engine_call
-def container_labels(*, name: str, base_url: str | None = None) -> dict[str, str] | None:
-    """The container's labels; None when it does not exist."""
-    try:
-        return dict(client(base_url).containers.get(name).labels)
-    except docker.errors.NotFound:
-        return None
-
-
-@_engine_call
 def container_exec(
     *, name: str, command: list[str], environment: dict[str, str] | None = None, base_url: EngineRef = None
 ) -> tuple[int, str]:
@@ -898,6 +877,50 @@ def container_archive_get(*, name: str, path: str, tar_path: str, base_url: Engi
     except docker.errors.APIError as exc:
         raise ProvisioningError(f"could not copy {path} out of {name}: {exc.explanation or exc}") from exc
     return size
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    status: str  # running, exited, ...
+    labels: dict[str, str]
+    published: list[tuple[str, int]]  # (host address, host port) pairs
+    image_id: str
+
+
+@_engine_call
+def container_summary(*, name: str, base_url: EngineRef = None) -> ContainerSummary | None:
+    """What one inspect of the container says of its state, labels, published ports and image id; None when
+    there is no such container."""
+    try:
+        attrs = client(base_url).api.inspect_container(name)
+    except docker.errors.NotFound:
+        return None
+    bindings = attrs["HostConfig"].get("PortBindings") or {}
+    return ContainerSummary(
+        status=attrs["State"].get("Status", ""),
+        labels=dict(attrs["Config"].get("Labels") or {}),
+        published=[
+            (binding.get("HostIp", ""), int(binding["HostPort"]))
+            for spec in bindings.values()
+            for binding in spec or []
+            if binding.get("HostPort")
+        ],
+        image_id=attrs["Image"],
+    )
+
+
+@_engine_call
+def container_path_exists(*, name: str, path: str, base_url: EngineRef = None) -> bool:
+    """Whether `path` exists in the container (its filesystem or a volume it mounts)."""
+    try:
+        chunks, _ = client(base_url).api.get_archive(name, path)
+        for _chunk in chunks:  # read to its end, so the connection is free again
+            pass
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"could not look for {path} in {name}: {exc.explanation or exc}") from exc
+    return True
 
 
 @_engine_call

@@ -288,6 +288,8 @@ class PoolStack(models.Model):
     # role -> image the stack was built from; a stack whose images are not the settings' of the day is
     # replaced, never claimed.
     images = models.JSONField(default=dict, blank=True)
+    # role -> the id those images had on the host's engine when it was built: a rebuilt image keeps its tag.
+    image_ids = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.OneToOneField(

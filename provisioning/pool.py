@@ -17,7 +17,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning.exceptions import JobConflict
+from provisioning import docker_client
+from provisioning.exceptions import DockerUnavailable, JobConflict
 from provisioning.models import PoolStack, PoolTarget, ProvisioningJob, StoreImage
 from provisioning.services import job_enqueue
 from provisioning.stacks import stack_for, stack_reservation
@@ -38,10 +39,30 @@ def _plan_model():
     return Store._meta.get_field("plan").related_model
 
 
-def images_current(platform: str, images: dict[str, str]) -> bool:
-    """Whether a pool stack built from `images` (role -> image) runs the settings' images of today."""
-    wanted = settings.STORE_IMAGES.get(platform, {})
-    return bool(images) and all(wanted.get(role) == image for role, image in images.items())
+def images_current(stack: PoolStack, engine_ids: dict[str, str]) -> bool:
+    """Whether the pool stack runs the settings' images of today: built from the same references (`images`,
+    role -> reference), and from the same image ids (`image_ids`, recorded when it was built) as those
+    references name on its host's engine now (`engine_ids`, role -> id): a rebuilt image keeps its tag
+    (`:local`) but gets a new id. A stack with no recorded ids is judged by its references alone."""
+    wanted = settings.STORE_IMAGES.get(stack.platform, {})
+    if not stack.images or any(wanted.get(role) != image for role, image in stack.images.items()):
+        return False
+    return all(engine_ids.get(role) == image_id for role, image_id in stack.image_ids.items())
+
+
+def engine_image_ids(host: Host, platform: str) -> dict[str, str] | None:
+    """role -> id of the image the settings name for it, on the host's engine now (missing roles left out);
+    None when the engine does not answer."""
+    ids = {}
+    try:
+        for role, image in settings.STORE_IMAGES.get(platform, {}).items():
+            image_id = docker_client.image_id(tag=image, base_url=host.engine)
+            if image_id:
+                ids[role] = image_id
+    except DockerUnavailable as exc:
+        logger.warning("pool: images on host %s unknown: %s", host, exc)
+        return None
+    return ids
 
 
 def platform_poolable(platform: str) -> bool:
@@ -62,7 +83,18 @@ def pool_claim(*, store_id: int) -> PoolStack | None:
     if store.host_id or store.staging_of_id or not platform_poolable(store.platform):
         return None
     # Hosts that take new stores: accepting them, and not draining (a claimed stack becomes a new store there).
-    active_hosts = list(Host.objects.filter(active=True, status=Host.Status.READY).values_list("pk", flat=True))
+    active_hosts = list(Host.objects.filter(active=True, status=Host.Status.READY))
+    # The ids today's images have on each host that holds a ready stack of the class, asked before any row is
+    # locked (no transaction is held across an engine call).
+    holding = set(
+        PoolStack.objects.filter(
+            state=State.READY, platform=store.platform, memory_mb=store.plan.memory_mb, cpus=store.plan.cpu_limit
+        ).values_list("host_id", flat=True)
+    )
+    engine_ids = {host.pk: engine_image_ids(host, store.platform) for host in active_hosts if host.pk in holding}
+    engine_ids = {host_id: ids for host_id, ids in engine_ids.items() if ids is not None}  # answering engines
+    if not engine_ids:
+        return None
     with transaction.atomic():
         # One row at a time (LIMIT 1, in the class index's own order, so nothing is sorted and no other row
         # is read and locked): a concurrent claim skips only the row this one holds. No join either: MariaDB
@@ -72,15 +104,15 @@ def pool_claim(*, store_id: int) -> PoolStack | None:
             platform=store.platform,
             memory_mb=store.plan.memory_mb,
             cpus=store.plan.cpu_limit,
-            host_id__in=active_hosts,
+            host_id__in=list(engine_ids),
         )
         chosen, passed = None, []
         for _ in range(10):
             stack = candidates.exclude(pk__in=passed).order_by("pk").first()
-            if stack is None or images_current(stack.platform, stack.images):
+            if stack is None or images_current(stack, engine_ids[stack.host_id]):
                 chosen = stack
                 break
-            passed.append(stack.pk)  # on old images: the refill replaces it
+            passed.append(stack.pk)  # on old images (another reference, or a rebuilt one): the refill replaces it
         if chosen is None:
             return None
         chosen.state = State.CLAIMED
@@ -144,8 +176,8 @@ def pool_stack_placeholders(*, store_id: int) -> dict[str, str]:
     }
 
 
-def pool_stack_images_record(*, store_id: int, images: dict[str, str]) -> None:
-    PoolStack.objects.filter(store_id=store_id).update(images=images)
+def pool_stack_images_record(*, store_id: int, images: dict[str, str], image_ids: dict[str, str]) -> None:
+    PoolStack.objects.filter(store_id=store_id).update(images=images, image_ids=image_ids)
 
 
 # --- refill --------------------------------------------------------------------------------------------------
@@ -213,7 +245,16 @@ def pool_refill() -> dict[str, int]:
         plans[target.pk] = plan
         for host in hosts:
             wanted[(target.platform, target.memory_mb, target.cpus, host.pk)] = target.ready_target
-    live = PoolStack.objects.filter(state__in=PoolStack.LIVE).order_by("created_at", "pk")
+    live = PoolStack.objects.filter(state__in=PoolStack.LIVE).select_related("host").order_by("created_at", "pk")
+    known_ids: dict[tuple[int, str], dict[str, str] | None] = {}
+
+    def stale(stack: PoolStack) -> bool:
+        """On old images; a host whose engine does not answer now judges nothing (its stacks stay)."""
+        key = (stack.host_id, stack.platform)
+        if key not in known_ids:
+            known_ids[key] = engine_image_ids(stack.host, stack.platform)
+        return known_ids[key] is not None and not images_current(stack, known_ids[key])
+
     kept: dict[tuple, list[PoolStack]] = {}
     for stack in live:
         key = (stack.platform, stack.memory_mb, stack.cpus, stack.host_id)
@@ -222,8 +263,8 @@ def pool_refill() -> dict[str, int]:
             reason = f"its build failed: {stack.note}"
         elif key not in wanted:
             reason = "its host takes no new stores (inactive or draining) or its size class has no target"
-        elif stack.images and not images_current(stack.platform, stack.images):
-            reason = "built from images that are no longer the settings'"
+        elif stack.images and stale(stack):
+            reason = "built from images that are no longer the settings' (another reference, or rebuilt)"
         if reason:
             started["removed"] += pool_stack_remove(stack_id=stack.pk, reason=reason)
             continue

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import tempfile
@@ -86,6 +87,8 @@ def _apply() -> str | None:
     """Test the configuration and reload nginx when it passes. Returns nginx's complaint when it failed."""
     if settings.NGINX_RELOAD_REQUEST_FILE:
         return _apply_through_reload_unit()
+    if settings.NGINX_PID_FILE:
+        return _apply_signalled()
     tested = _nginx("-t")
     if tested.returncode != 0:
         return tested.stderr.strip()
@@ -93,6 +96,24 @@ def _apply() -> str | None:
     if reloaded.returncode != 0:
         raise ProvisioningError(f"nginx reload failed: {reloaded.stderr.strip()}")
     return None
+
+
+def _apply_signalled() -> str | None:
+    """The test and the reload at once. Signalled (SIGHUP), nginx's master reads the configuration again and
+    refuses one that does not load, keeping the one it runs, so nothing served changes while `nginx -t`
+    beside it says why (the caller then puts the old file back). `nginx -s reload` would parse the whole
+    configuration, the firewall's rule set included, once more only to find the master's pid."""
+    tester = subprocess.Popen(  # noqa: S603 - NGINX_COMMAND from the settings, an argument list
+        [*settings.NGINX_COMMAND, "-t"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        os.kill(int(Path(settings.NGINX_PID_FILE).read_text().strip()), signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        tester.kill()
+        tester.wait()
+        raise ProvisioningError(f"nginx reload failed: no master process in {settings.NGINX_PID_FILE}: {exc}") from exc
+    _, complaint = tester.communicate(timeout=30)
+    return None if tester.returncode == 0 else complaint.strip()
 
 
 @contextmanager
@@ -279,6 +300,7 @@ def vhost_write(
     basic_auth_file: str | None = None,
     noindex: bool = False,
     force_reload: bool = False,
+    settle: bool = True,
 ) -> Path:
     """Write (or replace) the store's vhost, the file named after `domain` (a store's proxy key), serving `names`
     (default: `domain` alone), the others redirecting to `primary` when given; `mode` is "proxy" or
@@ -287,7 +309,7 @@ def vhost_write(
     and their HTTP redirects there. `force_reload` reloads even when the file is unchanged: a renewed
     certificate has the same paths, and nginx reads it on reload. `replaces` names an older vhost file of the
     same store (under its signup domain) that goes in the same change: two files serving one name would
-    leave nginx routing it to the first one it loaded."""
+    leave nginx routing it to the first one it loaded. `settle`: see vhost_wait_routed."""
     names = list(names or [domain])
     # Rendered first: a refused value raises before any directory or file is touched.
     content = vhost_render(
@@ -336,7 +358,7 @@ def vhost_write(
             if settings.NGINX_RELOAD_REQUEST_FILE:
                 _apply()  # so the unit's last answer describes the configuration in force again
             raise ProvisioningError(f"nginx rejected the vhost for {domain}; rolled back: {complaint}")
-    vhost_wait_routed(domain=names[0], revision=_revision(content))
+    vhost_wait_routed(domain=names[0], revision=_revision(content), settle=settle)
     return path
 
 
@@ -359,12 +381,14 @@ ROUTED = "X-ShopHosting-Vhost"
 OLD_WORKERS_ACCEPTING = 0.15
 
 
-def vhost_wait_routed(*, domain: str, revision: str, timeout: float = 10.0) -> None:
+def vhost_wait_routed(*, domain: str, revision: str, timeout: float = 10.0, settle: bool = True) -> None:
     """Wait until nginx really serves `domain` from the new config.
 
     `nginx -s reload` returns before the new workers take over, and a request at once (an ACME server
     validating, a visitor after a plan change) would still reach an old worker. A probe file in the ACME
-    webroot must come back through the vhost of this `revision` (its X-ShopHosting-Vhost header)."""
+    webroot must come back through the vhost of this `revision` (its X-ShopHosting-Vhost header). Then, with
+    `settle`, the old workers' last moment of accepting is waited out (OLD_WORKERS_ACCEPTING); a caller that
+    has its own work to do meanwhile passes False and waits out what is left of it itself."""
     webroot = Path(settings.NGINX_ACME_WEBROOT) / ".well-known" / "acme-challenge"
     webroot.mkdir(parents=True, exist_ok=True)
     probe = webroot / f"shophosting-probe-{secrets.token_hex(8)}"
@@ -382,7 +406,8 @@ def vhost_wait_routed(*, domain: str, revision: str, timeout: float = 10.0) -> N
                 response = connection.getresponse()
                 answered = response.read().decode(errors="replace")
                 if response.status == 200 and answered == probe.name and response.getheader(ROUTED) == revision:
-                    time.sleep(OLD_WORKERS_ACCEPTING)
+                    if settle:
+                        time.sleep(OLD_WORKERS_ACCEPTING)
                     return
             except (OSError, http.client.HTTPException):
                 pass

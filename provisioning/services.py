@@ -388,7 +388,7 @@ def job_retry(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
     return job_enqueue(store_id=job.store_id, kind=job_kind.retry_as or job.kind, actor=actor)
 
 
-def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
+def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False, settle: bool = True):
     """Write the store's nginx vhost from what the store is now: its names (store_names_ensure gives it its
     platform name first), its upstream, the mode, its certificate and HSTS choice, and its plan's firewall
     (advanced_security). Every vhost of a store is written here, so whatever rewrites it (a plan change's
@@ -425,6 +425,7 @@ def store_vhost_write(*, store: Store, mode: str, force_reload: bool = False):
         basic_auth_file=basic_auth_file,
         noindex=store.staging_of_id is not None,
         force_reload=force_reload,
+        settle=settle,
     )
     if legacy:  # the new file serves the names now, and the old one is gone: so can its certificate
         acme_client.certificate_remove(domain=legacy)

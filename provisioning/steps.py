@@ -8,6 +8,7 @@ import ipaddress
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.urls import reverse
@@ -140,18 +141,29 @@ def service_container_ensure(
     )
 
 
-def _start(store: Store, services, log: Log) -> None:
+def _start(store: Store, services, log: Log, *, at_once: bool = False) -> None:
+    """Start (or find running) each service's container, in order; `at_once` starts them all together
+    (services that do not depend on each other: the data services), which saves each start's wait on the
+    engine but the longest."""
     stack = _stack(store)
-    for service in services:
-        info, created = service_container_ensure(
+    engine = store.host.engine
+
+    def start(service):
+        return service_container_ensure(
             service,
             name=stack.container_name(service.role),
             network=stack.network_name,
             labels={**stack.labels, "shophosting.role": service.role},
             volumes={stack.volume_name(suffix): path for suffix, path in service.volumes.items()},
             publish=_publish(store, service),
-            base_url=store.host.engine,
+            base_url=engine,
         )
+
+    if at_once and len(services) > 1:
+        results = _parallel(*(lambda service=service: start(service) for service in services))
+    else:
+        results = [start(service) for service in services]
+    for service, (info, created) in zip(services, results, strict=True):
         verb = "started" if created else "already running"
         log(f"{service.role}: {info.name} {verb} ({service.memory_mb} MB, {service.cpus} CPU)")
 
@@ -172,17 +184,27 @@ def _publish(store: Store, service) -> tuple[str | int, ...] | None:
 
 def data_services_start(store: Store, log: Log) -> None:
     app_roles = _stack(store).app_roles
-    _start(store, [s for s in _services(store) if s.role not in app_roles], log)
+    _start(store, [s for s in _services(store) if s.role not in app_roles], log, at_once=True)
 
 
-def wait_http(store: Store, log: Log, *, timeout: float, accept_server_errors: bool = False) -> None:
+def wait_http(
+    store: Store,
+    log: Log,
+    *,
+    timeout: float,
+    accept_server_errors: bool = False,
+    address: tuple[str, int] | None = None,
+    host: str | None = None,
+) -> None:
     """Poll the published web port (never following redirects: those point at the store's real domain)
     until it answers below HTTP 500, or with any status at all with `accept_server_errors` (an update's
-    checks judge the answer afterwards, and a 500 should fail them at once, not after `timeout`).
+    checks judge the answer afterwards, and a 500 should fail them at once, not after `timeout`). With
+    `address` and `host`: through the platform's nginx at that address, asking for that name.
 
     While it does not answer, the engine is asked about the web container every few seconds: an engine
     that went away (stopped, restarting) fails the wait at once, naming the engine, not after `timeout`."""
-    address = f"{store.host.bind_address}:{store.port}"
+    ip, port = address or (store.host.bind_address, store.port)
+    where = f"{ip}:{port}" + (f" (nginx, for {host})" if host else "")
     deadline = time.monotonic() + timeout
     engine_checked = time.monotonic()
     last_error = ""
@@ -190,12 +212,12 @@ def wait_http(store: Store, log: Log, *, timeout: float, accept_server_errors: b
         if time.monotonic() - engine_checked > 2:
             docker_client.container_state(name=_stack(store).container_name("web"), base_url=store.host.engine)
             engine_checked = time.monotonic()
-        connection = http.client.HTTPConnection(store.host.bind_address, store.port, timeout=2)
+        connection = http.client.HTTPConnection(ip, port, timeout=5 if host else 2)
         try:
-            connection.request("GET", "/", headers={"Host": store.domain, "Connection": "close"})
+            connection.request("GET", "/", headers={"Host": host or store.domain, "Connection": "close"})
             status = connection.getresponse().status
             if status < 500 or accept_server_errors:
-                log(f"web answers HTTP {status}")
+                log(f"web answers HTTP {status}" + (f" through nginx for {host}" if host else ""))
                 return
             last_error = f"HTTP {status}"
         except (OSError, http.client.HTTPException) as exc:
@@ -204,9 +226,7 @@ def wait_http(store: Store, log: Log, *, timeout: float, accept_server_errors: b
             connection.close()
         # Apache answers within a second of its start: polled often, the first answer is not waited for.
         time.sleep(0.05)
-    raise ProvisioningError(
-        f"the store's web service did not answer on {address} within {timeout:.0f} s ({last_error})"
-    )
+    raise ProvisioningError(f"the store's web service did not answer on {where} within {timeout:.0f} s ({last_error})")
 
 
 def wait_db(store: Store, log: Log, *, timeout: float, container: str | None = None) -> None:
@@ -264,17 +284,17 @@ def app_install(store: Store, log: Log) -> None:
 
 
 def _without_secrets(text: str, creds: dict[str, str]) -> str:
-    for key in ("admin_password", "db_password", "db_root_password"):
+    for key in ("admin_password", "db_password", "db_root_password", "pool_root_password"):
         if creds.get(key):
             text = text.replace(creds[key], "********")
     return text
 
 
-def _vhost(store: Store, log: Log, *, mode: str) -> None:
+def _vhost(store: Store, log: Log, *, mode: str, settle: bool = True) -> None:
     if not settings.NGINX_ENABLED:
         log(f"nginx is not enabled here; the store answers on {store.host.bind_address}:{store.port} only")
         return
-    path = store_vhost_write(store=store, mode=mode)
+    path = store_vhost_write(store=store, mode=mode, settle=settle)
     served = [mode] + (["HTTPS"] if "ssl_certificate " in path.read_text() else [])
     served += ["firewall"] if store.plan.advanced_security else []
     names = ", ".join(store.names.filter(status__in=StoreName.SERVED).values_list("name", flat=True))
@@ -406,16 +426,19 @@ def containers_start(store: Store, log: Log) -> None:
 
 
 def limits_apply(store: Store, log: Log) -> None:
-    stack = _stack(store)
     for service in _services(store):
-        docker_client.container_update_limits(
-            name=stack.container_name(service.role),
-            memory_bytes=service.memory_mb * MB,
-            cpus=service.cpus,
-            pids_limit=service.pids_limit,
-            base_url=store.host.engine,
-        )
+        _limits_set(store, service)
         log(f"{service.role}: {service.memory_mb} MB, {service.cpus} CPU, {service.pids_limit} processes")
+
+
+def _limits_set(store: Store, service: ServiceSpec) -> None:
+    docker_client.container_update_limits(
+        name=_stack(store).container_name(service.role),
+        memory_bytes=service.memory_mb * MB,
+        cpus=service.cpus,
+        pids_limit=service.pids_limit,
+        base_url=store.host.engine,
+    )
 
 
 def stack_remove(store: Store, log: Log) -> None:
@@ -521,14 +544,18 @@ def port_release(store: Store, log: Log) -> None:
 
 
 # A claimed pool stack becomes the store's: every password of the database changes (ALTER USER, so the pool's
-# no longer opens it), in one client session opened with the root password of the secret file, or, for a
-# retry after the change but before the files were written, with the new one. Values come from the exec's
-# environment; the account list from the server itself.
+# no longer opens it), in one client session opened with the root password of the secret file, the pool's
+# or the store's (the files are rewritten at the same time, and a retry may find the change made already).
+# Values come from the exec's environment; the account list from the server itself. The official image's
+# `healthcheck` account (its healthcheck.sh reads the password from .my-healthcheck.cnf in the data directory)
+# gets a new password too, written into that file (atomically, the mysql user's, 0600); without the file
+# nothing uses the account, and it is dropped. No password appears in the step's log (the output is
+# scrubbed of the store's and the pool's).
 DB_PASSWORDS_ROTATE = r"""
 set -euo pipefail
 client() {
     local password error
-    for password in "$(cat "$MARIADB_ROOT_PASSWORD_FILE")" "$NEW_ROOT_PASSWORD"; do
+    for password in "$(cat "$MARIADB_ROOT_PASSWORD_FILE")" "$POOL_ROOT_PASSWORD" "$NEW_ROOT_PASSWORD"; do
         if error=$(MYSQL_PWD="$password" mariadb -uroot -N -B -e "$1" 2>&1 >&3); then return 0; fi
         # Only a refused login tries the next password; any other error is the answer.
         [[ "$error" == *"Access denied"* ]] || { echo "$error" >&2; return 1; }
@@ -539,96 +566,148 @@ client() {
 # mariadb-install-db also makes root@<the pool container's hostname>: the server (skip-name-resolve) never
 # matches it and cannot ALTER it; it goes, with any other account of those names beyond these hosts.
 hosts="'localhost', '%', '127.0.0.1', '::1'"
+cnf=/var/lib/mysql/.my-healthcheck.cnf
 accounts=$(client "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host), ' ', User) FROM mysql.user
-    WHERE User IN ('root', '$APP_USER') AND Host IN ($hosts)")
+    WHERE User IN ('root', '$APP_USER', 'healthcheck') AND Host IN ($hosts)")
 sql="DELETE FROM mysql.global_priv WHERE User IN ('root', '$APP_USER') AND Host NOT IN ($hosts); FLUSH PRIVILEGES; "
+rotated=0
 while read -r account user; do
     [[ -n "$account" ]] || continue
-    if [[ "$user" == root ]]; then password="$NEW_ROOT_PASSWORD"; else password="$NEW_APP_PASSWORD"; fi
-    sql+="ALTER USER $account IDENTIFIED BY '$password'; "
+    case "$user" in
+        root) sql+="ALTER USER $account IDENTIFIED BY '$NEW_ROOT_PASSWORD'; " ;;
+        healthcheck)
+            if [[ -f "$cnf" ]]; then sql+="ALTER USER $account IDENTIFIED BY '$NEW_HEALTHCHECK_PASSWORD'; "
+            else sql+="DROP USER $account; "; fi ;;
+        *) sql+="ALTER USER $account IDENTIFIED BY '$NEW_APP_PASSWORD'; " ;;
+    esac
+    rotated=$((rotated + 1))
 done <<< "$accounts"
 client "$sql FLUSH PRIVILEGES;"
-echo "$(grep -c . <<< "$accounts") database accounts have new passwords"
+if [[ -f "$cnf" ]] && grep -q "^user=healthcheck" "$cnf"; then
+    # Made 0600 while root owns it (no capability to change the mode of another user's file), then the mysql
+    # user's, then in place at once.
+    (umask 0077; sed "s/^password=.*/password=$NEW_HEALTHCHECK_PASSWORD/" "$cnf" > "$cnf.tmp")
+    chown mysql:mysql "$cnf.tmp"
+    mv "$cnf.tmp" "$cnf"
+fi
+echo "$rotated database accounts have new passwords"
 """
 SAFE_SECRET = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def _claimed_db_rotate(store: Store, log: Log) -> None:
-    """The database's passwords become the store's, then its secret files."""
+def _parallel(*calls):
+    """Run engine calls at once (a claim's are independent and each mostly waits on the engine) and return
+    their results in order; an error is raised once every call has ended. The calls must not touch the
+    database (each thread would open a connection of its own): the caller reads first and logs after."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as executor:
+        futures = [executor.submit(call) for call in calls]
+    return [future.result() for future in futures]
+
+
+def _claimed_make_own(store: Store, log: Log) -> None:
+    """A claimed pool stack's data services and secret files become the store's, all at once: the database's
+    passwords, the database container's password files (read by the platform's own clients, never by the
+    running server), the web container's password file (read by every PHP request, so the running container
+    uses it at once), and the exact plan's limits."""
     stack = _stack(store)
     creds = store_services.store_credentials(store)
     for key in ("db_password", "db_root_password"):
         if not SAFE_SECRET.match(creds[key]):  # token_urlsafe: never a quote that could end the SQL string
             raise ProvisioningError(f"refusing a {key} with characters outside [A-Za-z0-9_-]")
-    wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
-    code, output = docker_client.container_exec(
-        name=stack.container_name("db"),
-        command=["bash", "-c", DB_PASSWORDS_ROTATE],
-        environment={
-            "NEW_ROOT_PASSWORD": creds["db_root_password"],
-            "NEW_APP_PASSWORD": creds["db_password"],
-            "APP_USER": stack.database_user,
-        },
-        base_url=store.host.engine,
+    engine = store.host.engine
+    by_role = {service.role: service for service in _services(store)}
+    pool_creds = store_services.store_credentials(pool.pool_stack_claimed_by(store).store)
+    pool_root_password = pool_creds.get("db_root_password", "")
+
+    def database() -> str:
+        deadline = time.monotonic() + settings.STORE_WEB_READY_TIMEOUT
+        while True:  # the pool's database runs already; after a host restart it may still be starting
+            code, output = docker_client.container_exec(
+                name=stack.container_name("db"),
+                command=["bash", "-c", DB_PASSWORDS_ROTATE],
+                environment={
+                    "NEW_ROOT_PASSWORD": creds["db_root_password"],
+                    "NEW_APP_PASSWORD": creds["db_password"],
+                    "POOL_ROOT_PASSWORD": pool_root_password,
+                    # Kept nowhere but in the data directory's own file, which the image's healthcheck reads.
+                    "NEW_HEALTHCHECK_PASSWORD": secrets.token_urlsafe(24),
+                    "APP_USER": stack.database_user,
+                },
+                base_url=engine,
+            )
+            output = _without_secrets(output, {**creds, "pool_root_password": pool_root_password})
+            if code == 0 or "Can't connect" not in output or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if code != 0:
+            raise ProvisioningError(f"rotating the database passwords failed (exit {code}): {output.strip()[-500:]}")
+        return output.strip().splitlines()[-1] if output.strip() else "database passwords rotated"
+
+    def limits() -> None:
+        for service in by_role.values():
+            _limits_set(store, service)
+
+    rotated, *_ = _parallel(
+        database,
+        lambda: _secrets_rewrite(store, by_role["db"]),
+        lambda: _secrets_rewrite(store, by_role["web"]),
+        limits,
     )
-    output = _without_secrets(output, creds)
-    if code != 0:
-        raise ProvisioningError(f"rotating the database passwords failed (exit {code}): {output.strip()[-500:]}")
-    log(output.strip().splitlines()[-1] if output.strip() else "database passwords rotated")
-    db = next(s for s in _services(store) if s.role == "db")
+    log(rotated)
+    log("the database and web containers' password files are the store's")
+    for service in by_role.values():
+        log(f"{service.role}: {service.memory_mb} MB, {service.cpus} CPU, {service.pids_limit} processes")
+
+
+def _secrets_rewrite(store: Store, service: ServiceSpec) -> None:
+    stack = _stack(store)
     docker_client.container_secrets_rewrite(
-        name=stack.container_name("db"),
-        image=db.image,
+        name=stack.container_name(service.role),
+        image=service.image,
         labels=stack.labels,
-        secrets=db.secrets,
-        gid=db.secrets_gid,
+        secrets=service.secrets,
+        gid=service.secrets_gid,
         base_url=store.host.engine,
     )
-    log("the database container's password files are the store's")
 
 
 def provision_data_services(store: Store, log: Log) -> None:
     data_services_start(store, log)
     if pool.pool_stack_claimed_by(store) is not None:
-        _claimed_db_rotate(store, log)
-        limits_apply(store, log)  # the exact plan's limits, on the containers the pool started
+        _claimed_make_own(store, log)
+
+
+def _claimed_in_place(store: Store) -> bool:
+    """Whether the store's web container is the pool's, still running as it was built (claim in place)."""
+    web = docker_client.container_summary(name=_stack(store).container_name("web"), base_url=store.host.engine)
+    return web is not None and web.labels.get("shophosting.pool") == "1"
 
 
 def provision_app(store: Store, log: Log) -> None:
     """Start the web server. A claimed pool stack's web container, configured for the pool, becomes the
-    store's: kept running where it is published on the store's port already (new password file, new
-    application keys, the store's names and mail, all in place: no restart), else replaced by one with the
-    store's configuration (its application keys removed first, so the new one makes its own)."""
+    store's: kept running where it is published on the store's port already and keeps its application keys
+    where the claim can renew them (the install step then gives it new keys and the store's names and mail,
+    in place: no restart), else replaced by one with the store's configuration (its application keys
+    removed first, so the new one makes its own)."""
     stack = _stack(store)
-    web = stack.container_name("web")
+    name = stack.container_name("web")
     base_url = store.host.engine
-    labels = docker_client.container_labels(name=web, base_url=base_url)
-    if labels is not None and labels.get("shophosting.pool") == "1":
-        in_place = stack.claim_in_place_commands()
-        published = docker_client.container_published(name=web, base_url=base_url)
-        if in_place is not None and published == [(store.host.bind_address, store.port)]:
-            service = next(s for s in _services(store) if s.role == "web")
-            docker_client.container_secrets_rewrite(
-                name=web,
-                image=service.image,
-                labels=stack.labels,
-                secrets=service.secrets,
-                gid=service.secrets_gid,
-                base_url=base_url,
-            )
-            for command, environment in in_place:
-                code, output = docker_client.container_exec(
-                    name=web, command=command, environment=environment, base_url=base_url
-                )
-                if code != 0:
-                    raise ProvisioningError(f"making the pool's web server the store's failed: {output.strip()[-500:]}")
-            log("the pool's web server kept running: the store's password file, application keys, names and mail")
-        else:
-            for command in stack.claim_forget_commands:
-                docker_client.container_exec(name=web, command=command, base_url=base_url)
-            for role in reversed(stack.app_roles):
-                docker_client.container_remove(name=stack.container_name(role), base_url=base_url)
-            log("the pool's web server removed, with its application keys")
+    web = docker_client.container_summary(name=name, base_url=base_url)
+    if web is not None and web.labels.get("shophosting.pool") == "1":
+        if (
+            web.status == "running"
+            and web.published == [(store.host.bind_address, store.port)]
+            and stack.claim_in_place_keys
+            and docker_client.container_path_exists(name=name, path=stack.claim_in_place_keys, base_url=base_url)
+        ):
+            # Nothing is asked of it here: the proxy step's request through nginx proves it answers.
+            log("the pool's web server kept running (its password file is the store's already)")
+            return
+        for command in stack.claim_forget_commands:
+            docker_client.container_exec(name=name, command=command, base_url=base_url)
+        for role in reversed(stack.app_roles):
+            docker_client.container_remove(name=stack.container_name(role), base_url=base_url)
+        log("the pool's web server removed, with its application keys")
     app_start(store, log)
 
 
@@ -638,10 +717,11 @@ def provision_install(store: Store, log: Log) -> None:
     if claimed is None:
         app_install(store, log)
         return
-    wait_db(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+    # The data services step has just rotated the database's passwords: it accepts connections.
     creds = store_services.store_credentials(store)
     stack = _stack(store)
-    for command, environment in stack.claim_commands(creds, pool_domain=claimed.store.domain):
+    commands = stack.claim_commands(creds, pool_domain=claimed.store.domain, in_place=_claimed_in_place(store))
+    for command, environment in commands:
         code, output = docker_client.container_exec(
             name=stack.container_name("web"), command=command, environment=environment, base_url=store.host.engine
         )
@@ -654,13 +734,36 @@ def provision_install(store: Store, log: Log) -> None:
             )
 
 
+def provision_proxy(store: Store, log: Log) -> None:
+    """Route the store's names through nginx, then ask the store's front page through nginx: the store is
+    live only once it really answers there (below HTTP 500). That first request also renders the page for
+    the first time (caches warm), so the customer's own does not wait for it.
+
+    nginx's old workers accept for a moment after the new ones answer (proxy.OLD_WORKERS_ACCEPTING): that
+    moment passes while the page renders, and only what is left of it is waited out. An old worker knows no
+    new name (the default server closes the connection, and the request is asked again), and for a name it
+    knows (a retried job) it routes to this same store."""
+    if not (settings.NGINX_ENABLED and store.tls_status != Store.TLS.ISSUED):
+        # No nginx here, or HTTPS only (a retry after its certificate): the store's own port.
+        vhost_proxy(store, log)
+        wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+        return
+    _vhost(store, log, mode="proxy", settle=False)
+    routed = time.monotonic()
+    host, _, port = settings.NGINX_LISTEN_HTTP.rpartition(":")
+    name = _stack(store).primary_name
+    address = (host or "127.0.0.1", int(port))
+    wait_http(store, log, timeout=settings.STORE_WEB_READY_TIMEOUT, address=address, host=name)
+    time.sleep(max(0.0, routed + proxy.OLD_WORKERS_ACCEPTING - time.monotonic()))
+
+
 PROVISION = (
     Step("allocate", "Reserve a host and a port", allocate, with_job=True),
     Step("network", "Create the network and volumes", network_and_volumes),
     Step("data_services", "Start the database and cache", provision_data_services),
     Step("app", "Start the web server", provision_app),
     Step("install", "Install the store application", provision_install),
-    Step("proxy", "Route the domain through nginx", vhost_proxy),
+    Step("proxy", "Route the domain through nginx", provision_proxy),
     Step("tls", "Get a TLS certificate", tls_certificate),
     Step(LIVE_HOOKS_STEP, "Queue the first backup", live_hooks),
     Step("notify", "E-mail the customer", notify),

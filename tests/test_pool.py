@@ -17,6 +17,7 @@ from provisioning.steps import stack_remove
 from stores.models import Host, Store
 from stores.selectors import host_reservation
 from stores.services import store_create, store_credentials
+from tests.test_fleet import two_hosts  # noqa: F401 - the fixture: the local engine and a second one
 from tests.test_provisioning import NGINX_PORT, fetch, fetch_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker]
@@ -88,6 +89,44 @@ def db_opens(store: Store, user: str, password: str) -> bool:
     return code == 0
 
 
+HEALTHCHECK_CNF = "/var/lib/mysql/.my-healthcheck.cnf"
+
+
+def healthcheck_password(store: Store) -> str:
+    """The password of the image's `healthcheck` account, from the file its healthcheck reads."""
+    code, output = exec_in(store, "db", ["cat", HEALTHCHECK_CNF])
+    assert code == 0, output
+    [password] = [line.split("=", 1)[1] for line in output.splitlines() if line.startswith("password=")]
+    return password
+
+
+# New application keys written as a claim writes them (atomically), while Apache runs.
+SALTS_REWRITE = (
+    r"""$o = "<?php\n"; foreach (['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT',"""
+    r"""'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'] as $n) { $o .= "define('$n', '" ."""
+    r"""bin2hex(random_bytes(32)) . "');\n"; } $f = getenv('F'); file_put_contents("$f.tmp", $o);"""
+    r"""chown("$f.tmp", 'www-data'); rename("$f.tmp", $f);"""
+)
+# Whether a logged_in cookie validates with the keys on disk now (the CLI reads them afresh).
+COOKIE_VALID = (
+    r"""$_SERVER['HTTP_HOST'] = getenv('H'); $_SERVER['REQUEST_METHOD'] = 'GET'; require '/var/www/html/wp-load.php';"""
+    r"""echo wp_validate_auth_cookie(urldecode(getenv('C')), 'logged_in') ? 'valid' : 'invalid';"""
+)
+LOGIN_COOKIE = "wordpress_test_cookie=WP%20Cookie%20check"
+
+
+def logged_in_cookie(store: Store, domain: str, user: str, password: str) -> str | None:
+    """Log in on the store's own port; the value of the logged_in cookie WordPress set, if any."""
+    login = fetch(
+        store.port, domain, "/wp-login.php", data={"log": user, "pwd": password, "testcookie": "1"}, cookie=LOGIN_COOKIE
+    )
+    for header in login.headers.get_all("Set-Cookie") or []:
+        name, _, rest = header.partition("=")
+        if name.startswith("wordpress_logged_in_"):
+            return rest.split(";", 1)[0]
+    return None
+
+
 def salts(store: Store) -> str:
     code, output = exec_in(store, "web", ["cat", SALTS])
     assert code == 0, output
@@ -100,6 +139,7 @@ def test_an_order_claims_a_ready_stack_and_every_secret_becomes_the_stores(pool,
     [stack] = pool.ready()
     placeholder = store_credentials(stack.store)
     pool_salts = salts(stack.store)
+    pool_healthcheck = healthcheck_password(stack.store)
     pool_key = stack.store.object_key
 
     store, job = order("claimed.test", "Claimed Shop")
@@ -132,24 +172,22 @@ def test_an_order_claims_a_ready_stack_and_every_secret_becomes_the_stores(pool,
     assert not db_opens(store, "root", placeholder["db_root_password"])
     assert db_opens(store, "wordpress", creds["db_password"])
     assert db_opens(store, "root", creds["db_root_password"])
+    # The image's healthcheck account too: a new password, in the file its healthcheck reads.
+    healthcheck = healthcheck_password(store)
+    assert healthcheck != pool_healthcheck
+    assert not db_opens(store, "healthcheck", pool_healthcheck)
+    assert db_opens(store, "healthcheck", healthcheck)
     # The store's admin logs in with its own password; the pool's admin is gone.
-    login_cookie = "wordpress_test_cookie=WP%20Cookie%20check"
-    login = fetch(
-        store.port,
-        "claimed.test",
-        "/wp-login.php",
-        data={"log": creds["admin_user"], "pwd": creds["admin_password"], "testcookie": "1"},
-        cookie=login_cookie,
-    )
-    assert "wordpress_logged_in_" in " ".join(login.headers.get_all("Set-Cookie") or []), login.text[-300:]
-    old = fetch(
-        store.port,
-        "claimed.test",
-        "/wp-login.php",
-        data={"log": placeholder["admin_user"], "pwd": placeholder["admin_password"], "testcookie": "1"},
-        cookie=login_cookie,
-    )
-    assert "wordpress_logged_in_" not in " ".join(old.headers.get_all("Set-Cookie") or [])
+    cookie = logged_in_cookie(store, "claimed.test", creds["admin_user"], creds["admin_password"])
+    assert cookie is not None
+    assert logged_in_cookie(store, "claimed.test", placeholder["admin_user"], placeholder["admin_password"]) is None
+    # Keys rewritten while Apache runs (as a claim does) are the next request's: opcache never keeps the old
+    # ones. Apache has just read them (the logins above); the cookie it signs now validates with the new ones.
+    code, output = exec_in(store, "web", ["php", "-r", SALTS_REWRITE], {"F": SALTS})
+    assert code == 0, output
+    cookie = logged_in_cookie(store, "claimed.test", creds["admin_user"], creds["admin_password"])
+    code, output = exec_in(store, "web", ["php", "-r", COOKIE_VALID], {"C": cookie, "H": "claimed.test"})
+    assert (code, output.strip()) == (0, "valid"), output[-500:]
     options = "SELECT option_value FROM wp_options WHERE option_name IN ('admin_email', 'blogname', 'home')"
     code, home = exec_in(
         store,
@@ -223,7 +261,59 @@ def test_the_pool_refills_to_its_target_unreachable_and_counted_and_shrinks(pool
     assert pool.ready() == []
 
 
-def test_a_stack_on_an_older_image_is_replaced_and_never_claimed(pool, order, settings):
+def test_on_a_host_beyond_loopback_a_pool_stack_publishes_nothing_and_its_claim_replaces_the_web_container(
+    two_hosts,  # noqa: F811 - the fixture imported from test_fleet
+    second_engine,
+    pool,
+    order,
+):
+    """A host whose stores publish on its private address (the second engine, 10.213.0.2): its pool stacks
+    publish nothing there, so a claim replaces the pool's web container with one of the store's own, on the
+    store's port, with new application keys."""
+    local, remote = two_hosts
+    Host.objects.filter(pk=local.pk).update(active=False)  # the pool and the order on the remote host only
+    pool.target(1)
+    assert pool.fill() == {"built": 1, "removed": 0}
+    [stack] = pool.ready()
+    assert stack.host == remote
+    engine = docker_client.client(remote.engine)
+    pool_web = engine.containers.get(f"{stack.store.slug}-web").attrs
+    assert not pool_web["HostConfig"]["PortBindings"]  # unreachable: nothing published on the private address
+    placeholder, pool_salts = store_credentials(stack.store), salts(stack.store)
+
+    store, job = order("remote-claim.test", "Remote Claim")
+
+    assert job.path == ProvisioningJob.Path.CLAIMED and store.host == remote
+    web = engine.containers.get(f"{store.slug}-web").attrs
+    assert web["Id"] != pool_web["Id"] and "shophosting.pool" not in web["Config"]["Labels"]
+    assert web["HostConfig"]["PortBindings"]["80/tcp"] == [
+        {"HostIp": second_engine.address, "HostPort": str(store.port)}
+    ]
+    assert salts(store) != pool_salts
+    creds = store_credentials(store)
+    assert not db_opens(store, "wordpress", placeholder["db_password"])
+    assert db_opens(store, "wordpress", creds["db_password"])
+    page = fetch_until(NGINX_PORT, "remote-claim.test", "Remote Claim")
+    assert page.status == 200 and "<title>Remote Claim" in page.text
+    log = " ".join(line.message for step in job.steps.all() for line in step.log_lines.all())
+    assert "the pool's web server removed, with its application keys" in log
+
+
+@pytest.fixture
+def rebuilt_web_image(tmp_path):
+    """`rebuild()` gives the web image's tag (`:local`) a new image id, as a rebuild of the image does; the
+    tag points at this checkout's build again afterwards."""
+    hashed, local = image_tags("wordpress")
+    (tmp_path / "Dockerfile").write_text(f"FROM {hashed}\nLABEL shophosting.test=rebuilt\n")
+
+    def rebuild() -> str:
+        return docker_client.image_build(path=str(tmp_path), tags=[local])
+
+    yield rebuild
+    docker_client.image_tag(image=hashed, tag=local)
+
+
+def test_a_stack_on_an_older_image_is_replaced_and_never_claimed(pool, order, settings, rebuilt_web_image):
     local_images = settings.STORE_IMAGES
     older = image_tags("wordpress")[0]  # the same build under its content tag: another image reference
     settings.STORE_IMAGES = {**local_images, "woocommerce": {**local_images["woocommerce"], "web": older}}
@@ -244,6 +334,18 @@ def test_a_stack_on_an_older_image_is_replaced_and_never_claimed(pool, order, se
     assert stale.state == State.REMOVED
     [fresh] = pool.ready()
     assert fresh.images["web"] == local_images["woocommerce"]["web"]
+    assert fresh.image_ids["web"] == docker_client.image_id(tag=local_images["woocommerce"]["web"])
+
+    # The image is rebuilt under the same tag: the stack built from the old id is never handed out either.
+    rebuilt = rebuilt_web_image()
+    assert rebuilt != fresh.image_ids["web"]
+    other, other_job = order("rebuilt.test", "Rebuilt Shop")
+    assert other_job.path == ProvisioningJob.Path.BUILT
+    fresh.refresh_from_db()
+    assert fresh.state == State.READY and fresh.claimed_by is None
+    assert pool.fill() == {"built": 1, "removed": 1}
+    [newest] = pool.ready()
+    assert newest.image_ids["web"] == rebuilt
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

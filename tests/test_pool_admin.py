@@ -37,6 +37,15 @@ def test_staff_see_the_pool_and_its_size_where_customers_see_nothing(client, sta
         reverse("admin:provisioning_poolstack_changelist"),
     ):
         assert client.get(url).status_code == 200, url
+
+    # The store list shows customers' stores unless staff ask for the pool's (or all).
+    def listed(**query) -> set[str]:
+        response = client.get(reverse("admin:stores_store_changelist"), query)
+        return {store.domain for store in response.context["cl"].result_list}
+
+    assert listed() == {"mine.test"}
+    assert listed(pool="stacks") == {pooled.domain}
+    assert listed(pool="all") == {"mine.test", pooled.domain}
     targets = client.get(reverse("admin:provisioning_pooltarget_changelist")).content.decode().lower()
     assert "ready now" in targets and "building" in targets
     assert '<td class="field-building">1</td>' in targets and '<td class="field-ready">0</td>' in targets

@@ -122,21 +122,24 @@ class StackSpec:
         Secrets travel in the environment, never on a command line."""
         raise NotImplementedError
 
-    def claim_commands(self, creds: dict[str, str], *, pool_domain: str) -> list[tuple[list[str], dict[str, str]]]:
+    def claim_commands(
+        self, creds: dict[str, str], *, pool_domain: str, in_place: bool
+    ) -> list[tuple[list[str], dict[str, str]]]:
         """Commands run in the `web` container of a claimed pool stack, once its database passwords were
-        rotated and the web container recreated with the store's configuration: the application's admin
-        user, password, e-mail, title and URLs become the store's (the pool's placeholders go)."""
+        rotated: the application's admin user, password, e-mail, title and URLs become the store's (the
+        pool's placeholders go). `in_place`: the pool's web container keeps running (`claim_in_place_keys`), so
+        the commands also make its application keys new and give it the store's names and mail; otherwise
+        the container was recreated with the store's configuration, which made new keys."""
         raise NotImplementedError
 
     # Commands (argument lists) run in a claimed pool stack's web container before it is replaced: they remove
     # the application's keys kept in its volumes, which the new container then makes afresh.
     claim_forget_commands: tuple[list[str], ...] = ()
-
-    def claim_in_place_commands(self) -> list[tuple[list[str], dict[str, str]]] | None:
-        """Commands that make a claimed pool stack's running web container the store's without replacing it
-        (new application keys, the store's names and mail): None when the platform cannot, and the container
-        is replaced instead."""
-        return None
+    # The file of application keys that claim_commands (in_place=True) renews in a claimed pool stack's running
+    # web container: where the container has it, the container becomes the store's without being replaced;
+    # else (None, or an image that keeps its keys elsewhere, such as the official WordPress image's
+    # wp-config.php) it is replaced.
+    claim_in_place_keys: str | None = None
 
     def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
         """Commands (argument list, exec environment) run in the `web` container after the primary name

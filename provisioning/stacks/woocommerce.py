@@ -119,11 +119,32 @@ def wordpress_outbound_http() -> str:
     return f" define('WP_HTTP_BLOCK_EXTERNAL', true);{accessible}"
 
 
-# A claimed pool stack becomes the store's (run with `php -r`, every value from the exec's environment, none
-# on the command line): the pool's placeholder administrator (the first one) takes the store's login, e-mail
-# and password, with every session of it ended; the title and the admin e-mail options are the store's; the
-# URLs follow (wp-search-replace.php, run next, moves the placeholder domain everywhere else). Idempotent.
+# A claimed pool stack becomes the store's in one PHP run (`php -r`, every value from the exec's environment,
+# none on the command line), since each run loads WordPress (about 0.3 s here):
+# 1. where the pool's web container keeps running (SHOPHOSTING_SITE_FILE set): new application keys (the
+#    salts, as the image's entrypoint makes them) and the store's names and mail in the claimed-site file,
+#    which the pool's configuration reads first; both written atomically, before WordPress loads them;
+# 2. the pool's placeholder administrator (the first one) takes the store's login, e-mail and password, with
+#    every session of it ended; the title and the admin e-mail options are the store's;
+# 3. the image's search-replace (wp-search-replace.php: wp-load.php loads once, its second require is a no-op)
+#    moves the placeholder domain everywhere, sets home and siteurl, and empties the object cache.
+# Idempotent: a retry writes new keys and the same identity again.
 WORDPRESS_CLAIM_PHP = r"""
+function shophosting_put($f, $content) {
+    file_put_contents("$f.tmp", $content);
+    chown("$f.tmp", 'www-data'); chgrp("$f.tmp", 'www-data'); rename("$f.tmp", $f);
+}
+$site_file = getenv('SHOPHOSTING_SITE_FILE');
+if ($site_file) {
+    $salts = "<?php\n";
+    foreach (['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT',
+              'LOGGED_IN_SALT', 'NONCE_SALT'] as $name) {
+        $salts .= "define('$name', '" . bin2hex(random_bytes(32)) . "');\n";
+    }
+    shophosting_put(getenv('SHOPHOSTING_SALTS_FILE'), $salts);
+    shophosting_put($site_file, getenv('SHOPHOSTING_SITE'));
+    echo "new application keys; the store's names and mail\n";
+}
 $url = getenv('WORDPRESS_URL');
 $_SERVER['HTTP_HOST'] = parse_url($url, PHP_URL_HOST);
 $_SERVER['REQUEST_URI'] = '/';
@@ -146,32 +167,20 @@ if (is_wp_error($result)) { fwrite(STDERR, "admin update failed: " . $result->ge
 WP_Session_Tokens::get_instance($id)->destroy_all();
 update_option('blogname', getenv('WP_TITLE'));
 update_option('admin_email', getenv('WP_ADMIN_EMAIL'));
-update_option('home', $url);
-update_option('siteurl', $url);
-wp_cache_flush();
-echo "administrator, title and URLs are the store's\n";
+echo "administrator and title are the store's\n";
+require getenv('SHOPHOSTING_URL_REPLACER');
 """
 
 
 # A warm pool stack's web container is configured for the pool; the store that claims it keeps it running
 # (no restart: Apache's start is most of a claim's time) and writes its own names and mail here, which the
 # pool's configuration reads first. A container created later for the store (a restart does not; an update or
-# a primary-name change does) has the store's own configuration and never reads this file.
+# a primary-name change does) has the store's own configuration and never reads this file. The image's PHP
+# never caches this file or the salts (deploy/images/wordpress/opcache-blacklist.txt): Apache reads the
+# claim's at its next request, not after opcache's revalidation delay.
 CLAIMED_SITE_FILE = "/var/www/html/wp-content/shophosting-claimed-site.php"
-# New salts, written atomically, as the image's entrypoint makes them (deploy/images/wordpress/entrypoint.sh).
-WORDPRESS_SALTS_RENEW = (
-    r"""$k = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT',"""
-    r"""'LOGGED_IN_SALT', 'NONCE_SALT']; $o = "<?php\n";"""
-    r"""foreach ($k as $n) { $o .= "define('$n', '" . bin2hex(random_bytes(32)) . "');\n"; }"""
-    r"""$f = '/var/www/html/wp-content/shophosting-salts.php'; file_put_contents("$f.tmp", $o);"""
-    r"""chown("$f.tmp", 'www-data'); chgrp("$f.tmp", 'www-data'); rename("$f.tmp", $f); echo "new salts\n";"""
-)
-# Writes $SHOPHOSTING_SITE (the exec's environment) to the claimed-site file, atomically.
-SITE_FILE_WRITE = (
-    r"""$f = getenv('SHOPHOSTING_SITE_FILE'); file_put_contents("$f.tmp", getenv('SHOPHOSTING_SITE'));"""
-    r"""chown("$f.tmp", 'www-data'); chgrp("$f.tmp", 'www-data'); rename("$f.tmp", $f);"""
-    r"""echo "names and mail set\n";"""
-)
+# The local image's application keys (its entrypoint makes them once per wp-content volume).
+SALTS_FILE = "/var/www/html/wp-content/shophosting-salts.php"
 
 
 def php_string(value: str) -> str:
@@ -183,7 +192,7 @@ class WooCommerceStack(StackSpec):
     poolable = True
     # The local image keeps its salts in wp-content (its entrypoint makes them when missing); the official
     # image's are in its wp-config.php, in the container's own /var/www/html, which goes with the container.
-    claim_forget_commands = (["rm", "-f", "/var/www/html/wp-content/shophosting-salts.php"],)
+    claim_forget_commands = (["rm", "-f", SALTS_FILE],)
     web_port = 80
     database_user = "wordpress"
     admin_login_path = "/wp-login.php"
@@ -273,17 +282,8 @@ class WooCommerceStack(StackSpec):
         urls = wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
         if self.store.status != "pooled":
             return urls
-        # The pool's own names until a store claims the stack and writes its own (claim_in_place_commands).
+        # The pool's own names until a store claims the stack and writes its own (claim_commands, in place).
         return f" if (is_readable('{CLAIMED_SITE_FILE}')) {{ require '{CLAIMED_SITE_FILE}'; }} else {{{urls} }}"
-
-    def claim_in_place_commands(self) -> list[tuple[list[str], dict[str, str]]]:
-        site = "<?php\n" + wordpress_urls(scheme=self.url_scheme, primary=self.primary_name, names=self.served_names)
-        for key, value in wordpress_mail_environment(self.store.domain).items():
-            site += f"\nputenv({php_string(f'{key}={value}')});"
-        return [
-            (["php", "-r", WORDPRESS_SALTS_RENEW], {}),
-            (["php", "-r", SITE_FILE_WRITE], {"SHOPHOSTING_SITE_FILE": CLAIMED_SITE_FILE, "SHOPHOSTING_SITE": site}),
-        ]
 
     def install_commands(self, creds: dict[str, str]) -> list[tuple[list[str], dict[str, str]]]:
         """WordPress's own wp_install() through wp-install.php: every value, the customer's site title and the
@@ -302,15 +302,32 @@ class WooCommerceStack(StackSpec):
         }
         return [(["php", WORDPRESS_INSTALLER], environment)]
 
-    def claim_commands(self, creds: dict[str, str], *, pool_domain: str) -> list[tuple[list[str], dict[str, str]]]:
+    claim_in_place_keys = SALTS_FILE
+
+    def claim_commands(
+        self, creds: dict[str, str], *, pool_domain: str, in_place: bool
+    ) -> list[tuple[list[str], dict[str, str]]]:
         environment = {
             "WORDPRESS_URL": self.primary_url,
             "WP_TITLE": self.store.site_title,
             "WP_ADMIN_USER": creds["admin_user"],
             "WP_ADMIN_EMAIL": creds["admin_email"],
             "WP_ADMIN_PASSWORD": creds["admin_password"],
+            **self.url_replace_commands(old_names=[pool_domain])[0][1],
+            "SHOPHOSTING_URL_REPLACER": WORDPRESS_URL_REPLACER,
         }
-        return [(["php", "-r", WORDPRESS_CLAIM_PHP], environment), *self.url_replace_commands(old_names=[pool_domain])]
+        if in_place:
+            site = "<?php\n" + wordpress_urls(
+                scheme=self.url_scheme, primary=self.primary_name, names=self.served_names
+            )
+            for key, value in wordpress_mail_environment(self.store.domain).items():
+                site += f"\nputenv({php_string(f'{key}={value}')});"
+            environment |= {
+                "SHOPHOSTING_SALTS_FILE": SALTS_FILE,
+                "SHOPHOSTING_SITE_FILE": CLAIMED_SITE_FILE,
+                "SHOPHOSTING_SITE": site,
+            }
+        return [(["php", "-r", WORDPRESS_CLAIM_PHP], environment)]
 
     def url_replace_commands(self, *, old_names: list[str]) -> list[tuple[list[str], dict[str, str]]]:
         """wp-search-replace.php: every `//<old name>` in WordPress's tables becomes `//<primary>` with

@@ -498,6 +498,10 @@ STORE_HTTP_ACCESSIBLE_HOSTS = env.list("STORE_HTTP_ACCESSIBLE_HOSTS", default=[]
 NGINX_ENABLED = env.bool("NGINX_ENABLED", default=True)
 # The nginx command, with -p/-c when it is not the system instance; "-t" and "-s reload" are appended.
 NGINX_COMMAND = env.list("NGINX_COMMAND", default=["nginx"])
+# Where NGINX_COMMAND's master writes its pid (its `pid` directive). Set, a reload signals the master directly
+# while `nginx -t` runs beside it, instead of `nginx -s reload` after the test: each of those parses the whole
+# configuration, the firewall's rule set included, about 0.15 s apiece here. Empty: `-t`, then `-s reload`.
+NGINX_PID_FILE = env("NGINX_PID_FILE", default="")
 NGINX_SITES_DIR = env("NGINX_SITES_DIR", default="/etc/nginx/sites-enabled/shophosting")
 NGINX_LISTEN_HTTP = env("NGINX_LISTEN_HTTP", default="80")
 # The single template of a store vhost, and the maintenance page suspended stores show.

@@ -111,6 +111,37 @@ class StaffDomainForm(forms.Form):
     include_www = forms.BooleanField(required=False, initial=True, label="Also its www. alias")
 
 
+class PoolListFilter(admin.SimpleListFilter):
+    """The store list shows customers' stores unless asked: a warm pool stack's row (pooled, or deleted once
+    claimed or removed: provisioning/README.md, "The warm pool") is the platform's own, listed with the pool."""
+
+    title = "warm pool"
+    parameter_name = "pool"
+
+    def lookups(self, request, model_admin):
+        return [("stacks", "Warm pool stacks"), ("all", "All")]
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Customers' stores",
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        if self.value() == "stacks":
+            return queryset.filter(pool_stack__isnull=False)
+        return queryset.filter(pool_stack__isnull=True)
+
+
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
     list_display = [
@@ -126,7 +157,15 @@ class StoreAdmin(admin.ModelAdmin):
         "staging_of",
         "created_at",
     ]
-    list_filter = ["status", "platform", "tls_status", "host", "plan", ("staging_of", admin.EmptyFieldListFilter)]
+    list_filter = [
+        PoolListFilter,
+        "status",
+        "platform",
+        "tls_status",
+        "host",
+        "plan",
+        ("staging_of", admin.EmptyFieldListFilter),
+    ]
     search_fields = ["domain", "customer__email", "customer__company", "site_title"]
     list_select_related = ["customer", "plan", "host", "staging_of"]
     # Status and placement change only through services (store_transition, store_place).

@@ -129,8 +129,8 @@ class Platform:
         # in production; a teardown waits for it.
         self._backup_repository()
         self._spawn("worker-backups", [python, "manage.py", "rqworker", "backups"])
-        if self.pool_worker:  # the warm pool's builds, on their own worker as in production
-            self._spawn("worker-pool", [python, "manage.py", "rqworker", "pool"])
+        if self.pool_worker:  # the warm pool's builds, on their own worker at Nice=10, as its unit runs it
+            self._spawn("worker-pool", ["nice", "-n", "10", python, "manage.py", "rqworker", "pool"])
         self._wait_web()
 
     @staticmethod
@@ -346,3 +346,25 @@ def pool_wait_ready(ready: int, timeout: float = 300) -> float:
             return time.monotonic() - started
         time.sleep(0.5)
     raise RuntimeError(f"the warm pool had not {ready} ready stacks after {timeout} s; see {BENCH_DIR}/worker-pool.log")
+
+
+def step_times(subscription_ids: list[int]) -> str:
+    """Where the provision jobs' time went: the median of each step's time, and of the job's wait in the queue
+    (created to started) and its run (started to finished), as staff read them on each job."""
+    import statistics
+
+    from provisioning.models import JobStep, ProvisioningJob
+
+    jobs = list(ProvisioningJob.objects.filter(store__subscription_id__in=subscription_ids, kind="provision"))
+    if not jobs:
+        return "no provision jobs"
+    parts = [
+        f"queued {statistics.median((j.started_at - j.created_at).total_seconds() for j in jobs if j.started_at):.2f}",
+        f"run {statistics.median((j.finished_at - j.started_at).total_seconds() for j in jobs if j.finished_at):.2f}",
+    ]
+    by_step: dict[str, list[float]] = {}
+    steps = JobStep.objects.filter(job__in=jobs).exclude(started_at=None).exclude(finished_at=None).order_by("order")
+    for step in steps:
+        by_step.setdefault(step.name, []).append((step.finished_at - step.started_at).total_seconds())
+    parts += [f"{name} {statistics.median(times):.2f}" for name, times in by_step.items()]
+    return f"median s over {len(jobs)} jobs: " + ", ".join(parts)

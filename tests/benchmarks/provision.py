@@ -8,7 +8,7 @@ from the same images, waits for the database, installs WordPress and polls the p
 
 Needs what bin/test needs (dockerd, MariaDB, Redis, the local images). Uses its own MariaDB database
 `shophosting_bench` (migrated on first use, which takes about two minutes; BENCH_DATABASE names another, for
-a branch whose migrations the shared one should not get) and Redis database 12.
+a branch whose migrations the shared one should not get) and Redis database 12 (BENCH_REDIS_URL names another).
 nginx is left out of both sides: the figure is the container path.
 """
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "shophosting.settings.test"
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "shophosting_bench")
 os.environ["DATABASE_URL"] = f"mysql://root@127.0.0.1:3306/{BENCH_DATABASE}"
-os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/12"
+os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 os.environ["NGINX_ENABLED"] = "false"
 os.environ["STORE_OBJECT_PREFIX"] = "shbench-store"
 
@@ -199,6 +199,9 @@ def end_to_end(args) -> None:
                 f"burst of {len(batch)} orders, {args.workers} workers: all live after {times[-1]:.2f} s; "
                 f"first {times[0]:.2f} s, median {statistics.median(times):.2f} s, slowest store {times[-1]:.2f} s"
             )
+            paths = [e2e.order_path(order) for order in batch]
+            print(f"paths: {paths.count('claimed')} claimed, {paths.count('built')} built")
+            print(e2e.step_times([order["subscription_id"] for order in batch]))
             return
         waits, floor, paths = [], [], []
         for n in range(args.orders):
@@ -223,6 +226,7 @@ def end_to_end(args) -> None:
             + (f"warm pool of {args.pool}: {paths.count('claimed')} claimed)" if args.pool else "no warm pool)")
         )
         print(f"plain Docker SDK script, same containers: median {floor_median:.2f} s")
+        print(e2e.step_times(subscriptions))
         print(
             f"ratio {median / floor_median:.2f}; goal without a pool: at most 1.3 x floor + 1 s = "
             f"{1.3 * floor_median + 1:.2f} s"
