@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('provisioning', '0010_warm_pool'),
+        ('provisioning', '0011_stale_stacks'),
     ]
 
     operations = [
