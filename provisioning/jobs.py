@@ -104,3 +104,10 @@ def pool_refill() -> None:
     from provisioning.pool import pool_refill
 
     pool_refill()
+
+
+@job("default", timeout=5 * 60)
+def host_check_run(host_id: int) -> None:
+    from provisioning.hosts import host_check_run
+
+    host_check_run(host_id=host_id)
