@@ -22,14 +22,13 @@ from tests.test_fleet import two_hosts  # noqa: F401 - the platform's engine and
 
 
 def _host(name: str, **fields) -> Host:
-    return Host.objects.create(
-        name=name,
-        docker_url=f"tcp://{name}.invalid:2376",
-        bind_address="10.213.0.99",
-        memory_capacity_mb=8192,
-        cpu_capacity=4,
-        **fields,
-    )
+    defaults = {
+        "docker_url": f"tcp://{name}.invalid:2376",
+        "bind_address": "10.213.0.99",
+        "memory_capacity_mb": 8192,
+        "cpu_capacity": 4,
+    }
+    return Host.objects.create(name=name, **{**defaults, **fields})
 
 
 @pytest.mark.django_db
@@ -266,3 +265,53 @@ def test_the_platform_records_which_images_each_host_holds_and_a_new_store_gets_
     assert HostImage.objects.filter(host=remote, reference=cache_image).exists()
     assert host_images_ensure(host=remote, images=[cache_image], log=lines.append) == []  # there now
     assert host_images_ensure(host=local, images=[cache_image], log=lines.append) == []  # the platform's own
+
+
+# --- The host check in a worker ------------------------------------------------------------------------------
+
+
+def _drain_default_queue() -> None:
+    import django_rq
+    from rq import SimpleWorker
+
+    django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True)
+
+
+@pytest.mark.django_db
+def test_checking_a_saved_host_again_runs_in_a_worker_and_keeps_the_failure_with_its_time(client, staff_user):
+    from django.urls import reverse
+
+    host = _host("check-gone", docker_url="unix:///nowhere/docker.sock", check_report="Docker 20.10 (the last pass)")
+    client.force_login(staff_user)
+    response = client.post(
+        reverse("admin:stores_host_changelist"), {"action": "check_selected", "_selected_action": [host.pk]}
+    )
+    assert response.status_code == 302
+    host.refresh_from_db()
+    assert host.check_error == ""  # queued, not run in the request
+    _drain_default_queue()
+    host.refresh_from_db()
+    assert "the engine at unix:///nowhere/docker.sock cannot be used" in host.check_error
+    assert host.check_report == "Docker 20.10 (the last pass)"  # what the last passing check found stays
+    page = client.get(reverse("admin:stores_host_change", args=[host.pk])).content.decode()
+    assert "cannot be used" in page
+
+
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_a_passing_check_in_the_worker_records_what_it_found_and_the_hosts_images(
+    two_hosts,  # noqa: F811
+    second_engine,
+):
+    from provisioning.hosts import host_check_enqueue
+    from provisioning.models import HostImage
+    from stores.services import host_check_failure_record
+
+    _, remote = two_hosts
+    host_check_failure_record(host_id=remote.pk, error="an old failure", at=remote.checked_at)
+    HostImage.objects.filter(host=remote).delete()
+    host_check_enqueue(host_id=remote.pk)
+    _drain_default_queue()
+    remote.refresh_from_db()
+    assert remote.check_error == "" and f"{second_engine.address} answers from the platform" in remote.check_report
+    assert HostImage.objects.filter(host=remote).exists()
