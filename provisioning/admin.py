@@ -390,6 +390,7 @@ class HostForm(forms.ModelForm):
             "cpu_capacity",
             "disk_capacity_gb",
             "active",
+            "job_slots",
         ]
 
     def clean(self):

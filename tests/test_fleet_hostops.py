@@ -315,3 +315,31 @@ def test_a_passing_check_in_the_worker_records_what_it_found_and_the_hosts_image
     remote.refresh_from_db()
     assert remote.check_error == "" and f"{second_engine.address} answers from the platform" in remote.check_report
     assert HostImage.objects.filter(host=remote).exists()
+
+
+@pytest.mark.django_db
+def test_staff_set_a_hosts_job_slots_in_the_admin_and_zero_is_refused_with_a_clear_error(client, staff_user):
+    from django.urls import reverse
+
+    host = _host("slots-form")
+    form = {
+        "name": host.name,
+        "docker_url": host.docker_url,
+        "bind_address": host.bind_address,
+        "port_range_start": host.port_range_start,
+        "port_range_end": host.port_range_end,
+        "memory_capacity_mb": host.memory_capacity_mb,
+        "cpu_capacity": host.cpu_capacity,
+        "active": "on",
+    }
+    client.force_login(staff_user)
+    url = reverse("admin:stores_host_change", args=[host.pk])
+    refused = client.post(url, {**form, "job_slots": "0"})
+    assert refused.status_code == 200
+    assert "Ensure this value is greater than or equal to 1." in refused.content.decode()
+    host.refresh_from_db()
+    assert host.job_slots is None
+    # Nothing the host check looks at changed, so none runs (this host's engine does not exist).
+    assert client.post(url, {**form, "job_slots": "3"}).status_code == 302
+    host.refresh_from_db()
+    assert host.job_slots == 3 and host.job_slots_effective == 3
