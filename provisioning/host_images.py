@@ -32,9 +32,23 @@ def store_images_wanted() -> list[str]:
     return sorted({image for roles in settings.STORE_IMAGES.values() for image in roles.values()})
 
 
-def _references_tracked() -> set[str]:
-    # The defaults of the day, and every image a store runs (an update moves single stores to other tags).
-    return set(store_images_wanted()) | set(StoreImage.objects.values_list("image", flat=True).distinct())
+def _repositories_tracked() -> set[str]:
+    """The repositories of the store images: those of the defaults of the day and of every image a store runs.
+    Every tag of them is recorded, so a version built for a rollout (shophosting/wordpress-official:6.5) is
+    known before any store runs it."""
+    references = set(store_images_wanted()) | set(StoreImage.objects.values_list("image", flat=True).distinct())
+    return {_repository(reference) for reference in references}
+
+
+def _repository(reference: str) -> str:
+    name, _, tag = reference.rpartition(":")
+    return name if name and "/" not in tag else reference
+
+
+def hosts_holding(*, reference: str, hosts: Iterable[Host]) -> set[int]:
+    """The hosts among `hosts` recorded as holding `reference` (one query; no engine is asked)."""
+    ids = [host.pk for host in hosts]
+    return set(HostImage.objects.filter(host_id__in=ids, reference=reference).values_list("host_id", flat=True))
 
 
 def platform_host() -> Host | None:
@@ -44,10 +58,11 @@ def platform_host() -> Host | None:
 
 @transaction.atomic
 def host_images_record(*, host_id: int, images: Iterable[docker_client.ImageTagged]) -> int:
-    """Replace what is recorded for the host with `images` (the store images among them); returns how many."""
-    tracked = _references_tracked()
+    """Replace what is recorded for the host with `images` (every tag of the store images' repositories among
+    them); returns how many."""
+    tracked = _repositories_tracked()
     now = timezone.now()
-    seen = {image.reference: image for image in images if image.reference in tracked}
+    seen = {image.reference: image for image in images if _repository(image.reference) in tracked}
     HostImage.objects.filter(host_id=host_id).exclude(reference__in=list(seen)).delete()
     for reference, image in seen.items():
         HostImage.objects.update_or_create(

@@ -343,3 +343,28 @@ def test_staff_set_a_hosts_job_slots_in_the_admin_and_zero_is_refused_with_a_cle
     assert client.post(url, {**form, "job_slots": "3"}).status_code == 302
     host.refresh_from_db()
     assert host.job_slots == 3 and host.job_slots_effective == 3
+
+
+@pytest.mark.django_db
+def test_a_rollout_reads_which_hosts_hold_its_image_from_the_records_before_asking_an_engine(settings):
+    from django.core.exceptions import ValidationError
+    from django.utils import timezone
+
+    from provisioning.docker_client import ImageTagged
+    from provisioning.host_images import host_images_record
+    from provisioning.rollouts import rollout_image_check
+
+    recorded, unrecorded = _host("rollout-recorded"), _host("rollout-unrecorded")  # neither engine exists
+    # A version of the web image that no store runs yet: its repository is tracked, so it is recorded.
+    new_web = settings.STORE_IMAGES["woocommerce"]["web"].rpartition(":")[0] + ":9.9-rollout"
+    host_images_record(
+        host_id=recorded.pk,
+        images=[
+            ImageTagged(reference=new_web, image_id="sha256:" + "a" * 64, created=int(timezone.now().timestamp())),
+            ImageTagged(reference="someone/else:1", image_id="sha256:" + "b" * 64, created=0),  # not a store image
+        ],
+    )
+    assert list(recorded.images.values_list("reference", flat=True)) == [new_web]
+    rollout_image_check(image=new_web, hosts=[recorded])  # no engine asked: it would not answer
+    with pytest.raises(ValidationError, match="The engine of rollout-unrecorded does not answer"):
+        rollout_image_check(image=new_web, hosts=[recorded, unrecorded])
