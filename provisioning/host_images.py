@@ -64,7 +64,13 @@ def host_images_record(*, host_id: int, images: Iterable[docker_client.ImageTagg
     now = timezone.now()
     seen = {image.reference: image for image in images if _repository(image.reference) in tracked}
     HostImage.objects.filter(host_id=host_id).exclude(reference__in=list(seen)).delete()
+    known = dict(HostImage.objects.filter(host_id=host_id).values_list("reference", "image_id"))
+    # The platform round records every host every minute: what did not change costs one UPDATE in all.
+    unchanged = [reference for reference, image in seen.items() if known.get(reference) == image.image_id]
+    HostImage.objects.filter(host_id=host_id, reference__in=unchanged).update(recorded_at=now)
     for reference, image in seen.items():
+        if reference in unchanged:
+            continue
         HostImage.objects.update_or_create(
             host_id=host_id,
             reference=reference,

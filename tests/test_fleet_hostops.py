@@ -78,8 +78,13 @@ def committed(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def sleep_workers():
-    """Starts real rqworker processes (provisioning queue, with the scheduler) that know the test_sleep kind."""
+    """Starts real rqworker processes (provisioning queue, with the scheduler) that know the test_sleep kind.
+    They are stopped as systemd stops them (SIGTERM): a killed worker's scheduler would keep the queue's
+    scheduler lock for a while, and the next run's put-back jobs would wait for it."""
+    import django_rq
+
     kind_register()
+    django_rq.get_connection("provisioning").delete("rq:scheduler-lock:provisioning")  # a killed run's
     processes = []
     database = connection.settings_dict
     env = {
@@ -106,6 +111,11 @@ def sleep_workers():
     yield start
     for process in processes:
         if process.poll() is None:
+            process.terminate()  # warm shutdown: the worker releases its scheduler lock
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
@@ -368,3 +378,29 @@ def test_a_rollout_reads_which_hosts_hold_its_image_from_the_records_before_aski
     rollout_image_check(image=new_web, hosts=[recorded])  # no engine asked: it would not answer
     with pytest.raises(ValidationError, match="The engine of rollout-unrecorded does not answer"):
         rollout_image_check(image=new_web, hosts=[recorded, unrecorded])
+
+
+@pytest.mark.django_db
+def test_recording_a_hosts_images_again_keeps_what_did_not_change_and_follows_what_did(settings):
+    from provisioning.docker_client import ImageTagged
+    from provisioning.host_images import host_images_record
+    from provisioning.models import HostImage
+
+    host = _host("images-again")
+    cache, web = settings.STORE_IMAGES["woocommerce"]["cache"], settings.STORE_IMAGES["woocommerce"]["web"]
+    host_images_record(
+        host_id=host.pk,
+        images=[ImageTagged(cache, "sha256:" + "1" * 64, 1_700_000_000), ImageTagged(web, "sha256:" + "2" * 64, 0)],
+    )
+    first = {row.reference: row for row in HostImage.objects.filter(host=host)}
+    assert first[cache].created.timestamp() == 1_700_000_000 and first[web].created is None
+    # Seen again: the web image was rebuilt (a new id), the cache image is the same, nothing else is there.
+    host_images_record(
+        host_id=host.pk,
+        images=[ImageTagged(cache, "sha256:" + "1" * 64, 1_700_000_000), ImageTagged(web, "sha256:" + "3" * 64, 0)],
+    )
+    again = {row.reference: row for row in HostImage.objects.filter(host=host)}
+    assert again[web].image_id == "sha256:" + "3" * 64 and again[cache].pk == first[cache].pk
+    assert again[cache].recorded_at >= first[cache].recorded_at
+    host_images_record(host_id=host.pk, images=[ImageTagged(web, "sha256:" + "3" * 64, 0)])  # the cache image went
+    assert list(HostImage.objects.filter(host=host).values_list("reference", flat=True)) == [web]
