@@ -1,15 +1,16 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from provisioning.exceptions import HostCheckFailed, JobConflict
-from provisioning.hosts import host_check
+from provisioning.exceptions import HostCheckFailed, JobConflict, ProvisioningError
+from provisioning.host_images import host_images_refresh, hosts_images_state
+from provisioning.hosts import host_check, host_check_enqueue
 from provisioning.models import (
     Incident,
     IncidentEvent,
@@ -33,7 +34,8 @@ from provisioning.selectors import job_progress_for_staff, rollout_progress
 from provisioning.services import job_retry
 from stores.exceptions import InvalidTransition
 from stores.models import Engine, Host, Platform, Store
-from stores.services import host_check_record, host_save, host_transition
+from stores.selectors import HOLDS_RESOURCES
+from stores.services import host_save, host_transition
 
 
 class JobStepInline(admin.TabularInline):
@@ -428,6 +430,7 @@ class HostForm(forms.ModelForm):
             "cpu_capacity",
             "disk_capacity_gb",
             "active",
+            "job_slots",
         ]
 
     def clean(self):
@@ -495,10 +498,16 @@ class HostAdmin(admin.ModelAdmin):
         "disk_capacity_gb",
         "engine_version",
         "checked_at",
+        "stores_held",
+        "jobs_now",
+        "images_current",
     ]
     list_filter = ["active", "status"]
     readonly_fields = [
         "status",
+        "jobs_now",
+        "images_current",
+        "images_recorded",
         "tls_state",
         "ssh_state",
         "checked_at",
@@ -509,6 +518,7 @@ class HostAdmin(admin.ModelAdmin):
         "cpus_total",
         "disk_free",
         "check_report",
+        "check_error",
     ]
     actions = ["drain_selected", "ready_selected", "check_selected"]
 
@@ -521,7 +531,10 @@ class HostAdmin(admin.ModelAdmin):
             ("memory_capacity_mb", "cpu_capacity", "disk_capacity_gb"),
             "active",
             "status",
+            "job_slots",
         ]
+        if obj is not None:
+            main += ["jobs_now"]
         return [
             (None, {"fields": main}),
             (
@@ -540,10 +553,71 @@ class HostAdmin(admin.ModelAdmin):
                         ("memory_total_mb", "cpus_total"),
                         "disk_free",
                         "check_report",
+                        "check_error",
                     ]
                 },
             ),
+            *([("Images on this host", {"fields": ["images_current", "images_recorded"]})] if obj is not None else []),
         ]
+
+    def get_queryset(self, request):
+        # The list's job and store columns in the list's own query: one grouped join, whatever the hosts.
+        jobs = "stores__jobs__status"
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                stores_count=Count("stores", filter=Q(stores__status__in=HOLDS_RESOURCES), distinct=True),
+                jobs_running=Count("stores__jobs", filter=Q(**{jobs: ProvisioningJob.Status.RUNNING})),
+                jobs_queued=Count("stores__jobs", filter=Q(**{jobs: ProvisioningJob.Status.QUEUED})),
+                jobs_waiting=Count(
+                    "stores__jobs",
+                    filter=Q(**{jobs: ProvisioningJob.Status.QUEUED}, stores__jobs__host_waits__gt=0),
+                ),
+            )
+        )
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        states = hosts_images_state(changelist.result_list)  # one query for the page's hosts
+        for host in changelist.result_list:  # the page iterates this same (cached) list
+            host.images_state = states[host.pk]
+        return changelist
+
+    @admin.display(description="stores")
+    def stores_held(self, host):
+        return host.stores_count
+
+    @admin.display(description="jobs: running / slots, queued (waiting for a slot)")
+    def jobs_now(self, host):
+        return (
+            f"{host.jobs_running} / {host.job_slots_effective} running, {host.jobs_queued} queued"
+            f" ({host.jobs_waiting} waiting for a slot)"
+        )
+
+    @admin.display(description="has current images")
+    def images_current(self, host):
+        state = getattr(host, "images_state", None) or hosts_images_state([host])[host.pk]
+        return str(state)
+
+    @admin.display(description="images recorded")
+    def images_recorded(self, host):
+        rows = host.images.order_by("reference")
+        if not rows:
+            return "none recorded yet (the host check, host_images_copy and the platform round record them)"
+        return format_html_join(
+            "\n",
+            "<div>{} <code>{}</code> built {}, seen {}</div>",
+            (
+                (
+                    row.reference,
+                    row.image_id.removeprefix("sha256:")[:12],
+                    f"{row.created:%Y-%m-%d %H:%M}" if row.created else "?",
+                    f"{row.recorded_at:%Y-%m-%d %H:%M}",
+                )
+                for row in rows
+            ),
+        )
 
     @admin.display(description="TLS")
     def tls_state(self, host):
@@ -564,6 +638,14 @@ class HostAdmin(admin.ModelAdmin):
             obj.save()
             return
         host_save(host=obj, tls=form.tls, ssh=form.ssh, check=form.check)
+        self._images_record(request, obj)
+
+    def _images_record(self, request, host):
+        """After a host check: what the engine holds now (the check may just have copied its probe image)."""
+        try:
+            host_images_refresh(host=host)
+        except ProvisioningError as exc:
+            self.message_user(request, f"{host}: its images were not recorded: {exc}", messages.WARNING)
 
     @admin.action(description="Drain: no new stores on the selected hosts")
     def drain_selected(self, request, queryset):
@@ -577,16 +659,15 @@ class HostAdmin(admin.ModelAdmin):
             host_transition(host_id=host.pk, to=Host.Status.READY, actor=request.user, note="ready in the admin")
         self.message_user(request, f"{queryset.count()} host(s) ready for new stores.")
 
-    @admin.action(description="Run the host check again")
+    @admin.action(description="Run the host check again (in a worker)")
     def check_selected(self, request, queryset):
         for host in queryset:
-            try:
-                check = host_check(engine=host.engine, bind_address=host.bind_address)
-            except HostCheckFailed as exc:
-                self.message_user(request, f"{host}: {exc}", messages.ERROR)
-                continue
-            host_check_record(host_id=host.pk, check=check)
-            self.message_user(request, f"{host}: {check['check_report']}")
+            host_check_enqueue(host_id=host.pk)
+        self.message_user(
+            request,
+            f"The host check of {queryset.count()} host(s) is queued for a worker; the result shows on each "
+            "host's page (what it found, or why it failed) in a few seconds.",
+        )
 
 
 class PoolTargetForm(forms.ModelForm):

@@ -378,6 +378,28 @@ def image_id(*, tag: str, base_url: EngineRef = None) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class ImageTagged:
+    reference: str  # one tag of the image, e.g. mariadb:10.11
+    image_id: str
+    created: int  # seconds since the epoch, as the engine says
+
+
+@_engine_call
+def image_list(*, base_url: EngineRef = None) -> list[ImageTagged]:
+    """Every tagged image on the engine, one row per tag: one API call (`docker images`)."""
+    try:
+        images = client(base_url).api.images()
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"listing the images of {engine_url(base_url)} failed: {exc}") from exc
+    return [
+        ImageTagged(reference=tag, image_id=image["Id"], created=int(image.get("Created") or 0))
+        for image in images
+        for tag in image.get("RepoTags") or ()
+        if tag != "<none>:<none>"
+    ]
+
+
 @_engine_call
 def image_copy(*, image: str, source: EngineRef, target: EngineRef) -> bool:
     """Give `target` the image `source` has under the name `image` (same id, same tag), streamed from one

@@ -19,20 +19,22 @@ import socket
 import time
 import uuid
 
+import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning import docker_client, egress
+from provisioning import docker_client, egress, jobs
 from provisioning.care.models import Incident, PlatformCheck
 from provisioning.care.platform import platform_check_record
 from provisioning.exceptions import HostCheckFailed, ProvisioningError
+from provisioning.host_images import host_images_refresh
 from provisioning.lost_hosts import stale_stacks_remove
 from provisioning.models import StaleStack
 from provisioning.stacks import stack_for
 from stores.exceptions import InvalidTransition
 from stores.models import Engine, Host, Store
-from stores.services import store_transition
+from stores.services import host_check_failure_record, host_check_record, store_transition
 
 logger = logging.getLogger(__name__)
 PROBE_PORT = 6379
@@ -156,6 +158,31 @@ def hosts_fence_check() -> list[PlatformCheck]:
     return recorded
 
 
+def host_check_run(*, host_id: int) -> bool:
+    """Run the check again on a saved host, in a worker (the admin's "Run the host check again" queues it:
+    the web tier has no docker group for a unix:// engine, and an engine may take a while), and record the
+    outcome on the host: what it found and the images its engine holds, or why it failed."""
+    host = Host.objects.get(pk=host_id)
+    try:
+        check = host_check(engine=host.engine, bind_address=host.bind_address)
+    except HostCheckFailed as exc:
+        host_check_failure_record(host_id=host.pk, error=str(exc), at=timezone.now())
+        return False
+    host_check_record(host_id=host.pk, check=check)
+    try:
+        host_images_refresh(host=host)
+    except ProvisioningError as exc:  # the check passed; the platform round records the images
+        logger.warning("host %s: its images were not recorded after the check: %s", host.name, exc)
+    return True
+
+
+def host_check_enqueue(*, host_id: int) -> None:
+    """Queue the check of a saved host for a worker (default queue)."""
+    django_rq.get_queue("default").enqueue(
+        jobs.host_check_run, host_id, job_id=f"host-check-{host_id}-{uuid.uuid4().hex[:8]}"
+    )
+
+
 def host_images_copy(*, host, dry_run: bool = False, log=print) -> list[str]:
     """Give the host's engine every store image the platform's engine has (settings.STORE_IMAGES), through
     the Docker API, skipping those it already has (same id). The images a host runs are the platform's:
@@ -175,6 +202,8 @@ def host_images_copy(*, host, dry_run: bool = False, log=print) -> list[str]:
             docker_client.image_copy(image=image, source=None, target=host.engine)
         log(f"{image}: {'would copy' if dry_run else 'copied'} to {host.name}")
         copied.append(image)
+    if not dry_run:
+        log(f"recorded {host_images_refresh(host=host)} store image(s) of {host.name}")
     return copied
 
 

@@ -111,3 +111,10 @@ def hosts_fence_check() -> None:
     from provisioning.hosts import hosts_fence_check
 
     hosts_fence_check()
+
+
+@job("default", timeout=5 * 60)
+def host_check_run(host_id: int) -> None:
+    from provisioning.hosts import host_check_run
+
+    host_check_run(host_id=host_id)

@@ -20,12 +20,12 @@ from contextlib import contextmanager, suppress
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 
-def _lock_name(key: str) -> str:
+def lock_name(key: str) -> str:
     database = hashlib.sha256(str(connection.settings_dict["NAME"]).encode()).hexdigest()[:16]
     return f"shophosting.{key}.{database}"  # at most 64 characters, MariaDB's limit
 
 
-def _named_locks() -> bool:
+def named_locks() -> bool:
     return connection.vendor == "mysql"
 
 
@@ -44,7 +44,7 @@ def operation_hold(*, key: str) -> Iterator[bool]:
 
     The lock lives on a connection of its own, so nothing the job does with Django's connection (closing
     it after an error, for one) can drop it; closing that connection at the end releases it."""
-    if not _named_locks():
+    if not named_locks():
         yield True
         return
     holder = connections.create_connection(DEFAULT_DB_ALIAS)
@@ -53,7 +53,7 @@ def operation_hold(*, key: str) -> Iterator[bool]:
             # The connection idles while the job runs; a server with a short wait_timeout would otherwise
             # end it and free the lock under a live worker. A worker that hangs is reaped by its timeout.
             cursor.execute("SET SESSION wait_timeout = 86400")
-            cursor.execute("SELECT GET_LOCK(%s, 0)", [_lock_name(key)])
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [lock_name(key)])
             held = cursor.fetchone()[0] == 1
         yield held
     finally:
@@ -63,8 +63,8 @@ def operation_hold(*, key: str) -> Iterator[bool]:
 
 def operation_holder_alive(*, key: str) -> bool | None:
     """True while a process holds the lock of `key`, False when none does, None where it cannot be known."""
-    if not _named_locks():
+    if not named_locks():
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT IS_USED_LOCK(%s)", [_lock_name(key)])
+        cursor.execute("SELECT IS_USED_LOCK(%s)", [lock_name(key)])
         return cursor.fetchone()[0] is not None

@@ -50,6 +50,9 @@ class ProvisioningJob(models.Model):
     # A provision (or its retry): whether the stack was built for the store or claimed from the warm pool;
     # set by the allocate step. Each step's time is on its JobStep.
     path = models.CharField(max_length=10, choices=Path.choices, blank=True)
+    # How many times a worker put the job back because its host's job slots were all taken
+    # (provisioning/host_slots.py); a queued job with waits is "waiting for its host".
+    host_waits = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -325,3 +328,22 @@ class StaleStack(models.Model):
 
     def __str__(self):
         return f"stale stack of store {self.store_id} on host {self.host_id}"
+
+
+class HostImage(models.Model):
+    """One image a host's engine holds, as last seen (provisioning/host_images.py): refreshed by the host
+    check, `host_images_copy`, `images_build` (the platform's engine) and the platform round (one image list
+    per host). What a host is missing is read here, without asking its engine."""
+
+    host = models.ForeignKey("stores.Host", on_delete=models.CASCADE, related_name="images")
+    reference = models.CharField(max_length=255, help_text="The tag the stacks name it by, e.g. mariadb:10.11.")
+    image_id = models.CharField(max_length=80)
+    created = models.DateTimeField(null=True, blank=True, help_text="When the image was built, as the engine says.")
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["host", "reference"]
+        constraints = [models.UniqueConstraint(fields=["host", "reference"], name="hostimage_host_reference")]
+
+    def __str__(self):
+        return f"{self.reference} on host {self.host_id}"

@@ -21,6 +21,7 @@ from django.db import transaction
 from accounts.models import User
 from provisioning import docker_client
 from provisioning.exceptions import DockerUnavailable, JobConflict
+from provisioning.host_images import hosts_holding
 from provisioning.models import Rollout, RolloutStore, StoreUpdate, UpdateEvent, UpdateStatus
 from provisioning.updates import AlreadyOnImage, store_update_request
 from shophosting.core.transitions import transition
@@ -95,7 +96,12 @@ def rollout_image_check(*, image: str, hosts: list[Host]) -> None:
     if not IMAGE_REFERENCE.match(image or ""):
         raise ValidationError(f"“{image}” is not an image reference (such as shophosting/wordpress-official:6.5).")
     missing = []
+    # The records first (the platform round refreshes them every minute, images_build at once): an engine is
+    # asked only for the hosts not recorded as holding the image, e.g. one built seconds ago.
+    recorded = hosts_holding(reference=image, hosts=hosts)
     for host in hosts:
+        if host.pk in recorded:
+            continue
         try:
             if not docker_client.image_exists(tag=image, base_url=host.engine):
                 missing.append(host.name)

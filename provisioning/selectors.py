@@ -1,7 +1,9 @@
+from dataclasses import dataclass
 from datetime import timedelta
 from statistics import median
 
 from django.conf import settings
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from provisioning import acme_client, proxy
@@ -216,3 +218,43 @@ def store_domains_waiting(store) -> list[dict]:
             }
         )
     return list(groups.values())
+
+
+@dataclass(frozen=True)
+class HostJobs:
+    """A host's queue depth: its jobs running, queued, and of those queued, put back waiting for a slot."""
+
+    host_id: int | None
+    host_name: str
+    slots: int
+    running: int
+    queued: int
+    waiting: int
+
+
+def host_jobs_depth() -> list[HostJobs]:
+    """Queue depth per host, from the job rows in one query: the hosts with a job queued or running (jobs of
+    stores not placed yet come under no host). `waiting` counts queued jobs that a worker already put back
+    because every slot of their host was taken (provisioning/host_slots.py)."""
+    Job = ProvisioningJob
+    rows = (
+        Job.objects.filter(status__in=Job.ACTIVE)
+        .values("store__host_id", "store__host__name", "store__host__job_slots")
+        .annotate(
+            running=Count("pk", filter=Q(status=Job.Status.RUNNING)),
+            queued=Count("pk", filter=Q(status=Job.Status.QUEUED)),
+            waiting=Count("pk", filter=Q(status=Job.Status.QUEUED, host_waits__gt=0)),
+        )
+        .order_by("store__host__name")
+    )
+    return [
+        HostJobs(
+            host_id=row["store__host_id"],
+            host_name=row["store__host__name"] or "not placed yet",
+            slots=row["store__host__job_slots"] or settings.HOST_JOB_SLOTS,
+            running=row["running"],
+            queued=row["queued"],
+            waiting=row["waiting"],
+        )
+        for row in rows
+    ]

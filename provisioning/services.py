@@ -13,7 +13,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from accounts.models import User
-from provisioning import acme_client, docker_client, jobs, liveness, proxy
+from provisioning import acme_client, docker_client, host_slots, jobs, liveness, proxy
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import JobKind, kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
@@ -155,11 +155,46 @@ def job_execute(*, job_id: int) -> None:
     with liveness.job_hold(job_id=job_id) as held:
         if not held:
             return  # another live worker runs it
-        try:
-            _job_run(job_id)
-        except (OperationalError, InterfaceError) as exc:
-            _job_fail_when_database_returns(job_id=job_id, error=exc)
-            raise
+        host = (
+            Job.objects.filter(pk=job_id, status=Job.Status.QUEUED)
+            .values_list("store__host_id", "store__host__name", "store__host__job_slots")
+            .first()
+        )
+        host_id, host_name, slots = host or (None, "", None)
+        slots = slots or settings.HOST_JOB_SLOTS
+        with host_slots.host_slot_hold(host_id=host_id, slots=slots) as slot:
+            if slot is False:
+                _job_wait_for_host(job_id=job_id, host_name=host_name, slots=slots)
+                return
+            try:
+                _job_run(job_id)
+            except (OperationalError, InterfaceError) as exc:
+                _job_fail_when_database_returns(job_id=job_id, error=exc)
+                raise
+
+
+def _job_wait_for_host(*, job_id: int, host_name: str, slots: int) -> None:
+    """Every slot of the job's host is held (provisioning/host_slots.py): put the job back on its queue, due
+    again in HOST_JOB_WAIT_SECONDS, so this worker goes on with other hosts' jobs. The job stays queued; its
+    first wait is logged on its first pending step, for staff, and each wait is counted (`host_waits`)."""
+    delay = settings.HOST_JOB_WAIT_SECONDS
+    job = Job.objects.only("kind", "timeout_seconds", "host_waits").get(pk=job_id)
+    waits = job.host_waits + 1
+    message = f"waiting: host {host_name} runs {slots} job{'s' if slots != 1 else ''}; trying again every {delay} s"
+    logger.info("job %s %s", job_id, message)
+    if waits == 1:
+        step = JobStep.objects.filter(job_id=job_id, status=JobStep.Status.PENDING).order_by("order").first()
+        if step is not None:
+            _step_log(step, message)
+    rq_job_id = f"{_rq_job_id(job_id)}-wait-{waits}"
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(host_waits=waits, rq_job_id=rq_job_id)
+    django_rq.get_queue(kind_get(job.kind).queue).enqueue_in(
+        timedelta(seconds=delay),
+        jobs.provisioning_job_run,
+        job_id,
+        job_id=rq_job_id,
+        job_timeout=job.timeout_seconds,
+    )
 
 
 def _job_fail_when_database_returns(*, job_id: int, error: BaseException, wait_seconds: float = 60) -> None:
@@ -360,8 +395,10 @@ def jobs_requeue_lost(*, now=None, grace_seconds: int = 60) -> list[int]:
     holds its store for ever. `_job_claim` makes a second delivery harmless."""
     settled = (now or timezone.now()) - timedelta(seconds=grace_seconds)
     requeued = []
-    for job_id, kind in Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=settled).values_list("pk", "kind"):
-        if not rq_job_pending(queue=kind_get(kind).queue, job_id=_rq_job_id(job_id)):
+    queued = Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=settled)
+    for job_id, kind, rq_job_id in queued.values_list("pk", "kind", "rq_job_id"):
+        # A job put back to wait for its host's slot is pending under the id of its latest wait.
+        if not rq_job_pending(queue=kind_get(kind).queue, job_id=rq_job_id or _rq_job_id(job_id)):
             logger.warning("job %s was queued but its RQ job is gone; enqueued again", job_id)
             _rq_enqueue(job_id)
             requeued.append(job_id)

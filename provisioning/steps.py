@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from provisioning import acme_client, docker_client, egress, hooks, pool, proxy
 from provisioning.exceptions import ProvisioningError
+from provisioning.host_images import host_images_ensure
 from provisioning.kinds import JobKind, Log, Step
 from provisioning.models import JobLogLine, JobStep
 from provisioning.models import ProvisioningJob as JobModel
@@ -57,6 +58,10 @@ def allocate(store: Store, log: Log, *, job_id: int | None = None) -> None:
             images = store_images_record(store_id=store.pk)
             log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
             log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(images.items()))}")
+            # Placement does not look at images: the host gets the ones this store runs that it lacks, from
+            # the platform's engine, before any container (provisioning/host_images.py); a retry finds them.
+            services = _stack(store).services(include_optional=store.phpmyadmin_enabled)
+            host_images_ensure(host=store.host, images=[service.image for service in services], log=log)
         else:
             _path_record(job_id, JobModel.Path.CLAIMED)
             log(f"runs the warm pool stack {store.slug} it claimed, on host {store.host.name}")

@@ -30,6 +30,7 @@ from provisioning import docker_client, proxy
 from provisioning.care.models import PlatformCheck
 from provisioning.care.platform import platform_check_record
 from provisioning.care.selectors import platform_check_last
+from provisioning.host_images import hosts_images_refresh
 from provisioning.hosts import host_heartbeat
 from shophosting.core import queues
 from stores.models import Host
@@ -179,6 +180,8 @@ def platform_checks_run() -> list[PlatformCheck]:
     # After the records: a host's stores go unreachable once its incident is open, and come back when it answers.
     for pk, result in engines["hosts"].items():
         host_heartbeat(host_id=int(pk), ok=result["ok"])
+    # What each answering host holds: one image list per host (provisioning/host_images.py).
+    hosts_images_refresh(host_ids=[int(pk) for pk, result in engines["hosts"].items() if result["ok"]])
     return recorded
 
 

@@ -81,6 +81,12 @@ class Host(models.Model):
         help_text="New stores are placed only on hosts that accept them.",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY, editable=False)
+    job_slots = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Jobs that may run on this host's engine at once; empty: the platform's HOST_JOB_SLOTS.",
+    )
     # The CA, client certificate and key for a tcp:// engine with --tlsverify, one Fernet token like store
     # credentials (stores/crypto.py): {"ca": PEM, "cert": PEM, "key": PEM}; empty for unix:// and ssh://.
     tls_encrypted = models.TextField(blank=True, editable=False)
@@ -97,6 +103,9 @@ class Host(models.Model):
     disk_free_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
     disk_total_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
     check_report = models.TextField(blank=True, editable=False)
+    # The last check run by a worker failed (provisioning/hosts.py, host_check_run): when and why; emptied by
+    # the next check that passes. What the last passing check found stays above.
+    check_error = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -129,6 +138,10 @@ class Host(models.Model):
             ssh_key=ssh.get("key", ""),
             ssh_known_hosts=ssh.get("known_hosts", ""),
         )
+
+    @property
+    def job_slots_effective(self) -> int:
+        return self.job_slots or settings.HOST_JOB_SLOTS
 
     @property
     def accepts_new_stores(self) -> bool:

@@ -13,6 +13,20 @@ class HostUsage:
     memory_mb: int
     cpus: Decimal
     ports: list[int]
+    disk_gb: int = 0  # the plans' disk allowances of the stores holding resources there
+    stores: int = 0  # the stores holding resources there (warm pool stacks included)
+
+    @property
+    def memory_free_mb(self) -> int:
+        return self.host.memory_capacity_mb - self.memory_mb
+
+    @property
+    def cpus_free(self) -> Decimal:
+        return self.host.cpu_capacity - self.cpus
+
+    @property
+    def disk_free_gb(self) -> int | None:
+        return None if self.host.disk_capacity_gb is None else self.host.disk_capacity_gb - self.disk_gb
 
 
 S = Store.Status
@@ -61,10 +75,34 @@ def host_ports_used(*, host: Host) -> list[int]:
 
 
 def host_usage_list() -> list[HostUsage]:
+    """Every host with what its stores reserve (memory, CPUs, disk), their count and the ports in use: two
+    queries however many hosts and stores (the staff index and `manage.py hosts` read it)."""
+    hosts = list(Host.objects.order_by("name"))
+    holders: dict[int, list[Store]] = {host.pk: [] for host in hosts}
+    ports: dict[int, list[int]] = {host.pk: [] for host in hosts}
+    rows = (
+        Store.objects.filter(host__isnull=False)
+        .filter(models.Q(status__in=HOLDS_RESOURCES) | models.Q(port__isnull=False))
+        .select_related("plan")
+    )
+    for store in rows:
+        if store.port is not None:
+            ports[store.host_id].append(store.port)
+        if store.status in HOLDS_RESOURCES:
+            holders[store.host_id].append(store)
     usage = []
-    for host in Host.objects.order_by("name"):
-        memory_mb, cpus = host_reservation(host=host)
-        usage.append(HostUsage(host=host, memory_mb=memory_mb, cpus=cpus, ports=host_ports_used(host=host)))
+    for host in hosts:
+        reservations = [stack_reservation(store) for store in holders[host.pk]]
+        usage.append(
+            HostUsage(
+                host=host,
+                memory_mb=sum(memory for memory, _ in reservations),
+                cpus=sum((cpus for _, cpus in reservations), Decimal(0)),
+                ports=sorted(ports[host.pk]),
+                disk_gb=sum(store.plan.disk_allowance_gb or 0 for store in holders[host.pk]),
+                stores=len(holders[host.pk]),
+            )
+        )
     return usage
 
 

@@ -299,8 +299,14 @@ def host_check_record(*, host_id: int, check: dict) -> Host:
     host = Host.objects.select_for_update().get(pk=host_id)
     for name in HOST_CHECK_FIELDS:
         setattr(host, name, check[name])
-    host.save(update_fields=list(HOST_CHECK_FIELDS))
+    host.check_error = ""
+    host.save(update_fields=[*HOST_CHECK_FIELDS, "check_error"])
     return host
+
+
+def host_check_failure_record(*, host_id: int, error: str, at) -> None:
+    """Record that a check run again on a saved host failed; what the last passing check found is kept."""
+    Host.objects.filter(pk=host_id).update(check_error=f"{at:%Y-%m-%d %H:%M} UTC: {error}"[:5000])
 
 
 def host_local_ensure(*, docker_url: str) -> Host:

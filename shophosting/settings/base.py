@@ -214,6 +214,12 @@ DOCKER_BASE_IMAGE = env("SHOPHOSTING_BASE_IMAGE", default="shophosting/base:book
 HOST_PLACEMENT_POLICY = env("HOST_PLACEMENT_POLICY", default="pack")
 if HOST_PLACEMENT_POLICY not in ("spread", "pack"):
     raise ImproperlyConfigured(f"HOST_PLACEMENT_POLICY must be spread or pack, not {HOST_PLACEMENT_POLICY!r}")
+# Jobs that touch a host's engine run at most this many at once per host (provisioning/host_slots.py), so a
+# busy or slow host never holds every worker; a host's own `job_slots` overrides it. A job whose host has no
+# free slot goes back on its queue for HOST_JOB_WAIT_SECONDS (workers run --with-scheduler) and the workers go
+# on with other hosts' jobs. MariaDB named locks hold the slots; on SQLite (the demo) nothing is bounded.
+HOST_JOB_SLOTS = env.int("HOST_JOB_SLOTS", default=2)
+HOST_JOB_WAIT_SECONDS = env.int("HOST_JOB_WAIT_SECONDS", default=5)
 # Encrypts store credentials at rest: comma-separated Fernet keys, newest first (rotation).
 CREDENTIALS_KEY = env("CREDENTIALS_KEY", default="")
 

@@ -20,6 +20,7 @@ from consultations.selectors import tickets_first_response_due_soon, tickets_fir
 from provisioning import acme_client, proxy
 from provisioning.care.selectors import incidents_open, sla_breaches
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.selectors import host_jobs_depth
 from shophosting.core import queues
 from shophosting.health import (
     check_repository,
@@ -29,7 +30,7 @@ from shophosting.health import (
     timed_check,
 )
 from stores.models import Host, Store
-from stores.selectors import host_disk_reserved, host_usage_list
+from stores.selectors import host_usage_list
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,19 @@ class HostCapacity:
     memory_mb: int
     cpus: float
     disk_gb: int = 0  # the plans' allowances of the stores holding resources there
+    stores: int = 0  # the stores (and warm pool stacks) holding resources there
+
+    @property
+    def memory_free_mb(self) -> int:
+        return self.host.memory_capacity_mb - self.memory_mb
+
+    @property
+    def cpus_free(self) -> float:
+        return round(float(self.host.cpu_capacity) - self.cpus, 2)
+
+    @property
+    def disk_reserved_free_gb(self) -> int | None:
+        return None if self.host.disk_capacity_gb is None else self.host.disk_capacity_gb - self.disk_gb
 
     @property
     def disk_free_gb(self) -> str:
@@ -64,7 +78,8 @@ def host_capacity() -> list[HostCapacity]:
             ports_total=usage.host.port_range_end - usage.host.port_range_start + 1,
             memory_mb=usage.memory_mb,
             cpus=float(usage.cpus),
-            disk_gb=host_disk_reserved(host=usage.host),
+            disk_gb=usage.disk_gb,
+            stores=usage.stores,
         )
         for usage in host_usage_list()
     ]
@@ -176,6 +191,7 @@ def dashboard(user) -> dict:
         data["failed_jobs"] = failed_jobs_recent()
         data["jobs_running"] = ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
         data["jobs_active"] = jobs_active()
+        data["host_jobs"] = host_jobs_depth()  # live: one grouped query over the active jobs
         try:
             data["queues"] = queues.queue_stats()
         except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from provisioning.exceptions import ProvisioningError
+from provisioning.host_images import platform_images_refresh
 from provisioning.images import (
     LOCAL_IMAGES,
     PRODUCTION_IMAGES,
@@ -65,6 +66,7 @@ class Command(BaseCommand):
             return
         try:
             images_build(names=names, log=self.stdout.write)
+            platform_images_refresh(log=self.stdout.write)
         except ProvisioningError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -84,5 +86,6 @@ class Command(BaseCommand):
                     self.stdout.write(str(build))
                 return
             production_images_build(builds=builds, log=self.stdout.write)
+            platform_images_refresh(log=self.stdout.write)
         except ProvisioningError as exc:
             raise CommandError(str(exc)) from exc
