@@ -239,7 +239,8 @@ AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     # First, so a locked-out client is refused before its password is even checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, loading a session's user and whether it has a second-factor device in one query.
+    "accounts.backends.AccountBackend",
 ]
 # Messages live in the session, not in a cookie: a temporary password shown once (when its e-mail failed)
 # must never travel in a cookie, signed or not.

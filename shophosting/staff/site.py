@@ -4,6 +4,8 @@ and an audit trail of everything staff change through it."""
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import path
+from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from accounts.services import audit_record
 from shophosting.staff import views
@@ -55,6 +57,20 @@ class AuditedAdminMixin:
                 object_ids=selected[:500],
             )
         return response
+
+
+class PlainActionCheckboxMixin:
+    """Each changelist row's action checkbox as the same HTML Django's widget renders, without the widget.
+    Django renders it through the form renderer's templates, about half a millisecond a row: half of what a
+    100-row store list cost to render (tests/benchmarks/pages.py)."""
+
+    def action_checkbox(self, obj):
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
 
 
 # dj-stripe mirrors what Stripe holds. Staff read the parts that explain a merchant's bill; the rest (Connect
@@ -118,6 +134,8 @@ class StaffAdminSite(admin.AdminSite):
             return
         admin_class = admin_class or admin.ModelAdmin
         mixins = [AuditedAdminMixin] if not issubclass(admin_class, AuditedAdminMixin) else []
+        if not issubclass(admin_class, PlainActionCheckboxMixin):
+            mixins.append(PlainActionCheckboxMixin)
         if models[0]._meta.app_label == STRIPE_MIRROR_APP and not issubclass(admin_class, StripeMirrorReadOnlyMixin):
             mixins.insert(0, StripeMirrorReadOnlyMixin)
         if mixins:

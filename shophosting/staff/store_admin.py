@@ -129,6 +129,9 @@ class StoreAdmin(admin.ModelAdmin):
     list_filter = ["status", "platform", "tls_status", "host", "plan", ("staging_of", admin.EmptyFieldListFilter)]
     search_fields = ["domain", "customer__email", "customer__company", "site_title"]
     list_select_related = ["customer", "plan", "host", "staging_of"]
+    # Newest first by the primary key, which the database reads backwards from its index: the model's
+    # "-created_at" has no index, so every page sorted all the stores first (time grew with their number).
+    ordering = ["-pk"]
     # Status and placement change only through services (store_transition, store_place).
     readonly_fields = [
         "customer",

@@ -14,8 +14,8 @@ with 3 stores, the staff index and the store changelist (a super admin; two-fact
 here, which the figure does not depend on).
 
 Needs MariaDB and Redis as the tests do, and `ab` (Debian's apache2-utils; installed when missing and root).
-Uses its own MariaDB database `shophosting_bench_pages` (migrated on first use, a few minutes) and Redis
-database 11 (`BENCH_REDIS_URL` chooses another). Nothing is sent anywhere but 127.0.0.1.
+Uses its own MariaDB database `shophosting_bench_pages` (migrated on first use, a few minutes; BENCH_DATABASE
+names another) and Redis database 11 (`BENCH_REDIS_URL` chooses another). Nothing is sent anywhere but 127.0.0.1.
 """
 
 import argparse
@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 PORT_CACHED, PORT_UNCACHED = 18731, 18732
 HOST = "bench.shophosting.test"
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "shophosting_bench_pages")
 ENVIRONMENT = {
     "DJANGO_SETTINGS_MODULE": "tests.benchmarks.pages_settings",
     "DJANGO_SECRET_KEY": "bench-only-" + "x" * 50,
-    "DATABASE_URL": "mysql://root@127.0.0.1:3306/shophosting_bench_pages",
+    "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{BENCH_DATABASE}",
     "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
     "PLATFORM_DOMAIN": "shophosting.test",
     "CREDENTIALS_KEY": "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=",
@@ -205,7 +206,7 @@ def main() -> None:
     import MySQLdb
 
     MySQLdb.connect(host="127.0.0.1", user="root").cursor().execute(
-        "CREATE DATABASE IF NOT EXISTS shophosting_bench_pages CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        f"CREATE DATABASE IF NOT EXISTS {BENCH_DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     )
     os.environ.update(ENVIRONMENT)
     binary = ensure_ab()
