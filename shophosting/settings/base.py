@@ -175,6 +175,9 @@ CACHES = {
 # live at most (publishing, unpublishing and plan changes clear it at once); 0 turns it off.
 PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=300)
 PAGE_CACHE_ALIAS = "default"
+# A customer's dashboard (stores, last backups, room for another store) is kept per customer and dropped as
+# soon as one of those rows changes (shophosting/core/customer_pages.py); this bounds an entry's life; 0: off.
+CUSTOMER_PAGE_CACHE_SECONDS = env.int("CUSTOMER_PAGE_CACHE_SECONDS", default=300)
 # The staff index's slow figures (MRR, capacity, customers and stores by status, SLA breaches) are computed at
 # most this often and shared by all staff (shophosting/staff/selectors.py, dashboard_figures); 0: every view.
 STAFF_FIGURES_SECONDS = env.int("STAFF_FIGURES_SECONDS", default=60)
