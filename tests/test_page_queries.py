@@ -215,3 +215,25 @@ def test_a_device_confirmed_in_another_session_gates_this_one_at_its_next_reques
     assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:second_factor"))
     TOTPDevice.objects.filter(pk=device.pk).delete()
     assert client.get(reverse(HOME)).status_code == 200
+
+
+# --- The staff model list, built and rendered once per distinct list -----------------------------------------
+
+
+def test_the_staff_model_list_is_each_roles_own_and_marks_the_page_it_is_on(client, staff_user):
+    from accounts.roles import Role
+    from accounts.services import staff_user_ensure
+
+    support, _ = staff_user_ensure(email="support@example.com", role=Role.SUPPORT, password="support password 1")
+    add_store = f'<a href="{reverse("admin:stores_store_add")}" class="addlink"'
+    for _ in range(2):  # built and rendered, then reused: each role keeps its own
+        client.force_login(staff_user)
+        assert add_store in client.get(reverse("admin:index")).content.decode()
+        client.force_login(support)
+        assert add_store not in client.get(reverse("admin:index")).content.decode()
+
+    client.force_login(staff_user)
+    stores = client.get(reverse("admin:stores_store_changelist")).content.decode()
+    jobs = client.get(reverse("admin:provisioning_provisioningjob_changelist")).content.decode()
+    assert 'class="model-store current-model"' in stores and 'class="model-store current-model"' not in jobs
+    assert 'class="model-provisioningjob current-model"' in jobs
