@@ -5,7 +5,7 @@ as often with 10,000 stores as with 10, and the dashboard, read from the per-cus
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -139,6 +139,9 @@ def test_a_queryset_update_and_a_deletion_show_at_the_next_view(merchant_client)
 
     Store.objects.filter(pk=store.pk).update(site_title="Renamed in bulk")
     assert "Renamed in bulk" in home(client)
+    with transaction.atomic():  # as the services write: under a row lock
+        Store.objects.select_for_update().filter(pk=store.pk).update(site_title="Renamed under a lock")
+    assert "Renamed under a lock" in home(client)
 
     Store.objects.filter(pk=store.pk).update(status=Store.Status.DELETED)  # a deleted store is not listed
     assert "first.test" not in home(client)

@@ -90,7 +90,9 @@ def customer_page_cached(customer, name: str, compute: Callable[[], object], *, 
 
 
 def _customers_of(model, rows: models.QuerySet) -> set:
-    return set(rows.order_by().values_list(model.customer_pages_path, flat=True).distinct())
+    rows = rows.order_by()
+    rows.query.select_for_update = False  # a plain read of who they belong to; the write itself locks
+    return set(rows.values_list(model.customer_pages_path, flat=True).distinct())
 
 
 class CustomerPagesQuerySet(models.QuerySet):
@@ -117,8 +119,11 @@ class CustomerPagesQuerySet(models.QuerySet):
 
     def bulk_create(self, objs, *args, **kwargs):
         created = super().bulk_create(objs, *args, **kwargs)
-        saved = [obj.pk for obj in created if obj.pk is not None]
-        customer_pages_changed(_customers_of(self.model, self.model._default_manager.filter(pk__in=saved)))
+        if "__" not in self.model.customer_pages_path:
+            customer_pages_changed(getattr(obj, self.model.customer_pages_path) for obj in created)
+        else:
+            saved = [obj.pk for obj in created if obj.pk is not None]
+            customer_pages_changed(_customers_of(self.model, self.model._default_manager.filter(pk__in=saved)))
         return created
 
     def bulk_update(self, objs, fields, *args, **kwargs):
