@@ -178,6 +178,20 @@ def gunicorn(port: int, extra_env: dict) -> subprocess.Popen:
     return process
 
 
+def warm(port: int, path: str, session: str | None, requests: int = 8) -> None:
+    """A few requests, not timed: a second of `ab` may complete none on a slow page of a loaded machine."""
+    headers = {"Host": HOST, "X-Forwarded-Proto": "https", **({"Cookie": f"sessionid={session}"} if session else {})}
+    for _ in range(requests):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("GET", path, headers=headers)
+            status = connection.getresponse().status
+        finally:
+            connection.close()
+        if status != 200:
+            sys.exit(f"{path} answered {status} before the timed runs")
+
+
 def ab(binary: str, port: int, path: str, session: str | None, seconds: float) -> tuple[float, float]:
     command = [binary, "-k", "-q", "-c", "8", "-t", str(seconds), "-n", "1000000", "-H", "X-Forwarded-Proto: https"]
     command += ["-H", f"Host: {HOST}"]
@@ -218,7 +232,7 @@ def main() -> None:
     try:
         figures = {label: [] for label, *_ in PAGES}
         for _label, path, who, cached in PAGES:  # a first, untimed round: each page's first render is slower
-            ab(binary, PORT_CACHED if cached else PORT_UNCACHED, path, seeded["sessions"].get(who), 1)
+            warm(PORT_CACHED if cached else PORT_UNCACHED, path, seeded["sessions"].get(who))
         for _ in range(args.runs):  # interleaved, so a slow moment of the machine hits every page alike
             for label, path, who, cached in PAGES:
                 port = PORT_CACHED if cached else PORT_UNCACHED
