@@ -100,9 +100,15 @@ class CustomerPagesQuerySet(models.QuerySet):
 
     def update(self, **kwargs):
         customers = _customers_of(self.model, self)
-        rows = super().update(**kwargs)
         moved_to = kwargs.get("customer", kwargs.get("customer_id"))
-        customers.add(getattr(moved_to, "pk", moved_to))
+        moved_to = moved_to.pk if isinstance(moved_to, models.Model) else moved_to
+        # Given to a customer by an expression: whoever the same rows belong to afterwards.
+        moved_rows = None if moved_to is None or isinstance(moved_to, int) else list(self.values_list("pk", flat=True))
+        rows = super().update(**kwargs)
+        if moved_rows is not None:
+            customers |= _customers_of(self.model, self.model._default_manager.filter(pk__in=moved_rows))
+        elif moved_to is not None:
+            customers.add(moved_to)
         customer_pages_changed(customers)
         return rows
 
