@@ -11,7 +11,11 @@ def second_factor_pending(request: HttpRequest) -> str | None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or user.is_verified():
         return None
-    if user_has_device(user, confirmed=True):
+    # Loaded with the user by accounts.backends.AccountBackend; asked of django-otp for a user loaded otherwise.
+    has_device = getattr(user, "has_confirmed_device", None)
+    if has_device is None:
+        has_device = user_has_device(user, confirmed=True)
+    if has_device:
         return "accounts:second_factor"
     if user.is_staff and settings.STAFF_TWO_FACTOR_REQUIRED:
         return "accounts:two_factor"

@@ -9,11 +9,13 @@ class BackupsConfig(AppConfig):
         from backups import care_checks, recovery_kinds, transfer_kinds
         from backups import kinds as backup_kinds
         from backups.handlers import store_live_first_backup
+        from backups.models import BackupRun
         from backups.services.pre_update import pre_update_backup_restore, pre_update_backup_take
         from provisioning import kinds
         from provisioning.care.checks import check_register
         from provisioning.hooks import store_live_register
         from provisioning.safety import snapshot_provider_register
+        from shophosting.core.customer_pages import customer_pages_track
 
         # Backups, restores and verifications are jobs of the engine: one operation per store at a time.
         for kind in (*backup_kinds.KINDS, *transfer_kinds.KINDS, *recovery_kinds.KINDS):
@@ -27,3 +29,5 @@ class BackupsConfig(AppConfig):
         # (an incident), without counting as downtime.
         check_register(name="backup", title="Last backup", run=care_checks.last_backup)
         check_register(name="backup_verification", title="Backup verification", run=care_checks.last_verification)
+        # The customer's dashboard shows each store's last good backup: a run's writes make it stale.
+        customer_pages_track(BackupRun)

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from shophosting.core.customer_pages import CustomerPagesQuerySet
 from shophosting.core.transitions import StatusEvent
 
 
@@ -75,6 +76,10 @@ class BackupRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    # The customer's dashboard shows each store's last good backup (shophosting/core/customer_pages.py).
+    objects = CustomerPagesQuerySet.as_manager()
+    customer_pages_path = "store__customer_id"
 
     class Meta:
         ordering = ["-created_at", "-id"]

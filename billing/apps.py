@@ -15,3 +15,9 @@ class BillingConfig(AppConfig):
         from consultations.response_targets import first_response_target_source_set
 
         first_response_target_source_set(customer_first_response_target)
+
+        # The customer's dashboard offers "Add a store" by subscription: their writes make it stale.
+        from billing.models import Subscription
+        from shophosting.core.customer_pages import customer_pages_track
+
+        customer_pages_track(Subscription)

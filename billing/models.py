@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from shophosting.core.customer_pages import CustomerPagesQuerySet
 from shophosting.core.transitions import StatusEvent
 from stores.models import Platform
 
@@ -146,6 +147,10 @@ class Subscription(models.Model):
     payment_failed_event_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # The customer's dashboard offers "Add a store" by its subscriptions (shophosting/core/customer_pages.py).
+    objects = CustomerPagesQuerySet.as_manager()
+    customer_pages_path = "customer_id"
 
     class Meta:
         ordering = ["-created_at"]

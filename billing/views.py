@@ -66,7 +66,7 @@ def signup_view(request, plan_slug: str):
                     password=fields["password"],
                     company=fields["company"],
                 )
-                login(request, subscription.customer, backend="django.contrib.auth.backends.ModelBackend")
+                login(request, subscription.customer, backend="accounts.backends.AccountBackend")
         except ValidationError as exc:
             form.add_error("domain", exc)
         except BillingRefused as exc:

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from shophosting.core.customer_pages import CustomerPagesQuerySet
 from shophosting.core.transitions import StatusEvent
 from stores import crypto
 
@@ -235,6 +236,10 @@ class Store(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Every write marks the customer's cached dashboard stale (shophosting/core/customer_pages.py).
+    objects = CustomerPagesQuerySet.as_manager()
+    customer_pages_path = "customer_id"
 
     class Meta:
         ordering = ["-created_at"]

@@ -175,6 +175,9 @@ CACHES = {
 # live at most (publishing, unpublishing and plan changes clear it at once); 0 turns it off.
 PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=300)
 PAGE_CACHE_ALIAS = "default"
+# A customer's dashboard (stores, last backups, room for another store) is kept per customer and dropped as
+# soon as one of those rows changes (shophosting/core/customer_pages.py); this bounds an entry's life; 0: off.
+CUSTOMER_PAGE_CACHE_SECONDS = env.int("CUSTOMER_PAGE_CACHE_SECONDS", default=300)
 # The staff index's slow figures (MRR, capacity, customers and stores by status, SLA breaches) are computed at
 # most this often and shared by all staff (shophosting/staff/selectors.py, dashboard_figures); 0: every view.
 STAFF_FIGURES_SECONDS = env.int("STAFF_FIGURES_SECONDS", default=60)
@@ -248,7 +251,8 @@ AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     # First, so a locked-out client is refused before its password is even checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, loading a session's user and whether it has a second-factor device in one query.
+    "accounts.backends.AccountBackend",
 ]
 # Messages live in the session, not in a cookie: a temporary password shown once (when its e-mail failed)
 # must never travel in a cookie, signed or not.

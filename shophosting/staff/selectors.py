@@ -16,7 +16,7 @@ from accounts.models import Customer
 from backups.models import BackupRun, RunStatus
 from billing.models import Subscription, money_text
 from billing.selectors import billing_overview
-from consultations.selectors import tickets_first_response_due_soon, tickets_first_response_overdue
+from consultations.selectors import tickets_first_response_late_counts
 from provisioning import acme_client, proxy
 from provisioning.care.selectors import incidents_open, sla_breaches
 from provisioning.models import JobStep, ProvisioningJob
@@ -141,6 +141,7 @@ def sla_breaches_recent() -> list[dict]:
 
 
 FIGURES_CACHE_KEY = "staff:dashboard:figures:v1"
+JOBS_ACTIVE_SHOWN = 10
 
 
 def dashboard_figures() -> dict:
@@ -189,8 +190,13 @@ def dashboard(user) -> dict:
         data["capacity"] = figures["capacity"]
     if user.has_perm("provisioning.view_provisioningjob"):
         data["failed_jobs"] = failed_jobs_recent()
-        data["jobs_running"] = ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
-        data["jobs_active"] = jobs_active()
+        data["jobs_active"] = jobs_active(limit=JOBS_ACTIVE_SHOWN)
+        # Fewer than a full list shown: that is all of them, without counting again.
+        data["jobs_running"] = (
+            len(data["jobs_active"])
+            if len(data["jobs_active"]) < JOBS_ACTIVE_SHOWN
+            else ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
+        )
         data["host_jobs"] = host_jobs_depth()  # live: one grouped query over the active jobs
         try:
             data["queues"] = queues.queue_stats()
@@ -200,8 +206,9 @@ def dashboard(user) -> dict:
         data["incidents_open"] = incidents_open()
         data["sla_breaches"] = figures["sla_breaches"]
     if user.has_perm("consultations.view_ticket"):
-        data["tickets_first_response_overdue"] = tickets_first_response_overdue().count()
-        data["tickets_first_response_due_soon"] = tickets_first_response_due_soon().count()
+        overdue, due_soon = tickets_first_response_late_counts()
+        data["tickets_first_response_overdue"] = overdue
+        data["tickets_first_response_due_soon"] = due_soon
     if user.has_perm("billing.view_subscription"):
         data["mrr"] = money_text(figures["mrr_cents"])
         data["past_due"] = figures["past_due"]

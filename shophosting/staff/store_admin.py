@@ -168,6 +168,11 @@ class StoreAdmin(admin.ModelAdmin):
     ]
     search_fields = ["domain", "customer__email", "customer__company", "site_title"]
     list_select_related = ["customer", "plan", "host", "staging_of"]
+    # Newest first by the primary key, which the database reads backwards from its index: the model's
+    # "-created_at" has no index, so every page sorted all the stores first (time grew with their number).
+    ordering = ["-pk"]
+    # A filtered list says "Show all" instead of counting every store a second time (a full scan per page).
+    show_full_result_count = False
     # Status and placement change only through services (store_transition, store_place).
     readonly_fields = [
         "customer",

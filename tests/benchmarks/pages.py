@@ -14,8 +14,8 @@ with 3 stores, the staff index and the store changelist (a super admin; two-fact
 here, which the figure does not depend on).
 
 Needs MariaDB and Redis as the tests do, and `ab` (Debian's apache2-utils; installed when missing and root).
-Uses its own MariaDB database `shophosting_bench_pages` (migrated on first use, a few minutes) and Redis
-database 11 (`BENCH_REDIS_URL` chooses another). Nothing is sent anywhere but 127.0.0.1.
+Uses its own MariaDB database `shophosting_bench_pages` (migrated on first use, a few minutes; BENCH_DATABASE
+names another) and Redis database 11 (`BENCH_REDIS_URL` chooses another). Nothing is sent anywhere but 127.0.0.1.
 """
 
 import argparse
@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 PORT_CACHED, PORT_UNCACHED = 18731, 18732
 HOST = "bench.shophosting.test"
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "shophosting_bench_pages")
 ENVIRONMENT = {
     "DJANGO_SETTINGS_MODULE": "tests.benchmarks.pages_settings",
     "DJANGO_SECRET_KEY": "bench-only-" + "x" * 50,
-    "DATABASE_URL": "mysql://root@127.0.0.1:3306/shophosting_bench_pages",
+    "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{BENCH_DATABASE}",
     "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
     "PLATFORM_DOMAIN": "shophosting.test",
     "CREDENTIALS_KEY": "gBo9k6DlouK83RNGJS0SIQQTNTor9HIowlzu2RbYRO0=",
@@ -177,6 +178,20 @@ def gunicorn(port: int, extra_env: dict) -> subprocess.Popen:
     return process
 
 
+def warm(port: int, path: str, session: str | None, requests: int = 8) -> None:
+    """A few requests, not timed: a second of `ab` may complete none on a slow page of a loaded machine."""
+    headers = {"Host": HOST, "X-Forwarded-Proto": "https", **({"Cookie": f"sessionid={session}"} if session else {})}
+    for _ in range(requests):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("GET", path, headers=headers)
+            status = connection.getresponse().status
+        finally:
+            connection.close()
+        if status != 200:
+            sys.exit(f"{path} answered {status} before the timed runs")
+
+
 def ab(binary: str, port: int, path: str, session: str | None, seconds: float) -> tuple[float, float]:
     command = [binary, "-k", "-q", "-c", "8", "-t", str(seconds), "-n", "1000000", "-H", "X-Forwarded-Proto: https"]
     command += ["-H", f"Host: {HOST}"]
@@ -205,7 +220,7 @@ def main() -> None:
     import MySQLdb
 
     MySQLdb.connect(host="127.0.0.1", user="root").cursor().execute(
-        "CREATE DATABASE IF NOT EXISTS shophosting_bench_pages CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        f"CREATE DATABASE IF NOT EXISTS {BENCH_DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     )
     os.environ.update(ENVIRONMENT)
     binary = ensure_ab()
@@ -217,7 +232,7 @@ def main() -> None:
     try:
         figures = {label: [] for label, *_ in PAGES}
         for _label, path, who, cached in PAGES:  # a first, untimed round: each page's first render is slower
-            ab(binary, PORT_CACHED if cached else PORT_UNCACHED, path, seeded["sessions"].get(who), 1)
+            warm(PORT_CACHED if cached else PORT_UNCACHED, path, seeded["sessions"].get(who))
         for _ in range(args.runs):  # interleaved, so a slow moment of the machine hits every page alike
             for label, path, who, cached in PAGES:
                 port = PORT_CACHED if cached else PORT_UNCACHED
