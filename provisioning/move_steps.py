@@ -20,6 +20,7 @@ platform's disk); the final sync copies only what changed since (by ctime) and d
 """
 
 import http.client
+import ssl
 import time
 
 from django.conf import settings
@@ -285,11 +286,19 @@ def move_final_sync(store: Store, log: Log, *, job_id: int) -> None:
 
 
 def _routed_check(store: Store, log: Log) -> None:
-    """nginx answers the store's front page from its new upstream (not the maintenance page, not a gateway error)."""
+    """nginx answers the store's front page from its new upstream (not the maintenance page, not a gateway
+    error). Over HTTPS when the store has its certificate (its HTTP only redirects there); the certificate
+    is not what is checked here (this is our own nginx), so it is not verified."""
     if not settings.NGINX_ENABLED:
         return
-    host, _, port = settings.NGINX_LISTEN_HTTP.rpartition(":")
-    connection = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=10)
+    if store.tls_status == Store.TLS.ISSUED:
+        host, _, port = settings.NGINX_LISTEN_HTTPS.rpartition(":")
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        connection = _SNIConnection(host or "127.0.0.1", int(port), server_name=store.domain, context=context)
+    else:
+        host, _, port = settings.NGINX_LISTEN_HTTP.rpartition(":")
+        connection = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=10)
     try:
         connection.request("GET", "/", headers={"Host": store.domain, "Connection": "close"})
         status = connection.getresponse().status
@@ -300,6 +309,18 @@ def _routed_check(store: Store, log: Log) -> None:
     if status >= 500:
         raise ProvisioningError(f"nginx answers {store.domain} with HTTP {status} after the switch")
     log(f"nginx routes {store.domain} to the target: HTTP {status}")
+
+
+class _SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, with the store's name in SNI (nginx picks the store's server by it)."""
+
+    def __init__(self, host: str, port: int, *, server_name: str, context: ssl.SSLContext):
+        super().__init__(host, port, timeout=10, context=context)
+        self.server_name = server_name
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
 
 
 def move_switch(store: Store, log: Log, *, job_id: int) -> None:
