@@ -99,17 +99,12 @@ def hosts_register(engine):
     from stores.services import host_local_ensure, host_save
 
     local = host_local_ensure(docker_url="unix:///var/run/docker.sock")
-    Host.objects.exclude(pk=local.pk).delete()
-    Host.objects.filter(pk=local.pk).update(active=True, memory_capacity_mb=20480, cpu_capacity=32)
-    remote = Host(
-        name="bench-engine2",
-        docker_url=engine.url,
-        bind_address=engine.address,
-        port_range_start=21000,
-        port_range_end=21099,
-        memory_capacity_mb=20480,
-        cpu_capacity=32,
-    )
+    Host.objects.exclude(pk=local.pk).update(active=False)
+    Host.objects.filter(pk=local.pk).update(active=True, status="ready", memory_capacity_mb=20480, cpu_capacity=32)
+    remote = Host.objects.filter(name="bench-engine2").first() or Host(name="bench-engine2")
+    remote.docker_url, remote.bind_address = engine.url, engine.address
+    remote.port_range_start, remote.port_range_end = 21000, 21099
+    remote.memory_capacity_mb, remote.cpu_capacity, remote.active, remote.status = 20480, 32, True, "ready"
     tls = {"ca": engine.tls.ca, "cert": engine.tls.client_cert, "key": engine.tls.client_key}
     host_save(host=remote, tls=tls, check=host_check(engine=engine.engine(), bind_address=remote.bind_address))
     return Host.objects.get(pk=local.pk), remote
@@ -186,6 +181,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -196,6 +192,16 @@ def main() -> None:
 
     plan_catalogue_seed()
     images_build(log=lambda message: None)
+    # Going live queues the store's first backup: into a scratch repository of the benchmark's own.
+    shutil.rmtree(BENCH / "restic", ignore_errors=True)
+    (BENCH / "restic").mkdir(parents=True)
+    (BENCH / "restic" / "password").write_text("bench\n")
+    settings.RESTIC_REPOSITORY = str(BENCH / "restic" / "repository")
+    settings.RESTIC_PASSWORD_FILE = str(BENCH / "restic" / "password")
+    settings.BACKUP_STAGING_DIR = str(BENCH / "staging")
+    from backups import restic
+
+    restic.repository_init()
     nginx_start()
     engine_fixture = engines.second_engine.__wrapped__(store_images=None, tmp_path_factory=_TempDirs())
     engine = next(engine_fixture)
@@ -229,6 +235,10 @@ def main() -> None:
         report("first copy while live (database and files)", copies)
         report("baseline: plain dump + import of the database in its own container", dumps)
     finally:
+        if store is not None:  # its row stays in the benchmark's database, holding no host
+            from stores.models import Store
+
+            Store.objects.filter(pk=store.pk).update(host=None, port=None, move_host=None, move_port=None)
         label = f"shophosting.env={os.environ['STORE_OBJECT_PREFIX']}"
         docker_client.labelled_objects_remove(label=label)
         next(engine_fixture, None)  # removes its objects and stops the second engine
