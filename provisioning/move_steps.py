@@ -124,7 +124,17 @@ def move_check(store: Store, log: Log, *, job_id: int) -> None:
 
 
 def move_prepare(store: Store, log: Log, *, job_id: int) -> None:
-    network_and_volumes(_target(store, _move(job_id)), log)
+    """The store's network and volumes on the target, empty: what an earlier attempt left there (one whose
+    worker died, so its put_back never ran) is removed first. Before the switch nothing of the store on the
+    target serves anyone."""
+    move = _move(job_id)
+    target = _target(store, move)
+    left = docker_client.labelled_objects_remove(
+        label=f"shophosting.store={store.object_key}", base_url=target.host.engine
+    )
+    if any(left.values()):
+        log(f"removed what an earlier attempt left on {move.target_host.name}: {left}")
+    network_and_volumes(target, log)
 
 
 def _database_copy(source: Store, target: Store, log: Log) -> int:
