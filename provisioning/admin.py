@@ -22,6 +22,8 @@ from provisioning.models import (
     Rollout,
     RolloutStore,
 )
+from provisioning.move_models import HostEvacuation, StoreMove
+from provisioning.moves import evacuation_progress, host_maintenance_start
 from provisioning.pool import platform_poolable, pool_counts
 from provisioning.rollouts import (
     MAX_BATCH_SIZE,
@@ -508,6 +510,7 @@ class HostAdmin(admin.ModelAdmin):
         "jobs_now",
         "images_current",
         "images_recorded",
+        "evacuation",
         "tls_state",
         "ssh_state",
         "checked_at",
@@ -520,7 +523,7 @@ class HostAdmin(admin.ModelAdmin):
         "check_report",
         "check_error",
     ]
-    actions = ["drain_selected", "ready_selected", "check_selected"]
+    actions = ["drain_selected", "maintenance_selected", "ready_selected", "check_selected"]
 
     def get_fieldsets(self, request, obj=None):
         main = [
@@ -532,6 +535,7 @@ class HostAdmin(admin.ModelAdmin):
             "active",
             "status",
             "job_slots",
+            "evacuation",
         ]
         if obj is not None:
             main += ["jobs_now"]
@@ -653,6 +657,32 @@ class HostAdmin(admin.ModelAdmin):
             host_transition(host_id=host.pk, to=Host.Status.DRAINING, actor=request.user, note="drained in the admin")
         self.message_user(request, f"{queryset.count()} host(s) draining: no new store will be placed there.")
 
+    @admin.display(description="stores moved off")
+    def evacuation(self, host):
+        """The latest evacuation's progress (provisioning/moves.py): moved, failed, remaining, moving now."""
+        evacuation = host.evacuations.first() if host.pk else None
+        if evacuation is None:
+            return "–"
+        counts = evacuation_progress(evacuation)
+        current = f"; moving now: {counts['current'].domain}" if counts["current"] else ""
+        return (
+            f"{evacuation.get_status_display()} (since {evacuation.created_at:%Y-%m-%d %H:%M} UTC): "
+            f"{counts['moved']} moved, {counts['failed']} failed, {counts['remaining']} remaining{current}"
+            + (f". {evacuation.status_note}" if evacuation.status_note else "")
+        )
+
+    @admin.action(description="Maintenance: move the selected hosts' stores off, one at a time")
+    def maintenance_selected(self, request, queryset):
+        for host in queryset:
+            try:
+                host_maintenance_start(host_id=host.pk, actor=request.user)
+            except InvalidTransition as exc:
+                self.message_user(request, f"{host}: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request, f"{host}: in maintenance; its stores are moved off one at a time (progress on its page)."
+            )
+
     @admin.action(description="Ready: the selected hosts take new stores again")
     def ready_selected(self, request, queryset):
         for host in queryset:
@@ -719,3 +749,57 @@ class PoolStackAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StoreMove)
+class StoreMoveAdmin(_ReadOnly):
+    """Read-only: every move of a store between hosts, with its switch window (provisioning/moves.py)."""
+
+    list_display = [
+        "store",
+        "source_host",
+        "target_host",
+        "status",
+        "downtime_seconds",
+        "copy_seconds",
+        "database_bytes",
+        "created_at",
+        "job",
+    ]
+    list_filter = ["status", "source_host", "target_host"]
+    list_select_related = ["store", "source_host", "target_host", "job"]
+
+
+@admin.register(HostEvacuation)
+class HostEvacuationAdmin(_ReadOnly):
+    """Read-only: hosts in maintenance having their stores moved off, and how far each got."""
+
+    list_display = ["host", "status", "moved", "failed", "remaining", "current", "created_at", "status_note"]
+    list_select_related = ["host"]
+
+    @admin.display(description="moved")
+    def moved(self, evacuation):
+        return evacuation_progress(evacuation)["moved"]
+
+    @admin.display(description="failed (stay on the host)")
+    def failed(self, evacuation):
+        return evacuation_progress(evacuation)["failed"]
+
+    @admin.display(description="remaining")
+    def remaining(self, evacuation):
+        return evacuation_progress(evacuation)["remaining"]
+
+    @admin.display(description="moving now")
+    def current(self, evacuation):
+        return evacuation_progress(evacuation)["current"] or "–"

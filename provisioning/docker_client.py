@@ -1073,3 +1073,147 @@ def container_usage(*, name: str, base_url: EngineRef = None) -> ContainerUsage 
     return ContainerUsage(
         memory_bytes=max(memory["usage"] - cache, 0), memory_limit_bytes=memory.get("limit", 0), cpu_percent=percent
     )
+
+
+# --- Copying a store's data between engines (provisioning/move_steps.py) -----------------------------------
+
+
+@_engine_call
+def volume_helper_start(
+    *, name: str, image: str, volumes: dict[str, str], labels: dict[str, str], base_url: EngineRef = None
+) -> str:
+    """A short-lived container mounting `volumes` (volume name -> path) with no network, idling so that the
+    archive API and execs can read or write them while the store's own containers are stopped or not yet
+    created. It carries the store's labels (so removing the store's objects removes a leftover one); the
+    caller removes it with container_remove. An old one of the same name is replaced."""
+    engine = client(base_url)
+    with _starting(name, image):
+        try:
+            engine.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        helper = engine.containers.create(
+            image,
+            entrypoint=["sleep"],
+            command=["86400"],
+            name=name,
+            labels=labels,
+            volumes={volume: {"bind": path, "mode": "rw"} for volume, path in volumes.items()},
+            network_disabled=True,
+        )
+        helper.start()
+    return name
+
+
+class _Counted:
+    """An iterable of chunks that counts the bytes passing through it."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.size = 0
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            if chunk:
+                self.size += len(chunk)
+                yield chunk
+
+
+@_engine_call
+def archive_copy(
+    *,
+    source_container: str,
+    source_path: str,
+    source_engine: EngineRef,
+    target_container: str,
+    target_path: str,
+    target_engine: EngineRef,
+) -> int:
+    """Copy `source_path` of a container on one engine into `target_path` of a container on another, as the
+    engines' tar archives streamed from one API to the other (`docker cp` twice, nothing on the platform's
+    disk, ownership and modes kept). Returns the bytes of the archive."""
+    try:
+        chunks, _ = client(source_engine).api.get_archive(source_container, source_path)
+        stream = _Counted(chunks)
+        if not client(target_engine).api.put_archive(target_container, target_path, stream):
+            raise ProvisioningError(f"{engine_url(target_engine)} did not unpack {source_path} into {target_path}")
+    except docker.errors.NotFound as exc:
+        raise ProvisioningError(f"copying {source_path}: {exc.explanation or exc}") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(
+            f"copying {source_path} from {engine_url(source_engine)} to {engine_url(target_engine)} failed: "
+            f"{exc.explanation or exc}"
+        ) from exc
+    return stream.size
+
+
+@_engine_call
+def tar_copy(
+    *,
+    source_container: str,
+    source_dir: str,
+    paths: list[str],
+    source_engine: EngineRef,
+    target_container: str,
+    target_dir: str,
+    target_engine: EngineRef,
+) -> int:
+    """Copy the entries `paths` (relative to `source_dir`; a directory without its contents) from a container
+    on one engine into `target_dir` of a container on another: `tar` in the source container, its output
+    streamed into the target engine's archive API. Returns the bytes of the archive."""
+    api = client(source_engine).api
+    errors = bytearray()
+    try:
+        exec_id = api.exec_create(
+            source_container,
+            ["tar", "-C", source_dir, "--no-recursion", "-cf", "-", "--", *paths],
+            stdout=True,
+            stderr=True,
+        )["Id"]
+
+        def stdout():
+            for out, err in api.exec_start(exec_id, stream=True, demux=True):
+                if err:
+                    errors.extend(err[-4000:])
+                if out:
+                    yield out
+
+        stream = _Counted(stdout())
+        if not client(target_engine).api.put_archive(target_container, target_dir, stream):
+            raise ProvisioningError(f"{engine_url(target_engine)} did not unpack the changed files")
+        exit_code = api.exec_inspect(exec_id)["ExitCode"]
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"copying the changed files failed: {exc.explanation or exc}") from exc
+    if exit_code not in (0, None):
+        raise ProvisioningError(f"tar in {source_container} exited {exit_code}: {errors.decode(errors='replace')}")
+    return stream.size
+
+
+@_engine_call
+def container_exec_wait(
+    *,
+    name: str,
+    command: list[str],
+    environment: dict[str, str] | None = None,
+    timeout: float = 3600,
+    base_url: EngineRef = None,
+) -> int:
+    """Run a command that may be silent for long (a database dump or import) in a container and wait for its
+    exit code: started detached and polled, so no read of the engine's API waits longer than DOCKER_TIMEOUT.
+    The command keeps its own output (redirect it to a file in a volume)."""
+    api = client(base_url).api
+    try:
+        exec_id = api.exec_create(name, command, environment=environment or {}, stdout=False, stderr=False)["Id"]
+        api.exec_start(exec_id, detach=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = api.exec_inspect(exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return state["ExitCode"]
+            if time.monotonic() > deadline:
+                raise ProvisioningError(f"{command[0]} in {name} did not finish within {timeout:.0f} s")
+            time.sleep(0.05)
+    except docker.errors.NotFound as exc:
+        raise ProvisioningError(f"container {name} does not exist") from exc
+    except docker.errors.APIError as exc:
+        raise ProvisioningError(f"exec in {name} failed: {exc.explanation or exc}") from exc

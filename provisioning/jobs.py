@@ -78,6 +78,13 @@ def provisioning_rollouts_advance() -> None:
     rollouts_advance()
 
 
+@job("default", timeout=60)
+def provisioning_evacuations_advance() -> None:
+    from provisioning.moves import evacuations_advance
+
+    evacuations_advance()
+
+
 @job("default", timeout=120)
 def store_checks_run(store_id: int) -> None:
     from provisioning.care.services import store_checks_run

@@ -20,6 +20,7 @@ class ProvisioningJob(models.Model):
         HTTPS_SETTINGS = "https_settings", "Apply the store's names and HTTPS settings"
         PRIMARY_NAME = "primary_name", "Change the primary name"
         UPDATE = "update", "Update"
+        MOVE = "move", "Move to another host"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -347,3 +348,7 @@ class HostImage(models.Model):
 
     def __str__(self):
         return f"{self.reference} on host {self.host_id}"
+
+
+# Moves between hosts and host evacuations (provisioning/moves.py).
+from provisioning.move_models import HostEvacuation, MoveEvent, StoreMove  # noqa: E402, F401

@@ -13,6 +13,7 @@ from provisioning.jobs import (
     check_history_downsample,
     hosts_fence_check,
     pool_refill,
+    provisioning_evacuations_advance,
     provisioning_jobs_reap,
     provisioning_jobs_requeue,
     provisioning_rollouts_advance,
@@ -50,6 +51,8 @@ register(provisioning_jobs_requeue, "default", interval=60)
 register(backup_jobs.platform_runs_recover, "default", interval=60)
 # A rollout whose next batch was not queued when its last update ended (the worker died right after) goes on.
 register(provisioning_rollouts_advance, "default", interval=60)
+# A host in maintenance whose next store's move was not queued when the last one ended goes on.
+register(provisioning_evacuations_advance, "default", interval=60)
 # The warm pool: every active host back to its targets, stacks on old images or of lowered targets removed
 # (provisioning/README.md, "The warm pool"). On the pool queue, behind the pool's own builds only.
 register(pool_refill, "pool", interval=60)

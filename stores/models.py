@@ -52,6 +52,8 @@ class Host(models.Model):
     class Status(models.TextChoices):
         READY = "ready", "Ready"
         DRAINING = "draining", "Draining (no new stores)"
+        # No new stores, and its stores are moved off one at a time (provisioning/moves.py, an evacuation).
+        MAINTENANCE = "maintenance", "Maintenance (stores moved off)"
 
     name = models.CharField(max_length=100, unique=True)
     docker_url = models.CharField(
@@ -81,7 +83,7 @@ class Host(models.Model):
         verbose_name="accepts new stores",
         help_text="New stores are placed only on hosts that accept them.",
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY, editable=False)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.READY, editable=False)
     job_slots = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
@@ -234,6 +236,13 @@ class Store(models.Model):
     staging_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="staging_copies", editable=False
     )
+    # The second place a store holds while it moves to another host (provisioning/moves.py): the target's
+    # host and port until the switch, then the source's until its old stack is removed. Placement counts it
+    # like `host`/`port` (stores.selectors), so nothing else is given that port or that room meanwhile.
+    move_host = models.ForeignKey(
+        Host, null=True, blank=True, on_delete=models.PROTECT, related_name="moving_stores", editable=False
+    )
+    move_port = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -53,9 +53,15 @@ def stack_reservation(store: Store) -> tuple[int, Decimal]:
     return _stack_reservation(store)
 
 
+def _holders(host: Host):
+    """The stores holding resources on `host`: those placed there, and those moving to or from it (a move
+    runs both stacks until the old one is removed: Store.move_host)."""
+    return Store.objects.filter(models.Q(host=host) | models.Q(move_host=host), status__in=HOLDS_RESOURCES)
+
+
 def host_reservation(*, host: Host, exclude_store_id: int | None = None) -> tuple[int, Decimal]:
     """Memory (MB) and CPU reserved on `host` by the stores that hold resources there."""
-    holders = Store.objects.filter(host=host, status__in=HOLDS_RESOURCES).select_related("plan")
+    holders = _holders(host).select_related("plan")
     if exclude_store_id is not None:
         holders = holders.exclude(pk=exclude_store_id)
     reservations = [stack_reservation(store) for store in holders]
@@ -64,14 +70,17 @@ def host_reservation(*, host: Host, exclude_store_id: int | None = None) -> tupl
 
 def host_disk_reserved(*, host: Host, exclude_store_id: int | None = None) -> int:
     """GB of disk the plans of the stores holding resources on `host` allow them."""
-    holders = Store.objects.filter(host=host, status__in=HOLDS_RESOURCES)
+    holders = _holders(host)
     if exclude_store_id is not None:
         holders = holders.exclude(pk=exclude_store_id)
     return holders.aggregate(total=models.Sum("plan__disk_allowance_gb"))["total"] or 0
 
 
 def host_ports_used(*, host: Host) -> list[int]:
-    return sorted(Store.objects.filter(host=host, port__isnull=False).values_list("port", flat=True))
+    """The ports of `host` that stores hold: their own, and those reserved by a move to or from it."""
+    ports = set(Store.objects.filter(host=host, port__isnull=False).values_list("port", flat=True))
+    ports |= set(Store.objects.filter(move_host=host, move_port__isnull=False).values_list("move_port", flat=True))
+    return sorted(ports)
 
 
 def host_usage_list() -> list[HostUsage]:

@@ -242,14 +242,17 @@ def store_credentials(store: Store) -> dict[str, str]:
 
 
 HOST_ALLOWED_FROM = {
-    Host.Status.DRAINING: {Host.Status.READY},
-    Host.Status.READY: {Host.Status.DRAINING},
+    Host.Status.DRAINING: {Host.Status.READY, Host.Status.MAINTENANCE},
+    Host.Status.READY: {Host.Status.DRAINING, Host.Status.MAINTENANCE},
+    # Its stores are moved off (provisioning.moves.host_maintenance_start starts the evacuation).
+    Host.Status.MAINTENANCE: {Host.Status.READY, Host.Status.DRAINING},
 }
 
 
 def host_transition(*, host_id: int, to: str, actor: User | None = None, note: str = "") -> Host:
-    """The only code that writes Host.status: ready ⇄ draining (a draining host gets no new store; its
-    stores stay), under the row's lock, with a HostEvent."""
+    """The only code that writes Host.status: ready ⇄ draining ⇄ maintenance (neither gets a new store; a
+    draining host's stores stay, a host in maintenance has them moved off), under the row's lock, with a
+    HostEvent."""
     return transition(
         Host,
         host_id,

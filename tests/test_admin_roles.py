@@ -65,6 +65,7 @@ CUSTOM_ACCESS: dict[str, tuple[set[Role], str]] = {
     "store_operate": (OPERATORS, "POST"),
     "stores_store_credentials": (OPERATORS, "POST"),
     "stores_store_names": (OPERATORS, "GET"),
+    "stores_store_move": (OPERATORS, "GET"),
     "provisioning_provisioningjob_progress": (STAFF_DESK, "GET"),
     "billing_subscription_overview": (STAFF_DESK, "GET"),
     "otp_totp_totpdevice_config": ({SUPER}, "GET"),

@@ -29,9 +29,10 @@ from billing.services.subscriptions import LIVE_STORE_STATUSES
 from provisioning.domains import store_domain_delete, store_domain_request, store_names_check, store_primary_change
 from provisioning.exceptions import JobConflict
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.moves import MoveError, move_target_hosts, store_move_request
 from provisioning.services import job_enqueue, store_hsts_change
 from stores.exceptions import InvalidTransition
-from stores.models import Store, StoreEvent, StoreName
+from stores.models import Host, Store, StoreEvent, StoreName
 from stores.selectors import store_disk_usage
 from stores.services import store_credentials
 
@@ -104,6 +105,22 @@ class StaffStoreForm(forms.Form):
         if data.get("skip_payment") and not (data.get("reason") or "").strip():
             self.add_error("reason", "Say why payment is skipped.")
         return data
+
+
+class StoreMoveForm(forms.Form):
+    host = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        empty_label="Any host with room (the placement policy chooses)",
+        help_text="Hosts that take new stores, with their free memory; the move checks the room again.",
+    )
+
+    def __init__(self, *args, store: Store, **kwargs):
+        super().__init__(*args, **kwargs)
+        hosts = move_target_hosts(store)
+        self.fields["host"].queryset = Host.objects.filter(pk__in=[host.pk for host, _ in hosts])
+        free = {host.pk: free_mb for host, free_mb in hosts}
+        self.fields["host"].label_from_instance = lambda host: f"{host.name} ({free[host.pk]} MB free)"
 
 
 class StaffDomainForm(forms.Form):
@@ -296,7 +313,40 @@ class StoreAdmin(admin.ModelAdmin):
             name="stores_store_credentials",
         )
         names = path("<int:store_id>/names/", self.admin_site.admin_view(self.names_view), name="stores_store_names")
-        return [credentials, names, *super().get_urls()]
+        move = path("<int:store_id>/move/", self.admin_site.admin_view(self.move_view), name="stores_store_move")
+        return [credentials, names, move, *super().get_urls()]
+
+    def move_view(self, request, store_id: int):
+        """Move the store to another host (provisioning/moves.py): a host with room that takes new stores, or
+        the placement policy's pick; a refusal is shown as is and changes nothing."""
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        store = get_object_or_404(Store.objects.select_related("host"), pk=store_id)
+        form = StoreMoveForm(request.POST or None, store=store)
+        if request.method == "POST" and form.is_valid():
+            target = form.cleaned_data["host"]
+            try:
+                move = store_move_request(store_id=store.pk, host_id=target.pk if target else None, actor=request.user)
+            except MoveError as exc:
+                form.add_error(None, str(exc))
+            else:
+                audit_record(event="store_move", request=request, store_id=store.pk, staff=True)
+                self.message_user(
+                    request,
+                    f"Moving {store.domain} from {move.source_host.name} to {move.target_host.name} (job "
+                    f"#{move.job_id}); it keeps answering except for a short switch window.",
+                    messages.SUCCESS,
+                )
+                return redirect("admin:stores_store_change", store.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Move {store.domain} to another host",
+            "intro": f"It runs on {store.host.name if store.host else 'no host'} now.",
+            "opts": self.opts,
+            "form": form,
+            "submit_label": "Move",
+        }
+        return TemplateResponse(request, "admin/staff/form_page.html", context)
 
     def names_view(self, request, store_id: int):
         """The store's names, and for staff with operate_store the merchant's own operations on them: add a
