@@ -41,6 +41,15 @@ def hosts_away_ids() -> set[int]:
     return {int(component.removeprefix(COMPONENT_PREFIX)) for component in components}
 
 
+def store_place_new(*, store_id: int) -> Store:
+    """Place a store that is being built (provision, retry, staging copy) on a host that answers: a host
+    whose engine incident is open is left out like a draining one, so a paying customer's job never waits on
+    an engine that is gone. A store placed already keeps its place (its retry finds its objects there)."""
+    store = Store.objects.only("host_id", "port").get(pk=store_id)
+    placed = store.host_id is not None and store.port is not None
+    return store_place(store_id=store_id, exclude_host_ids=() if placed else hosts_away_ids())
+
+
 class StoreNotAway(ProvisioningError):
     """The store is no longer an unreachable store of the lost host (its host answered again)."""
 

@@ -17,6 +17,7 @@ from provisioning import acme_client, docker_client, egress, hooks, pool, proxy
 from provisioning.exceptions import ProvisioningError
 from provisioning.host_images import host_images_ensure
 from provisioning.kinds import JobKind, Log, Step
+from provisioning.lost_hosts import store_place_new
 from provisioning.models import JobLogLine, JobStep
 from provisioning.models import ProvisioningJob as JobModel
 from provisioning.services import store_certificate_short, store_tls_ensure, store_vhost_write
@@ -52,7 +53,7 @@ def allocate(store: Store, log: Log, *, job_id: int | None = None) -> None:
         log(f"placed on host {store.host.name}, web port {store.host.bind_address}:{store.port}")
         log(f"images: {', '.join(f'{role} {image}' for role, image in sorted(claimed.images.items()))}")
     else:
-        store = store_services.store_place(store_id=store.pk)
+        store = store_place_new(store_id=store.pk)
         if not store.stack_key:  # a retry of a claimed store keeps its path
             _path_record(job_id, JobModel.Path.BUILT)
             images = store_images_record(store_id=store.pk)

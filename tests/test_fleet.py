@@ -179,6 +179,34 @@ def test_a_draining_host_a_host_not_accepting_stores_and_a_full_disk_get_no_new_
     assert store_place(store_id=store_in_status("queued").pk).host == draining
 
 
+@pytest.mark.django_db
+def test_a_new_store_is_not_placed_on_a_host_whose_engine_is_away_but_a_placed_store_keeps_its_place(
+    store_in_status, settings
+):
+    from provisioning.care.platform import platform_check_record
+    from provisioning.lost_hosts import host_component, store_place_new
+
+    settings.HOST_PLACEMENT_POLICY = "spread"
+    away, answering = _hosts("away", "answering")
+    Host.objects.filter(pk=away.pk).update(memory_capacity_mb=20480)  # the most room: spread would pick it
+    placed_before = store_place_new(store_id=store_in_status("queued").pk)
+    assert placed_before.host == away
+    # One failing look is a blip; CARE_INCIDENT_THRESHOLD in a row open the engine's incident.
+    platform_check_record(component=host_component(away.pk), ok=False, output="no answer", duration_ms=1)
+    if settings.CARE_INCIDENT_THRESHOLD > 1:
+        assert store_place_new(store_id=store_in_status("queued").pk).host == away
+    for _ in range(settings.CARE_INCIDENT_THRESHOLD):
+        platform_check_record(component=host_component(away.pk), ok=False, output="no answer", duration_ms=1)
+
+    assert {store_place_new(store_id=store_in_status("queued").pk).host.name for _ in range(2)} == {"answering"}
+    # A store placed there already (a retry of its provision) keeps its host, port and objects.
+    again = store_place_new(store_id=placed_before.pk)
+    assert (again.host, again.port) == (away, placed_before.port)
+    # The engine answers again: the host takes new stores once more.
+    platform_check_record(component=host_component(away.pk), ok=True, output="", duration_ms=1)
+    assert store_place_new(store_id=store_in_status("queued").pk).host == away
+
+
 # --- Two stores, two engines ---------------------------------------------------------------------------------
 
 
