@@ -134,9 +134,11 @@ def host_check(*, engine: Engine, bind_address: str) -> dict:
 
 
 def hosts_fence_check() -> list[PlatformCheck]:
-    """Compare each host's fence with the settings (through a helper container on its engine) and record it
-    as the platform check `egress.host-<id>`: drift, or an engine that cannot be asked, fails it. Nothing is
-    repaired here (`manage.py egress_apply --host NAME` does); nothing is checked when the fence is unmanaged."""
+    """Compare each host's fence with the settings (through a helper container on its engine), put a fence
+    that differs back in place, and record it as the platform check `egress.host-<id>`: drift (even repaired:
+    staff learn that a host lost its rules, e.g. by a reboot, since iptables rules do not survive one), or an
+    engine that cannot be asked, fails it; the next look passes once the fence holds. Nothing is checked
+    when the fence is unmanaged. Every ten minutes (shophosting/cron.py)."""
     if not settings.EGRESS_MANAGED:
         return []
     recorded = []
@@ -145,8 +147,12 @@ def hosts_fence_check() -> list[PlatformCheck]:
         try:
             problems = egress.host_fence_drift(host.engine)
         except ProvisioningError as exc:
-            problems = [f"could not be checked: {exc}"]
+            problems, repaired = [f"could not be checked: {exc}"], None
+        else:
+            repaired = _fence_put_back(host) if problems else None
         output = "" if not problems else f"host {host.name}: the outbound fence differs: " + "; ".join(problems)
+        if repaired:
+            output += f" — {repaired}"
         recorded.append(
             platform_check_record(
                 component=f"egress.host-{host.pk}",
@@ -156,6 +162,17 @@ def hosts_fence_check() -> list[PlatformCheck]:
             )
         )
     return recorded
+
+
+def _fence_put_back(host: Host) -> str:
+    """Apply the fence again on a host whose rules differ; what happened, in words for the platform check."""
+    try:
+        egress.host_fence_apply(host.engine)
+    except ProvisioningError as exc:
+        logger.error("host %s: the outbound fence could not be put back: %s", host.name, exc)
+        return f"putting it back failed: {exc}"
+    logger.warning("host %s: the outbound fence differed and was put back in place", host.name)
+    return "put back in place"
 
 
 def host_check_run(*, host_id: int) -> bool:

@@ -187,14 +187,22 @@ def test_the_fence_applied_through_a_hosts_api_keeps_its_stores_off_the_machine_
         check = hosts_fence_check()[0]
         assert check.component == f"egress.host-{host.pk}" and not check.ok
         assert "host engine2-fenced: the outbound fence differs" in check.output
-        assert connect(store_a, engine, MACHINE, MACHINE_PORT)[0] == "connected"  # the hole is real
+        # The periodic check puts the fence back (a host's rules do not survive its reboot), and says so.
+        assert check.output.endswith("put back in place"), check.output
+        assert_fenced(store_a, engine, MACHINE, MACHINE_PORT)
+        assert hosts_fence_check()[0].ok
+        assert not Incident.objects.filter(open_for_component=f"egress.host-{host.pk}").exists()
 
+        # The same hole again, closed by the command.
+        with egress.host_iptables(engine) as on_host:
+            assert on_host.runner(["-w", "10", *rule], None).returncode == 0
+        assert connect(store_a, engine, MACHINE, MACHINE_PORT)[0] == "connected"  # the hole is real
         call_command("egress_apply", "--host", host.name)
         assert f"{host.name}: the fence is in place (" in capsys.readouterr().out
         assert_fenced(store_a, engine, MACHINE, MACHINE_PORT)
         assert hosts_fence_check()[0].ok
         assert not Incident.objects.filter(open_for_component=f"egress.host-{host.pk}").exists()
-        assert PlatformCheck.objects.filter(component=f"egress.host-{host.pk}").count() == 3
+        assert PlatformCheck.objects.filter(component=f"egress.host-{host.pk}").count() == 4
 
         # Removing the fence gives the reach back.
         call_command("egress_apply", "--remove", "--host", host.name)
