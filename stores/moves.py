@@ -6,12 +6,12 @@ room to nobody else; the switch swaps them, so the store runs on the target and 
 source's until its old stack is removed; then it is released. Placement counts both (stores.selectors).
 """
 
-from django.conf import settings
 from django.db import transaction
 
 from stores.exceptions import InvalidTransition, NoCapacity
 from stores.models import Host, Store
 from stores.selectors import host_disk_reserved, host_ports_used, host_reservation, stack_reservation
+from stores.services import placement_policy
 
 
 class MoveRefused(InvalidTransition):
@@ -93,7 +93,7 @@ def store_move_reserve(*, store_id: int, host_id: int | None = None) -> Store:
                 candidates.append((candidate.memory_capacity_mb - used_memory, candidate, found))
         if not candidates:
             raise NoCapacity(f"No other host that takes new stores has room for {store.domain}.")
-        if settings.HOST_PLACEMENT_POLICY == "spread":
+        if placement_policy(store.platform) == "spread":
             candidates.sort(key=lambda candidate: -candidate[0])
         _, host, port = candidates[0]
     Store.objects.filter(pk=store.pk).update(move_host=host, move_port=port)

@@ -137,13 +137,19 @@ def _platform_name_give(store: Store, *, primary: bool) -> StoreName:
     )
 
 
+def placement_policy(platform: str) -> str:
+    """ "spread" or "pack" for new stores of the platform: HOST_PLACEMENT_POLICY_BY_PLATFORM, else
+    HOST_PLACEMENT_POLICY (both checked when the settings load)."""
+    return settings.HOST_PLACEMENT_POLICY_BY_PLATFORM.get(platform, settings.HOST_PLACEMENT_POLICY)
+
+
 @transaction.atomic
 def store_place(*, store_id: int, host_id: int | None = None, exclude_host_ids: Collection[int] = ()) -> Store:
     """Give the store a host with room and a free port (idempotent: a placed store keeps its place).
 
     Candidates are the hosts that accept new stores (`active`) and are not draining, with room for the
     stack's memory and CPU, the plan's disk allowance (where the host counts disk) and a free port in its
-    range. Among them `settings.HOST_PLACEMENT_POLICY` picks: "spread", the most free memory first (ties: the
+    range. Among them the platform's policy (`placement_policy`) picks: "spread", the most free memory first (ties: the
     older host); "pack", the hosts in order, so one fills before the next is used. A staging copy goes to its
     live store's host whatever its flags, or nowhere. `host_id`: that host only (a warm pool stack is built
     for one host). `exclude_host_ids`: never these (a store restored elsewhere while its host is away); a
@@ -178,7 +184,7 @@ def store_place(*, store_id: int, host_id: int | None = None, exclude_host_ids: 
             continue
         candidates.append((host.memory_capacity_mb - used_memory, host, port))
     if candidates:
-        if settings.HOST_PLACEMENT_POLICY == "spread":
+        if placement_policy(store.platform) == "spread":
             candidates.sort(key=lambda candidate: -candidate[0])  # stable: equal room keeps the host order
         _, store.host, store.port = candidates[0]
         store.save(update_fields=["host", "port", "updated_at"])

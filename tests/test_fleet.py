@@ -156,6 +156,22 @@ def test_the_placement_policy_spreads_or_packs(store_in_status, settings, policy
 
 
 @pytest.mark.django_db
+def test_the_placement_policy_is_set_per_platform(store_in_status, settings):
+    from billing.models import Plan
+
+    settings.HOST_PLACEMENT_POLICY = "pack"
+    settings.HOST_PLACEMENT_POLICY_BY_PLATFORM = {"magento": "spread"}
+    _hosts("a", "b", memory_mb=65536)
+    magento = Plan.objects.get(slug="magento-commerce-core")
+    woo = [store_place(store_id=store_in_status("queued").pk).host.name for _ in range(2)]
+    assert woo == ["a", "a"]  # packed: the first host until it is full
+    # Spread for Magento: the host with the most free memory, though the first still has room.
+    assert store_place(store_id=store_in_status("queued", plan=magento).pk).host.name == "b"
+    settings.HOST_PLACEMENT_POLICY_BY_PLATFORM = {}
+    assert store_place(store_id=store_in_status("queued", plan=magento).pk).host.name == "a"
+
+
+@pytest.mark.django_db
 def test_a_draining_host_a_host_not_accepting_stores_and_a_full_disk_get_no_new_store(
     store_in_status, settings, woo_plan, staff_user
 ):

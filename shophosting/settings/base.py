@@ -217,6 +217,15 @@ DOCKER_BASE_IMAGE = env("SHOPHOSTING_BASE_IMAGE", default="shophosting/base:book
 HOST_PLACEMENT_POLICY = env("HOST_PLACEMENT_POLICY", default="pack")
 if HOST_PLACEMENT_POLICY not in ("spread", "pack"):
     raise ImproperlyConfigured(f"HOST_PLACEMENT_POLICY must be spread or pack, not {HOST_PLACEMENT_POLICY!r}")
+# Per platform, over HOST_PLACEMENT_POLICY: e.g. "magento=spread" (Magento's big stacks spread over the hosts
+# while WooCommerce stores pack), or "woocommerce=pack,magento=spread".
+HOST_PLACEMENT_POLICY_BY_PLATFORM = env.dict("HOST_PLACEMENT_POLICY_BY_PLATFORM", default={})
+for _platform, _policy in HOST_PLACEMENT_POLICY_BY_PLATFORM.items():
+    if _platform not in ("woocommerce", "magento") or _policy not in ("spread", "pack"):
+        raise ImproperlyConfigured(
+            "HOST_PLACEMENT_POLICY_BY_PLATFORM takes platform=policy pairs (platforms woocommerce, magento; "
+            f"policies spread, pack), not {_platform}={_policy}"
+        )
 # Jobs that touch a host's engine run at most this many at once per host (provisioning/host_slots.py), so a
 # busy or slow host never holds every worker; a host's own `job_slots` overrides it. A job whose host has no
 # free slot goes back on its queue for HOST_JOB_WAIT_SECONDS (workers run --with-scheduler) and the workers go
