@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from provisioning import docker_client
 from provisioning.exceptions import ProvisioningError
+from provisioning.host_images import host_images_ensure
 from provisioning.kinds import Log, Step
 from provisioning.move_models import StoreMove
 from provisioning.stacks import stack_for
@@ -104,22 +105,15 @@ def _file_volumes(store: Store) -> dict[str, str]:
 
 
 def move_check(store: Store, log: Log, *, job_id: int) -> None:
-    """The target's engine answers and has every image the store runs (nothing is pulled, and none is copied
-    behind staff's back: `manage.py host_images_copy <host>` gives a host the platform's images)."""
+    """The target's engine answers and holds every image the store runs: those it lacks are copied to it from
+    the platform's engine first, as for a new store (host_images.host_images_ensure; nothing is pulled), so an
+    evacuation to a new host does not fail for images. An image the platform's engine lacks too fails here,
+    before anything of the store is made on the target."""
     move = _move(job_id)
     target = _target(store, move)
     info = docker_client.engine_info(base_url=target.host.engine)
     log(f"target {move.target_host.name} (Docker {info.server_version}) answers; port {move.target_port} reserved")
-    missing = [
-        service.image
-        for service in _services(target)
-        if docker_client.image_id(tag=service.image, base_url=target.host.engine) is None
-    ]
-    if missing:
-        raise ProvisioningError(
-            f"{move.target_host.name} lacks the image(s) {', '.join(sorted(set(missing)))}: copy them there first "
-            f"(manage.py host_images_copy {move.target_host.name}); nothing was changed"
-        )
+    host_images_ensure(host=target.host, images=[service.image for service in _services(target)], log=log)
     log("the target has every image the store runs")
 
 

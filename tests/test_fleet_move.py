@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 
 from provisioning import docker_client
-from provisioning.models import JobStep, ProvisioningJob
+from provisioning.models import JobLogLine, JobStep, ProvisioningJob
 from provisioning.move_models import HostEvacuation, StoreMove
 from provisioning.moves import (
     MoveError,
@@ -23,6 +23,7 @@ from provisioning.moves import (
     store_move_request,
 )
 from provisioning.stacks.base import DB_ROOT_CLIENT_ENV
+from provisioning.store_images import store_image_set
 from stores.models import Host, Store
 from stores.services import host_transition, store_credentials
 from tests.test_fleet import _hosts, two_hosts  # noqa: F401 - the fixture, shared
@@ -287,18 +288,21 @@ def test_a_move_failing_before_the_switch_leaves_the_store_where_it_was_and_noth
         assert posts(fresh)[-1] == "Still here"
         assert front_status(store.domain) == 200
 
-    # A target without one of the store's images: refused at the check, before anything is made there.
+    # An image the store runs that neither the target nor the platform's engine holds (nothing is pulled):
+    # the check fails, before anything is made on the target.
     cache_image = settings.STORE_IMAGES["woocommerce"]["cache"]
-    docker_client.client(remote.engine).images.remove(cache_image)  # the tag only: its layers stay
+    store_image_set(store_id=store.pk, role="cache", image="shophosting/not-built:anywhere")
     try:
         move = _move(store, remote, django_capture_on_commit_callbacks, run_provisioning_worker)
-        untouched(move, "check", f"lacks the image(s) {cache_image}")
+        untouched(move, "check", "image shophosting/not-built:anywhere is not on")
         assert move.downtime_started_at is None
     finally:
-        docker_client.image_copy(image=cache_image, source=None, target=remote.engine)
+        store_image_set(store_id=store.pk, role="cache", image=cache_image)
 
-    # A target that cannot start the store (its reserved port is taken on that host): found once the data is
-    # copied; the target's objects go, and the store never stopped answering.
+    # A target that lacks an image the platform's engine has gets it copied by the check (as a new store's
+    # host does); then it cannot start the store (its reserved port is taken on that host): found once the
+    # data is copied; the target's objects go, and the store never stopped answering.
+    docker_client.client(remote.engine).images.remove(cache_image)  # the tag only: its layers stay
     with django_capture_on_commit_callbacks(execute=True):
         move = store_move_request(store_id=store.pk, host_id=remote.pk)
     blocker = docker_client.client(remote.engine).containers.run(
@@ -319,6 +323,10 @@ def test_a_move_failing_before_the_switch_leaves_the_store_where_it_was_and_noth
             poller.join()
         move.refresh_from_db()
         untouched(move, "start", "could not start container")
+        check_log = JobLogLine.objects.filter(step__job_id=move.job_id, step__name="check")
+        check_log = list(check_log.values_list("message", flat=True))
+        assert any(f"copied to host {remote.name}: {cache_image}" in line for line in check_log), check_log
+        assert docker_client.image_id(tag=cache_image, base_url=remote.engine) is not None
         assert {status for _, status in poller.samples} == {200}
         assert "stayed where it was" in store.events.order_by("pk").last().note
     finally:
