@@ -93,12 +93,13 @@ def test_a_failed_job_tells_the_customer_plain_words_and_staff_the_details(clien
         body = response.content.decode()
         assert [leak for leak in INTERNALS if leak.lower() in body.lower()] == [], url
     progress = client.get(f"/stores/{store.pk}/progress.json").json()
+    # Placed, then the host's engine is first asked in the same step: for the images it lacks.
     assert progress["progress"]["log"][-1] == {
         "time": progress["progress"]["log"][-1]["time"],
-        "step": "Create the network and volumes",
+        "step": "Reserve a host and a port",
         "message": "stopped here; our team has been told and will look into it",
     }
-    assert "Setting up your store stopped at “Create the network and volumes”" in progress["store"]["message"]
+    assert "Setting up your store stopped at “Reserve a host and a port”" in progress["store"]["message"]
 
     client.force_login(staff_user)
     staff = client.get(f"/admin/provisioning/provisioningjob/{job.pk}/progress.json").json()
