@@ -302,7 +302,6 @@ def test_a_move_failing_before_the_switch_leaves_the_store_where_it_was_and_noth
     # A target that lacks an image the platform's engine has gets it copied by the check (as a new store's
     # host does); then it cannot start the store (its reserved port is taken on that host): found once the
     # data is copied; the target's objects go, and the store never stopped answering.
-    docker_client.client(remote.engine).images.remove(cache_image)  # the tag only: its layers stay
     with django_capture_on_commit_callbacks(execute=True):
         move = store_move_request(store_id=store.pk, host_id=remote.pk)
     blocker = docker_client.client(remote.engine).containers.run(
@@ -312,6 +311,8 @@ def test_a_move_failing_before_the_switch_leaves_the_store_where_it_was_and_noth
         ports={"6379/tcp": (second_engine.address, move.target_port)},
         detach=True,
     )
+    # Untagged only (force: the blocker runs it): its id and layers stay, so the copy is quick.
+    docker_client.client(remote.engine).images.remove(cache_image, force=True)
     try:
         poller = Poller(store.domain)
         poller.start()
@@ -331,6 +332,7 @@ def test_a_move_failing_before_the_switch_leaves_the_store_where_it_was_and_noth
         assert "stayed where it was" in store.events.order_by("pk").last().note
     finally:
         blocker.remove(force=True)
+        docker_client.image_copy(image=cache_image, source=None, target=remote.engine)  # whatever happened
 
 
 # --- Refusals (no engine is asked anything) -----------------------------------------------------------------
