@@ -194,8 +194,10 @@ def test_ten_orders_at_once_on_two_workers_give_ten_live_stores_on_distinct_port
     )
     failed = list(setups.exclude(status="succeeded").values("error"))
     assert failed == [] and setups.count() == 10
+    # Queued by each job's worker after the commit that made its store live: a moment after the job reads
+    # succeeded, so the last one may not be there yet when the wait above ends.
     first_backups = ProvisioningJob.objects.filter(store__in=stores, kind="backup", status="queued")
-    assert first_backups.count() == 10
+    wait_for(lambda: first_backups.count() == 10, 30, "each store's first backup to be queued")
     live = Store.objects.filter(pk__in=[s.pk for s in stores])
     assert set(live.values_list("status", flat=True)) == {Store.Status.ACTIVE}
     assert len(set(live.values_list("port", flat=True))) == 10
