@@ -123,14 +123,17 @@ class Platform:
             "web",
             [python, "-m", "gunicorn", "-b", f"127.0.0.1:{WEB_PORT}", "-w", "2", "--threads", "2", "shophosting.wsgi"],
         )
+        # --with-scheduler, as production's units run every worker: a job whose host has no free slot goes back
+        # on its queue due a few seconds later (provisioning/host_slots.py), and only a scheduler moves it back.
         for n in range(self.workers):
-            self._spawn(f"worker-{n}", [python, "manage.py", "rqworker", "provisioning", "default"])
+            self._spawn(f"worker-{n}", [python, "manage.py", "rqworker", "provisioning", "default", "--with-scheduler"])
         # Every new store's first backup (backups.first_backup, queued when it goes live) runs meanwhile, as
         # in production; a teardown waits for it.
         self._backup_repository()
-        self._spawn("worker-backups", [python, "manage.py", "rqworker", "backups"])
+        self._spawn("worker-backups", [python, "manage.py", "rqworker", "backups", "--with-scheduler"])
         if self.pool_worker:  # the warm pool's builds, on their own worker at Nice=10, as its unit runs it
-            self._spawn("worker-pool", ["nice", "-n", "10", python, "manage.py", "rqworker", "pool"])
+            pool_worker = [python, "manage.py", "rqworker", "pool", "--with-scheduler"]
+            self._spawn("worker-pool", ["nice", "-n", "10", *pool_worker])
         self._wait_web()
 
     @staticmethod
@@ -280,8 +283,8 @@ def order_path(order: dict) -> str:
 
 def teardown_all(subscription_ids: list[int], timeout: float = 300) -> None:
     """Every benchmark store torn down by the platform's own teardown jobs, on the running workers."""
+    from provisioning.exceptions import JobConflict
     from provisioning.services import job_enqueue
-    from stores.exceptions import StoreBusy
     from stores.models import Store
 
     stores = list(Store.objects.filter(subscription_id__in=subscription_ids))
@@ -294,7 +297,7 @@ def teardown_all(subscription_ids: list[int], timeout: float = 300) -> None:
             try:
                 job_enqueue(store_id=store_id, kind="teardown")
                 waiting.remove(store_id)
-            except StoreBusy:
+            except JobConflict:  # its first backup runs
                 pass
         time.sleep(0.5)
     while Store.objects.filter(pk__in=[s.pk for s in stores]).exclude(status=Store.Status.DELETED).exists():
