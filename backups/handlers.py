@@ -2,8 +2,12 @@
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
+import django_rq
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from backups.models import BackupRun
 from backups.services.backup import backup_enqueue
@@ -14,8 +18,27 @@ logger = logging.getLogger(__name__)
 
 def store_live_first_backup(*, store_id: int, log: Callable[[str], None]) -> None:
     """A new store's first backup, queued once the transaction that made the store live has committed
-    (until then its provisioning job holds the store). A store busy by then is left to the next
-    scheduled run, which takes every active store that has no backup yet."""
+    (until then its provisioning job holds the store), or FIRST_BACKUP_DELAY_SECONDS later
+    (backups.jobs.first_backup_take, on the backups queue's scheduler): the other new stores of a burst of
+    orders are provisioned meanwhile without a backup's load beside them. A store busy by then is left to the
+    next scheduled run, which takes every active store that has no backup yet."""
+    delay = settings.FIRST_BACKUP_DELAY_SECONDS
+    if delay > 0:
+        due = timezone.now() + timedelta(seconds=delay)
+
+        def schedule() -> None:
+            try:
+                django_rq.get_queue("backups").enqueue_in(
+                    timedelta(seconds=delay), "backups.jobs.first_backup_take", store_id
+                )
+            except Exception:  # The job has succeeded already; the scheduled run still covers the store.
+                logger.exception("store %s: the first backup could not be scheduled", store_id)
+
+        transaction.on_commit(schedule, robust=True)
+        log(
+            f"first backup due at {due:%H:%M:%S} UTC ({delay} s after going live); the next ones follow on its schedule"
+        )
+        return
 
     def queue() -> None:
         try:

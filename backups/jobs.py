@@ -40,6 +40,13 @@ def backups_verify():
     return [run.pk for run in backups_verify()]
 
 
+def first_backup_take(store_id: int):
+    from backups.services.backup import first_backup_take
+
+    run = first_backup_take(store_id=store_id)
+    return run.pk if run else None
+
+
 def system_backup_run_job(run_id: int):
     from backups.services.system import system_backup_execute
 

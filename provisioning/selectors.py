@@ -22,6 +22,11 @@ def job_latest_for_store(store_id: int) -> ProvisioningJob | None:
 SETUP_KINDS = (ProvisioningJob.Kind.PROVISION, ProvisioningJob.Kind.RETRY)
 
 
+def orders_being_set_up() -> int:
+    """Paying customers' stores being set up now: provision and retry jobs queued or running."""
+    return ProvisioningJob.objects.filter(kind__in=SETUP_KINDS, status__in=ProvisioningJob.ACTIVE).count()
+
+
 def job_setup_latest_for_store(store_id: int) -> ProvisioningJob | None:
     """The job that sets the store up (its provisioning, or the latest retry of it): what the checkout page
     follows, even once the store's first backup, queued as it goes live, is its latest job."""

@@ -17,6 +17,7 @@ from provisioning import acme_client, docker_client, host_slots, jobs, liveness,
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import JobKind, kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
+from provisioning.selectors import orders_being_set_up
 from provisioning.stacks import stack_for
 from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
@@ -157,10 +158,15 @@ def job_execute(*, job_id: int) -> None:
             return  # another live worker runs it
         host = (
             Job.objects.filter(pk=job_id, status=Job.Status.QUEUED)
-            .values_list("store__host_id", "store__host__name", "store__host__job_slots")
+            .values_list("kind", "store__host_id", "store__host__name", "store__host__job_slots")
             .first()
         )
-        host_id, host_name, slots = host or (None, "", None)
+        kind, host_id, host_name, slots = host or (None, None, "", None)
+        if kind and kind_get(kind).yields_to_orders and (orders := orders_being_set_up()):
+            delay = settings.ORDERS_FIRST_WAIT_SECONDS
+            first = f"new stores of paying customers go first ({orders} being set up)"
+            _job_wait(job_id=job_id, message=f"waiting: {first}; trying again every {delay} s", delay=delay)
+            return
         slots = slots or settings.HOST_JOB_SLOTS
         with host_slots.host_slot_hold(host_id=host_id, slots=slots) as slot:
             if slot is False:
@@ -178,9 +184,16 @@ def _job_wait_for_host(*, job_id: int, host_name: str, slots: int) -> None:
     again in HOST_JOB_WAIT_SECONDS, so this worker goes on with other hosts' jobs. The job stays queued; its
     first wait is logged on its first pending step, for staff, and each wait is counted (`host_waits`)."""
     delay = settings.HOST_JOB_WAIT_SECONDS
+    message = f"waiting: host {host_name} runs {slots} job{'s' if slots != 1 else ''}; trying again every {delay} s"
+    _job_wait(job_id=job_id, message=message, delay=delay)
+
+
+def _job_wait(*, job_id: int, message: str, delay: int) -> None:
+    """Put a queued job back on its queue, due again in `delay` seconds (the workers' scheduler moves it
+    back); the worker goes on with other jobs. The job stays queued; its first wait is logged on its first
+    pending step, for staff, and each wait is counted (`host_waits`)."""
     job = Job.objects.only("kind", "timeout_seconds", "host_waits").get(pk=job_id)
     waits = job.host_waits + 1
-    message = f"waiting: host {host_name} runs {slots} job{'s' if slots != 1 else ''}; trying again every {delay} s"
     logger.info("job %s %s", job_id, message)
     if waits == 1:
         step = JobStep.objects.filter(job_id=job_id, status=JobStep.Status.PENDING).order_by("order").first()

@@ -67,3 +67,68 @@ def test_a_store_busy_when_it_goes_live_is_backed_up_by_the_next_scheduled_run(
         job_execute(job_id=restart.pk)
     assert backups_enqueue_due() == [store.pk]
     assert BackupRun.objects.get(store=store).kind == BackupRun.Kind.SCHEDULED
+
+
+def _scheduled_first_backups(store_id: int) -> list:
+    import django_rq
+    from rq.job import Job
+
+    queue = django_rq.get_queue("backups")
+    registry = queue.scheduled_job_registry
+    jobs = [Job.fetch(job_id, connection=queue.connection) for job_id in registry.get_job_ids()]
+    return [
+        (job, registry.get_scheduled_time(job))
+        for job in jobs
+        if job.func_name == "backups.jobs.first_backup_take" and job.args == (store_id,)
+    ]
+
+
+def test_with_a_delay_the_first_backup_waits_on_the_backups_scheduler_then_a_worker_queues_it(
+    live_store_record, django_capture_on_commit_callbacks, settings
+):
+    """Production's FIRST_BACKUP_DELAY_SECONDS: going live queues no backup (the store is free at once, and a
+    burst of new stores is provisioned without their backups' load); the backups queue's scheduler holds the
+    request, and a real worker with the scheduler queues the backup once it is due."""
+    import time
+
+    import django_rq
+    from rq import SimpleWorker
+
+    settings.FIRST_BACKUP_DELAY_SECONDS = 1
+    store = live_store_record
+    went_live = time.time()
+    [line] = go_live(store, django_capture_on_commit_callbacks)
+    assert line.startswith("first backup due at ") and "(1 s after going live)" in line
+    assert not BackupRun.objects.filter(store=store).exists()
+    [(job, due)] = _scheduled_first_backups(store.pk)
+    assert went_live <= due.timestamp() <= time.time() + 1.5
+
+    time.sleep(max(0.0, due.timestamp() - time.time()) + 0.2)
+    # A SimpleWorker (no fork: it sees this test's data) with the scheduler, as every production worker runs.
+    django_rq.get_worker("backups", worker_class=SimpleWorker).work(burst=True, with_scheduler=True)
+    [run] = BackupRun.objects.filter(store=store)
+    assert (run.kind, run.status) == (BackupRun.Kind.SCHEDULED, RunStatus.QUEUED)
+    assert _scheduled_first_backups(store.pk) == []
+
+
+def test_a_delayed_first_backup_is_not_taken_twice_nor_of_a_store_no_longer_active(live_store_record):
+    """By the time it is due the scheduled run (or the owner) may have backed the store up, or it may have been
+    suspended: nothing more is queued, and nothing fails."""
+    from backups.services.backup import backup_enqueue, first_backup_take
+
+    store = live_store_record
+    with transaction.atomic():
+        taken = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+    assert first_backup_take(store_id=store.pk) is None
+    assert list(BackupRun.objects.filter(store=store)) == [taken]
+
+    BackupRun.objects.filter(pk=taken.pk).update(status=RunStatus.FAILED)  # a failed one is no backup
+    ProvisioningJob.objects.filter(pk=taken.job_id).update(status=ProvisioningJob.Status.FAILED)
+    store_transition(store_id=store.pk, to=Store.Status.SUSPENDED, note="unpaid")
+    assert first_backup_take(store_id=store.pk) is None
+    assert BackupRun.objects.filter(store=store).count() == 1
+
+    store_transition(store_id=store.pk, to=Store.Status.ACTIVE, note="paid")
+    run = first_backup_take(store_id=store.pk)
+    assert (run.kind, run.status) == (BackupRun.Kind.SCHEDULED, RunStatus.QUEUED)
+    assert first_backup_take(store_id=store.pk) is None

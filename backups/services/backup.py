@@ -197,6 +197,24 @@ def backup_enqueue(*, store_id: int, kind: str, actor: User | None = None) -> Ba
     return run
 
 
+def first_backup_take(*, store_id: int) -> BackupRun | None:
+    """A new store's first backup, FIRST_BACKUP_DELAY_SECONDS after it went live (backups.handlers): queued
+    unless a backup was asked for meanwhile (the scheduled run, its owner, staff) or the store is no longer
+    active (suspended, deleted). A store busy now is left to the scheduled run, which takes every active store
+    with no backup, as when it is busy at the moment it goes live."""
+    store = Store.objects.filter(pk=store_id).first()
+    if store is None or store.status != Store.Status.ACTIVE:
+        logger.info("store %s: no first backup, the store is %s", store_id, store.status if store else "gone")
+        return None
+    if store.backup_runs.exclude(status=RunStatus.FAILED).exists():
+        return None
+    try:
+        return backup_enqueue(store_id=store_id, kind=Kind.SCHEDULED)
+    except BackupConflict as exc:
+        logger.info("store %s: first backup left to the scheduled run (%s)", store_id, exc)
+        return None
+
+
 def _final_backup_done(store_id: int) -> None:
     """A canceled store is stopped once its final backup is safe (in the transaction that ends the backup's
     job, so the store is free for it)."""

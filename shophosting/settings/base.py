@@ -232,6 +232,9 @@ for _platform, _policy in HOST_PLACEMENT_POLICY_BY_PLATFORM.items():
 # on with other hosts' jobs. MariaDB named locks hold the slots; on SQLite (the demo) nothing is bounded.
 HOST_JOB_SLOTS = env.int("HOST_JOB_SLOTS", default=2)
 HOST_JOB_WAIT_SECONDS = env.int("HOST_JOB_WAIT_SECONDS", default=5)
+# A warm pool build does not start while a paying customer's store is being set up: it goes back on its queue
+# for this long (provisioning.kinds.JobKind.yields_to_orders).
+ORDERS_FIRST_WAIT_SECONDS = env.int("ORDERS_FIRST_WAIT_SECONDS", default=3)
 # Encrypts store credentials at rest: comma-separated Fernet keys, newest first (rotation).
 CREDENTIALS_KEY = env("CREDENTIALS_KEY", default="")
 
@@ -598,6 +601,11 @@ BACKUP_EXPORT_DIR = env("BACKUP_EXPORT_DIR", default=str(BASE_DIR / "var" / "pri
 # Every active store is backed up this often; snapshots are kept this many days (longer on plans with
 # the "daily backups" flag); system and code backups are kept BACKUP_SYSTEM_RETENTION_DAYS.
 BACKUP_INTERVAL_HOURS = env.int("BACKUP_INTERVAL_HOURS", default=6)
+# A new store's first backup is queued this long after it goes live (backups/handlers.py), not at once: a new
+# store holds only its fresh install, and in a burst of orders each first backup (restic and a dump, about 1.5 s
+# of CPU) would slow the next customer's provisioning (tests/benchmarks/provision.py --burst: 8.3 s -> 6.6 s
+# without them). 0 queues it as the store goes live.
+FIRST_BACKUP_DELAY_SECONDS = env.int("FIRST_BACKUP_DELAY_SECONDS", default=120)
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=14)
 BACKUP_RETENTION_DAYS_DAILY_PLANS = env.int("BACKUP_RETENTION_DAYS_DAILY_PLANS", default=30)
 BACKUP_SYSTEM_RETENTION_DAYS = env.int("BACKUP_SYSTEM_RETENTION_DAYS", default=30)

@@ -75,3 +75,5 @@ STAFF_FIGURES_SECONDS = 0
 # Off in tests as well, like the two above; tests/test_page_queries.py turns it on where it tests it (each of its
 # writes also marks the page stale at once, so inside a test's transaction it would stay correct).
 CUSTOMER_PAGE_CACHE_SECONDS = 0
+# Tests wait for a new store's first backup as it goes live; tests/test_store_live_hooks.py tests the delay.
+FIRST_BACKUP_DELAY_SECONDS = 0

@@ -33,3 +33,5 @@ RESTIC_CACHE_DIR = os.path.join(_bench, "restic", "cache")
 BACKUP_STAGING_DIR = os.path.join(_bench, "restic", "staging")
 STRIPE_API_HOST = os.environ.get("BENCH_STRIPE_API_HOST", STRIPE_API_HOST)  # noqa: F405
 RATELIMIT_ENABLE = False
+# Production's delay (the test settings queue it at once): the benchmark's customers are production's.
+FIRST_BACKUP_DELAY_SECONDS = int(os.environ.get("FIRST_BACKUP_DELAY_SECONDS", 120))
