@@ -1,8 +1,11 @@
 """Pages that keep up (issue #21): the customer dashboard, the staff index and the store list ask the database
 as often with 10,000 stores as with 10, and the dashboard, read from the per-customer cache
-(shophosting/core/customer_pages.py), shows every change at the next view and never another merchant's data."""
+(shophosting/core/customer_pages.py), shows every change at the next view and never another merchant's data.
+The staff index's live part, shared for STAFF_LIVE_SECONDS, shows a change staff make at the next view and a
+worker's within those seconds."""
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -14,6 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from backups.models import BackupRun, RunStatus
 from billing.models import Subscription
 from provisioning.models import ProvisioningJob
+from shophosting.staff.selectors import LIVE_CACHE_KEY
 from stores.models import Store
 from stores.services import store_transition
 
@@ -29,6 +33,10 @@ def caches_on(settings, page_cache_on):
     signed-in pages is cached with the marketing pages."""
     settings.CUSTOMER_PAGE_CACHE_SECONDS = 300
     settings.STAFF_FIGURES_SECONDS = 60
+    settings.STAFF_LIVE_SECONDS = 5
+    cache.delete_pattern("staff:dashboard:*")  # kept from another test's rows, which rolled back
+    yield
+    cache.delete_pattern("staff:dashboard:*")
 
 
 def queries_of(client, url, *, status=200) -> list[str]:
@@ -94,8 +102,10 @@ def test_dashboard_staff_index_and_store_list_ask_as_often_with_10_000_stores_as
     large = measure()
 
     assert large == small
-    # Warm, the dashboard asks for the signed-in user (with their second-factor devices) and nothing else.
+    # Warm, the dashboard and the staff index ask for the signed-in user (with their second-factor devices)
+    # and nothing else.
     assert small[reverse(HOME)][1] == 1, small
+    assert small[reverse("admin:index")][1] == 1, small
 
 
 # --- The dashboard's cache: every change shows at the next view ---------------------------------------------
@@ -240,3 +250,104 @@ def test_the_staff_model_list_is_each_roles_own_and_marks_the_page_it_is_on(clie
     jobs = client.get(reverse("admin:provisioning_provisioningjob_changelist")).content.decode()
     assert 'class="model-store current-model"' in stores and 'class="model-store current-model"' not in jobs
     assert 'class="model-provisioningjob current-model"' in jobs
+
+
+# --- The staff index's live part: shared for a few seconds, read afresh after a change staff make -----------
+
+
+def staff_index(client) -> str:
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def my_actions(page: str) -> str:
+    """The index's "Recent actions: My actions" box."""
+    return page.split('id="recent-actions-module"', 1)[1].split("</div>", 1)[0]
+
+
+def test_the_staff_index_reads_what_staff_act_on_once_for_all_staff_within_a_few_seconds(client, caches_on, staff_user):
+    from accounts.roles import Role
+    from accounts.services import staff_user_ensure
+
+    live_tables = ("provisioning_provisioningjob", "provisioning_incident", "consultations_ticket")
+    client.force_login(staff_user)
+    first = queries_of(client, reverse("admin:index"))
+    again = queries_of(client, reverse("admin:index"))
+    other, _ = staff_user_ensure(email="second@example.com", role=Role.ADMIN, password="second password 1")
+    client.force_login(other)
+    others = queries_of(client, reverse("admin:index"))
+
+    assert all(any(table in sql for sql in first) for table in live_tables), first
+    # Read again: the signed-in user only (with the cache off, every live read and the recent actions again).
+    assert len(again) == 1, again
+    # Another member of staff a moment later: their own recent actions, nothing of the live part.
+    assert not [sql for sql in others if any(table in sql for table in live_tables)], others
+    assert 0 < cache.ttl(LIVE_CACHE_KEY) <= 5  # Redis drops it by then too
+
+
+def test_a_change_the_workers_make_shows_within_staff_live_seconds(
+    client, caches_on, staff_user, store_in_status, settings
+):
+    settings.STAFF_LIVE_SECONDS = 30  # Redis's own expiry, in real time, stays out of the way on a slow machine
+    store = store_in_status("failed", domain="worker.test")
+    client.force_login(staff_user)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        assert "data-job-failed" not in staff_index(client)
+    job = ProvisioningJob.objects.create(store=store, kind="provision", status="failed", finished_at=start)
+
+    with time_machine.travel(start + timezone.timedelta(seconds=29.9), tick=False):
+        page = staff_index(client)
+    assert f'data-job-failed="{job.pk}"' not in page  # kept, and the page says since when
+    assert f"tickets as of {start:%H:%M:%S} UTC, at most 30 s old" in page
+    with time_machine.travel(start + timezone.timedelta(seconds=30), tick=False):
+        assert f'data-job-failed="{job.pk}"' in staff_index(client)
+
+
+def test_a_change_made_through_the_staff_site_shows_at_the_next_view_for_all_staff(
+    client, caches_on, staff_user, store_in_status
+):
+    from accounts.roles import Role
+    from accounts.services import staff_user_ensure
+    from stores.models import Host
+
+    store = store_in_status("failed", domain="retried.test")
+    failed = ProvisioningJob.objects.create(store=store, kind="provision", status="failed", finished_at=timezone.now())
+    host = Host.objects.create(
+        name="gone-soon", docker_url="unix:///nowhere.sock", memory_capacity_mb=1024, cpu_capacity=1
+    )
+    other, _ = staff_user_ensure(email="second@example.com", role=Role.ADMIN, password="second password 1")
+    client.force_login(other)
+    staff_index(client)
+    client.force_login(staff_user)
+    page = staff_index(client)
+    assert f'data-job-failed="{failed.pk}"' in page and "data-job-active" not in page
+    assert "None available" in my_actions(page)
+
+    # Within the few seconds the live part is kept: a retry and a deletion through the staff site.
+    assert client.post(reverse("admin:job_retry", args=[failed.pk])).status_code == 302
+    retry = ProvisioningJob.objects.exclude(pk=failed.pk).get(store=store)
+    client.post(reverse("admin:stores_host_delete", args=[host.pk]), {"post": "yes"})
+    assert not Host.objects.filter(pk=host.pk).exists()
+
+    page = staff_index(client)
+    assert f'data-job-active="{retry.pk}"' in page
+    assert '<li class="deletelink">' in my_actions(page) and "gone-soon" in my_actions(page)
+    client.force_login(other)
+    assert f'data-job-active="{retry.pk}"' in staff_index(client)  # everyone's next view
+
+
+def test_a_change_made_in_the_rq_dashboard_has_the_next_view_read_the_live_part_afresh(
+    client, caches_on, staff_user, settings
+):
+    def reads_jobs() -> bool:
+        return any("provisioning_provisioningjob" in sql for sql in queries_of(client, reverse("admin:index")))
+
+    client.force_login(staff_user)
+    assert reads_jobs() and not reads_jobs()  # then kept for a few seconds
+    index = list(settings.RQ_QUEUES).index("default")  # django-rq numbers the queues in this order
+    assert client.get(reverse("django_rq:delete_failed_jobs", args=[index])).status_code == 200  # its confirmation
+    assert not reads_jobs()
+    assert client.post(reverse("django_rq:delete_failed_jobs", args=[index])).status_code == 302
+    assert reads_jobs()

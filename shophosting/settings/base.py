@@ -181,6 +181,10 @@ CUSTOMER_PAGE_CACHE_SECONDS = env.int("CUSTOMER_PAGE_CACHE_SECONDS", default=300
 # The staff index's slow figures (MRR, capacity, customers and stores by status, SLA breaches) are computed at
 # most this often and shared by all staff (shophosting/staff/selectors.py, dashboard_figures); 0: every view.
 STAFF_FIGURES_SECONDS = env.int("STAFF_FIGURES_SECONDS", default=60)
+# The staff index's live part (failed and active jobs, queues, open incidents, late tickets) is shared by all
+# staff for at most this long, and read afresh after any change staff make (shophosting/staff/selectors.py,
+# dashboard_live); 0: read on every view.
+STAFF_LIVE_SECONDS = env.int("STAFF_LIVE_SECONDS", default=5)
 # Separate queues so a long restic run never delays provisioning.
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}

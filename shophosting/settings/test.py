@@ -72,6 +72,7 @@ PAGE_CACHE_SECONDS = 0
 # The staff index's figures are computed on every view in tests (rows roll back, the cache would not);
 # tests/test_admin_staff.py turns the sharing on where it tests it.
 STAFF_FIGURES_SECONDS = 0
+STAFF_LIVE_SECONDS = 0  # likewise; tests/test_page_queries.py turns it on where it tests it
 # Off in tests as well, like the two above; tests/test_page_queries.py turns it on where it tests it (each of its
 # writes also marks the page stale at once, so inside a test's transaction it would stay correct).
 CUSTOMER_PAGE_CACHE_SECONDS = 0

@@ -8,6 +8,9 @@ from django.core.exceptions import PermissionDenied
 from django.urls import URLPattern
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
+from shophosting.staff.selectors import dashboard_live_changed
+from shophosting.staff.site import SAFE_METHODS
+
 
 def _rq_permission_required(view):
     @wraps(view)
@@ -15,7 +18,10 @@ def _rq_permission_required(view):
     def guarded(request, *args, **kwargs):
         if not request.user.has_perm("provisioning.use_rq_dashboard"):
             raise PermissionDenied
-        return view(request, *args, **kwargs)
+        response = view(request, *args, **kwargs)
+        if request.method not in SAFE_METHODS:  # a job requeued or deleted: the index's queue figures moved
+            dashboard_live_changed()
+        return response
 
     return guarded
 

@@ -3,11 +3,13 @@ staff whose role may see it."""
 
 import logging
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.core.cache import cache
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
@@ -141,22 +143,45 @@ def sla_breaches_recent() -> list[dict]:
 
 
 FIGURES_CACHE_KEY = "staff:dashboard:figures:v1"
+LIVE_CACHE_KEY = "staff:dashboard:live:v1"
+# Moved (to a new random token) after every change staff make (dashboard_live_changed): a kept live part
+# computed under another token is not used.
+LIVE_GENERATION_KEY = "staff:dashboard:live:generation"
+LIVE_GENERATION_SECONDS = 24 * 3600  # far longer than an entry lives; if it goes, kept entries stop matching
 JOBS_ACTIVE_SHOWN = 10
+MY_ACTIONS_SHOWN = 10  # as Django's index shows
+# The parts of the live figures, each computed only for staff whose role may see it (or for all, when kept).
+LIVE_PARTS = {
+    "jobs": "provisioning.view_provisioningjob",
+    "incidents": "provisioning.view_incident",
+    "tickets": "consultations.view_ticket",
+}
 
 
-def dashboard_figures() -> dict:
+def _cache_read(keys: list[str]) -> dict:
+    try:
+        return cache.get_many(keys)
+    except Exception:  # noqa: BLE001 - Redis down: computed on the spot, as with the caches off
+        return {}
+
+
+def _cache_write(key: str, value, seconds: int) -> None:
+    try:
+        cache.set(key, value, timeout=seconds)
+    except Exception:  # noqa: BLE001 - the next view computes it again
+        logger.warning("%s could not be cached", key, exc_info=True)
+
+
+def dashboard_figures(*, found: dict | None = None) -> dict:
     """The index's figures that change slowly and cost the most: customers and stores by status, host
     capacity, the MRR over every subscription, past-due accounts and SLA breaches. Computed for every role at
     once, at most every STAFF_FIGURES_SECONDS (60: the index says "as of" with the time), and shared by all
     staff through the cache; 0 computes them on every view. What staff act on (jobs, incidents, tickets,
-    queues) is read live by `dashboard`."""
+    queues) is `dashboard_live`. `found`: the cache entries already read by the caller."""
     seconds = settings.STAFF_FIGURES_SECONDS
     figures = None
     if seconds > 0:
-        try:
-            figures = cache.get(FIGURES_CACHE_KEY)
-        except Exception:  # noqa: BLE001 - Redis down: computed on the spot, as with the cache off
-            figures = None
+        figures = (found if found is not None else _cache_read([FIGURES_CACHE_KEY])).get(FIGURES_CACHE_KEY)
     if figures is None:
         overview = billing_overview()
         figures = {
@@ -169,46 +194,130 @@ def dashboard_figures() -> dict:
             "sla_breaches": sla_breaches_recent(),
         }
         if seconds > 0:
-            try:
-                cache.set(FIGURES_CACHE_KEY, figures, timeout=seconds)
-            except Exception:  # noqa: BLE001 - the next view computes them again
-                logger.warning("the staff figures could not be cached", exc_info=True)
+            _cache_write(FIGURES_CACHE_KEY, figures, seconds)
     return figures
 
 
-def dashboard(user) -> dict:
-    """The admin index: counts, capacity, jobs, tickets late for their first answer, money and quick actions,
-    as far as the user's role reaches."""
+def _live_compute(parts) -> dict:
+    live: dict = {"computed_at": timezone.now()}
+    if "jobs" in parts:
+        live["failed_jobs"] = failed_jobs_recent()
+        live["jobs_active"] = jobs_active(limit=JOBS_ACTIVE_SHOWN)
+        # Fewer than a full list shown: that is all of them, without counting again.
+        live["jobs_running"] = (
+            len(live["jobs_active"])
+            if len(live["jobs_active"]) < JOBS_ACTIVE_SHOWN
+            else ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
+        )
+        live["host_jobs"] = host_jobs_depth()  # one grouped query over the active jobs
+        try:
+            live["queues"] = queues.queue_stats()
+        except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it
+            live["queues_error"] = f"{type(exc).__name__}: {exc}"
+    if "incidents" in parts:
+        live["incidents_open"] = incidents_open()
+    if "tickets" in parts:
+        live["tickets_first_response_late"] = tickets_first_response_late_counts()
+    return live
 
-    figures = dashboard_figures()
-    data: dict = {"figures_at": figures["computed_at"], "figures_seconds": settings.STAFF_FIGURES_SECONDS}
+
+def dashboard_live(user, *, found: dict | None = None) -> dict:
+    """What staff act on: failed and active jobs, queue depths, open incidents, tickets late for their first
+    answer. Their seven reads were half of the index's time (issue #21), so with STAFF_LIVE_SECONDS > 0 they
+    are computed for every role at once and shared by all staff for at most that long (the index says "as of"
+    with the time); any change staff make through the staff site or the RQ dashboard moves the generation
+    (dashboard_live_changed), and an entry computed under an older one is not used: the next view after one's
+    own action reads afresh. Changes made elsewhere (a worker finishing a job, the checks opening an incident,
+    a customer's restart or ticket) show within STAFF_LIVE_SECONDS. 0: read on every view, only the parts the
+    user's role may see."""
+    seconds = settings.STAFF_LIVE_SECONDS
+    if seconds <= 0:
+        return _live_compute({part for part, perm in LIVE_PARTS.items() if user.has_perm(perm)})
+    if found is None:
+        found = _cache_read([LIVE_CACHE_KEY, LIVE_GENERATION_KEY])
+    generation = found.get(LIVE_GENERATION_KEY)
+    kept = found.get(LIVE_CACHE_KEY)
+    # The age is checked here too, not only left to Redis's expiry: an entry is never shown older than promised.
+    if (
+        kept is not None
+        and kept.get("generation") == generation
+        and timezone.now() - kept["computed_at"] < timedelta(seconds=seconds)
+    ):
+        return kept
+    # The generation is the one read before computing: a change committed while this runs moves it, and this
+    # entry is then refused by the next view instead of hiding the change for STAFF_LIVE_SECONDS.
+    live = {**_live_compute(LIVE_PARTS), "generation": generation}
+    _cache_write(LIVE_CACHE_KEY, live, seconds)
+    return live
+
+
+def dashboard_live_changed() -> None:
+    """Staff changed something (an admin save, action or deletion, a retry, a restart, a queue cleared): the
+    live part kept for the index is not used again. Called after the change's view returned, so after its
+    transaction committed; a new token rather than a counter, so nothing needs to exist first."""
+    try:
+        cache.set(LIVE_GENERATION_KEY, uuid.uuid4().hex, timeout=LIVE_GENERATION_SECONDS)
+    except Exception:  # noqa: BLE001 - Redis down: nothing is kept either
+        logger.warning("the staff live figures could not be marked stale", exc_info=True)
+
+
+def _my_actions_key(user) -> str:
+    return f"staff:dashboard:my-actions:v1:{user.pk}"
+
+
+def my_actions(user, *, found: dict | None = None) -> list[LogEntry]:
+    """The user's last admin changes (Django's "Recent actions, My actions"), kept like the live part (its query
+    was a fifth of the index's time). Exact whenever kept: admin log entries are written only by the staff
+    site's saves, deletions and actions, all POSTs that move the live generation after they return, and an
+    entry read under another generation is not used."""
+    seconds = settings.STAFF_LIVE_SECONDS
+    key = _my_actions_key(user)
+    if seconds > 0:
+        if found is None:
+            found = _cache_read([key, LIVE_GENERATION_KEY])
+        kept = found.get(key)
+        if kept is not None and kept["generation"] == found.get(LIVE_GENERATION_KEY):
+            return kept["entries"]
+    entries = list(LogEntry.objects.filter(user_id=user.pk).select_related("content_type")[:MY_ACTIONS_SHOWN])
+    if seconds > 0:
+        _cache_write(key, {"entries": entries, "generation": found.get(LIVE_GENERATION_KEY)}, seconds)
+    return entries
+
+
+def dashboard(user) -> dict:
+    """The admin index: counts, capacity, jobs, tickets late for their first answer, money, quick actions and
+    the user's own recent changes, as far as the user's role reaches."""
+
+    keys = [FIGURES_CACHE_KEY] if settings.STAFF_FIGURES_SECONDS > 0 else []
+    if settings.STAFF_LIVE_SECONDS > 0:
+        keys += [LIVE_CACHE_KEY, LIVE_GENERATION_KEY, _my_actions_key(user)]
+    found = _cache_read(keys) if keys else {}  # every cache the index reads, in one round trip
+    figures = dashboard_figures(found=found)
+    live = dashboard_live(user, found=found)
+    data: dict = {
+        "figures_at": figures["computed_at"],
+        "figures_seconds": settings.STAFF_FIGURES_SECONDS,
+        "live_at": live["computed_at"],
+        "live_seconds": settings.STAFF_LIVE_SECONDS,
+        "my_actions": my_actions(user, found=found),
+    }
     if user.has_perm("accounts.view_customer"):
         data["customers"] = figures["customers"]
     if user.has_perm("stores.view_store"):
         data["stores"] = figures["stores"]
     if user.has_perm("stores.view_host"):
         data["capacity"] = figures["capacity"]
-    if user.has_perm("provisioning.view_provisioningjob"):
-        data["failed_jobs"] = failed_jobs_recent()
-        data["jobs_active"] = jobs_active(limit=JOBS_ACTIVE_SHOWN)
-        # Fewer than a full list shown: that is all of them, without counting again.
-        data["jobs_running"] = (
-            len(data["jobs_active"])
-            if len(data["jobs_active"]) < JOBS_ACTIVE_SHOWN
-            else ProvisioningJob.objects.filter(status__in=ProvisioningJob.ACTIVE).count()
-        )
-        data["host_jobs"] = host_jobs_depth()  # live: one grouped query over the active jobs
-        try:
-            data["queues"] = queues.queue_stats()
-        except Exception as exc:  # noqa: BLE001 - Redis down must not take the dashboard with it
-            data["queues_error"] = f"{type(exc).__name__}: {exc}"
-    if user.has_perm("provisioning.view_incident"):
-        data["incidents_open"] = incidents_open()
+    if user.has_perm(LIVE_PARTS["jobs"]):
+        for key in ("failed_jobs", "jobs_active", "jobs_running", "host_jobs", "queues", "queues_error"):
+            if key in live:
+                data[key] = live[key]
+    if user.has_perm(LIVE_PARTS["incidents"]):
+        data["incidents_open"] = live["incidents_open"]
         data["sla_breaches"] = figures["sla_breaches"]
-    if user.has_perm("consultations.view_ticket"):
-        overdue, due_soon = tickets_first_response_late_counts()
-        data["tickets_first_response_overdue"] = overdue
-        data["tickets_first_response_due_soon"] = due_soon
+    if user.has_perm(LIVE_PARTS["tickets"]):
+        data["tickets_first_response_overdue"], data["tickets_first_response_due_soon"] = live[
+            "tickets_first_response_late"
+        ]
     if user.has_perm("billing.view_subscription"):
         data["mrr"] = money_text(figures["mrr_cents"])
         data["past_due"] = figures["past_due"]

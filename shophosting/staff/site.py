@@ -2,6 +2,7 @@
 and an audit trail of everything staff change through it."""
 
 import threading
+from functools import update_wrapper
 
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -11,7 +12,7 @@ from django.utils.translation import get_language, gettext
 
 from accounts.services import audit_record
 from shophosting.staff import views
-from shophosting.staff.selectors import dashboard
+from shophosting.staff.selectors import dashboard, dashboard_live_changed
 
 
 def _audit_object(request, event: str, obj, **detail) -> None:
@@ -123,6 +124,9 @@ class StripeMirrorReadOnlyMixin:
         return [url for url in super().get_urls() if getattr(url, "name", None) != "djstripe_custom_action"]
 
 
+# Requests that change nothing (RFC 9110's safe methods); any other through the staff site may have.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
 # App lists kept per process (StaffAdminSite.get_app_list): one per role and page kind in practice.
 APP_LISTS_KEPT = 256
 
@@ -203,6 +207,21 @@ class StaffAdminSite(admin.AdminSite):
             if app["app_label"] == STRIPE_MIRROR_APP:
                 app["name"] = "Stripe mirror (read-only: change it in Stripe or through billing actions)"
         return sorted(apps, key=rank)
+
+    def admin_view(self, view, cacheable=False):
+        """Django's wrapper (staff sign-in, CSRF, no caching), and after any request that may have changed
+        something (every add, change, deletion, action and quick action is a POST through here), the live part
+        kept for the index is marked stale: the next view of the index reads it afresh."""
+        wrapped = super().admin_view(view, cacheable)
+
+        def inner(request, *args, **kwargs):
+            try:
+                return wrapped(request, *args, **kwargs)
+            finally:  # also when the view failed after something committed
+                if request.method not in SAFE_METHODS:
+                    dashboard_live_changed()
+
+        return update_wrapper(inner, wrapped)
 
     def index(self, request, extra_context=None):
         return super().index(request, {"dashboard": dashboard(request.user), **(extra_context or {})})
