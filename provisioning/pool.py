@@ -22,6 +22,7 @@ from provisioning.exceptions import DockerUnavailable, JobConflict
 from provisioning.models import PoolStack, PoolTarget, ProvisioningJob, StoreImage
 from provisioning.services import job_enqueue
 from provisioning.stacks import stack_for, stack_reservation
+from shophosting.core.transactions import atomic_retrying_deadlocks
 from stores.models import Host, Store
 from stores.selectors import host_reservation
 from stores.services import store_pool_hand_over, store_pooled_create
@@ -95,7 +96,8 @@ def pool_claim(*, store_id: int) -> PoolStack | None:
     engine_ids = {host_id: ids for host_id, ids in engine_ids.items() if ids is not None}  # answering engines
     if not engine_ids:
         return None
-    with transaction.atomic():
+
+    def take() -> PoolStack | None:
         # One row at a time (LIMIT 1, in the class index's own order, so nothing is sorted and no other row
         # is read and locked): a concurrent claim skips only the row this one holds. No join either: MariaDB
         # would lock the joined rows (hosts) too.
@@ -123,7 +125,11 @@ def pool_claim(*, store_id: int) -> PoolStack | None:
         # The store runs the images the stack was built from (the same as today's: checked above).
         for role, image in chosen.images.items():
             StoreImage.objects.update_or_create(store_id=store.pk, role=role, defaults={"image": image})
-    return chosen
+        return chosen
+
+    # Two claims on one host can deadlock in the (host, port) index while each moves its stack's port to its
+    # store; InnoDB rolls one back, and it is simply run again.
+    return atomic_retrying_deadlocks(take)
 
 
 def pool_stack_claimed_by(store: Store) -> PoolStack | None:
