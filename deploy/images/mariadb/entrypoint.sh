@@ -6,6 +6,8 @@
 set -euo pipefail
 DATADIR=/var/lib/mysql
 SENTINEL="$DATADIR/.shophosting-initialized"
+# Set once the loopback root accounts have a password (below): every directory this image initialises has it.
+LOOPBACK_ROOT_SET="$DATADIR/.shophosting-loopback-root-password"
 INITIAL=/usr/local/share/shophosting-mariadb-initial.tar
 sql_escape() { printf "%s" "${1//\'/\'\'}"; }
 # The official image's file_env: VAR or VAR_FILE (a file holding the value, e.g. a mounted secret), not both.
@@ -69,7 +71,20 @@ if [[ ! -f "$SENTINEL" ]]; then
     (umask 0077; printf '[mariadb-client]\nport=3306\nsocket=/run/mysqld/mysqld.sock\nuser=healthcheck\npassword=%s\n' \
         "$healthcheck_password" > "$DATADIR/.my-healthcheck.cnf")
     chown mysql:mysql "$DATADIR/.my-healthcheck.cnf"
-    touch "$SENTINEL"
+    touch "$LOOPBACK_ROOT_SET" "$SENTINEL"
+elif [[ ! -f "$LOOPBACK_ROOT_SET" ]]; then
+    # A data directory initialised before this image set them (2026-12): mariadb-install-db left root@127.0.0.1
+    # and root@::1 without a password, so any process of this container could sign in as root over TCP. They
+    # get root@localhost's password (the secret file's) once, in bootstrap mode, before the server starts.
+    root_password=$(file_env MARIADB_ROOT_PASSWORD)
+    [[ -n "$root_password" ]] || { echo "MARIADB_ROOT_PASSWORD or MARIADB_ROOT_PASSWORD_FILE is required" >&2; exit 1; }
+    root_pw=$(sql_escape "$root_password")
+    {
+        echo "FLUSH PRIVILEGES;"
+        echo "ALTER USER IF EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '$root_pw';"
+        echo "ALTER USER IF EXISTS 'root'@'::1' IDENTIFIED BY '$root_pw';"
+    } | mariadbd --user=mysql --datadir="$DATADIR" --bootstrap --skip-grant-tables=0 >/dev/null 2>&1
+    touch "$LOOPBACK_ROOT_SET"
 fi
 
 if [[ "$1" == "mariadbd" ]]; then
