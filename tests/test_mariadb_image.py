@@ -57,15 +57,16 @@ def _wait_ready(container, timeout: float = 60) -> None:
     raise AssertionError("the database did not answer within the timeout")
 
 
-def _root_accounts_without_password(container) -> list[str]:
-    code, output = _sql(
-        container,
-        "SELECT Host FROM mysql.user WHERE User = 'root' AND authentication_string = '' ORDER BY Host",
-        password=ROOT_PASSWORD,
-        host="localhost",
-    )
+def _as_root(container, sql: str) -> str:
+    """`sql` as root over the socket, with the root password; its output."""
+    code, output = _sql(container, sql, password=ROOT_PASSWORD, host="localhost")
     assert code == 0, output
-    return output.split()
+    return output
+
+
+def _root_accounts_without_password(container) -> list[str]:
+    sql = "SELECT Host FROM mysql.user WHERE User = 'root' AND authentication_string = '' ORDER BY Host"
+    return _as_root(container, sql).split()
 
 
 def _root_needs_the_password_over_tcp(container) -> None:
@@ -84,13 +85,7 @@ def test_root_over_loopback_tcp_needs_the_password_also_in_a_data_directory_from
     assert container.exec_run(["test", "-f", MARKER]).exit_code == 0
 
     # A directory initialised by an earlier image: root@127.0.0.1 and root@::1 without a password, no marker.
-    code, output = _sql(
-        container,
-        "ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY ''; ALTER USER 'root'@'::1' IDENTIFIED BY ''; FLUSH PRIVILEGES;",
-        password=ROOT_PASSWORD,
-        host="localhost",
-    )
-    assert code == 0, output
+    _as_root(container, "ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY ''; ALTER USER 'root'@'::1' IDENTIFIED BY '';")
     assert container.exec_run(["rm", MARKER]).exit_code == 0
     assert _sql(container, "SELECT 1", password=None)[0] == 0  # the hole this image closes
     assert _root_accounts_without_password(container) == ["127.0.0.1", "::1"]
@@ -100,4 +95,4 @@ def test_root_over_loopback_tcp_needs_the_password_also_in_a_data_directory_from
     _root_needs_the_password_over_tcp(container)
     assert container.exec_run(["test", "-f", MARKER]).exit_code == 0
     # The data is the same directory: the database the first start made is still there.
-    assert "shop" in _sql(container, "SHOW DATABASES", password=ROOT_PASSWORD)[1].split()
+    assert "shop" in _as_root(container, "SHOW DATABASES").split()
