@@ -21,7 +21,7 @@ class BackupsConfig(AppConfig):
         for kind in (*backup_kinds.KINDS, *transfer_kinds.KINDS, *recovery_kinds.KINDS):
             kinds.register(kind)
         store_live_register(
-            name="backups.first_backup", promise="its first backup is queued", react=store_live_first_backup
+            name="backups.first_backup", promise="its first backup is scheduled", react=store_live_first_backup
         )
         # An update (provisioning.updates) backs the store up first and, if it fails, puts its data back.
         snapshot_provider_register(take=pre_update_backup_take, restore=pre_update_backup_restore)

@@ -46,10 +46,11 @@ class JobKind:
     store_status_on_enqueue: str | None = None  # e.g. teardown: deleting as soon as it is asked for
     fails_store: bool = False  # a failure marks a store that is queued or provisioning failed
     retry_as: str | None = None  # a failed job of this kind is retried as that kind (provision → retry)
-    # Background work (the warm pool's builds): while a paying customer's store is being set up (a provision or
-    # retry job queued or running), a job of this kind goes back on its queue for ORDERS_FIRST_WAIT_SECONDS
-    # instead of starting, so it never takes the CPU those stores' jobs need.
-    yields_to_orders: bool = False
+    # Background work (the warm pool's builds): (job_id) -> how many paying customers' stores being set up
+    # where this job would run (provision or retry jobs queued or running on its host, or not placed yet). While
+    # any are, the job goes back on its queue for ORDERS_FIRST_WAIT_SECONDS instead of starting (at most
+    # ORDERS_FIRST_MAX_WAITS times), so it never takes the CPU those stores' jobs need.
+    orders_ahead: Callable[[int], int] | None = None
     # Hooks. All but `after` run inside the engine's transaction that changes the job's status, so what they
     # write commits with it; they must not call Docker, nginx or restic.
     on_start: Callable[[int], None] | None = None  # (job_id) when a worker claims the job

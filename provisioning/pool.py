@@ -20,6 +20,7 @@ from django.utils import timezone
 from provisioning import docker_client
 from provisioning.exceptions import DockerUnavailable, JobConflict
 from provisioning.models import PoolStack, PoolTarget, ProvisioningJob, StoreImage
+from provisioning.selectors import orders_being_set_up
 from provisioning.services import job_enqueue
 from provisioning.stacks import stack_for, stack_reservation
 from shophosting.core.transactions import atomic_retrying_deadlocks
@@ -154,6 +155,13 @@ def _state_set(*, store_id: int, to: str, allowed_from: tuple[str, ...], **field
 
 def _job_store_id(job_id: int) -> int:
     return ProvisioningJob.objects.values_list("store_id", flat=True).get(pk=job_id)
+
+
+def pool_fill_orders_ahead(job_id: int) -> int:
+    """Orders a pool build gives way to: those being set up on its stack's host (the build's store is placed
+    only by its own first step) or not placed yet."""
+    host_id = PoolStack.objects.filter(store_id=_job_store_id(job_id)).values_list("host_id", flat=True).first()
+    return orders_being_set_up(host_id=host_id)
 
 
 def pool_fill_succeeded(job_id: int) -> None:

@@ -78,7 +78,7 @@ KINDS = (
         store_statuses=frozenset({Store.Status.POOLED}),
         queue=POOL_QUEUE,
         timeout_seconds=lambda: settings.RQ_QUEUES[POOL_QUEUE]["DEFAULT_TIMEOUT"],
-        yields_to_orders=True,
+        orders_ahead=pool.pool_fill_orders_ahead,
         on_success=pool.pool_fill_succeeded,
         on_failure=pool.pool_fill_failed,
     ),

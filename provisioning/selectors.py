@@ -22,9 +22,13 @@ def job_latest_for_store(store_id: int) -> ProvisioningJob | None:
 SETUP_KINDS = (ProvisioningJob.Kind.PROVISION, ProvisioningJob.Kind.RETRY)
 
 
-def orders_being_set_up() -> int:
-    """Paying customers' stores being set up now: provision and retry jobs queued or running."""
-    return ProvisioningJob.objects.filter(kind__in=SETUP_KINDS, status__in=ProvisioningJob.ACTIVE).count()
+def orders_being_set_up(*, host_id: int | None) -> int:
+    """Paying customers' stores being set up now (provision and retry jobs queued or running) on this host, or
+    not placed yet (they may land on any host); every host's when `host_id` is None."""
+    jobs = ProvisioningJob.objects.filter(kind__in=SETUP_KINDS, status__in=ProvisioningJob.ACTIVE)
+    if host_id is not None:
+        jobs = jobs.filter(Q(store__host_id=host_id) | Q(store__host__isnull=True))
+    return jobs.count()
 
 
 def job_setup_latest_for_store(store_id: int) -> ProvisioningJob | None:

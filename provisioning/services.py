@@ -17,7 +17,6 @@ from provisioning import acme_client, docker_client, host_slots, jobs, liveness,
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import JobKind, kind_get
 from provisioning.models import JobLogLine, JobStep, ProvisioningJob
-from provisioning.selectors import orders_being_set_up
 from provisioning.stacks import stack_for
 from shophosting.core.queues import enqueue_recorded, rq_job_pending
 from stores.exceptions import InvalidTransition, StoreBusy
@@ -158,11 +157,14 @@ def job_execute(*, job_id: int) -> None:
             return  # another live worker runs it
         host = (
             Job.objects.filter(pk=job_id, status=Job.Status.QUEUED)
-            .values_list("kind", "store__host_id", "store__host__name", "store__host__job_slots")
+            .values_list("kind", "host_waits", "store__host_id", "store__host__name", "store__host__job_slots")
             .first()
         )
-        kind, host_id, host_name, slots = host or (None, None, "", None)
-        if kind and kind_get(kind).yields_to_orders and (orders := orders_being_set_up()):
+        kind, waits, host_id, host_name, slots = host or (None, 0, None, "", None)
+        # Given way at most ORDERS_FIRST_MAX_WAITS times: a steady stream of orders must not keep the pool
+        # empty for ever (its orders would all be built from scratch).
+        orders_ahead = kind_get(kind).orders_ahead if kind else None
+        if orders_ahead and waits < settings.ORDERS_FIRST_MAX_WAITS and (orders := orders_ahead(job_id)):
             delay = settings.ORDERS_FIRST_WAIT_SECONDS
             first = f"new stores of paying customers go first ({orders} being set up)"
             _job_wait(job_id=job_id, message=f"waiting: {first}; trying again every {delay} s", delay=delay)
@@ -200,7 +202,8 @@ def _job_wait(*, job_id: int, message: str, delay: int) -> None:
         if step is not None:
             _step_log(step, message)
     rq_job_id = f"{_rq_job_id(job_id)}-wait-{waits}"
-    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(host_waits=waits, rq_job_id=rq_job_id)
+    # Put back first, then recorded: until the record names the new id, the recovery check (jobs_requeue_lost)
+    # finds the RQ job running now, pending, and never enqueues a second chain.
     django_rq.get_queue(kind_get(job.kind).queue).enqueue_in(
         timedelta(seconds=delay),
         jobs.provisioning_job_run,
@@ -208,6 +211,7 @@ def _job_wait(*, job_id: int, message: str, delay: int) -> None:
         job_id=rq_job_id,
         job_timeout=job.timeout_seconds,
     )
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(host_waits=waits, rq_job_id=rq_job_id)
 
 
 def _job_fail_when_database_returns(*, job_id: int, error: BaseException, wait_seconds: float = 60) -> None:

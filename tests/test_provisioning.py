@@ -206,7 +206,7 @@ def test_a_new_live_store_gets_its_first_backup_queued_and_its_owner_is_told(
     assert [line["message"] for line in customer["log"] if line["step"] == title] == ["done"]
     staff = [line.message for line in job.steps.get(name="hooks").log_lines.all()]  # the admin's job page
     assert staff == [
-        "when this job has finished and the store is live, its first backup is queued",
+        "when this job has finished and the store is live, its first backup is scheduled",
         f"first backup queued (backup #{run.pk}); the next ones follow on the store's schedule",
     ]
 

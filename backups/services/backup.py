@@ -206,8 +206,8 @@ def first_backup_take(*, store_id: int) -> BackupRun | None:
     if store is None or store.status != Store.Status.ACTIVE:
         logger.info("store %s: no first backup, the store is %s", store_id, store.status if store else "gone")
         return None
-    if store.backup_runs.exclude(status=RunStatus.FAILED).exists():
-        return None
+    if store.backup_runs.exclude(status=RunStatus.FAILED).exclude(kind__in=BackupRun.BEFORE_A_CHANGE).exists():
+        return None  # as backups_enqueue_due counts: a backup before a change is not the store's schedule
     try:
         return backup_enqueue(store_id=store_id, kind=Kind.SCHEDULED)
     except BackupConflict as exc:

@@ -237,8 +237,10 @@ for _platform, _policy in HOST_PLACEMENT_POLICY_BY_PLATFORM.items():
 HOST_JOB_SLOTS = env.int("HOST_JOB_SLOTS", default=2)
 HOST_JOB_WAIT_SECONDS = env.int("HOST_JOB_WAIT_SECONDS", default=5)
 # A warm pool build does not start while a paying customer's store is being set up: it goes back on its queue
-# for this long (provisioning.kinds.JobKind.yields_to_orders).
+# for this long (provisioning.kinds.JobKind.orders_ahead).
 ORDERS_FIRST_WAIT_SECONDS = env.int("ORDERS_FIRST_WAIT_SECONDS", default=3)
+# ... at most this many times (then it runs anyway: a steady stream of orders must not keep the pool empty).
+ORDERS_FIRST_MAX_WAITS = env.int("ORDERS_FIRST_MAX_WAITS", default=20)
 # Encrypts store credentials at rest: comma-separated Fernet keys, newest first (rotation).
 CREDENTIALS_KEY = env("CREDENTIALS_KEY", default="")
 

@@ -127,8 +127,8 @@ class Platform:
         # on its queue due a few seconds later (provisioning/host_slots.py), and only a scheduler moves it back.
         for n in range(self.workers):
             self._spawn(f"worker-{n}", [python, "manage.py", "rqworker", "provisioning", "default", "--with-scheduler"])
-        # Every new store's first backup (backups.first_backup, queued when it goes live) runs meanwhile, as
-        # in production; a teardown waits for it.
+        # Every new store's first backup (backups.first_backup), FIRST_BACKUP_DELAY_SECONDS after it goes live as
+        # in production (e2e_settings), on a worker of its own; a teardown waits for one that runs.
         self._backup_repository()
         self._spawn("worker-backups", [python, "manage.py", "rqworker", "backups", "--with-scheduler"])
         if self.pool_worker:  # the warm pool's builds, on their own worker at Nice=10, as its unit runs it

@@ -76,15 +76,22 @@ elif [[ ! -f "$LOOPBACK_ROOT_SET" ]]; then
     # A data directory initialised before this image set them (2026-12): mariadb-install-db left root@127.0.0.1
     # and root@::1 without a password, so any process of this container could sign in as root over TCP. They
     # get root@localhost's password (the secret file's) once, in bootstrap mode, before the server starts.
+    # It only hardens a working database: a failure is reported and the server starts all the same (the next
+    # start tries again), never a database that stays down.
     root_password=$(file_env MARIADB_ROOT_PASSWORD)
-    [[ -n "$root_password" ]] || { echo "MARIADB_ROOT_PASSWORD or MARIADB_ROOT_PASSWORD_FILE is required" >&2; exit 1; }
     root_pw=$(sql_escape "$root_password")
-    {
+    bootstrap_log=$(mktemp)
+    if [[ -n "$root_password" ]] && {
         echo "FLUSH PRIVILEGES;"
         echo "ALTER USER IF EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '$root_pw';"
         echo "ALTER USER IF EXISTS 'root'@'::1' IDENTIFIED BY '$root_pw';"
-    } | mariadbd --user=mysql --datadir="$DATADIR" --bootstrap --skip-grant-tables=0 >/dev/null 2>&1
-    touch "$LOOPBACK_ROOT_SET"
+    } | mariadbd --user=mysql --datadir="$DATADIR" --bootstrap --skip-grant-tables=0 >"$bootstrap_log" 2>&1; then
+        touch "$LOOPBACK_ROOT_SET"
+    else
+        echo "could not give root@127.0.0.1 and root@::1 a password (tried again at the next start):" >&2
+        tail -n 20 "$bootstrap_log" >&2
+    fi
+    rm -f "$bootstrap_log"
 fi
 
 if [[ "$1" == "mariadbd" ]]; then
