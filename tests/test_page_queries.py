@@ -33,7 +33,9 @@ def caches_on(settings, page_cache_on):
     signed-in pages is cached with the marketing pages."""
     settings.CUSTOMER_PAGE_CACHE_SECONDS = 300
     settings.STAFF_FIGURES_SECONDS = 60
-    settings.STAFF_LIVE_SECONDS = 5
+    # Longer than production's 5 s: what these tests read twice must not expire between on a slow machine, and a
+    # change staff make must not show only because the entry ran out.
+    settings.STAFF_LIVE_SECONDS = 30
     cache.delete_pattern("staff:dashboard:*")  # kept from another test's rows, which rolled back
     yield
     cache.delete_pattern("staff:dashboard:*")
@@ -283,13 +285,12 @@ def test_the_staff_index_reads_what_staff_act_on_once_for_all_staff_within_a_few
     assert len(again) == 1, again
     # Another member of staff a moment later: their own recent actions, nothing of the live part.
     assert not [sql for sql in others if any(table in sql for table in live_tables)], others
-    assert 0 < cache.ttl(LIVE_CACHE_KEY) <= 5  # Redis drops it by then too
+    assert 0 < cache.ttl(LIVE_CACHE_KEY) <= 30  # Redis drops it by then too
 
 
 def test_a_change_the_workers_make_shows_within_staff_live_seconds(
     client, caches_on, staff_user, store_in_status, settings
 ):
-    settings.STAFF_LIVE_SECONDS = 30  # Redis's own expiry, in real time, stays out of the way on a slow machine
     store = store_in_status("failed", domain="worker.test")
     client.force_login(staff_user)
     start = timezone.now()
