@@ -17,7 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from backups.models import BackupRun, RunStatus
 from billing.models import Subscription
 from provisioning.models import ProvisioningJob
-from shophosting.staff.selectors import LIVE_CACHE_KEY
+from shophosting.staff.selectors import LIVE_CACHE_KEY, LIVE_GENERATION_KEY
 from stores.models import Store
 from stores.services import store_transition
 
@@ -352,3 +352,20 @@ def test_a_change_made_in_the_rq_dashboard_has_the_next_view_read_the_live_part_
     assert not reads_jobs()
     assert client.post(reverse("django_rq:delete_failed_jobs", args=[index])).status_code == 302
     assert reads_jobs()
+
+
+def test_a_post_to_the_staff_site_from_outside_staff_keeps_the_live_part(client, caches_on, staff_user, user_factory):
+    """Only staff change anything through the staff site: anyone else's POST is sent to the login page, and
+    must not be a way to keep the index from being cached."""
+    client.force_login(staff_user)
+    staff_index(client)
+    generation = cache.get(LIVE_GENERATION_KEY)
+    client.logout()
+    assert client.post(reverse("admin:job_retry", args=[1])).status_code == 302  # to the login page
+    client.force_login(user_factory())  # a customer
+    assert client.post(reverse("admin:stores_host_add"), {"name": "x"}).status_code == 302
+    assert cache.get(LIVE_GENERATION_KEY) == generation
+
+    client.force_login(staff_user)
+    client.post(reverse("admin:job_retry", args=[1]))  # staff: the index reads afresh, whatever came of it
+    assert cache.get(LIVE_GENERATION_KEY) != generation

@@ -18,10 +18,11 @@ def _rq_permission_required(view):
     def guarded(request, *args, **kwargs):
         if not request.user.has_perm("provisioning.use_rq_dashboard"):
             raise PermissionDenied
-        response = view(request, *args, **kwargs)
-        if request.method not in SAFE_METHODS:  # a job requeued or deleted: the index's queue figures moved
-            dashboard_live_changed()
-        return response
+        try:
+            return view(request, *args, **kwargs)
+        finally:  # a job requeued or deleted (even if the view failed after): the index's queue figures moved
+            if request.method not in SAFE_METHODS:
+                dashboard_live_changed()
 
     return guarded
 

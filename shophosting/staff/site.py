@@ -218,7 +218,9 @@ class StaffAdminSite(admin.AdminSite):
             try:
                 return wrapped(request, *args, **kwargs)
             finally:  # also when the view failed after something committed
-                if request.method not in SAFE_METHODS:
+                # Only staff change anything here: anyone else's POST is sent to the login page, and must not
+                # be a way to keep the index from being cached.
+                if request.method not in SAFE_METHODS and self.has_permission(request):
                     dashboard_live_changed()
 
         return update_wrapper(inner, wrapped)
