@@ -20,6 +20,21 @@ pytestmark = pytest.mark.django_db
 Job = ProvisioningJob
 
 
+@pytest.fixture(autouse=True)
+def _put_backs_removed():
+    """The builds' put-backs wait in the pool queue's scheduled registry in Redis, which outlives this test's
+    rows: removed afterwards, so no later worker with a scheduler runs them for jobs that no longer exist."""
+    yield
+    from rq.job import Job as RQJob
+
+    registry = django_rq.get_queue("pool").scheduled_job_registry
+    for build in Job.objects.filter(kind="pool_fill"):
+        for job_id in registry.get_job_ids():
+            if job_id.startswith(f"provisioning-job-{build.pk}-wait-"):
+                registry.remove(job_id)
+                RQJob(job_id, connection=registry.connection).delete()
+
+
 def _host(name: str, ports: int) -> Host:
     return Host.objects.create(
         name=name,
