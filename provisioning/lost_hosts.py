@@ -17,7 +17,6 @@ from provisioning import docker_client
 from provisioning.care.models import Incident
 from provisioning.exceptions import ProvisioningError
 from provisioning.models import StaleStack
-from shophosting.core.transactions import atomic_retrying_deadlocks
 from stores.models import Host, Store
 from stores.services import store_event_record, store_place
 
@@ -48,10 +47,7 @@ def store_place_new(*, store_id: int) -> Store:
     an engine that is gone. A store placed already keeps its place (its retry finds its objects there)."""
     store = Store.objects.only("host_id", "port").get(pk=store_id)
     placed = store.host_id is not None and store.port is not None
-    excluded = () if placed else hosts_away_ids()
-    # A warm pool claim on the same host may deadlock with it in the (host, port) index (it locks no host
-    # row): InnoDB rolls one back, and it runs again (shophosting/core/transactions.py).
-    return atomic_retrying_deadlocks(lambda: store_place(store_id=store_id, exclude_host_ids=excluded))
+    return store_place(store_id=store_id, exclude_host_ids=() if placed else hosts_away_ids())
 
 
 class StoreNotAway(ProvisioningError):

@@ -20,7 +20,6 @@ from provisioning.steps import (
     wait_http,
 )
 from provisioning.store_images import store_images_record
-from shophosting.core.transactions import atomic_retrying_deadlocks
 from stores import services as store_services
 from stores.models import Store
 
@@ -30,8 +29,7 @@ POOL_QUEUE = "pool"
 def pool_allocate(store: Store, log: Log) -> None:
     """The pool stack's place on the host it is built for, today's images, and placeholder credentials."""
     stack = PoolStack.objects.get(store_id=store.pk)
-    # A claim on the same host may deadlock with it in the (host, port) index: InnoDB rolls one back, run again.
-    store = atomic_retrying_deadlocks(lambda: store_services.store_place(store_id=store.pk, host_id=stack.host_id))
+    store = store_services.store_place(store_id=store.pk, host_id=stack.host_id)
     log(f"placed on host {store.host.name} (port {store.port} held, nothing published)")
     images = store_images_record(store_id=store.pk)
     # Their ids too: a rebuilt image keeps its reference (`:local`), and the claim compares ids. Read before

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from shophosting.core.emails import email_send
+from shophosting.core.transactions import retrying_deadlocks
 from shophosting.core.transitions import transition
 from stores import crypto
 from stores.domains import domain_normalize, platform_label_base, platform_name
@@ -143,7 +144,9 @@ def placement_policy(platform: str) -> str:
     return settings.HOST_PLACEMENT_POLICY_BY_PLATFORM.get(platform, settings.HOST_PLACEMENT_POLICY)
 
 
-@transaction.atomic
+# A warm pool claim on the same host may deadlock with a placement in the (host, port) index (the claim locks
+# no host row): InnoDB rolls one back, and it runs again.
+@retrying_deadlocks
 def store_place(*, store_id: int, host_id: int | None = None, exclude_host_ids: Collection[int] = ()) -> Store:
     """Give the store a host with room and a free port (idempotent: a placed store keeps its place).
 

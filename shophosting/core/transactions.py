@@ -8,6 +8,7 @@ orders, once in about thirty). InnoDB then rolls the victim's whole transaction 
 and running it again is the documented remedy.
 """
 
+import functools
 import logging
 import random
 import time
@@ -41,3 +42,13 @@ def atomic_retrying_deadlocks(function: Callable[[], T], *, attempts: int = 4) -
             logger.info("deadlock, running the transaction again (attempt %s of %s): %s", attempt + 1, attempts, exc)
             time.sleep(random.uniform(0.005, 0.05) * attempt)  # noqa: S311 - a jitter, not a secret
     raise AssertionError("unreachable")
+
+
+def retrying_deadlocks(function: Callable[..., T]) -> Callable[..., T]:
+    """`transaction.atomic` as a decorator, with `atomic_retrying_deadlocks`'s retry where no transaction is open."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return atomic_retrying_deadlocks(lambda: function(*args, **kwargs))
+
+    return wrapper
