@@ -48,10 +48,10 @@ def _code_attempt(request, *, step: str, check: Callable[[], Device | bool | Non
         # One code check per account at a time: parallel requests would otherwise each pass the budget check
         # before any of them counted its failure, and get more guesses than the budget allows.
         User.objects.select_for_update().only("pk").get(pk=user.pk)
-        wait = failures_exhausted(request, group=CODE_BUDGET, key=key)
+        wait = failures_exhausted(group=CODE_BUDGET, key=key)
         device = check() if wait is None else None
         if wait is None and device is None:
-            failure_count(request, group=CODE_BUDGET, key=key)
+            failure_count(group=CODE_BUDGET, key=key)
     # Audited after the commit, so a refusal (raised below) never rolls its audit row back.
     if wait is not None:
         audit_record(event="two_factor_failed", request=request, actor=user, step=step, throttled=True)

@@ -261,6 +261,27 @@ def test_the_code_page_shares_the_account_budget_across_sessions(client, user_fa
     assert last.get(reverse("accounts:home")).status_code == 302
 
 
+def test_the_code_budget_slides_so_no_clock_boundary_gives_a_fresh_five(client, user_factory):
+    """Five wrong codes keep the sixth out for 15 minutes after the first of them, wherever the clock is.
+    (Fixed windows, as django-ratelimit's are, let the count start again at a boundary inside those minutes.)"""
+    user = user_factory(email="sliding@example.com")
+    device, _ = _enrol(client, user)
+    _password_only(client, user)
+    start = timezone.now()
+    for n in range(5):  # a minute apart, under the sign-in pages' own limit per address (5 a minute)
+        with time_machine.travel(start + timedelta(seconds=61 * n)):
+            client.post(reverse("accounts:second_factor"), {"token": "000000"})
+
+    for later in (timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=14, seconds=55)):
+        with time_machine.travel(start + later):
+            refused = client.post(reverse("accounts:second_factor"), {"token": _code(device)}, follow=True)
+            assert "Too many wrong codes" in refused.content.decode(), later
+    with time_machine.travel(start + timedelta(minutes=15, seconds=2)):  # the first failure has left the window
+        passed = client.post(reverse("accounts:second_factor"), {"token": _code(device)})
+    assert passed.status_code == 302
+    assert client.get(reverse("accounts:home")).status_code == 200
+
+
 # --- Staff gates on every page with customer data; ticket attachments (issue #14, item 3) --------------------
 
 

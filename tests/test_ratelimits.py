@@ -4,30 +4,20 @@ The clock is frozen at the start of a fresh rate-limit window (django-ratelimit 
 key), and moved by whole minutes where an hourly limit needs more than one minute's worth of requests.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import time_machine
-from django_ratelimit.core import _get_window, _split_rate
+from django_ratelimit.core import _split_rate
 
 from accounts.models import AuditEvent
 from consultations.models import ConsultationRequest, ContactMessage
 from shophosting.core.ratelimits import RATE_LIMITS
 from tests.consultation_slots import business_slot
+from tests.ratelimit_windows import CLIENT_IP, fresh_window_start
 
 # /contact/ is the CMS contact page.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls"), pytest.mark.usefixtures("site_pages")]
-
-CLIENT_IP = "127.0.0.1"  # Django's test client
-
-
-def fresh_window_start(rate: str, key: str = CLIENT_IP) -> datetime:
-    """A moment one second into a new window of `rate` for `key` (windows are staggered per key)."""
-    _, period = _split_rate(rate)
-    now = int(datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp())
-    with time_machine.travel(now, tick=False):
-        window_end = _get_window(key, period)
-    return datetime.fromtimestamp(window_end - period + 1, tz=UTC)
 
 
 def login_payload(n):

@@ -1,11 +1,16 @@
-"""The product's rate limits, in one table, applied with django-ratelimit on the shared Redis cache.
+"""The product's rate limits, in one table, applied with django-ratelimit on the shared Redis cache; and the
+budgets of failed attempts per account (FAILURE_LIMITS), kept as sliding windows in the same cache.
 
 A blocked request gets HTTP 429 with a friendly page and a Retry-After header, and an audit event.
 Requests are counted per real client IP (shophosting.core.client_ip), never per proxy address.
 """
 
+import math
+import time
 from functools import wraps
 
+from django.conf import settings
+from django.core.cache import caches
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
 
@@ -48,11 +53,13 @@ HUMAN_NAMES = {
 }
 
 # Budgets of FAILED attempts per account (not per IP or session): a new session, address or device does
-# not reset them, and the account's owner is not slowed down by their own successes.
+# not reset them, and the account's owner is not slowed down by their own successes. Sliding windows over a
+# log of failure times in the same cache (failures_exhausted), not django-ratelimit's fixed windows.
 FAILURE_LIMITS: dict[str, tuple[str, ...]] = {
     # Two-factor codes: the code page, enrolment confirm, and the code asked before disabling or replacing.
     "two_factor_code": ("5/15m", "20/d"),
 }
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def rate_limited(group: str, methods: tuple[str, ...] = ("POST",), key=client_ip_key):
@@ -102,16 +109,46 @@ def too_many_requests(request, *, group: str, rate: str, retry_after: int):
     return response
 
 
-def failures_exhausted(request, *, group: str, key: str) -> int | None:
-    """Seconds until `key` may try again when it has used up a budget of FAILURE_LIMITS[group], else None."""
+def _rate_budget(rate: str) -> tuple[int, int]:
+    """ "5/15m" -> (5 failures, 900 seconds); the same notation as django-ratelimit's rates."""
+    count, per = rate.split("/")
+    number, unit = per[:-1] or "1", per[-1]
+    return int(count), int(number) * _PERIOD_SECONDS[unit]
+
+
+def _failure_cache():
+    return caches[settings.RATELIMIT_USE_CACHE]
+
+
+def _failure_key(group: str, key: str) -> str:
+    return f"failures:{group}:{key}"
+
+
+def _recent_failures(group: str, key: str, now: float) -> list[float]:
+    """When `key`'s failures of `group` happened, oldest first, within the longest budget's period."""
+    longest = max(_rate_budget(rate)[1] for rate in FAILURE_LIMITS[group])
+    return sorted(moment for moment in _failure_cache().get(_failure_key(group, key), []) if moment > now - longest)
+
+
+def failures_exhausted(*, group: str, key: str) -> int | None:
+    """Seconds until `key` may try again when it has used up a budget of FAILURE_LIMITS[group], else None.
+
+    Sliding windows: a budget counts the failures of the last period, whatever the clock says. Fixed windows
+    (django-ratelimit's) give a guesser a fresh budget at each boundary, so up to twice the limit in a moment."""
+    now = time.time()
+    failures = _recent_failures(group, key, now)
     for rate in FAILURE_LIMITS[group]:
-        usage = get_usage(request, group=f"{group}:{rate}", key=lambda _g, _r: key, rate=rate, increment=False)
-        if usage and usage["count"] >= usage["limit"]:
-            return max(1, usage["time_left"])
+        limit, period = _rate_budget(rate)
+        in_period = [moment for moment in failures if moment > now - period]
+        if len(in_period) >= limit:
+            # Trying again is allowed once the period holds one failure fewer than the limit.
+            return max(1, math.ceil(in_period[-limit] + period - now))
     return None
 
 
-def failure_count(request, *, group: str, key: str) -> None:
-    """Count one failed attempt of `key` against every budget of FAILURE_LIMITS[group]."""
-    for rate in FAILURE_LIMITS[group]:
-        get_usage(request, group=f"{group}:{rate}", key=lambda _g, _r: key, rate=rate, increment=True)
+def failure_count(*, group: str, key: str) -> None:
+    """Count one failed attempt of `key` against every budget of FAILURE_LIMITS[group]. Callers serialise the
+    attempts of one key (two_factor holds the account's row lock), so this read-then-write loses no failure."""
+    now = time.time()
+    longest = max(_rate_budget(rate)[1] for rate in FAILURE_LIMITS[group])
+    _failure_cache().set(_failure_key(group, key), [*_recent_failures(group, key, now), now], timeout=longest)
