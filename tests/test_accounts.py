@@ -1,5 +1,5 @@
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -263,23 +263,46 @@ def test_the_code_page_shares_the_account_budget_across_sessions(client, user_fa
 
 def test_the_code_budget_slides_so_no_clock_boundary_gives_a_fresh_five(client, user_factory):
     """Five wrong codes keep the sixth out for 15 minutes after the first of them, wherever the clock is.
-    (Fixed windows, as django-ratelimit's are, let the count start again at a boundary inside those minutes.)"""
+    The failures are placed just before the boundary where a fixed window (django-ratelimit's, staggered per
+    key) would start counting again, so a fixed-window budget lets the right code through at once."""
+    from django_ratelimit.core import _get_window
+
     user = user_factory(email="sliding@example.com")
     device, _ = _enrol(client, user)
     _password_only(client, user)
-    start = timezone.now()
+    boundary = _get_window(f"user:{user.pk}", 15 * 60)  # the end of the key's current 15-minute window
+    start = datetime.fromtimestamp(boundary, tz=UTC) - timedelta(seconds=270)
+    if start < timezone.now():
+        start += timedelta(minutes=15)  # only forwards: the enrolment's code must stay in the past
     for n in range(5):  # a minute apart, under the sign-in pages' own limit per address (5 a minute)
-        with time_machine.travel(start + timedelta(seconds=61 * n)):
+        with time_machine.travel(start + timedelta(seconds=61 * n), tick=False):
             client.post(reverse("accounts:second_factor"), {"token": "000000"})
 
-    for later in (timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=14, seconds=55)):
+    for later in (timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=14, seconds=50)):
         with time_machine.travel(start + later):
             refused = client.post(reverse("accounts:second_factor"), {"token": _code(device)}, follow=True)
             assert "Too many wrong codes" in refused.content.decode(), later
-    with time_machine.travel(start + timedelta(minutes=15, seconds=2)):  # the first failure has left the window
+    with time_machine.travel(start + timedelta(minutes=15, seconds=10)):  # the first failure has left the window
         passed = client.post(reverse("accounts:second_factor"), {"token": _code(device)})
     assert passed.status_code == 302
     assert client.get(reverse("accounts:home")).status_code == 200
+
+
+def test_the_wait_named_is_that_of_the_longest_budget_used_up(user_factory):
+    """The 20th wrong code of a day, the 5th of a quarter hour, uses up both budgets: the wait named is the
+    day's, not the 15 minutes after which the code would be refused again."""
+    from shophosting.core.ratelimits import failure_count, failures_exhausted
+
+    key = f"user:{user_factory(email='daylong@example.com').pk}"
+    start = timezone.now()
+    moments = [start + timedelta(minutes=16 * n) for n in range(15)]  # never 5 in a quarter hour
+    moments += [moments[-1] + timedelta(minutes=16, seconds=n) for n in range(5)]  # then 5 at once
+    for moment in moments:
+        with time_machine.travel(moment, tick=False):
+            failure_count(group="two_factor_code", key=key)
+    with time_machine.travel(moments[-1] + timedelta(seconds=1), tick=False):
+        wait = failures_exhausted(group="two_factor_code", key=key)
+    assert wait == 24 * 60 * 60 - (16 * 15 * 60 + 5)  # when the first of the 20 leaves the day
 
 
 # --- Staff gates on every page with customer data; ticket attachments (issue #14, item 3) --------------------

@@ -134,16 +134,18 @@ def failures_exhausted(*, group: str, key: str) -> int | None:
     """Seconds until `key` may try again when it has used up a budget of FAILURE_LIMITS[group], else None.
 
     Sliding windows: a budget counts the failures of the last period, whatever the clock says. Fixed windows
-    (django-ratelimit's) give a guesser a fresh budget at each boundary, so up to twice the limit in a moment."""
+    (django-ratelimit's) give a guesser a fresh budget at each boundary, so up to twice the limit in a moment.
+    RATELIMIT_ENABLE does not turn these off: they guard accounts, not the server's load."""
     now = time.time()
     failures = _recent_failures(group, key, now)
+    waits = []
     for rate in FAILURE_LIMITS[group]:
         limit, period = _rate_budget(rate)
         in_period = [moment for moment in failures if moment > now - period]
         if len(in_period) >= limit:
             # Trying again is allowed once the period holds one failure fewer than the limit.
-            return max(1, math.ceil(in_period[-limit] + period - now))
-    return None
+            waits.append(max(1, math.ceil(in_period[-limit] + period - now)))
+    return max(waits, default=None)  # every budget used up must have room again
 
 
 def failure_count(*, group: str, key: str) -> None:
