@@ -79,6 +79,9 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         "timeout_seconds",
         "path",
         "error",
+        "reaped_at",
+        "undo_of",
+        "put_back_by",
     ]
     inlines = [JobStepInline]
     # Adds the live checklist and log tail, polled from progress_view while the job runs.
@@ -91,6 +94,12 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
     @admin.display(description="failed at", ordering="failed_step_title")
     def failed_step(self, job):
         return job.failed_step_title or ""
+
+    @admin.display(description="put back by")
+    def put_back_by(self, job):
+        """The `undo` jobs the reaper (or a retry) queued for this reaped job (provisioning/undo.py)."""
+        undos = [f"#{undo.pk} ({undo.get_status_display().lower()})" for undo in job.undo_jobs.order_by("pk")]
+        return ", ".join(undos) or "–"
 
     @admin.display(description="seconds")
     def duration(self, job):

@@ -66,7 +66,9 @@ class JobKind:
     # A step run only when a step of the plan failed: in the worker, outside any transaction, while the job
     # still holds the store (no other operation can start), before the job is marked failed. It puts back
     # what the failed job changed (an update: the old image and the data). Its row comes last in the job's
-    # checklist; a job that succeeds marks it skipped. Not run for a job that was reaped (its worker is gone).
+    # checklist; a job that succeeds marks it skipped. A job that was reaped (its worker is gone) has it run by
+    # an `undo` job the reaper queues (provisioning/undo.py), so it must work from another process, reading
+    # what the job got to from its steps and records.
     undo: Step | None = None
     step_by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 

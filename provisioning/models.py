@@ -21,6 +21,7 @@ class ProvisioningJob(models.Model):
         PRIMARY_NAME = "primary_name", "Change the primary name"
         UPDATE = "update", "Update"
         MOVE = "move", "Move to another host"
+        UNDO = "undo", "Put back what a stopped job changed"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -54,6 +55,10 @@ class ProvisioningJob(models.Model):
     # How many times a worker put the job back because its host's job slots were all taken
     # (provisioning/host_slots.py); a queued job with waits is "waiting for its host".
     host_waits = models.PositiveIntegerField(default=0, editable=False)
+    # An `undo` job (provisioning/undo.py): the reaped job whose kind's undo step it runs.
+    undo_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undo_jobs", editable=False
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

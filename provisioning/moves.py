@@ -211,11 +211,12 @@ def _on_failure(job_id: int, summary: str) -> None:
     job = ProvisioningJob.objects.get(pk=job_id)
     to = M.FAILED_AFTER_SWITCH if move.status == M.SWITCHED else M.FAILED
     _move_transition(move.pk, to, note=summary, error=job.error or summary, finished_at=timezone.now())
-    where = (
-        "it runs on the target; its old stack is not removed yet"
-        if to == M.FAILED_AFTER_SWITCH
-        else ("it stayed where it was")
-    )
+    if to == M.FAILED_AFTER_SWITCH:
+        where = "it runs on the target; its old stack is not removed yet"
+    elif job.reaped_at:  # the engine queues an undo job, which puts back what the move got to
+        where = "its worker stopped, so it is being put back where it was"
+    else:
+        where = "it stayed where it was"
     store_event_record(store_id=move.store_id, note=f"move (job #{job_id}) failed, {where}: {summary}")
     _evacuation_next(move)
 

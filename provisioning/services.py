@@ -386,6 +386,41 @@ def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str, r
             )
     if job_kind.on_failure:
         job_kind.on_failure(job.pk, summary)
+    if reaped and job_kind.undo:
+        _job_undo_after_reap(job)
+
+
+def _job_undo_after_reap(job: ProvisioningJob) -> None:
+    """A reaped job's worker is gone, so the kind's undo step never ran in it: a store moving or updating would
+    stay paused or half-changed until staff noticed. An `undo` job runs that step now. It is queued in the
+    reaper's transaction, so the store passes from the dead job to the undo with no gap for another operation."""
+    undo_step = job.steps.filter(name=kind_get(job.kind).undo.name)
+    try:
+        with transaction.atomic():
+            undo = job_undo_enqueue(job_id=job.pk)
+    except (JobConflict, InvalidTransition) as exc:
+        logger.warning("job %s was reaped; its undo could not be queued: %s", job.pk, exc)
+        undo_step.update(output=f"not run: the worker stopped, and putting back could not be queued: {exc}")
+        return
+    undo_step.update(output=f"the worker stopped before it ran: job #{undo.pk} runs it")
+
+
+def job_undo_enqueue(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
+    """Queue an `undo` job (provisioning/undo.py) running the undo step of failed job `job_id`. Refused while
+    the store is busy, and once a later job of the same kind ran for the store: putting back what this one
+    changed could then undo the later one's work (a newer move's stack on the same target)."""
+    job = Job.objects.get(pk=job_id)
+    if kind_get(job.kind).undo is None:
+        raise InvalidTransition(f"a {job.kind} job has nothing to put back")
+    later = Job.objects.filter(store_id=job.store_id, kind=job.kind, pk__gt=job.pk).order_by("pk").first()
+    if later is not None:
+        raise JobConflict(
+            f"job #{later.pk} came after job #{job.pk}: putting back what #{job.pk} changed could undo it"
+        )
+    undo = job_enqueue(store_id=job.store_id, kind=Job.Kind.UNDO, actor=actor)
+    Job.objects.filter(pk=undo.pk).update(undo_of=job)  # committed with the job: its worker reads it
+    undo.undo_of = job
+    return undo
 
 
 def jobs_reap_stale(*, now=None) -> list[int]:

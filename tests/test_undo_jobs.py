@@ -1,0 +1,108 @@
+"""A reaped job's undo step runs in an `undo` job the reaper queues (provisioning/undo.py), through the real
+engine and an RQ worker; with a test kind that touches no engine (tests/undo_probe_kind.py). The same path on
+a real move, its worker killed in the switch window: tests/test_fleet_move_reaped.py."""
+
+import pytest
+from django.utils import timezone
+
+from provisioning.exceptions import JobConflict
+from provisioning.models import JobLogLine, JobStep, ProvisioningJob
+from provisioning.services import job_enqueue, job_retry, job_undo_enqueue, jobs_reap_stale
+from stores.exceptions import InvalidTransition
+from tests import undo_probe_kind
+from tests.undo_probe_kind import UNDOABLE_KIND
+
+pytestmark = pytest.mark.django_db
+
+Job = ProvisioningJob
+
+
+@pytest.fixture(autouse=True)
+def undoable_kind():
+    undo_probe_kind.kind_register()
+    undo_probe_kind.fail_next_undo.clear()
+
+
+def _running_job_without_a_worker(store) -> Job:
+    """A job a worker claimed and then died in: running, its step running, nobody holding its liveness lock."""
+    job = job_enqueue(store_id=store.pk, kind=UNDOABLE_KIND)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
+    job.steps.filter(name="change").update(status=JobStep.Status.RUNNING, started_at=timezone.now())
+    return job
+
+
+def _log(job: Job) -> str:
+    return "\n".join(JobLogLine.objects.filter(step__job=job).order_by("pk").values_list("message", flat=True))
+
+
+def test_the_reaper_queues_the_undo_of_a_job_whose_worker_died_and_a_worker_runs_it(
+    recorded_active_store, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    store = recorded_active_store
+    job = _running_job_without_a_worker(store)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_reap_stale() == [job.pk]
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.reaped_at is not None
+    undo = Job.objects.get(undo_of=job)
+    assert (undo.kind, undo.status) == (Job.Kind.UNDO, Job.Status.QUEUED)
+    put_back = job.steps.get(name="put_back")
+    assert put_back.status == JobStep.Status.SKIPPED and f"job #{undo.pk} runs it" in put_back.output
+    # The store passed from the dead job to the undo: nothing else can start on it meanwhile.
+    with pytest.raises(JobConflict, match=f"#{undo.pk}"):
+        job_enqueue(store_id=store.pk, kind=Job.Kind.RESTART)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+
+    undo.refresh_from_db()
+    assert undo.status == Job.Status.SUCCEEDED, undo.error
+    log = _log(undo)
+    assert f"job #{job.pk} (Change and put back (tests only)) stopped at “Change the store”" in log
+    assert f"put back what job #{job.pk} changed on {store.domain}" in log  # the reaped job's own records
+    event = store.events.order_by("pk").last()
+    assert f"job #{undo.pk} put back what job #{job.pk}" in event.note and "put your store back" in event.message
+
+
+def test_a_failed_undo_is_retried_for_the_same_job_and_refused_after_a_later_job_of_its_kind(
+    recorded_active_store, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    store = recorded_active_store
+    job = _running_job_without_a_worker(store)
+    undo_probe_kind.fail_next_undo.append("the engine did not answer")
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs_reap_stale()
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    failed = Job.objects.get(undo_of=job)
+    assert failed.status == Job.Status.FAILED and "the engine did not answer" in failed.error
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = job_retry(job_id=failed.pk)
+    assert again.kind == Job.Kind.UNDO and again.undo_of_id == job.pk
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    again.refresh_from_db()
+    assert again.status == Job.Status.SUCCEEDED, again.error
+
+    # A later job of the reaped job's kind ran: putting the old one back now could undo it.
+    with django_capture_on_commit_callbacks(execute=True):
+        later = job_enqueue(store_id=store.pk, kind=UNDOABLE_KIND)
+        run_provisioning_worker()
+    with pytest.raises(JobConflict, match=f"job #{later.pk} came after job #{job.pk}"):
+        job_undo_enqueue(job_id=job.pk)
+    with pytest.raises(JobConflict):
+        job_retry(job_id=failed.pk)
+    assert Job.objects.filter(undo_of=job).count() == 2
+
+
+def test_a_reaped_job_of_a_kind_without_undo_gets_no_undo_job(recorded_active_store):
+    job = Job.objects.create(
+        store=recorded_active_store, kind=Job.Kind.RESTART, status=Job.Status.RUNNING, started_at=timezone.now()
+    )
+    assert jobs_reap_stale() == [job.pk]
+    assert not Job.objects.filter(undo_of=job).exists()
+    with pytest.raises(InvalidTransition, match="nothing to put back"):
+        job_undo_enqueue(job_id=job.pk)
