@@ -152,11 +152,12 @@ def test_store_containers_are_confined_and_a_fork_loop_stops_at_the_stores_own_l
     assert database_dump(woo, tmp_path / "db.sql") > 0
     assert b"CREATE TABLE `wp_options`" in (tmp_path / "db.sql").read_bytes()
 
-    # A fork loop in the WooCommerce web container: processes that live 15 s, started until fork fails.
+    # A fork loop in the WooCommerce web container: processes that live 25 s (the checks below must finish
+    # while they do, on a busy machine too), started until fork fails.
     web = f"{woo.slug}-web"
     limit = settings.STORE_PIDS_LIMITS["web"]
     started = time.monotonic()
-    code, output = exec_in(web, "i=0; while sleep 15 >/dev/null 2>&1 & do i=$((i+1)); echo $i; done")
+    code, output = exec_in(web, "i=0; while sleep 25 >/dev/null 2>&1 & do i=$((i+1)); echo $i; done")
     assert code != 0 and "fork" in output.lower(), output[-500:]
     forked = max(int(word) for word in output.split() if word.isdigit())
     assert limit - 50 < forked < limit, output[-500:]  # the rest are Apache's own processes
@@ -166,10 +167,10 @@ def test_store_containers_are_confined_and_a_fork_loop_stops_at_the_stores_own_l
     assert subprocess.run(["true"], check=False).returncode == 0  # the host still starts processes
     assert docker_client.engine_info().server_version  # the engine answers
     assert get(magento.port, "neighbour.test") == 200  # another store answers
-    assert time.monotonic() - started < 15, "the checks ran after the loop's processes had ended"
+    assert time.monotonic() - started < 25, "the checks ran after the loop's processes had ended"
 
     # Once they have ended, the store itself answers again.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while True:
         try:
             if get(woo.port, "confined.test") == 200:

@@ -484,7 +484,13 @@ def test_the_install_guide_gives_a_working_platform(tmp_path, scratch_database):
             time.sleep(0.2)
         run(f"nginx -t -p {prefix} -c {conf}")
         nginx = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"])
-        time.sleep(0.5)
+        # It parses the whole OWASP rule set before it listens: about a second, longer on a busy machine.
+        for _ in range(150):
+            assert nginx.poll() is None, "nginx exited"
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", 18743)) == 0:
+                    break
+            time.sleep(0.2)
 
         def get(path: str):
             # A self-signed certificate for the platform's name, reached by its loopback address.

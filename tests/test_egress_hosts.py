@@ -79,7 +79,8 @@ def connect(container: str, engine, host: str, port: int) -> tuple[str, float]:
 def assert_fenced(container, engine, host, port):
     outcome, seconds = connect(container, engine, host, port)
     assert outcome == "unreachable", f"{host}:{port} from {container}: {outcome}"
-    assert seconds < 2, f"refused at once, not after a timeout ({seconds:.1f} s)"
+    # The exec round trip over TLS to the second engine is most of it; a dropped packet would take the 4 s timeout.
+    assert seconds < 3.5, f"refused at once, not after a timeout ({seconds:.1f} s)"
 
 
 def machine_chains() -> set[str]:

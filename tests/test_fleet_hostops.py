@@ -120,6 +120,18 @@ def sleep_workers():
             process.wait()
 
 
+def _wait_for_workers(count: int) -> None:
+    from rq import Queue, Worker
+
+    from shophosting.health import _redis_connection
+
+    queue = Queue("provisioning", connection=_redis_connection())
+    deadline = time.monotonic() + 60
+    while len(Worker.all(queue=queue)) < count:
+        assert time.monotonic() < deadline, f"{count} provisioning workers did not start"
+        time.sleep(0.2)
+
+
 def _sleep_job(committed, host: Host, n: int) -> ProvisioningJob:
     customer = customer_create(email=f"slots-{host.pk}-{n}@example.com", password="pw-123-pw-456")
     store = store_create(customer=customer, plan=committed["plan"], site_title=f"Slots {n}")
@@ -131,10 +143,13 @@ def test_a_busy_host_does_not_hold_the_workers_another_hosts_job_needs(committed
     kind_register()
     host_a = committed["host"]("slots-busy", job_slots=1)
     host_b = committed["host"]("slots-idle", job_slots=1)
+    # Both workers listen before the jobs arrive: one that started seconds after the other would find A's
+    # first job done, and take A's second and B's job with no wait at all.
+    sleep_workers(2)
+    _wait_for_workers(2)
     a1 = _sleep_job(committed, host_a, 1)
     a2 = _sleep_job(committed, host_a, 2)
     b1 = _sleep_job(committed, host_b, 3)
-    sleep_workers(2)
     jobs = ProvisioningJob.objects.filter(pk__in=[a1.pk, a2.pk, b1.pk])
     deadline = time.monotonic() + 60
     while jobs.exclude(status=ProvisioningJob.Status.SUCCEEDED).exists():

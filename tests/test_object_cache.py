@@ -112,12 +112,17 @@ def test_wordpress_object_cache_lives_in_the_stores_own_redis_and_the_store_answ
     }
     assert 55 <= probe["ttl"] <= 60
 
-    # Redis stopped: the store answers from the database, its cache in memory for each request.
+    # Redis stopped: the store answers from the database, its cache in memory for each request. Timed against
+    # a render with Redis up, just before, so a busy machine's slowness counts on both sides.
+    started = time.monotonic()
+    fetch(store.port, "shop1.test")
+    with_redis = time.monotonic() - started
     docker_client.container_stop(name=cache, timeout=5)
     started = time.monotonic()
     page = fetch(store.port, "shop1.test")
     assert page.status == 200 and "<title>Ada&#039;s Shop" in page.text
-    assert time.monotonic() - started < 5  # no waiting on a Redis that is not there
+    without = time.monotonic() - started
+    assert without < 2 * with_redis + 3, (with_redis, without)  # no waiting on a Redis that is not there
     memory_only = (
         "wp_cache_set('k', 'v'); echo json_encode([$GLOBALS['wp_object_cache']->redis_connected(), wp_cache_get('k')]);"
     )

@@ -1,0 +1,151 @@
+"""A move whose worker dies in the switch window (provisioning/undo.py): the reaper queues the move's undo as a
+job of its own, which brings the store back on its own host and clears the target; the move can then be
+asked for again and succeeds.
+
+A real `manage.py rqworker` process runs the move and is killed, so this test writes its data for real
+(the `committed` fixture, as in test_provisioning_workers) and registers the second engine's host itself."""
+
+import pytest
+from django.db import transaction
+
+from provisioning.exceptions import JobConflict
+from provisioning.models import JobStep, ProvisioningJob
+from provisioning.move_models import StoreMove
+from provisioning.moves import store_move_request
+from provisioning.orders import store_order_paid
+from provisioning.services import job_retry, job_undo_enqueue, jobs_reap_stale
+from stores.models import Host, Store
+from stores.services import store_create
+from tests.plugins.engines import SecondEngine
+from tests.test_fleet_move import NOTHING, front_status, post_insert, posts, store_objects
+from tests.test_provisioning import NGINX_PORT, fetch_until
+from tests.test_provisioning_workers import (  # noqa: F401 - committed and start_worker are fixtures
+    committed,
+    kill_with_work_horse,
+    start_worker,
+    wait_for,
+)
+from tests.test_store_operations import table_locked
+
+pytestmark = [pytest.mark.docker]
+
+
+@pytest.fixture
+def committed_second_host(committed, second_engine: SecondEngine, settings):  # noqa: F811
+    """register() -> the second engine as a committed, checked host; removed with what it holds afterwards."""
+    from provisioning import docker_client
+    from provisioning.hosts import host_check
+    from stores.services import host_save
+
+    made: list[Host] = []
+
+    def register() -> Host:
+        host = Host(
+            name="engine2-reaped",
+            docker_url=second_engine.url,
+            bind_address=second_engine.address,
+            port_range_start=21100,
+            port_range_end=21199,
+            memory_capacity_mb=20480,
+            cpu_capacity=32,
+        )
+        tls = {"ca": second_engine.tls.ca, "cert": second_engine.tls.client_cert, "key": second_engine.tls.client_key}
+        check = host_check(engine=second_engine.engine(), bind_address=host.bind_address)
+        made.append(host_save(host=host, tls=tls, check=check))
+        return made[-1]
+
+    yield register
+    for host in made:
+        # The committed fixture deletes the stores afterwards; their moves protect the host, so they go first.
+        StoreMove.objects.filter(target_host=host).delete()
+        Store.objects.filter(host=host).update(host=None, port=None)
+        host.delete()
+    if second_engine.answers():
+        docker_client.labelled_objects_remove(
+            label=f"shophosting.env={settings.STORE_OBJECT_PREFIX}", base_url=second_engine.engine()
+        )
+
+
+def test_a_move_whose_worker_dies_in_the_switch_window_is_put_back_by_an_undo_job_and_can_move_again(
+    committed,  # noqa: F811
+    committed_second_host,
+    store_images,
+    clean_test_stores,
+    start_worker,  # noqa: F811
+    run_provisioning_worker,
+):
+    # A live store on the platform's engine (the second host is registered only after it is placed).
+    store = store_create(
+        customer=committed["customer"](), plan=committed["plan"], domain="reaped-move.test", site_title="Paused Shop"
+    )
+    store_order_paid(store_id=store.pk)  # autocommit: enqueued for real
+    run_provisioning_worker()
+    store = Store.objects.select_related("host").get(pk=store.pk)
+    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
+    home, home_port = store.host, store.port
+    assert fetch_until(NGINX_PORT, store.domain, "Paused Shop").status == 200
+    post_insert(store, "Written before the move")
+    remote = committed_second_host()
+
+    with transaction.atomic():  # committed: on commit, the move is enqueued for real
+        move = store_move_request(store_id=store.pk, host_id=remote.pk)
+    worker = start_worker("provisioning")
+    wait_for(
+        lambda: JobStep.objects.filter(job_id=move.job_id, name="copy", status=JobStep.Status.SUCCEEDED).exists(),
+        120,
+        "the move's first copy",
+    )
+    # The final sync's dump waits on this lock: the worker is killed inside the switch window, with the app
+    # stopped and nginx showing the maintenance page.
+    with table_locked(store, "wp_options"):
+        wait_for(
+            lambda: StoreMove.objects.filter(pk=move.pk, downtime_started_at__isnull=False).exists(),
+            120,
+            "the final sync to pause the store",
+        )
+        wait_for(
+            lambda: JobStep.objects.filter(job_id=move.job_id, name="final_sync", status="running").exists(),
+            30,
+            "the final sync's step",
+        )
+        kill_with_work_horse(worker)
+        assert front_status(store.domain) == 503  # paused, and nobody left to end it
+        reaped: list[int] = []
+        wait_for(lambda: reaped.extend(jobs_reap_stale()) or reaped, 30, "the reaper to fail the move")
+
+    job = ProvisioningJob.objects.get(pk=move.job_id)
+    assert reaped == [job.pk] and job.status == ProvisioningJob.Status.FAILED and job.reaped_at is not None
+    undo = ProvisioningJob.objects.get(undo_of=job)
+    assert undo.kind == ProvisioningJob.Kind.UNDO and undo.status == ProvisioningJob.Status.QUEUED
+    assert f"job #{undo.pk} runs it" in job.steps.get(name="put_back").output
+    move.refresh_from_db()
+    assert move.status == StoreMove.Status.FAILED
+    assert "being put back" in store.events.order_by("pk").last().note
+
+    run_provisioning_worker()  # the undo job, queued by the reaper's commit
+
+    undo.refresh_from_db()
+    assert undo.status == ProvisioningJob.Status.SUCCEEDED, undo.error
+    fresh = Store.objects.select_related("host").get(pk=store.pk)
+    assert (fresh.host, fresh.port, fresh.status) == (home, home_port, Store.Status.ACTIVE)
+    assert fresh.move_host is None and fresh.move_port is None  # the target's place is released
+    assert store_objects(fresh, remote) == NOTHING
+    assert store_objects(fresh, home)["containers"] == sorted(f"{fresh.slug}-{r}" for r in ("cache", "db", "web"))
+    assert fetch_until(NGINX_PORT, fresh.domain, "Paused Shop").status == 200
+    assert posts(fresh)[-1] == "Written before the move"
+    move.refresh_from_db()
+    assert move.downtime_ended_at is not None and move.downtime_seconds > 0
+    log = "\n".join(undo.steps.get().log_lines.values_list("message", flat=True))
+    assert "stopped at “Pause the store and copy what changed”" in log and "answers on its own host again" in log
+    assert "we put your store back" in fresh.events.order_by("pk").last().message
+
+    # The move asked for again (the failed job's retry) goes through; after it, the old undo is refused.
+    again = job_retry(job_id=job.pk)
+    run_provisioning_worker()
+    moved = StoreMove.objects.get(job_id=again.pk)
+    assert moved.status == StoreMove.Status.MOVED, ProvisioningJob.objects.get(pk=again.pk).error
+    fresh = Store.objects.select_related("host").get(pk=store.pk)
+    assert fresh.host == remote and posts(fresh)[-1] == "Written before the move"
+    assert fetch_until(NGINX_PORT, fresh.domain, "Paused Shop").status == 200
+    with pytest.raises(JobConflict, match=f"job #{again.pk} came after job #{job.pk}"):
+        job_undo_enqueue(job_id=job.pk)
