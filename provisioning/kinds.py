@@ -70,6 +70,9 @@ class JobKind:
     # an `undo` job the reaper queues (provisioning/undo.py), so it must work from another process, reading
     # what the job got to from its steps and records.
     undo: Step | None = None
+    # (job_id) -> whether a reaped job of this kind left anything for its undo step to put back, asked after
+    # on_failure (a move reaped after its switch runs on the target: nothing to put back). None: always.
+    undo_needed: Callable[[int], bool] | None = None
     step_by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):

@@ -368,7 +368,10 @@ def move_put_back(store: Store, log: Log, *, job_id: int) -> None:
     from stores.moves import store_move_release
 
     move = _move(job_id)
-    if move.status == StoreMove.Status.SWITCHED:
+    # Switched: in the worker, before the job is failed; failed_after_switch: an undo job after a reap.
+    if move.status in (StoreMove.Status.SWITCHED, StoreMove.Status.FAILED_AFTER_SWITCH) or (
+        store.host_id == move.target_host_id
+    ):
         log(f"the store runs on {move.target_host.name} already; the old stack is left for a retry to remove")
         return
     source, target = _source(store, move), _target(store, move)

@@ -259,11 +259,18 @@ def _retry(job_id: int, actor: User | None) -> ProvisioningJob:
             raise JobConflict(str(exc)) from None
 
 
+def _undo_needed(job_id: int) -> bool:
+    """A reaped move before its switch left the target's copy and maybe a paused store; after it, the store
+    runs on the target and only the old stack's removal is left (its retry)."""
+    return StoreMove.objects.filter(job_id=job_id, status=M.FAILED).exists()
+
+
 MOVE_KIND = JobKind(
     name=KIND,
     title="Move to another host",
     steps=move_steps.MOVE_STEPS,
     undo=move_steps.PUT_BACK,
+    undo_needed=_undo_needed,
     store_statuses=frozenset({Store.Status.ACTIVE}),
     timeout_seconds=lambda: 60 * 60,
     on_start=_on_start,

@@ -394,7 +394,11 @@ def _job_undo_after_reap(job: ProvisioningJob) -> None:
     """A reaped job's worker is gone, so the kind's undo step never ran in it: a store moving or updating would
     stay paused or half-changed until staff noticed. An `undo` job runs that step now. It is queued in the
     reaper's transaction, so the store passes from the dead job to the undo with no gap for another operation."""
-    undo_step = job.steps.filter(name=kind_get(job.kind).undo.name)
+    job_kind = kind_get(job.kind)
+    undo_step = job.steps.filter(name=job_kind.undo.name)
+    if job_kind.undo_needed and not job_kind.undo_needed(job.pk):
+        undo_step.update(output="not run: the worker stopped, and there was nothing to put back")
+        return
     try:
         with transaction.atomic():
             undo = job_undo_enqueue(job_id=job.pk)
@@ -410,8 +414,9 @@ def job_undo_enqueue(*, job_id: int, actor: User | None = None) -> ProvisioningJ
     the store is busy, and once a later job of the same kind ran for the store: putting back what this one
     changed could then undo the later one's work (a newer move's stack on the same target)."""
     job = Job.objects.get(pk=job_id)
-    if kind_get(job.kind).undo is None:
-        raise InvalidTransition(f"a {job.kind} job has nothing to put back")
+    job_kind = kind_get(job.kind)
+    if job_kind.undo is None or (job_kind.undo_needed and not job_kind.undo_needed(job.pk)):
+        raise InvalidTransition(f"job #{job.pk} ({job.kind}) has nothing to put back")
     later = Job.objects.filter(store_id=job.store_id, kind=job.kind, pk__gt=job.pk).order_by("pk").first()
     if later is not None:
         raise JobConflict(

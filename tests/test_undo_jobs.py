@@ -106,3 +106,35 @@ def test_a_reaped_job_of_a_kind_without_undo_gets_no_undo_job(recorded_active_st
     assert not Job.objects.filter(undo_of=job).exists()
     with pytest.raises(InvalidTransition, match="nothing to put back"):
         job_undo_enqueue(job_id=job.pk)
+
+
+def test_a_move_reaped_after_its_switch_gets_no_undo_job_for_the_store_runs_on_the_target(recorded_active_store):
+    """Putting back a switched move would remove the stack the store runs on: the move kind says nothing is
+    left to put back (only the old stack's removal, which its retry does)."""
+    from provisioning.move_models import StoreMove
+    from stores.models import Store
+    from tests.test_fleet import _hosts
+
+    home, target = _hosts("undo-home", "undo-target")
+    Store.objects.filter(pk=recorded_active_store.pk).update(host=target, port=target.port_range_start)
+    job = job_enqueue(store_id=recorded_active_store.pk, kind=Job.Kind.MOVE)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
+    job.steps.filter(name="remove").update(status=JobStep.Status.RUNNING)
+    move = StoreMove.objects.create(
+        store=recorded_active_store,
+        job=job,
+        source_host=home,
+        source_port=home.port_range_start,
+        target_host=target,
+        target_port=target.port_range_start,
+        status=StoreMove.Status.SWITCHED,
+    )
+
+    assert jobs_reap_stale() == [job.pk]
+
+    move.refresh_from_db()
+    assert move.status == StoreMove.Status.FAILED_AFTER_SWITCH
+    assert not Job.objects.filter(undo_of=job).exists()
+    assert "nothing to put back" in job.steps.get(name="put_back").output
+    with pytest.raises(InvalidTransition, match="nothing to put back"):
+        job_undo_enqueue(job_id=job.pk)
