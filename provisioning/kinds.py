@@ -70,9 +70,12 @@ class JobKind:
     # an `undo` job the reaper queues (provisioning/undo.py), so it must work from another process, reading
     # what the job got to from its steps and records.
     undo: Step | None = None
-    # (job_id) -> whether a reaped job of this kind left anything for its undo step to put back, asked after
-    # on_failure (a move reaped after its switch runs on the target: nothing to put back). None: always.
-    undo_needed: Callable[[int], bool] | None = None
+    # (job_id) -> whether a reaped job of this kind should have its undo step run by an `undo` job, asked after
+    # on_failure: False where putting back could lose data or there is nothing left (a move reaped once it
+    # began to switch). None: a reaped job's undo is left to staff, as it was before.
+    undo_after_reap: Callable[[int], bool] | None = None
+    # (job_id) of the reaped job, in the undo job's success transaction: the kind's record says it was put back.
+    on_undone: Callable[[int], None] | None = None
     step_by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):

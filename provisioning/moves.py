@@ -26,7 +26,7 @@ from accounts.models import User
 from provisioning import move_steps
 from provisioning.exceptions import JobConflict
 from provisioning.kinds import JobKind
-from provisioning.models import ProvisioningJob
+from provisioning.models import JobStep, ProvisioningJob
 from provisioning.move_models import HostEvacuation, MoveEvent, StoreMove
 from provisioning.services import job_enqueue
 from shophosting.core.transitions import transition
@@ -213,8 +213,10 @@ def _on_failure(job_id: int, summary: str) -> None:
     _move_transition(move.pk, to, note=summary, error=job.error or summary, finished_at=timezone.now())
     if to == M.FAILED_AFTER_SWITCH:
         where = "it runs on the target; its old stack is not removed yet"
-    elif job.reaped_at:  # the engine queues an undo job, which puts back what the move got to
+    elif job.reaped_at and _undo_after_reap(job_id):  # the engine queues an undo job (provisioning/undo.py)
         where = "its worker stopped, so it is being put back where it was"
+    elif job.reaped_at:
+        where = "its worker stopped while switching: staff check where it runs (the job's log)"
     else:
         where = "it stayed where it was"
     store_event_record(store_id=move.store_id, note=f"move (job #{job_id}) failed, {where}: {summary}")
@@ -259,10 +261,24 @@ def _retry(job_id: int, actor: User | None) -> ProvisioningJob:
             raise JobConflict(str(exc)) from None
 
 
-def _undo_needed(job_id: int) -> bool:
-    """A reaped move before its switch left the target's copy and maybe a paused store; after it, the store
-    runs on the target and only the old stack's removal is left (its retry)."""
-    return StoreMove.objects.filter(job_id=job_id, status=M.FAILED).exists()
+def _undo_after_reap(job_id: int) -> bool:
+    """A move reaped before its switch left the target's copy, its reserved place and maybe a paused store:
+    its put-back is run by an undo job. Not once the switch began: nginx may route to the target already, and
+    removing the target would lose what the store took there; after it, only the old stack's removal is left
+    (its retry)."""
+    switching = JobStep.objects.filter(job_id=job_id, name="switch").exclude(
+        status__in=(JobStep.Status.PENDING, JobStep.Status.SKIPPED)
+    )
+    return StoreMove.objects.filter(job_id=job_id, status=M.FAILED).exists() and not switching.exists()
+
+
+def _on_undone(job_id: int) -> None:
+    move = StoreMove.objects.select_related("source_host").get(job_id=job_id)
+    MoveEvent.objects.create(store_move=move, new_status=move.status, note="put back after its worker stopped")
+    store_event_record(
+        store_id=move.store_id,
+        note=f"the move (job #{job_id}) was put back: the store runs on {move.source_host.name} again",
+    )
 
 
 MOVE_KIND = JobKind(
@@ -270,7 +286,8 @@ MOVE_KIND = JobKind(
     title="Move to another host",
     steps=move_steps.MOVE_STEPS,
     undo=move_steps.PUT_BACK,
-    undo_needed=_undo_needed,
+    undo_after_reap=_undo_after_reap,
+    on_undone=_on_undone,
     store_statuses=frozenset({Store.Status.ACTIVE}),
     timeout_seconds=lambda: 60 * 60,
     on_start=_on_start,

@@ -281,7 +281,12 @@ def _job_undo(job: ProvisioningJob, job_kind: JobKind) -> None:
     recorded on its own row (staff read why the store could not be put back) and never hides the error
     of the step that failed, which the job reports."""
     step = job.steps.filter(name=job_kind.undo.name, status=JobStep.Status.PENDING).first()
-    if step is None or not Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
+    # Claimed in one statement with the job still running: once the reaper has failed the job (and maybe
+    # queued an undo job of its own), this worker leaves the put-back to that.
+    claimed = step and JobStep.objects.filter(
+        pk=step.pk, status=JobStep.Status.PENDING, job__status=Job.Status.RUNNING
+    ).update(status=JobStep.Status.RUNNING, started_at=timezone.now())
+    if not claimed:
         return  # reaped meanwhile: another operation may own the store now
     try:
         store = Store.objects.select_related("host", "plan", "customer").get(pk=job.store_id)
@@ -392,17 +397,20 @@ def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str, r
 
 def _job_undo_after_reap(job: ProvisioningJob) -> None:
     """A reaped job's worker is gone, so the kind's undo step never ran in it: a store moving or updating would
-    stay paused or half-changed until staff noticed. An `undo` job runs that step now. It is queued in the
-    reaper's transaction, so the store passes from the dead job to the undo with no gap for another operation."""
+    stay paused or half-changed until staff noticed. For kinds that say what a reaped job left
+    (`undo_after_reap`), an `undo` job runs that step now. It is queued in the reaper's transaction, so the
+    store passes from the dead job to the undo with no gap for another operation."""
     job_kind = kind_get(job.kind)
     undo_step = job.steps.filter(name=job_kind.undo.name)
-    if job_kind.undo_needed and not job_kind.undo_needed(job.pk):
-        undo_step.update(output="not run: the worker stopped, and there was nothing to put back")
+    if job_kind.undo_after_reap is None:
+        return  # as before: staff look at it (an import's or a push's put-back is not run for them)
+    if not job_kind.undo_after_reap(job.pk):
+        undo_step.update(output="not run: the worker stopped where putting back could lose data; staff check it")
         return
     try:
         with transaction.atomic():
             undo = job_undo_enqueue(job_id=job.pk)
-    except (JobConflict, InvalidTransition) as exc:
+    except (JobConflict, InvalidTransition, DatabaseError) as exc:  # the reap itself must still commit
         logger.warning("job %s was reaped; its undo could not be queued: %s", job.pk, exc)
         undo_step.update(output=f"not run: the worker stopped, and putting back could not be queued: {exc}")
         return
@@ -410,21 +418,26 @@ def _job_undo_after_reap(job: ProvisioningJob) -> None:
 
 
 def job_undo_enqueue(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
-    """Queue an `undo` job (provisioning/undo.py) running the undo step of failed job `job_id`. Refused while
-    the store is busy, and once a later job of the same kind ran for the store: putting back what this one
-    changed could then undo the later one's work (a newer move's stack on the same target)."""
+    """Queue an `undo` job (provisioning/undo.py) running the undo step of failed job `job_id`, with that
+    job's timeout. Refused for a kind that does not put back after a reap or says nothing is left, while the
+    store is busy, once an undo of this job succeeded, and once a later job of the same kind ran for the
+    store: putting back what this one changed could then undo later work (a newer move's stack)."""
     job = Job.objects.get(pk=job_id)
     job_kind = kind_get(job.kind)
-    if job_kind.undo is None or (job_kind.undo_needed and not job_kind.undo_needed(job.pk)):
+    if job_kind.undo_after_reap is None or not job_kind.undo_after_reap(job.pk):
         raise InvalidTransition(f"job #{job.pk} ({job.kind}) has nothing to put back")
+    done = job.undo_jobs.filter(status=Job.Status.SUCCEEDED).order_by("pk").first()
+    if done is not None:
+        raise InvalidTransition(f"job #{done.pk} put back what job #{job.pk} changed already")
     later = Job.objects.filter(store_id=job.store_id, kind=job.kind, pk__gt=job.pk).order_by("pk").first()
     if later is not None:
         raise JobConflict(
             f"job #{later.pk} came after job #{job.pk}: putting back what #{job.pk} changed could undo it"
         )
     undo = job_enqueue(store_id=job.store_id, kind=Job.Kind.UNDO, actor=actor)
-    Job.objects.filter(pk=undo.pk).update(undo_of=job)  # committed with the job: its worker reads it
-    undo.undo_of = job
+    # Committed with the job (its worker reads them; the RQ job's timeout is read at the commit).
+    Job.objects.filter(pk=undo.pk).update(undo_of=job, timeout_seconds=job.timeout_seconds)
+    undo.undo_of, undo.timeout_seconds = job, job.timeout_seconds
     return undo
 
 

@@ -1,19 +1,21 @@
 """The `undo` job kind: a reaped job's undo step, run by a job of its own.
 
-A kind with an undo step (move, update) runs it in its worker when a step fails. When the worker dies instead
-(killed, out of memory, the machine restarted), the reaper fails the job and nobody is left to put back what
-it changed: a store moving would stay behind the maintenance page with its copy on the target, an update
-would leave the store on the new image. The reaper therefore queues an `undo` job in its own transaction
-(provisioning.services._job_undo_after_reap), whose one step runs the reaped job's undo step against the
-reaped job's records (its StoreMove, its StoreUpdate). Undo steps read what the job got to from its steps
-and records, so they are safe to run from another process.
+Kinds with an undo step run it in their worker when a step fails. When the worker dies instead (killed, out
+of memory, the machine restarted), the reaper fails the job and nobody is left to put back what it changed:
+a store moving would stay behind the maintenance page, its copy on the target and the target's place held.
+For kinds that opt in (`JobKind.undo_after_reap`: the move, before its switch began), the reaper queues an
+`undo` job in its own transaction (provisioning.services._job_undo_after_reap). Its one step runs the reaped
+job's undo step against the reaped job's records (its StoreMove), which say what the job got to, so it works
+from another process; on success the kind's `on_undone` records it.
 
     reaped job (failed) ──> undo job: queued → running → succeeded | failed (staff retry it)
 
-A job reaped for its timeout while its worker still runs (hung) stops before its next step; a step it is
-still in may finish beside the undo. That was already so for any operation started after a reap.
+A job reaped for its timeout whose worker still holds it (hung) is not put back beside it: the step fails
+with the reason and staff retry it once that worker has stopped. Kinds not opted in (update, staging push,
+import) are left to staff after a reap, as before.
 """
 
+from provisioning import liveness
 from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step, kind_get
 from provisioning.models import JobStep, ProvisioningJob
@@ -32,6 +34,10 @@ def _stopped_job(job_id: int) -> ProvisioningJob:
 
 def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
     stopped = _stopped_job(job_id)
+    if liveness.job_holder_alive(job_id=stopped.pk):
+        raise ProvisioningError(
+            f"job #{stopped.pk}'s worker still holds it (it ran past its timeout): retry this once it has stopped"
+        )
     undo = kind_get(stopped.kind).undo
     where = (
         stopped.steps.filter(status=JobStep.Status.FAILED).values_list("title", flat=True).first() or "an unknown step"
@@ -45,10 +51,21 @@ def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
 
 def _on_success(job_id: int) -> None:
     stopped = _stopped_job(job_id)
+    on_undone = kind_get(stopped.kind).on_undone
+    if on_undone:
+        on_undone(stopped.pk)
     store_event_record(
         store_id=stopped.store_id,
         note=f"job #{job_id} put back what job #{stopped.pk} ({stopped.kind}) changed; its worker had stopped",
-        message=f"{stopped.get_kind_display()} was interrupted; we put your store back as it was.",
+    )
+
+
+def _on_failure(job_id: int, summary: str) -> None:
+    stopped = _stopped_job(job_id)
+    store_event_record(
+        store_id=stopped.store_id,
+        note=f"job #{job_id} could not put back what job #{stopped.pk} ({stopped.kind}) changed: {summary}; "
+        "retry it once the cause is fixed",
     )
 
 
@@ -62,10 +79,11 @@ UNDO_KIND = JobKind(
     name=KIND,
     title="Put back what a stopped job changed",
     steps=(Step("put_back", "Put back what the stopped job changed", step_put_back, with_job=True),),
-    # The kinds with an undo step (move, update) run on active stores, which the reaped job left active.
+    # The kinds that put back after a reap (move) run on active stores, which the reaped job left active.
     store_statuses=frozenset({Store.Status.ACTIVE}),
-    timeout_seconds=lambda: 30 * 60,  # an update's put-back restores the pre-update backup
+    timeout_seconds=lambda: 30 * 60,  # job_undo_enqueue gives each the reaped job's own timeout
     on_success=_on_success,
+    on_failure=_on_failure,
     retry=_retry,
 )
 KINDS = (UNDO_KIND,)

@@ -17,7 +17,7 @@ from provisioning.services import job_retry, job_undo_enqueue, jobs_reap_stale
 from stores.models import Host, Store
 from stores.services import store_create
 from tests.plugins.engines import SecondEngine
-from tests.test_fleet_move import NOTHING, front_status, post_insert, posts, store_objects
+from tests.test_fleet_move import NOTHING, front_status, post_insert, posts, sql, store_objects
 from tests.test_provisioning import NGINX_PORT, fetch_until
 from tests.test_provisioning_workers import (  # noqa: F401 - committed and start_worker are fixtures
     committed,
@@ -28,6 +28,7 @@ from tests.test_provisioning_workers import (  # noqa: F401 - committed and star
 from tests.test_store_operations import table_locked
 
 pytestmark = [pytest.mark.docker]
+DUMP_WAITING = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock'"
 
 
 @pytest.fixture
@@ -103,11 +104,9 @@ def test_a_move_whose_worker_dies_in_the_switch_window_is_put_back_by_an_undo_jo
             120,
             "the final sync to pause the store",
         )
-        wait_for(
-            lambda: JobStep.objects.filter(job_id=move.job_id, name="final_sync", status="running").exists(),
-            30,
-            "the final sync's step",
-        )
+        # The maintenance page is up and the app stopped once the final dump waits on the lock.
+        wait_for(lambda: int(sql(store, DUMP_WAITING)) > 0, 120, "the final sync's dump to wait on the lock")
+        assert JobStep.objects.get(job_id=move.job_id, name="final_sync").status == JobStep.Status.RUNNING
         kill_with_work_horse(worker)
         assert front_status(store.domain) == 503  # paused, and nobody left to end it
         reaped: list[int] = []
@@ -137,7 +136,7 @@ def test_a_move_whose_worker_dies_in_the_switch_window_is_put_back_by_an_undo_jo
     assert move.downtime_ended_at is not None and move.downtime_seconds > 0
     log = "\n".join(undo.steps.get().log_lines.values_list("message", flat=True))
     assert "stopped at “Pause the store and copy what changed”" in log and "answers on its own host again" in log
-    assert "we put your store back" in fresh.events.order_by("pk").last().message
+    assert "was put back: the store runs on" in "\n".join(fresh.events.values_list("note", flat=True))
 
     # The move asked for again (the failed job's retry) goes through; after it, the old undo is refused.
     again = job_retry(job_id=job.pk)

@@ -2,6 +2,8 @@
 engine and an RQ worker; with a test kind that touches no engine (tests/undo_probe_kind.py). The same path on
 a real move, its worker killed in the switch window: tests/test_fleet_move_reaped.py."""
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -63,7 +65,7 @@ def test_the_reaper_queues_the_undo_of_a_job_whose_worker_died_and_a_worker_runs
     assert f"job #{job.pk} (Change and put back (tests only)) stopped at “Change the store”" in log
     assert f"put back what job #{job.pk} changed on {store.domain}" in log  # the reaped job's own records
     event = store.events.order_by("pk").last()
-    assert f"job #{undo.pk} put back what job #{job.pk}" in event.note and "put your store back" in event.message
+    assert f"job #{undo.pk} put back what job #{job.pk}" in event.note
 
 
 def test_a_failed_undo_is_retried_for_the_same_job_and_refused_after_a_later_job_of_its_kind(
@@ -87,15 +89,56 @@ def test_a_failed_undo_is_retried_for_the_same_job_and_refused_after_a_later_job
     again.refresh_from_db()
     assert again.status == Job.Status.SUCCEEDED, again.error
 
-    # A later job of the reaped job's kind ran: putting the old one back now could undo it.
-    with django_capture_on_commit_callbacks(execute=True):
-        later = job_enqueue(store_id=store.pk, kind=UNDOABLE_KIND)
-        run_provisioning_worker()
-    with pytest.raises(JobConflict, match=f"job #{later.pk} came after job #{job.pk}"):
-        job_undo_enqueue(job_id=job.pk)
-    with pytest.raises(JobConflict):
+    # Put back once: the failed undo's retry would do it again over whatever came since.
+    with pytest.raises(InvalidTransition, match=f"job #{again.pk} put back what job #{job.pk} changed already"):
         job_retry(job_id=failed.pk)
     assert Job.objects.filter(undo_of=job).count() == 2
+
+
+def test_no_undo_is_queued_once_a_later_job_of_the_kind_ran(
+    recorded_active_store, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    store = recorded_active_store
+    job = _running_job_without_a_worker(store)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED)  # failed, and its undo never queued
+    with django_capture_on_commit_callbacks(execute=True):
+        later = job_enqueue(store_id=store.pk, kind=UNDOABLE_KIND)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    later.refresh_from_db()
+    assert later.status == Job.Status.SUCCEEDED, later.error
+
+    with pytest.raises(JobConflict, match=f"job #{later.pk} came after job #{job.pk}"):
+        job_undo_enqueue(job_id=job.pk)
+    assert not Job.objects.filter(undo_of=job).exists()
+
+
+def test_an_undo_is_not_run_beside_a_worker_that_still_holds_the_reaped_job(
+    recorded_active_store, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    """Reaped for its timeout while its worker still runs (hangs): the undo job fails with the reason rather
+    than put back under that worker, and staff retry it."""
+    from provisioning import liveness
+
+    store = recorded_active_store
+    job = _running_job_without_a_worker(store)
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    with liveness.job_hold(job_id=job.pk) as held:  # the hung worker's hold
+        assert held
+        with django_capture_on_commit_callbacks(execute=True):
+            assert jobs_reap_stale() == [job.pk]
+        with django_capture_on_commit_callbacks(execute=True):
+            run_provisioning_worker()
+    undo = Job.objects.get(undo_of=job)
+    assert undo.status == Job.Status.FAILED and "still holds it" in undo.error
+    assert "could not put back" in store.events.order_by("pk").last().note
+
+    with django_capture_on_commit_callbacks(execute=True):  # that worker has stopped now
+        again = job_retry(job_id=undo.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    again.refresh_from_db()
+    assert again.status == Job.Status.SUCCEEDED, again.error
 
 
 def test_a_reaped_job_of_a_kind_without_undo_gets_no_undo_job(recorded_active_store):
@@ -109,8 +152,8 @@ def test_a_reaped_job_of_a_kind_without_undo_gets_no_undo_job(recorded_active_st
 
 
 def test_a_move_reaped_after_its_switch_gets_no_undo_job_for_the_store_runs_on_the_target(recorded_active_store):
-    """Putting back a switched move would remove the stack the store runs on: the move kind says nothing is
-    left to put back (only the old stack's removal, which its retry does)."""
+    """Putting back a switched move would remove the stack the store runs on: the move kind says not to (only
+    the old stack's removal is left, which its retry does)."""
     from provisioning.move_models import StoreMove
     from stores.models import Store
     from tests.test_fleet import _hosts
@@ -135,6 +178,6 @@ def test_a_move_reaped_after_its_switch_gets_no_undo_job_for_the_store_runs_on_t
     move.refresh_from_db()
     assert move.status == StoreMove.Status.FAILED_AFTER_SWITCH
     assert not Job.objects.filter(undo_of=job).exists()
-    assert "nothing to put back" in job.steps.get(name="put_back").output
+    assert "putting back could lose data" in job.steps.get(name="put_back").output
     with pytest.raises(InvalidTransition, match="nothing to put back"):
         job_undo_enqueue(job_id=job.pk)

@@ -24,6 +24,7 @@ KIND = JobKind(
     steps=(Step("change", "Change the store", _change),),
     store_statuses=frozenset({"active"}),
     undo=Step("put_back", "Put the store back", _undo, with_job=True),
+    undo_after_reap=lambda job_id: True,
 )
 
 
