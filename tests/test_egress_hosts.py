@@ -20,7 +20,6 @@ from django.core.management import CommandError, call_command
 
 from provisioning import docker_client, egress
 from provisioning.care.models import Incident, PlatformCheck
-from stores.models import Host
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db]
 
@@ -133,8 +132,7 @@ def host_stores(second_engine, store_images, settings):
 def test_the_fence_applied_through_a_hosts_api_keeps_its_stores_off_the_machine_and_each_other(
     second_engine, host_stores, settings, capsys
 ):
-    from provisioning.hosts import host_check, hosts_fence_check
-    from stores.services import host_save
+    from provisioning.hosts import hosts_fence_check
 
     settings.EGRESS_MANAGED = True
     settings.EGRESS_ALLOWED, settings.EGRESS_BLOCKED_EXTRA = [], []
@@ -150,17 +148,9 @@ def test_the_fence_applied_through_a_hosts_api_keeps_its_stores_off_the_machine_
         assert connect(store_a, engine, host_stores["b_address"], 6379)[0] != "connected"  # Docker's isolation
 
         # Registering the host applies the fence, through the engine's API only.
-        host = Host(
-            name="engine2-fenced",
-            docker_url=second_engine.url,
-            bind_address=second_engine.address,
-            port_range_start=21100,
-            port_range_end=21199,
-            memory_capacity_mb=2048,
-            cpu_capacity=2,
+        host = second_engine.host_register(
+            name="engine2-fenced", port_range_start=21100, memory_capacity_mb=2048, cpu_capacity=2
         )
-        tls = {"ca": second_engine.tls.ca, "cert": second_engine.tls.client_cert, "key": second_engine.tls.client_key}
-        host = host_save(host=host, tls=tls, check=host_check(engine=engine, bind_address=host.bind_address))
         assert "the stores' outbound fence is in place (" in host.check_report
 
         assert_fenced(store_a, engine, MACHINE, MACHINE_PORT)

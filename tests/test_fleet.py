@@ -230,24 +230,11 @@ def test_a_new_store_is_not_placed_on_a_host_whose_engine_is_away_but_a_placed_s
 def two_hosts(db, second_engine, settings):
     """The platform's own engine ("local", 127.0.0.1) and the second one registered with its check, with the
     same room: spread places the first new store on the older host and the next on the other."""
-    from provisioning.hosts import host_check
-    from stores.services import host_save
-
     settings.HOST_PLACEMENT_POLICY = "spread"
     Host.objects.exclude(name="local").update(active=False)
     local = Host.objects.get(name="local")
     Host.objects.filter(pk=local.pk).update(active=True, memory_capacity_mb=20480, cpu_capacity=32)
-    remote = Host(
-        name="engine2",
-        docker_url=second_engine.url,
-        bind_address=second_engine.address,
-        port_range_start=21000,
-        port_range_end=21099,
-        memory_capacity_mb=20480,
-        cpu_capacity=32,
-    )
-    tls = {"ca": second_engine.tls.ca, "cert": second_engine.tls.client_cert, "key": second_engine.tls.client_key}
-    host_save(host=remote, tls=tls, check=host_check(engine=second_engine.engine(), bind_address=remote.bind_address))
+    remote = second_engine.host_register(name="engine2", port_range_start=21000)
     label = f"shophosting.env={settings.STORE_OBJECT_PREFIX}"
     yield Host.objects.get(pk=local.pk), remote
     if second_engine.answers():  # clean_test_stores cleans the first engine; this is the second's

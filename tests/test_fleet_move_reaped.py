@@ -68,24 +68,11 @@ def test_a_move_reaped_before_its_switch_gets_an_undo_job_and_one_reaped_in_the_
 def committed_second_host(committed, second_engine: SecondEngine, settings):  # noqa: F811
     """register() -> the second engine as a committed, checked host; removed with what it holds afterwards."""
     from provisioning import docker_client
-    from provisioning.hosts import host_check
-    from stores.services import host_save
 
     made: list[Host] = []
 
     def register() -> Host:
-        host = Host(
-            name="engine2-reaped",
-            docker_url=second_engine.url,
-            bind_address=second_engine.address,
-            port_range_start=21100,
-            port_range_end=21199,
-            memory_capacity_mb=20480,
-            cpu_capacity=32,
-        )
-        tls = {"ca": second_engine.tls.ca, "cert": second_engine.tls.client_cert, "key": second_engine.tls.client_key}
-        check = host_check(engine=second_engine.engine(), bind_address=host.bind_address)
-        made.append(host_save(host=host, tls=tls, check=check))
+        made.append(second_engine.host_register(name="engine2-reaped", port_range_start=21100))
         return made[-1]
 
     yield register

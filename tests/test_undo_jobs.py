@@ -33,6 +33,11 @@ def _running_job_without_a_worker(store) -> Job:
     return job
 
 
+def _assert_succeeded(job: Job) -> None:
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+
+
 def _log(job: Job) -> str:
     return "\n".join(JobLogLine.objects.filter(step__job=job).order_by("pk").values_list("message", flat=True))
 
@@ -86,8 +91,7 @@ def test_a_failed_undo_is_retried_for_the_same_job_and_refused_after_a_later_job
     assert again.kind == Job.Kind.UNDO and again.undo_of_id == job.pk
     with django_capture_on_commit_callbacks(execute=True):
         run_provisioning_worker()
-    again.refresh_from_db()
-    assert again.status == Job.Status.SUCCEEDED, again.error
+    _assert_succeeded(again)
 
     # Put back once: the failed undo's retry would do it again over whatever came since.
     with pytest.raises(InvalidTransition, match=f"job #{again.pk} put back what job #{job.pk} changed already"):
@@ -105,8 +109,7 @@ def test_no_undo_is_queued_once_a_later_job_of_the_kind_ran(
         later = job_enqueue(store_id=store.pk, kind=UNDOABLE_KIND)
     with django_capture_on_commit_callbacks(execute=True):
         run_provisioning_worker()
-    later.refresh_from_db()
-    assert later.status == Job.Status.SUCCEEDED, later.error
+    _assert_succeeded(later)
 
     with pytest.raises(JobConflict, match=f"job #{later.pk} came after job #{job.pk}"):
         job_undo_enqueue(job_id=job.pk)
@@ -137,8 +140,7 @@ def test_an_undo_is_not_run_beside_a_worker_that_still_holds_the_reaped_job(
         again = job_retry(job_id=undo.pk)
     with django_capture_on_commit_callbacks(execute=True):
         run_provisioning_worker()
-    again.refresh_from_db()
-    assert again.status == Job.Status.SUCCEEDED, again.error
+    _assert_succeeded(again)
 
 
 def test_a_reaped_job_of_a_kind_without_undo_gets_no_undo_job(recorded_active_store):

@@ -197,6 +197,24 @@ class SecondEngine:
             ]
         )
 
+    def host_register(self, *, name: str, port_range_start: int, memory_capacity_mb: int = 20480, cpu_capacity=32):
+        """This engine saved as a host the way the admin does: its registration check run, its TLS stored."""
+        from provisioning.hosts import host_check
+        from stores.models import Host
+        from stores.services import host_save
+
+        host = Host(
+            name=name,
+            docker_url=self.url,
+            bind_address=self.address,
+            port_range_start=port_range_start,
+            port_range_end=port_range_start + 99,
+            memory_capacity_mb=memory_capacity_mb,
+            cpu_capacity=cpu_capacity,
+        )
+        tls = {"ca": self.tls.ca, "cert": self.tls.client_cert, "key": self.tls.client_key}
+        return host_save(host=host, tls=tls, check=host_check(engine=self.engine(), bind_address=self.address))
+
     def answers(self) -> bool:
         from provisioning import docker_client
 
