@@ -2,17 +2,19 @@
 
 Kinds with an undo step run it in their worker when a step fails. When the worker dies instead (killed, out
 of memory, the machine restarted), the reaper fails the job and nobody is left to put back what it changed:
-a store moving would stay behind the maintenance page, its copy on the target and the target's place held.
-For kinds that opt in (`JobKind.undo_after_reap`: the move, before its switch began), the reaper queues an
-`undo` job in its own transaction (provisioning.services._job_undo_after_reap). Its one step runs the reaped
-job's undo step against the reaped job's records (its StoreMove), which say what the job got to, so it works
-from another process; on success the kind's `on_undone` records it.
+a store moving or updating would stay behind the maintenance page (a move's copy on the target and the
+target's place held; an update half done). For kinds that opt in (`JobKind.undo_after_reap`: the move before
+its switch began, the update before its route step began), the reaper queues an `undo` job in its own
+transaction (provisioning.services._job_undo_after_reap). Its one step runs the reaped job's undo step
+against the reaped job's records (its StoreMove, its StoreUpdate), which say what the job got to, so it works
+from another process; on success the kind's `on_undone` records it (an update is rolled back, and the
+merchant reads so).
 
     reaped job (failed) ──> undo job: queued → running → succeeded | failed (staff retry it)
 
 A job reaped for its timeout whose worker still holds it (hung) is not put back beside it: the step fails
-with the reason and staff retry it once that worker has stopped. Kinds not opted in (update, staging push,
-import) are left to staff after a reap, as before.
+with the reason and staff retry it once that worker has stopped. Kinds not opted in (staging push, import)
+are left to staff after a reap, as before.
 """
 
 from provisioning import liveness
@@ -79,7 +81,7 @@ UNDO_KIND = JobKind(
     name=KIND,
     title="Put back what a stopped job changed",
     steps=(Step("put_back", "Put back what the stopped job changed", step_put_back, with_job=True),),
-    # The kinds that put back after a reap (move) run on active stores, which the reaped job left active.
+    # The kinds that put back after a reap (move, update) run on active stores, which the reaped job left active.
     store_statuses=frozenset({Store.Status.ACTIVE}),
     timeout_seconds=lambda: 30 * 60,  # job_undo_enqueue gives each the reaped job's own timeout
     on_success=_on_success,

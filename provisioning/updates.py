@@ -53,9 +53,10 @@ U = UpdateStatus
 UPDATE_ALLOWED_FROM: dict[str, set[str]] = {
     U.RUNNING: {U.QUEUED},
     U.UPDATED: {U.RUNNING},
-    U.ROLLED_BACK: {U.QUEUED, U.RUNNING},
+    U.ROLLED_BACK: {U.QUEUED, U.RUNNING, U.FAILED},  # from failed: put back by an undo job after a reap
     U.FAILED: {U.QUEUED, U.RUNNING},
 }
+ROUTE_STEP = "route"
 MAINTENANCE_STEP = "maintenance"
 RECREATE_STEP = "recreate"  # from this step on, the store was changed and a failure puts it back
 PUT_BACK_STEP = "put_back"
@@ -278,6 +279,26 @@ def on_failure(job_id: int, summary: str) -> None:
     _rollout_told(update)
 
 
+def undo_after_reap(job_id: int) -> bool:
+    """A reaped update is put back by an undo job (provisioning/undo.py) until its `route` step began: until
+    then nginx shows the maintenance page and no order can be written that the put-back's restore would drop.
+    From `route` on, the new version may be taking orders: staff decide."""
+    return not _step_started(job_id, ROUTE_STEP)
+
+
+def on_undone(job_id: int) -> None:
+    """The undo job put the reaped update back: the update is rolled back, and the merchant reads so."""
+    update = _update_of(job_id)
+    new, old = image_version(update.to_image), image_version(update.from_image)
+    if update.status == U.FAILED:
+        update = update_transition(update.pk, U.ROLLED_BACK, note="put back by an undo job after its worker stopped")
+    store_event_record(
+        store_id=update.store_id,
+        note=f"job #{job_id}'s update to {update.to_image} was put back after its worker stopped",
+        message=f"Update to {new} was interrupted; your store was put back on {old}.",
+    )
+
+
 def _rollout_told(update: StoreUpdate) -> None:
     from provisioning import rollouts  # rollouts requests updates: imported when an update ends
 
@@ -320,7 +341,7 @@ KINDS = (
             Step(RECREATE_STEP, "Start the new version", step_recreate, with_job=True),
             Step("upgrade", "Upgrade the store's database", step_upgrade, with_job=True),
             Step("check", "Check the store answers", step_check, with_job=True),
-            Step("route", "Route the domain to the store again", step_route, with_job=True),
+            Step(ROUTE_STEP, "Route the domain to the store again", step_route, with_job=True),
         ),
         undo=Step(PUT_BACK_STEP, "Put the store back on its old version", step_put_back, with_job=True),
         store_statuses=frozenset({Store.Status.ACTIVE}),
@@ -330,5 +351,7 @@ KINDS = (
         on_success=on_success,
         on_failure=on_failure,
         retry=retry,
+        undo_after_reap=undo_after_reap,
+        on_undone=on_undone,
     ),
 )

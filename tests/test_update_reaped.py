@@ -1,0 +1,132 @@
+"""An update whose worker dies in its upgrade (provisioning/undo.py, provisioning/updates.py): the reaper queues
+the update's put-back as an undo job, which puts the store back on its old image with its data from the
+pre-update backup, live again; the merchant reads that the update was interrupted and undone.
+
+A real `manage.py rqworker` process runs the update and is killed while the new version's upgrade hangs (an
+image built here whose wp-upgrade.php sleeps), so this test writes its data for real (`committed`)."""
+
+import textwrap
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from provisioning import docker_client
+from provisioning.images import image_tags
+from provisioning.models import JobStep, ProvisioningJob, StoreUpdate, UpdateStatus
+from provisioning.orders import store_order_paid
+from provisioning.services import jobs_reap_stale
+from provisioning.updates import store_update_request
+from stores.models import Store
+from stores.selectors import store_history
+from stores.services import store_create
+from tests.test_backups import insert_post, posts, sql
+from tests.test_fleet_move import front_status
+from tests.test_provisioning import NGINX_PORT, fetch_until
+from tests.test_provisioning_workers import (  # noqa: F401 - committed and start_worker are fixtures
+    committed,
+    kill_with_work_horse,
+    start_worker,
+    wait_for,
+)
+
+HANGING = "shophosting/wordpress-update-hangs:test"
+HANGING_UPGRADE = "<?php sleep(600);\n"  # the worker is killed while this runs
+
+
+@pytest.mark.django_db
+def test_a_reaped_update_is_put_back_by_an_undo_job_until_its_route_step_began(store_in_status):
+    """The update kind's opt-in on records alone; the real thing follows. (This module's first database test
+    also has pytest-django set up the test database the committed fixture needs.)"""
+    from provisioning.updates import undo_after_reap
+
+    outcomes = {}
+    for running in ("upgrade", "route"):
+        store = store_in_status("active")
+        job = ProvisioningJob.objects.create(
+            store=store, kind=ProvisioningJob.Kind.UPDATE, status="running", started_at=timezone.now()
+        )
+        for order, name in enumerate(["upgrade", "check", "route", "put_back"]):
+            status = JobStep.Status.RUNNING if name == running else JobStep.Status.PENDING
+            JobStep.objects.create(job=job, name=name, title=name, order=order, status=status)
+        outcomes[running] = undo_after_reap(job.pk)
+    assert outcomes == {"upgrade": True, "route": False}
+
+
+@pytest.fixture(scope="module")
+def hanging_image(docker_engine, store_images, tmp_path_factory):
+    base, _ = image_tags("wordpress")
+    context = tmp_path_factory.mktemp("hangs")
+    (context / "wp-upgrade.php").write_text(HANGING_UPGRADE)
+    (context / "Dockerfile").write_text(
+        textwrap.dedent(f"""\
+            FROM {base}
+            COPY wp-upgrade.php /usr/local/share/shophosting/wp-upgrade.php
+            """)
+    )
+    docker_client.image_build(path=str(context), tags=[HANGING])
+    yield HANGING
+    docker_client.client().images.remove(HANGING, force=True)
+
+
+@pytest.mark.docker
+def test_an_update_whose_worker_dies_in_its_upgrade_is_put_back_on_the_old_image_with_its_data(
+    committed,  # noqa: F811
+    hanging_image,
+    clean_test_stores,
+    restic_repository,
+    start_worker,  # noqa: F811
+    run_provisioning_worker,
+    run_backups_worker,
+):
+    store = store_create(
+        customer=committed["customer"](), plan=committed["plan"], domain="reaped-update.test", site_title="Held Shop"
+    )
+    store_order_paid(store_id=store.pk)  # autocommit: enqueued for real
+    run_provisioning_worker()
+    store.refresh_from_db()
+    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
+    run_backups_worker()  # its first backup, queued as it went live
+    old_image = docker_client.container_image(name=f"{store.slug}-web")
+    insert_post(store, "Written before the update")
+    blogname = sql(store, "SELECT option_value FROM wp_options WHERE option_name='blogname'")
+
+    with transaction.atomic():  # committed: on commit, the update is enqueued for real
+        update = store_update_request(store_id=store.pk, image=hanging_image)
+    worker = start_worker("provisioning")
+    wait_for(
+        lambda: JobStep.objects.filter(job_id=update.job_id, name="upgrade", status=JobStep.Status.RUNNING).exists(),
+        180,
+        "the update to reach its upgrade (after its backup and the new container's start)",
+    )
+    kill_with_work_horse(worker)
+    assert front_status(store.domain) == 503  # behind the maintenance page, and nobody left to end it
+    reaped: list[int] = []
+    wait_for(lambda: reaped.extend(jobs_reap_stale()) or reaped, 30, "the reaper to fail the update")
+
+    job = ProvisioningJob.objects.get(pk=update.job_id)
+    assert reaped == [job.pk] and job.reaped_at is not None
+    undo = ProvisioningJob.objects.get(undo_of=job)
+    update.refresh_from_db()
+    assert update.status == UpdateStatus.FAILED  # until the undo job has put it back
+    assert "could not be put back" in store_history(store)[0].message
+
+    run_provisioning_worker()  # the undo job, queued by the reaper's commit
+
+    undo.refresh_from_db()
+    assert undo.status == ProvisioningJob.Status.SUCCEEDED, undo.error
+    log = "\n".join(undo.steps.get().log_lines.values_list("message", flat=True))
+    assert "stopped at “Upgrade the store's database”" in log
+    assert f"the store runs {old_image} again, with its data as before the update" in log
+    update = StoreUpdate.objects.get(pk=update.pk)
+    assert update.status == UpdateStatus.ROLLED_BACK
+    assert docker_client.container_image(name=f"{store.slug}-web") == old_image
+    assert store.images.get(role="web").image == old_image
+    assert docker_client.container_image(name=f"{store.slug}-web-previous") is None
+    assert fetch_until(NGINX_PORT, store.domain, "Held Shop").status == 200
+    assert "Written before the update" in posts(store)
+    assert sql(store, "SELECT option_value FROM wp_options WHERE option_name='blogname'") == blogname
+    assert store_history(store)[0].message == (
+        f"Update to wordpress-update-hangs:test was interrupted; your store was put back on "
+        f"{old_image.rpartition('/')[2]}."
+    )
