@@ -39,7 +39,7 @@ ROLLOUT_ALLOWED_FROM: dict[str, set[str]] = {
 TARGET_ALLOWED_FROM: dict[str, set[str]] = {
     T.UPDATING: {T.PENDING},
     T.UPDATED: {T.UPDATING},
-    T.ROLLED_BACK: {T.UPDATING},
+    T.ROLLED_BACK: {T.UPDATING, T.FAILED},  # from failed: its reaped update was put back by an undo job
     T.FAILED: {T.UPDATING},
     T.SKIPPED: {T.PENDING},
     T.CANCELLED: {T.PENDING},
@@ -225,6 +225,14 @@ def rollout_update_ended(*, update_id: int) -> None:
             )
     rollout_id = target.rollout_id
     transaction.on_commit(lambda: rollout_advance(rollout_id=rollout_id), robust=True)
+
+
+def rollout_update_put_back(*, update_id: int) -> None:
+    """A failed update of this rollout was put back later (an undo job after its worker stopped): its store
+    reads rolled back, like one put back at once. The rollout stays paused: staff resume or cancel it."""
+    target = RolloutStore.objects.filter(update_id=update_id, status=T.FAILED).first()
+    if target is not None:
+        _target_transition(target.pk, T.ROLLED_BACK, note="put back by an undo job after its worker stopped")
 
 
 def rollouts_advance() -> list[int]:

@@ -292,6 +292,9 @@ def on_undone(job_id: int) -> None:
     new, old = image_version(update.to_image), image_version(update.from_image)
     if update.status == U.FAILED:
         update = update_transition(update.pk, U.ROLLED_BACK, note="put back by an undo job after its worker stopped")
+        from provisioning import rollouts  # rollouts requests updates: imported when an update ends
+
+        rollouts.rollout_update_put_back(update_id=update.pk)
     store_event_record(
         store_id=update.store_id,
         note=f"job #{job_id}'s update to {update.to_image} was put back after its worker stopped",

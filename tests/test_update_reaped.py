@@ -2,6 +2,7 @@
 the update's put-back as an undo job, which puts the store back on its old image with its data from the
 pre-update backup, live again; the merchant reads that the update was interrupted and undone.
 
+The update is a rollout's: its store reads rolled back there too, and the rollout stays paused.
 A real `manage.py rqworker` process runs the update and is killed while the new version's upgrade hangs (an
 image built here whose wp-upgrade.php sleeps), so this test writes its data for real (`committed`)."""
 
@@ -13,10 +14,10 @@ from django.utils import timezone
 
 from provisioning import docker_client
 from provisioning.images import image_tags
-from provisioning.models import JobStep, ProvisioningJob, StoreUpdate, UpdateStatus
+from provisioning.models import JobStep, ProvisioningJob, Rollout, RolloutStore, StoreUpdate, UpdateStatus
 from provisioning.orders import store_order_paid
+from provisioning.rollouts import rollout_create
 from provisioning.services import jobs_reap_stale
-from provisioning.updates import store_update_request
 from stores.models import Store
 from stores.selectors import store_history
 from stores.services import store_create
@@ -91,8 +92,9 @@ def test_an_update_whose_worker_dies_in_its_upgrade_is_put_back_on_the_old_image
     insert_post(store, "Written before the update")
     blogname = sql(store, "SELECT option_value FROM wp_options WHERE option_name='blogname'")
 
-    with transaction.atomic():  # committed: on commit, the update is enqueued for real
-        update = store_update_request(store_id=store.pk, image=hanging_image)
+    with transaction.atomic():  # committed: on commit, the rollout's update is enqueued for real
+        rollout = rollout_create(platform="woocommerce", image=hanging_image, batch_size=1, store_ids=[store.pk])
+    update = StoreUpdate.objects.get(store=store, to_image=hanging_image)
     worker = start_worker("provisioning")
     wait_for(
         lambda: JobStep.objects.filter(job_id=update.job_id, name="upgrade", status=JobStep.Status.RUNNING).exists(),
@@ -110,6 +112,7 @@ def test_an_update_whose_worker_dies_in_its_upgrade_is_put_back_on_the_old_image
     update.refresh_from_db()
     assert update.status == UpdateStatus.FAILED  # until the undo job has put it back
     assert "could not be put back" in store_history(store)[0].message
+    assert rollout.targets.get().status == RolloutStore.Status.FAILED
 
     run_provisioning_worker()  # the undo job, queued by the reaper's commit
 
@@ -126,6 +129,9 @@ def test_an_update_whose_worker_dies_in_its_upgrade_is_put_back_on_the_old_image
     assert fetch_until(NGINX_PORT, store.domain, "Held Shop").status == 200
     assert "Written before the update" in posts(store)
     assert sql(store, "SELECT option_value FROM wp_options WHERE option_name='blogname'") == blogname
+    rollout.refresh_from_db()
+    assert rollout.status == Rollout.Status.PAUSED  # staff resume or cancel it
+    assert rollout.targets.get().status == RolloutStore.Status.ROLLED_BACK
     assert store_history(store)[0].message == (
         f"Update to wordpress-update-hangs:test was interrupted; your store was put back on "
         f"{old_image.rpartition('/')[2]}."
