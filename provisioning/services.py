@@ -404,6 +404,8 @@ def _job_undo_after_reap(job: ProvisioningJob) -> None:
     undo_step = job.steps.filter(name=job_kind.undo.name)
     if job_kind.undo_after_reap is None:
         return  # as before: staff look at it (an import's or a push's put-back is not run for them)
+    if undo_step.filter(status=JobStep.Status.SUCCEEDED).exists():
+        return  # the worker put it back itself, then died before it could fail the job
     if not job_kind.undo_after_reap(job.pk):
         undo_step.update(output="not run: the worker stopped where putting back could lose data; staff check it")
         return

@@ -40,7 +40,10 @@ def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
         raise ProvisioningError(
             f"job #{stopped.pk}'s worker still holds it (it ran past its timeout): retry this once it has stopped"
         )
-    undo = kind_get(stopped.kind).undo
+    stopped_kind = kind_get(stopped.kind)
+    if not stopped_kind.undo_after_reap(stopped.pk):  # e.g. a worker reaped for its timeout that went on
+        raise ProvisioningError(f"job #{stopped.pk} got past the point where putting back is safe: staff check it")
+    undo = stopped_kind.undo
     where = (
         stopped.steps.filter(status=JobStep.Status.FAILED).values_list("title", flat=True).first() or "an unknown step"
     )

@@ -280,16 +280,29 @@ def on_failure(job_id: int, summary: str) -> None:
 
 
 def undo_after_reap(job_id: int) -> bool:
-    """A reaped update is put back by an undo job (provisioning/undo.py) until its `route` step began: until
-    then nginx shows the maintenance page and no order can be written that the put-back's restore would drop.
-    From `route` on, the new version may be taking orders: staff decide."""
-    return not _step_started(job_id, ROUTE_STEP)
+    """A reaped update is put back by an undo job (provisioning/undo.py) when it failed with nothing put back
+    yet, after it put up the maintenance page and before its `route` step began: in between, no order can be
+    written that the put-back's restore would drop. Reaped in its precheck, it changed nothing; from `route`
+    on, the new version may be taking orders: staff decide."""
+    return (
+        _update_of(job_id).status == U.FAILED
+        and _step_started(job_id, MAINTENANCE_STEP)
+        and not _step_started(job_id, ROUTE_STEP)
+    )
 
 
 def on_undone(job_id: int) -> None:
-    """The undo job put the reaped update back: the update is rolled back, and the merchant reads so."""
+    """The undo job put the reaped update back: rolled back if it had changed the store (the merchant reads
+    so), or, stopped before that, the store is open again and the update stays failed (it did not start)."""
     update = _update_of(job_id)
     new, old = image_version(update.to_image), image_version(update.from_image)
+    if not _step_started(job_id, RECREATE_STEP):
+        store_event_record(
+            store_id=update.store_id,
+            note=f"job #{job_id}'s update to {update.to_image} stopped before it changed the store; routed again",
+            message=f"Update to {new} was interrupted before it changed your store; your store is open again.",
+        )
+        return
     if update.status == U.FAILED:
         update = update_transition(update.pk, U.ROLLED_BACK, note="put back by an undo job after its worker stopped")
         from provisioning import rollouts  # rollouts requests updates: imported when an update ends

@@ -183,3 +183,13 @@ def test_a_move_reaped_after_its_switch_gets_no_undo_job_for_the_store_runs_on_t
     assert "putting back could lose data" in job.steps.get(name="put_back").output
     with pytest.raises(InvalidTransition, match="nothing to put back"):
         job_undo_enqueue(job_id=job.pk)
+
+
+def test_no_undo_is_queued_for_a_job_whose_worker_put_back_itself_before_it_died(recorded_active_store):
+    job = _running_job_without_a_worker(recorded_active_store)
+    job.steps.filter(name="put_back").update(status=JobStep.Status.SUCCEEDED)  # then the worker died
+
+    assert jobs_reap_stale() == [job.pk]
+
+    assert not Job.objects.filter(undo_of=job).exists()
+    assert job.steps.get(name="put_back").status == JobStep.Status.SUCCEEDED

@@ -36,22 +36,39 @@ HANGING_UPGRADE = "<?php sleep(600);\n"  # the worker is killed while this runs
 
 
 @pytest.mark.django_db
-def test_a_reaped_update_is_put_back_by_an_undo_job_until_its_route_step_began(store_in_status):
+def test_a_reaped_update_is_put_back_by_an_undo_job_only_between_its_maintenance_page_and_its_route(
+    store_in_status,
+):
     """The update kind's opt-in on records alone; the real thing follows. (This module's first database test
     also has pytest-django set up the test database the committed fixture needs.)"""
     from provisioning.updates import undo_after_reap
 
+    steps = ["precheck", "maintenance", "pre_backup", "recreate", "upgrade", "check", "route", "put_back"]
     outcomes = {}
-    for running in ("upgrade", "route"):
+    for running, status in [
+        ("precheck", UpdateStatus.FAILED),  # nothing changed yet
+        ("upgrade", UpdateStatus.FAILED),
+        ("route", UpdateStatus.FAILED),  # the new version may take orders
+        ("upgrade", UpdateStatus.ROLLED_BACK),  # its worker put it back, then died before failing the job
+    ]:
         store = store_in_status("active")
         job = ProvisioningJob.objects.create(
-            store=store, kind=ProvisioningJob.Kind.UPDATE, status="running", started_at=timezone.now()
+            store=store, kind=ProvisioningJob.Kind.UPDATE, status="failed", started_at=timezone.now()
         )
-        for order, name in enumerate(["upgrade", "check", "route", "put_back"]):
-            status = JobStep.Status.RUNNING if name == running else JobStep.Status.PENDING
-            JobStep.objects.create(job=job, name=name, title=name, order=order, status=status)
-        outcomes[running] = undo_after_reap(job.pk)
-    assert outcomes == {"upgrade": True, "route": False}
+        reached = steps.index(running)
+        for order, name in enumerate(steps):
+            step_status = JobStep.Status.SUCCEEDED if order < reached else JobStep.Status.SKIPPED
+            if name == running:
+                step_status = JobStep.Status.FAILED
+            JobStep.objects.create(job=job, name=name, title=name, order=order, status=step_status)
+        StoreUpdate.objects.create(store=store, job=job, from_image="old", to_image="new", status=status)
+        outcomes[(running, status)] = undo_after_reap(job.pk)
+    assert outcomes == {
+        ("precheck", UpdateStatus.FAILED): False,
+        ("upgrade", UpdateStatus.FAILED): True,
+        ("route", UpdateStatus.FAILED): False,
+        ("upgrade", UpdateStatus.ROLLED_BACK): False,
+    }
 
 
 @pytest.fixture(scope="module")
