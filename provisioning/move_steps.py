@@ -9,6 +9,12 @@ provisioning/moves.py).
 The store stays active and keeps answering through nginx except in the switch window (final_sync and switch,
 while nginx shows the maintenance page), which is measured and recorded on the StoreMove.
 
+A suspended store moves too (an evacuation must empty its host): nothing of it runs and nginx shows its
+suspended page throughout. Its database is started on the source for the copy only; on the target only its
+data services start, for the import (its web container is made by the resume); nothing writes, so there is no
+final sync and no window; the switch rewrites its page's vhost for the target and stops the target's data
+services; the removal takes the source's stack.
+
 The database travels as a logical dump (`mariadb-dump --single-transaction`: a consistent snapshot without
 locking the tables or stopping the server), written into the source database's data volume, streamed as
 the engine's archive straight into the target's database volume, and imported there. A copy of the data
@@ -40,6 +46,7 @@ from provisioning.steps import (
     app_start,
     app_stop,
     containers_start,
+    containers_stop,
     data_services_start,
     network_and_volumes,
     vhost_proxy,
@@ -88,6 +95,11 @@ def _source(store: Store, move: StoreMove) -> Store:
 
 def _target(store: Store, move: StoreMove) -> Store:
     return store_at(store, move.target_host, move.target_port)
+
+
+def _suspended(store: Store) -> bool:
+    """Nothing of a suspended store runs, and nginx shows its suspended page whatever the move does."""
+    return store.status == Store.Status.SUSPENDED
 
 
 def _file_volumes(store: Store) -> dict[str, str]:
@@ -257,6 +269,10 @@ def move_copy(store: Store, log: Log, *, job_id: int) -> None:
     move = _move(job_id)
     source, target = _source(store, move), _target(store, move)
     started = time.monotonic()
+    if _suspended(store):  # its database is stopped: started for the dump (the put-back or removal stops it)
+        data_services_start(source, log)
+        wait_db(source, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
+        log("suspended: its database started on the source for the copy")
     data_services_start(target, log)
     wait_db(target, log, timeout=settings.STORE_WEB_READY_TIMEOUT)
     database_bytes = _database_copy(source, target, log)
@@ -270,6 +286,9 @@ def move_start(store: Store, log: Log, *, job_id: int) -> None:
     """The store's web server on the target, answering on the target's private address for the store's name
     (nginx still routes to the source)."""
     move = _move(job_id)
+    if _suspended(store):
+        log("suspended: its web server stays stopped on the target (a resume starts it there)")
+        return
     app_start(_target(store, move), log)
 
 
@@ -280,6 +299,9 @@ def move_final_sync(store: Store, log: Log, *, job_id: int) -> None:
     from provisioning.moves import move_downtime_start
 
     move = _move(job_id)
+    if _suspended(store):
+        log("suspended: nothing has written since the copy (its web server never ran), so there is no window")
+        return
     source, target = _source(store, move), _target(store, move)
     move_downtime_start(move_id=move.pk)
     _vhost(source, log, mode="maintenance")
@@ -334,6 +356,12 @@ def move_switch(store: Store, log: Log, *, job_id: int) -> None:
 
     move = _move(job_id)
     target = _target(store, move)
+    if _suspended(store):
+        _vhost(target, log, mode="maintenance")  # its suspended page, now written for the target
+        containers_stop(target, log)  # the database the import needed; nothing of it runs while suspended
+        move = move_switched(move_id=move.pk)
+        log(f"the store is placed on {move.target_host.name} now, still suspended")
+        return
     if settings.NGINX_ENABLED:
         _vhost(target, log, mode="proxy")
         _routed_check(target, log)
@@ -389,7 +417,10 @@ def move_put_back(store: Store, log: Log, *, job_id: int) -> None:
     log(f"removed from {move.target_host.name}: " + ", ".join(f"{len(v)} {k}" for k, v in removed.items()))
     store_move_release(store_id=store.pk)
     log(f"port {move.target_port} of {move.target_host.name} released")
-    if move.downtime_started_at is not None:  # the final sync had begun: the app was stopped, nginx paused
+    if _suspended(store):
+        containers_stop(source, log)  # the database the copy started
+        log("suspended: it stays on its own host, stopped")
+    elif move.downtime_started_at is not None:  # the final sync had begun: the app was stopped, nginx paused
         containers_start(source, log)
         vhost_proxy(source, log)
         move_downtime_end(move_id=move.pk, at=timezone.now())

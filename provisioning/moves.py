@@ -8,7 +8,8 @@
 
 A move is a job of kind `move` (steps: provisioning/move_steps.py) with its StoreMove record. The target is
 reserved when the move is asked for (stores.moves: a port and the stack's room, held until the move ends),
-so a bad request is refused at once, in words, with nothing changed. The store stays active throughout.
+so a bad request is refused at once, in words, with nothing changed. The store keeps its status throughout:
+an active one answers but in the switch window; a suspended one moves stopped (move_steps.py).
 
 A host put into maintenance (`host_maintenance_start`) gets no new store and has its stores moved off one at
 a time: each move's end (the kind's hooks, in the engine's transaction) queues the next after that commit,
@@ -93,8 +94,8 @@ def store_move_request(
     evacuation: HostEvacuation | None = None,
 ) -> StoreMove:
     """Move the store to `host_id`, or to the host the placement policy picks among the others. Refuses with
-    MoveError and changes nothing: a store that is not active (a move needs a live store to copy and keeps
-    it answering), busy with another operation, a staging copy or one with a staging copy, the store's own
+    MoveError and changes nothing: a store that is neither active nor suspended (nothing to copy, or a
+    deletion under way), busy with another operation, a staging copy or one with a staging copy, the store's own
     host, a host not taking new stores (draining, in maintenance, closed) or without room."""
     try:
         job = job_enqueue(store_id=store_id, kind=KIND, actor=actor)
@@ -103,7 +104,7 @@ def store_move_request(
     except InvalidTransition:
         store = Store.objects.get(pk=store_id)
         raise MoveError(
-            f"{store.domain} is {store.get_status_display().lower()}: only an active store can be moved."
+            f"{store.domain} is {store.get_status_display().lower()}: only an active or suspended store can be moved."
         ) from None
     try:
         store = store_move_reserve(store_id=store_id, host_id=host_id)
@@ -288,7 +289,7 @@ MOVE_KIND = JobKind(
     undo=move_steps.PUT_BACK,
     undo_after_reap=_undo_after_reap,
     on_undone=_on_undone,
-    store_statuses=frozenset({Store.Status.ACTIVE}),
+    store_statuses=frozenset({Store.Status.ACTIVE, Store.Status.SUSPENDED}),
     timeout_seconds=lambda: 60 * 60,
     on_start=_on_start,
     on_success=_on_success,

@@ -84,8 +84,9 @@ UNDO_KIND = JobKind(
     name=KIND,
     title="Put back what a stopped job changed",
     steps=(Step("put_back", "Put back what the stopped job changed", step_put_back, with_job=True),),
-    # The kinds that put back after a reap (move, update) run on active stores, which the reaped job left active.
-    store_statuses=frozenset({Store.Status.ACTIVE}),
+    # The kinds that put back after a reap: update (active stores) and move (active or suspended); the reaped
+    # job left the store as it found it.
+    store_statuses=frozenset({Store.Status.ACTIVE, Store.Status.SUSPENDED}),
     timeout_seconds=lambda: 30 * 60,  # job_undo_enqueue gives each the reaped job's own timeout
     on_success=_on_success,
     on_failure=_on_failure,

@@ -233,11 +233,12 @@ def test_a_live_store_moves_to_the_second_engine_with_its_posts_files_and_creden
     assert f"moved from {local.name} to {remote.name}" in event.note
 
     # --- Host 2 goes into maintenance: its stores are moved off one at a time, with progress. One of them
-    # cannot move (suspended): it stays, counted failed, and the evacuation goes on.
+    # cannot move (its provisioning failed: nothing to copy): it stays, counted failed, and the evacuation
+    # goes on. (A suspended store moves: test_a_suspended_store_moves_stopped_and_resumes_on_its_new_host.)
     stuck = Store.objects.create(
         customer=store.customer, plan=store.plan, platform=store.platform, domain="stuck.test", site_title="Stuck"
     )
-    Store.objects.filter(pk=stuck.pk).update(status=Store.Status.SUSPENDED, host=remote, port=remote.port_range_end)
+    Store.objects.filter(pk=stuck.pk).update(status=Store.Status.FAILED, host=remote, port=remote.port_range_end)
     with django_capture_on_commit_callbacks(execute=True):
         evacuation = host_maintenance_start(host_id=remote.pk)
     remote.refresh_from_db()
@@ -250,13 +251,13 @@ def test_a_live_store_moves_to_the_second_engine_with_its_posts_files_and_creden
     assert evacuation.status == HostEvacuation.Status.COMPLETED, evacuation.status_note
     assert evacuation_progress(evacuation) == {"moved": 1, "failed": 1, "remaining": 0, "current": None}
     refused = StoreMove.objects.get(store=stuck)
-    assert refused.status == StoreMove.Status.FAILED and "only an active store can be moved" in refused.error
+    assert refused.status == StoreMove.Status.FAILED and "only an active or suspended store can be" in refused.error
     store = Store.objects.select_related("host").get(pk=store.pk)
     assert store.host == local and posts(store)[-1] == "Written during the move"
     assert store_objects(store, remote) == NOTHING
     assert fetch_until(NGINX_PORT, store.domain, "Moving Shop").status == 200
     stuck.refresh_from_db()
-    assert (stuck.host, stuck.status) == (remote, Store.Status.SUSPENDED)
+    assert (stuck.host, stuck.status) == (remote, Store.Status.FAILED)
     assert evacuation_advance(evacuation_id=evacuation.pk).status == HostEvacuation.Status.COMPLETED  # idempotent
 
 
@@ -335,6 +336,61 @@ def test_a_move_failing_before_the_switch_leaves_the_store_where_it_was_and_noth
         docker_client.image_copy(image=cache_image, source=None, target=remote.engine)  # whatever happened
 
 
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_a_suspended_store_moves_stopped_and_resumes_on_its_new_host(
+    two_hosts,  # noqa: F811
+    second_engine,
+    live_store,
+    django_capture_on_commit_callbacks,
+    run_provisioning_worker,
+):
+    """An evacuation must be able to empty its host of unpaid stores too. Nothing of a suspended store runs
+    during its move (its database is started on each side only for the copy), nginx shows its suspended page
+    throughout, and a resume starts it on the new host with its data."""
+    from provisioning.models import ProvisioningJob as Job
+    from provisioning.services import job_enqueue
+
+    local, remote = two_hosts
+    store = live_store("sleeping.test")
+    post_insert(store, "Written before the suspension")
+    with django_capture_on_commit_callbacks(execute=True):
+        job_enqueue(store_id=store.pk, kind=Job.Kind.SUSPEND)
+    run_provisioning_worker()
+    store = Store.objects.select_related("host").get(pk=store.pk)
+    assert store.status == Store.Status.SUSPENDED
+    assert fetch_until(NGINX_PORT, store.domain, "temporarily unavailable").status == 503
+
+    poller = Poller(store.domain)
+    poller.start()
+    try:
+        move = _move(store, remote, django_capture_on_commit_callbacks, run_provisioning_worker)
+    finally:
+        poller.stop.set()
+        poller.join()
+    assert move.status == StoreMove.Status.MOVED, _job_error(move)
+    assert move.downtime_started_at is None and move.database_bytes > 0 and move.files_bytes > 0
+    store = Store.objects.select_related("host").get(pk=store.pk)
+    assert (store.host, store.port, store.status) == (remote, move.target_port, Store.Status.SUSPENDED)
+    assert store_objects(store, local) == NOTHING
+    # Its data services (made for the import) stopped; its web server is made by the resume, as for a new host.
+    data = sorted(f"{store.slug}-{role}" for role in ("cache", "db"))
+    assert store_objects(store, remote)["containers"] == data
+    states = {name: docker_client.container_state(name=name, base_url=remote.engine)[0] for name in data}
+    assert set(states.values()) == {"exited"}, states  # nothing of a suspended store runs
+    assert {status for _, status in poller.samples} == {503}  # its suspended page, all along
+    log = " ".join(JobLogLine.objects.filter(step__job_id=move.job_id).values_list("message", flat=True))
+    assert "suspended: its database started on the source for the copy" in log and "no window" in log
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job_enqueue(store_id=store.pk, kind=Job.Kind.RESUME)
+    run_provisioning_worker()
+    store = Store.objects.select_related("host").get(pk=store.pk)
+    assert (store.host, store.status) == (remote, Store.Status.ACTIVE)
+    assert fetch_until(NGINX_PORT, store.domain, "Moving Shop").status == 200
+    assert posts(store)[-1] == "Written before the suspension"
+
+
 # --- Refusals (no engine is asked anything) -----------------------------------------------------------------
 
 
@@ -365,9 +421,9 @@ def test_bad_moves_are_refused_with_the_reason_and_change_nothing(store_in_statu
     refused(store.pk, None, "No other host that takes new stores has room")
     Host.objects.filter(pk=other.pk).update(active=True, docker_url="tcp://other.invalid:2376")
 
-    suspended = store_in_status("suspended")
-    Store.objects.filter(pk=suspended.pk).update(host=home, port=home.port_range_start + 1)
-    refused(suspended.pk, other.pk, "is suspended: only an active store can be moved")
+    failed = store_in_status("failed")
+    Store.objects.filter(pk=failed.pk).update(host=home, port=home.port_range_start + 1)
+    refused(failed.pk, other.pk, "is failed: only an active or suspended store can be moved")
 
     busy = ProvisioningJob.objects.create(store=store, kind=ProvisioningJob.Kind.RESTART)
     refused(store.pk, other.pk, f"This store is busy: restart \\(job #{busy.pk}\\)")
