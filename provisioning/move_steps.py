@@ -10,10 +10,10 @@ The store stays active and keeps answering through nginx except in the switch wi
 while nginx shows the maintenance page), which is measured and recorded on the StoreMove.
 
 A suspended store moves too (an evacuation must empty its host): nothing of it runs and nginx shows its
-suspended page throughout. Its database is started on the source for the copy only; on the target only its
-data services start, for the import (its web container is made by the resume); nothing writes, so there is no
-final sync and no window; the switch rewrites its page's vhost for the target and stops the target's data
-services; the removal takes the source's stack.
+suspended page throughout. Its database is started on the source for the copy only; on the target its stack
+is made and checked as for any store (backups and file restores read through its web container) while nginx
+still shows the suspended page; nothing writes, so there is no final sync and no window; the switch rewrites
+its page's vhost for the target and stops everything there; the removal takes the source's stack.
 
 The database travels as a logical dump (`mariadb-dump --single-transaction`: a consistent snapshot without
 locking the tables or stopping the server), written into the source database's data volume, streamed as
@@ -286,10 +286,9 @@ def move_start(store: Store, log: Log, *, job_id: int) -> None:
     """The store's web server on the target, answering on the target's private address for the store's name
     (nginx still routes to the source)."""
     move = _move(job_id)
-    if _suspended(store):
-        log("suspended: its web server stays stopped on the target (a resume starts it there)")
-        return
-    app_start(_target(store, move), log)
+    if _suspended(store):  # made and checked like any store's (backups read the files through it); the
+        log("suspended: its web server is made and checked on the target; nginx shows its suspended page")
+    app_start(_target(store, move), log)  # switch stops it again
 
 
 def move_final_sync(store: Store, log: Log, *, job_id: int) -> None:
@@ -358,7 +357,7 @@ def move_switch(store: Store, log: Log, *, job_id: int) -> None:
     target = _target(store, move)
     if _suspended(store):
         _vhost(target, log, mode="maintenance")  # its suspended page, now written for the target
-        containers_stop(target, log)  # the database the import needed; nothing of it runs while suspended
+        containers_stop(target, log)  # made and checked for the move; nothing of it runs while suspended
         move = move_switched(move_id=move.pk)
         log(f"the store is placed on {move.target_host.name} now, still suspended")
         return

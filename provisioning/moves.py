@@ -201,7 +201,11 @@ def _on_success(job_id: int) -> None:
         store_id=move.store_id,
         note=(
             f"moved from {move.source_host.name} to {move.target_host.name} (job #{job_id}); "
-            f"unavailable for {move.downtime_seconds or 0:.1f} s"
+            + (
+                f"unavailable for {move.downtime_seconds:.1f} s"
+                if move.downtime_started_at
+                else "no window (suspended: nothing ran)"
+            )
         ),
     )
     _evacuation_next(move)
@@ -278,7 +282,7 @@ def _on_undone(job_id: int) -> None:
     MoveEvent.objects.create(store_move=move, new_status=move.status, note="put back after its worker stopped")
     store_event_record(
         store_id=move.store_id,
-        note=f"the move (job #{job_id}) was put back: the store runs on {move.source_host.name} again",
+        note=f"the move (job #{job_id}) was put back: the store is on {move.source_host.name} again",
     )
 
 

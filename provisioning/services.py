@@ -428,6 +428,11 @@ def job_undo_enqueue(*, job_id: int, actor: User | None = None) -> ProvisioningJ
     job_kind = kind_get(job.kind)
     if job_kind.undo_after_reap is None or not job_kind.undo_after_reap(job.pk):
         raise InvalidTransition(f"job #{job.pk} ({job.kind}) has nothing to put back")
+    store = Store.objects.get(pk=job.store_id)
+    if store.status not in job_kind.store_statuses:  # e.g. an update's put-back would serve a suspended store
+        raise InvalidTransition(
+            f"the store is {store.get_status_display().lower()} now; job #{job.pk} ({job.kind}) is not put back"
+        )
     done = job.undo_jobs.filter(status=Job.Status.SUCCEEDED).order_by("pk").first()
     if done is not None:
         raise InvalidTransition(f"job #{done.pk} put back what job #{job.pk} changed already")

@@ -344,6 +344,7 @@ def test_a_suspended_store_moves_stopped_and_resumes_on_its_new_host(
     live_store,
     django_capture_on_commit_callbacks,
     run_provisioning_worker,
+    run_backups_worker,
 ):
     """An evacuation must be able to empty its host of unpaid stores too. Nothing of a suspended store runs
     during its move (its database is started on each side only for the copy), nginx shows its suspended page
@@ -373,14 +374,26 @@ def test_a_suspended_store_moves_stopped_and_resumes_on_its_new_host(
     store = Store.objects.select_related("host").get(pk=store.pk)
     assert (store.host, store.port, store.status) == (remote, move.target_port, Store.Status.SUSPENDED)
     assert store_objects(store, local) == NOTHING
-    # Its data services (made for the import) stopped; its web server is made by the resume, as for a new host.
-    data = sorted(f"{store.slug}-{role}" for role in ("cache", "db"))
-    assert store_objects(store, remote)["containers"] == data
-    states = {name: docker_client.container_state(name=name, base_url=remote.engine)[0] for name in data}
+    stack = sorted(f"{store.slug}-{role}" for role in ("cache", "db", "web"))
+    assert store_objects(store, remote)["containers"] == stack
+    states = {name: docker_client.container_state(name=name, base_url=remote.engine)[0] for name in stack}
     assert set(states.values()) == {"exited"}, states  # nothing of a suspended store runs
     assert {status for _, status in poller.samples} == {503}  # its suspended page, all along
     log = " ".join(JobLogLine.objects.filter(step__job_id=move.job_id).values_list("message", flat=True))
     assert "suspended: its database started on the source for the copy" in log and "no window" in log
+    assert "no window (suspended: nothing ran)" in store.events.order_by("pk").last().note
+
+    # Backed up where it is now, stopped (the dunning's final backup before a teardown needs this).
+    from backups.models import BackupRun, RunStatus
+    from backups.services.backup import backup_enqueue
+
+    with django_capture_on_commit_callbacks(execute=True):
+        backup = backup_enqueue(store_id=store.pk, kind=BackupRun.Kind.MANUAL)
+    run_backups_worker()
+    backup.refresh_from_db()
+    assert backup.status == RunStatus.SUCCEEDED, backup.error
+    states = {name: docker_client.container_state(name=name, base_url=remote.engine)[0] for name in stack}
+    assert set(states.values()) == {"exited"}, states  # stopped again after the backup
 
     with django_capture_on_commit_callbacks(execute=True):
         job_enqueue(store_id=store.pk, kind=Job.Kind.RESUME)

@@ -193,3 +193,24 @@ def test_no_undo_is_queued_for_a_job_whose_worker_put_back_itself_before_it_died
 
     assert not Job.objects.filter(undo_of=job).exists()
     assert job.steps.get(name="put_back").status == JobStep.Status.SUCCEEDED
+
+
+def test_an_undo_is_refused_once_the_store_is_in_a_status_the_reaped_kind_does_not_run_on(
+    recorded_active_store, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    """The undo job takes active and suspended stores (a move's), but an active-only kind's put-back (an
+    update's routes the store live) must not run on a store suspended since."""
+    from stores.models import Store
+
+    store = recorded_active_store
+    job = _running_job_without_a_worker(store)
+    undo_probe_kind.fail_next_undo.append("the engine did not answer")
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs_reap_stale()
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    failed = Job.objects.get(undo_of=job)
+    Store.objects.filter(pk=store.pk).update(status=Store.Status.SUSPENDED)  # billing suspended it meanwhile
+
+    with pytest.raises(InvalidTransition, match=f"the store is suspended now; job #{job.pk}"):
+        job_retry(job_id=failed.pk)
