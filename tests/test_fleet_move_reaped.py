@@ -159,7 +159,7 @@ def test_a_move_whose_worker_dies_in_the_switch_window_is_put_back_by_an_undo_jo
     assert move.downtime_ended_at is not None and move.downtime_seconds > 0
     log = "\n".join(undo.steps.get().log_lines.values_list("message", flat=True))
     assert "stopped at “Pause the store and copy what changed”" in log and "answers on its own host again" in log
-    assert "was put back: the store runs on" in "\n".join(fresh.events.values_list("note", flat=True))
+    assert "was put back: the store is on" in "\n".join(fresh.events.values_list("note", flat=True))
 
     # The move asked for again (the failed job's retry) goes through; after it, the old undo is refused.
     again = job_retry(job_id=job.pk)
