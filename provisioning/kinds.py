@@ -66,9 +66,9 @@ class JobKind:
     # A step run only when a step of the plan failed: in the worker, outside any transaction, while the job
     # still holds the store (no other operation can start), before the job is marked failed. It puts back
     # what the failed job changed (an update: the old image and the data). Its row comes last in the job's
-    # checklist; a job that succeeds marks it skipped. A job that was reaped (its worker is gone) has it run by
-    # an `undo` job the reaper queues (provisioning/undo.py), so it must work from another process, reading
-    # what the job got to from its steps and records.
+    # checklist; a job that succeeds marks it skipped. A job that was reaped (its worker is gone) of a kind that
+    # opts in (`undo_after_reap`) has it run by an `undo` job the reaper queues (provisioning/undo.py), so it
+    # must then work from another process, reading what the job got to from its steps and records.
     undo: Step | None = None
     # (job_id) -> whether a reaped job of this kind should have its undo step run by an `undo` job, asked after
     # on_failure: False where putting back could lose data or there is nothing left (a move reaped once it

@@ -287,8 +287,9 @@ def move_start(store: Store, log: Log, *, job_id: int) -> None:
     (nginx still routes to the source)."""
     move = _move(job_id)
     if _suspended(store):  # made and checked like any store's (backups read the files through it); the
+        # switch stops it again
         log("suspended: its web server is made and checked on the target; nginx shows its suspended page")
-    app_start(_target(store, move), log)  # switch stops it again
+    app_start(_target(store, move), log)
 
 
 def move_final_sync(store: Store, log: Log, *, job_id: int) -> None:

@@ -218,6 +218,8 @@ def _on_failure(job_id: int, summary: str) -> None:
     _move_transition(move.pk, to, note=summary, error=job.error or summary, finished_at=timezone.now())
     if to == M.FAILED_AFTER_SWITCH:
         where = "it runs on the target; its old stack is not removed yet"
+    elif job.reaped_at and job.steps.filter(name="put_back", status=JobStep.Status.SUCCEEDED).exists():
+        where = "its worker stopped after putting it back where it was"
     elif job.reaped_at and _undo_after_reap(job_id):  # the engine queues an undo job (provisioning/undo.py)
         where = "its worker stopped, so it is being put back where it was"
     elif job.reaped_at:
@@ -279,7 +281,9 @@ def _undo_after_reap(job_id: int) -> bool:
 
 def _on_undone(job_id: int) -> None:
     move = StoreMove.objects.select_related("source_host").get(job_id=job_id)
-    MoveEvent.objects.create(store_move=move, new_status=move.status, note="put back after its worker stopped")
+    MoveEvent.objects.create(
+        store_move=move, old_status=move.status, new_status=move.status, note="put back after its worker stopped"
+    )
     store_event_record(
         store_id=move.store_id,
         note=f"the move (job #{job_id}) was put back: the store is on {move.source_host.name} again",

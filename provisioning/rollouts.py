@@ -5,6 +5,7 @@
                    paused  → running              staff resume: the next batch is queued
                    running | paused → cancelled   staff cancel: the stores still waiting are not updated
     RolloutStore:  pending → updating → updated | rolled_back | failed
+                   failed → rolled_back           its reaped update was put back by an undo job (undo.py)
                    pending → skipped              busy, not active or already on the image when its turn came
                    pending → cancelled            the rollout was cancelled first
 

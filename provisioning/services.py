@@ -371,6 +371,10 @@ def _job_fail(*, job_id: int, step_id: int | None, error: BaseException | str, r
     job.steps.filter(status=JobStep.Status.PENDING).update(
         status=JobStep.Status.SKIPPED, output="not run: an earlier step failed"
     )
+    if reaped:  # another step the dead worker was in (its own undo, after a step failed): it never finished
+        job.steps.filter(status=JobStep.Status.RUNNING).update(
+            status=JobStep.Status.FAILED, finished_at=now, output="interrupted: the worker stopped"
+        )
     job.status = Job.Status.FAILED
     job.finished_at = now
     job.reaped_at = now if reaped else None
@@ -404,11 +408,12 @@ def _job_undo_after_reap(job: ProvisioningJob) -> None:
     undo_step = job.steps.filter(name=job_kind.undo.name)
     if job_kind.undo_after_reap is None:
         return  # as before: staff look at it (an import's or a push's put-back is not run for them)
-    if undo_step.filter(status=JobStep.Status.SUCCEEDED).exists():
+    if _job_undo_done(job):
         return  # the worker put it back itself, then died before it could fail the job
     if not job_kind.undo_after_reap(job.pk):
-        undo_step.update(output="not run: the worker stopped where putting back could lose data; staff check it")
+        undo_step.update(output="not run: the worker stopped where this kind leaves putting back to staff")
         return
+    interrupted = undo_step.filter(status=JobStep.Status.FAILED).exists()  # the worker died inside it
     try:
         with transaction.atomic():
             undo = job_undo_enqueue(job_id=job.pk)
@@ -416,14 +421,26 @@ def _job_undo_after_reap(job: ProvisioningJob) -> None:
         logger.warning("job %s was reaped; its undo could not be queued: %s", job.pk, exc)
         undo_step.update(output=f"not run: the worker stopped, and putting back could not be queued: {exc}")
         return
-    undo_step.update(output=f"the worker stopped before it ran: job #{undo.pk} runs it")
+    when = "while it ran" if interrupted else "before it ran"
+    undo_step.update(output=f"the worker stopped {when}: job #{undo.pk} runs it")
 
 
+def _job_undo_done(job: ProvisioningJob) -> bool:
+    """The job's undo step ran to its end: in its own worker, or in an undo job."""
+    undo_name = kind_get(job.kind).undo.name
+    return (
+        job.steps.filter(name=undo_name, status=JobStep.Status.SUCCEEDED).exists()
+        or job.undo_jobs.filter(status=Job.Status.SUCCEEDED).exists()
+    )
+
+
+@transaction.atomic  # the undo job, its link and its timeout commit together, before a worker can take it
 def job_undo_enqueue(*, job_id: int, actor: User | None = None) -> ProvisioningJob:
     """Queue an `undo` job (provisioning/undo.py) running the undo step of failed job `job_id`, with that
-    job's timeout. Refused for a kind that does not put back after a reap or says nothing is left, while the
-    store is busy, once an undo of this job succeeded, and once a later job of the same kind ran for the
-    store: putting back what this one changed could then undo later work (a newer move's stack)."""
+    job's timeout. Refused for a kind that does not put back after a reap or says nothing is left, for a
+    store no longer in a status the kind runs on, while the store is busy, once the undo step ran to its end
+    (in its worker or an undo job), and once any later job of the store started: putting back what this
+    one changed could then undo later work (a newer move's stack, a restart that put a version live)."""
     job = Job.objects.get(pk=job_id)
     job_kind = kind_get(job.kind)
     if job_kind.undo_after_reap is None or not job_kind.undo_after_reap(job.pk):
@@ -433,16 +450,23 @@ def job_undo_enqueue(*, job_id: int, actor: User | None = None) -> ProvisioningJ
         raise InvalidTransition(
             f"the store is {store.get_status_display().lower()} now; job #{job.pk} ({job.kind}) is not put back"
         )
-    done = job.undo_jobs.filter(status=Job.Status.SUCCEEDED).order_by("pk").first()
-    if done is not None:
-        raise InvalidTransition(f"job #{done.pk} put back what job #{job.pk} changed already")
-    later = Job.objects.filter(store_id=job.store_id, kind=job.kind, pk__gt=job.pk).order_by("pk").first()
+    if _job_undo_done(job):
+        done = job.undo_jobs.filter(status=Job.Status.SUCCEEDED).order_by("pk").first()
+        by = f"job #{done.pk}" if done else f"job #{job.pk}'s own worker"
+        raise InvalidTransition(f"{by} put back what job #{job.pk} changed already")
+    later = (
+        Job.objects.filter(store_id=job.store_id, pk__gt=job.pk, started_at__isnull=False)
+        .exclude(undo_of=job)
+        .order_by("pk")
+        .first()
+    )
     if later is not None:
         raise JobConflict(
-            f"job #{later.pk} came after job #{job.pk}: putting back what #{job.pk} changed could undo it"
+            f"job #{later.pk} ({later.kind}) ran after job #{job.pk}: putting back what #{job.pk} changed could "
+            "undo it; check the store by hand"
         )
     undo = job_enqueue(store_id=job.store_id, kind=Job.Kind.UNDO, actor=actor)
-    # Committed with the job (its worker reads them; the RQ job's timeout is read at the commit).
+    # In this transaction, before the commit that puts it on RQ: its worker reads the link, RQ the timeout.
     Job.objects.filter(pk=undo.pk).update(undo_of=job, timeout_seconds=job.timeout_seconds)
     undo.undo_of, undo.timeout_seconds = job, job.timeout_seconds
     return undo

@@ -13,7 +13,9 @@ merchant reads so).
     reaped job (failed) ──> undo job: queued → running → succeeded | failed (staff retry it)
 
 A job reaped for its timeout whose worker still holds it (hung) is not put back beside it: the step fails
-with the reason and staff retry it once that worker has stopped. Kinds not opted in (staging push, import)
+with the reason and staff retry it once that worker has stopped (refused if that worker finished its own
+put-back meanwhile). On SQLite (the demo) there are no liveness locks: only timeouts reap there, and a hung
+worker cannot be told from a dead one. Kinds not opted in (staging push, import)
 are left to staff after a reap, as before.
 """
 
@@ -27,49 +29,52 @@ from stores.services import store_event_record
 KIND = ProvisioningJob.Kind.UNDO
 
 
-def _stopped_job(job_id: int) -> ProvisioningJob:
-    stopped = ProvisioningJob.objects.get(pk=job_id).undo_of
-    if stopped is None:
-        raise ProvisioningError(f"job #{job_id} names no job to put back (it was deleted)")
-    return stopped
+def _reaped_job(undo_job_id: int) -> ProvisioningJob:
+    """The job an undo job puts back (its `undo_of`)."""
+    reaped = ProvisioningJob.objects.get(pk=undo_job_id).undo_of
+    if reaped is None:
+        raise ProvisioningError(f"job #{undo_job_id} names no job to put back (it was deleted)")
+    return reaped
 
 
 def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
-    stopped = _stopped_job(job_id)
-    if liveness.job_holder_alive(job_id=stopped.pk):
+    reaped = _reaped_job(job_id)
+    if liveness.job_holder_alive(job_id=reaped.pk):
         raise ProvisioningError(
-            f"job #{stopped.pk}'s worker still holds it (it ran past its timeout): retry this once it has stopped"
+            f"job #{reaped.pk}'s worker still holds it (it ran past its timeout): retry this once it has stopped"
         )
-    stopped_kind = kind_get(stopped.kind)
-    if not stopped_kind.undo_after_reap(stopped.pk):  # e.g. a worker reaped for its timeout that went on
-        raise ProvisioningError(f"job #{stopped.pk} got past the point where putting back is safe: staff check it")
-    undo = stopped_kind.undo
+    reaped_kind = kind_get(reaped.kind)
+    if not reaped_kind.undo_after_reap(reaped.pk):  # e.g. a worker reaped for its timeout that went on
+        raise ProvisioningError(f"job #{reaped.pk} got past the point where putting back is safe: staff check it")
+    undo = reaped_kind.undo
+    if reaped.steps.filter(name=undo.name, status=JobStep.Status.SUCCEEDED).exists():  # its worker finished it
+        raise ProvisioningError(f"job #{reaped.pk}'s own worker put the store back after all; nothing more is done")
     where = (
-        stopped.steps.filter(status=JobStep.Status.FAILED).values_list("title", flat=True).first() or "an unknown step"
+        reaped.steps.filter(status=JobStep.Status.FAILED).values_list("title", flat=True).first() or "an unknown step"
     )
-    log(f"job #{stopped.pk} ({stopped.get_kind_display()}) stopped at “{where}”: running its “{undo.title}”")
+    log(f"job #{reaped.pk} ({reaped.get_kind_display()}) stopped at “{where}”: running its “{undo.title}”")
     if undo.with_job:
-        undo.run(store, log, job_id=stopped.pk)
+        undo.run(store, log, job_id=reaped.pk)
     else:
         undo.run(store, log)
 
 
 def _on_success(job_id: int) -> None:
-    stopped = _stopped_job(job_id)
-    on_undone = kind_get(stopped.kind).on_undone
+    reaped = _reaped_job(job_id)
+    on_undone = kind_get(reaped.kind).on_undone
     if on_undone:
-        on_undone(stopped.pk)
+        on_undone(reaped.pk)
     store_event_record(
-        store_id=stopped.store_id,
-        note=f"job #{job_id} put back what job #{stopped.pk} ({stopped.kind}) changed; its worker had stopped",
+        store_id=reaped.store_id,
+        note=f"job #{job_id} put back what job #{reaped.pk} ({reaped.kind}) changed; its worker had stopped",
     )
 
 
 def _on_failure(job_id: int, summary: str) -> None:
-    stopped = _stopped_job(job_id)
+    reaped = _reaped_job(job_id)
     store_event_record(
-        store_id=stopped.store_id,
-        note=f"job #{job_id} could not put back what job #{stopped.pk} ({stopped.kind}) changed: {summary}; "
+        store_id=reaped.store_id,
+        note=f"job #{job_id} could not put back what job #{reaped.pk} ({reaped.kind}) changed: {summary}; "
         "retry it once the cause is fixed",
     )
 
@@ -77,7 +82,7 @@ def _on_failure(job_id: int, summary: str) -> None:
 def _retry(job_id: int, actor) -> ProvisioningJob:
     from provisioning.services import job_undo_enqueue
 
-    return job_undo_enqueue(job_id=_stopped_job(job_id).pk, actor=actor)
+    return job_undo_enqueue(job_id=_reaped_job(job_id).pk, actor=actor)
 
 
 UNDO_KIND = JobKind(

@@ -3,6 +3,7 @@ and data when the new version fails its checks. Staff run it through a rollout (
 
     precheck → maintenance → pre_backup → recreate → upgrade → check → route
     (any of them fails) → put_back: old image, data from the pre-update backup, start, check, route
+    (its worker dies between maintenance and route) → the reaper's undo job runs put_back (undo.py)
 
 - precheck: the front page answers 200 now; its title is what the check afterwards must find (a store that
   is already broken is not updated: nothing could tell the update's fault from the store's).

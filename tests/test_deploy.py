@@ -491,6 +491,8 @@ def test_the_install_guide_gives_a_working_platform(tmp_path, scratch_database):
                 if probe.connect_ex(("127.0.0.1", 18743)) == 0:
                     break
             time.sleep(0.2)
+        else:
+            pytest.fail("nginx did not listen on 127.0.0.1:18743 within 30 s")
 
         def get(path: str):
             # A self-signed certificate for the platform's name, reached by its loopback address.

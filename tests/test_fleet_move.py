@@ -346,9 +346,10 @@ def test_a_suspended_store_moves_stopped_and_resumes_on_its_new_host(
     run_provisioning_worker,
     run_backups_worker,
 ):
-    """An evacuation must be able to empty its host of unpaid stores too. Nothing of a suspended store runs
-    during its move (its database is started on each side only for the copy), nginx shows its suspended page
-    throughout, and a resume starts it on the new host with its data."""
+    """An evacuation must be able to empty its host of unpaid stores too. A suspended store stays stopped but
+    for the move itself (its database started on the source for the copy, its stack made and checked on the
+    target, then stopped), nginx shows its suspended page throughout, and a resume starts it on the new host
+    with its data."""
     from provisioning.models import ProvisioningJob as Job
     from provisioning.services import job_enqueue
 
@@ -457,6 +458,12 @@ def test_bad_moves_are_refused_with_the_reason_and_change_nothing(store_in_statu
     ProvisioningJob.objects.create(store=store, kind=ProvisioningJob.Kind.RESTART)
     response = client.post(reverse("admin:stores_store_move", args=[store.pk]), {"host": other.pk})
     assert "This store is busy: restart" in response.content.decode() and not StoreMove.objects.exists()
+    # The store page offers the move for an active or suspended store, not for a failed one.
+    suspended = store_in_status("suspended")
+    Store.objects.filter(pk=suspended.pk).update(host=home, port=home.port_range_start + 3)
+    for shown, offered in ((store, True), (suspended, True), (failed, False)):
+        change = client.get(reverse("admin:stores_store_change", args=[shown.pk])).content.decode()
+        assert ("Move to another host…" in change) is offered, shown.status
 
     # A move that is let through reserves the target's port: placement gives it to nobody else.
     ProvisioningJob.objects.filter(store=store).delete()

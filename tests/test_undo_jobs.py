@@ -111,7 +111,7 @@ def test_no_undo_is_queued_once_a_later_job_of_the_kind_ran(
         run_provisioning_worker()
     _assert_succeeded(later)
 
-    with pytest.raises(JobConflict, match=f"job #{later.pk} came after job #{job.pk}"):
+    with pytest.raises(JobConflict, match=rf"job #{later.pk} \(test_undoable\) ran after job #{job.pk}"):
         job_undo_enqueue(job_id=job.pk)
     assert not Job.objects.filter(undo_of=job).exists()
 
@@ -180,7 +180,7 @@ def test_a_move_reaped_after_its_switch_gets_no_undo_job_for_the_store_runs_on_t
     move.refresh_from_db()
     assert move.status == StoreMove.Status.FAILED_AFTER_SWITCH
     assert not Job.objects.filter(undo_of=job).exists()
-    assert "putting back could lose data" in job.steps.get(name="put_back").output
+    assert "leaves putting back to staff" in job.steps.get(name="put_back").output
     with pytest.raises(InvalidTransition, match="nothing to put back"):
         job_undo_enqueue(job_id=job.pk)
 
@@ -214,3 +214,30 @@ def test_an_undo_is_refused_once_the_store_is_in_a_status_the_reaped_kind_does_n
 
     with pytest.raises(InvalidTransition, match=f"the store is suspended now; job #{job.pk}"):
         job_retry(job_id=failed.pk)
+
+
+def test_a_worker_that_died_inside_its_own_put_back_has_it_run_again_and_one_that_finished_it_is_not_doubled(
+    recorded_active_store, django_capture_on_commit_callbacks, run_provisioning_worker
+):
+    store = recorded_active_store
+    job = _running_job_without_a_worker(store)
+    job.steps.filter(name="change").update(status=JobStep.Status.FAILED)
+    job.steps.filter(name="put_back").update(status=JobStep.Status.RUNNING)  # the worker died in it
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_reap_stale() == [job.pk]
+
+    put_back = job.steps.get(name="put_back")
+    undo = Job.objects.get(undo_of=job)
+    assert put_back.status == JobStep.Status.FAILED
+    assert f"stopped while it ran: job #{undo.pk} runs it" in put_back.output
+
+    # A worker reaped for its timeout that went on and finished its put-back after all: the undo job does not
+    # put back a second time.
+    job.steps.filter(name="put_back").update(status=JobStep.Status.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_provisioning_worker()
+    undo.refresh_from_db()
+    assert undo.status == Job.Status.FAILED and "own worker put the store back after all" in undo.error
+    with pytest.raises(InvalidTransition, match=f"job #{job.pk}'s own worker put back what job #{job.pk} changed"):
+        job_undo_enqueue(job_id=job.pk)

@@ -334,7 +334,12 @@ class StoreAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"Moving {store.domain} from {move.source_host.name} to {move.target_host.name} (job "
-                    f"#{move.job_id}); it keeps answering except for a short switch window.",
+                    f"#{move.job_id}); "
+                    + (
+                        "it stays suspended, stopped, throughout."
+                        if store.status == store.Status.SUSPENDED
+                        else "it keeps answering except for a short switch window."
+                    ),
                     messages.SUCCESS,
                 )
                 return redirect("admin:stores_store_change", store.pk)
