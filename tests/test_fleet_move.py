@@ -146,6 +146,17 @@ def _move(store, host, capture, run_worker, **kwargs) -> StoreMove:
     return move
 
 
+def _move_polled(store, host, capture, run_worker) -> tuple[StoreMove, Poller]:
+    """The move run with a Poller asking nginx for the store's front page all along."""
+    poller = Poller(store.domain)
+    poller.start()
+    try:
+        return _move(store, host, capture, run_worker), poller
+    finally:
+        poller.stop.set()
+        poller.join()
+
+
 def _job_error(move: StoreMove) -> str:
     return ProvisioningJob.objects.get(pk=move.job_id).error if move.job_id else move.error
 
@@ -180,14 +191,10 @@ def test_a_live_store_moves_to_the_second_engine_with_its_posts_files_and_creden
 
     written = threading.Event()
     writer = threading.Thread(target=write_during_the_move, daemon=True)
-    poller = Poller(store.domain)
     writer.start()
-    poller.start()
     try:
-        move = _move(store, remote, django_capture_on_commit_callbacks, run_provisioning_worker)
+        move, poller = _move_polled(store, remote, django_capture_on_commit_callbacks, run_provisioning_worker)
     finally:
-        poller.stop.set()
-        poller.join()
         writer.join(timeout=10)
     assert move.status == StoreMove.Status.MOVED, _job_error(move)
     assert written.is_set(), "the writer never saw the target's web server"
@@ -363,13 +370,7 @@ def test_a_suspended_store_moves_stopped_and_resumes_on_its_new_host(
     assert store.status == Store.Status.SUSPENDED
     assert fetch_until(NGINX_PORT, store.domain, "temporarily unavailable").status == 503
 
-    poller = Poller(store.domain)
-    poller.start()
-    try:
-        move = _move(store, remote, django_capture_on_commit_callbacks, run_provisioning_worker)
-    finally:
-        poller.stop.set()
-        poller.join()
+    move, poller = _move_polled(store, remote, django_capture_on_commit_callbacks, run_provisioning_worker)
     assert move.status == StoreMove.Status.MOVED, _job_error(move)
     assert move.downtime_started_at is None and move.database_bytes > 0 and move.files_bytes > 0
     store = Store.objects.select_related("host").get(pk=store.pk)

@@ -11,11 +11,9 @@ from django.db import transaction
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.move_models import StoreMove
 from provisioning.moves import store_move_request
-from provisioning.orders import store_order_paid
 from provisioning.services import job_retry, job_undo_enqueue, jobs_reap_stale
 from stores.exceptions import InvalidTransition
 from stores.models import Host, Store
-from stores.services import store_create
 from tests.plugins.engines import SecondEngine
 from tests.test_fleet_move import NOTHING, front_status, post_insert, posts, sql, store_objects
 from tests.test_provisioning import NGINX_PORT, fetch_until
@@ -25,7 +23,7 @@ from tests.test_provisioning_workers import (  # noqa: F401 - committed and star
     start_worker,
     wait_for,
 )
-from tests.test_store_operations import table_locked
+from tests.test_store_operations import live_store_with_a_backup, table_locked
 
 DUMP_WAITING = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock'"
 
@@ -98,15 +96,11 @@ def test_a_move_whose_worker_dies_in_the_switch_window_is_put_back_by_an_undo_jo
     run_backups_worker,
 ):
     # A live store on the platform's engine (the second host is registered only after it is placed).
-    store = store_create(
-        customer=committed["customer"](), plan=committed["plan"], domain="reaped-move.test", site_title="Paused Shop"
+    store, _ = live_store_with_a_backup(
+        committed, run_provisioning_worker, run_backups_worker, "reaped-move.test", site_title="Paused Shop"
     )
-    store_order_paid(store_id=store.pk)  # autocommit: enqueued for real
-    run_provisioning_worker()
     store = Store.objects.select_related("host").get(pk=store.pk)
-    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
     home, home_port = store.host, store.port
-    run_backups_worker()  # its first backup, queued as it went live: the store is free after it
     assert fetch_until(NGINX_PORT, store.domain, "Paused Shop").status == 200
     post_insert(store, "Written before the move")
     remote = committed_second_host()

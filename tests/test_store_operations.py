@@ -559,10 +559,16 @@ def test_a_web_process_killed_inside_a_restore_request_leaves_a_restore_that_run
 # --- One engine, on a real store: overlapping requests and a worker that dies ------------------------------
 
 
-def live_store_with_a_backup(committed, run_provisioning_worker, run_backups_worker, domain: str):  # noqa: F811
+def live_store_with_a_backup(
+    committed,  # noqa: F811
+    run_provisioning_worker,
+    run_backups_worker,
+    domain: str,
+    **fields,
+):
     """A live store built for real (committed, so workers in other threads and processes see it) and its first
-    backup, queued when it went live, taken by the backups worker."""
-    store = store_create(customer=committed["customer"](), plan=committed["plan"], domain=domain)
+    backup, queued when it went live, taken by the backups worker. `fields`: more for store_create."""
+    store = store_create(customer=committed["customer"](), plan=committed["plan"], domain=domain, **fields)
     store_order_paid(store_id=store.pk)  # autocommit here: enqueued for real
     run_provisioning_worker()
     store.refresh_from_db()

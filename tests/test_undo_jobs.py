@@ -33,6 +33,17 @@ def _running_job_without_a_worker(store) -> Job:
     return job
 
 
+def _reaped_with_a_failed_undo(store, capture, run_worker) -> tuple[Job, Job]:
+    """A job whose worker died, reaped, and its undo job failed (the engine did not answer): (job, undo)."""
+    job = _running_job_without_a_worker(store)
+    undo_probe_kind.fail_next_undo.append("the engine did not answer")
+    with capture(execute=True):
+        jobs_reap_stale()
+    with capture(execute=True):
+        run_worker()
+    return job, Job.objects.get(undo_of=job)
+
+
 def _assert_succeeded(job: Job) -> None:
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error
@@ -77,13 +88,7 @@ def test_a_failed_undo_is_retried_for_the_same_job_and_refused_after_a_later_job
     recorded_active_store, django_capture_on_commit_callbacks, run_provisioning_worker
 ):
     store = recorded_active_store
-    job = _running_job_without_a_worker(store)
-    undo_probe_kind.fail_next_undo.append("the engine did not answer")
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs_reap_stale()
-    with django_capture_on_commit_callbacks(execute=True):
-        run_provisioning_worker()
-    failed = Job.objects.get(undo_of=job)
+    job, failed = _reaped_with_a_failed_undo(store, django_capture_on_commit_callbacks, run_provisioning_worker)
     assert failed.status == Job.Status.FAILED and "the engine did not answer" in failed.error
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -203,13 +208,7 @@ def test_an_undo_is_refused_once_the_store_is_in_a_status_the_reaped_kind_does_n
     from stores.models import Store
 
     store = recorded_active_store
-    job = _running_job_without_a_worker(store)
-    undo_probe_kind.fail_next_undo.append("the engine did not answer")
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs_reap_stale()
-    with django_capture_on_commit_callbacks(execute=True):
-        run_provisioning_worker()
-    failed = Job.objects.get(undo_of=job)
+    job, failed = _reaped_with_a_failed_undo(store, django_capture_on_commit_callbacks, run_provisioning_worker)
     Store.objects.filter(pk=store.pk).update(status=Store.Status.SUSPENDED)  # billing suspended it meanwhile
 
     with pytest.raises(InvalidTransition, match=f"the store is suspended now; job #{job.pk}"):

@@ -15,12 +15,9 @@ from django.utils import timezone
 from provisioning import docker_client
 from provisioning.images import image_tags
 from provisioning.models import JobStep, ProvisioningJob, Rollout, RolloutStore, StoreUpdate, UpdateStatus
-from provisioning.orders import store_order_paid
 from provisioning.rollouts import rollout_create
 from provisioning.services import jobs_reap_stale
-from stores.models import Store
 from stores.selectors import store_history
-from stores.services import store_create
 from tests.test_backups import insert_post, posts, sql
 from tests.test_fleet_move import front_status
 from tests.test_provisioning import NGINX_PORT, fetch_until
@@ -30,6 +27,7 @@ from tests.test_provisioning_workers import (  # noqa: F401 - committed and star
     start_worker,
     wait_for,
 )
+from tests.test_store_operations import live_store_with_a_backup
 
 HANGING = "shophosting/wordpress-update-hangs:test"
 HANGING_UPGRADE = "<?php sleep(600);\n"  # the worker is killed while this runs
@@ -97,14 +95,9 @@ def test_an_update_whose_worker_dies_in_its_upgrade_is_put_back_on_the_old_image
     run_provisioning_worker,
     run_backups_worker,
 ):
-    store = store_create(
-        customer=committed["customer"](), plan=committed["plan"], domain="reaped-update.test", site_title="Held Shop"
+    store, _ = live_store_with_a_backup(
+        committed, run_provisioning_worker, run_backups_worker, "reaped-update.test", site_title="Held Shop"
     )
-    store_order_paid(store_id=store.pk)  # autocommit: enqueued for real
-    run_provisioning_worker()
-    store.refresh_from_db()
-    assert store.status == Store.Status.ACTIVE, store.jobs.last().error
-    run_backups_worker()  # its first backup, queued as it went live
     old_image = docker_client.container_image(name=f"{store.slug}-web")
     insert_post(store, "Written before the update")
     blogname = sql(store, "SELECT option_value FROM wp_options WHERE option_name='blogname'")
