@@ -29,7 +29,7 @@ from provisioning.exceptions import JobConflict
 from provisioning.kinds import JobKind
 from provisioning.models import JobStep, ProvisioningJob
 from provisioning.move_models import HostEvacuation, MoveEvent, StoreMove
-from provisioning.services import job_enqueue
+from provisioning.services import job_enqueue, job_undo_done_by
 from shophosting.core.transitions import transition
 from stores.exceptions import InvalidTransition, NoCapacity, StoreBusy
 from stores.models import Host, Store
@@ -218,7 +218,7 @@ def _on_failure(job_id: int, summary: str) -> None:
     _move_transition(move.pk, to, note=summary, error=job.error or summary, finished_at=timezone.now())
     if to == M.FAILED_AFTER_SWITCH:
         where = "it runs on the target; its old stack is not removed yet"
-    elif job.reaped_at and job.steps.filter(name="put_back", status=JobStep.Status.SUCCEEDED).exists():
+    elif job.reaped_at and job_undo_done_by(job):
         where = "its worker stopped after putting it back where it was"
     elif job.reaped_at and _undo_after_reap(job_id):  # the engine queues an undo job (provisioning/undo.py)
         where = "its worker stopped, so it is being put back where it was"

@@ -408,7 +408,7 @@ def _job_undo_after_reap(job: ProvisioningJob) -> None:
     undo_step = job.steps.filter(name=job_kind.undo.name)
     if job_kind.undo_after_reap is None:
         return  # as before: staff look at it (an import's or a push's put-back is not run for them)
-    if _job_undo_done(job):
+    if job_undo_done_by(job):
         return  # the worker put it back itself, then died before it could fail the job
     if not job_kind.undo_after_reap(job.pk):
         undo_step.update(output="not run: the worker stopped where this kind leaves putting back to staff")
@@ -425,13 +425,14 @@ def _job_undo_after_reap(job: ProvisioningJob) -> None:
     undo_step.update(output=f"the worker stopped {when}: job #{undo.pk} runs it")
 
 
-def _job_undo_done(job: ProvisioningJob) -> bool:
-    """The job's undo step ran to its end: in its own worker, or in an undo job."""
-    undo_name = kind_get(job.kind).undo.name
-    return (
-        job.steps.filter(name=undo_name, status=JobStep.Status.SUCCEEDED).exists()
-        or job.undo_jobs.filter(status=Job.Status.SUCCEEDED).exists()
-    )
+def job_undo_done_by(job: ProvisioningJob) -> str | None:
+    """Who ran the job's undo step to its end ("job #N", an undo job, or the job's own worker), else None."""
+    done = job.undo_jobs.filter(status=Job.Status.SUCCEEDED).order_by("pk").first()
+    if done is not None:
+        return f"job #{done.pk}"
+    if job.steps.filter(name=kind_get(job.kind).undo.name, status=JobStep.Status.SUCCEEDED).exists():
+        return f"job #{job.pk}'s own worker"
+    return None
 
 
 @transaction.atomic  # the undo job, its link and its timeout commit together, before a worker can take it
@@ -450,10 +451,9 @@ def job_undo_enqueue(*, job_id: int, actor: User | None = None) -> ProvisioningJ
         raise InvalidTransition(
             f"the store is {store.get_status_display().lower()} now; job #{job.pk} ({job.kind}) is not put back"
         )
-    if _job_undo_done(job):
-        done = job.undo_jobs.filter(status=Job.Status.SUCCEEDED).order_by("pk").first()
-        by = f"job #{done.pk}" if done else f"job #{job.pk}'s own worker"
-        raise InvalidTransition(f"{by} put back what job #{job.pk} changed already")
+    done_by = job_undo_done_by(job)
+    if done_by:
+        raise InvalidTransition(f"{done_by} put back what job #{job.pk} changed already")
     later = (
         Job.objects.filter(store_id=job.store_id, pk__gt=job.pk, started_at__isnull=False)
         .exclude(undo_of=job)

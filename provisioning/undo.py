@@ -23,6 +23,7 @@ from provisioning import liveness
 from provisioning.exceptions import ProvisioningError
 from provisioning.kinds import JobKind, Log, Step, kind_get
 from provisioning.models import JobStep, ProvisioningJob
+from provisioning.services import job_undo_done_by, job_undo_enqueue
 from stores.models import Store
 from stores.services import store_event_record
 
@@ -46,9 +47,10 @@ def step_put_back(store: Store, log: Log, *, job_id: int) -> None:
     reaped_kind = kind_get(reaped.kind)
     if not reaped_kind.undo_after_reap(reaped.pk):  # e.g. a worker reaped for its timeout that went on
         raise ProvisioningError(f"job #{reaped.pk} got past the point where putting back is safe: staff check it")
+    done_by = job_undo_done_by(reaped)  # e.g. its worker, reaped for its timeout, finished its put-back
+    if done_by:
+        raise ProvisioningError(f"{done_by} put the store back after all; nothing more is done")
     undo = reaped_kind.undo
-    if reaped.steps.filter(name=undo.name, status=JobStep.Status.SUCCEEDED).exists():  # its worker finished it
-        raise ProvisioningError(f"job #{reaped.pk}'s own worker put the store back after all; nothing more is done")
     where = (
         reaped.steps.filter(status=JobStep.Status.FAILED).values_list("title", flat=True).first() or "an unknown step"
     )
@@ -80,8 +82,6 @@ def _on_failure(job_id: int, summary: str) -> None:
 
 
 def _retry(job_id: int, actor) -> ProvisioningJob:
-    from provisioning.services import job_undo_enqueue
-
     return job_undo_enqueue(job_id=_reaped_job(job_id).pk, actor=actor)
 
 

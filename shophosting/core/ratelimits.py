@@ -12,7 +12,7 @@ from functools import wraps
 from django.conf import settings
 from django.core.cache import caches
 from django.shortcuts import render
-from django_ratelimit.core import get_usage
+from django_ratelimit.core import _split_rate, get_usage
 
 from shophosting.core.audit import audit
 from shophosting.core.client_ip import client_ip_key
@@ -59,7 +59,6 @@ FAILURE_LIMITS: dict[str, tuple[str, ...]] = {
     # Two-factor codes: the code page, enrolment confirm, and the code asked before disabling or replacing.
     "two_factor_code": ("5/15m", "20/d"),
 }
-_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def rate_limited(group: str, methods: tuple[str, ...] = ("POST",), key=client_ip_key):
@@ -109,11 +108,10 @@ def too_many_requests(request, *, group: str, rate: str, retry_after: int):
     return response
 
 
-def _rate_budget(rate: str) -> tuple[int, int]:
-    """ "5/15m" -> (5 failures, 900 seconds); the same notation as django-ratelimit's rates."""
-    count, per = rate.split("/")
-    number, unit = per[:-1] or "1", per[-1]
-    return int(count), int(number) * _PERIOD_SECONDS[unit]
+def _longest_period(group: str) -> int:
+    """Seconds of FAILURE_LIMITS[group]'s longest budget: how long a failure counts at all."""
+    # django-ratelimit's own reading of a rate ("5/15m" -> (5, 900)), so both tables mean the same thing.
+    return max(_split_rate(rate)[1] for rate in FAILURE_LIMITS[group])
 
 
 def _failure_cache():
@@ -126,8 +124,8 @@ def _failure_key(group: str, key: str) -> str:
 
 def _recent_failures(group: str, key: str, now: float) -> list[float]:
     """When `key`'s failures of `group` happened, oldest first, within the longest budget's period."""
-    longest = max(_rate_budget(rate)[1] for rate in FAILURE_LIMITS[group])
-    return sorted(moment for moment in _failure_cache().get(_failure_key(group, key), []) if moment > now - longest)
+    oldest = now - _longest_period(group)
+    return sorted(moment for moment in _failure_cache().get(_failure_key(group, key), []) if moment > oldest)
 
 
 def failures_exhausted(*, group: str, key: str) -> int | None:
@@ -140,7 +138,7 @@ def failures_exhausted(*, group: str, key: str) -> int | None:
     failures = _recent_failures(group, key, now)
     waits = []
     for rate in FAILURE_LIMITS[group]:
-        limit, period = _rate_budget(rate)
+        limit, period = _split_rate(rate)
         in_period = [moment for moment in failures if moment > now - period]
         if len(in_period) >= limit:
             # Trying again is allowed once the period holds one failure fewer than the limit.
@@ -152,5 +150,5 @@ def failure_count(*, group: str, key: str) -> None:
     """Count one failed attempt of `key` against every budget of FAILURE_LIMITS[group]. Callers serialise the
     attempts of one key (two_factor holds the account's row lock), so this read-then-write loses no failure."""
     now = time.time()
-    longest = max(_rate_budget(rate)[1] for rate in FAILURE_LIMITS[group])
-    _failure_cache().set(_failure_key(group, key), [*_recent_failures(group, key, now), now], timeout=longest)
+    failures = [*_recent_failures(group, key, now), now]
+    _failure_cache().set(_failure_key(group, key), failures, timeout=_longest_period(group))
